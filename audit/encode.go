@@ -1,0 +1,311 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// HashLen is the length of a chain hash in bytes.
+const HashLen = sha256.Size
+
+// Hash is a link of the hash chain.
+type Hash [HashLen]byte
+
+// String returns the hash as 64 lower-case hex digits.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// Genesis is the prev_hash of the first event in a store.
+var Genesis Hash
+
+// AppendBody appends the canonical encoding of the event up to, not
+// including, its prev_hash member: `{"id":…,"flags":[…],`. Seal completes it.
+func (e *Event) AppendBody(b []byte) []byte {
+	b = append(b, `{"id":"`...)
+	b = appendID(b, e.CommitLSN, e.Ordinal)
+	b = append(b, `","lsn":"`...)
+	b = AppendLSN(b, e.LSN)
+	b = append(b, `","commit_lsn":"`...)
+	b = AppendLSN(b, e.CommitLSN)
+	b = append(b, `","xid":`...)
+	b = strconv.AppendUint(b, uint64(e.XID), 10)
+	b = append(b, `,"commit_time":"`...)
+	b = AppendTime(b, e.CommitTime)
+	b = append(b, `","database":`...)
+	b = AppendString(b, e.Database)
+	b = append(b, `,"schema":`...)
+	b = AppendString(b, e.Schema)
+	b = append(b, `,"table":`...)
+	b = AppendString(b, e.Table)
+	b = append(b, `,"model":`...)
+	b = appendOptString(b, e.Model)
+	b = append(b, `,"op":"`...)
+	b = append(b, e.Op.String()...)
+	b = append(b, `","key":`...)
+	b = appendRow(b, e.Key)
+	b = append(b, `,"before":`...)
+	b = appendRow(b, e.Before)
+	b = append(b, `,"after":`...)
+	b = appendRow(b, e.After)
+	b = append(b, `,"changed":`...)
+	b = appendNames(b, e.Changed, true)
+	b = append(b, `,"unchanged_toast":`...)
+	b = appendNames(b, e.UnchangedToast, false)
+	b = append(b, `,"redacted":`...)
+	b = appendNames(b, e.Redacted, false)
+	b = append(b, `,"actor":{"user_id":`...)
+	if e.Actor.UserID != nil {
+		b = strconv.AppendInt(b, *e.Actor.UserID, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"login":`...)
+	b = appendOptString(b, e.Actor.Login)
+	b = append(b, `,"user_via":`...)
+	b = AppendString(b, orNone(e.Actor.UserVia))
+	b = append(b, `,"session_id":`...)
+	b = appendOptString(b, e.Actor.SessionID)
+	b = append(b, `,"session_via":`...)
+	b = AppendString(b, orNone(e.Actor.SessionVia))
+	b = append(b, `},"flags":`...)
+	b = appendNames(b, e.Flags, false)
+	return append(b, ',')
+}
+
+const (
+	prevHashPrefix = `"prev_hash":"`
+	hashPrefix     = `,"hash":"`
+	// sealTail is what Seal appends after the body.
+	sealTailLen = len(prevHashPrefix) + 2*HashLen + 1 + len(hashPrefix) + 2*HashLen + 2
+)
+
+// SealedLen returns the length of the record Seal makes from a body.
+func SealedLen(bodyLen int) int { return bodyLen + sealTailLen }
+
+// Seal completes a body made by AppendBody into the stored record. The hash
+// is SHA-256 over the canonical event: the record without its hash member,
+// i.e. `{…,"prev_hash":"<prev>"}`.
+func Seal(dst, body []byte, prev Hash) (record []byte, h Hash) {
+	dst = append(dst, body...)
+	dst = append(dst, prevHashPrefix...)
+	dst = hex.AppendEncode(dst, prev[:])
+	dst = append(dst, '"')
+	canonicalEnd := len(dst)
+	dst = append(dst, '}')
+	h = sha256.Sum256(dst)
+	dst = append(dst[:canonicalEnd], hashPrefix...)
+	dst = hex.AppendEncode(dst, h[:])
+	dst = append(dst, `"}`...)
+	return dst, h
+}
+
+// ErrMalformed is returned by Check for a record that is not a sealed event.
+var ErrMalformed = errors.New("malformed event record")
+
+// Check recomputes the hash of a stored record and returns its id, its
+// prev_hash and its hash. It fails when the stored hash does not match the
+// content. It does not parse the JSON: the hash covers every byte.
+func Check(record []byte) (id string, prev, h Hash, err error) {
+	const idPrefix = `{"id":"`
+	n := len(record)
+	if n < len(idPrefix)+23+sealTailLen || !bytes.HasPrefix(record, []byte(idPrefix)) ||
+		!bytes.HasSuffix(record, []byte(`"}`)) {
+		return "", prev, h, ErrMalformed
+	}
+	id = string(record[len(idPrefix) : len(idPrefix)+23])
+	hashStart := n - 2 - 2*HashLen
+	if string(record[hashStart-len(hashPrefix):hashStart]) != hashPrefix {
+		return id, prev, h, ErrMalformed
+	}
+	if _, err := hex.Decode(h[:], record[hashStart:n-2]); err != nil {
+		return id, prev, h, ErrMalformed
+	}
+	canonicalEnd := hashStart - len(hashPrefix)
+	prevStart := canonicalEnd - 1 - 2*HashLen
+	if string(record[prevStart-len(prevHashPrefix):prevStart]) != prevHashPrefix || record[canonicalEnd-1] != '"' {
+		return id, prev, h, ErrMalformed
+	}
+	if _, err := hex.Decode(prev[:], record[prevStart:canonicalEnd-1]); err != nil {
+		return id, prev, h, ErrMalformed
+	}
+	d := sha256.New()
+	d.Write(record[:canonicalEnd])
+	d.Write([]byte{'}'})
+	var got Hash
+	d.Sum(got[:0])
+	if got != h {
+		return id, prev, h, fmt.Errorf("event %s: content does not match its hash", id)
+	}
+	return id, prev, h, nil
+}
+
+// AppendTime appends t in UTC as RFC 3339 with exactly six fractional digits.
+func AppendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func appendOptString(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, "null"...)
+	}
+	return AppendString(b, s)
+}
+
+func appendRow(b []byte, r Row) []byte {
+	if r == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '{')
+	for i := range r {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, r[i].Name)
+		b = append(b, ':')
+		if r[i].Value == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, r[i].Value...)
+		}
+	}
+	return append(b, '}')
+}
+
+func appendNames(b []byte, names []string, nilIsNull bool) []byte {
+	if names == nil && nilIsNull {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, n)
+	}
+	return append(b, ']')
+}
+
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD;
+// control characters, U+2028 and U+2029 are escaped.
+func AppendString[T string | []byte](b []byte, s T) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := decodeRune(s, i)
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeRune decodes the UTF-8 sequence at s[i] like utf8.DecodeRune, for
+// both strings and byte slices without converting (and allocating).
+func decodeRune[T string | []byte](s T, i int) (rune, int) {
+	n := len(s) - i
+	c0 := s[i]
+	cont := func(k int) bool { return k < n && s[i+k]&0xC0 == 0x80 }
+	switch {
+	case c0 < 0xC2 || c0 > 0xF4:
+		return utf8.RuneError, 1
+	case c0 < 0xE0:
+		if !cont(1) {
+			return utf8.RuneError, 1
+		}
+		return rune(c0&0x1F)<<6 | rune(s[i+1]&0x3F), 2
+	case c0 < 0xF0:
+		if !cont(1) || !cont(2) || (c0 == 0xE0 && s[i+1] < 0xA0) || (c0 == 0xED && s[i+1] >= 0xA0) {
+			return utf8.RuneError, 1
+		}
+		return rune(c0&0x0F)<<12 | rune(s[i+1]&0x3F)<<6 | rune(s[i+2]&0x3F), 3
+	default:
+		if !cont(1) || !cont(2) || !cont(3) || (c0 == 0xF0 && s[i+1] < 0x90) || (c0 == 0xF4 && s[i+1] >= 0x90) {
+			return utf8.RuneError, 1
+		}
+		return rune(c0&0x07)<<18 | rune(s[i+1]&0x3F)<<12 | rune(s[i+2]&0x3F)<<6 | rune(s[i+3]&0x3F), 4
+	}
+}
+
+// Record is a stored event read back, with the structured members kept as
+// raw JSON. It is what exports and the API hand on.
+type Record struct {
+	ID             string          `json:"id"`
+	LSN            string          `json:"lsn"`
+	CommitLSN      string          `json:"commit_lsn"`
+	XID            uint32          `json:"xid"`
+	CommitTime     time.Time       `json:"commit_time"`
+	Database       string          `json:"database"`
+	Schema         string          `json:"schema"`
+	Table          string          `json:"table"`
+	Model          *string         `json:"model"`
+	Op             string          `json:"op"`
+	Key            json.RawMessage `json:"key"`
+	Before         json.RawMessage `json:"before"`
+	After          json.RawMessage `json:"after"`
+	Changed        json.RawMessage `json:"changed"`
+	UnchangedToast json.RawMessage `json:"unchanged_toast"`
+	Redacted       json.RawMessage `json:"redacted"`
+	Actor          json.RawMessage `json:"actor"`
+	Flags          json.RawMessage `json:"flags"`
+	PrevHash       string          `json:"prev_hash"`
+	Hash           string          `json:"hash"`
+}
+
+// ParseRecord decodes a stored record.
+func ParseRecord(record []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(record, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return &r, nil
+}

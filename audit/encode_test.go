@@ -1,0 +1,163 @@
+package audit
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func sampleEvent() *Event {
+	uid := int64(6)
+	return &Event{
+		LSN: 0x16B37A0, CommitLSN: 0x16B3800, Ordinal: 3, XID: 741,
+		CommitTime: time.Date(2026, 11, 23, 13, 34, 33, 559831000, time.UTC),
+		Database:   "odoo", Schema: "public", Table: "sale_order", Model: "sale.order",
+		Op:     OpUpdate,
+		Key:    Row{{"id", []byte("42")}},
+		Before: Row{{"id", []byte("42")}, {"state", []byte(`"draft"`)}},
+		After:  Row{{"id", []byte("42")}, {"state", []byte(`"sale"`)}},
+		Changed: []string{"state"},
+		Actor:   Actor{UserID: &uid, Login: "alice@example.com", UserVia: "row_user", SessionVia: "none"},
+	}
+}
+
+func TestIDAndLSN(t *testing.T) {
+	if got := FormatID(0x16B3800, 3); got != "00000000016B3800-000003" {
+		t.Fatalf("FormatID = %s", got)
+	}
+	lsn, ord, err := ParseID("00000000016B3800-000003")
+	if err != nil || lsn != 0x16B3800 || ord != 3 {
+		t.Fatalf("ParseID = %x %d %v", lsn, ord, err)
+	}
+	if got := FormatLSN(0x16_B374D848); got != "16/B374D848" {
+		t.Fatalf("FormatLSN = %s", got)
+	}
+	if got := string(AppendLSN([]byte("ab"), 0xAB)); got != "ab0/AB" {
+		t.Fatalf("AppendLSN must not touch the prefix: %s", got)
+	}
+	if v, err := ParseLSN("16/B374D848"); err != nil || v != 0x16_B374D848 {
+		t.Fatalf("ParseLSN = %x %v", v, err)
+	}
+	for _, bad := range []string{"", "16", "x/1", "1/", "100000000/0"} {
+		if _, err := ParseLSN(bad); err == nil {
+			t.Errorf("ParseLSN(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSealAndCheck(t *testing.T) {
+	e := sampleEvent()
+	body := e.AppendBody(nil)
+	rec, h := Seal(nil, body, Genesis)
+	if len(rec) != SealedLen(len(body)) {
+		t.Fatalf("SealedLen %d != %d", SealedLen(len(body)), len(rec))
+	}
+	var r Record
+	if err := json.Unmarshal(rec, &r); err != nil {
+		t.Fatalf("record is not JSON: %v\n%s", err, rec)
+	}
+	if r.ID != "00000000016B3800-000003" || r.LSN != "0/16B37A0" || r.Op != "update" || *r.Model != "sale.order" || r.Hash != h.String() {
+		t.Fatalf("unexpected record %+v", r)
+	}
+	if r.PrevHash != strings.Repeat("0", 64) {
+		t.Fatalf("prev_hash %s", r.PrevHash)
+	}
+	if !strings.Contains(string(rec), `"commit_time":"2026-11-23T13:34:33.559831Z"`) {
+		t.Fatalf("commit_time format: %s", rec)
+	}
+	id, prev, h2, err := Check(rec)
+	if err != nil || id != r.ID || prev != Genesis || h2 != h {
+		t.Fatalf("Check: %s %v %v", id, err, h2 == h)
+	}
+	rec2, h3 := Seal(nil, body, h)
+	if h3 == h {
+		t.Fatal("prev hash does not feed the hash")
+	}
+	if _, prev, _, err := Check(rec2); err != nil || prev != h {
+		t.Fatalf("Check chained: %v", err)
+	}
+	// Any single changed byte is detected (or makes the record malformed).
+	for i := range rec {
+		bad := append([]byte(nil), rec...)
+		bad[i] ^= 0x01
+		if _, _, _, err := Check(bad); err == nil {
+			// flipping a hex digit's case is the only harmless change: a-f vs A-F decode equally
+			if strings.EqualFold(string(bad), string(rec)) {
+				continue
+			}
+			t.Fatalf("byte %d altered (%q) and Check passed", i, bad[i])
+		}
+	}
+}
+
+func TestNullsAndEmpty(t *testing.T) {
+	e := &Event{CommitLSN: 1, Ordinal: 1, Op: OpTruncate, Schema: "s", Table: "t", CommitTime: time.Unix(0, 0)}
+	rec, _ := Seal(nil, e.AppendBody(nil), Genesis)
+	var m map[string]any
+	if err := json.Unmarshal(rec, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"key", "before", "after", "model", "changed"} {
+		if m[k] != nil {
+			t.Errorf("%s = %v, want null", k, m[k])
+		}
+	}
+	for _, k := range []string{"unchanged_toast", "redacted", "flags"} {
+		if a, ok := m[k].([]any); !ok || len(a) != 0 {
+			t.Errorf("%s = %v, want []", k, m[k])
+		}
+	}
+	actor := m["actor"].(map[string]any)
+	if actor["user_via"] != "none" || actor["session_via"] != "none" || actor["user_id"] != nil {
+		t.Errorf("actor = %v", actor)
+	}
+}
+
+func TestAppendStringMatchesJSON(t *testing.T) {
+	cases := []string{"", "plain", `q"uote\back`, "new\nline\ttab\r", "\x00\x1f", "ünïcødé ✓ 𝄞",
+		"\u2028\u2029", "bad\xffutf8\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", "<&>"}
+	for _, c := range cases {
+		got := AppendString(nil, c)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q -> %s: %v", c, got, err)
+		}
+		want := strings.ToValidUTF8(c, "\ufffd")
+		if utf8.ValidString(c) && back != c {
+			t.Errorf("%q round-tripped to %q", c, back)
+		}
+		if !utf8.ValidString(c) && !utf8.ValidString(back) {
+			t.Errorf("%q gave invalid UTF-8 %q (want like %q)", c, back, want)
+		}
+		if gotB := AppendString(nil, []byte(c)); string(gotB) != string(got) {
+			t.Errorf("[]byte and string differ for %q", c)
+		}
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("hello\n\"x\"\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := AppendString(nil, s)
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("%q -> %s: %v", s, out, err)
+		}
+		if utf8.ValidString(s) && back != s {
+			t.Fatalf("%q round-tripped to %q", s, back)
+		}
+	})
+}
+
+func BenchmarkSeal(b *testing.B) {
+	e := sampleEvent()
+	var prev Hash
+	buf := make([]byte, 0, 4096)
+	body := make([]byte, 0, 4096)
+	for b.Loop() {
+		body = e.AppendBody(body[:0])
+		buf, prev = Seal(buf[:0], body, prev)
+	}
+}

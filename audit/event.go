@@ -1,0 +1,192 @@
+// Package audit defines the audit event, the one type every stage after the
+// decoder passes on, and its canonical JSON encoding. It does no I/O.
+//
+// The JSON shape is a contract (exports, the HTTP API and tests depend on it):
+// see docs/event-format.md. Fields are always written in the same order, with
+// no insignificant white space, so the encoding of an event is canonical and
+// its SHA-256 can be recomputed from the stored bytes alone.
+package audit
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Op is the kind of change.
+type Op uint8
+
+const (
+	OpInsert Op = iota + 1
+	OpUpdate
+	OpDelete
+	OpTruncate
+)
+
+var opNames = [...]string{OpInsert: "insert", OpUpdate: "update", OpDelete: "delete", OpTruncate: "truncate"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// ParseOp is the inverse of Op.String.
+func ParseOp(s string) (Op, error) {
+	for i, n := range opNames {
+		if n != "" && n == s {
+			return Op(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown op %q (want insert, update, delete or truncate)", s)
+}
+
+// Column is one named value of a row. Value holds the value already encoded as
+// JSON (null, true/false, a number, embedded json/jsonb, or a string holding
+// PostgreSQL's text output), so no stage re-formats it.
+type Column struct {
+	Name  string
+	Value []byte
+}
+
+// Row is an ordered list of columns, in the table's column order. A nil Row is
+// encoded as JSON null; an empty non-nil Row as {}.
+type Row []Column
+
+// Get returns the encoded value of the named column.
+func (r Row) Get(name string) ([]byte, bool) {
+	for i := range r {
+		if r[i].Name == name {
+			return r[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// Actor is who made the change, as far as it can be told.
+type Actor struct {
+	UserID     *int64 // nil when unknown
+	Login      string // "" when unknown
+	UserVia    string // session_row, message, row_user, tx_peer, none
+	SessionID  string // "" when unknown
+	SessionVia string // same_tx, message, only_active, most_recent, none
+}
+
+// Event is one audited row change (or one table of a TRUNCATE).
+type Event struct {
+	LSN        uint64 // LSN of the change's own WAL record
+	CommitLSN  uint64 // LSN of the transaction's commit record
+	Ordinal    uint32 // position of the change within its transaction, from 1
+	XID        uint32
+	CommitTime time.Time
+	Database   string
+	Schema     string
+	Table      string
+	Model      string // application model name ("" when unknown)
+	Op         Op
+	Key        Row // nil for truncate
+	Before     Row // nil when the server sent no old image
+	After      Row // nil for delete and truncate
+	// Changed lists the columns an update changed. For an update without a
+	// complete before-image it is nil (encoded as null): the change set cannot
+	// be known. For insert it lists every column; for delete and truncate it
+	// is empty.
+	Changed        []string
+	UnchangedToast []string
+	Redacted       []string
+	Actor          Actor
+	Flags          []string
+}
+
+// ID returns the event id: the commit LSN as 16 hex digits, a dash, and the
+// ordinal as 6 decimal digits. Sorting ids sorts events in commit order.
+func (e *Event) ID() string { return FormatID(e.CommitLSN, e.Ordinal) }
+
+// StoreKey returns the binary key of the event: it sorts exactly like ID.
+func (e *Event) StoreKey() [KeyLen]byte { return MakeKey(e.CommitLSN, e.Ordinal) }
+
+// KeyLen is the length of a binary store key.
+const KeyLen = 12
+
+// MakeKey builds the binary store key of (commitLSN, ordinal).
+func MakeKey(commitLSN uint64, ordinal uint32) [KeyLen]byte {
+	var k [KeyLen]byte
+	binary.BigEndian.PutUint64(k[:8], commitLSN)
+	binary.BigEndian.PutUint32(k[8:], ordinal)
+	return k
+}
+
+// SplitKey is the inverse of MakeKey.
+func SplitKey(k []byte) (commitLSN uint64, ordinal uint32, ok bool) {
+	if len(k) != KeyLen {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint32(k[8:]), true
+}
+
+// FormatID formats an event id.
+func FormatID(commitLSN uint64, ordinal uint32) string {
+	return string(appendID(make([]byte, 0, 23), commitLSN, ordinal))
+}
+
+// ParseID is the inverse of FormatID.
+func ParseID(id string) (commitLSN uint64, ordinal uint32, err error) {
+	if len(id) != 23 || id[16] != '-' {
+		return 0, 0, fmt.Errorf("malformed event id %q", id)
+	}
+	lsn, err1 := strconv.ParseUint(id[:16], 16, 64)
+	ord, err2 := strconv.ParseUint(id[17:], 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("malformed event id %q", id)
+	}
+	return lsn, uint32(ord), nil
+}
+
+func appendID(b []byte, commitLSN uint64, ordinal uint32) []byte {
+	const hexDigits = "0123456789ABCDEF"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hexDigits[(commitLSN>>uint(shift))&0xF])
+	}
+	b = append(b, '-')
+	var d [10]byte
+	s := strconv.AppendUint(d[:0], uint64(ordinal), 10)
+	for i := len(s); i < 6; i++ {
+		b = append(b, '0')
+	}
+	return append(b, s...)
+}
+
+// FormatLSN formats an LSN the way PostgreSQL does ("16/B374D848").
+func FormatLSN(lsn uint64) string { return string(AppendLSN(nil, lsn)) }
+
+// AppendLSN appends FormatLSN(lsn) to b.
+func AppendLSN(b []byte, lsn uint64) []byte {
+	start := len(b)
+	b = strconv.AppendUint(b, lsn>>32, 16)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, lsn&0xFFFFFFFF, 16)
+	// PostgreSQL prints upper-case hex.
+	for i := start; i < len(b); i++ {
+		if b[i] >= 'a' && b[i] <= 'f' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return b
+}
+
+// ParseLSN parses "X/Y" as PostgreSQL prints it.
+func ParseLSN(s string) (uint64, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			hi, err1 := strconv.ParseUint(s[:i], 16, 32)
+			lo, err2 := strconv.ParseUint(s[i+1:], 16, 32)
+			if err1 != nil || err2 != nil {
+				break
+			}
+			return hi<<32 | lo, nil
+		}
+	}
+	return 0, fmt.Errorf("malformed LSN %q (want e.g. 0/16B3748)", s)
+}
