@@ -92,13 +92,14 @@ func SealedLen(bodyLen int) int { return bodyLen + sealTailLen }
 // is SHA-256 over the canonical event: the record without its hash member,
 // i.e. `{…,"prev_hash":"<prev>"}`.
 func Seal(dst, body []byte, prev Hash) (record []byte, h Hash) {
+	start := len(dst)
 	dst = append(dst, body...)
 	dst = append(dst, prevHashPrefix...)
 	dst = hex.AppendEncode(dst, prev[:])
 	dst = append(dst, '"')
 	canonicalEnd := len(dst)
 	dst = append(dst, '}')
-	h = sha256.Sum256(dst)
+	h = sha256.Sum256(dst[start:])
 	dst = append(dst[:canonicalEnd], hashPrefix...)
 	dst = hex.AppendEncode(dst, h[:])
 	dst = append(dst, `"}`...)
@@ -118,7 +119,11 @@ func Check(record []byte) (id string, prev, h Hash, err error) {
 		!bytes.HasSuffix(record, []byte(`"}`)) {
 		return "", prev, h, ErrMalformed
 	}
-	id = string(record[len(idPrefix) : len(idPrefix)+23])
+	idEnd := bytes.IndexByte(record[len(idPrefix):], '"')
+	if idEnd < 23 {
+		return "", prev, h, ErrMalformed
+	}
+	id = string(record[len(idPrefix) : len(idPrefix)+idEnd])
 	hashStart := n - 2 - 2*HashLen
 	if string(record[hashStart-len(hashPrefix):hashStart]) != hashPrefix {
 		return id, prev, h, ErrMalformed

@@ -161,3 +161,39 @@ func BenchmarkSeal(b *testing.B) {
 		buf, prev = Seal(buf[:0], body, prev)
 	}
 }
+
+func TestIDOrderWithHugeTransactions(t *testing.T) {
+	ords := []uint32{1, 2, 999_999, 1_000_000, 1_000_001, 4_294_967_295}
+	prev := ""
+	for _, o := range ords {
+		id := FormatID(0x10, o)
+		if prev != "" && !(prev < id) {
+			t.Fatalf("id %s does not sort after %s", id, prev)
+		}
+		lsn, back, err := ParseID(id)
+		if err != nil || back != o || lsn != 0x10 {
+			t.Fatalf("ParseID(%s) = %d %v", id, back, err)
+		}
+		e := &Event{CommitLSN: 0x10, Ordinal: o, Op: OpInsert, CommitTime: time.Unix(0, 0)}
+		rec, _ := Seal(nil, e.AppendBody(nil), Genesis)
+		if gotID, _, _, err := Check(rec); err != nil || gotID != id {
+			t.Fatalf("Check id %s %v", gotID, err)
+		}
+		prev = id
+	}
+	if _, _, err := ParseID("0000000000000010-0999999"); err == nil {
+		t.Fatal("a 7-digit ordinal without the marker must be rejected")
+	}
+}
+
+func TestSealIntoNonEmptyBuffer(t *testing.T) {
+	body := sampleEvent().AppendBody(nil)
+	_, want := Seal(nil, body, Genesis)
+	rec, got := Seal([]byte("prefix-bytes"), body, Genesis)
+	if got != want {
+		t.Fatal("Seal hashed bytes it did not append")
+	}
+	if _, _, h, err := Check(rec[len("prefix-bytes"):]); err != nil || h != want {
+		t.Fatalf("Check: %v", err)
+	}
+}

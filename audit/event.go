@@ -126,6 +126,11 @@ func SplitKey(k []byte) (commitLSN uint64, ordinal uint32, ok bool) {
 	return binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint32(k[8:]), true
 }
 
+// bigOrdinal marks an ordinal of a million or more in an id: ':' sorts right
+// after '9', so such ids still sort after every 6-digit one, and their fixed
+// 10 digits sort among themselves.
+const bigOrdinal = ':'
+
 // FormatID formats an event id.
 func FormatID(commitLSN uint64, ordinal uint32) string {
 	return string(appendID(make([]byte, 0, 23), commitLSN, ordinal))
@@ -133,12 +138,18 @@ func FormatID(commitLSN uint64, ordinal uint32) string {
 
 // ParseID is the inverse of FormatID.
 func ParseID(id string) (commitLSN uint64, ordinal uint32, err error) {
-	if len(id) != 23 || id[16] != '-' {
+	ordText := ""
+	switch {
+	case len(id) == 23 && id[16] == '-':
+		ordText = id[17:]
+	case len(id) == 28 && id[16] == '-' && id[17] == bigOrdinal:
+		ordText = id[18:]
+	default:
 		return 0, 0, fmt.Errorf("malformed event id %q", id)
 	}
 	lsn, err1 := strconv.ParseUint(id[:16], 16, 64)
-	ord, err2 := strconv.ParseUint(id[17:], 10, 32)
-	if err1 != nil || err2 != nil {
+	ord, err2 := strconv.ParseUint(ordText, 10, 32)
+	if err1 != nil || err2 != nil || (len(id) == 28) != (ord >= 1_000_000) {
 		return 0, 0, fmt.Errorf("malformed event id %q", id)
 	}
 	return lsn, uint32(ord), nil
@@ -152,7 +163,12 @@ func appendID(b []byte, commitLSN uint64, ordinal uint32) []byte {
 	b = append(b, '-')
 	var d [10]byte
 	s := strconv.AppendUint(d[:0], uint64(ordinal), 10)
-	for i := len(s); i < 6; i++ {
+	width := 6
+	if ordinal >= 1_000_000 {
+		b = append(b, bigOrdinal)
+		width = 10
+	}
+	for i := len(s); i < width; i++ {
 		b = append(b, '0')
 	}
 	return append(b, s...)

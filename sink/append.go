@@ -1,0 +1,142 @@
+package sink
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+)
+
+// Encoded is one event ready to store: its key and its body from
+// audit.Event.AppendBody (the store seals it).
+type Encoded struct {
+	Key  [audit.KeyLen]byte
+	Body []byte
+}
+
+// Batch is a run of events and the checkpoint they complete.
+type Batch struct {
+	Events []Encoded
+	// Checkpoint is the end LSN of the last complete transaction in the
+	// batch, or an idle advance with no events; 0 means no new checkpoint
+	// (the batch is part of a transaction still being received).
+	Checkpoint uint64
+	// CommitTime is the commit time of the transaction Checkpoint ends
+	// (zero for an idle advance or a partial batch); it feeds the lag metric.
+	CommitTime time.Time
+}
+
+// Result is what one Append did.
+type Result struct {
+	Stored     int    // events sealed and written
+	Duplicates int    // events already in the store (a replay), skipped
+	Checkpoint uint64 // the durable checkpoint after the append
+	Bytes      int64  // key and record bytes written
+}
+
+// Append stores the batches in ONE bbolt transaction, ended by an fsync:
+// the events and the new checkpoint become durable together, or not at all.
+//
+// Events must come in ascending key order. An event whose key is not above
+// the chain head must already be in the store (a replay after a crash or a
+// reconnect) and is skipped; one that is missing would have to be chained
+// into the middle, which means the ordering guarantee is broken: Append
+// then fails and stores nothing.
+func (s *Store) Append(batches []Batch) (Result, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	st := *s.state.Load()
+	old := st.checkpoint
+	res := Result{Checkpoint: old}
+
+	// bbolt keeps the values given to Put until the commit, so every record
+	// needs memory of its own for the whole transaction: one arena serves.
+	size := 0
+	for i := range batches {
+		for j := range batches[i].Events {
+			size += audit.SealedLen(len(batches[i].Events[j].Body))
+		}
+	}
+	arena := make([]byte, 0, size)
+
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return res, fmt.Errorf("sink: append: %w", err)
+	}
+	defer tx.Rollback() // no-op after a successful Commit
+	events := tx.Bucket(bucketEvents)
+	events.FillPercent = 1.0 // keys only ever arrive in ascending order: fill pages completely
+
+	for bi := range batches {
+		b := &batches[bi]
+		for i := range b.Events {
+			e := &b.Events[i]
+			k := e.Key[:]
+			if st.count > 0 && bytes.Compare(k, st.headKey[:]) <= 0 {
+				if events.Get(k) == nil {
+					return Result{Checkpoint: old}, fmt.Errorf("sink: event %s is not after the chain head %s and is not stored: "+
+						"events arrived out of order; nothing of this append was stored", keyID(k), keyID(st.headKey[:]))
+				}
+				res.Duplicates++
+				continue
+			}
+			if err := checkBody(k, e.Body); err != nil {
+				return Result{Checkpoint: old}, err
+			}
+			// Seal into the free tail of the arena (an empty slice: Seal
+			// hashes everything in dst, not only what it appends).
+			var rec []byte
+			rec, st.headHash = audit.Seal(arena[len(arena):], e.Body, st.headHash)
+			arena = arena[:len(arena)+len(rec)]
+			if err := events.Put(k, rec); err != nil {
+				return Result{Checkpoint: old}, fmt.Errorf("sink: put event %s: %w", keyID(k), err)
+			}
+			st.headKey = e.Key
+			st.count++
+			res.Stored++
+			res.Bytes += int64(len(k) + len(rec))
+		}
+		st.checkpoint = max(st.checkpoint, b.Checkpoint)
+	}
+
+	if res.Stored == 0 && st.checkpoint == old {
+		return res, nil // a pure replay: nothing to write, spare the fsync
+	}
+	meta := tx.Bucket(bucketMeta)
+	for _, kv := range [...]struct{ k, v []byte }{
+		{metaCheckpoint, binary.BigEndian.AppendUint64(nil, st.checkpoint)},
+		{metaCount, binary.BigEndian.AppendUint64(nil, st.count)},
+		{metaHeadKey, append([]byte(nil), st.headKey[:]...)},
+		{metaHeadHash, append([]byte(nil), st.headHash[:]...)},
+	} {
+		if err := meta.Put(kv.k, kv.v); err != nil {
+			return Result{Checkpoint: old}, fmt.Errorf("sink: append: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Result{Checkpoint: old}, fmt.Errorf("sink: commit: %w", err)
+	}
+	s.state.Store(&st)
+	res.Checkpoint = st.checkpoint
+	return res, nil
+}
+
+// checkBody catches a body that is not AppendBody's output for this key
+// before it is sealed for good: Verify would report it as tampering.
+func checkBody(k, body []byte) error {
+	const prefix = `{"id":"`
+	id := keyID(k)
+	n := len(prefix) + len(id)
+	if len(body) <= n || string(body[:len(prefix)]) != prefix || string(body[len(prefix):n]) != id ||
+		body[n] != '"' || body[len(body)-1] != ',' {
+		return fmt.Errorf("sink: event %s: body is not an audit.Event.AppendBody encoding of this key", id)
+	}
+	// A record is one JSON Lines line, forever: a raw line break (a json
+	// value not compacted) must be refused before it is sealed.
+	if bytes.IndexByte(body, '\n') >= 0 || bytes.IndexByte(body, '\r') >= 0 {
+		return fmt.Errorf("sink: event %s: body contains a raw line break (embedded json values must be compacted)", id)
+	}
+	return nil
+}

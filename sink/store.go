@@ -1,0 +1,371 @@
+// Package sink is the embedded store of audit events: one bbolt file holding
+// the sealed records (the hash chain) and, written in the same bbolt
+// transactions, the replication checkpoint. Because events and checkpoint
+// become durable together, resuming the stream from the checkpoint after a
+// crash replays at most what is already stored, and the idempotent event keys
+// absorb that replay: exactly once into the store.
+//
+// Layout of the file dir/cdcaudit.db:
+//
+//	events  key = audit.MakeKey (commit LSN BE + ordinal BE), value = the
+//	        record exactly as audit.Seal returned it (an export is a copy)
+//	meta    format, checkpoint, head_key, head_hash, count, identity
+package sink
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+const (
+	// FileName is the store file inside the store directory.
+	FileName = "cdcaudit.db"
+	// PidFileName names the process holding the store read-write; it only
+	// serves to make ErrLocked say who holds the lock.
+	PidFileName = "cdcaudit.pid"
+	// FormatVersion is the layout version recorded in meta.
+	FormatVersion = 1
+)
+
+var (
+	bucketEvents = []byte("events")
+	bucketMeta   = []byte("meta")
+
+	metaFormat     = []byte("format")
+	metaCheckpoint = []byte("checkpoint")
+	metaHeadKey    = []byte("head_key")
+	metaHeadHash   = []byte("head_hash")
+	metaCount      = []byte("count")
+	metaIdentity   = []byte("identity")
+)
+
+var (
+	// ErrLocked means another process (or another handle in this process)
+	// holds the store: a running daemon, or an export or verify.
+	ErrLocked = errors.New("store is locked by another process")
+	// ErrNotFound is returned by Get for an id the store does not hold.
+	ErrNotFound = errors.New("event not found")
+)
+
+// Store is an open store. Its methods are safe for concurrent use; Append
+// calls are serialized.
+type Store struct {
+	db       *bolt.DB
+	dir      string
+	readOnly bool
+
+	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
+	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
+	done  bool                  // closed; guarded by wmu
+}
+
+// state mirrors meta. Only this process writes the store (it holds the
+// exclusive lock), so the copy in memory is authoritative.
+type state struct {
+	checkpoint uint64
+	count      uint64
+	headKey    [audit.KeyLen]byte // valid when count > 0
+	headHash   audit.Hash         // audit.Genesis when count == 0
+}
+
+// Identity names the server, database and slot a store belongs to, so the
+// daemon can refuse to mix the events of two servers in one chain.
+type Identity struct {
+	SystemID string `json:"system_id"` // IDENTIFY_SYSTEM's systemid
+	Database string `json:"database"`
+	Slot     string `json:"slot"`
+}
+
+// Open opens the store in dir read-write, creating dir (0700) and the file
+// (0600) when needed. It fails with an error wrapping ErrLocked, after about
+// a second, when another process holds the store.
+func Open(dir string) (*Store, error) { return open(dir, false) }
+
+// OpenReadOnly opens an existing store for reading (export, verify). It
+// shares the lock with other readers but not with a read-write holder.
+func OpenReadOnly(dir string) (*Store, error) { return open(dir, true) }
+
+func open(dir string, readOnly bool) (*Store, error) {
+	path := filepath.Join(dir, FileName)
+	opts := &bolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: false, // a synced freelist: open stays fast on a large store
+		FreelistType:   bolt.FreelistMapType,
+		ReadOnly:       readOnly,
+	}
+	if readOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("sink: no cdcaudit store in %s: %w", dir, err)
+		}
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("sink: create store directory: %w", err)
+		}
+		opts.InitialMmapSize = initialMmapSize(path)
+	}
+	db, err := bolt.Open(path, 0o600, opts)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, lockedError(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink: open %s: %w", path, err)
+	}
+	s := &Store{db: db, dir: dir, readOnly: readOnly}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !readOnly {
+		// Best effort: the pid only improves the ErrLocked message.
+		_ = os.WriteFile(filepath.Join(dir, PidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	}
+	return s, nil
+}
+
+// initialMmapSize maps well beyond the file so that the map rarely has to
+// grow: growing it waits for every open read transaction (a long export)
+// and would stall the writer meanwhile. On Linux this reserves address
+// space only; on Windows bbolt would grow the file to it, so not there.
+func initialMmapSize(path string) int {
+	if runtime.GOOS == "windows" || strconv.IntSize < 64 {
+		return 0
+	}
+	size := int64(1 << 30)
+	if fi, err := os.Stat(path); err == nil && 2*fi.Size() > size {
+		size = 2 * fi.Size()
+	}
+	return int(size)
+}
+
+func lockedError(dir string) error {
+	holder := "no pid recorded: probably a cdcaudit export or verify"
+	if b, err := os.ReadFile(filepath.Join(dir, PidFileName)); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && alive(pid) {
+			holder = "pid " + strconv.Itoa(pid)
+		}
+	}
+	return fmt.Errorf("sink: %s: %w (%s); one process at a time may use a store", dir, ErrLocked, holder)
+}
+
+// alive reports whether pid names a running process (a stale pid file from
+// a crash, or a pid from another container, must not be blamed).
+func alive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, os.ErrPermission)
+}
+
+// load checks the layout (creating it in a new read-write store) and reads
+// meta into memory.
+func (s *Store) load() error {
+	st := &state{}
+	read := func(tx *bolt.Tx) error {
+		meta, events := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
+		if meta == nil || events == nil {
+			return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", s.dir)
+		}
+		if v := meta.Get(metaFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != FormatVersion {
+			return fmt.Errorf("sink: %s: unsupported store format %x (want %d)", s.dir, v, FormatVersion)
+		}
+		st.checkpoint = getUint64(meta, metaCheckpoint)
+		st.count = getUint64(meta, metaCount)
+		if st.count > 0 {
+			k, h := meta.Get(metaHeadKey), meta.Get(metaHeadHash)
+			if len(k) != audit.KeyLen || len(h) != audit.HashLen {
+				return fmt.Errorf("sink: %s: meta holds %d events but no valid chain head", s.dir, st.count)
+			}
+			copy(st.headKey[:], k)
+			copy(st.headHash[:], h)
+		}
+		return nil
+	}
+	var err error
+	if s.readOnly {
+		err = s.db.View(read)
+	} else {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketMeta) == nil && tx.Bucket(bucketEvents) == nil {
+				meta, err := tx.CreateBucket(bucketMeta)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.CreateBucket(bucketEvents); err != nil {
+					return err
+				}
+				if err := meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, FormatVersion)); err != nil {
+					return err
+				}
+			}
+			return read(tx)
+		})
+	}
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	return nil
+}
+
+func getUint64(b *bolt.Bucket, key []byte) uint64 {
+	if v := b.Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// Close closes the store and, for a read-write store, removes the pid file.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.done {
+		return nil
+	}
+	s.done = true
+	if !s.readOnly {
+		// Before unlocking: never delete the pid file of the next holder.
+		_ = os.Remove(filepath.Join(s.dir, PidFileName))
+	}
+	return s.db.Close()
+}
+
+// Dir returns the store directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Checkpoint returns the durable checkpoint: the end LSN of the last
+// transaction whose events are all stored (0 when none).
+func (s *Store) Checkpoint() uint64 { return s.state.Load().checkpoint }
+
+// Head returns the key and hash of the last event and the number of events.
+// key is nil and hash is audit.Genesis for an empty store.
+func (s *Store) Head() (key []byte, hash audit.Hash, count uint64) {
+	st := s.state.Load()
+	if st.count == 0 {
+		return nil, audit.Genesis, 0
+	}
+	return append([]byte(nil), st.headKey[:]...), st.headHash, st.count
+}
+
+// Size returns the size of the store file in bytes.
+func (s *Store) Size() int64 {
+	fi, err := os.Stat(s.db.Path())
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// Identity returns the identity recorded by SetIdentity; ok is false when
+// none has been recorded yet (a new store).
+func (s *Store) Identity() (id Identity, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(metaIdentity)
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &id)
+	})
+	if err != nil {
+		return Identity{}, false, fmt.Errorf("sink: read identity: %w", err)
+	}
+	return id, ok, nil
+}
+
+// SetIdentity records the identity, replacing any recorded one. The daemon
+// records it on a new store and refuses to run when it differs from the
+// server it connects to.
+func (s *Store) SetIdentity(id Identity) error {
+	v, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaIdentity, v)
+	}); err != nil {
+		return fmt.Errorf("sink: write identity: %w", err)
+	}
+	return nil
+}
+
+// Scan calls fn for every event with from <= key < to, in ascending key
+// order, inside one read transaction; a nil bound is open. key and record
+// are valid only during the call (they point into the mapped file): copy
+// what must outlive it. Scan stops at and returns fn's first error.
+//
+// A read transaction held open for long keeps bbolt from reusing freed
+// pages, and blocks the writer if the file outgrows its mapping; the
+// initial mapping is large to make the latter rare.
+func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		var k, v []byte
+		if from == nil {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek(from)
+		}
+		for ; k != nil; k, v = c.Next() {
+			if to != nil && bytes.Compare(k, to) >= 0 {
+				return nil
+			}
+			if err := fn(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Get returns a copy of the stored record of the event id, or an error
+// wrapping ErrNotFound.
+func (s *Store) Get(id string) ([]byte, error) {
+	lsn, ord, err := audit.ParseID(id)
+	if err != nil {
+		return nil, err
+	}
+	key := audit.MakeKey(lsn, ord)
+	var rec []byte
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketEvents).Get(key[:]); v != nil {
+			rec = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return rec, nil
+}
+
+// keyID formats a store key as an event id, for messages.
+func keyID(k []byte) string {
+	lsn, ord, ok := audit.SplitKey(k)
+	if !ok {
+		return fmt.Sprintf("<malformed key %x>", k)
+	}
+	return audit.FormatID(lsn, ord)
+}

@@ -1,0 +1,137 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrChainBroken is wrapped by every problem Verify finds.
+var ErrChainBroken = errors.New("audit chain broken")
+
+// VerifyError is the first problem Verify found.
+type VerifyError struct {
+	ID     string // the event at fault ("" when the problem is the store's meta)
+	Reason string
+}
+
+func (e *VerifyError) Error() string {
+	if e.ID == "" {
+		return "audit chain broken: " + e.Reason
+	}
+	return "audit chain broken at event " + e.ID + ": " + e.Reason
+}
+
+func (e *VerifyError) Unwrap() error { return ErrChainBroken }
+
+// VerifyResult summarizes a store that verified.
+type VerifyResult struct {
+	Events     uint64
+	HeadID     string     // "" for an empty store
+	HeadHash   audit.Hash // publish it elsewhere to anchor the chain
+	Checkpoint uint64
+}
+
+// Verify walks every event in key order, inside one read transaction, and
+// returns the first problem as a *VerifyError: a record whose content does
+// not match its hash, whose id is not its key, whose prev_hash is not the
+// hash of the record before it (an event removed or inserted), keys out of
+// order, or meta's head and count disagreeing with the records (events
+// removed from or added at the end). progress, when set, is called now and
+// then with the number of events checked.
+func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyResult, error) {
+	var res VerifyResult
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		res.Checkpoint = getUint64(meta, metaCheckpoint)
+		metaCount := getUint64(meta, metaCount)
+		metaHead, metaHash := meta.Get(metaHeadKey), meta.Get(metaHeadHash)
+
+		var (
+			n                  uint64
+			prevKey            []byte // valid in this transaction
+			prevHash           = audit.Genesis
+			beforePrevHash     audit.Hash
+			beforePrevKey      []byte
+			recordedHeadPassed bool
+		)
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if n%100_000 == 0 && n > 0 && progress != nil {
+				progress(n)
+			}
+			id := keyID(k)
+			if len(k) != audit.KeyLen {
+				return &VerifyError{ID: id, Reason: "malformed key"}
+			}
+			if prevKey != nil && bytes.Compare(k, prevKey) <= 0 {
+				return &VerifyError{ID: id, Reason: "key out of order after event " + keyID(prevKey)}
+			}
+			if recordedHeadPassed {
+				return &VerifyError{ID: id, Reason: "event after the recorded chain head " + keyID(metaHead) +
+					": added outside cdcaudit"}
+			}
+			_, prev, h, err := audit.Check(v)
+			if err != nil {
+				return &VerifyError{ID: id, Reason: "content does not match its hash (the record was altered)"}
+			}
+			// A sound record under another key was moved. Compare the whole id
+			// member: Check returns a fixed width.
+			if !bytes.HasPrefix(v, []byte(`{"id":"`+id+`"`)) {
+				return &VerifyError{ID: id, Reason: "record's id does not match its key (the record was moved)"}
+			}
+			if prev != prevHash {
+				switch {
+				case prevKey == nil:
+					return &VerifyError{ID: id, Reason: "first event's prev_hash is not the genesis hash: events were removed from the start"}
+				case (beforePrevKey != nil && prev == beforePrevHash) || (beforePrevKey == nil && prev == audit.Genesis):
+					return &VerifyError{ID: keyID(prevKey), Reason: "inserted: the next event " + id +
+						" chains to the event before it"}
+				default:
+					return &VerifyError{ID: id, Reason: "prev_hash is not the hash of the preceding event " +
+						keyID(prevKey) + ": an event between them was removed or replaced"}
+				}
+			}
+			if metaHead != nil && bytes.Equal(k, metaHead) {
+				recordedHeadPassed = true
+				if !bytes.Equal(h[:], metaHash) {
+					return &VerifyError{ID: id, Reason: "hash differs from the chain head hash recorded in meta"}
+				}
+			}
+			beforePrevKey, beforePrevHash = prevKey, prevHash
+			prevKey, prevHash = k, h
+			n++
+		}
+		res.Events = n
+		if prevKey != nil {
+			res.HeadID, res.HeadHash = keyID(prevKey), prevHash
+		}
+		switch {
+		case metaHead != nil && !recordedHeadPassed:
+			last := "the store is empty"
+			if prevKey != nil {
+				last = "the last stored event is " + keyID(prevKey)
+			}
+			return &VerifyError{ID: keyID(metaHead), Reason: "the chain head recorded in meta is missing (" + last +
+				"): events were removed from the end"}
+		case metaHead == nil && n > 0:
+			return &VerifyError{ID: res.HeadID, Reason: "meta records no chain head but the store holds events: added outside cdcaudit"}
+		case n != metaCount:
+			return &VerifyError{Reason: fmt.Sprintf("meta counts %d events but the store holds %d", metaCount, n)}
+		}
+		if progress != nil {
+			progress(n)
+		}
+		return nil
+	})
+	return res, err
+}

@@ -1,0 +1,136 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	bolt "go.etcd.io/bbolt"
+)
+
+// chainStore makes a store of 10 events (commit LSNs 0x100…0xA00) and
+// returns its directory, closed.
+func chainStore(t *testing.T) string {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	for c := uint64(1); c <= 10; c++ {
+		mustAppend(t, s, txBatch(c<<8, 1))
+	}
+	var done []uint64
+	res, err := s.Verify(t.Context(), func(n uint64) { done = append(done, n) })
+	if err != nil || res.Events != 10 || res.HeadID != id(10) || len(done) == 0 || done[len(done)-1] != 10 {
+		t.Fatalf("fresh store: %+v %v %v", res, err, done)
+	}
+	if _, h, _ := s.Head(); h != res.HeadHash {
+		t.Fatal("verify head hash differs from Head")
+	}
+	s.Close()
+	return dir
+}
+
+func id(c uint64) string { return audit.FormatID(c<<8, 1) }
+
+func key(c uint64) []byte { return mkey(c<<8, 1) }
+
+func mkey(commit uint64, ord uint32) []byte { k := audit.MakeKey(commit, ord); return k[:] }
+
+// tamper edits the events bucket directly, as an attacker with the file would.
+func tamper(t *testing.T, dir string, fn func(b *bolt.Bucket) error) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucketEvents)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+}
+
+func verifyErr(t *testing.T, dir string) *VerifyError {
+	t.Helper()
+	s, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Verify(t.Context(), nil)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("verify did not fail: %v", err)
+	}
+	t.Log(err)
+	return ve
+}
+
+// forge seals a well-formed event chained after the stored record prevRec.
+func forge(prevRec []byte, commit uint64) []byte {
+	_, _, h, _ := audit.Check(prevRec)
+	e := ev(commit, 1)
+	rec, _ := audit.Seal(nil, e.Body, h)
+	return rec
+}
+
+func TestVerifyDetects(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(b *bolt.Bucket) error
+		wantID string
+		reason string
+	}{
+		{"altered byte", func(b *bolt.Bucket) error {
+			rec := append([]byte(nil), b.Get(key(5))...)
+			i := strings.Index(string(rec), `"sale"`)
+			rec[i+1] = 'S'
+			return b.Put(key(5), rec)
+		}, id(5), "altered"},
+		{"deleted middle", func(b *bolt.Bucket) error { return b.Delete(key(5)) }, id(6), "removed"},
+		{"deleted first", func(b *bolt.Bucket) error { return b.Delete(key(1)) }, id(2), "genesis"},
+		{"deleted last", func(b *bolt.Bucket) error { return b.Delete(key(10)) }, id(10), "removed from the end"},
+		{"forged insert", func(b *bolt.Bucket) error {
+			// Chained correctly to event 5, between 5 and 6.
+			return b.Put(mkey(5<<8|0x80, 1), forge(b.Get(key(5)), 5<<8|0x80))
+		}, audit.FormatID(5<<8|0x80, 1), "inserted"},
+		{"forged first", func(b *bolt.Bucket) error {
+			rec, _ := audit.Seal(nil, ev(0x10, 1).Body, audit.Genesis)
+			return b.Put(mkey(0x10, 1), rec)
+		}, audit.FormatID(0x10, 1), "inserted"},
+		{"forged append", func(b *bolt.Bucket) error {
+			return b.Put(key(11), forge(b.Get(key(10)), 11<<8))
+		}, id(11), "outside cdcaudit"},
+		{"moved record", func(b *bolt.Bucket) error {
+			rec := append([]byte(nil), b.Get(key(5))...)
+			if err := b.Delete(key(5)); err != nil {
+				return err
+			}
+			return b.Put(mkey(5<<8, 2), rec)
+		}, audit.FormatID(5<<8, 2), "moved"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := chainStore(t)
+			tamper(t, dir, c.edit)
+			ve := verifyErr(t, dir)
+			if ve.ID != c.wantID || !strings.Contains(ve.Reason, c.reason) {
+				t.Fatalf("got %q %q, want event %s (%s)", ve.ID, ve.Reason, c.wantID, c.reason)
+			}
+		})
+	}
+}
+
+func TestVerifyCanceled(t *testing.T) {
+	dir := chainStore(t)
+	s, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Verify(ctx, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}

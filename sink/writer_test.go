@@ -1,0 +1,184 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWriterGroupCommit(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	w := NewWriter(s, 64)
+	var mu sync.Mutex
+	var commits []CommitInfo
+	var released atomic.Int64
+	w.OnCommit = func(ci CommitInfo) { mu.Lock(); commits = append(commits, ci); mu.Unlock() }
+	w.Release = func(b Batch) { released.Add(1) }
+
+	const txs = 500
+	ctx := t.Context()
+	for c := uint64(1); c <= txs; c++ {
+		if err := w.Submit(ctx, txBatch(c<<8, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.Durable(), uint64(txs<<8+8); got != want {
+		t.Fatalf("Durable %x, want %x", got, want)
+	}
+	if s.Checkpoint() != w.Durable() {
+		t.Fatal("store and writer disagree on the checkpoint")
+	}
+	mu.Lock()
+	stored, batches := 0, 0
+	for _, c := range commits {
+		stored += c.Stored
+		batches += c.Batches
+	}
+	n := len(commits)
+	mu.Unlock()
+	if stored != 4*txs || batches != txs {
+		t.Fatalf("stored %d events from %d batches", stored, batches)
+	}
+	if n >= txs/2 {
+		t.Fatalf("%d Appends for %d Submits: no group commit", n, txs)
+	}
+	t.Logf("%d submits in %d appends", txs, n)
+
+	// Submits from several goroutines, Close flushes them.
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				c := uint64(txs+1+g*50+i) << 8
+				if err := w.Submit(ctx, Batch{Checkpoint: c}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if released.Load() != txs+200 {
+		t.Fatalf("released %d batches", released.Load())
+	}
+	if got, want := s.Checkpoint(), uint64(txs+200)<<8; got != want {
+		t.Fatalf("checkpoint after Close %x, want %x", got, want)
+	}
+	if err := w.Submit(ctx, Batch{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Submit after Close: %v", err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush after Close: %v", err)
+	}
+	if _, err := s.Verify(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriterStopsOnError(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	mustAppend(t, s, txBatch(0x300, 1))
+	w := NewWriter(s, 4)
+	ctx := t.Context()
+	if err := w.Submit(ctx, txBatch(0x100, 1)); err != nil { // below the head, not stored
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err == nil {
+		t.Fatal("Flush hid the failed Append")
+	}
+	if w.Err() == nil {
+		t.Fatal("no Err")
+	}
+	// Nothing after a failure is stored, and nothing hangs.
+	if err := w.Submit(ctx, txBatch(0x400, 1)); err == nil {
+		t.Fatal("Submit after a failure")
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close hid the failure")
+	}
+	if _, _, n := s.Head(); n != 1 || w.Durable() != 0x308 {
+		t.Fatalf("n=%d durable=%x", n, w.Durable())
+	}
+}
+
+func TestWriterSubmitBlocksWhenFull(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	w := NewWriter(s, 1)
+	defer w.Close()
+	// Hold the store's write lock so the writer cannot drain.
+	s.wmu.Lock()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	var err error
+	for c := uint64(1); c < 10 && err == nil; c++ {
+		err = w.Submit(ctx, Batch{Events: []Encoded{ev(c<<8, 1)}, Checkpoint: c<<8 + 8})
+	}
+	s.wmu.Unlock()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Submit did not block on a full queue: %v", err)
+	}
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if k, _, _ := s.Head(); k == nil || w.Durable() == 0 {
+		t.Fatal("nothing stored")
+	}
+}
+
+// Exports and verification run while the daemon writes.
+func TestReadWhileWriting(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	w := NewWriter(s, 16)
+	ctx := t.Context()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var last []byte
+			if err := s.Scan(nil, nil, func(k, _ []byte) error {
+				if last != nil && string(k) <= string(last) {
+					return errors.New("scan out of order")
+				}
+				last = append(last[:0], k...)
+				return nil
+			}); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := s.Verify(ctx, nil); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for c := uint64(1); c <= 200; c++ {
+		if err := w.Submit(ctx, txBatch(c<<8, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if _, _, n := s.Head(); n != 2000 {
+		t.Fatalf("%d events", n)
+	}
+}
