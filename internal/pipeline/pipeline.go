@@ -1,0 +1,293 @@
+// Package pipeline wires the stages together: replication stream → decoder →
+// encoding → group-committed store, and reports the durable position back to
+// the stream so the slot is confirmed only up to what is stored.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/decoder"
+	"github.com/cdcaudit/cdcaudit/metrics"
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// Config is what Run needs.
+type Config struct {
+	Replication replication.Config
+	DataDir     string
+	Logger      *slog.Logger
+	Metrics     *metrics.Metrics // may be nil
+	// Feed, when set, is called with every event once its transaction is
+	// durable in the store, in commit order, from a goroutine of its own.
+	Feed func(*audit.Event)
+}
+
+// chunkEvents is how many events of one transaction are handed to the store
+// at once: a huge transaction is stored in chunks, so memory stays bounded
+// whatever its size. A crash mid-transaction is safe: the checkpoint only
+// moves at the commit, the transaction is replayed, and the chunks already
+// stored are recognised by their ids.
+const chunkEvents = 2000
+
+// Run streams changes into the store in cfg.DataDir until ctx is cancelled
+// (then it stores what it has, confirms it and returns nil) or a fatal error.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Replication.Logger = log
+	if cfg.Metrics != nil && cfg.Replication.Observer == nil {
+		cfg.Replication.Observer = cfg.Metrics
+	}
+	store, err := sink.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	checkpoint := store.Checkpoint()
+	ident, start, err := replication.Prepare(ctx, cfg.Replication, checkpoint)
+	if err != nil {
+		return err
+	}
+	if err := checkIdentity(store, ident, cfg.Replication.Slot); err != nil {
+		return err
+	}
+	log.Info("streaming", "database", ident.Database, "slot", cfg.Replication.Slot,
+		"checkpoint", audit.FormatLSN(checkpoint), "start", audit.FormatLSN(start), "data_dir", cfg.DataDir)
+
+	catalog := replication.NewCatalog(cfg.Replication.DSN)
+	defer catalog.Close()
+
+	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
+	defer c.close()
+
+	// Stop in two steps: on cancellation first make what was received
+	// durable, then stop the stream, whose last status update confirms it.
+	streamCtx, stopStream := context.WithCancel(context.Background())
+	defer stopStream()
+	go func() {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			c.writer.Flush(fctx)
+			cancel()
+			stopStream()
+		case <-streamCtx.Done():
+		}
+	}()
+	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	if cerr := c.writer.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil && ctx.Err() != nil && !replication.IsFatal(err) {
+		err = nil // a shutdown, not a failure
+	}
+	if err == nil {
+		log.Info("stopped", "checkpoint", audit.FormatLSN(store.Checkpoint()))
+	}
+	return err
+}
+
+// checkIdentity refuses a store that belongs to another server or database:
+// mixing two histories would make the checkpoint meaningless.
+func checkIdentity(store *sink.Store, ident replication.Identity, slot string) error {
+	have, ok, err := store.Identity()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return store.SetIdentity(sink.Identity{SystemID: ident.SystemID, Database: ident.Database, Slot: slot})
+	}
+	if have.SystemID != ident.SystemID || have.Database != ident.Database {
+		return fmt.Errorf("the store belongs to database %q on system %s, not %q on system %s: use another --data-dir",
+			have.Database, have.SystemID, ident.Database, ident.SystemID)
+	}
+	return nil
+}
+
+// consumer implements replication.Consumer and decoder.Handler.
+type consumer struct {
+	dec    *decoder.Decoder
+	writer *sink.Writer
+	m      *metrics.Metrics
+	log    *slog.Logger
+	notify chan struct{}
+
+	batch      sink.Batch
+	counts     map[tableOp]int
+	countTxs   int
+	lastCounts time.Time
+
+	feed     func(*audit.Event)
+	feedEvts []*audit.Event
+	feedQ    chan feedItem
+	feedDone chan struct{}
+	durable  *sync.Cond
+}
+
+type tableOp struct {
+	schema, table string
+	op            audit.Op
+}
+
+type feedItem struct {
+	end    uint64
+	events []*audit.Event
+}
+
+func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger) *consumer {
+	c := &consumer{
+		dec: dec, m: cfg.Metrics, log: log,
+		notify: make(chan struct{}, 1),
+		counts: make(map[tableOp]int),
+		feed:   cfg.Feed,
+	}
+	c.writer = sink.NewWriter(store, 4096)
+	c.durable = sync.NewCond(&sync.Mutex{})
+	c.writer.OnCommit = func(ci sink.CommitInfo) {
+		if c.m != nil {
+			c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
+			c.m.StoreSize(store.Size())
+		}
+		select {
+		case c.notify <- struct{}{}:
+		default:
+		}
+		c.durable.L.Lock()
+		c.durable.Broadcast()
+		c.durable.L.Unlock()
+	}
+	if c.feed != nil {
+		c.feedQ = make(chan feedItem, 1024)
+		c.feedDone = make(chan struct{})
+		go c.runFeed()
+	}
+	return c
+}
+
+func (c *consumer) close() {
+	if c.feedQ != nil {
+		close(c.feedQ)
+		<-c.feedDone
+	}
+}
+
+// runFeed hands events to the Feed callback once they are durable.
+func (c *consumer) runFeed() {
+	defer close(c.feedDone)
+	for item := range c.feedQ {
+		c.durable.L.Lock()
+		for c.writer.Durable() < item.end && c.writer.Err() == nil {
+			c.durable.Wait()
+		}
+		c.durable.L.Unlock()
+		if c.writer.Durable() < item.end {
+			return
+		}
+		for _, e := range item.events {
+			c.feed(e)
+		}
+	}
+}
+
+// Handle implements replication.Consumer.
+func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) error {
+	err := c.dec.Decode(ctx, walStart, data, c)
+	if errors.Is(err, decoder.ErrUnknownMessage) {
+		return fmt.Errorf("%w: %v", replication.ErrSkippable, err)
+	}
+	return err
+}
+
+// Position implements replication.Consumer.
+func (c *consumer) Position() (uint64, bool) {
+	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0 || len(c.batch.Events) > 0
+}
+
+// AdvanceIdle implements replication.Consumer.
+func (c *consumer) AdvanceIdle(lsn uint64) {
+	if err := c.writer.Submit(context.Background(), sink.Batch{Checkpoint: lsn}); err != nil {
+		c.log.Error("cannot store idle checkpoint", "err", err)
+	}
+}
+
+// Notify implements replication.Consumer.
+func (c *consumer) Notify() <-chan struct{} { return c.notify }
+
+// Reset implements replication.Consumer.
+func (c *consumer) Reset(ctx context.Context) (uint64, error) {
+	c.dec.Reset()
+	c.batch = sink.Batch{}
+	c.feedEvts = nil
+	if err := c.writer.Flush(ctx); err != nil {
+		return 0, err
+	}
+	return c.writer.Durable(), nil
+}
+
+// Begin implements decoder.Handler.
+func (c *consumer) Begin(*decoder.Tx) error { return nil }
+
+// Event implements decoder.Handler.
+func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
+	c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
+	c.counts[tableOp{e.Schema, e.Table, e.Op}]++
+	if c.feed != nil {
+		c.feedEvts = append(c.feedEvts, e)
+	}
+	if len(c.batch.Events) >= chunkEvents {
+		return c.submit(0)
+	}
+	return nil
+}
+
+// Message implements decoder.Handler. Logical messages feed correlation,
+// which comes later; they are not row events.
+func (c *consumer) Message(*decoder.Tx, decoder.Message) error { return nil }
+
+// Commit implements decoder.Handler.
+func (c *consumer) Commit(tx *decoder.Tx) error {
+	c.countTxs++
+	c.batch.CommitTime = tx.CommitTime
+	if err := c.submit(tx.EndLSN); err != nil {
+		return err
+	}
+	if c.m != nil && (len(c.counts) > 0 || c.countTxs > 0) && time.Since(c.lastCounts) > 200*time.Millisecond {
+		c.flushCounts()
+	}
+	return nil
+}
+
+func (c *consumer) flushCounts() {
+	for k, n := range c.counts {
+		c.m.AddEvents(k.schema, k.table, k.op.String(), n)
+		delete(c.counts, k)
+	}
+	c.m.AddTransactions(c.countTxs)
+	c.countTxs = 0
+	c.lastCounts = time.Now()
+}
+
+func (c *consumer) submit(checkpoint uint64) error {
+	c.batch.Checkpoint = checkpoint
+	if err := c.writer.Submit(context.Background(), c.batch); err != nil {
+		return err
+	}
+	if c.feed != nil && len(c.feedEvts) > 0 {
+		if checkpoint != 0 {
+			c.feedQ <- feedItem{end: checkpoint, events: c.feedEvts}
+			c.feedEvts = nil
+		}
+	}
+	c.batch = sink.Batch{Events: make([]sink.Encoded, 0, min(2*len(c.batch.Events)+8, chunkEvents))}
+	return nil
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Drain the same backlog of changes through pg_recvlogical (pgoutput → /dev/null)
+# and through cdcaudit (into its store) on one throwaway server, and compare.
+# Usage: scripts/bench.sh [--rows 500000] [--tx-rows 1000] [--keep]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bin
+go build -o bin/cdcaudit ./cmd/cdcaudit
+exec go run ./internal/bench --cdcaudit bin/cdcaudit "$@"
