@@ -213,8 +213,18 @@ func (c *Cluster) Restart() error {
 // Crash kills the server with SIGKILL, as a power loss would.
 func (c *Cluster) Crash() { c.kill() }
 
-// StartAgain starts a stopped or crashed server.
-func (c *Cluster) StartAgain() error { return c.start() }
+// StartAgain starts a stopped or crashed server. After a crash the old
+// backends may still be leaving the shared memory for a moment: retry then.
+func (c *Cluster) StartAgain() error {
+	var err error
+	for i := 0; i < 40; i++ {
+		if err = c.start(); err == nil || !strings.Contains(err.Error(), "shared memory block") {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return err
+}
 
 func (c *Cluster) kill() { c.shutdown(syscall.SIGKILL, 30*time.Second) }
 

@@ -44,6 +44,11 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.Replication.Logger = log
+	rc, err := cfg.Replication.WithDefaults()
+	if err != nil {
+		return err
+	}
+	cfg.Replication = rc
 	if cfg.Metrics != nil && cfg.Replication.Observer == nil {
 		cfg.Replication.Observer = cfg.Metrics
 	}

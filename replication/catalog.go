@@ -1,0 +1,94 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Catalog answers the decoder's catalog questions over its own ordinary
+// connection, opened on first use and reopened when it breaks. It is safe
+// for concurrent use (questions are serialised).
+type Catalog struct {
+	dsn  string
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+// NewCatalog returns a Catalog for dsn; it does not connect yet.
+func NewCatalog(dsn string) *Catalog { return &Catalog{dsn: dsn} }
+
+// PrimaryKey returns the primary-key column names of relation relOID in key
+// order, or nil when it has none (or no longer exists). It reads the
+// current catalog, not the one as of the change being decoded.
+func (c *Catalog) PrimaryKey(ctx context.Context, relOID uint32) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var cols []string
+	err := c.query(ctx, func(conn *pgx.Conn) error {
+		cols = nil
+		rows, err := conn.Query(ctx, `
+			SELECT a.attname FROM pg_index i
+			CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+			WHERE i.indrelid = $1 AND i.indisprimary
+			ORDER BY k.ord`, relOID)
+		if err != nil {
+			return err
+		}
+		var name string
+		_, err = pgx.ForEachRow(rows, []any{&name}, func() error {
+			cols = append(cols, name)
+			return nil
+		})
+		return err
+	})
+	return cols, err
+}
+
+// query runs fn, reconnecting and retrying once when the connection turns
+// out to be broken (server restart, idle timeout, terminated backend).
+func (c *Catalog) query(ctx context.Context, fn func(*pgx.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		if c.conn == nil || c.conn.IsClosed() {
+			conn, err := connectSQL(ctx, c.dsn)
+			if err != nil {
+				return err
+			}
+			c.conn = conn
+		}
+		err := fn(c.conn)
+		if err == nil || attempt == 1 || ctx.Err() != nil || !brokenConn(c.conn, err) {
+			return err
+		}
+		closeQuietly(c.conn)
+		c.conn = nil
+	}
+}
+
+// brokenConn: the error came from the connection, not from the query.
+func brokenConn(conn *pgx.Conn, err error) bool {
+	if conn.IsClosed() {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 57 (operator intervention: terminated, shutting down) and
+		// 08 (connection exception) end the session.
+		return pe.Code[:2] == "57" || pe.Code[:2] == "08"
+	}
+	return true
+}
+
+// Close closes the connection.
+func (c *Catalog) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		closeQuietly(c.conn)
+		c.conn = nil
+	}
+}

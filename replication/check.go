@@ -1,0 +1,268 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// Finding is one result of Check: what is wrong (or fine) and the exact fix.
+type Finding struct {
+	Level   string // ok, warn or fail
+	Check   string // which check: wal_level, replication_privilege, slot, replica_identity, …
+	Message string
+	Fix     string // empty when there is nothing to do
+}
+
+type findings []Finding
+
+func (f *findings) add(level, check, msg, fix string) {
+	*f = append(*f, Finding{Level: level, Check: check, Message: msg, Fix: fix})
+}
+
+// Check inspects the server for what `cdcaudit run` needs, changing
+// nothing. A server it cannot reach is a failed finding, not an error; the
+// error is for an invalid configuration or a query that failed.
+func Check(ctx context.Context, cfg Config) ([]Finding, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	var f findings
+	conn, err := connectSQL(ctx, cfg.DSN)
+	if err != nil {
+		f.add("fail", "connection", fmt.Sprintf("cannot connect to %s: %v", RedactDSN(cfg.DSN), err),
+			"check host, port, database, user and password in the DSN, and that pg_hba.conf admits this client")
+		return f, nil
+	}
+	defer closeQuietly(conn)
+
+	var version, walLevel, user string
+	var privileged, super bool
+	var maxSlots, usedSlots, maxSenders, usedSenders int
+	err = conn.QueryRow(ctx, `
+		SELECT current_setting('server_version'), current_setting('wal_level'), current_user,
+		       `+privilegedSQL+`, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+		       current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots)::int,
+		       current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication)::int`).
+		Scan(&version, &walLevel, &user, &privileged, &super, &maxSlots, &usedSlots, &maxSenders, &usedSenders)
+	if err != nil {
+		return f, fmt.Errorf("replication: check: %w", err)
+	}
+	f.add("ok", "connection", fmt.Sprintf("connected to %s as %s (PostgreSQL %s)", RedactDSN(cfg.DSN), user, version), "")
+
+	switch major := serverMajor(conn); {
+	case major < 12:
+		f.add("fail", "server_version", fmt.Sprintf("PostgreSQL %s is too old: cdcaudit needs 12 or later", version), "upgrade PostgreSQL")
+	case major < 13:
+		f.add("warn", "server_version", fmt.Sprintf("PostgreSQL %s does not report slot health (wal_status, max_slot_wal_keep_size): a slot that falls behind cannot be watched", version), "upgrade to PostgreSQL 13 or later")
+	}
+
+	if walLevel == "logical" {
+		f.add("ok", "wal_level", "wal_level is logical", "")
+	} else {
+		f.add("fail", "wal_level", fmt.Sprintf("wal_level is %s: logical decoding needs logical", walLevel),
+			"ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL")
+	}
+
+	if privileged {
+		f.add("ok", "replication_privilege", fmt.Sprintf("role %s may stream changes", quoteIdent(user)), "")
+		f.checkReplicationConnection(ctx, &cfg)
+	} else {
+		f.add("fail", "replication_privilege", fmt.Sprintf("role %s has no REPLICATION attribute: it cannot open a replication connection", quoteIdent(user)),
+			fmt.Sprintf("as a superuser: ALTER ROLE %s WITH REPLICATION;", quoteIdent(user)))
+	}
+
+	slot, err := readSlot(ctx, conn, cfg.Slot)
+	if err != nil {
+		return f, fmt.Errorf("replication: check: %w", err)
+	}
+	switch free := maxSlots - usedSlots; {
+	case slot.Exists:
+		f.add("ok", "max_replication_slots", fmt.Sprintf("%d of %d replication slots in use, ours among them", usedSlots, maxSlots), "")
+	case free < 1:
+		f.add("fail", "max_replication_slots", fmt.Sprintf("all %d replication slots are in use: the slot %q cannot be created", maxSlots, cfg.Slot),
+			fmt.Sprintf("ALTER SYSTEM SET max_replication_slots = %d; then restart PostgreSQL (or drop an unused slot)", usedSlots+4))
+	default:
+		f.add("ok", "max_replication_slots", fmt.Sprintf("%d of %d replication slots in use: room for ours", usedSlots, maxSlots), "")
+	}
+	if usedSenders >= maxSenders {
+		f.add("fail", "max_wal_senders", fmt.Sprintf("all %d WAL senders are in use: no replication connection can be opened", maxSenders),
+			fmt.Sprintf("ALTER SYSTEM SET max_wal_senders = %d; then restart PostgreSQL", usedSenders+4))
+	} else {
+		f.add("ok", "max_wal_senders", fmt.Sprintf("%d of %d WAL senders in use", usedSenders, maxSenders), "")
+	}
+
+	if err := f.checkSlot(ctx, conn, &cfg, slot); err != nil {
+		return f, err
+	}
+	if err := f.checkPublication(ctx, conn, &cfg, super); err != nil {
+		return f, err
+	}
+	rels, err := listTables(ctx, conn)
+	if err != nil {
+		return f, fmt.Errorf("replication: check: %w", err)
+	}
+	f.checkFilters(&cfg, rels)
+	f.checkTables(&cfg, rels)
+	return f, nil
+}
+
+// checkReplicationConnection opens a replication connection, which
+// pg_hba.conf or connection limits may refuse even when SQL works.
+func (f *findings) checkReplicationConnection(ctx context.Context, cfg *Config) {
+	rconn, err := connectReplication(ctx, cfg.DSN)
+	if err == nil {
+		_, err = pglogrepl.IdentifySystem(ctx, rconn)
+		closeQuietly(rconn)
+	}
+	if err != nil {
+		f.add("fail", "replication_connection", fmt.Sprintf("the replication connection to %s was refused: %v", RedactDSN(cfg.DSN), err),
+			"allow this client in pg_hba.conf for this database (logical replication connections match the database name, not the replication keyword), then SELECT pg_reload_conf();")
+		return
+	}
+	f.add("ok", "replication_connection", "a replication connection can be opened", "")
+}
+
+func (f *findings) checkSlot(ctx context.Context, conn *pgx.Conn, cfg *Config, slot slotInfo) error {
+	if !slot.Exists {
+		f.add("ok", "slot", fmt.Sprintf("replication slot %q does not exist yet: `cdcaudit run` creates it", cfg.Slot), "")
+		return nil
+	}
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return fmt.Errorf("replication: check: %w", err)
+	}
+	if err := slot.usable(cfg, db); err != nil {
+		f.add("fail", "slot", err.Error(), "set another slot name, or drop this slot if nothing uses it: SELECT pg_drop_replication_slot('"+cfg.Slot+"');")
+		return nil
+	}
+	if slot.Active {
+		h, err := holderOf(ctx, conn, cfg.Slot)
+		if err != nil {
+			return fmt.Errorf("replication: check: %w", err)
+		}
+		if h.pid != 0 {
+			level := "fail"
+			msg := fmt.Sprintf("replication slot %q is in use by another process (%s): `cdcaudit run` would wait, then give up", cfg.Slot, h)
+			if h.app == "cdcaudit" {
+				level = "warn"
+				msg = fmt.Sprintf("replication slot %q is in use by a running cdcaudit (%s)", cfg.Slot, h)
+			}
+			f.add(level, "slot_in_use", msg, fmt.Sprintf("stop that process, or end it: SELECT pg_terminate_backend(%d);", h.pid))
+		}
+	}
+	switch slot.WALStatus {
+	case "unreachable":
+		f.add("fail", "slot", fmt.Sprintf("replication slot %q is about to be invalidated (wal_status unreachable, %s retained): WAL it needs is past max_slot_wal_keep_size", cfg.Slot, bytesString(slot.RetainedBytes)),
+			"start `cdcaudit run` now so it catches up, or raise max_slot_wal_keep_size: ALTER SYSTEM SET max_slot_wal_keep_size = '<size>'; SELECT pg_reload_conf();")
+	case "extended":
+		f.add("warn", "slot", fmt.Sprintf("replication slot %q retains %s of WAL, more than max_wal_size (wal_status extended)", cfg.Slot, bytesString(slot.RetainedBytes)),
+			"make sure `cdcaudit run` is running and keeping up; watch disk space in pg_wal")
+	default:
+		f.add("ok", "slot", fmt.Sprintf("replication slot %q is a pgoutput slot of this database, confirmed up to %s, retaining %s of WAL", cfg.Slot, lsnString(slot.ConfirmedFlush), bytesString(slot.RetainedBytes)), "")
+	}
+	return nil
+}
+
+func (f *findings) checkPublication(ctx context.Context, conn *pgx.Conn, cfg *Config, super bool) error {
+	pub, err := readPublication(ctx, conn, cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("replication: check: %w", err)
+	}
+	switch {
+	case !pub.exists && !cfg.filtered() && !super:
+		f.add("fail", "publication", fmt.Sprintf("publication %q does not exist, and only a superuser can create one FOR ALL TABLES", cfg.Publication),
+			fmt.Sprintf("as a superuser: CREATE PUBLICATION %s FOR ALL TABLES;", cfg.pubIdent()))
+	case !pub.exists:
+		f.add("ok", "publication", fmt.Sprintf("publication %q does not exist yet: `cdcaudit run` creates it", cfg.Publication), "")
+	case pub.allTables && cfg.filtered():
+		f.add("fail", "publication", fmt.Sprintf("publication %q is FOR ALL TABLES, but table filters are configured", cfg.Publication),
+			fmt.Sprintf("DROP PUBLICATION %s; (cdcaudit recreates it FOR TABLE), or remove the Tables/Exclude filters", cfg.pubIdent()))
+	case !pub.allTables && !cfg.filtered():
+		f.add("warn", "publication", fmt.Sprintf("publication %q is not FOR ALL TABLES: only its own tables are audited", cfg.Publication),
+			fmt.Sprintf("to audit every table: DROP PUBLICATION %s; (cdcaudit recreates it FOR ALL TABLES)", cfg.pubIdent()))
+	default:
+		f.add("ok", "publication", fmt.Sprintf("publication %q exists", cfg.Publication), "")
+	}
+	if m := pub.missingOps(); pub.exists && len(m) > 0 {
+		f.add("fail", "publication_operations", fmt.Sprintf("publication %q does not publish %s: those changes are not audited", cfg.Publication, strings.Join(m, ", ")),
+			fmt.Sprintf("ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate');", cfg.pubIdent()))
+	}
+	return nil
+}
+
+// checkFilters warns about globs that match no table: usually a typo.
+func (f *findings) checkFilters(cfg *Config, rels []relation) {
+	for _, p := range append(append([]string(nil), cfg.Tables...), cfg.Exclude...) {
+		hit := false
+		for _, r := range rels {
+			if ok, _ := path.Match(p, r.schema+"."+r.name); ok {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			f.add("warn", "table_filters", fmt.Sprintf("table pattern %q matches no table", p), "correct the pattern (globs are schema-qualified: public.sale_*, *.res_users)")
+		}
+	}
+}
+
+// checkTables reports, for every table in scope, what its REPLICA
+// IDENTITY means for the audit trail. Partitions are in scope when their
+// root is, and are checked themselves: changes are published per partition.
+func (f *findings) checkTables(cfg *Config, rels []relation) {
+	full := 0
+	for _, r := range rels {
+		if r.kind != 'r' || !cfg.matches(r.rootSchema+"."+r.rootName) {
+			continue
+		}
+		name := qualified(r.schema, r.name)
+		fix := fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL;", name)
+		switch {
+		case r.persistence == 'u':
+			f.add("warn", "unlogged_table", fmt.Sprintf("%s is UNLOGGED: its changes never reach the WAL and are not audited", name),
+				fmt.Sprintf("ALTER TABLE %s SET LOGGED;", name))
+		case r.replident == 'f':
+			full++
+		case r.replident == 'n' || (r.replident == 'd' && !r.hasPK):
+			f.add("fail", "replica_identity", fmt.Sprintf("%s has no primary key and REPLICA IDENTITY %s: once published, UPDATE and DELETE on it fail on the server, and no before-image can be recorded", name, replidentName(r.replident)), fix)
+		case r.replident == 'd':
+			f.add("warn", "replica_identity", fmt.Sprintf("%s has REPLICA IDENTITY DEFAULT: before-images will hold the key only", name), fix)
+		case r.replident == 'i':
+			f.add("warn", "replica_identity", fmt.Sprintf("%s has REPLICA IDENTITY USING INDEX: before-images will hold the index columns only", name), fix)
+		}
+	}
+	if full > 0 {
+		f.add("ok", "replica_identity", fmt.Sprintf("%d tables have REPLICA IDENTITY FULL: full before-images", full), "")
+	}
+}
+
+func replidentName(c byte) string {
+	switch c {
+	case 'n':
+		return "NOTHING"
+	case 'f':
+		return "FULL"
+	case 'i':
+		return "USING INDEX"
+	}
+	return "DEFAULT"
+}
+
+func bytesString(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,177 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+)
+
+func find(fs []Finding, check, contains string) (Finding, bool) {
+	for _, f := range fs {
+		if f.Check == check && strings.Contains(f.Message, contains) {
+			return f, true
+		}
+	}
+	return Finding{}, false
+}
+
+func mustFind(t *testing.T, fs []Finding, level, check, contains string) Finding {
+	t.Helper()
+	f, ok := find(fs, check, contains)
+	if !ok || f.Level != level {
+		t.Fatalf("no %s finding %q containing %q (got %+v); all findings:\n%s", level, check, contains, f, dump(fs))
+	}
+	return f
+}
+
+func dump(fs []Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "  %-4s %-22s %s | fix: %s\n", f.Level, f.Check, f.Message, f.Fix)
+	}
+	return b.String()
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	exec(t, dsn, `
+		CREATE TABLE nopk (a int);
+		CREATE TABLE withpk (id int PRIMARY KEY, note text);
+		CREATE TABLE fullrow (id int PRIMARY KEY); ALTER TABLE fullrow REPLICA IDENTITY FULL;
+		CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);
+		CREATE TABLE "Mixed" (id int PRIMARY KEY);`)
+	log, _ := testLogger(t)
+	ctx := context.Background()
+	cfg := Config{DSN: dsn, Slot: slot, Logger: log}
+
+	fs, err := Check(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("findings:\n%s", dump(fs))
+	mustFind(t, fs, "ok", "connection", "PostgreSQL 15")
+	mustFind(t, fs, "ok", "wal_level", "logical")
+	mustFind(t, fs, "ok", "replication_privilege", "postgres")
+	mustFind(t, fs, "ok", "replication_connection", "")
+	mustFind(t, fs, "ok", "max_replication_slots", "room for ours")
+	mustFind(t, fs, "ok", "max_wal_senders", "")
+	mustFind(t, fs, "ok", "slot", "does not exist yet")
+	mustFind(t, fs, "ok", "publication", "does not exist yet")
+	f := mustFind(t, fs, "fail", "replica_identity", "public.nopk has no primary key")
+	if f.Fix != "ALTER TABLE public.nopk REPLICA IDENTITY FULL;" {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	f = mustFind(t, fs, "warn", "replica_identity", "public.withpk has REPLICA IDENTITY DEFAULT: before-images will hold the key only")
+	if f.Fix != "ALTER TABLE public.withpk REPLICA IDENTITY FULL;" {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	f = mustFind(t, fs, "warn", "replica_identity", `public."Mixed" has REPLICA IDENTITY DEFAULT`)
+	if f.Fix != `ALTER TABLE public."Mixed" REPLICA IDENTITY FULL;` {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	mustFind(t, fs, "ok", "replica_identity", "1 tables have REPLICA IDENTITY FULL")
+	mustFind(t, fs, "warn", "unlogged_table", "public.scratch is UNLOGGED")
+	if _, ok := find(fs, "replica_identity", "fullrow"); ok {
+		t.Fatal("a FULL table was reported")
+	}
+
+	// Once prepared, a slot held by another process is a failure that
+	// names the holder.
+	cfg.Tables = []string{"public.withpk"}
+	if _, _, err := Prepare(ctx, cfg, 0); err != nil {
+		t.Fatal(err)
+	}
+	pid, release := holdSlot(t, dsn, slot, "cdcaudit")
+	fs, err = Check(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = mustFind(t, fs, "fail", "slot_in_use", fmt.Sprintf("PID %d", pid))
+	if f.Fix != fmt.Sprintf("stop that process, or end it: SELECT pg_terminate_backend(%d);", pid) {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	mustFind(t, fs, "ok", "slot", "pgoutput slot of this database")
+	mustFind(t, fs, "ok", "publication", "exists")
+	// Only tables in scope are judged.
+	if _, ok := find(fs, "replica_identity", "nopk"); ok {
+		t.Fatalf("out-of-scope table reported:\n%s", dump(fs))
+	}
+	release()
+
+	// A typo in a filter is pointed out.
+	cfg.Tables = []string{"public.withpk", "public.wihtpk"}
+	fs, err = Check(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, fs, "warn", "table_filters", `"public.wihtpk" matches no table`)
+	if _, ok := find(fs, "slot_in_use", ""); ok {
+		t.Fatal("released slot still reported in use")
+	}
+}
+
+func TestCheckRoleWithoutReplication(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	createRole(t, dsn, "check_norepl", "")
+	log, _ := testLogger(t)
+	fs, err := Check(context.Background(), Config{DSN: withUser(t, dsn, "check_norepl"), Slot: slot, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustFind(t, fs, "fail", "replication_privilege", "no REPLICATION attribute")
+	if f.Fix != "as a superuser: ALTER ROLE check_norepl WITH REPLICATION;" {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	f = mustFind(t, fs, "fail", "publication", "only a superuser")
+	if f.Fix != "as a superuser: CREATE PUBLICATION \"cdcaudit\" FOR ALL TABLES;" {
+		t.Fatalf("fix %q", f.Fix)
+	}
+}
+
+func TestCheckUnreachableServer(t *testing.T) {
+	t.Parallel()
+	fs, err := Check(context.Background(), Config{DSN: "postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustFind(t, fs, "fail", "connection", "cannot connect")
+	if strings.Contains(f.Message, "hunter2") {
+		t.Fatalf("password in finding: %s", f.Message)
+	}
+}
+
+// TestWALLevelReplica runs a cluster without logical decoding: check says
+// so, Prepare and Stream refuse.
+func TestWALLevelReplica(t *testing.T) {
+	t.Parallel()
+	c, err := pgtest.Start(pgtest.Options{Settings: map[string]string{"wal_level": "replica"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	dsn := c.DSN("postgres")
+	log, _ := testLogger(t)
+	cfg := Config{DSN: dsn, Logger: log}
+	ctx := context.Background()
+
+	fs, err := Check(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustFind(t, fs, "fail", "wal_level", "wal_level is replica")
+	if f.Fix != "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL" {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	if _, _, err := Prepare(ctx, cfg, 0); !IsFatal(err) || !strings.Contains(err.Error(), "wal_level") {
+		t.Fatalf("Prepare: %v", err)
+	}
+	r := stream(t, cfg, 0, newConsumer())
+	if err := r.wait(t, 20e9); !IsFatal(err) || !strings.Contains(err.Error(), "wal_level") {
+		t.Fatalf("Stream: %v", err)
+	}
+}

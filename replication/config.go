@@ -1,0 +1,262 @@
+// Package replication attaches cdcaudit to PostgreSQL as a logical
+// replication client: it prepares the publication and the pgoutput slot,
+// checks the server's configuration, and runs the stream loop (keepalives,
+// standby status, idle-slot advance, reconnect with backoff). It knows
+// nothing of audit events: raw pgoutput messages go to a Consumer, and the
+// Consumer's durable position is what the slot is confirmed up to.
+package replication
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Config says where to stream from and what.
+type Config struct {
+	// DSN is an ordinary libpq URL or keyword/value connection string;
+	// replication=database is added for the stream connection.
+	DSN string
+	// Slot and Publication default to "cdcaudit".
+	Slot, Publication string
+	// Tables and Exclude are schema-qualified globs ("public.sale_*",
+	// "*.res_users"); empty Tables means all tables. With either set, the
+	// publication is FOR TABLE and Prepare sets its list to the tables
+	// matching now: a table created later joins at the next Prepare.
+	// Partitioned tables are matched by their root (which covers the
+	// partitions); unlogged tables are never published.
+	Tables, Exclude []string
+	// StatusInterval is the longest time between standby status updates,
+	// whether or not the server asks (it never asks when
+	// wal_sender_timeout = 0). Default 1s.
+	StatusInterval time.Duration
+	// AcceptGap starts even though the slot is ahead of, or missing behind,
+	// the stored checkpoint (events in between are lost for good).
+	AcceptGap bool
+	// ActiveSlotWait is how long Stream keeps retrying while another
+	// process holds the slot before it gives up. Default 1 minute.
+	ActiveSlotWait time.Duration
+	// MonitorInterval is how often Stream checks the slot's wal_status and
+	// retained WAL. Default 10s.
+	MonitorInterval time.Duration
+	Logger          *slog.Logger
+	Observer        Observer // may be nil
+}
+
+// Observer receives metrics; implemented elsewhere. Stream calls it from
+// two goroutines (the stream and the slot monitor): it must be safe for
+// concurrent use.
+type Observer interface {
+	ServerWALEnd(lsn uint64)
+	Confirmed(lsn uint64)
+	Reconnected(reason error)
+	SkippedMessage(kind byte)
+	SlotStatus(walStatus string, retainedBytes int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ServerWALEnd(uint64)      {}
+func (nopObserver) Confirmed(uint64)         {}
+func (nopObserver) Reconnected(error)        {}
+func (nopObserver) SkippedMessage(byte)      {}
+func (nopObserver) SlotStatus(string, int64) {}
+
+// server names the server in log records, without the password.
+func (c *Config) server() slog.Attr { return slog.String("server", RedactDSN(c.DSN)) }
+
+// filtered: the publication is FOR TABLE, built from Tables and Exclude.
+func (c *Config) filtered() bool { return len(c.Tables) > 0 || len(c.Exclude) > 0 }
+
+func (c *Config) pubIdent() string              { return pgx.Identifier{c.Publication}.Sanitize() }
+func (c *Config) matches(qualified string) bool { return matchTable(c.Tables, c.Exclude, qualified) }
+
+// slotName is what PostgreSQL accepts as a slot name. Slot names go into
+// replication commands unquoted, so anything else is refused up front.
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// WithDefaults returns cfg as Prepare, Stream and Check see it: defaults
+// filled in (slot and publication names, intervals, logger, observer), or
+// an error naming the bad field. The caller's Config is never modified.
+func (c Config) WithDefaults() (Config, error) { return c.normalize() }
+
+// normalize returns a copy with defaults filled in, or an error naming the
+// bad field.
+func (c Config) normalize() (Config, error) {
+	if c.DSN == "" {
+		return c, fmt.Errorf("replication: DSN is empty")
+	}
+	if c.Slot == "" {
+		c.Slot = "cdcaudit"
+	}
+	if c.Publication == "" {
+		c.Publication = "cdcaudit"
+	}
+	if !slotName.MatchString(c.Slot) {
+		return c, fmt.Errorf("replication: slot name %q: only lower-case letters, digits and underscores, at most 63", c.Slot)
+	}
+	if len(c.Publication) > 63 {
+		return c, fmt.Errorf("replication: publication name %q is longer than 63 bytes", c.Publication)
+	}
+	for _, list := range [][]string{c.Tables, c.Exclude} {
+		for _, p := range list {
+			if err := validPattern(p); err != nil {
+				return c, err
+			}
+		}
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = time.Second
+	}
+	if c.ActiveSlotWait <= 0 {
+		c.ActiveSlotWait = time.Minute
+	}
+	if c.MonitorInterval <= 0 {
+		c.MonitorInterval = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	return c, nil
+}
+
+func validPattern(p string) error {
+	if !strings.Contains(p, ".") {
+		return fmt.Errorf("replication: table pattern %q is not schema-qualified (write public.%s or *.%s)", p, p, p)
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("replication: table pattern %q: %v", p, err)
+	}
+	return nil
+}
+
+// matchTable reports whether "schema.table" is in scope: matched by an
+// include glob (or there are none) and by no exclude glob.
+func matchTable(include, exclude []string, qualified string) bool {
+	in := len(include) == 0
+	for _, p := range include {
+		if ok, _ := path.Match(p, qualified); ok {
+			in = true
+			break
+		}
+	}
+	if !in {
+		return false
+	}
+	for _, p := range exclude {
+		if ok, _ := path.Match(p, qualified); ok {
+			return false
+		}
+	}
+	return true
+}
+
+// RedactDSN returns dsn with any password replaced by "xxxxx", for logs and
+// error messages. It handles URLs and keyword/value strings.
+func RedactDSN(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			// Unparseable: blank everything between "user:" and "@".
+			return urlPassword.ReplaceAllString(dsn, "${1}xxxxx@")
+		}
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+var (
+	urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
+	kvPassword  = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+)
+
+// connConfig parses dsn; our connections name themselves "cdcaudit" in
+// pg_stat_activity unless the DSN says otherwise, so `check` can tell who
+// holds a slot.
+func connConfig(dsn string) (*pgx.ConnConfig, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err // pgconn already redacts the password in parse errors
+	}
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = "cdcaudit"
+	}
+	return cc, nil
+}
+
+// connectSQL opens an ordinary connection.
+func connectSQL(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cc, err := connConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	return pgx.ConnectConfig(ctx, cc)
+}
+
+// connectReplication opens a logical replication (walsender) connection.
+func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
+	cc, err := connConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cc.RuntimeParams["replication"] = "database"
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	return pgconn.ConnectConfig(ctx, &cc.Config)
+}
+
+// closeQuietly closes a connection without hanging on a dead peer.
+func closeQuietly(conn interface{ Close(context.Context) error }) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// quoteIdent quotes an identifier only when it needs it, so fixes shown to
+// people read like what they would type.
+func quoteIdent(s string) string {
+	if simpleIdent.MatchString(s) && !reserved[s] {
+		return s
+	}
+	return pgx.Identifier{s}.Sanitize()
+}
+
+func qualified(schema, table string) string { return quoteIdent(schema) + "." + quoteIdent(table) }
+
+var simpleIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
+
+// reserved are the SQL key words most likely to be used as table or column
+// names; they must be quoted.
+var reserved = map[string]bool{
+	"all": true, "analyse": true, "analyze": true, "and": true, "any": true, "array": true, "as": true, "asc": true,
+	"both": true, "case": true, "cast": true, "check": true, "collate": true, "column": true, "constraint": true,
+	"create": true, "default": true, "desc": true, "distinct": true, "do": true, "else": true, "end": true,
+	"except": true, "false": true, "for": true, "foreign": true, "from": true, "grant": true, "group": true,
+	"having": true, "in": true, "into": true, "is": true, "join": true, "limit": true, "not": true, "null": true,
+	"offset": true, "on": true, "only": true, "or": true, "order": true, "primary": true, "references": true,
+	"select": true, "table": true, "then": true, "to": true, "true": true, "union": true, "unique": true,
+	"user": true, "using": true, "when": true, "where": true, "window": true, "with": true,
+}
