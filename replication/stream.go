@@ -315,6 +315,9 @@ func (s *session) copyData(ctx context.Context, data []byte) error {
 			return fmt.Errorf("replication: %w", err)
 		}
 		s.received = max(s.received, uint64(x.WALStart))
+		// The server's WAL end rides on every XLogData too: keep the lag
+		// metric true on a busy stream that sees few keepalives.
+		s.cfg.Observer.ServerWALEnd(uint64(x.ServerWALEnd))
 		if err := s.c.Handle(ctx, uint64(x.WALStart), x.WALData); err != nil {
 			if !errors.Is(err, ErrSkippable) {
 				return fmt.Errorf("replication: consumer: %w", err)

@@ -213,8 +213,13 @@ func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) err
 	return err
 }
 
-// Position implements replication.Consumer.
+// Position implements replication.Consumer. The stream calls it at least
+// every status interval: it also publishes the event counters of a burst
+// that ended, which Commit alone would leave pending.
 func (c *consumer) Position() (uint64, bool) {
+	if c.m != nil && c.countTxs > 0 && time.Since(c.lastCounts) > 200*time.Millisecond {
+		c.flushCounts()
+	}
 	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0 || len(c.batch.Events) > 0
 }
 
@@ -266,7 +271,7 @@ func (c *consumer) Commit(tx *decoder.Tx) error {
 	if err := c.submit(tx.EndLSN); err != nil {
 		return err
 	}
-	if c.m != nil && (len(c.counts) > 0 || c.countTxs > 0) && time.Since(c.lastCounts) > 200*time.Millisecond {
+	if c.m != nil && time.Since(c.lastCounts) > 200*time.Millisecond {
 		c.flushCounts()
 	}
 	return nil

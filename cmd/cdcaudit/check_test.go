@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+)
+
+// TestCheckAgainstAServer runs `cdcaudit check` against a real server: a
+// ready database passes, a table without a usable REPLICA IDENTITY warns
+// and an unreachable server fails.
+func TestCheckAgainstAServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	cl, err := pgtest.Start(pgtest.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	ctx := context.Background()
+	if err := cl.CreateDatabase(ctx, "erp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Exec(ctx, "erp", `CREATE TABLE ok_table (id int PRIMARY KEY, v text);
+		CREATE TABLE no_key (v text);`); err != nil {
+		t.Fatal(err)
+	}
+	dsn := cl.DSN("erp")
+
+	// A published table with REPLICA IDENTITY DEFAULT: a warning, exit 0.
+	out, errOut, code := runCLI(t, nil, "check", "--dsn", dsn, "--tables", "public.ok_table")
+	if code != 0 || !strings.Contains(out, "OK ") || !strings.Contains(out, "WARN") || strings.Contains(out, "FAIL") {
+		t.Errorf("ready server: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// With every table (DSN from the environment), the one without a key
+	// fails, with its fix.
+	out, errOut, code = runCLI(t, map[string]string{"CDCAUDIT_DSN": dsn}, "check")
+	if code != exitFail || !strings.Contains(out, "FAIL") || !strings.Contains(out, "public.no_key") ||
+		!strings.Contains(out, "fix: ALTER TABLE public.no_key REPLICA IDENTITY FULL;") {
+		t.Errorf("table without a key: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Fixed: ready.
+	if err := cl.Exec(ctx, "erp", `ALTER TABLE no_key REPLICA IDENTITY FULL; ALTER TABLE ok_table REPLICA IDENTITY FULL;`); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runCLI(t, map[string]string{"CDCAUDIT_DSN": dsn}, "check")
+	if code != 0 || !strings.Contains(out, "Ready: every check passed.") {
+		t.Errorf("fixed: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// The docker-compose init script: as the unprivileged cdcaudit role, on a
+	// database prepared by it, with tables created afterwards, check passes.
+	initSQL, err := os.ReadFile("../../deploy/postgres/init/10-cdcaudit.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.CreateDatabase(ctx, "compose"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Exec(ctx, "compose", string(initSQL)); err != nil {
+		t.Fatalf("deploy/postgres/init/10-cdcaudit.sql: %v", err)
+	}
+	if err := cl.Exec(ctx, "compose", `CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar);
+		CREATE TABLE res_groups_users_rel (gid int, uid int, PRIMARY KEY (gid, uid));
+		CREATE TABLE made_from_select AS SELECT 1 AS x;`); err != nil {
+		t.Fatal(err)
+	}
+	composeDSN := strings.Replace(cl.DSN("compose"), "postgres@", "cdcaudit:cdcaudit@", 1)
+	out, errOut, code = runCLI(t, nil, "check", "--dsn", composeDSN)
+	t.Logf("compose check:\n%s", out)
+	if code != 0 || strings.Contains(out, "WARN") {
+		t.Errorf("compose database: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	out, errOut, code = runCLI(t, nil, "check", "--dsn", "postgres://nobody:pw@127.0.0.1:1/erp?connect_timeout=2")
+	if code != exitFail || !strings.Contains(out, "FAIL") || strings.Contains(out+errOut, ":pw@") {
+		t.Errorf("unreachable server: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

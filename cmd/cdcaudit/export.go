@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/export"
+	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+const exportAbout = `
+Write the events of the store in --data-dir, in commit order, as JSON Lines
+(one event per line, exactly as stored, so each line still verifies against
+its hash) or CSV (one row per event; key, before, after and actor as JSON
+text). Events stream out one at a time: any size of store can be exported.
+
+Filters combine: an event is written when it matches --since/--until, one of
+the --table globs and one of the --op operations.
+
+With --out the file appears complete or not at all (a temporary file in the
+same directory is renamed into place), readable by its owner only.
+
+The store must not be held by a running 'cdcaudit run' on the same
+--data-dir (one process at a time may open it).`
+
+const exportExamples = `  cdcaudit export --data-dir /var/lib/cdcaudit --format jsonl > events.jsonl
+  cdcaudit export --data-dir /var/lib/cdcaudit --format csv --since 2026-11-01 --until 2026-12-01 \
+      --table 'public.sale_*' --op update,delete --out november.csv`
+
+// listFlag collects a repeatable, comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// exportOptions are export's parsed flags.
+type exportOptions struct {
+	dataDir string
+	format  string
+	filter  export.Filter
+	out     string
+}
+
+func (c *cli) export(args []string) int {
+	fs := c.flagSet("export", "--data-dir DIR [--format jsonl|csv] [--since T] [--until T] [--table GLOB] [--op OPS] [--out FILE]", exportAbout, exportExamples)
+	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
+	format := fs.String("format", "jsonl", "output `format`: jsonl (one JSON event per line) or csv")
+	since := fs.String("since", "", "only events committed at or after `time`: RFC 3339 (2026-11-23T13:00:00Z, 2026-11-23T14:00:00+01:00) or a date (2026-11-23, midnight UTC)")
+	until := fs.String("until", "", "only events committed before `time` (same forms as --since)")
+	var tables, ops listFlag
+	fs.Var(&tables, "table", "only events of tables matching a `glob`, on the table name or schema.table (sale_*, public.res_*); repeat the flag or separate globs with commas")
+	fs.Var(&ops, "op", "only these operations: insert, update, delete, truncate (a comma-separated `list`, or repeat the flag)")
+	out := fs.String("out", "", "write to `file` (atomically) instead of standard output")
+	fs.order = []string{"data-dir", "format", "since", "until", "table", "op", "out", "config"}
+	if code, done := c.parse(fs, args); done {
+		return code
+	}
+	cfg, err := set.Load(c.lookupEnv)
+	if err != nil {
+		return c.usageErr("export", err)
+	}
+	opts, err := parseExportOptions(cfg.DataDir, *format, *since, *until, tables, ops, *out)
+	if err != nil {
+		return c.usageErr("export", err)
+	}
+
+	ctx, stop := signalContext()
+	defer stop()
+
+	store, err := sink.OpenReadOnly(opts.dataDir)
+	if err != nil {
+		return c.fail("export", err)
+	}
+	defer store.Close()
+
+	start := time.Now()
+	if opts.out == "" {
+		n, err := export.Write(&ctxWriter{ctx: ctx, w: c.stdout}, store, opts.filter, opts.format)
+		if err != nil {
+			return c.fail("export", err)
+		}
+		if isTerminal(c.stderr) && !isTerminal(c.stdout) {
+			fmt.Fprintf(c.stderr, "cdcaudit export: %s events in %s\n", thousands(n), time.Since(start).Round(time.Millisecond))
+		}
+		return exitOK
+	}
+	n, size, err := c.exportToFile(ctx, store, opts)
+	if err != nil {
+		return c.fail("export", err)
+	}
+	fmt.Fprintf(c.stderr, "cdcaudit export: %s events (%s) written to %s in %s\n",
+		thousands(n), humanBytes(size), opts.out, time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
+func parseExportOptions(dataDir, format, since, until string, tables, ops []string, out string) (*exportOptions, error) {
+	o := &exportOptions{dataDir: dataDir, format: format, out: out}
+	switch format {
+	case "jsonl", "csv":
+	case "json", "ndjson":
+		return nil, fmt.Errorf("--format: %q is not a format; use jsonl (one JSON event per line)", format)
+	default:
+		return nil, fmt.Errorf("--format: %q is not a format (want jsonl or csv)", format)
+	}
+	var err error
+	if o.filter.Since, err = parseTime("--since", since); err != nil {
+		return nil, err
+	}
+	if o.filter.Until, err = parseTime("--until", until); err != nil {
+		return nil, err
+	}
+	if !o.filter.Since.IsZero() && !o.filter.Until.IsZero() && !o.filter.Since.Before(o.filter.Until) {
+		return nil, fmt.Errorf("--since (%s) must be before --until (%s)", since, until)
+	}
+	for _, t := range tables {
+		if _, err := path.Match(t, ""); err != nil {
+			return nil, fmt.Errorf("--table: %q is not a valid glob", t)
+		}
+	}
+	o.filter.Tables = tables
+	for _, s := range ops {
+		op, err := audit.ParseOp(strings.ToLower(s))
+		if err != nil {
+			return nil, fmt.Errorf("--op: %v", err)
+		}
+		o.filter.Ops = append(o.filter.Ops, op)
+	}
+	if out != "" {
+		if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+			return nil, fmt.Errorf("--out: %s is a directory", out)
+		}
+		if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--out: directory %s does not exist", filepath.Dir(out))
+		}
+	}
+	return o, nil
+}
+
+// parseTime parses an RFC 3339 time or a date (midnight UTC); "" is the
+// zero time (no bound).
+func parseTime(flagName, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05", s); err == nil {
+		return time.Time{}, fmt.Errorf("%s: %q has no time zone (add Z for UTC, or an offset like +01:00)", flagName, s)
+	}
+	return time.Time{}, fmt.Errorf("%s: %q is not a time (want RFC 3339, e.g. 2026-11-23T13:00:00Z, or a date, e.g. 2026-11-23)", flagName, s)
+}
+
+// exportToFile writes the export to a temporary file next to opts.out and
+// renames it into place once complete and synced.
+func (c *cli) exportToFile(ctx context.Context, store *sink.Store, opts *exportOptions) (n uint64, size int64, err error) {
+	dir, base := filepath.Split(opts.out)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	cw := &countingWriter{w: tmp}
+	stopProgress := c.progress(func() string {
+		s := "exporting… " + humanBytes(cw.n.Load())
+		if opts.format == "jsonl" {
+			s += ", " + thousands(cw.lines.Load()) + " events"
+		}
+		return s
+	})
+	n, err = export.Write(&ctxWriter{ctx: ctx, w: cw}, store, opts.filter, opts.format)
+	stopProgress()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err = tmp.Sync(); err != nil {
+		return 0, 0, err
+	}
+	if err = tmp.Close(); err != nil {
+		return 0, 0, err
+	}
+	if err = os.Rename(tmp.Name(), opts.out); err != nil {
+		return 0, 0, err
+	}
+	if d, derr := os.Open(dir); derr == nil { // make the rename durable
+		d.Sync()
+		d.Close()
+	}
+	return n, cw.n.Load(), nil
+}
+
+// progress shows status() on stderr, refreshed every half second, when
+// stderr is a terminal and the work takes more than a second. The returned
+// func stops it and clears the line.
+func (c *cli) progress(status func() string) (stop func()) {
+	if !isTerminal(c.stderr) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		shown := false
+		first := time.NewTimer(time.Second)
+		defer first.Stop()
+		select {
+		case <-done:
+			return
+		case <-first.C:
+		}
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			fmt.Fprintf(c.stderr, "\r\x1b[K%s", status())
+			shown = true
+			select {
+			case <-done:
+				if shown {
+					fmt.Fprint(c.stderr, "\r\x1b[K")
+				}
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// countingWriter counts bytes and newlines written.
+type countingWriter struct {
+	w     io.Writer
+	n     atomic.Int64
+	lines atomic.Uint64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	c.lines.Add(uint64(bytes.Count(p[:n], []byte{'\n'})))
+	return n, err
+}
+
+// ctxWriter fails writes once ctx is done, which aborts an export on Ctrl-C.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, errors.New("interrupted")
+	}
+	return c.w.Write(p)
+}

@@ -1,0 +1,331 @@
+// Command cdcaudit records every row change of a PostgreSQL database as a
+// tamper-evident audit event, from the logical replication stream.
+//
+//	cdcaudit run     --dsn URL --data-dir DIR   capture changes into the store
+//	cdcaudit check   --dsn URL                  preflight: is the server ready?
+//	cdcaudit export  --data-dir DIR             events as JSON Lines or CSV
+//	cdcaudit verify  --data-dir DIR             recompute the hash chain
+//	cdcaudit demo                               everything, against a throwaway server
+//
+// Exit status: 0 success, 1 failure (a fatal error, a FAIL finding, a broken
+// chain), 2 bad usage or configuration.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// cli is the process environment a command runs in; tests replace it.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+}
+
+type command struct {
+	name     string
+	synopsis string // one line, for the command list
+	run      func(c *cli, args []string) int
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "capture row changes from PostgreSQL into the audit store (the daemon)", (*cli).run},
+		{"check", "check that a PostgreSQL server is ready for cdcaudit, and say how to fix what is not", (*cli).check},
+		{"export", "write stored events as JSON Lines or CSV", (*cli).export},
+		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
+		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},
+		{"version", "print the version", (*cli).version},
+		{"help", "show help for cdcaudit or for one command", (*cli).help},
+	}
+}
+
+func main() {
+	c := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv}
+	os.Exit(c.main(os.Args[1:]))
+}
+
+func (c *cli) main(args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		c.usage(c.stdout)
+		return exitOK
+	case "-v", "-version", "--version":
+		name = "version"
+	}
+	for _, cmd := range commands {
+		if cmd.name == name {
+			return cmd.run(c, args[1:])
+		}
+	}
+	msg := fmt.Sprintf("cdcaudit: unknown command %q", name)
+	if s := closest(name); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	fmt.Fprintf(c.stderr, "%s\nRun 'cdcaudit help' for the list of commands.\n", msg)
+	return exitUsage
+}
+
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprintf(w, `cdcaudit records every row change of a PostgreSQL database as a tamper-evident
+audit event, read from the logical replication stream (pgoutput).
+
+Usage:
+  cdcaudit <command> [flags]
+
+Commands:
+`)
+	for _, cmd := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", cmd.name, cmd.synopsis)
+	}
+	fmt.Fprintf(w, `
+Try it in one command (starts a throwaway PostgreSQL and a live workload):
+  cdcaudit demo
+
+Run 'cdcaudit <command> --help' for a command's flags. Every setting of run
+and check can also come from a YAML file (--config) or a CDCAUDIT_* variable;
+flags win over variables, variables over the file.
+`)
+}
+
+func (c *cli) help(args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stdout)
+		return exitOK
+	}
+	for _, cmd := range commands {
+		if cmd.name == args[0] && cmd.name != "help" {
+			return cmd.run(c, []string{"--help"})
+		}
+	}
+	if args[0] == "help" {
+		c.usage(c.stdout)
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "cdcaudit help: unknown command %q\n", args[0])
+	return exitUsage
+}
+
+func (c *cli) version(args []string) int {
+	fs := c.flagSet("version", "", "Print the version of cdcaudit, the Go version it was built with, and its source revision.", "")
+	if code, done := c.parse(fs, args); done {
+		return code
+	}
+	fmt.Fprintln(c.stdout, versionString())
+	return exitOK
+}
+
+func versionString() string {
+	v, rev, modified := version, "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "devel"
+	}
+	out := "cdcaudit " + v
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if modified {
+			rev += "+dirty"
+		}
+		out += " (" + rev + ")"
+	}
+	return out + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+}
+
+// flags is a command's flag set with its help text.
+type flags struct {
+	*flag.FlagSet
+	name, synopsis, about, examples string
+	order                           []string // flags listed first in --help, in this order
+}
+
+// flagSet makes a command's flag set. synopsis is the usage line after
+// "cdcaudit <name>", about says what the command does, and examples are
+// shown after the flags.
+func (c *cli) flagSet(name, synopsis, about, examples string) *flags {
+	fs := flag.NewFlagSet("cdcaudit "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors and help are printed by parse
+	fs.Usage = func() {}
+	return &flags{FlagSet: fs, name: name, synopsis: synopsis, about: about, examples: examples}
+}
+
+// parse parses args. done is true when the command must return code at
+// once: after --help (0) or a bad flag (2).
+func (c *cli) parse(fs *flags, args []string) (code int, done bool) {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.printHelp(c.stdout, fs)
+		return exitOK, true
+	}
+	if err != nil {
+		msg := strings.Replace(err.Error(), "flag provided but not defined: -", "unknown flag --", 1)
+		msg = strings.Replace(msg, " for flag -", " for flag --", 1)
+		fmt.Fprintf(c.stderr, "cdcaudit %s: %s\nRun 'cdcaudit %s --help' for usage.\n", fs.name, msg, fs.name)
+		return exitUsage, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "cdcaudit %s: unexpected argument %q (this command takes only flags; see 'cdcaudit %s --help')\n", fs.name, fs.Arg(0), fs.name)
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// usageErr reports a bad flag value or configuration.
+func (c *cli) usageErr(name string, err error) int {
+	fmt.Fprintf(c.stderr, "cdcaudit %s: %v\nRun 'cdcaudit %s --help' for usage.\n", name, err, name)
+	return exitUsage
+}
+
+// fail reports a failure.
+func (c *cli) fail(name string, err error) int {
+	fmt.Fprintf(c.stderr, "cdcaudit %s: %v\n", name, err)
+	return exitFail
+}
+
+func (c *cli) printHelp(w io.Writer, fs *flags) {
+	fmt.Fprintf(w, "Usage: cdcaudit %s", fs.name)
+	if fs.synopsis != "" {
+		fmt.Fprintf(w, " %s", fs.synopsis)
+	}
+	fmt.Fprintf(w, "\n\n%s\n", strings.TrimSpace(fs.about))
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintf(w, "\nFlags:\n")
+		printFlags(w, fs)
+	}
+	if fs.examples != "" {
+		fmt.Fprintf(w, "\nExamples:\n%s\n", strings.TrimRight(fs.examples, "\n"))
+	}
+}
+
+// printFlags lists flags GNU-style (--name VALUE): those of fs.order first,
+// in that order, then the others alphabetically.
+func printFlags(w io.Writer, fs *flags) {
+	var list []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { list = append(list, f) })
+	pos := func(name string) int {
+		for i, n := range fs.order {
+			if n == name {
+				return i
+			}
+		}
+		return len(fs.order)
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		pi, pj := pos(list[i].Name), pos(list[j].Name)
+		if pi != pj {
+			return pi < pj
+		}
+		return list[i].Name < list[j].Name
+	})
+	for _, f := range list {
+		arg, usage := flag.UnquoteUsage(f)
+		if isBool(f) {
+			arg = ""
+		}
+		if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "false" && d != "[]" && !strings.Contains(usage, "(default") {
+			usage += " (default " + d + ")"
+		}
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintln(w, line)
+		for _, l := range wrap(usage, 72) {
+			fmt.Fprintf(w, "        %s\n", l)
+		}
+	}
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+func wrap(s string, width int) []string {
+	var lines []string
+	var cur strings.Builder
+	for _, word := range strings.Fields(s) {
+		if cur.Len() > 0 && cur.Len()+1+len(word) > width {
+			lines = append(lines, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte(' ')
+		}
+		cur.WriteString(word)
+	}
+	if cur.Len() > 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
+}
+
+func closest(name string) string {
+	best, bestD := "", 3
+	for _, cmd := range commands {
+		if d := levenshtein(name, cmd.name); d < bestD {
+			best, bestD = cmd.name, d
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/internal/pipeline"
+	"github.com/cdcaudit/cdcaudit/metrics"
+	"github.com/cdcaudit/cdcaudit/replication"
+)
+
+const runAbout = `
+Capture every INSERT, UPDATE, DELETE and TRUNCATE of the published tables into
+the audit store in --data-dir, until SIGTERM or SIGINT (then the last changes
+received are stored, the slot is confirmed up to them, and cdcaudit exits 0).
+
+On start cdcaudit creates the publication (all tables, or --tables minus
+--exclude) and the pgoutput replication slot when they are missing, and
+streams from the store's checkpoint (or from the slot's position on the first
+start). It never drops the slot. /metrics (Prometheus) and /healthz are served
+on --http-addr, 127.0.0.1 only unless told otherwise.
+
+Every flag can also be set in the YAML file given by --config (key: the flag
+name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable
+(e.g. CDCAUDIT_DATA_DIR). Flags win over variables, variables over the file.
+A bad value is an error naming its key; nothing falls back to a default.
+
+Exit status: 0 after a clean stop, 1 on a fatal error (e.g. the slot was
+dropped, wal_level is not logical, missing privileges), 2 on bad usage.`
+
+const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp --data-dir /var/lib/cdcaudit
+  cdcaudit run --config /etc/cdcaudit.yml --tables 'public.sale_*,public.res_partner'
+  CDCAUDIT_DSN=postgres://cdcaudit@db/erp CDCAUDIT_DATA_DIR=/data cdcaudit run --http-addr 0.0.0.0:9187`
+
+// runFlagOrder is the order of run's flags in --help.
+var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude",
+	"accept-gap", "status-interval", "log-format", "log-level", "print-config"}
+
+func (c *cli) run(args []string) int {
+	fs := c.flagSet("run", "--dsn URL --data-dir DIR [flags]", runAbout, runExamples)
+	set := config.Bind(fs.FlagSet, config.Keys()...).Require(config.KeyDSN, config.KeyDataDir)
+	printConfig := fs.Bool("print-config", false, "print the resolved configuration, with where each value came from (default, file, variable or flag), and exit")
+	fs.order = runFlagOrder
+	if code, done := c.parse(fs, args); done {
+		return code
+	}
+	cfg, err := set.Load(c.lookupEnv)
+	if err != nil {
+		return c.usageErr("run", err)
+	}
+	if *printConfig {
+		for _, l := range cfg.Describe() {
+			fmt.Fprintln(c.stdout, l)
+		}
+		return exitOK
+	}
+
+	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
+	slog.SetDefault(log)
+
+	// A second signal kills at once: the store is crash-safe.
+	ctx, stop := signalContext()
+	defer stop()
+
+	m := metrics.New()
+	hs, err := startHTTP(cfg.HTTPAddr, m, log)
+	if err != nil {
+		return c.fail("run", fmt.Errorf("http_addr %s: %w", cfg.HTTPAddr, err))
+	}
+	defer hs.shutdown()
+
+	log.Info("cdcaudit starting", "version", versionString(), "server", config.DescribeDSN(cfg.DSN),
+		"data_dir", cfg.DataDir, "slot", cfg.Slot, "publication", cfg.Publication,
+		"metrics", "http://"+hs.addr+"/metrics", "healthz", "http://"+hs.addr+"/healthz")
+	if cfg.File != "" {
+		log.Debug("configuration", "file", cfg.File)
+	}
+	for _, l := range cfg.Describe() {
+		log.Debug("config " + l)
+	}
+
+	err = pipeline.Run(ctx, pipelineConfig(cfg, m, log, nil))
+	if err != nil {
+		if cfg.LogFormat == "json" {
+			log.Error("cdcaudit stopped", "err", err, "fatal", replication.IsFatal(err))
+		}
+		return c.fail("run", err)
+	}
+	log.Info("cdcaudit stopped cleanly")
+	return exitOK
+}
+
+// pipelineConfig maps the configuration onto the pipeline's.
+func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, feed func(*audit.Event)) pipeline.Config {
+	return pipeline.Config{
+		Replication: replication.Config{
+			DSN:            cfg.DSN,
+			Slot:           cfg.Slot,
+			Publication:    cfg.Publication,
+			Tables:         cfg.Tables,
+			Exclude:        cfg.Exclude,
+			StatusInterval: cfg.StatusInterval,
+			AcceptGap:      cfg.AcceptGap,
+			Logger:         log,
+			Observer:       m,
+		},
+		DataDir: cfg.DataDir,
+		Logger:  log,
+		Metrics: m,
+		Feed:    feed,
+	}
+}
+
+// newLogger returns a slog logger writing text or JSON at the given level
+// (both already validated by config).
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// httpServer serves /metrics and /healthz.
+type httpServer struct {
+	srv  *http.Server
+	addr string // the actual address (port 0 resolved)
+	done chan struct{}
+}
+
+func startHTTP(addr string, m *metrics.Metrics, log *slog.Logger) (*httpServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /healthz", m.HealthHandler())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "cdcaudit %s\n\n/metrics  Prometheus metrics\n/healthz  health (200 ok, 503 with the reason)\n", versionString())
+	})
+	hs := &httpServer{
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		addr: ln.Addr().String(),
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(hs.done)
+		if err := hs.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", hs.addr, "url", "http://"+hs.addr+"/metrics")
+	return hs, nil
+}
+
+func (hs *httpServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.srv.Shutdown(ctx); err != nil {
+		hs.srv.Close()
+	}
+	<-hs.done
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM; after the first signal
+// the default action is restored, so a second one kills the process.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}

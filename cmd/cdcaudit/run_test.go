@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+)
+
+// buildBinary builds cdcaudit into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cdcaudit")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRunOperation runs the real binary: configuration from a file and the
+// environment, /metrics and /healthz on a port picked by the kernel (logged),
+// events counted by table and operation, and a clean exit 0 after SIGTERM.
+func TestRunOperation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server and the cdcaudit binary")
+	}
+	cl, err := pgtest.Start(pgtest.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	ctx := context.Background()
+	if err := cl.CreateDatabase(ctx, "erp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Exec(ctx, "erp", `CREATE TABLE public.sale_order (id int PRIMARY KEY, state text);
+		ALTER TABLE public.sale_order REPLICA IDENTITY FULL;
+		CREATE TABLE public.ignored (id int PRIMARY KEY);`); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildBinary(t)
+	dataDir := t.TempDir()
+	cfgFile := filepath.Join(t.TempDir(), "cdcaudit.yml")
+	os.WriteFile(cfgFile, []byte("slot: op_test\npublication: op_test\ntables: [public.sale_order]\nhttp_addr: 127.0.0.1:0\n"), 0o600)
+
+	// A password in the DSN (trust auth ignores it) must never be logged.
+	dsn := strings.Replace(cl.DSN("erp"), "postgres@", "postgres:hunter2@", 1)
+	cmd := exec.Command(bin, "run", "--config", cfgFile, "--log-format", "json", "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "CDCAUDIT_DSN="+dsn, "CDCAUDIT_DATA_DIR="+dataDir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	// Read the JSON log: find the metrics address, keep every line.
+	addrCh := make(chan string, 1)
+	logDone := make(chan []string)
+	go func() {
+		var lines []string
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			lines = append(lines, line)
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			if rec["msg"] == "serving metrics" {
+				addrCh <- rec["addr"].(string)
+			}
+		}
+		logDone <- lines
+	}()
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no 'serving metrics' log line within 30s")
+	}
+	if strings.HasSuffix(addr, ":0") || !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("logged address %q", addr)
+	}
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	metric := func(body, series string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			return -1
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+
+	// Wait until the slot exists, then write.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn := cl.Exec(ctx, "erp", `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'op_test') THEN RAISE EXCEPTION 'no slot'; END IF; END $$`)
+		if conn == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slot op_test not created within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cl.Exec(ctx, "erp", `INSERT INTO sale_order SELECT g, 'draft' FROM generate_series(1, 5) g;
+		UPDATE sale_order SET state = 'sale' WHERE id <= 2;
+		DELETE FROM sale_order WHERE id = 5;
+		INSERT INTO ignored VALUES (1);`); err != nil {
+		t.Fatal(err)
+	}
+
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var code int
+		code, body = get("/metrics")
+		if code == 200 && metric(body, `cdcaudit_events_total{op="delete",schema="public",table="sale_order"}`) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events not counted within 30s:\n%s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v := metric(body, `cdcaudit_events_total{op="insert",schema="public",table="sale_order"}`); v != 5 {
+		t.Errorf("inserts = %v", v)
+	}
+	if v := metric(body, `cdcaudit_events_total{op="update",schema="public",table="sale_order"}`); v != 2 {
+		t.Errorf("updates = %v", v)
+	}
+	if strings.Contains(body, `table="ignored"`) {
+		t.Error("an unpublished table was counted")
+	}
+	for _, s := range []string{"cdcaudit_checkpoint_lsn", "cdcaudit_replication_lag_bytes", "cdcaudit_replication_lag_seconds",
+		"cdcaudit_batch_commit_duration_seconds_count", "cdcaudit_transactions_total", "go_goroutines"} {
+		if !strings.Contains(body, "\n"+s+" ") {
+			t.Errorf("/metrics lacks %s", s)
+		}
+	}
+	if v := metric(body, "cdcaudit_checkpoint_lsn"); v <= 0 {
+		t.Errorf("checkpoint_lsn = %v", v)
+	}
+	if code, h := get("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d %q", code, h)
+	}
+
+	// SIGTERM: final checkpoint, exit 0.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	var lines []string
+	select {
+	case lines = <-logDone:
+	case <-time.After(60 * time.Second):
+		t.Fatal("cdcaudit did not exit within 60s of SIGTERM")
+	}
+	if err := <-waitErr; err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, strings.Join(lines, "\n"))
+	}
+	log := strings.Join(lines, "\n")
+	if strings.Contains(log, "hunter2") {
+		t.Errorf("the log reveals the DSN's password:\n%s", log)
+	}
+	if !strings.Contains(log, "stopped cleanly") {
+		t.Errorf("no clean-stop log line:\n%s", log)
+	}
+
+	// The store holds the 8 events and verifies.
+	out, errOut, code := runCLI(t, nil, "verify", "--data-dir", dataDir)
+	if code != 0 || !strings.Contains(out, "OK: 8 events verified") {
+		t.Errorf("verify: %d\n%s%s", code, out, errOut)
+	}
+}

@@ -1,0 +1,653 @@
+// Package config is cdcaudit's configuration: built-in defaults, then a YAML
+// file (--config or CDCAUDIT_CONFIG), then CDCAUDIT_* environment variables,
+// then command-line flags, each layer overriding the ones before it.
+//
+// Keys (YAML snake_case; environment CDCAUDIT_<KEY IN UPPER CASE>; flag
+// --<key-with-dashes>):
+//
+//	dsn              PostgreSQL connection URL or key=value string     (required by run, check)
+//	data_dir         directory of the audit store                       (required by run, export, verify)
+//	http_addr        address of /metrics and /healthz                  default 127.0.0.1:9187
+//	slot             logical replication slot name                      default cdcaudit
+//	publication      publication name                                   default cdcaudit
+//	tables           schema-qualified globs of tables to publish        default: all tables
+//	exclude          schema-qualified globs of tables not to publish
+//	status_interval  interval of standby status updates                 default 1s
+//	log_format       text or json                                       default text
+//	log_level        debug, info, warn or error                         default info
+//	accept_gap       start although the slot is ahead of the store      default false
+//
+// Lists are YAML sequences (or one comma-separated string); in the
+// environment and on the command line they are comma-separated, and list
+// flags may be repeated. An environment variable set to the empty string
+// counts as unset. Unknown YAML keys and malformed values are errors that
+// name the key and where the value came from; nothing silently falls back to
+// a default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.yaml.in/yaml/v3"
+)
+
+// Key names, as written in the YAML file.
+const (
+	KeyDSN            = "dsn"
+	KeyDataDir        = "data_dir"
+	KeyHTTPAddr       = "http_addr"
+	KeySlot           = "slot"
+	KeyPublication    = "publication"
+	KeyTables         = "tables"
+	KeyExclude        = "exclude"
+	KeyStatusInterval = "status_interval"
+	KeyLogFormat      = "log_format"
+	KeyLogLevel       = "log_level"
+	KeyAcceptGap      = "accept_gap"
+)
+
+// EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
+// YAML file when --config is not given.
+const (
+	EnvPrefix = "CDCAUDIT_"
+	EnvConfig = EnvPrefix + "CONFIG"
+)
+
+// Config is the resolved configuration.
+type Config struct {
+	DSN            string
+	DataDir        string
+	HTTPAddr       string
+	Slot           string
+	Publication    string
+	Tables         []string
+	Exclude        []string
+	StatusInterval time.Duration
+	LogFormat      string // text | json
+	LogLevel       string // debug | info | warn | error
+	AcceptGap      bool
+
+	// File is the YAML file that was read ("" when none).
+	File string
+	// Sources says where each key's value came from: "default", a file
+	// position ("cdcaudit.yml:3"), an environment variable or a flag.
+	Sources map[string]string
+}
+
+// Defaults returns the built-in defaults.
+func Defaults() Config {
+	return Config{
+		HTTPAddr:       "127.0.0.1:9187",
+		Slot:           "cdcaudit",
+		Publication:    "cdcaudit",
+		StatusInterval: time.Second,
+		LogFormat:      "text",
+		LogLevel:       "info",
+	}
+}
+
+type kind int
+
+const (
+	kString kind = iota
+	kList
+	kDuration
+	kBool
+)
+
+type keyInfo struct {
+	name  string
+	kind  kind
+	usage string
+}
+
+// keys lists every key, in documentation order.
+var keys = []keyInfo{
+	{KeyDSN, kString, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string"},
+	{KeyDataDir, kString, "`directory` of the audit store (created if missing)"},
+	{KeyHTTPAddr, kString, "`address` for /metrics and /healthz (port 0 picks a free port)"},
+	{KeySlot, kString, "logical replication slot `name` (created if missing)"},
+	{KeyPublication, kString, "publication `name` (created if missing)"},
+	{KeyTables, kList, "tables to publish: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables)"},
+	{KeyExclude, kList, "tables not to publish: comma-separated schema-qualified `globs`"},
+	{KeyStatusInterval, kDuration, "`interval` between standby status updates to the server"},
+	{KeyLogFormat, kString, "log `format`: text or json"},
+	{KeyLogLevel, kString, "log `level`: debug, info, warn or error"},
+	{KeyAcceptGap, kBool, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)"},
+}
+
+func lookupKey(name string) (keyInfo, bool) {
+	for _, k := range keys {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return keyInfo{}, false
+}
+
+// FlagName returns the command-line flag of a key ("data_dir" → "data-dir").
+func FlagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
+// EnvName returns the environment variable of a key ("data_dir" → "CDCAUDIT_DATA_DIR").
+func EnvName(key string) string { return EnvPrefix + strings.ToUpper(key) }
+
+// Keys returns every key name in documentation order.
+func Keys() []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.name
+	}
+	return out
+}
+
+// Set binds some configuration keys to a command's flag set.
+type Set struct {
+	fs       *flag.FlagSet
+	keys     []string
+	required map[string]bool
+	file     *string
+	vals     map[string]*flagValue
+}
+
+type flagValue struct {
+	list bool
+	vals []string
+	set  bool
+}
+
+func (v *flagValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return strings.Join(v.vals, ",")
+}
+
+func (v *flagValue) Set(s string) error {
+	if v.list {
+		v.vals = append(v.vals, s)
+	} else {
+		v.vals = []string{s}
+	}
+	v.set = true
+	return nil
+}
+
+type boolValue struct{ flagValue }
+
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+// Bind registers --config and one flag per key on fs. The keys' flags carry
+// their defaults in their usage text; values are only checked in Load, so
+// that every layer gets the same checks and the same error messages.
+func Bind(fs *flag.FlagSet, names ...string) *Set {
+	s := &Set{fs: fs, required: map[string]bool{}, vals: map[string]*flagValue{}}
+	s.file = fs.String("config", "", "YAML configuration `file` (or "+EnvConfig+"); flags and "+EnvPrefix+"* variables override it")
+	def := Defaults()
+	for _, name := range names {
+		k, ok := lookupKey(name)
+		if !ok {
+			panic("config: unknown key " + name)
+		}
+		s.keys = append(s.keys, name)
+		usage := k.usage + " [" + EnvName(name) + "]"
+		if d := defaultString(&def, name); d != "" {
+			usage += " (default " + d + ")"
+		}
+		if k.kind == kBool {
+			bv := &boolValue{}
+			s.vals[name] = &bv.flagValue
+			fs.Var(bv, FlagName(name), usage)
+			continue
+		}
+		v := &flagValue{list: k.kind == kList}
+		s.vals[name] = v
+		fs.Var(v, FlagName(name), usage)
+	}
+	return s
+}
+
+// Require marks keys that must have a value after all layers are applied.
+func (s *Set) Require(names ...string) *Set {
+	for _, n := range names {
+		s.required[n] = true
+	}
+	return s
+}
+
+// Load resolves the configuration after fs.Parse: defaults, the YAML file,
+// the environment (lookupEnv, normally os.LookupEnv) and the flags. Only the
+// bound keys are read from the environment and required, but every key of
+// the YAML file is checked.
+func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
+	if lookupEnv == nil {
+		lookupEnv = os.LookupEnv
+	}
+	c := Defaults()
+	c.Sources = map[string]string{}
+	for _, k := range keys {
+		c.Sources[k.name] = "default"
+	}
+
+	file := *s.file
+	if file == "" {
+		if v, ok := lookupEnv(EnvConfig); ok && v != "" {
+			file = v
+		}
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := applyYAML(&c, file, data); err != nil {
+			return nil, err
+		}
+		c.File = file
+	}
+
+	for _, name := range s.keys {
+		env := EnvName(name)
+		v, ok := lookupEnv(env)
+		if !ok || v == "" {
+			continue
+		}
+		k, _ := lookupKey(name)
+		var err error
+		if k.kind == kList {
+			err = setList(&c, name, splitList(v))
+		} else {
+			err = setString(&c, name, v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, env)
+		}
+		c.Sources[name] = env
+	}
+
+	for _, name := range s.keys {
+		fv := s.vals[name]
+		if !fv.set {
+			continue
+		}
+		k, _ := lookupKey(name)
+		src := "--" + FlagName(name)
+		var err error
+		if k.kind == kList {
+			var items []string
+			for _, v := range fv.vals {
+				items = append(items, splitList(v)...)
+			}
+			err = setList(&c, name, items)
+		} else {
+			err = setString(&c, name, fv.vals[len(fv.vals)-1])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, src)
+		}
+		c.Sources[name] = src
+	}
+
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	for _, name := range s.keys {
+		if s.required[name] && isEmpty(&c, name) {
+			return nil, fmt.Errorf("config: %s is required: set --%s or %s (or %s in the --config file)", name, FlagName(name), EnvName(name), name)
+		}
+	}
+	return &c, nil
+}
+
+func isEmpty(c *Config, name string) bool {
+	switch name {
+	case KeyDSN:
+		return c.DSN == ""
+	case KeyDataDir:
+		return c.DataDir == ""
+	case KeyTables:
+		return len(c.Tables) == 0
+	case KeyExclude:
+		return len(c.Exclude) == 0
+	}
+	return false
+}
+
+func defaultString(c *Config, name string) string {
+	switch name {
+	case KeyHTTPAddr:
+		return c.HTTPAddr
+	case KeySlot:
+		return c.Slot
+	case KeyPublication:
+		return c.Publication
+	case KeyStatusInterval:
+		return c.StatusInterval.String()
+	case KeyLogFormat:
+		return c.LogFormat
+	case KeyLogLevel:
+		return c.LogLevel
+	}
+	return ""
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// setString parses one value given as text (environment, flag, YAML scalar).
+func setString(c *Config, name, v string) error {
+	switch name {
+	case KeyDSN:
+		c.DSN = v
+	case KeyDataDir:
+		c.DataDir = v
+	case KeyHTTPAddr:
+		c.HTTPAddr = v
+	case KeySlot:
+		c.Slot = v
+	case KeyPublication:
+		c.Publication = v
+	case KeyTables, KeyExclude:
+		return setList(c, name, splitList(v))
+	case KeyStatusInterval:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		c.StatusInterval = d
+	case KeyLogFormat:
+		c.LogFormat = v
+	case KeyLogLevel:
+		c.LogLevel = v
+	case KeyAcceptGap:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("invalid boolean %q (want true or false)", v)
+		}
+		c.AcceptGap = b
+	default:
+		return errors.New("unknown key")
+	}
+	return nil
+}
+
+func setList(c *Config, name string, items []string) error {
+	for _, it := range items {
+		if err := checkGlob(it); err != nil {
+			return err
+		}
+	}
+	switch name {
+	case KeyTables:
+		c.Tables = items
+	case KeyExclude:
+		c.Exclude = items
+	}
+	return nil
+}
+
+// checkGlob accepts a schema-qualified glob: "schema.table", where either
+// part may use path.Match syntax (*, ?, [a-z]).
+func checkGlob(g string) error {
+	schema, table, ok := strings.Cut(g, ".")
+	if !ok || schema == "" || table == "" {
+		return fmt.Errorf("%q is not a schema-qualified table glob (want e.g. public.sale_order, public.sale_* or *.res_partner)", g)
+	}
+	if _, err := path.Match(g, ""); err != nil {
+		return fmt.Errorf("%q: malformed glob", g)
+	}
+	return nil
+}
+
+// applyYAML reads a YAML mapping of keys to values into c.
+func applyYAML(c *Config, file string, data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config: %s: %v", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config: %s:%d: want a mapping of keys to values (e.g. \"slot: cdcaudit\")", file, root.Line)
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		kn, vn := root.Content[i], root.Content[i+1]
+		pos := fmt.Sprintf("%s:%d", file, kn.Line)
+		name := kn.Value
+		if line, dup := seen[name]; dup {
+			return fmt.Errorf("config: %s: key %q already defined at line %d", pos, name, line)
+		}
+		seen[name] = kn.Line
+		k, ok := lookupKey(name)
+		if !ok {
+			hint := ""
+			if s := suggest(name); s != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			return fmt.Errorf("config: %s: unknown key %q%s; known keys: %s", pos, name, hint, strings.Join(Keys(), ", "))
+		}
+		if err := applyNode(c, k, vn); err != nil {
+			return fmt.Errorf("config: %s: %v (from %s)", name, err, pos)
+		}
+		c.Sources[name] = pos
+	}
+	return nil
+}
+
+func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		if k.kind == kList {
+			return setList(c, k.name, nil)
+		}
+		return errors.New("no value (remove the key to use the default)")
+	}
+	switch k.kind {
+	case kList:
+		switch n.Kind {
+		case yaml.ScalarNode:
+			return setList(c, k.name, splitList(n.Value))
+		case yaml.SequenceNode:
+			var items []string
+			for _, e := range n.Content {
+				if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
+					return fmt.Errorf("line %d: want a list of strings", e.Line)
+				}
+				items = append(items, strings.TrimSpace(e.Value))
+			}
+			return setList(c, k.name, items)
+		}
+		return errors.New("want a list of strings")
+	default:
+		if n.Kind != yaml.ScalarNode {
+			return fmt.Errorf("want a single value, not a %s", kindName(n.Kind))
+		}
+		// A scalar YAML typed as a number ("slot: 123") is taken as written.
+		return setString(c, k.name, n.Value)
+	}
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "complex value"
+}
+
+// suggest returns the known key closest to a misspelt one.
+func suggest(name string) string {
+	n := strings.ToLower(strings.ReplaceAll(name, "-", "_"))
+	best, bestD := "", 3
+	for _, k := range keys {
+		if strings.HasPrefix(n, k.name+"_") || strings.HasPrefix(k.name, n+"_") { // slot_name, data
+			return k.name
+		}
+		if d := editDistance(n, k.name); d < bestD {
+			best, bestD = k.name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// validate checks the values that passed parsing.
+func (c *Config) validate() error {
+	fail := func(key string, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s (from %s)", key, fmt.Sprintf(format, args...), c.Sources[key])
+	}
+	if c.DSN != "" {
+		if err := checkDSN(c.DSN); err != nil {
+			return fail(KeyDSN, "%v", err)
+		}
+	}
+	if err := checkAddr(c.HTTPAddr); err != nil {
+		return fail(KeyHTTPAddr, "%v", err)
+	}
+	if err := checkSlotName(c.Slot); err != nil {
+		return fail(KeySlot, "%v", err)
+	}
+	if c.Publication == "" {
+		return fail(KeyPublication, "empty name")
+	}
+	if len(c.Publication) > 63 || strings.ContainsRune(c.Publication, 0) {
+		return fail(KeyPublication, "%q is not a valid PostgreSQL name (at most 63 bytes)", c.Publication)
+	}
+	if c.StatusInterval < 10*time.Millisecond || c.StatusInterval > 10*time.Minute {
+		return fail(KeyStatusInterval, "%s is out of range (want 10ms to 10m; keep it well below the server's wal_sender_timeout)", c.StatusInterval)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fail(KeyLogFormat, "%q is not a log format (want text or json)", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fail(KeyLogLevel, "%q is not a log level (want debug, info, warn or error)", c.LogLevel)
+	}
+	return nil
+}
+
+func checkSlotName(s string) error {
+	if s == "" {
+		return errors.New("empty name")
+	}
+	if len(s) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", s)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return fmt.Errorf("%q: replication slot names may contain only lower-case letters, digits and underscores", s)
+		}
+	}
+	return nil
+}
+
+func checkAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:9187, or :9187 for all interfaces)", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: bad port %q (want 0 to 65535; 0 picks a free port)", a, port)
+	}
+	return nil
+}
+
+// checkDSN parses a connection string without connecting. Its errors never
+// repeat the string (it may hold a password).
+func checkDSN(dsn string) error {
+	if _, err := pgconn.ParseConfig(dsn); err != nil {
+		return errors.New("cannot parse the connection string (want postgres://user:password@host:5432/dbname or \"host=… user=… dbname=…\")")
+	}
+	return nil
+}
+
+// DescribeDSN returns a password-free description of a connection string
+// for logs: "postgres://user@host:port/dbname".
+func DescribeDSN(dsn string) string {
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "(unparsable connection string)"
+	}
+	u := url.URL{Scheme: "postgres", User: url.User(pc.User), Host: net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))), Path: "/" + pc.Database}
+	if strings.HasPrefix(pc.Host, "/") {
+		u.Host = ""
+		q := url.Values{"host": {pc.Host}, "port": {strconv.Itoa(int(pc.Port))}}
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// Describe lists every key with its value and source, one per line, with
+// the DSN's password hidden: for `--log-level debug` start-up logs.
+func (c *Config) Describe() []string {
+	var out []string
+	for _, n := range Keys() {
+		var v string
+		switch n {
+		case KeyDSN:
+			if c.DSN != "" {
+				v = DescribeDSN(c.DSN)
+			}
+		case KeyDataDir:
+			v = c.DataDir
+		case KeyTables:
+			v = strings.Join(c.Tables, ",")
+		case KeyExclude:
+			v = strings.Join(c.Exclude, ",")
+		case KeyAcceptGap:
+			v = strconv.FormatBool(c.AcceptGap)
+		default:
+			v = defaultString(c, n)
+		}
+		out = append(out, fmt.Sprintf("%s=%s (%s)", n, v, c.Sources[n]))
+	}
+	return out
+}

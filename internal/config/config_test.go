@@ -1,0 +1,305 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cdcaudit.yml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// load binds every key, parses args and loads.
+func load(t *testing.T, args []string, e map[string]string, required ...string) (*Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	s := Bind(fs, Keys()...).Require(required...)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return s.Load(env(e))
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	if c.HTTPAddr != "127.0.0.1:9187" || c.Slot != "cdcaudit" || c.Publication != "cdcaudit" ||
+		c.StatusInterval != time.Second || c.LogFormat != "text" || c.LogLevel != "info" || c.AcceptGap ||
+		c.Tables != nil || c.Exclude != nil || c.DSN != "" || c.DataDir != "" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if c.HTTPAddr != want.HTTPAddr {
+		t.Fatal("Defaults() disagrees")
+	}
+	for _, k := range Keys() {
+		if c.Sources[k] != "default" {
+			t.Errorf("source of %s = %q", k, c.Sources[k])
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `
+# every key
+dsn: postgres://file@db/erp
+data_dir: /var/lib/file
+http_addr: 127.0.0.1:1111
+slot: file_slot
+publication: file_pub
+tables: [public.sale_*, public.res_partner]
+exclude: public.tmp_*, public.scratch
+status_interval: 5s
+log_format: json
+log_level: debug
+accept_gap: true
+`)
+	// File only.
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DSN != "postgres://file@db/erp" || c.DataDir != "/var/lib/file" || c.HTTPAddr != "127.0.0.1:1111" ||
+		c.Slot != "file_slot" || c.Publication != "file_pub" || c.StatusInterval != 5*time.Second ||
+		c.LogFormat != "json" || c.LogLevel != "debug" || !c.AcceptGap ||
+		!reflect.DeepEqual(c.Tables, []string{"public.sale_*", "public.res_partner"}) ||
+		!reflect.DeepEqual(c.Exclude, []string{"public.tmp_*", "public.scratch"}) {
+		t.Fatalf("file: %+v", c)
+	}
+	if c.Sources[KeySlot] != file+":6" || c.File != file {
+		t.Errorf("source of slot = %q, file %q", c.Sources[KeySlot], c.File)
+	}
+
+	// Environment over file.
+	e := map[string]string{
+		"CDCAUDIT_SLOT":            "env_slot",
+		"CDCAUDIT_TABLES":          "public.a, public.b",
+		"CDCAUDIT_ACCEPT_GAP":      "false",
+		"CDCAUDIT_STATUS_INTERVAL": "250ms",
+		"CDCAUDIT_PUBLICATION":     "", // empty = unset
+	}
+	c, err = load(t, []string{"--config", file}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slot != "env_slot" || c.AcceptGap || c.StatusInterval != 250*time.Millisecond ||
+		!reflect.DeepEqual(c.Tables, []string{"public.a", "public.b"}) || c.Publication != "file_pub" {
+		t.Fatalf("env over file: %+v", c)
+	}
+	if c.Sources[KeySlot] != "CDCAUDIT_SLOT" {
+		t.Errorf("source = %q", c.Sources[KeySlot])
+	}
+
+	// Flags over environment; list flags repeat and split on commas.
+	c, err = load(t, []string{"--config", file, "--slot", "flag_slot", "--tables", "public.x", "--tables=public.y,public.z", "--accept-gap", "--log-level=warn"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slot != "flag_slot" || !c.AcceptGap || c.LogLevel != "warn" ||
+		!reflect.DeepEqual(c.Tables, []string{"public.x", "public.y", "public.z"}) {
+		t.Fatalf("flags over env: %+v", c)
+	}
+	if c.Sources[KeySlot] != "--slot" || c.Sources[KeyStatusInterval] != "CDCAUDIT_STATUS_INTERVAL" || c.Sources[KeyDSN] != file+":3" {
+		t.Errorf("sources: %v", c.Sources)
+	}
+
+	// --accept-gap=false on the command line beats the file's true.
+	c, err = load(t, []string{"--config", file, "--accept-gap=false"}, nil)
+	if err != nil || c.AcceptGap {
+		t.Fatalf("--accept-gap=false: %v %+v", err, c)
+	}
+}
+
+func TestConfigFileFromEnv(t *testing.T) {
+	file := writeFile(t, "slot: from_env_file\n")
+	c, err := load(t, nil, map[string]string{EnvConfig: file})
+	if err != nil || c.Slot != "from_env_file" {
+		t.Fatalf("%v %+v", err, c)
+	}
+	other := writeFile(t, "slot: from_flag_file\n")
+	c, err = load(t, []string{"--config", other}, map[string]string{EnvConfig: file})
+	if err != nil || c.Slot != "from_flag_file" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func TestEmptyAndNullFile(t *testing.T) {
+	for _, content := range []string{"", "# nothing\n", "---\n", "~\n"} {
+		if _, err := load(t, []string{"--config", writeFile(t, content)}, nil); err != nil {
+			t.Errorf("%q: %v", content, err)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		file string // YAML, "" for none
+		args []string
+		env  map[string]string
+		want []string // substrings of the error
+	}{
+		{name: "bad duration in file", file: "status_interval: x\n",
+			want: []string{`config: status_interval: time: invalid duration "x"`, "cdcaudit.yml:1"}},
+		{name: "bare number duration", file: "status_interval: 5\n",
+			want: []string{`config: status_interval: time: missing unit in duration "5"`}},
+		{name: "bad duration in env", env: map[string]string{"CDCAUDIT_STATUS_INTERVAL": "soon"},
+			want: []string{`config: status_interval: time: invalid duration "soon" (from CDCAUDIT_STATUS_INTERVAL)`}},
+		{name: "bad duration flag", args: []string{"--status-interval", "1 s"},
+			want: []string{`config: status_interval:`, "(from --status-interval)"}},
+		{name: "interval out of range", args: []string{"--status-interval", "0s"},
+			want: []string{`config: status_interval: 0s is out of range`}},
+		{name: "unknown key", file: "slot: a\nslots: b\n",
+			want: []string{`unknown key "slots"`, "did you mean slot?", "cdcaudit.yml:2"}},
+		{name: "dashed key", file: "data-dir: /x\n",
+			want: []string{`unknown key "data-dir"`, "did you mean data_dir?"}},
+		{name: "not a mapping", file: "- a\n- b\n", want: []string{"want a mapping"}},
+		{name: "bad yaml", file: "slot: [\n", want: []string{"config: ", "cdcaudit.yml"}},
+		{name: "duplicate key", file: "slot: a\nslot: b\n", want: []string{`"slot" already defined`}},
+		{name: "bad bool in file", file: "accept_gap: maybe\n", want: []string{`config: accept_gap: invalid boolean "maybe"`}},
+		{name: "bad bool in env", env: map[string]string{"CDCAUDIT_ACCEPT_GAP": "yes please"},
+			want: []string{`config: accept_gap: invalid boolean "yes please" (want true or false) (from CDCAUDIT_ACCEPT_GAP)`}},
+		{name: "bad log format", args: []string{"--log-format", "xml"},
+			want: []string{`config: log_format: "xml" is not a log format (want text or json) (from --log-format)`}},
+		{name: "bad log level", env: map[string]string{"CDCAUDIT_LOG_LEVEL": "verbose"},
+			want: []string{`config: log_level: "verbose" is not a log level`, "CDCAUDIT_LOG_LEVEL"}},
+		{name: "bad http addr", args: []string{"--http-addr", "9187"},
+			want: []string{`config: http_addr: "9187" is not host:port`}},
+		{name: "bad port", file: "http_addr: 127.0.0.1:99999\n",
+			want: []string{`config: http_addr: "127.0.0.1:99999": bad port`}},
+		{name: "bad slot", args: []string{"--slot", "My-Slot"},
+			want: []string{`config: slot: "My-Slot": replication slot names may contain only`}},
+		{name: "unqualified table", args: []string{"--tables", "sale_order"},
+			want: []string{`config: tables: "sale_order" is not a schema-qualified table glob`, "(from --tables)"}},
+		{name: "bad glob", file: "exclude: ['public.[a']\n", want: []string{`config: exclude: "public.[a": malformed glob`}},
+		{name: "list of maps", file: "tables:\n  - {a: b}\n", want: []string{"config: tables: line 2: want a list of strings"}},
+		{name: "mapping for scalar", file: "slot:\n  a: b\n", want: []string{"config: slot: want a single value, not a mapping"}},
+		{name: "null scalar", file: "slot:\n", want: []string{"config: slot: no value"}},
+		{name: "missing file", args: []string{"--config", "/nonexistent/cdcaudit.yml"}, want: []string{"config: open /nonexistent/cdcaudit.yml"}},
+		{name: "bad dsn", args: []string{"--dsn", "postgres://u:s3cret@host:notaport/db"},
+			want: []string{"config: dsn: cannot parse the connection string", "(from --dsn)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", writeFile(t, tc.file)}, args...)
+			}
+			_, err := load(t, args, tc.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error reveals the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestRequired(t *testing.T) {
+	_, err := load(t, nil, nil, KeyDSN, KeyDataDir)
+	if err == nil || err.Error() != "config: dsn is required: set --dsn or CDCAUDIT_DSN (or dsn in the --config file)" {
+		t.Fatalf("got %v", err)
+	}
+	_, err = load(t, []string{"--dsn", "postgres://localhost/db"}, nil, KeyDSN, KeyDataDir)
+	if err == nil || !strings.Contains(err.Error(), "data_dir is required: set --data-dir or CDCAUDIT_DATA_DIR") {
+		t.Fatalf("got %v", err)
+	}
+	c, err := load(t, []string{"--dsn", "postgres://localhost/db"}, map[string]string{"CDCAUDIT_DATA_DIR": "/d"}, KeyDSN, KeyDataDir)
+	if err != nil || c.DataDir != "/d" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+// Keys that are not bound to a command are neither read from the
+// environment nor offered as flags.
+func TestOnlyBoundKeys(t *testing.T) {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	s := Bind(fs, KeyDataDir)
+	if fs.Lookup("slot") != nil || fs.Lookup("data-dir") == nil || fs.Lookup("config") == nil {
+		t.Fatal("wrong flags bound")
+	}
+	if err := fs.Parse([]string{"--slot", "x"}); err == nil {
+		t.Fatal("--slot accepted by a command that does not bind it")
+	}
+	fs.Parse(nil)
+	c, err := s.Load(env(map[string]string{"CDCAUDIT_LOG_LEVEL": "verbose", "CDCAUDIT_DATA_DIR": "/d"}))
+	if err != nil || c.DataDir != "/d" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func TestUsageMentionsEnvAndDefault(t *testing.T) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	Bind(fs, Keys()...)
+	f := fs.Lookup("http-addr")
+	if !strings.Contains(f.Usage, "[CDCAUDIT_HTTP_ADDR]") || !strings.Contains(f.Usage, "(default 127.0.0.1:9187)") {
+		t.Fatalf("usage: %q", f.Usage)
+	}
+	if f.DefValue != "" {
+		t.Fatalf("flag default %q would hide env/file values", f.DefValue)
+	}
+}
+
+func TestDescribeDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://alice:s3cret@db.example:5433/erp?sslmode=disable": "postgres://alice@db.example:5433/erp",
+		"host=db user=bob password=s3cret dbname=erp":                 "postgres://bob@db:5432/erp",
+		"postgres://u:s3cret@host:notaport/db":                        "(unparsable connection string)",
+	} {
+		got := DescribeDSN(in)
+		if got != want {
+			t.Errorf("DescribeDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+	c := &Config{DSN: "postgres://alice:s3cret@db/erp", Sources: map[string]string{}}
+	if d := strings.Join(c.Describe(), "\n"); strings.Contains(d, "s3cret") || !strings.Contains(d, "dsn=postgres://alice@db:5432/erp") {
+		t.Fatalf("Describe: %s", d)
+	}
+}
+
+// The documented example file is valid and sets every key.
+func TestExampleFile(t *testing.T) {
+	c, err := load(t, []string{"--config", "../../docs/cdcaudit.example.yml"}, nil, KeyDSN, KeyDataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if c.Sources[k] == "default" {
+			t.Errorf("docs/cdcaudit.example.yml does not show %s", k)
+		}
+	}
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if !strings.Contains(string(doc), "| `"+k+"` | `"+EnvName(k)+"` | `--"+FlagName(k)+"` |") {
+			t.Errorf("docs/configuration.md lacks the row of %s", k)
+		}
+	}
+}

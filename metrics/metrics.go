@@ -1,0 +1,393 @@
+// Package metrics holds cdcaudit's Prometheus registry and collectors.
+//
+// A *Metrics is safe for concurrent use. Every method takes primitives only,
+// so any stage can report to it without importing the others; it also
+// implements replication.Observer (ServerWALEnd, Confirmed, Reconnected,
+// SkippedMessage, SlotStatus).
+//
+// Exposed series (all prefixed cdcaudit_):
+//
+//	events_total{schema,table,op}             counter  row events stored
+//	transactions_total                        counter  transactions stored
+//	batch_commit_duration_seconds             histogram one store commit (group commit)
+//	batch_events                              histogram events per store commit
+//	store_written_bytes_total                 counter  encoded event bytes written
+//	duplicate_events_total                    counter  events already in the store (replays)
+//	store_size_bytes                          gauge    size of the store file
+//	checkpoint_lsn                            gauge    end LSN of the last durable commit
+//	last_commit_timestamp_seconds             gauge    commit time of that transaction
+//	server_wal_end_lsn                        gauge    server WAL end last seen
+//	confirmed_flush_lsn                       gauge    flush position last sent to the server
+//	replication_lag_bytes                     gauge    server WAL end − max(checkpoint, confirmed) (≥ 0)
+//	replication_lag_seconds                   gauge    now − last durable commit time while lag_bytes > 0
+//	replication_connected                     gauge    1 while the replication connection is up
+//	reconnects_total                          counter  reconnections after a broken connection
+//	skipped_messages_total{kind}              counter  unknown/unexpected pgoutput messages skipped
+//	slot_wal_status{status}                   gauge    1 for the slot's current wal_status
+//	slot_retained_wal_bytes                   gauge    WAL the slot holds back on the server
+//
+// plus the standard go_* and process_* collectors and go_build_info.
+package metrics
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "cdcaudit"
+
+// DisconnectedGrace is how long the replication connection may be down (or
+// not yet up) before Healthy reports unhealthy.
+const DisconnectedGrace = 30 * time.Second
+
+// walStatuses are the values of pg_replication_slots.wal_status.
+var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
+
+// Metrics is the registry and the collectors of one cdcaudit process.
+type Metrics struct {
+	reg *prometheus.Registry
+	now func() time.Time // for tests
+
+	events        *prometheus.CounterVec
+	transactions  prometheus.Counter
+	commitSeconds prometheus.Histogram
+	batchEvents   prometheus.Histogram
+	writtenBytes  prometheus.Counter
+	duplicates    prometheus.Counter
+	storeSize     prometheus.Gauge
+	checkpoint    prometheus.Gauge
+	lastCommit    prometheus.Gauge
+	walEnd        prometheus.Gauge
+	confirmed     prometheus.Gauge
+	connected     prometheus.Gauge
+	reconnects    prometheus.Counter
+	skipped       *prometheus.CounterVec
+	slotStatus    *prometheus.GaugeVec
+	slotRetained  prometheus.Gauge
+
+	mu              sync.Mutex
+	checkpointLSN   uint64
+	confirmedLSN    uint64
+	serverWALEnd    uint64
+	lastCommitTime  time.Time
+	isConnected     bool
+	connChangedAt   time.Time // when isConnected last changed (or New)
+	walStatus       string
+	lastReconnectEr string
+}
+
+// New returns a Metrics with its own registry, which also holds the Go
+// runtime, process and build-info collectors.
+func New() *Metrics { return newMetrics(time.Now) }
+
+func newMetrics(now func() time.Time) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), now: now}
+	m.connChangedAt = now()
+
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "events_total",
+		Help: "Row events (insert, update, delete, truncate) stored, by table and operation.",
+	}, []string{"schema", "table", "op"})
+	m.transactions = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "transactions_total",
+		Help: "Transactions whose events are durable in the store.",
+	})
+	m.commitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "batch_commit_duration_seconds",
+		Help:    "Time to write one batch of transactions and its checkpoint to the store (one bbolt commit, fsync included).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
+	m.batchEvents = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "batch_events",
+		Help:    "Events per store commit (group commit batch size).",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 10), // 1 … 262144
+	})
+	m.writtenBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "store_written_bytes_total",
+		Help: "Bytes of encoded events written to the store.",
+	})
+	m.duplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "duplicate_events_total",
+		Help: "Events received again after a restart or reconnect and already in the store (absorbed by their idempotent id).",
+	})
+	m.storeSize = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "store_size_bytes",
+		Help: "Size of the store file on disk.",
+	})
+	m.checkpoint = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "checkpoint_lsn",
+		Help: "End LSN of the last transaction durable in the store, as a number (the position the slot may be confirmed to).",
+	})
+	m.lastCommit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "last_commit_timestamp_seconds",
+		Help: "Commit time (Unix seconds) of the last transaction durable in the store.",
+	})
+	m.walEnd = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "server_wal_end_lsn",
+		Help: "Server WAL end last reported by the server, as a number.",
+	})
+	m.confirmed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "confirmed_flush_lsn",
+		Help: "Flush position last confirmed to the server, as a number.",
+	})
+	m.connected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "replication_connected",
+		Help: "1 while the replication connection is up, else 0.",
+	})
+	m.reconnects = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "reconnects_total",
+		Help: "Reconnections after a broken replication connection.",
+	})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "skipped_messages_total",
+		Help: "Unknown or unexpected pgoutput messages skipped, by message type byte.",
+	}, []string{"kind"})
+	m.slotStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "slot_wal_status",
+		Help: "1 for the replication slot's current pg_replication_slots.wal_status (reserved, extended, unreserved, lost), 0 for the others. lost means the server removed WAL the slot needed: changes were lost.",
+	}, []string{"status"})
+	m.slotRetained = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "slot_retained_wal_bytes",
+		Help: "WAL the replication slot holds back on the server (pg_current_wal_lsn() − restart_lsn).",
+	})
+	lagBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "replication_lag_bytes",
+		Help: "Server WAL end minus the checkpoint (or the confirmed position, when an idle publication let it move further): WAL written on the server and not yet durable in the store (0 when caught up).",
+	}, func() float64 { b, _ := m.lag(); return float64(b) })
+	lagSeconds := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "replication_lag_seconds",
+		Help: "While replication_lag_bytes > 0: now minus the commit time of the last transaction durable in the store; else 0.",
+	}, func() float64 { _, s := m.lag(); return s })
+
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+		m.events, m.transactions, m.commitSeconds, m.batchEvents, m.writtenBytes,
+		m.duplicates, m.storeSize, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
+		m.connected, m.reconnects, m.skipped, m.slotStatus, m.slotRetained,
+		lagBytes, lagSeconds,
+	)
+	for _, s := range walStatuses {
+		m.slotStatus.WithLabelValues(s).Set(0)
+	}
+	return m
+}
+
+// Registry returns the registry, for registering further collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		Registry:          m.reg, // promhttp_metric_handler_errors_total
+		EnableOpenMetrics: true,
+	})
+}
+
+// AddEvents counts n stored events of one table and operation.
+func (m *Metrics) AddEvents(schema, table, op string, n int) {
+	if n <= 0 {
+		return
+	}
+	m.events.WithLabelValues(schema, table, op).Add(float64(n))
+}
+
+// AddTransactions counts n transactions made durable.
+func (m *Metrics) AddTransactions(n int) {
+	if n <= 0 {
+		return
+	}
+	m.transactions.Add(float64(n))
+}
+
+// BatchCommitted records one store commit: the events it held, how many of
+// them were already stored, the bytes written, how long the commit took, the
+// checkpoint it wrote and the commit time of its last transaction.
+func (m *Metrics) BatchCommitted(events, duplicates int, bytes int64, d time.Duration, checkpoint uint64, lastCommitTime time.Time) {
+	m.commitSeconds.Observe(d.Seconds())
+	if events >= 0 {
+		m.batchEvents.Observe(float64(events))
+	}
+	if duplicates > 0 {
+		m.duplicates.Add(float64(duplicates))
+	}
+	if bytes > 0 {
+		m.writtenBytes.Add(float64(bytes))
+	}
+	m.mu.Lock()
+	if checkpoint >= m.checkpointLSN {
+		m.checkpointLSN = checkpoint
+		if !lastCommitTime.IsZero() {
+			m.lastCommitTime = lastCommitTime
+		}
+	}
+	cp, lct := m.checkpointLSN, m.lastCommitTime
+	m.mu.Unlock()
+	m.checkpoint.Set(float64(cp))
+	if !lct.IsZero() {
+		m.lastCommit.Set(float64(lct.UnixNano()) / 1e9)
+	}
+}
+
+// ServerWALEnd records the server's WAL end (from a keepalive or an
+// XLogData message). A message from the server also means the replication
+// connection is up.
+// It is cheap enough to call for every XLogData message too.
+func (m *Metrics) ServerWALEnd(lsn uint64) {
+	m.mu.Lock()
+	if lsn > m.serverWALEnd {
+		m.serverWALEnd = lsn
+		m.walEnd.Set(float64(lsn))
+	}
+	wasDown := !m.isConnected
+	m.mu.Unlock()
+	if wasDown {
+		m.SetConnected(true)
+	}
+}
+
+// Confirmed records the flush position sent to the server. When the
+// publication is idle this may move past the last stored commit (the
+// server's WAL end is confirmed with nothing in flight): lag is measured from
+// the greater of the two, so an idle publication shows no lag.
+func (m *Metrics) Confirmed(lsn uint64) {
+	m.confirmed.Set(float64(lsn))
+	m.mu.Lock()
+	if lsn > m.confirmedLSN {
+		m.confirmedLSN = lsn
+	}
+	m.mu.Unlock()
+}
+
+// Reconnected counts a reconnection: the replication connection broke
+// with reason and is about to be re-established (after a backoff). Until
+// the server is heard from again (ServerWALEnd or SetConnected(true)) the
+// connection counts as down.
+func (m *Metrics) Reconnected(reason error) {
+	m.reconnects.Inc()
+	if reason != nil {
+		m.mu.Lock()
+		m.lastReconnectEr = reason.Error()
+		m.mu.Unlock()
+	}
+	m.SetConnected(false)
+}
+
+// SkippedMessage counts a pgoutput message of an unknown or unexpected type
+// that was skipped.
+func (m *Metrics) SkippedMessage(kind byte) {
+	m.skipped.WithLabelValues(kindLabel(kind)).Inc()
+}
+
+func kindLabel(kind byte) string {
+	if kind >= 0x21 && kind <= 0x7e {
+		return string(rune(kind))
+	}
+	return fmt.Sprintf("0x%02x", kind)
+}
+
+// SlotStatus records the slot's wal_status and the WAL bytes it retains.
+func (m *Metrics) SlotStatus(walStatus string, retainedBytes int64) {
+	known := false
+	for _, s := range walStatuses {
+		v := 0.0
+		if s == walStatus {
+			v, known = 1, true
+		}
+		m.slotStatus.WithLabelValues(s).Set(v)
+	}
+	if !known && walStatus != "" {
+		// A status newer servers may add (or "unreachable" spellings): still show it.
+		m.slotStatus.WithLabelValues(walStatus).Set(1)
+	}
+	m.slotRetained.Set(float64(retainedBytes))
+	m.mu.Lock()
+	m.walStatus = walStatus
+	m.mu.Unlock()
+}
+
+// SetConnected records whether the replication connection is up. The
+// Observer methods already imply it (ServerWALEnd: up; Reconnected: down);
+// call it where the connection state is known exactly.
+func (m *Metrics) SetConnected(up bool) {
+	m.mu.Lock()
+	if up != m.isConnected {
+		m.isConnected = up
+		m.connChangedAt = m.now()
+	}
+	m.mu.Unlock()
+	if up {
+		m.connected.Set(1)
+	} else {
+		m.connected.Set(0)
+	}
+}
+
+// StoreSize records the size of the store file.
+func (m *Metrics) StoreSize(bytes int64) { m.storeSize.Set(float64(bytes)) }
+
+// lag computes replication_lag_bytes and replication_lag_seconds.
+func (m *Metrics) lag() (bytes uint64, seconds float64) {
+	m.mu.Lock()
+	end, cp, lct := m.serverWALEnd, max(m.checkpointLSN, m.confirmedLSN), m.lastCommitTime
+	m.mu.Unlock()
+	if end <= cp {
+		return 0, 0
+	}
+	bytes = end - cp
+	if lct.IsZero() {
+		// Nothing durable yet: the age of the backlog is unknown.
+		return bytes, 0
+	}
+	seconds = m.now().Sub(lct).Seconds()
+	if seconds < 0 || math.IsNaN(seconds) {
+		seconds = 0
+	}
+	return bytes, seconds
+}
+
+// Healthy reports whether the process is healthy, for /healthz: it is not
+// when the replication connection has been down (or never up) for more than
+// DisconnectedGrace, or when the slot's wal_status is "lost".
+func (m *Metrics) Healthy() (ok bool, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.walStatus == "lost" {
+		return false, "replication slot wal_status is lost: the server removed WAL the slot still needed (changes were lost)"
+	}
+	if !m.isConnected {
+		down := m.now().Sub(m.connChangedAt)
+		if down > DisconnectedGrace {
+			r := fmt.Sprintf("replication connection down for %s", down.Truncate(time.Second))
+			if m.lastReconnectEr != "" {
+				r += " (last error: " + m.lastReconnectEr + ")"
+			}
+			return false, r
+		}
+		return true, "connecting"
+	}
+	return true, "ok"
+}
+
+// HealthHandler serves Healthy: 200 "ok" or 503 with the reason.
+func (m *Metrics) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, reason := m.Healthy()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		if r.Method != http.MethodHead {
+			fmt.Fprintln(w, reason)
+		}
+	})
+}
