@@ -50,6 +50,10 @@ type Writer struct {
 	durable atomic.Uint64
 	pending atomic.Int64 // batches submitted and not yet stored
 
+	queuedMu sync.Mutex
+	queued   int64 // body bytes submitted and not yet stored
+	room     *sync.Cond
+
 	mu     sync.RWMutex // Submit/Flush hold it shared while sending; Close exclusive to close ch
 	closed bool
 
@@ -64,10 +68,16 @@ type item struct {
 	flushed chan struct{}
 }
 
+// maxQueuedBytes bounds the bodies waiting for the writer: Submit waits
+// while more than this is queued, so a decoder faster than the disk (or one
+// huge transaction) cannot grow memory without limit.
+const maxQueuedBytes = 64 << 20
+
 // NewWriter starts a writer with room for queue batches; Submit blocks when
-// the queue is full, which bounds memory.
+// the queue is full or holds more than maxQueuedBytes, which bounds memory.
 func NewWriter(s *Store, queue int) *Writer {
 	w := &Writer{s: s, ch: make(chan item, max(queue, 1)), done: make(chan struct{})}
+	w.room = sync.NewCond(&w.queuedMu)
 	w.durable.Store(s.Checkpoint())
 	go w.run()
 	return w
@@ -79,12 +89,36 @@ func (w *Writer) Submit(ctx context.Context, b Batch) error {
 	if err := w.Err(); err != nil {
 		return err
 	}
+	size := batchBytes(b)
+	w.queuedMu.Lock()
+	for w.queued > 0 && w.queued+size > maxQueuedBytes && w.Err() == nil && ctx.Err() == nil {
+		w.room.Wait()
+	}
+	w.queued += size
+	w.queuedMu.Unlock()
 	w.pending.Add(1)
 	if err := w.send(ctx, item{b: b}); err != nil {
 		w.pending.Add(-1)
+		w.release(size)
 		return err
 	}
 	return nil
+}
+
+func batchBytes(b Batch) int64 {
+	n := int64(0)
+	for i := range b.Events {
+		n += int64(len(b.Events[i].Body))
+	}
+	return n
+}
+
+// release returns queue room taken by Submit.
+func (w *Writer) release(size int64) {
+	w.queuedMu.Lock()
+	w.queued -= size
+	w.room.Broadcast()
+	w.queuedMu.Unlock()
 }
 
 // Pending returns how many submitted batches are not yet durable: while it
@@ -215,6 +249,11 @@ func (w *Writer) commit(group []Batch) {
 		}
 	}
 	w.pending.Add(-int64(len(group)))
+	var size int64
+	for _, b := range group {
+		size += batchBytes(b)
+	}
+	w.release(size)
 	if w.Release != nil {
 		for _, b := range group {
 			w.Release(b)

@@ -128,6 +128,7 @@ type consumer struct {
 	notify chan struct{}
 
 	batch      sink.Batch
+	bodyHint   int
 	counts     map[tableOp]int
 	countTxs   int
 	lastCounts time.Time
@@ -152,9 +153,10 @@ type feedItem struct {
 func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger) *consumer {
 	c := &consumer{
 		dec: dec, m: cfg.Metrics, log: log,
-		notify: make(chan struct{}, 1),
-		counts: make(map[tableOp]int),
-		feed:   cfg.Feed,
+		notify:   make(chan struct{}, 1),
+		counts:   make(map[tableOp]int),
+		feed:     cfg.Feed,
+		bodyHint: 512,
 	}
 	c.writer = sink.NewWriter(store, 4096)
 	c.durable = sync.NewCond(&sync.Mutex{})
@@ -249,7 +251,11 @@ func (c *consumer) Begin(*decoder.Tx) error { return nil }
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
-	c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
+	// Size the body from the previous one: growing it by appends costs
+	// more than the encoding itself.
+	body := e.AppendBody(make([]byte, 0, c.bodyHint))
+	c.bodyHint = len(body) + len(body)/4
+	c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
 	c.counts[tableOp{e.Schema, e.Table, e.Op}]++
 	if c.feed != nil {
 		c.feedEvts = append(c.feedEvts, e)
