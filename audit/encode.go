@@ -93,17 +93,28 @@ func SealedLen(bodyLen int) int { return bodyLen + sealTailLen }
 // i.e. `{…,"prev_hash":"<prev>"}`.
 func Seal(dst, body []byte, prev Hash) (record []byte, h Hash) {
 	start := len(dst)
-	dst = append(dst, body...)
+	return sealTail(append(dst, body...), start, prev)
+}
+
+// sealTail appends the prev_hash and hash members to the body in dst[start:].
+func sealTail(dst []byte, start int, prev Hash) ([]byte, Hash) {
 	dst = append(dst, prevHashPrefix...)
 	dst = hex.AppendEncode(dst, prev[:])
 	dst = append(dst, '"')
 	canonicalEnd := len(dst)
 	dst = append(dst, '}')
-	h = sha256.Sum256(dst[start:])
+	h := sha256.Sum256(dst[start:])
 	dst = append(dst[:canonicalEnd], hashPrefix...)
 	dst = hex.AppendEncode(dst, h[:])
 	dst = append(dst, `"}`...)
 	return dst, h
+}
+
+// SealInPlace is Seal into body's own spare capacity: the record is body
+// with the tail appended, no copy when cap(body) ≥ SealedLen(len(body)).
+// body must own its spare capacity (no other slice may live there).
+func SealInPlace(body []byte, prev Hash) (record []byte, h Hash) {
+	return sealTail(body, 0, prev)
 }
 
 // ErrMalformed is returned by Check for a record that is not a sealed event.

@@ -197,3 +197,17 @@ func TestSealIntoNonEmptyBuffer(t *testing.T) {
 		t.Fatalf("Check: %v", err)
 	}
 }
+
+func TestSealInPlace(t *testing.T) {
+	body := sampleEvent().AppendBody(nil)
+	want, wantH := Seal(nil, body, Genesis)
+	owned := make([]byte, len(body), SealedLen(len(body)))
+	copy(owned, body)
+	got, h := SealInPlace(owned, Genesis)
+	if string(got) != string(want) || h != wantH {
+		t.Fatalf("SealInPlace differs from Seal:\n%s\n%s", got, want)
+	}
+	if &got[0] != &owned[0] {
+		t.Fatal("SealInPlace copied although the body had room")
+	}
+}

@@ -12,7 +12,11 @@ import (
 // Encoded is one event ready to store: its key and its body from
 // audit.Event.AppendBody (the store seals it).
 type Encoded struct {
-	Key  [audit.KeyLen]byte
+	Key [audit.KeyLen]byte
+	// Body is the event's AppendBody encoding. Append seals the record in
+	// Body's spare capacity when there is room (give it
+	// audit.SealedLen(len(Body))), so Body must own that capacity: no other
+	// slice may live there. Append never changes Body[:len(Body)].
 	Body []byte
 }
 
@@ -27,10 +31,6 @@ type Batch struct {
 	// (zero for an idle advance or a partial batch); it feeds the lag metric.
 	CommitTime time.Time
 }
-
-// arenaKeep is how much arena an Append keeps for the next one even when
-// it needed far less: a quiet stream holds on to no more than this.
-const arenaKeep = 8 << 20
 
 // Result is what one Append did.
 type Result struct {
@@ -54,21 +54,6 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 	st := *s.state.Load()
 	old := st.checkpoint
 	res := Result{Checkpoint: old}
-
-	// bbolt keeps the values given to Put until the commit, so every record
-	// needs memory of its own for the whole transaction: one arena serves,
-	// and is reused by the next Append (the commit copies values into pages;
-	// a fresh arena each time costs page faults and GC work).
-	size := 0
-	for i := range batches {
-		for j := range batches[i].Events {
-			size += audit.SealedLen(len(batches[i].Events[j].Body))
-		}
-	}
-	if cap(s.arena) < size || cap(s.arena) > 4*size+arenaKeep {
-		s.arena = make([]byte, 0, size)
-	}
-	arena := s.arena[:0]
 
 	tx, err := s.db.Begin(true)
 	if err != nil {
@@ -94,11 +79,11 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 			if err := checkBody(k, e.Body); err != nil {
 				return Result{Checkpoint: old}, err
 			}
-			// Seal into the free tail of the arena (an empty slice: Seal
-			// hashes everything in dst, not only what it appends).
+			// Sealed in the body's own spare capacity (the producer sizes it
+			// with SealedLen): no copy. bbolt keeps the value until the
+			// commit; the body is ours until Append returns.
 			var rec []byte
-			rec, st.headHash = audit.Seal(arena[len(arena):], e.Body, st.headHash)
-			arena = arena[:len(arena)+len(rec)]
+			rec, st.headHash = audit.SealInPlace(e.Body, st.headHash)
 			if err := events.Put(k, rec); err != nil {
 				return Result{Checkpoint: old}, fmt.Errorf("sink: put event %s: %w", keyID(k), err)
 			}

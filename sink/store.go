@@ -71,7 +71,6 @@ type Store struct {
 	readOnly bool
 
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
-	arena []byte                // Append's record memory, reused; guarded by wmu
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
 	done  bool                  // closed; guarded by wmu
 }

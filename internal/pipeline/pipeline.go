@@ -251,10 +251,13 @@ func (c *consumer) Begin(*decoder.Tx) error { return nil }
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
-	// Size the body from the previous one: growing it by appends costs
-	// more than the encoding itself.
+	// Size the body from the previous one (growing it by appends costs more
+	// than the encoding), with room for the store to seal it in place.
 	body := e.AppendBody(make([]byte, 0, c.bodyHint))
-	c.bodyHint = len(body) + len(body)/4
+	if cap(body) < audit.SealedLen(len(body)) {
+		body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
+	}
+	c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 	c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
 	c.counts[tableOp{e.Schema, e.Table, e.Op}]++
 	if c.feed != nil {
