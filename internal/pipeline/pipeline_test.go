@@ -162,7 +162,7 @@ func BenchmarkDrain(b *testing.B) {
 		slot := fmt.Sprintf("drain%d", i)
 		dir := b.TempDir()
 		runUntil(b, dsn, dir, slot, conn, currentLSN(b, conn), nil)
-		exec(b, conn, "TRUNCATE line")
+		exec(b, conn, "TRUNCATE line RESTART IDENTITY")
 		for lo := 1; lo <= rows; lo += 1000 {
 			exec(b, conn, `INSERT INTO line (order_id, product_id, name, qty, price, discount, subtotal, state, seq, down, create_uid, create_date, write_uid, write_date)
 				SELECT g/10, g%997, 'Product ' || g, g%50 + 0.5, 12.34 + g%100, 0, (g%50 + 0.5) * 12.34, 'draft', g%10, false, 2, now(), 2, now()
