@@ -340,9 +340,15 @@ func (d *Decoder) resolveKey(ctx context.Context, rel *relation) error {
 }
 
 // span locates an encoded value in an event's arena; lo < 0: absent.
-type span struct{ lo, hi int }
+// span locates an encoded value in the event's arena. null marks SQL NULL:
+// a json/jsonb value that is JSON null encodes the same, and Changed must
+// still tell them apart.
+type span struct {
+	lo, hi int
+	null   bool
+}
 
-var absent = span{-1, -1}
+var absent = span{lo: -1, hi: -1}
 
 func (s span) ok() bool { return s.lo >= 0 }
 
@@ -375,7 +381,7 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 		}
 		lo := len(arena)
 		arena = appendValue(arena, rel.cols[i].typ, f.kind, f.data)
-		d.oldS[i] = span{lo, len(arena)}
+		d.oldS[i] = span{lo, len(arena), f.kind == 'n'}
 		nBefore++
 	}
 
@@ -388,7 +394,7 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 		case f.kind != 'u':
 			lo := len(arena)
 			arena = appendValue(arena, rel.cols[i].typ, f.kind, f.data)
-			d.newS[i] = span{lo, len(arena)}
+			d.newS[i] = span{lo, len(arena), f.kind == 'n'}
 			nAfter++
 		case i < len(d.oldS) && d.oldS[i].ok():
 			d.newS[i] = d.oldS[i]
@@ -485,7 +491,7 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 }
 
 func differs(arena []byte, a, b span) bool {
-	if a.ok() != b.ok() {
+	if a.ok() != b.ok() || a.null != b.null {
 		return true
 	}
 	return a.ok() && !bytes.Equal(arena[a.lo:a.hi], arena[b.lo:b.hi])

@@ -495,3 +495,24 @@ func TestEventOwnership(t *testing.T) {
 		t.Errorf("first event changed: %s, was %s", got, first)
 	}
 }
+
+// A jsonb value that is JSON null encodes like SQL NULL; an update from one
+// to the other must still be listed in Changed.
+func TestJSONNullVersusSQLNull(t *testing.T) {
+	d := New("db", &resolver{pk: map[uint32][]string{16500: {"id"}}})
+	h := &recorder{t: t}
+	cols := []col{{"id", oidInt4, true}, {"v", oidJSONB, true}}
+	feed(t, d, h, 100,
+		mBegin(0x3000, commitTime, 9),
+		mRelation(16500, "public", "j", 'f', cols...),
+		mUpdate(16500, 'O', []val{txt("1"), null}, []val{txt("1"), txt("null")}),
+		mUpdate(16500, 'O', []val{txt("1"), txt("null")}, []val{txt("1"), txt("null")}),
+		mCommit(0x3000, 0x3010, commitTime),
+	)
+	if got := namesJSON(h.events[0].Changed); got != `["v"]` {
+		t.Fatalf("SQL NULL → JSON null: changed = %s, want [\"v\"]", got)
+	}
+	if got := namesJSON(h.events[1].Changed); got != `[]` {
+		t.Fatalf("JSON null → JSON null: changed = %s, want []", got)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -163,10 +165,23 @@ func runRecvlogical(c *pgtest.Cluster, end uint64) (time.Duration, int64, error)
 		"-o", "proto_version=1", "-o", "publication_names=bench", "--no-loop")
 	cmd.Stderr = os.Stderr
 	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
 		return 0, 0, fmt.Errorf("pg_recvlogical: %v", err)
 	}
-	return time.Since(t0), maxRSS(cmd), nil
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var peak int64
+	for {
+		select {
+		case err := <-exited:
+			if err != nil {
+				return 0, 0, fmt.Errorf("pg_recvlogical: %v", err)
+			}
+			return time.Since(t0), peak, nil
+		case <-time.After(20 * time.Millisecond):
+			peak = max(peak, peakRSS(cmd.Process.Pid))
+		}
+	}
 }
 
 func runCdcaudit(ctx context.Context, bin string, c *pgtest.Cluster, dataDir string, end uint64) (time.Duration, int64, error) {
@@ -201,16 +216,26 @@ func runCdcaudit(ctx context.Context, bin string, c *pgtest.Cluster, dataDir str
 			break
 		}
 	}
+	peak := peakRSS(cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
 		return 0, 0, fmt.Errorf("cdcaudit did not exit cleanly: %v", err)
 	}
-	return d, maxRSS(cmd), nil
+	return d, peak, nil
 }
 
-func maxRSS(cmd *exec.Cmd) int64 {
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss
+// peakRSS reads a running process's peak resident set (VmHWM, KiB). Not
+// rusage: a child started from Go inherits the parent's ru_maxrss.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return n
+		}
 	}
 	return 0
 }
