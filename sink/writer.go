@@ -13,7 +13,7 @@ import (
 // much (a single larger batch still goes in whole).
 const (
 	maxGroupEvents = 50_000
-	maxGroupBytes  = 32 << 20
+	maxGroupBytes  = 16 << 20
 )
 
 // ErrClosed is returned by Submit after Close.
@@ -71,7 +71,7 @@ type item struct {
 // maxQueuedBytes bounds the bodies waiting for the writer: Submit waits
 // while more than this is queued, so a decoder faster than the disk (or one
 // huge transaction) cannot grow memory without limit.
-const maxQueuedBytes = 64 << 20
+const maxQueuedBytes = 32 << 20
 
 // NewWriter starts a writer with room for queue batches; Submit blocks when
 // the queue is full or holds more than maxQueuedBytes, which bounds memory.

@@ -80,7 +80,7 @@ func run(bin string, rows, txRows int, keep bool) error {
 		return err
 	}
 	// Both slots exist before the workload: each consumer drains the same WAL.
-	for _, slot := range []string{"ref", "cdcaudit"} {
+	for _, slot := range []string{"ref", "cdcaudit", "ref2"} {
 		if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
 			return err
 		}
@@ -94,7 +94,9 @@ func run(bin string, rows, txRows int, keep bool) error {
 	changes := 2 * rows
 	fmt.Printf("workload written in %.1fs; draining up to %s\n\n", time.Since(t0).Seconds(), audit.FormatLSN(endLSN))
 
-	refDur, refRSS, err := runRecvlogical(c, endLSN)
+	// The reference runs before and after cdcaudit, so neither side gains
+	// from going second (warm caches); the better reference run counts.
+	refDur, refRSS, err := runRecvlogical(c, "ref", endLSN)
 	if err != nil {
 		return err
 	}
@@ -112,8 +114,14 @@ func run(bin string, rows, txRows int, keep bool) error {
 		return err
 	}
 	report("cdcaudit run (into its store)", changes, ourDur, ourRSS)
+	ref2Dur, ref2RSS, err := runRecvlogical(c, "ref2", endLSN)
+	if err != nil {
+		return err
+	}
+	report("pg_recvlogical again", changes, ref2Dur, ref2RSS)
+	refDur = min(refDur, ref2Dur)
 	size := dirSize(dataDir)
-	fmt.Printf("\nratio cdcaudit / pg_recvlogical: %.2f×   (store: %.0f MiB, %d bytes/event)\n",
+	fmt.Printf("\nratio cdcaudit / best pg_recvlogical: %.2f×   (store: %.0f MiB, %d bytes/event)\n",
 		refDur.Seconds()/ourDur.Seconds(), float64(size)/(1<<20), size/int64(changes))
 	if keep {
 		fmt.Println("store kept in", dataDir)
@@ -159,9 +167,9 @@ func workload(ctx context.Context, conn *pgx.Conn, rows, txRows int) (uint64, er
 	return last, nil
 }
 
-func runRecvlogical(c *pgtest.Cluster, end uint64) (time.Duration, int64, error) {
+func runRecvlogical(c *pgtest.Cluster, slot string, end uint64) (time.Duration, int64, error) {
 	cmd := exec.Command(filepath.Join(c.BinDir, "pg_recvlogical"),
-		"-d", c.DSN("bench"), "-S", "ref", "--start", "-f", "/dev/null", "-E", audit.FormatLSN(end),
+		"-d", c.DSN("bench"), "-S", slot, "--start", "-f", "/dev/null", "-E", audit.FormatLSN(end),
 		"-o", "proto_version=1", "-o", "publication_names=bench", "--no-loop")
 	cmd.Stderr = os.Stderr
 	t0 := time.Now()
