@@ -61,6 +61,10 @@ func Run(ctx context.Context, cfg Config) error {
 	checkpoint := store.Checkpoint()
 	ident, start, err := replication.Prepare(ctx, cfg.Replication, checkpoint)
 	if err != nil {
+		if ctx.Err() != nil && !replication.IsFatal(err) {
+			log.Info("stopped before streaming began")
+			return nil
+		}
 		return err
 	}
 	if err := checkIdentity(store, ident, cfg.Replication.Slot); err != nil {

@@ -77,7 +77,9 @@ func runUntil(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint6
 		case <-time.After(10 * time.Millisecond):
 		}
 		var s string
-		err := conn.QueryRow(context.Background(), "SELECT coalesce(confirmed_flush_lsn::text,'0/0') FROM pg_replication_slots WHERE slot_name=$1", slot).Scan(&s)
+		err := conn.QueryRow(context.Background(), `SELECT coalesce(s.confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots s
+			JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name = $1 AND r.state IN ('streaming', 'catchup')`, slot).Scan(&s)
 		if err == nil {
 			if v, _ := audit.ParseLSN(s); v >= lsn {
 				took = time.Since(start)
