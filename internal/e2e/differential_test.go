@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,49 +20,9 @@ import (
 // test_decoding plugin and through cdcaudit must give the same changes, in
 // the same order, with the same xids, LSNs and values.
 
-const diffDDL = `
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'it''s "complicated"');
-CREATE DOMAIN posint AS int CHECK (VALUE > 0);
-CREATE TYPE pair AS (n int, s text);
-CREATE TABLE dt (
-	id        int PRIMARY KEY,
-	c_int2    int2,
-	c_int4    int4,
-	c_int8    int8,
-	c_num     numeric,
-	c_f4      float4,
-	c_f8      float8,
-	c_bool    bool,
-	c_text    text,
-	c_vc      varchar(20),
-	c_ch      char(5),
-	c_bytea   bytea,
-	c_date    date,
-	c_time    time,
-	c_timetz  timetz,
-	c_ts      timestamp,
-	c_tstz    timestamptz,
-	c_iv      interval,
-	c_uuid    uuid,
-	c_json    json,
-	c_jsonb   jsonb,
-	c_inet    inet,
-	c_enum    mood,
-	c_dom     posint,
-	c_ia      int[],
-	c_ta      text[],
-	c_range   int4range,
-	c_oid     oid,
-	c_comp    pair,
-	c_tsv     tsvector,
-	c_point   point,
-	c_big     text
-);
-ALTER TABLE dt REPLICA IDENTITY FULL;
--- No compression: the 1 MB value is stored out of line as it is.
-ALTER TABLE dt ALTER c_big SET STORAGE EXTERNAL;
-CREATE TABLE dd (id int PRIMARY KEY, note text, big text, "Wéird ""col"", name" text);
-ALTER TABLE dd ALTER big SET STORAGE EXTERNAL;`
+// diffSchemaFile holds the schema of the differential test: every type the
+// event format cares about.
+const diffSchemaFile = "../../testdata/types.sql"
 
 // How test_decoding prints a value, and how cdcaudit must encode it.
 type valueKind int
@@ -99,7 +60,11 @@ func TestDifferentialTestDecoding(t *testing.T) {
 	rng := rand.New(rand.NewPCG(s, 3))
 	db := newDB(t)
 	conn := connect(t, db.dsn)
-	mustExec(t, conn, diffDDL)
+	ddl, err := os.ReadFile(diffSchemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, conn, string(ddl))
 	mustExec(t, conn, "SELECT pg_create_logical_replication_slot('td', 'test_decoding')")
 	dataDir := t.TempDir()
 	p := startPipeline(t, db, dataDir)
