@@ -1,0 +1,55 @@
+package profile
+
+// Odoo returns the built-in profile for Odoo 16 to 19 (the facts behind each rule are in its comment).
+func Odoo() Profile {
+	return Profile{
+		Name:   "odoo",
+		Users:  UsersTable{Table: "public.res_users", ID: "id", Login: "login", Password: "password"},
+		Logins: []LoginTable{{Table: "public.res_users_log", User: "create_uid", At: "create_date"}},
+		Sessions: []SessionTable{{
+			Table: "public.res_device_log", Kind: "device_log",
+			ID: "session_identifier", User: "user_id", IP: "ip_address",
+			UserAgent: "user_agent", // Odoo 19.1+; 18.0 has platform/browser/device_type instead
+			Platform:  "platform", Browser: "browser", Device: "device_type",
+			Country: "country", City: "city",
+			Created: "first_activity", LastSeen: "last_activity",
+			Revoked: "revoked", RevokedBy: "write_uid",
+		}, {
+			// OCA session_db: the session store itself; logout deletes the row.
+			Table: "public.http_sessions", Kind: "session", ID: "sid", LastSeen: "write_date",
+		}},
+		Columns: Columns{CreatedBy: "create_uid", UpdatedBy: "write_uid", UpdatedAt: "write_date"},
+		Models:  &ModelTable{Table: "public.ir_model", Model: "model"},
+		Secrets: []ColumnRule{
+			{Table: "public.res_users", Column: "password"},
+			{Table: "public.res_users", Column: "totp_secret"},
+			{Table: "public.res_users", Column: "oauth_access_token"},
+			{Table: "public.res_users_apikeys", Column: "key"},
+			{Table: "public.res_users_apikeys", Column: "index"},
+			{Table: "public.ir_config_parameter", Column: "value", Where: "key",
+				Values: []string{"database.secret", "*secret*", "*token*", "*password*", "*api_key*"}},
+			{Table: "public.res_users_identitycheck", Column: "password"},
+			{Table: "public.change_password_user", Column: "new_passwd"},
+			{Table: "public.change_password_own", Column: "new_password"},
+			{Table: "public.change_password_own", Column: "confirm_password"},
+			{Table: "public.auth_totp_wizard", Column: "secret"},
+			{Table: "public.res_device_log", Column: "session_identifier"},
+			{Table: "public.http_sessions", Column: "sid"},
+			{Table: "public.http_sessions", Column: "payload"},
+			{Table: "public.auditlog_http_session", Column: "name"},
+		},
+		RawWrites: []ColumnRule{
+			{Table: "public.res_users", Column: "password"}, // hashing on write
+			{Table: "public.res_device_log", Column: "*"},
+			{Table: "public.bus_bus", Column: "*"},
+			{Table: "public.bus_presence", Column: "*"},
+			{Table: "public.ir_cron", Column: "*"}, // locks, lastcall, nextcall
+			{Table: "public.ir_cron_trigger", Column: "*"},
+			{Table: "public.ir_sequence", Column: "*"},
+			{Table: "public.ir_sequence_date_range", Column: "*"},
+			{Table: "public.ir_attachment", Column: "*"}, // checksum/file bookkeeping
+			{Table: "public.res_users_log", Column: "*"},
+			{Table: "public.mail_mail", Column: "*"},
+		},
+	}
+}
