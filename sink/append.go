@@ -27,6 +27,9 @@ type Batch struct {
 	// batch, or an idle advance with no events; 0 means no new checkpoint
 	// (the batch is part of a transaction still being received).
 	Checkpoint uint64
+	// State is derived state (sessions, model names …) that the events of
+	// this batch changed: stored in the same transaction as the events.
+	State []StateRecord
 	// CommitTime is the commit time of the transaction Checkpoint ends
 	// (zero for an idle advance or a partial batch); it feeds the lag metric.
 	CommitTime time.Time
@@ -61,6 +64,7 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 	}
 	defer tx.Rollback() // no-op after a successful Commit
 	events := tx.Bucket(bucketEvents)
+	wroteState := false
 	events.FillPercent = 1.0 // keys only ever arrive in ascending order: fill pages completely
 
 	for bi := range batches {
@@ -93,9 +97,13 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 			res.Bytes += int64(len(k) + len(rec))
 		}
 		st.checkpoint = max(st.checkpoint, b.Checkpoint)
+		if err := putState(tx, b.State); err != nil {
+			return Result{Checkpoint: old}, err
+		}
+		wroteState = wroteState || len(b.State) > 0
 	}
 
-	if res.Stored == 0 && st.checkpoint == old {
+	if res.Stored == 0 && st.checkpoint == old && !wroteState {
 		return res, nil // a pure replay: nothing to write, spare the fsync
 	}
 	meta := tx.Bucket(bucketMeta)
