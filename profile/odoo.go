@@ -16,7 +16,11 @@ func Odoo() Profile {
 			Revoked: "revoked", RevokedBy: "write_uid",
 		}, {
 			// OCA session_db: the session store itself; logout deletes the row.
-			Table: "public.http_sessions", Kind: "session", ID: "sid", LastSeen: "write_date",
+			// The payload is the serialized session: its uid is the user (none
+			// before login). Its sid's first 42 characters are the device log's
+			// session_identifier: both tables name one session.
+			Table: "public.http_sessions", Kind: "session", ID: "sid", IDLength: 42,
+			User: "payload", UserKey: "uid", LastSeen: "write_date",
 		}},
 		Columns: Columns{CreatedBy: "create_uid", UpdatedBy: "write_uid", UpdatedAt: "write_date"},
 		Models:  &ModelTable{Table: "public.ir_model", Model: "model"},

@@ -16,9 +16,17 @@ type SessionTable struct {
 	// refreshes the session it names, rows are never updated except to
 	// revoke) or "session" (one row per session, updated as it is used,
 	// deleted or marked ended at logout).
-	Kind      string `yaml:"kind"`
-	ID        string `yaml:"id"` // the session identifier: a secret, only ever kept as a pseudonym
-	User      string `yaml:"user"`
+	Kind string `yaml:"kind"`
+	ID   string `yaml:"id"` // the session identifier: a secret, only ever kept as a pseudonym
+	// IDLength, when set, keeps only the first IDLength characters of the
+	// identifier, so that two tables naming one session name it alike (Odoo's
+	// res_device_log stores the first 42 characters of the session id).
+	IDLength int    `yaml:"id_length,omitempty"`
+	User     string `yaml:"user"`
+	// UserKey, when set, means the User column holds a JSON document (jsonb,
+	// or text holding JSON, e.g. a serialized session) and the user id is its
+	// top-level member UserKey; a document without it is an anonymous session.
+	UserKey   string `yaml:"user_key,omitempty"`
 	IP        string `yaml:"ip"`
 	UserAgent string `yaml:"user_agent"` // parsed with uap-go into browser, OS, device
 	Platform  string `yaml:"platform"`   // OS as the application recorded it

@@ -5,6 +5,7 @@
 //	cdcaudit check   --dsn URL                  preflight: is the server ready?
 //	cdcaudit export  --data-dir DIR             events as JSON Lines or CSV
 //	cdcaudit verify  --data-dir DIR             recompute the hash chain
+//	cdcaudit sessions --data-dir DIR            the application's login sessions
 //	cdcaudit demo                               everything, against a throwaway server
 //
 // Exit status: 0 success, 1 failure (a fatal error, a FAIL finding, a broken
@@ -53,6 +54,7 @@ func init() {
 		{"check", "check that a PostgreSQL server is ready for cdcaudit, and say how to fix what is not", (*cli).check},
 		{"export", "write stored events as JSON Lines or CSV", (*cli).export},
 		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
+		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
 		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},
 		{"version", "print the version", (*cli).version},
 		{"help", "show help for cdcaudit or for one command", (*cli).help},

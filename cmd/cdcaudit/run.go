@@ -31,6 +31,12 @@ streams from the store's checkpoint (or from the slot's position on the first
 start). It never drops the slot. /metrics (Prometheus) and /healthz are served
 on --http-addr, 127.0.0.1 only unless told otherwise.
 
+Every change is attributed to the application user and login session that
+made it, from the application's own tables (--profile: Odoo is recognised by
+itself; any other application is described in a --profile-file). Secret
+columns (the profile's and --redact's) are never stored: their values become
+"[redacted]", or an HMAC under the key in --redact-key-file.
+
 Every flag can also be set in the YAML file given by --config (key: the flag
 name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable
 (e.g. CDCAUDIT_DATA_DIR). Flags win over variables, variables over the file.
@@ -45,6 +51,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
 
 // runFlagOrder is the order of run's flags in --help.
 var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude",
+	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
 	"accept-gap", "status-interval", "log-format", "log-level", "print-config"}
 
 func (c *cli) run(args []string) int {
@@ -64,6 +71,15 @@ func (c *cli) run(args []string) int {
 			fmt.Fprintln(c.stdout, l)
 		}
 		return exitOK
+	}
+	// The files the configuration names are read now: a bad one is a
+	// configuration error, not a failure after start-up.
+	if err := cfg.CheckFiles(); err != nil {
+		return c.usageErr("run", err)
+	}
+	redactKey, err := cfg.ReadRedactKey()
+	if err != nil {
+		return c.usageErr("run", err)
 	}
 
 	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
@@ -90,7 +106,9 @@ func (c *cli) run(args []string) int {
 		log.Debug("config " + l)
 	}
 
-	err = pipeline.Run(ctx, pipelineConfig(cfg, m, log, nil))
+	pc := pipelineConfig(cfg, m, log, nil)
+	pc.RedactKey = redactKey
+	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {
 			log.Error("cdcaudit stopped", "err", err, "fatal", replication.IsFatal(err))
@@ -119,6 +137,15 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		Logger:  log,
 		Metrics: m,
 		Feed:    feed,
+
+		Profile:         cfg.Profile,
+		ProfileFile:     cfg.ProfileFile,
+		Redact:          cfg.Redact,
+		IdleAfter:       cfg.IdleAfter,
+		SessionLifetime: cfg.SessionLifetime,
+		GeoIPPath:       cfg.GeoIPDB,
+		// RedactKey is read from cfg.RedactKeyFile by the caller
+		// (Config.ReadRedactKey): the key is never configuration.
 	}
 }
 

@@ -80,7 +80,7 @@ func run(bin string, rows, txRows int, keep bool) error {
 		return err
 	}
 	// Both slots exist before the workload: each consumer drains the same WAL.
-	for _, slot := range []string{"ref", "cdcaudit", "ref2"} {
+	for _, slot := range []string{"ref", "cdcaudit", "cdcaudit_odoo", "ref2"} {
 		if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
 			return err
 		}
@@ -109,11 +109,23 @@ func run(bin string, rows, txRows int, keep bool) error {
 	if !keep {
 		defer os.RemoveAll(dataDir)
 	}
-	ourDur, ourRSS, err := runCdcaudit(ctx, bin, c, dataDir, endLSN)
+	ourDur, ourRSS, err := runCdcaudit(ctx, bin, c, dataDir, "cdcaudit", "none", endLSN)
 	if err != nil {
 		return err
 	}
 	report("cdcaudit run (into its store)", changes, ourDur, ourRSS)
+	// The same with attribution (the Odoo profile: row_user from
+	// create_uid/write_uid, orm_bypass checks, redaction rules).
+	odooDir, err := os.MkdirTemp("", "cdcaudit-bench-odoo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(odooDir)
+	odooDur, odooRSS, err := runCdcaudit(ctx, bin, c, odooDir, "cdcaudit_odoo", "odoo", endLSN)
+	if err != nil {
+		return err
+	}
+	report("cdcaudit run --profile odoo", changes, odooDur, odooRSS)
 	ref2Dur, ref2RSS, err := runRecvlogical(c, "ref2", endLSN)
 	if err != nil {
 		return err
@@ -123,6 +135,8 @@ func run(bin string, rows, txRows int, keep bool) error {
 	size := dirSize(dataDir)
 	fmt.Printf("\nratio cdcaudit / best pg_recvlogical: %.2f×   (store: %.0f MiB, %d bytes/event)\n",
 		refDur.Seconds()/ourDur.Seconds(), float64(size)/(1<<20), size/int64(changes))
+	fmt.Printf("ratio cdcaudit --profile odoo / best pg_recvlogical: %.2f×   (attribution costs %.0f%% of the core's throughput)\n",
+		refDur.Seconds()/odooDur.Seconds(), 100*(1-ourDur.Seconds()/odooDur.Seconds()))
 	if keep {
 		fmt.Println("store kept in", dataDir)
 	}
@@ -192,9 +206,9 @@ func runRecvlogical(c *pgtest.Cluster, slot string, end uint64) (time.Duration, 
 	}
 }
 
-func runCdcaudit(ctx context.Context, bin string, c *pgtest.Cluster, dataDir string, end uint64) (time.Duration, int64, error) {
-	cmd := exec.Command(bin, "run", "--dsn", c.DSN("bench"), "--data-dir", dataDir, "--slot", "cdcaudit",
-		"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
+func runCdcaudit(ctx context.Context, bin string, c *pgtest.Cluster, dataDir, slot, prof string, end uint64) (time.Duration, int64, error) {
+	cmd := exec.Command(bin, "run", "--dsn", c.DSN("bench"), "--data-dir", dataDir, "--slot", slot,
+		"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--profile", prof)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -216,7 +230,7 @@ func runCdcaudit(ctx context.Context, bin string, c *pgtest.Cluster, dataDir str
 		}
 		// The slot is confirmed only up to what is durable in the store.
 		var lsn string
-		if err := conn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots WHERE slot_name = 'cdcaudit'").Scan(&lsn); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&lsn); err != nil {
 			return 0, 0, err
 		}
 		if v, _ := audit.ParseLSN(lsn); v >= end {

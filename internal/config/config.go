@@ -16,6 +16,13 @@
 //	log_format       text or json                                       default text
 //	log_level        debug, info, warn or error                         default info
 //	accept_gap       start although the slot is ahead of the store      default false
+//	profile          application profile: auto, odoo, generic or none   default auto
+//	profile_file     YAML profile of the application                    (required by profile generic)
+//	redact           extra secret columns (schema.table.column globs)
+//	redact_key_file  file holding the HMAC key for redacted values
+//	idle_after       a session without activity this long is idle       default 5m
+//	session_lifetime a session without activity this long has ended     default 168h
+//	geoip_db         MaxMind/DB-IP .mmdb file for session locations
 //
 // Lists are YAML sequences (or one comma-separated string); in the
 // environment and on the command line they are comma-separated, and list
@@ -26,6 +33,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +47,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cdcaudit/cdcaudit/profile"
 )
 
 // Key names, as written in the YAML file.
@@ -54,7 +64,21 @@ const (
 	KeyLogFormat      = "log_format"
 	KeyLogLevel       = "log_level"
 	KeyAcceptGap      = "accept_gap"
+
+	KeyProfile         = "profile"
+	KeyProfileFile     = "profile_file"
+	KeyRedact          = "redact"
+	KeyRedactKeyFile   = "redact_key_file"
+	KeyIdleAfter       = "idle_after"
+	KeySessionLifetime = "session_lifetime"
+	KeyGeoIPDB         = "geoip_db"
 )
+
+// Profiles are the values of the profile key.
+var Profiles = []string{"auto", "odoo", "generic", "none"}
+
+// MinRedactKeyLen is the shortest HMAC key accepted in redact_key_file.
+const MinRedactKeyLen = 16
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
 // YAML file when --config is not given.
@@ -77,6 +101,19 @@ type Config struct {
 	LogLevel       string // debug | info | warn | error
 	AcceptGap      bool
 
+	// Profile is auto (Odoo when its tables are there, else none), odoo,
+	// generic (ProfileFile) or none.
+	Profile     string
+	ProfileFile string
+	// Redact lists secret columns beyond the profile's.
+	Redact []profile.ColumnRule
+	// RedactKeyFile names the file of the HMAC key: the key itself is never
+	// part of the configuration (see ReadRedactKey).
+	RedactKeyFile   string
+	IdleAfter       time.Duration
+	SessionLifetime time.Duration
+	GeoIPDB         string
+
 	// File is the YAML file that was read ("" when none).
 	File string
 	// Sources says where each key's value came from: "default", a file
@@ -93,6 +130,10 @@ func Defaults() Config {
 		StatusInterval: time.Second,
 		LogFormat:      "text",
 		LogLevel:       "info",
+
+		Profile:         "auto",
+		IdleAfter:       5 * time.Minute,
+		SessionLifetime: 7 * 24 * time.Hour,
 	}
 }
 
@@ -103,6 +144,7 @@ const (
 	kList
 	kDuration
 	kBool
+	kRules // a list of profile.ColumnRule
 )
 
 type keyInfo struct {
@@ -124,6 +166,13 @@ var keys = []keyInfo{
 	{KeyLogFormat, kString, "log `format`: text or json"},
 	{KeyLogLevel, kString, "log `level`: debug, info, warn or error"},
 	{KeyAcceptGap, kBool, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)"},
+	{KeyProfile, kString, "application `profile`: auto (odoo when res_users and res_users_log or res_device_log exist, else none), odoo, generic (needs --profile-file) or none"},
+	{KeyProfileFile, kString, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic"},
+	{KeyRedact, kRules, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])"},
+	{KeyRedactKeyFile, kString, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable"},
+	{KeyIdleAfter, kDuration, "a session without activity for this `duration` is shown idle"},
+	{KeySessionLifetime, kDuration, "a session without activity for this `duration` has ended (expired)"},
+	{KeyGeoIPDB, kString, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses"},
 }
 
 func lookupKey(name string) (keyInfo, bool) {
@@ -209,7 +258,7 @@ func Bind(fs *flag.FlagSet, names ...string) *Set {
 			fs.Var(bv, FlagName(name), usage)
 			continue
 		}
-		v := &flagValue{list: k.kind == kList}
+		v := &flagValue{list: k.kind == kList || k.kind == kRules}
 		s.vals[name] = v
 		fs.Var(v, FlagName(name), usage)
 	}
@@ -263,7 +312,7 @@ func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
 		}
 		k, _ := lookupKey(name)
 		var err error
-		if k.kind == kList {
+		if k.kind == kList || k.kind == kRules {
 			err = setList(&c, name, splitList(v))
 		} else {
 			err = setString(&c, name, v)
@@ -282,7 +331,7 @@ func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
 		k, _ := lookupKey(name)
 		src := "--" + FlagName(name)
 		var err error
-		if k.kind == kList {
+		if k.kind == kList || k.kind == kRules {
 			var items []string
 			for _, v := range fv.vals {
 				items = append(items, splitList(v)...)
@@ -318,6 +367,14 @@ func isEmpty(c *Config, name string) bool {
 		return len(c.Tables) == 0
 	case KeyExclude:
 		return len(c.Exclude) == 0
+	case KeyProfileFile:
+		return c.ProfileFile == ""
+	case KeyRedact:
+		return len(c.Redact) == 0
+	case KeyRedactKeyFile:
+		return c.RedactKeyFile == ""
+	case KeyGeoIPDB:
+		return c.GeoIPDB == ""
 	}
 	return false
 }
@@ -336,6 +393,18 @@ func defaultString(c *Config, name string) string {
 		return c.LogFormat
 	case KeyLogLevel:
 		return c.LogLevel
+	case KeyProfile:
+		return c.Profile
+	case KeyProfileFile:
+		return c.ProfileFile
+	case KeyRedactKeyFile:
+		return c.RedactKeyFile
+	case KeyIdleAfter:
+		return c.IdleAfter.String()
+	case KeySessionLifetime:
+		return c.SessionLifetime.String()
+	case KeyGeoIPDB:
+		return c.GeoIPDB
 	}
 	return ""
 }
@@ -381,6 +450,26 @@ func setString(c *Config, name, v string) error {
 			return fmt.Errorf("invalid boolean %q (want true or false)", v)
 		}
 		c.AcceptGap = b
+	case KeyProfile:
+		c.Profile = v
+	case KeyProfileFile:
+		c.ProfileFile = v
+	case KeyRedact:
+		return setList(c, name, splitList(v))
+	case KeyRedactKeyFile:
+		c.RedactKeyFile = v
+	case KeyIdleAfter, KeySessionLifetime:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		if name == KeyIdleAfter {
+			c.IdleAfter = d
+		} else {
+			c.SessionLifetime = d
+		}
+	case KeyGeoIPDB:
+		c.GeoIPDB = v
 	default:
 		return errors.New("unknown key")
 	}
@@ -388,6 +477,17 @@ func setString(c *Config, name, v string) error {
 }
 
 func setList(c *Config, name string, items []string) error {
+	if name == KeyRedact {
+		rules := []profile.ColumnRule{}
+		for _, it := range items {
+			r, err := profile.ParseColumnRule(it)
+			if err != nil {
+				return err
+			}
+			rules = append(rules, r)
+		}
+		return setRules(c, rules)
+	}
 	for _, it := range items {
 		if err := checkGlob(it); err != nil {
 			return err
@@ -399,6 +499,14 @@ func setList(c *Config, name string, items []string) error {
 	case KeyExclude:
 		c.Exclude = items
 	}
+	return nil
+}
+
+func setRules(c *Config, rules []profile.ColumnRule) error {
+	if len(rules) == 0 {
+		rules = nil
+	}
+	c.Redact = rules
 	return nil
 }
 
@@ -461,12 +569,14 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 		n = n.Alias
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		if k.kind == kList {
+		if k.kind == kList || k.kind == kRules {
 			return setList(c, k.name, nil)
 		}
 		return errors.New("no value (remove the key to use the default)")
 	}
 	switch k.kind {
+	case kRules:
+		return applyRules(c, n)
 	case kList:
 		switch n.Kind {
 		case yaml.ScalarNode:
@@ -489,6 +599,52 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 		// A scalar YAML typed as a number ("slot: 123") is taken as written.
 		return setString(c, k.name, n.Value)
 	}
+}
+
+// applyRules reads redact: a list whose items are "schema.table.column"
+// strings or mappings {table, column, where, values}, or one
+// comma-separated string.
+func applyRules(c *Config, n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return setList(c, KeyRedact, splitList(n.Value))
+	case yaml.SequenceNode:
+	default:
+		return errors.New("want a list of rules (schema.table.column, or {table: …, column: …, where: …, values: […]})")
+	}
+	var rules []profile.ColumnRule
+	for _, e := range n.Content {
+		if e.Kind == yaml.AliasNode {
+			e = e.Alias
+		}
+		switch {
+		case e.Kind == yaml.ScalarNode && e.Tag != "!!null":
+			r, err := profile.ParseColumnRule(e.Value)
+			if err != nil {
+				return fmt.Errorf("line %d: %v", e.Line, err)
+			}
+			rules = append(rules, r)
+		case e.Kind == yaml.MappingNode:
+			for i := 0; i+1 < len(e.Content); i += 2 {
+				switch f := e.Content[i].Value; f {
+				case "table", "column", "where", "values":
+				default:
+					return fmt.Errorf("line %d: unknown field %q (want table, column, where, values)", e.Content[i].Line, f)
+				}
+			}
+			var r profile.ColumnRule
+			if err := e.Decode(&r); err != nil {
+				return fmt.Errorf("line %d: %v", e.Line, strings.TrimPrefix(err.Error(), "yaml: "))
+			}
+			if err := r.Validate(); err != nil {
+				return fmt.Errorf("line %d: %v", e.Line, err)
+			}
+			rules = append(rules, r)
+		default:
+			return fmt.Errorf("line %d: want schema.table.column or a mapping {table, column, where, values}", e.Line)
+		}
+	}
+	return setRules(c, rules)
 }
 
 func kindName(k yaml.Kind) string {
@@ -571,7 +727,93 @@ func (c *Config) validate() error {
 	default:
 		return fail(KeyLogLevel, "%q is not a log level (want debug, info, warn or error)", c.LogLevel)
 	}
+	switch c.Profile {
+	case "auto", "odoo", "none":
+		if c.ProfileFile != "" {
+			return fail(KeyProfileFile, "set, but profile is %s: the file is read only with profile generic (set profile: generic, or remove profile_file)", c.Profile)
+		}
+	case "generic":
+		if c.ProfileFile == "" {
+			return fail(KeyProfile, "generic needs profile_file, the YAML description of the application (set --profile-file or %s)", EnvName(KeyProfileFile))
+		}
+	default:
+		return fail(KeyProfile, "%q is not a profile (want %s)", c.Profile, strings.Join(Profiles, ", "))
+	}
+	if c.IdleAfter < time.Second || c.IdleAfter > 24*time.Hour {
+		return fail(KeyIdleAfter, "%s is out of range (want 1s to 24h)", c.IdleAfter)
+	}
+	if c.SessionLifetime < time.Minute || c.SessionLifetime > 366*24*time.Hour {
+		return fail(KeySessionLifetime, "%s is out of range (want 1m to 8784h, a year)", c.SessionLifetime)
+	}
+	if c.SessionLifetime < c.IdleAfter {
+		return fail(KeySessionLifetime, "%s is shorter than idle_after (%s): a session would end before it is idle", c.SessionLifetime, c.IdleAfter)
+	}
 	return nil
+}
+
+// CheckFiles reads the files the configuration names — profile_file (a
+// valid profile), redact_key_file (a usable key), geoip_db (a readable
+// file) — so that a bad one stops a command before it starts, with an
+// error naming the key. Nothing of the key file's content is ever in an
+// error.
+func (c *Config) CheckFiles() error {
+	if c.ProfileFile != "" {
+		if _, err := profile.Load(c.ProfileFile); err != nil {
+			return fmt.Errorf("config: %s: %v (from %s)", KeyProfileFile, err, c.Sources[KeyProfileFile])
+		}
+	}
+	if _, err := c.ReadRedactKey(); err != nil {
+		return err
+	}
+	if c.GeoIPDB != "" {
+		f, err := os.Open(c.GeoIPDB)
+		if err == nil {
+			var st os.FileInfo
+			if st, err = f.Stat(); err == nil && !st.Mode().IsRegular() {
+				err = errors.New("not a regular file")
+			} else if err == nil && st.Size() == 0 {
+				err = errors.New("empty file (want a MaxMind or DB-IP .mmdb database)")
+			}
+			f.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("config: %s: %v (from %s)", KeyGeoIPDB, err, c.Sources[KeyGeoIPDB])
+		}
+	}
+	return nil
+}
+
+// ReadRedactKey returns the HMAC key of redacted values from
+// redact_key_file, nil when the key is not set. Surrounding white space (a
+// final newline) is not part of the key; at least MinRedactKeyLen bytes
+// must remain. Generate one with e.g. `openssl rand -hex 32 > key; chmod
+// 600 key`.
+func (c *Config) ReadRedactKey() ([]byte, error) {
+	if c.RedactKeyFile == "" {
+		return nil, nil
+	}
+	fail := func(msg string) error {
+		return fmt.Errorf("config: %s: %s (from %s)", KeyRedactKeyFile, msg, c.Sources[KeyRedactKeyFile])
+	}
+	st, err := os.Stat(c.RedactKeyFile)
+	if err != nil {
+		return nil, fail(err.Error())
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fail(c.RedactKeyFile + ": not a regular file")
+	}
+	if st.Size() > 1<<16 {
+		return nil, fail(c.RedactKeyFile + ": larger than 64 KiB: not a key file")
+	}
+	data, err := os.ReadFile(c.RedactKeyFile)
+	if err != nil {
+		return nil, fail(err.Error())
+	}
+	key := bytes.TrimSpace(data)
+	if len(key) < MinRedactKeyLen {
+		return nil, fail(fmt.Sprintf("%s: the key has %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", c.RedactKeyFile, len(key), MinRedactKeyLen, c.RedactKeyFile))
+	}
+	return key, nil
 }
 
 func checkSlotName(s string) error {
@@ -644,6 +886,12 @@ func (c *Config) Describe() []string {
 			v = strings.Join(c.Exclude, ",")
 		case KeyAcceptGap:
 			v = strconv.FormatBool(c.AcceptGap)
+		case KeyRedact:
+			rules := make([]string, len(c.Redact))
+			for i, r := range c.Redact {
+				rules[i] = r.String()
+			}
+			v = strings.Join(rules, ",")
 		default:
 			v = defaultString(c, n)
 		}

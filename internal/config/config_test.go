@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cdcaudit/cdcaudit/profile"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -301,5 +303,212 @@ func TestExampleFile(t *testing.T) {
 		if !strings.Contains(string(doc), "| `"+k+"` | `"+EnvName(k)+"` | `--"+FlagName(k)+"` |") {
 			t.Errorf("docs/configuration.md lacks the row of %s", k)
 		}
+	}
+}
+
+func TestAttributionKeys(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Profile != "auto" || c.ProfileFile != "" || c.Redact != nil || c.RedactKeyFile != "" ||
+		c.IdleAfter != 5*time.Minute || c.SessionLifetime != 168*time.Hour || c.GeoIPDB != "" {
+		t.Fatalf("defaults: %+v", c)
+	}
+
+	file := writeFile(t, `
+profile: generic
+profile_file: /etc/cdcaudit/app.yml
+redact:
+  - public.res_partner.vat
+  - {table: public.settings, column: value, where: name, values: ["*secret*"]}
+  - "public.t.c[k=a|b]"
+redact_key_file: /etc/cdcaudit/redact.key
+idle_after: 10m
+session_lifetime: 8h
+geoip_db: /var/lib/GeoLite2-City.mmdb
+`)
+	c, err = load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRules := []profile.ColumnRule{
+		{Table: "public.res_partner", Column: "vat"},
+		{Table: "public.settings", Column: "value", Where: "name", Values: []string{"*secret*"}},
+		{Table: "public.t", Column: "c", Where: "k", Values: []string{"a", "b"}},
+	}
+	if c.Profile != "generic" || c.ProfileFile != "/etc/cdcaudit/app.yml" || !reflect.DeepEqual(c.Redact, wantRules) ||
+		c.RedactKeyFile != "/etc/cdcaudit/redact.key" || c.IdleAfter != 10*time.Minute || c.SessionLifetime != 8*time.Hour ||
+		c.GeoIPDB != "/var/lib/GeoLite2-City.mmdb" {
+		t.Fatalf("file: %+v", c)
+	}
+	d := strings.Join(c.Describe(), "\n")
+	for _, w := range []string{"profile=generic (", "redact=public.res_partner.vat,public.settings.value[name=*secret*],public.t.c[k=a|b] (",
+		"idle_after=10m0s (", "session_lifetime=8h0m0s (", "redact_key_file=/etc/cdcaudit/redact.key ("} {
+		if !strings.Contains(d, w) {
+			t.Errorf("Describe lacks %q:\n%s", w, d)
+		}
+	}
+
+	// Environment over file, flags over environment; rules are replaced,
+	// not merged, like every list.
+	e := map[string]string{"CDCAUDIT_REDACT": "public.a.x, public.b.y", "CDCAUDIT_IDLE_AFTER": "1m", "CDCAUDIT_PROFILE": "odoo", "CDCAUDIT_PROFILE_FILE": ""}
+	c, err = load(t, []string{"--config", file, "--redact", "public.c.z[name=*token*]", "--redact", "*.*.api_key"}, e)
+	if err == nil || !strings.Contains(err.Error(), "config: profile_file: set, but profile is odoo") {
+		t.Fatalf("profile_file with odoo: %v", err)
+	}
+	c, err = load(t, []string{"--config", file, "--redact", "public.c.z[name=*token*]", "--redact", "*.*.api_key", "--profile", "generic"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Redact, []profile.ColumnRule{{Table: "public.c", Column: "z", Where: "name", Values: []string{"*token*"}}, {Table: "*.*", Column: "api_key"}}) ||
+		c.IdleAfter != time.Minute || c.Sources[KeyRedact] != "--redact" || c.Sources[KeyIdleAfter] != "CDCAUDIT_IDLE_AFTER" {
+		t.Fatalf("flags: %+v", c)
+	}
+	c, err = load(t, nil, map[string]string{"CDCAUDIT_REDACT": "public.a.x,public.b.y"})
+	if err != nil || len(c.Redact) != 2 || !reflect.DeepEqual(c.Redact[1], profile.ColumnRule{Table: "public.b", Column: "y"}) {
+		t.Fatalf("env: %v %+v", err, c)
+	}
+	// An empty list in YAML is no rules.
+	c, err = load(t, []string{"--config", writeFile(t, "redact: []\n")}, nil)
+	if err != nil || c.Redact != nil {
+		t.Fatalf("empty: %v %+v", err, c.Redact)
+	}
+}
+
+func TestAttributionKeyErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		file string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{name: "bad profile", args: []string{"--profile", "sap"}, want: []string{`config: profile: "sap" is not a profile (want auto, odoo, generic, none) (from --profile)`}},
+		{name: "generic without file", env: map[string]string{"CDCAUDIT_PROFILE": "generic"}, want: []string{"config: profile: generic needs profile_file", "CDCAUDIT_PROFILE"}},
+		{name: "file with auto", args: []string{"--profile-file", "/x.yml"}, want: []string{"config: profile_file: set, but profile is auto", "(from --profile-file)"}},
+		{name: "unqualified rule", env: map[string]string{"CDCAUDIT_REDACT": "res_partner.vat"},
+			want: []string{`config: redact: "res_partner.vat": table: "res_partner" is not schema-qualified`, "(from CDCAUDIT_REDACT)"}},
+		{name: "rule without column", args: []string{"--redact", "vat"}, want: []string{`config: redact: "vat" is not schema.table.column`}},
+		{name: "bad rule glob", file: "redact: ['public.[x.c']\n", want: []string{"config: redact: line 1:", "malformed glob", "cdcaudit.yml:1"}},
+		{name: "rule field typo", file: "redact:\n  - {table: public.t, colum: c}\n", want: []string{`config: redact: line 2: unknown field "colum"`}},
+		{name: "rule where without values", file: "redact:\n  - {table: public.t, column: c, where: k}\n", want: []string{`config: redact: line 2: where: "k" given without values`}},
+		{name: "rule values not a list", file: "redact:\n  - {table: public.t, column: c, where: k, values: {a: b}}\n", want: []string{"config: redact: line 2:"}},
+		{name: "rules as a mapping", file: "redact:\n  table: public.t\n", want: []string{"config: redact: want a list of rules"}},
+		{name: "rule list of lists", file: "redact:\n  - [a]\n", want: []string{"config: redact: line 2: want schema.table.column"}},
+		{name: "bad idle", args: []string{"--idle-after", "5"}, want: []string{`config: idle_after: time: missing unit in duration "5"`}},
+		{name: "idle out of range", file: "idle_after: 0s\n", want: []string{"config: idle_after: 0s is out of range"}},
+		{name: "lifetime shorter than idle", args: []string{"--session-lifetime", "2m", "--idle-after", "10m"},
+			want: []string{"config: session_lifetime: 2m0s is shorter than idle_after (10m0s)"}},
+		{name: "lifetime out of range", env: map[string]string{"CDCAUDIT_SESSION_LIFETIME": "10s"}, want: []string{"config: session_lifetime: 10s is out of range"}},
+		{name: "empty profile in file", file: "profile: \"\"\n", want: []string{`config: profile: "" is not a profile`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", writeFile(t, tc.file)}, args...)
+			}
+			_, err := load(t, args, tc.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := write("redact.key", "  0123456789abcdef0123456789abcdef\n")
+	prof := write("app.yml", "sessions: [{table: public.s, kind: session, id: sid, user: uid}]\n")
+	mmdb := write("geo.mmdb", "not checked beyond being a non-empty file")
+	c, err := load(t, []string{"--profile", "generic", "--profile-file", prof, "--redact-key-file", key, "--geoip-db", mmdb}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.ReadRedactKey()
+	if err != nil || string(k) != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("key %q %v", k, err)
+	}
+	if d := strings.Join(c.Describe(), "\n"); strings.Contains(d, "0123456789abcdef") {
+		t.Fatalf("Describe shows the key:\n%s", d)
+	}
+	if k, err := (&Config{}).ReadRedactKey(); k != nil || err != nil {
+		t.Fatalf("no key file: %q %v", k, err)
+	}
+
+	short := write("short.key", "s3cr3t-short\n")
+	typo := write("typo.yml", "sessions: [{table: public.s, kind: session, id: sid, usr: uid}]\n")
+	empty := write("empty.mmdb", "")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--redact-key-file", short}, []string{"config: redact_key_file:", "the key has 12 bytes, want at least 16", "(from --redact-key-file)"}},
+		{[]string{"--redact-key-file", filepath.Join(dir, "missing.key")}, []string{"config: redact_key_file:", "no such file"}},
+		{[]string{"--redact-key-file", dir}, []string{"config: redact_key_file:", "not a regular file"}},
+		{[]string{"--profile", "generic", "--profile-file", typo}, []string{"config: profile_file:", "typo.yml", "field usr not found"}},
+		{[]string{"--profile", "generic", "--profile-file", filepath.Join(dir, "nope.yml")}, []string{"config: profile_file:", "no such file"}},
+		{[]string{"--geoip-db", filepath.Join(dir, "nope.mmdb")}, []string{"config: geoip_db:", "no such file", "(from --geoip-db)"}},
+		{[]string{"--geoip-db", empty}, []string{"config: geoip_db: empty file"}},
+	} {
+		c, err := load(t, tc.args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.CheckFiles()
+		if err == nil {
+			t.Errorf("%v: no error", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q lacks %q", tc.args, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("error reveals the key: %v", err)
+		}
+	}
+}
+
+// The generic profile shown in docs/configuration.md is valid.
+func TestDocumentedGenericProfile(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "## The generic profile")
+	if !ok {
+		t.Fatal("no generic profile section")
+	}
+	_, block, _ := strings.Cut(section, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	p, err := profile.Parse([]byte(block))
+	if err != nil || p.Name != "shop" || len(p.Sessions) != 1 || p.Columns.UpdatedAt != "updated_at" {
+		t.Fatalf("%v %+v", err, p)
+	}
+	// And so is the redact example.
+	_, section, _ = strings.Cut(string(doc), "## Secrets")
+	_, block, _ = strings.Cut(section, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	c, err := load(t, []string{"--config", writeFile(t, block)}, nil)
+	if err != nil || len(c.Redact) != 3 {
+		t.Fatalf("%v %+v", err, c)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/decoder"
 	"github.com/cdcaudit/cdcaudit/metrics"
+	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
@@ -27,6 +28,19 @@ type Config struct {
 	// Feed, when set, is called with every event once its transaction is
 	// durable in the store, in commit order, from a goroutine of its own.
 	Feed func(*audit.Event)
+
+	// Profile names the application profile: auto (or ""), odoo, generic
+	// (read from ProfileFile) or none.
+	Profile     string
+	ProfileFile string
+	// Redact adds columns whose values are never stored, for any profile;
+	// with RedactKey they are replaced by an HMAC instead of "[redacted]".
+	Redact    []profile.ColumnRule
+	RedactKey []byte
+	// Sessions: idle after (default 5m), ended after (default 7 days) of
+	// inactivity; GeoIPPath an optional .mmdb for country/city.
+	IdleAfter, SessionLifetime time.Duration
+	GeoIPPath                  string
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -73,10 +87,19 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("streaming", "database", ident.Database, "slot", cfg.Replication.Slot,
 		"checkpoint", audit.FormatLSN(checkpoint), "start", audit.FormatLSN(start), "data_dir", cfg.DataDir)
 
+	enrich, err := newEnricher(ctx, cfg, store, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	catalog := replication.NewCatalog(cfg.Replication.DSN)
 	defer catalog.Close()
 
+	defer enrich.close()
 	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
+	c.enrich = enrich
 	defer c.close()
 
 	// Stop in two steps: on cancellation first make what was received
@@ -131,6 +154,8 @@ type consumer struct {
 	log    *slog.Logger
 	notify chan struct{}
 
+	enrich     *enricher
+	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	batch      sink.Batch
 	bodyHint   int
 	counts     map[tableOp]int
@@ -243,6 +268,8 @@ func (c *consumer) Notify() <-chan struct{} { return c.notify }
 func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.dec.Reset()
 	c.batch = sink.Batch{}
+	c.txEvents = c.txEvents[:0]
+	c.enrich.endTx()
 	c.feedEvts = nil
 	if err := c.writer.Flush(ctx); err != nil {
 		return 0, err
@@ -255,39 +282,60 @@ func (c *consumer) Begin(*decoder.Tx) error { return nil }
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
-	// Size the body from the previous one (growing it by appends costs more
-	// than the encoding), with room for the store to seal it in place.
-	body := e.AppendBody(make([]byte, 0, c.bodyHint))
-	if cap(body) < audit.SealedLen(len(body)) {
-		body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
-	}
-	c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
-	c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
+	c.enrich.observe(e)
+	c.txEvents = append(c.txEvents, e)
 	c.counts[tableOp{e.Schema, e.Table, e.Op}]++
-	if c.feed != nil {
-		c.feedEvts = append(c.feedEvts, e)
-	}
-	if len(c.batch.Events) >= chunkEvents {
-		return c.submit(0)
+	if len(c.txEvents) >= chunkEvents {
+		return c.flushTx(tx, 0)
 	}
 	return nil
 }
 
-// Message implements decoder.Handler. Logical messages feed correlation,
-// which comes later; they are not row events.
-func (c *consumer) Message(*decoder.Tx, decoder.Message) error { return nil }
+// Message implements decoder.Handler: logical messages feed attribution;
+// they are not row events.
+func (c *consumer) Message(tx *decoder.Tx, m decoder.Message) error {
+	if tx != nil {
+		c.enrich.message(m)
+	}
+	return nil
+}
 
 // Commit implements decoder.Handler.
 func (c *consumer) Commit(tx *decoder.Tx) error {
 	c.countTxs++
 	c.batch.CommitTime = tx.CommitTime
-	if err := c.submit(tx.EndLSN); err != nil {
+	if err := c.flushTx(tx, tx.EndLSN); err != nil {
 		return err
 	}
+	c.enrich.endTx()
 	if c.m != nil && time.Since(c.lastCounts) > 200*time.Millisecond {
 		c.flushCounts()
 	}
 	return nil
+}
+
+// flushTx attributes and encodes the events of tx received so far and
+// hands them, with the state they changed, to the store. checkpoint is the
+// transaction's end LSN at its commit, 0 for a chunk of a huge transaction.
+func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
+	c.enrich.attribute(tx, c.txEvents)
+	for _, e := range c.txEvents {
+		// Size the body from the previous one (growing it by appends costs
+		// more than the encoding), with room for the store to seal it in place.
+		body := e.AppendBody(make([]byte, 0, c.bodyHint))
+		if cap(body) < audit.SealedLen(len(body)) {
+			body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
+		}
+		c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
+		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
+		if c.feed != nil {
+			c.feedEvts = append(c.feedEvts, e)
+		}
+	}
+	clear(c.txEvents)
+	c.txEvents = c.txEvents[:0]
+	c.batch.State = c.enrich.state()
+	return c.submit(checkpoint)
 }
 
 func (c *consumer) flushCounts() {

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/sessions"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+const sessionsAbout = `
+List the application's login sessions, as 'cdcaudit run' rebuilt them from
+the replication stream (with an application profile: Odoo is detected by
+itself, other applications are described in a generic profile): user, IP,
+browser, OS, device, location, first and last activity (UTC), duration and
+state, most recently active first.
+
+A session is active, idle (open, but no activity for the idle time: 5
+minutes unless run was told otherwise), or ended: revoked, deleted (its
+session row was deleted: a logout), logged_out, password_changed, or expired
+(no activity for the session lifetime, 7 days unless run was told
+otherwise). A session's id is a pseudonym, the actor.session_id of the
+events made in it: the application's own session identifier is a secret and
+is never stored.
+
+The store must not be held by a running 'cdcaudit run' on the same
+--data-dir (one process at a time may open it).
+
+Exit status: 0 success, 1 unreadable store, 2 bad usage.`
+
+const sessionsExamples = `  cdcaudit sessions --data-dir /var/lib/cdcaudit --active
+  cdcaudit sessions --data-dir /var/lib/cdcaudit --user alice@example.com --format json`
+
+// sessionsNow is the time states and durations are computed at; tests fix it.
+var sessionsNow = time.Now
+
+func (c *cli) sessions(args []string) int {
+	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json]", sessionsAbout, sessionsExamples)
+	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
+	active := fs.Bool("active", false, "only open sessions (active or idle)")
+	user := fs.String("user", "", "only the sessions of the user with this `login` (or #ID for a user id)")
+	format := fs.String("format", "table", "output `format`: table, or json (an array of sessions, with state and duration_seconds)")
+	fs.order = []string{"data-dir", "active", "user", "format", "config"}
+	if code, done := c.parse(fs, args); done {
+		return code
+	}
+	cfg, err := set.Load(c.lookupEnv)
+	if err != nil {
+		return c.usageErr("sessions", err)
+	}
+	switch *format {
+	case "table", "json":
+	default:
+		return c.usageErr("sessions", fmt.Errorf("--format: %q is not a format (want table or json)", *format))
+	}
+
+	store, err := sink.OpenReadOnly(cfg.DataDir)
+	if err != nil {
+		return c.fail("sessions", err)
+	}
+	defer store.Close()
+	st, err := sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
+	if err != nil {
+		return c.fail("sessions", err)
+	}
+
+	view := newSessionView(st, sessionsNow().UTC())
+	list, known := view.filter(*active, *user)
+	if *user != "" && !known {
+		fmt.Fprintf(c.stderr, "cdcaudit sessions: no user %q has been seen in the stream (logins are learnt from the users table's changes)\n", *user)
+	}
+	if *format == "json" {
+		if err := view.writeJSON(c.stdout, list); err != nil {
+			return c.fail("sessions", err)
+		}
+		return exitOK
+	}
+	if len(st.Sessions) == 0 && len(st.Logins) == 0 && len(st.Users) == 0 {
+		fmt.Fprintln(c.stdout, "No session state in this store: 'cdcaudit run' tracks sessions when it runs with an application profile.")
+		return exitOK
+	}
+	view.writeTable(c.stdout, list, c.useColor(c.stdout))
+	return exitOK
+}
+
+// sessionView renders persisted sessions as of now, with the daemon's
+// idle and lifetime settings when it recorded them.
+type sessionView struct {
+	st                  *sessions.State
+	now                 time.Time
+	idleAfter, lifetime time.Duration
+}
+
+func newSessionView(st *sessions.State, now time.Time) *sessionView {
+	v := &sessionView{st: st, now: now, idleAfter: st.IdleAfter, lifetime: st.Lifetime}
+	if v.idleAfter <= 0 {
+		v.idleAfter = sessions.DefaultIdleAfter
+	}
+	if v.lifetime <= 0 {
+		v.lifetime = sessions.DefaultLifetime
+	}
+	return v
+}
+
+// filter selects sessions; known reports whether --user names a user the
+// store knows of.
+func (v *sessionView) filter(activeOnly bool, user string) (list []sessions.Session, known bool) {
+	var id int64 = -1
+	if n, err := strconv.ParseInt(strings.TrimPrefix(user, "#"), 10, 64); err == nil && strings.HasPrefix(user, "#") {
+		id = n
+		_, known = v.st.Users[n]
+	} else if user != "" {
+		for uid, login := range v.st.Users {
+			if login == user {
+				id, known = uid, true
+			}
+		}
+	}
+	for _, s := range v.st.Sessions {
+		if user != "" {
+			match := s.UserID == id || (s.Login == user && s.Login != "")
+			if !match {
+				continue
+			}
+			known = true
+		}
+		if activeOnly && s.State(v.now, v.idleAfter, v.lifetime) == sessions.StateEnded {
+			continue
+		}
+		list = append(list, s)
+	}
+	return list, known
+}
+
+func (v *sessionView) login(id int64) string {
+	if l := v.st.Users[id]; l != "" {
+		return l
+	}
+	if id > 0 {
+		return "#" + strconv.FormatInt(id, 10)
+	}
+	return "?"
+}
+
+func (v *sessionView) user(s *sessions.Session) string {
+	if s.Login != "" {
+		return s.Login
+	}
+	return v.login(s.UserID)
+}
+
+func (v *sessionView) state(s *sessions.Session) (state, detail string) {
+	state = s.State(v.now, v.idleAfter, v.lifetime)
+	if state != sessions.StateEnded {
+		return state, ""
+	}
+	_, reason := s.End(v.now, v.lifetime)
+	detail = strings.ReplaceAll(reason, "_", " ")
+	if s.EndedBy != nil && reason == s.EndReason {
+		detail += " by " + v.login(*s.EndedBy)
+	}
+	return state, detail
+}
+
+func (v *sessionView) writeTable(w io.Writer, list []sessions.Session, color bool) {
+	counts := map[string]int{}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(list) > 0 {
+		fmt.Fprintln(tw, "USER\tSESSION\tIP\tBROWSER\tOS\tDEVICE\tLOCATION\tFIRST ACTIVITY\tLAST ACTIVITY\tDURATION\tSTATE")
+	}
+	for i := range list {
+		s := &list[i]
+		state, detail := v.state(s)
+		counts[state]++
+		style := map[string]string{sessions.StateActive: ansiGreen, sessions.StateIdle: ansiYellow, sessions.StateEnded: ansiDim}[state]
+		label := state
+		if detail != "" {
+			label += " (" + detail + ")"
+		}
+		// The state comes last: its colour codes do not upset the alignment.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			cell(v.user(s)), cell(shortID(s.ID)), cell(s.IP), cell(s.Browser), cell(s.OS), cell(s.Device),
+			cell(location(s)), timeCell(s.FirstActivity), timeCell(s.LastActivity),
+			humanDuration(s.Duration(v.now, v.lifetime)), paint(color, style, label))
+	}
+	tw.Flush()
+	if len(list) == 0 {
+		fmt.Fprintln(w, "No sessions.")
+		return
+	}
+	fmt.Fprintf(w, "\n%s: %d active, %d idle, %d ended (as of %s UTC; idle after %s, expired after %s without activity).\n",
+		plural(len(list), "session", "sessions"), counts[sessions.StateActive], counts[sessions.StateIdle], counts[sessions.StateEnded],
+		v.now.Format("2006-01-02 15:04:05"), humanDuration(v.idleAfter), humanDuration(v.lifetime))
+}
+
+// sessionJSON is a session as --format json writes it: the persisted record
+// with its login filled, its expiry made explicit, its state and duration.
+type sessionJSON struct {
+	sessions.Session
+	EndedByLogin    string `json:"ended_by_login,omitempty"`
+	State           string `json:"state"`
+	DurationSeconds int64  `json:"duration_seconds"`
+}
+
+func (v *sessionView) writeJSON(w io.Writer, list []sessions.Session) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[")
+	for i, s := range list {
+		out := sessionJSON{Session: s, State: s.State(v.now, v.idleAfter, v.lifetime),
+			DurationSeconds: int64(s.Duration(v.now, v.lifetime) / time.Second)}
+		out.Login = v.user(&s)
+		if out.Login == "?" {
+			out.Login = ""
+		}
+		out.Ended, out.EndReason = s.End(v.now, v.lifetime)
+		if s.EndedBy != nil {
+			out.EndedByLogin = v.st.Users[*s.EndedBy]
+		}
+		b, err := json.Marshal(&out)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n")
+		bw.Write(b)
+	}
+	if len(list) > 0 {
+		bw.WriteString("\n")
+	}
+	bw.WriteString("]\n")
+	return bw.Flush()
+}
+
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	// A value from the application must not break the table.
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func timeCell(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05")
+}
+
+func location(s *sessions.Session) string {
+	switch {
+	case s.City != "" && s.Country != "":
+		return s.City + ", " + s.Country
+	case s.City != "":
+		return s.City
+	}
+	return s.Country
+}
+
+// shortID is enough of a session id to tell sessions apart and to grep
+// events for (their actor.session_id holds the full id).
+func shortID(id string) string {
+	if len(id) > 13 {
+		return id[:13]
+	}
+	return id
+}
+
+// humanDuration formats a duration for people: 42s, 12m, 3h05m, 2d04h.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d/time.Second)) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + "m"
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}

@@ -1,0 +1,641 @@
+package correlate
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/redact"
+)
+
+// fakeSessions is a SessionSource with fixed active sessions.
+type fakeSessions struct {
+	active  map[int64][]string
+	logins  map[int64]string
+	touched []string
+	asked   []time.Time
+}
+
+func (f *fakeSessions) Active(user int64, at time.Time) []string {
+	f.asked = append(f.asked, at)
+	return f.active[user]
+}
+
+func (f *fakeSessions) Login(user int64) (string, bool) {
+	l, ok := f.logins[user]
+	return l, ok
+}
+
+func (f *fakeSessions) Touch(id string, at time.Time) { f.touched = append(f.touched, id) }
+
+func newFake() *fakeSessions {
+	return &fakeSessions{
+		active: map[int64][]string{
+			2: {"admin-1"},               // admin: one session
+			6: {"alice-1"},               // alice: one session
+			7: {"bob-phone", "bob-desk"}, // bob: two, the phone most recent
+		},
+		logins: map[int64]string{2: "admin", 6: "alice@example.com", 7: "bob@example.com"},
+	}
+}
+
+// row builds a Row from name, encoded value pairs.
+func row(kv ...string) audit.Row {
+	r := make(audit.Row, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		r = append(r, audit.Column{Name: kv[i], Value: []byte(kv[i+1])})
+	}
+	return r
+}
+
+const (
+	t0 = `"2026-11-23 13:00:00.000000"` // an earlier transaction's write_date
+	t1 = `"2026-11-23 13:34:33.559831"` // this transaction's
+)
+
+// order returns a sale_order row.
+func order(id, amount, writeUID, writeDate string) audit.Row {
+	return row("id", id, "name", `"S000`+id+`"`, "amount_total", `"`+amount+`"`,
+		"create_uid", writeUID, "create_date", t0, "write_uid", writeUID, "write_date", writeDate)
+}
+
+func ins(table string, after audit.Row) *audit.Event {
+	changed := make([]string, len(after))
+	for i, c := range after {
+		changed[i] = c.Name
+	}
+	return &audit.Event{Schema: "public", Table: table, Op: audit.OpInsert, Key: after[:1:1], After: after, Changed: changed}
+}
+
+// upd is an update with a full before-image: Changed computed.
+func upd(table string, before, after audit.Row) *audit.Event {
+	changed := []string{}
+	for _, a := range after {
+		if b, ok := before.Get(a.Name); !ok || string(b) != string(a.Value) {
+			changed = append(changed, a.Name)
+		}
+	}
+	return &audit.Event{Schema: "public", Table: table, Op: audit.OpUpdate, Key: after[:1:1], Before: before, After: after, Changed: changed}
+}
+
+func del(table string, before audit.Row) *audit.Event {
+	return &audit.Event{Schema: "public", Table: table, Op: audit.OpDelete, Key: before[:1:1], Before: before, Changed: []string{}}
+}
+
+func msg(content string) Message { return Message{Prefix: "cdcaudit", Content: []byte(content)} }
+
+// want is the expected attribution of one event.
+type want struct {
+	user    int64 // 0: none
+	via     string
+	session string
+	sessVia string
+	flags   []string
+}
+
+func (w want) String() string {
+	return fmt.Sprintf("user %d via %s, session %q via %s, flags %v", w.user, w.via, w.session, w.sessVia, w.flags)
+}
+
+func got(e *audit.Event) want {
+	w := want{via: e.Actor.UserVia, session: e.Actor.SessionID, sessVia: e.Actor.SessionVia, flags: e.Flags}
+	if e.Actor.UserID != nil {
+		w.user = *e.Actor.UserID
+	}
+	return w
+}
+
+var commit = time.Date(2026, 11, 23, 13, 34, 33, 559831000, time.UTC)
+
+func TestAttribute(t *testing.T) {
+	pwHash := `"$pbkdf2-sha512$600000$x"`
+	cases := []struct {
+		name string
+		tx   Tx
+		want []want
+	}{{
+		name: "row_user of an insert: create_uid; the user's only session",
+		tx:   Tx{Events: []*audit.Event{ins("sale_order", order("1", "10.00", "6", t1))}},
+		want: []want{{6, "row_user", "alice-1", "only_active", nil}},
+	}, {
+		name: "row_user of an update: write_uid; two sessions: the most recent",
+		tx:   Tx{Events: []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "7", t1))}},
+		want: []want{{7, "row_user", "bob-phone", "most_recent", nil}},
+	}, {
+		name: "row_user of a user without an active session",
+		tx:   Tx{Events: []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "9", t1))}},
+		want: []want{{9, "row_user", "", "none", nil}},
+	}, {
+		name: "session_row: the device log row of the request's transaction names the user and session",
+		tx: Tx{
+			Events: []*audit.Event{
+				ins("res_device_log", row("id", "5", "session_identifier", `"abc"`, "user_id", "7",
+					"create_uid", "null", "write_uid", "null", "write_date", "null")),
+				upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "7", t1)),
+			},
+			SessionRows: []SessionRow{{UserID: 7, SessionID: "bob-laptop"}},
+		},
+		want: []want{{7, "session_row", "bob-laptop", "same_tx", nil}, {7, "session_row", "bob-laptop", "same_tx", nil}},
+	}, {
+		name: "session row without a user id is no clue",
+		tx: Tx{
+			Events:      []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "6", t1))},
+			SessionRows: []SessionRow{{UserID: 0, SessionID: "anon"}},
+		},
+		want: []want{{6, "row_user", "alice-1", "only_active", nil}},
+	}, {
+		name: "message: beats session rows and write_uid; its session",
+		tx: Tx{
+			Events:      []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "6", t1))},
+			Messages:    []Message{{Prefix: "other", Content: []byte(`{"user_id":2}`)}, msg(`{"user_id": 7, "session_id": "sess-from-app", "extra": [1]}`), msg(`{"user_id":6}`)},
+			SessionRows: []SessionRow{{UserID: 6, SessionID: "alice-dev"}},
+		},
+		want: []want{{7, "message", "sess-from-app", "message", nil}},
+	}, {
+		name: "message without a session: same_tx session of that user",
+		tx: Tx{
+			Events:      []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "6", t1))},
+			Messages:    []Message{msg(`{"user_id":7,"session_id":null}`)},
+			SessionRows: []SessionRow{{UserID: 6, SessionID: "alice-dev"}, {UserID: 7, SessionID: "bob-dev"}},
+		},
+		want: []want{{7, "message", "bob-dev", "same_tx", nil}},
+	}, {
+		name: "message without a session: the most recent active one",
+		tx: Tx{
+			Events:   []*audit.Event{del("sale_order_line", row("id", "3", "write_uid", "2"))},
+			Messages: []Message{msg(`{"user_id":7}`)},
+		},
+		want: []want{{7, "message", "bob-phone", "most_recent", nil}},
+	}, {
+		name: "delete via tx_peer: the parent order recomputed by the deleter",
+		tx: Tx{Events: []*audit.Event{
+			del("sale_order_line", row("id", "3", "order_id", "1", "write_uid", "2", "write_date", t0)),
+			upd("sale_order", order("1", "30.00", "2", t0), order("1", "20.00", "6", t1)),
+		}},
+		want: []want{{6, "tx_peer", "alice-1", "only_active", nil}, {6, "row_user", "alice-1", "only_active", nil}},
+	}, {
+		name: "lone delete: none, never the before-image's write_uid",
+		tx:   Tx{Events: []*audit.Event{del("sale_order", order("1", "10.00", "2", t0))}},
+		want: []want{{0, "none", "", "none", nil}},
+	}, {
+		name: "many2many rel row via tx_peer: the owning record's writer",
+		tx: Tx{Events: []*audit.Event{
+			ins("res_groups_users_rel", row("gid", "11", "uid", "6")),
+			upd("res_users", row("id", "6", "login", `"alice"`, "write_uid", "6", "write_date", t0),
+				row("id", "6", "login", `"alice"`, "write_uid", "2", "write_date", t1)),
+			del("res_groups_users_rel", row("gid", "12", "uid", "6")),
+		}},
+		want: []want{{2, "tx_peer", "admin-1", "only_active", nil}, {2, "row_user", "admin-1", "only_active", nil}, {2, "tx_peer", "admin-1", "only_active", nil}},
+	}, {
+		name: "peers disagree: the user of the most events",
+		tx: Tx{Events: []*audit.Event{
+			upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "7", t1)),
+			del("sale_order_line", row("id", "9", "write_uid", "2")),
+			upd("sale_order", order("2", "1.00", "2", t0), order("2", "2.00", "6", t1)),
+			ins("sale_order", order("3", "1.00", "6", t1)),
+		}},
+		want: []want{{7, "row_user", "bob-phone", "most_recent", nil}, {6, "tx_peer", "alice-1", "only_active", nil},
+			{6, "row_user", "alice-1", "only_active", nil}, {6, "row_user", "alice-1", "only_active", nil}},
+	}, {
+		name: "peers tie: the user found first",
+		tx: Tx{Events: []*audit.Event{
+			upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "7", t1)),
+			upd("sale_order", order("2", "1.00", "2", t0), order("2", "2.00", "6", t1)),
+			del("sale_order_line", row("id", "9", "write_uid", "2")),
+		}},
+		want: []want{{7, "row_user", "bob-phone", "most_recent", nil}, {6, "row_user", "alice-1", "only_active", nil}, {7, "tx_peer", "bob-phone", "most_recent", nil}},
+	}, {
+		name: "orm_bypass: psql changed the amount, write_date as it was; stale write_uid unused",
+		tx:   Tx{Events: []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "99.00", "6", t0))}},
+		want: []want{{0, "none", "", "none", []string{"orm_bypass"}}},
+	}, {
+		name: "orm_bypass with a message: still flagged, user from the message",
+		tx: Tx{
+			Events:   []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "99.00", "6", t0))},
+			Messages: []Message{msg(`{"user_id":2}`)},
+		},
+		want: []want{{2, "message", "admin-1", "only_active", []string{"orm_bypass"}}},
+	}, {
+		name: "orm_bypass next to an ORM write of another table: tx_peer",
+		tx: Tx{Events: []*audit.Event{
+			upd("sale_order", order("1", "10.00", "6", t0), order("1", "99.00", "6", t0)),
+			upd("res_partner", row("id", "4", "name", `"a"`, "write_uid", "6", "write_date", t0), row("id", "4", "name", `"b"`, "write_uid", "2", "write_date", t1)),
+		}},
+		want: []want{{2, "tx_peer", "admin-1", "only_active", []string{"orm_bypass"}}, {2, "row_user", "admin-1", "only_active", nil}},
+	}, {
+		name: "second ORM write of a record in one transaction: write_date the same, not a bypass",
+		tx: Tx{Events: []*audit.Event{
+			ins("sale_order", order("5", "0.00", "6", t1)),
+			upd("sale_order", order("5", "0.00", "6", t1), order("5", "42.00", "6", t1)),
+		}},
+		want: []want{{6, "row_user", "alice-1", "only_active", nil}, {6, "row_user", "alice-1", "only_active", nil}},
+	}, {
+		name: "write_date of another table's stamp does not excuse a raw update",
+		tx: Tx{Events: []*audit.Event{
+			ins("res_partner", row("id", "8", "name", `"x"`, "create_uid", "6", "write_uid", "6", "write_date", t0)),
+			upd("sale_order", order("1", "10.00", "6", t0), order("1", "99.00", "6", t0)),
+		}},
+		want: []want{{6, "row_user", "alice-1", "only_active", nil}, {6, "tx_peer", "alice-1", "only_active", []string{"orm_bypass"}}},
+	}, {
+		name: "allowlisted raw writes: password hashing, device log revocation by cron",
+		tx: Tx{Events: []*audit.Event{
+			upd("res_users", row("id", "6", "login", `"alice"`, "password", `"plain"`, "write_uid", "6", "write_date", t0),
+				row("id", "6", "login", `"alice"`, "password", pwHash, "write_uid", "6", "write_date", t0)),
+			upd("res_device_log", row("id", "5", "revoked", "false", "write_uid", "null", "write_date", "null"),
+				row("id", "5", "revoked", "true", "write_uid", "null", "write_date", "null")),
+		}},
+		want: []want{{0, "none", "", "none", nil}, {0, "none", "", "none", nil}},
+	}, {
+		name: "password hashing after the ORM write of the user: same stamp, row_user",
+		tx: Tx{Events: []*audit.Event{
+			upd("res_users", row("id", "6", "login", `"alice"`, "password", `""`, "write_uid", "6", "write_date", t0),
+				row("id", "6", "login", `"alice2"`, "password", `""`, "write_uid", "2", "write_date", t1)),
+			upd("res_users", row("id", "6", "login", `"alice2"`, "password", `""`, "write_uid", "2", "write_date", t1),
+				row("id", "6", "login", `"alice2"`, "password", pwHash, "write_uid", "2", "write_date", t1)),
+		}},
+		want: []want{{2, "row_user", "admin-1", "only_active", nil}, {2, "row_user", "admin-1", "only_active", nil}},
+	}, {
+		name: "raw write of res_users beyond the password: flagged",
+		tx: Tx{Events: []*audit.Event{
+			upd("res_users", row("id", "6", "login", `"alice"`, "password", `"a"`, "active", "true", "write_uid", "6", "write_date", t0),
+				row("id", "6", "login", `"alice"`, "password", `"b"`, "active", "false", "write_uid", "6", "write_date", t0)),
+		}},
+		want: []want{{0, "none", "", "none", []string{"orm_bypass"}}},
+	}, {
+		name: "update touching only audit columns, or nothing: not a bypass",
+		tx: Tx{Events: []*audit.Event{
+			upd("sale_order", order("1", "10.00", "6", t0), order("1", "10.00", "7", t0)),
+			upd("sale_order", order("2", "10.00", "6", t0), order("2", "10.00", "6", t0)),
+		}},
+		want: []want{{0, "none", "", "none", nil}, {0, "none", "", "none", nil}},
+	}, {
+		name: "unknown change set (REPLICA IDENTITY DEFAULT): never flagged, write_uid used",
+		tx: Tx{Events: []*audit.Event{{Schema: "public", Table: "sale_order", Op: audit.OpUpdate,
+			Key: row("id", "1"), Before: nil, After: order("1", "99.00", "6", t0), Changed: nil}}},
+		want: []want{{6, "row_user", "alice-1", "only_active", nil}},
+	}, {
+		name: "table without write_date: never flagged",
+		tx: Tx{Events: []*audit.Event{
+			upd("res_partner_category_rel", row("category_id", "1", "partner_id", "2"), row("category_id", "1", "partner_id", "3")),
+		}},
+		want: []want{{0, "none", "", "none", nil}},
+	}, {
+		name: "raw insert with NULL audit columns and nothing else: none",
+		tx: Tx{Events: []*audit.Event{
+			ins("res_device_log", row("id", "5", "user_id", "6", "create_uid", "null", "write_uid", "null")),
+		}},
+		want: []want{{0, "none", "", "none", nil}},
+	}, {
+		name: "truncate gets the transaction's user",
+		tx: Tx{
+			Events:   []*audit.Event{{Schema: "public", Table: "sale_order", Op: audit.OpTruncate, Changed: []string{}, Flags: []string{"truncate_cascade"}}},
+			Messages: []Message{msg(`{"user_id":6,"session_id":"s"}`)},
+		},
+		want: []want{{6, "message", "s", "message", []string{"truncate_cascade"}}},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			c := New(profile.Odoo(), f)
+			tc.tx.CommitTime = commit
+			c.Attribute(&tc.tx)
+			for i, e := range tc.tx.Events {
+				g := got(e)
+				if !reflect.DeepEqual(g, tc.want[i]) && !(len(g.flags) == 0 && len(tc.want[i].flags) == 0 && g.String() == tc.want[i].String()) {
+					t.Errorf("event %d (%s %s):\n got  %s\n want %s", i, e.Op, e.Table, g, tc.want[i])
+				}
+				wantLogin := f.logins[tc.want[i].user]
+				if e.Actor.Login != wantLogin {
+					t.Errorf("event %d: login %q, want %q", i, e.Actor.Login, wantLogin)
+				}
+			}
+			for _, at := range f.asked {
+				if !at.Equal(commit) {
+					t.Errorf("Active asked at %v, want the commit time", at)
+				}
+			}
+		})
+	}
+}
+
+// Untrusted message content: anything but the exact shape is ignored (and
+// never panics); attribution falls back to the row's user.
+func TestBadMessagesIgnored(t *testing.T) {
+	bad := []string{
+		``, `not json`, `null`, `[]`, `"7"`, `{}`, `{"user_id":"7"}`, `{"user_id":7.5}`, `{"user_id":1e3}`,
+		`{"user_id":-1}`, `{"user_id":0}`, `{"user_id":null}`, `{"user_id":99999999999999999999}`,
+		`{"user_id":7,"session_id":5}`, `{"user_id":7,"session_id":{"a":1}}`, `{"user_id":7,"session_id":"` + strings.Repeat("x", 300) + `"}`,
+		`{"user_id":7`, `{"user_id":7}garbage`, `{"user_id":7,"pad":"` + strings.Repeat("x", 5000) + `"}`,
+		"\xff\xfe",
+	}
+	for _, content := range bad {
+		f := newFake()
+		c := New(profile.Odoo(), f)
+		e := upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "6", t1))
+		c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{e}, Messages: []Message{msg(content)}})
+		if g := got(e); g.user != 6 || g.via != "row_user" {
+			l := min(len(content), 40)
+			t.Errorf("message %q: %s", content[:l], g)
+		}
+	}
+	// A message with another prefix, or a non-transactional one the
+	// pipeline never passes, counts for nothing either.
+	if _, _, ok := firstMessage([]Message{{Prefix: "cdcaudit2", Content: []byte(`{"user_id":7}`)}}); ok {
+		t.Fatal("other prefix accepted")
+	}
+}
+
+func FuzzParseMessage(f *testing.F) {
+	f.Add([]byte(`{"user_id":7,"session_id":"abc"}`))
+	f.Add([]byte(`{"user_id":"7"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, s, ok := parseMessage(b)
+		if ok && (u <= 0 || len(s) > maxSessionIDLen) {
+			t.Fatalf("accepted %q: %d %q", b, u, s)
+		}
+	})
+}
+
+// Two users working at the same time, each in their own session; one user
+// with two sessions gets the most recent one; every session used is
+// touched once per transaction.
+func TestConcurrentUsersAndTouch(t *testing.T) {
+	f := newFake()
+	c := New(profile.Odoo(), f)
+	txA := &Tx{CommitTime: commit, Events: []*audit.Event{
+		upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "6", t1)),
+		upd("sale_order", order("2", "1.00", "2", t0), order("2", "2.00", "6", t1)),
+	}}
+	txB := &Tx{CommitTime: commit.Add(time.Millisecond), Events: []*audit.Event{
+		upd("res_partner", row("id", "1", "name", `"a"`, "write_uid", "2", "write_date", t0), row("id", "1", "name", `"b"`, "write_uid", "7", "write_date", t1)),
+	}}
+	c.Attribute(txA)
+	c.Attribute(txB)
+	for _, e := range txA.Events {
+		if g := got(e); g.user != 6 || g.session != "alice-1" {
+			t.Errorf("tx A: %s", g)
+		}
+	}
+	if g := got(txB.Events[0]); g.user != 7 || g.session != "bob-phone" || g.sessVia != "most_recent" {
+		t.Errorf("tx B: %s", g)
+	}
+	if !reflect.DeepEqual(f.touched, []string{"alice-1", "bob-phone"}) {
+		t.Errorf("touched %v", f.touched)
+	}
+	// Events of one user share the user id, and it does not alias across users.
+	if txA.Events[0].Actor.UserID != txA.Events[1].Actor.UserID || *txB.Events[0].Actor.UserID != 7 {
+		t.Error("user ids")
+	}
+}
+
+func TestNoSessionSource(t *testing.T) {
+	c := New(profile.Odoo(), nil)
+	e := upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "6", t1))
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{e}, SessionRows: []SessionRow{{UserID: 6, SessionID: "x"}}})
+	if g := got(e); g.user != 6 || g.via != "session_row" || g.session != "x" || g.sessVia != "same_tx" || e.Actor.Login != "" {
+		t.Fatalf("%s", g)
+	}
+	c.Attribute(&Tx{}) // nothing to do
+}
+
+// A generic profile names its own audit columns.
+func TestGenericColumns(t *testing.T) {
+	p := profile.Profile{Name: "generic", Columns: profile.Columns{CreatedBy: "created_by", UpdatedBy: "updated_by", UpdatedAt: "updated_at"}}
+	c := New(p, newFake())
+	i := ins("invoices", row("id", "1", "created_by", `"6"`, "updated_by", "6", "updated_at", t1))
+	u := upd("invoices", row("id", "1", "total", "1", "updated_by", "6", "updated_at", t0), row("id", "1", "total", "2", "updated_by", "7", "updated_at", t0))
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{i}})
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{u}})
+	if g := got(i); g.user != 6 || g.via != "row_user" {
+		t.Errorf("insert: %s", g)
+	}
+	if g := got(u); g.user != 0 || !slices.Equal(g.flags, []string{"orm_bypass"}) {
+		t.Errorf("update: %s", g)
+	}
+	// Profile without audit columns: nothing found, nothing flagged.
+	c = New(profile.Profile{}, nil)
+	u = upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "6", t0))
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{u}})
+	if g := got(u); g.user != 0 || g.via != "none" || len(g.flags) != 0 {
+		t.Errorf("no profile: %s", g)
+	}
+}
+
+func TestUserID(t *testing.T) {
+	for in, want := range map[string]int64{
+		"6": 6, `"6"`: 6, "null": 0, "0": 0, "-3": 0, "6.0": 0, `"abc"`: 0, "": 0,
+		"9223372036854775807": 9223372036854775807, "9223372036854775808": 0, `""`: 0,
+	} {
+		if got := userID([]byte(in)); got != want {
+			t.Errorf("userID(%s) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func irModel(id, model string) audit.Row {
+	return row("id", id, "model", `"`+model+`"`, "name", `{"en_US": "x"}`, "write_uid", "1", "write_date", t1)
+}
+
+func modelOf(c *Correlator, table string) string {
+	e := &audit.Event{Schema: "public", Table: table, Op: audit.OpInsert, After: row("id", "1")}
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{e}})
+	return e.Model
+}
+
+func TestModels(t *testing.T) {
+	c := New(profile.Odoo(), nil)
+	if m := modelOf(c, "sale_order"); m != "" {
+		t.Fatalf("model before ir_model: %q", m)
+	}
+	for _, e := range []*audit.Event{ins("ir_model", irModel("10", "sale.order")), ins("ir_model", irModel("11", "res.partner")),
+		ins("ir_model", irModel("12", "x_custom.thing"))} {
+		c.Observe(e)
+	}
+	if m := modelOf(c, "sale_order"); m != "sale.order" {
+		t.Fatalf("sale_order → %q", m)
+	}
+	if m := modelOf(c, "res_partner"); m != "res.partner" {
+		t.Fatalf("res_partner → %q", m)
+	}
+	// Another schema (another tenant) knows nothing of public's models.
+	other := &audit.Event{Schema: "tenant2", Table: "sale_order", Op: audit.OpInsert, After: row("id", "1")}
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{other}})
+	if other.Model != "" {
+		t.Fatalf("tenant2.sale_order → %q", other.Model)
+	}
+	d := c.Dirty()
+	if len(d) != 3 || d[0].Key != "model:public:id=10" || string(d[0].Value) != `{"schema":"public","model":"sale.order"}` {
+		t.Fatalf("dirty: %+v", d)
+	}
+	if c.Dirty() != nil {
+		t.Fatal("Dirty did not clear")
+	}
+
+	// Rename (UPDATE), delete with the key only (REPLICA IDENTITY DEFAULT).
+	c.Observe(upd("ir_model", irModel("11", "res.partner"), irModel("11", "res.contact")))
+	c.Observe(&audit.Event{Schema: "public", Table: "ir_model", Op: audit.OpDelete, Key: row("id", "12"), Before: row("id", "12")})
+	if m := modelOf(c, "res_partner"); m != "" {
+		t.Fatalf("res_partner after rename → %q", m)
+	}
+	if m := modelOf(c, "res_contact"); m != "res.contact" {
+		t.Fatalf("res_contact → %q", m)
+	}
+	if m := modelOf(c, "x_custom_thing"); m != "" {
+		t.Fatalf("deleted model still mapped: %q", m)
+	}
+	d = c.Dirty()
+	if len(d) != 2 || d[0].Key != "model:public:id=11" || !strings.Contains(string(d[0].Value), "res.contact") ||
+		d[1].Key != "model:public:id=12" || d[1].Value != nil {
+		t.Fatalf("dirty: %+v", d)
+	}
+
+	// Restart: a new Correlator loaded from the records.
+	c2 := New(profile.Odoo(), nil)
+	if err := c2.Load("model:public:id=10", []byte(`{"schema":"public","model":"sale.order"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Load("model:public:id=11", []byte(`{"schema":"public","model":"res.contact"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := modelOf(c2, "sale_order"); m != "sale.order" {
+		t.Fatalf("after Load: %q", m)
+	}
+	if c2.Dirty() != nil {
+		t.Fatal("Load made records dirty")
+	}
+	// Deleting a row loaded from state works, and writes a deletion.
+	c2.Observe(del("ir_model", irModel("10", "sale.order")))
+	if m := modelOf(c2, "sale_order"); m != "" {
+		t.Fatalf("after delete: %q", m)
+	}
+	if d := c2.Dirty(); len(d) != 1 || d[0].Value != nil {
+		t.Fatalf("dirty: %+v", d)
+	}
+	for _, bad := range [][2]string{{"other:x", `{}`}, {"model:public:id=1", `nope`}, {"model:public:id=1", `{"schema":"public"}`}} {
+		if err := c2.Load(bad[0], []byte(bad[1])); err == nil {
+			t.Errorf("Load(%q, %q): no error", bad[0], bad[1])
+		}
+	}
+	// Truncate of ir_model forgets the schema's models.
+	c2.Observe(&audit.Event{Schema: "public", Table: "ir_model", Op: audit.OpTruncate})
+	if m := modelOf(c2, "res_contact"); m != "" {
+		t.Fatalf("after truncate: %q", m)
+	}
+	// Non-string model values are ignored.
+	c2.Observe(ins("ir_model", row("id", "20", "model", "42")))
+	if c2.Dirty()[0].Value != nil || len(c2.rows) != 0 {
+		t.Fatal("numeric model accepted")
+	}
+}
+
+// Rows of the model table from before the stream are seeded; the stream's
+// own rows win.
+func TestSeedModel(t *testing.T) {
+	c := New(profile.Odoo(), nil)
+	c.Observe(upd("ir_model", irModel("10", "sale.order"), irModel("10", "sale.order2")))
+	c.SeedModel("public", row("id", "10"), "sale.order") // older than the stream's update: ignored
+	c.SeedModel("public", row("id", "11"), "res.partner")
+	c.SeedModel("public", row("id", "12"), "")
+	if m := modelOf(c, "sale_order2"); m != "sale.order2" {
+		t.Fatalf("sale_order2 → %q", m)
+	}
+	if m := modelOf(c, "sale_order"); m != "" {
+		t.Fatalf("sale_order → %q", m)
+	}
+	if m := modelOf(c, "res_partner"); m != "res.partner" {
+		t.Fatalf("res_partner → %q", m)
+	}
+	if d := c.Dirty(); len(d) != 2 || d[1].Key != "model:public:id=11" {
+		t.Fatalf("dirty %+v", d)
+	}
+	// A later delete from the stream removes a seeded row.
+	c.Observe(del("ir_model", row("id", "11")))
+	if m := modelOf(c, "res_partner"); m != "" {
+		t.Fatalf("res_partner after delete → %q", m)
+	}
+}
+
+// Two model rows naming one table: deleting one keeps the other's mapping.
+func TestModelsSharedTable(t *testing.T) {
+	c := New(profile.Odoo(), nil)
+	c.Observe(ins("ir_model", irModel("1", "a.b")))
+	c.Observe(ins("ir_model", irModel("2", "a_b")))
+	c.Observe(del("ir_model", irModel("2", "a_b")))
+	if m := modelOf(c, "a_b"); m != "a.b" {
+		t.Fatalf("a_b → %q", m)
+	}
+}
+
+// BenchmarkEnrich is the per-event cost of what the pipeline adds between
+// decoder and store: Observe, Apply (Odoo secrets) and Attribute, over
+// transactions of 10 ORM-like changes (one of them a res_users write, a
+// table with secrets) with a session source.
+func BenchmarkEnrich(b *testing.B) {
+	r, err := redact.New(profile.Odoo().Secrets, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	wide := func(id, uid, date string) audit.Row {
+		rw := order(id, "10.00", uid, date)
+		for i := range 20 {
+			rw = append(rw, audit.Column{Name: fmt.Sprintf("field_%02d", i), Value: []byte(`"value"`)})
+		}
+		return rw
+	}
+	var events []*audit.Event
+	for i := range 8 {
+		id := fmt.Sprint(i + 1)
+		events = append(events, upd("sale_order_line", wide(id, "2", t0), wide(id, "6", t1)))
+	}
+	events = append(events, upd("sale_order", order("1", "10.00", "2", t0), order("1", "80.00", "6", t1)))
+	events = append(events, upd("res_users", row("id", "6", "login", `"alice"`, "password", `"x"`, "write_uid", "6", "write_date", t0),
+		row("id", "6", "login", `"alice"`, "password", `"y"`, "write_uid", "6", "write_date", t1)))
+	pristine := make([]audit.Row, len(events))
+	for i, e := range events {
+		pristine[i] = slices.Clone(e.After)
+	}
+	for _, withSessions := range []bool{false, true} {
+		name := "no sessions"
+		var s SessionSource
+		if withSessions {
+			name, s = "sessions", benchSessions{}
+		}
+		b.Run(name, func(b *testing.B) {
+			c := New(profile.Odoo(), s)
+			c.Observe(ins("ir_model", irModel("1", "sale.order")))
+			tx := &Tx{CommitTime: commit, Events: events}
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				for i, e := range events {
+					copy(e.After, pristine[i]) // undo redaction: every pass hashes again
+					c.Observe(e)
+					r.Apply(e)
+				}
+				c.Attribute(tx)
+				n += len(events)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
+			if *events[0].Actor.UserID != 6 || events[8].Model != "sale.order" {
+				b.Fatal("not attributed")
+			}
+		})
+	}
+}
+
+// benchSessions is a SessionSource that records nothing.
+type benchSessions struct{}
+
+func (benchSessions) Active(user int64, _ time.Time) []string {
+	if user == 6 {
+		return []string{"alice-1"}
+	}
+	return nil
+}
+func (benchSessions) Login(int64) (string, bool) { return "alice@example.com", true }
+func (benchSessions) Touch(string, time.Time)    {}

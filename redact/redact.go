@@ -1,0 +1,289 @@
+// Package redact keeps secrets out of the audit store: it replaces the
+// values of secret columns (password hashes, TOTP secrets, API keys, session
+// identifiers …) in an event's key, before- and after-image, before the
+// event reaches the store, an export, a log line or a metric.
+//
+// A redacted value becomes the JSON string "[redacted]", or, when the
+// operator configures a key, "hmac-sha256:<64 hex digits>": the HMAC-SHA256
+// of the value's encoded JSON bytes under that key, so equal values stay
+// comparable ("did the password change?", "same API key?") without being
+// revealed. SQL NULL stays null. The column names go to Event.Redacted;
+// Event.Changed is left alone, so a redacted change is still visible as one.
+//
+// Rules are profile.ColumnRule: Table (over "schema.table") and Column are
+// globs; a rule with Where applies to an event only when that column of the
+// row (in any of its images) holds a value matching one of Values, compared
+// case-insensitively (ir_config_parameter rows whose key is
+// 'database.secret'). Matching is worked out once per table and cached, so
+// an event of a table without rules costs one map lookup.
+package redact
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/profile"
+)
+
+// Placeholder is the value of a redacted column when no key is configured.
+const Placeholder = "[redacted]"
+
+// HMACPrefix starts the value of a redacted column when a key is configured.
+const HMACPrefix = "hmac-sha256:"
+
+// MinKeyLen is the shortest HMAC key accepted.
+const MinKeyLen = 16
+
+// maxConds bounds the distinct (where, values) conditions of a rule set:
+// each takes one bit of a column's mask.
+const maxConds = 63
+
+var placeholderJSON = []byte(`"` + Placeholder + `"`)
+
+// Redactor applies a set of rules. It is safe for concurrent use.
+type Redactor struct {
+	rules []rule
+	conds []cond
+	key   []byte
+	macs  sync.Pool // hash.Hash (HMAC-SHA256 under key)
+
+	mu     sync.Mutex                         // serialises plan building
+	tables atomic.Pointer[map[tableRef]*plan] // copy on write; nil plan = no rules
+}
+
+type tableRef struct{ schema, table string }
+
+type rule struct {
+	table, column string
+	bit           uint // 0: unconditional; else the bit of its condition
+}
+
+type cond struct {
+	where  string
+	values []string // lower-cased globs
+}
+
+// plan is what applies to one table.
+type plan struct {
+	rules []rule // those whose table glob matches
+	conds uint64 // bits of the conditions among them
+	mu    sync.Mutex
+	cols  atomic.Pointer[map[string]uint64] // column → bits of the rules naming it (copy on write)
+}
+
+// New compiles rules. hmacKey may be nil (values become "[redacted]");
+// otherwise it must be at least MinKeyLen bytes. A malformed rule (bad
+// glob, missing table or column) is an error naming the rule.
+func New(rules []profile.ColumnRule, hmacKey []byte) (*Redactor, error) {
+	if hmacKey != nil && len(hmacKey) < MinKeyLen {
+		return nil, fmt.Errorf("redact: HMAC key of %d bytes is too short (want at least %d, e.g. 32 random bytes)", len(hmacKey), MinKeyLen)
+	}
+	r := &Redactor{}
+	if len(hmacKey) > 0 {
+		r.key = slices.Clone(hmacKey)
+		r.macs.New = func() any { return hmac.New(sha256.New, r.key) }
+	}
+	for i, cr := range rules {
+		if err := cr.Validate(); err != nil {
+			return nil, fmt.Errorf("redact: rule %d (%s): %w", i+1, cr.String(), err)
+		}
+		ru := rule{table: cr.Table, column: cr.Column}
+		if cr.Where != "" {
+			c := cond{where: cr.Where}
+			for _, v := range cr.Values {
+				c.values = append(c.values, strings.ToLower(v))
+			}
+			idx := slices.IndexFunc(r.conds, func(o cond) bool { return o.where == c.where && slices.Equal(o.values, c.values) })
+			if idx < 0 {
+				if len(r.conds) == maxConds {
+					return nil, fmt.Errorf("redact: more than %d distinct where/values conditions", maxConds)
+				}
+				r.conds = append(r.conds, c)
+				idx = len(r.conds) - 1
+			}
+			ru.bit = uint(idx + 1)
+		}
+		r.rules = append(r.rules, ru)
+	}
+	empty := map[tableRef]*plan{}
+	r.tables.Store(&empty)
+	return r, nil
+}
+
+// Empty reports whether the redactor has no rules (Apply does nothing).
+func (r *Redactor) Empty() bool { return r == nil || len(r.rules) == 0 }
+
+// Apply redacts the secret columns of e in place. Value slices are replaced,
+// never written into, so bytes shared with other events stay intact.
+func (r *Redactor) Apply(e *audit.Event) {
+	if r == nil || len(r.rules) == 0 {
+		return
+	}
+	p, ok := (*r.tables.Load())[tableRef{e.Schema, e.Table}]
+	if !ok {
+		p = r.plan(e.Schema, e.Table)
+	}
+	if p == nil {
+		return
+	}
+	active := uint64(1) // unconditional rules
+	if p.conds != 0 {
+		for i := range r.conds {
+			bit := uint64(1) << uint(i+1)
+			if p.conds&bit != 0 && r.conds[i].holds(e) {
+				active |= bit
+			}
+		}
+	}
+	r.redactRow(p, e.Key, active, e)
+	r.redactRow(p, e.Before, active, e)
+	r.redactRow(p, e.After, active, e)
+}
+
+func (r *Redactor) redactRow(p *plan, row audit.Row, active uint64, e *audit.Event) {
+	for i := range row {
+		c := &row[i]
+		if p.mask(c.Name)&active == 0 {
+			continue
+		}
+		addName(e, c.Name)
+		if isNull(c.Value) {
+			continue
+		}
+		c.Value = r.replacement(c.Value)
+	}
+}
+
+// replacement returns the stored form of a secret value.
+func (r *Redactor) replacement(v []byte) []byte {
+	if r.key == nil {
+		return placeholderJSON[:len(placeholderJSON):len(placeholderJSON)]
+	}
+	m := r.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(v)
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	r.macs.Put(m)
+	out := make([]byte, 0, 2+len(HMACPrefix)+2*sha256.Size)
+	out = append(out, '"')
+	out = append(out, HMACPrefix...)
+	out = hex.AppendEncode(out, sum[:])
+	return append(out, '"')
+}
+
+// addName adds a column to e.Redacted, keeping it sorted and unique.
+func addName(e *audit.Event, name string) {
+	i, found := slices.BinarySearch(e.Redacted, name)
+	if !found {
+		e.Redacted = slices.Insert(e.Redacted, i, name)
+	}
+}
+
+func isNull(v []byte) bool { return len(v) == 0 || string(v) == "null" }
+
+// holds reports whether the condition's column, in any image of the event,
+// holds a value matching one of its globs. Every image counts: an update
+// that renames ir_config_parameter 'database.secret' still hides the value
+// in both images.
+func (c *cond) holds(e *audit.Event) bool {
+	for _, row := range [...]audit.Row{e.After, e.Before, e.Key} {
+		v, ok := row.Get(c.where)
+		if !ok || isNull(v) {
+			continue
+		}
+		s := strings.ToLower(text(v))
+		for _, g := range c.values {
+			if profile.Match(g, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// text returns the text of an encoded value: a JSON string unquoted, any
+// other value (a number) as written.
+func text(v []byte) string {
+	if len(v) < 2 || v[0] != '"' {
+		return string(v)
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1])
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return string(v)
+	}
+	return s
+}
+
+// plan builds (and caches) the plan of a table: nil when no rule names it.
+func (r *Redactor) plan(schema, table string) *plan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref := tableRef{schema, table}
+	old := *r.tables.Load()
+	if p, ok := old[ref]; ok {
+		return p
+	}
+	name := schema + "." + table
+	var p *plan
+	for _, ru := range r.rules {
+		if profile.Match(ru.table, name) {
+			if p == nil {
+				p = &plan{}
+				empty := map[string]uint64{}
+				p.cols.Store(&empty)
+			}
+			p.rules = append(p.rules, ru)
+			if ru.bit != 0 {
+				p.conds |= 1 << ru.bit
+			}
+		}
+	}
+	next := make(map[tableRef]*plan, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[ref] = p
+	r.tables.Store(&next)
+	return p
+}
+
+// mask returns the condition bits of the rules naming a column of the plan's
+// table (bit 0: an unconditional rule), cached per column name.
+func (p *plan) mask(col string) uint64 {
+	if m, ok := (*p.cols.Load())[col]; ok {
+		return m
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.cols.Load()
+	if m, ok := old[col]; ok {
+		return m
+	}
+	var m uint64
+	for _, ru := range p.rules {
+		if ru.column == col || profile.Match(ru.column, col) {
+			m |= 1 << ru.bit
+		}
+	}
+	next := make(map[string]uint64, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[col] = m
+	p.cols.Store(&next)
+	return m
+}
