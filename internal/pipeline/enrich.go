@@ -70,7 +70,7 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		if err := store.LoadState(stateCorrelate, func(k, v []byte) error { return x.corr.Load(string(k), v) }); err != nil {
 			return nil, fmt.Errorf("loading attribution state: %w", err)
 		}
-		if err := x.seed(ctx, conn, *prof); err != nil {
+		if err := x.seed(ctx, conn, *prof, log); err != nil {
 			return nil, err
 		}
 		log.Info("application profile", "profile", prof.Name, "session_tables", present)
@@ -88,8 +88,16 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 // seed fills what the stream cannot tell about rows written before capture
 // began: the logins of existing users and the model names of existing
 // tables. Only unknown entries are filled; the stream keeps them current.
-func (x *enricher) seed(ctx context.Context, conn *pgx.Conn, p profile.Profile) error {
-	if p.Users.Table != "" && p.Users.ID != "" && p.Users.Login != "" {
+func (x *enricher) seed(ctx context.Context, conn *pgx.Conn, p profile.Profile, log *slog.Logger) error {
+	exists := func(table string) bool {
+		var ok bool
+		err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok)
+		if err == nil && !ok {
+			log.Warn("the profile's table does not exist: nothing to seed from it", "table", table)
+		}
+		return err == nil && ok
+	}
+	if p.Users.Table != "" && p.Users.ID != "" && p.Users.Login != "" && exists(p.Users.Table) {
 		q := fmt.Sprintf("SELECT %s::int8, %s::text FROM %s WHERE %s IS NOT NULL",
 			pgx.Identifier{p.Users.ID}.Sanitize(), pgx.Identifier{p.Users.Login}.Sanitize(),
 			qualified(p.Users.Table), pgx.Identifier{p.Users.Login}.Sanitize())
@@ -97,7 +105,7 @@ func (x *enricher) seed(ctx context.Context, conn *pgx.Conn, p profile.Profile) 
 			return fmt.Errorf("reading the users table %s: %w", p.Users.Table, err)
 		}
 	}
-	if m := p.Models; m != nil {
+	if m := p.Models; m != nil && exists(m.Table) {
 		schema, _, _ := strings.Cut(m.Table, ".")
 		q := fmt.Sprintf("SELECT id::int8, %s::text FROM %s", pgx.Identifier{m.Model}.Sanitize(), qualified(m.Table))
 		err := forRows(ctx, conn, q, func(id int64, model string) {
