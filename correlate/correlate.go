@@ -51,6 +51,9 @@ type SessionSource interface {
 	Active(userID int64, at time.Time) []string
 	// Login returns the user's login name.
 	Login(userID int64) (string, bool)
+	// SessionID returns the pseudonym of an application session identifier
+	// (a message's session_id): the raw identifier is a secret, never kept.
+	SessionID(raw string) string
 	// Touch records activity of a session: called for the session every
 	// attributed change is put on, with the commit time.
 	Touch(sessionID string, at time.Time)
@@ -662,8 +665,9 @@ func (c *Correlator) session(tx *Tx, uid int64, fromMessage bool, msgSession str
 		us.login, _ = c.s.Login(uid)
 	}
 	switch {
-	case fromMessage && msgSession != "":
-		us.session, us.via = msgSession, SessionMessage
+	case fromMessage && msgSession != "" && c.s != nil:
+		// Only ever the pseudonym: the identifier itself is a secret.
+		us.session, us.via = c.s.SessionID(msgSession), SessionMessage
 	default:
 		for _, r := range tx.SessionRows {
 			if r.UserID == uid && r.SessionID != "" {

@@ -33,6 +33,9 @@ func (f *fakeSessions) Login(user int64) (string, bool) {
 
 func (f *fakeSessions) Touch(id string, at time.Time) { f.touched = append(f.touched, id) }
 
+// SessionID pseudonymises like the tracker does, visibly: "p(" + raw + ")".
+func (f *fakeSessions) SessionID(raw string) string { return "p(" + raw + ")" }
+
 func newFake() *fakeSessions {
 	return &fakeSessions{
 		active: map[int64][]string{
@@ -155,7 +158,7 @@ func TestAttribute(t *testing.T) {
 			Messages:    []Message{{Prefix: "other", Content: []byte(`{"user_id":2}`)}, msg(`{"user_id": 7, "session_id": "sess-from-app", "extra": [1]}`), msg(`{"user_id":6}`)},
 			SessionRows: []SessionRow{{UserID: 6, SessionID: "alice-dev"}},
 		},
-		want: []want{{7, "message", "sess-from-app", "message", nil}},
+		want: []want{{7, "message", "p(sess-from-app)", "message", nil}},
 	}, {
 		name: "message without a session: same_tx session of that user",
 		tx: Tx{
@@ -296,7 +299,7 @@ func TestAttribute(t *testing.T) {
 			Events:   []*audit.Event{{Schema: "public", Table: "sale_order", Op: audit.OpTruncate, Changed: []string{}, Flags: []string{"truncate_cascade"}}},
 			Messages: []Message{msg(`{"user_id":6,"session_id":"s"}`)},
 		},
-		want: []want{{6, "message", "s", "message", []string{"truncate_cascade"}}},
+		want: []want{{6, "message", "p(s)", "message", []string{"truncate_cascade"}}},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -637,5 +640,6 @@ func (benchSessions) Active(user int64, _ time.Time) []string {
 	}
 	return nil
 }
-func (benchSessions) Login(int64) (string, bool) { return "alice@example.com", true }
-func (benchSessions) Touch(string, time.Time)    {}
+func (benchSessions) Login(int64) (string, bool)  { return "alice@example.com", true }
+func (benchSessions) Touch(string, time.Time)     {}
+func (benchSessions) SessionID(raw string) string { return raw }

@@ -43,7 +43,8 @@ func Odoo() Profile {
 			{Table: "public.auditlog_http_session", Column: "name"},
 		},
 		RawWrites: []ColumnRule{
-			{Table: "public.res_users", Column: "password"}, // hashing on write
+			{Table: "public.res_users", Column: "password"},    // hashing on write
+			{Table: "public.res_users", Column: "totp_secret"}, // auth_totp sets it with a raw UPDATE
 			{Table: "public.res_device_log", Column: "*"},
 			{Table: "public.bus_bus", Column: "*"},
 			{Table: "public.bus_presence", Column: "*"},

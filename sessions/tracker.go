@@ -90,6 +90,7 @@ type Tracker struct {
 	users                           *profile.UsersTable // nil when the profile maps no users table
 	updatedBy                       string              // the audit column naming a row's last writer
 	geo                             *geoIP
+	idLength                        int // the shortest IDLength of the session tables: what names a session
 
 	mu            sync.Mutex
 	loginSessions bool // no session table: each login is a session
@@ -208,6 +209,9 @@ func New(p profile.Profile, opts Options) (*Tracker, error) {
 		if s.Kind != "device_log" && s.Kind != "session" {
 			return nil, fmt.Errorf("sessions: profile %s: session table %s: kind %q (want device_log or session)", p.Name, s.Table, s.Kind)
 		}
+		if s.IDLength > 0 && (t.idLength == 0 || s.IDLength < t.idLength) {
+			t.idLength = s.IDLength
+		}
 		r, err := roles(s.Table)
 		if err != nil {
 			return nil, err
@@ -238,6 +242,14 @@ func Pseudonym(raw string) string {
 	b[0] = 's'
 	hex.Encode(b[1:], sum[:12])
 	return string(b[:])
+}
+
+// SessionID returns the pseudonym of an application session identifier
+// given from outside the session tables (a cdcaudit logical message), cut
+// like the session tables cut theirs, so both name the same session. The raw
+// identifier is not kept.
+func (t *Tracker) SessionID(raw string) string {
+	return Pseudonym(prefixRunes(raw, t.idLength))
 }
 
 // Observe takes one event, in stream order, before redaction. It updates
@@ -574,14 +586,16 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 		if user := s.UserID; user > 0 && s.Login == "" {
 			s.Login = t.names[user]
 		}
-		newer := !last.Before(s.LastActivity)
 		if first.Before(s.FirstActivity) {
 			s.FirstActivity = first
 		}
-		if newer {
+		if last.After(s.LastActivity) {
 			s.LastActivity = last
 		}
-		t.device(s, st, row, newer)
+		// Rows arrive in commit order: the latest one describes the device
+		// now, whatever its own clock says (the application's clock may lag
+		// the database's, and attributed changes move LastActivity too).
+		t.device(s, st, row, true)
 	}
 	if st.Kind == "session" {
 		s.addRow(rowKey)

@@ -134,11 +134,13 @@ func TestSessionsRefreshFromSecondDeviceRow(t *testing.T) {
 	if n := len(s.tr.Sessions()); n != 1 {
 		t.Errorf("%d sessions, want 1", n)
 	}
-	// An older row arriving late moves nothing back.
+	// A row committed later whose own clock reads earlier (the
+	// application's host lags the database): its device facts are the
+	// newest — rows arrive in commit order — but activity never goes back.
 	s.insert(devicesT, later.Add(time.Second), deviceRow18(sid42("rf"), 6, "10.0.0.5", "windows", "chrome", "computer", first, first.Add(30*time.Minute)))
 	got = mustSession(t, s.tr, id)
-	if !got.LastActivity.Equal(later) || got.IP != "192.0.2.33" {
-		t.Errorf("late older row changed the session: last %v ip %s", got.LastActivity, got.IP)
+	if !got.LastActivity.Equal(later) || got.IP != "10.0.0.5" {
+		t.Errorf("later-committed row: last %v ip %s, want last %v and the new row's ip", got.LastActivity, got.IP, later)
 	}
 }
 
@@ -822,4 +824,19 @@ func FuzzSessionsObserve(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A session identifier handed over in a cdcaudit message (the full Odoo
+// session id) gets the same pseudonym as the device rows that name its first
+// 42 characters, and never itself.
+func TestSessionIDFromMessage(t *testing.T) {
+	s := odoo18(t, Options{})
+	full := sid("msg")
+	got := s.tr.SessionID(full)
+	if got != Pseudonym(sid42("msg")) {
+		t.Fatalf("SessionID(full id) = %s, want the pseudonym of its first 42 characters", got)
+	}
+	if strings.Contains(got, full[:42]) {
+		t.Fatal("the pseudonym contains the identifier")
+	}
 }

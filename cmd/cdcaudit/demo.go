@@ -9,13 +9,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
@@ -25,18 +29,25 @@ import (
 const demoAbout = `
 See cdcaudit work in one command. The demo starts a throwaway PostgreSQL
 server (installing Debian's postgresql packages first when none is installed
-and you are root), creates a database "erp" with a small ERP schema (users,
-partners, sales orders and their lines, with Odoo's create_uid/write_uid
-audit columns), runs cdcaudit against it while a background workload creates,
-edits and deletes records, and prints every audit event as soon as it is
-durable in the store, one line each.
+and you are root), creates a database "odoo" holding an Odoo 18 database in
+miniature (users, groups, login and device logs, API keys, contacts, sales
+orders; testdata/odoo18), runs cdcaudit on it with its Odoo profile while
+admin, alice, bob and carol work in it the way Odoo does — logging in from
+laptops and phones, editing, confirming and deleting quotations and
+contacts, a group change, a session logged out by admin — and prints every
+audit event as soon as it is durable in the store, one line each: who made
+the change (login), in which session, how cdcaudit knows, and a warning when
+someone bypassed Odoo with raw SQL (every 40 requests, a psql edit of an
+order total).
 
 You can also connect to the demo database yourself (the address is printed)
-and watch your own changes appear.
+and watch your own changes appear: a psql UPDATE of a business column is
+flagged.
 
 Ctrl-C stops the workload, waits until its last changes are stored, stops
 PostgreSQL and prints where the store is, with the commands to export and
-verify it. The store is kept; the PostgreSQL server and its files are not.`
+verify it and to list the sessions. The store is kept; the PostgreSQL server
+and its files are not.`
 
 const demoExamples = `  cdcaudit demo
   cdcaudit demo --rate 50 --data-dir ./demo-store --http-addr 127.0.0.1:9187
@@ -46,7 +57,7 @@ func (c *cli) demo(args []string) int {
 	fs := c.flagSet("demo", "[--data-dir DIR] [--http-addr ADDR] [--rate N] [--duration D]", demoAbout, demoExamples)
 	dataDir := fs.String("data-dir", "", "`directory` of the audit store (default: a new temporary directory, kept at the end)")
 	httpAddr := fs.String("http-addr", "127.0.0.1:0", "`address` for /metrics and /healthz (port 0 picks a free port)")
-	rate := fs.Float64("rate", 5, "workload rate: `N` transactions per second (0: no workload; make your own changes)")
+	rate := fs.Float64("rate", 5, "workload rate: `N` requests per second (0: no workload; make your own changes)")
 	duration := fs.Duration("duration", 0, "stop by itself after this `duration` (0: run until Ctrl-C)")
 	logLevel := fs.String("log-level", "warn", "`level` of cdcaudit's own log on stderr: debug, info, warn or error")
 	fs.order = []string{"data-dir", "http-addr", "rate", "duration", "log-level"}
@@ -54,7 +65,7 @@ func (c *cli) demo(args []string) int {
 		return code
 	}
 	if *rate < 0 || *rate > 10000 {
-		return c.usageErr("demo", fmt.Errorf("--rate: %v is out of range (want 0 to 10000 transactions per second)", *rate))
+		return c.usageErr("demo", fmt.Errorf("--rate: %v is out of range (want 0 to 10000 requests per second)", *rate))
 	}
 	if *duration < 0 {
 		return c.usageErr("demo", fmt.Errorf("--duration: %v is negative", *duration))
@@ -128,15 +139,15 @@ func (d *demo) run() int {
 	}
 
 	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = cluster.CreateDatabase(setupCtx, "erp")
+	err = cluster.CreateDatabase(setupCtx, demoDatabase)
 	if err == nil {
-		err = cluster.Exec(setupCtx, "erp", demoSchema)
+		err = cluster.Exec(setupCtx, demoDatabase, odoosim.Schema)
 	}
 	cancel()
 	if err != nil {
 		return d.fail("demo", fmt.Errorf("cannot create the demo database: %w", err))
 	}
-	dsn := cluster.DSN("erp")
+	dsn := cluster.DSN(demoDatabase)
 
 	keptNew := false
 	if d.dataDir == "" {
@@ -158,12 +169,15 @@ func (d *demo) run() int {
 	defer hs.shutdown()
 
 	cfg := config.Defaults()
-	cfg.DSN, cfg.DataDir = dsn, d.dataDir
-	f := newFeed(out, d.color, width)
+	cfg.DSN, cfg.DataDir, cfg.Profile = dsn, d.dataDir, "odoo"
+	// The feed's bookkeeping (counts, waiting for the last transaction);
+	// the lines themselves are the demo's own (demoFeed).
+	f := newFeed(io.Discard, d.color, width)
+	df := newDemoFeed(f, out, d.color, width)
 	pctx, stopPipeline := context.WithCancel(context.Background())
 	defer stopPipeline()
 	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- pipeline.Run(pctx, pipelineConfig(&cfg, m, log, f.print)) }()
+	go func() { pipeDone <- pipeline.Run(pctx, pipelineConfig(&cfg, m, log, df.print)) }()
 
 	// Start the workload only once the slot exists, so the feed shows it
 	// from its first transaction.
@@ -185,7 +199,7 @@ func (d *demo) run() int {
 	d.say("  store       %s", d.dataDir)
 	d.say("  metrics     %s/metrics   health %s/healthz", base, base)
 	if d.rate > 0 {
-		d.say("  workload    %g transactions/s on res_partner, sale_order, sale_order_line, res_users_log, demo_scratch", d.rate)
+		d.say("  workload    %g requests/s by admin, alice, bob and carol (Odoo 18); a psql edit every %d requests", d.rate, rawEditEvery)
 	} else {
 		d.say("  workload    none (--rate 0): make your own changes")
 	}
@@ -194,9 +208,12 @@ func (d *demo) run() int {
 		stopHint = fmt.Sprintf("stopping after %s, or Ctrl-C", d.duration)
 	}
 	d.say("")
-	d.say("Every change, as soon as it is durable in the store (%s):", stopHint)
+	d.say("Every change, as soon as it is durable in the store (%s).", stopHint)
+	d.say("WHO is the login, #the session (a pseudonym) and how cdcaudit knows: user via session_row (a device row in")
+	d.say("the same transaction), message, row_user (write_uid/create_uid), tx_peer (another row of the transaction);")
+	d.say("session via same_tx, message, only_active or most_recent. A lone delete names no one: none.")
 	d.say("")
-	f.println(f.header())
+	df.println(df.header())
 
 	w := &workload{dsn: dsn, rate: d.rate, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))}
 	wctx, stopWorkload := context.WithCancel(ctx)
@@ -207,7 +224,7 @@ func (d *demo) run() int {
 		defer wg.Done()
 		err := w.run(wctx, func(err error) { log.Warn("workload transaction failed", "err", err) })
 		if err != nil && wctx.Err() == nil {
-			f.println(paint(d.color, ansiYellow, "workload stopped: "+err.Error()))
+			df.println(paint(d.color, ansiYellow, "workload stopped: "+err.Error()))
 		}
 	}()
 
@@ -233,7 +250,7 @@ wait:
 			break wait
 		case <-status.C:
 			ev, tx := f.counts()
-			f.println(paint(d.color, ansiDim, fmt.Sprintf("── %s events from %s transactions stored · metrics %s/metrics ──",
+			df.println(paint(d.color, ansiDim, fmt.Sprintf("── %s events from %s transactions stored · metrics %s/metrics ──",
 				thousands(ev), thousands(tx), base)))
 		}
 	}
@@ -285,6 +302,7 @@ wait:
 	d.say("  %s export --data-dir %s --format jsonl | less", self, dir)
 	d.say("  %s export --data-dir %s --format csv --table 'sale_*' --op update,delete --out changes.csv", self, dir)
 	d.say("  %s verify --data-dir %s", self, dir)
+	d.say("  %s sessions --data-dir %s", self, dir)
 	if pipeErr != nil {
 		return exitFail
 	}
@@ -363,4 +381,160 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// demoDatabase is the demo's database.
+const demoDatabase = "odoo"
+
+// demoFeed prints the demo's live feed: one line per event, saying who made
+// the change, in which session and how cdcaudit knows, with psql edits
+// flagged. The embedded feed keeps the counts and lets the demo wait for
+// the workload's last transaction.
+//
+//	13:34:33 UPDATE   sale.order       id=4     alice #s1a6ca8 row_user/only_active      state: draft → sale
+type demoFeed struct {
+	*feed
+	w     io.Writer
+	color bool
+	width int
+	// On narrower terminals logins are shown without their domain.
+	fullLogin bool
+	colWho    int
+}
+
+func newDemoFeed(f *feed, w io.Writer, color bool, width int) *demoFeed {
+	d := &demoFeed{feed: f, w: w, color: color, width: width, colWho: 36}
+	if width >= 150 {
+		d.fullLogin, d.colWho = true, 48
+	}
+	return d
+}
+
+// Column widths of the demo feed (they grow when a value is longer).
+const (
+	demoColWhat = 16
+	demoColKey  = 8
+)
+
+// print is the pipeline's Feed callback.
+func (d *demoFeed) print(e *audit.Event) {
+	fmt.Fprintln(d.w, d.format(e))
+	d.feed.print(e) // counts; wakes waitXID once the line is out
+}
+
+// println prints a line of its own (status, banners) between events.
+func (d *demoFeed) println(s string) { fmt.Fprintln(d.w, s) }
+
+func (d *demoFeed) header() string {
+	h := fmt.Sprintf("%-*s %-*s %-*s %-*s %-*s %s", colTime, "TIME", colOp, "OP", demoColWhat, "MODEL", demoColKey, "KEY",
+		d.colWho, "WHO", "CHANGES")
+	return paint(d.color, ansiBold, truncate(h, d.width))
+}
+
+// who renders the actor: login #session user_via/session_via, or "none".
+func (d *demoFeed) who(a audit.Actor) string {
+	if a.UserID == nil {
+		return "none"
+	}
+	name := clean(a.Login)
+	if name == "" {
+		name = fmt.Sprintf("uid:%d", *a.UserID)
+	} else if at := strings.IndexByte(name, '@'); at > 0 && !d.fullLogin {
+		name = name[:at]
+	}
+	name = truncate(name, 24)
+	sess := "-"
+	if a.SessionID != "" {
+		sess = "#" + strings.TrimSuffix(truncate(clean(a.SessionID), 8), "…")
+		if utf8.RuneCountInString(sess) > 8 {
+			sess = string([]rune(sess)[:8])
+		}
+	}
+	return name + " " + sess + " " + clean(a.UserVia) + "/" + clean(a.SessionVia)
+}
+
+// demoChanges is the feed's description of what changed, without its uid
+// and flags (the demo shows those its own way).
+func demoChanges(e *audit.Event) string {
+	c := *e
+	zero := int64(0)
+	c.Actor = audit.Actor{UserID: &zero}
+	c.Flags = nil
+	if c.Op == audit.OpInsert && len(c.Redacted) > 0 {
+		// What is readable first; the redacted columns (a device row's
+		// session identifier, an API key) last.
+		after := make(audit.Row, 0, len(c.After))
+		for _, col := range c.After {
+			if !slices.Contains(c.Redacted, col.Name) {
+				after = append(after, col)
+			}
+		}
+		for _, col := range c.After {
+			if slices.Contains(c.Redacted, col.Name) {
+				after = append(after, col)
+			}
+		}
+		c.After = after
+	}
+	return strings.TrimSuffix(details(&c), " · uid 0")
+}
+
+// format renders one event as a line of at most d.width columns.
+func (d *demoFeed) format(e *audit.Event) string {
+	ts := e.CommitTime.In(d.feed.loc).Format("15:04:05")
+	op := strings.ToUpper(e.Op.String())
+	what := clean(e.Model)
+	if what == "" {
+		what = clean(e.Table)
+		if e.Schema != "public" {
+			what = clean(e.Schema) + "." + what
+		}
+	}
+	key := rowText(e.Key, "=", " ")
+	if e.Op == audit.OpTruncate {
+		key = "—"
+	}
+	whoText := d.who(e.Actor)
+	bypass := slices.Contains(e.Flags, "orm_bypass")
+	detail := demoChanges(e)
+	for _, fl := range e.Flags {
+		if fl != "orm_bypass" {
+			detail += " [" + clean(fl) + "]"
+		}
+	}
+	const warn = "⚠ ORM BYPASS "
+	if bypass {
+		detail = warn + detail
+	}
+
+	plain := fmt.Sprintf("%-*s %-*s %-*s %-*s %-*s ", colTime, ts, colOp, op, demoColWhat, what, demoColKey, key, d.colWho, whoText)
+	room := d.width - utf8.RuneCountInString(plain)
+	if room < 10 {
+		return truncate(plain+detail, d.width)
+	}
+	detail = truncate(detail, room)
+	if !d.color {
+		return plain + detail
+	}
+	pad := func(s string, n int) string {
+		if k := utf8.RuneCountInString(s); k < n {
+			return s + strings.Repeat(" ", n-k)
+		}
+		return s
+	}
+	style := map[audit.Op]string{audit.OpInsert: ansiGreen, audit.OpUpdate: ansiYellow, audit.OpDelete: ansiRed, audit.OpTruncate: ansiPurple + ansiBold}[e.Op]
+	whoCol := paint(true, ansiDim, pad(whoText, d.colWho))
+	if e.Actor.UserID != nil {
+		name, rest, _ := strings.Cut(whoText, " ")
+		whoCol = paint(true, ansiCyan+ansiBold, name) + " " + paint(true, ansiDim, pad(rest, d.colWho-utf8.RuneCountInString(name)-1))
+	}
+	if bypass && strings.HasPrefix(detail, warn) {
+		detail = paint(true, ansiRed+ansiBold, strings.TrimSuffix(warn, " ")) + " " + strings.TrimPrefix(detail, warn)
+	}
+	return paint(true, ansiDim, pad(ts, colTime)) + " " +
+		paint(true, style, pad(op, colOp)) + " " +
+		paint(true, ansiBold, pad(what, demoColWhat)) + " " +
+		paint(true, ansiCyan, pad(key, demoColKey)) + " " +
+		whoCol + " " +
+		strings.ReplaceAll(detail, " → ", paint(true, ansiDim, " → "))
 }

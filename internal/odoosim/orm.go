@@ -1,0 +1,335 @@
+package odoosim
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Env is one transaction of the ORM, as a user: Odoo's `env`. Its methods
+// send the SQL the ORM sends.
+type Env struct {
+	Ctx context.Context
+	Tx  pgx.Tx
+	// UID is the acting user: every ORM write stamps it as write_uid.
+	UID int64
+	// Session is the request's session (nil outside a request).
+	Session *Session
+}
+
+// Vals are field values for Create and Write: column → value.
+type Vals map[string]any
+
+// Expr is a value given as SQL, inlined as is (e.g. the transaction's
+// timestamp, Now).
+type Expr string
+
+// Now is the ORM's timestamp as a value: the transaction's start in UTC.
+const Now = Expr(nowUTC)
+
+func (v Vals) columns() []string {
+	cols := make([]string, 0, len(v))
+	for c := range v {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	return cols
+}
+
+func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// Create inserts a record the way the ORM's _create does: the given
+// values plus create_uid/write_uid = the user and create_date/write_date =
+// the transaction's timestamp. It returns the new id.
+func (e *Env) Create(table string, vals Vals) (int64, error) {
+	cols := vals.columns()
+	names := make([]string, 0, len(cols)+4)
+	places := make([]string, 0, len(cols)+4)
+	args := make([]any, 0, len(cols)+1)
+	for _, c := range cols {
+		names = append(names, ident(c))
+		if x, ok := vals[c].(Expr); ok {
+			places = append(places, string(x))
+			continue
+		}
+		args = append(args, vals[c])
+		places = append(places, fmt.Sprintf("$%d", len(args)))
+	}
+	args = append(args, e.UID)
+	uid := fmt.Sprintf("$%d", len(args))
+	names = append(names, "create_uid", "create_date", "write_uid", "write_date")
+	places = append(places, uid, nowUTC, uid, nowUTC)
+	var id int64
+	err := e.Tx.QueryRow(e.Ctx, "INSERT INTO "+ident(table)+" ("+strings.Join(names, ", ")+") VALUES ("+
+		strings.Join(places, ", ")+") RETURNING id", args...).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", table, err)
+	}
+	return id, nil
+}
+
+// Write updates records the way the ORM's flush does: the given values
+// plus write_uid = the user and write_date = the transaction's timestamp.
+// With no values it only stamps them (a write whose fields are stored
+// elsewhere, e.g. a many2many or an inverse).
+func (e *Env) Write(table string, ids []int64, vals Vals) error {
+	cols := vals.columns()
+	sets := make([]string, 0, len(cols)+2)
+	args := make([]any, 0, len(cols)+2)
+	for _, c := range cols {
+		if x, ok := vals[c].(Expr); ok {
+			sets = append(sets, ident(c)+" = "+string(x))
+			continue
+		}
+		args = append(args, vals[c])
+		sets = append(sets, fmt.Sprintf("%s = $%d", ident(c), len(args)))
+	}
+	args = append(args, e.UID)
+	sets = append(sets, fmt.Sprintf("write_uid = $%d", len(args)), "write_date = "+nowUTC)
+	args = append(args, ids)
+	_, err := e.Tx.Exec(e.Ctx, "UPDATE "+ident(table)+" SET "+strings.Join(sets, ", ")+
+		fmt.Sprintf(" WHERE id = ANY($%d)", len(args)), args...)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", table, err)
+	}
+	return nil
+}
+
+// Unlink deletes records the way the ORM does: a bare DELETE, which
+// records nothing about who deleted.
+func (e *Env) Unlink(table string, ids ...int64) error {
+	if _, err := e.Tx.Exec(e.Ctx, "DELETE FROM "+ident(table)+" WHERE id = ANY($1)", ids); err != nil {
+		return fmt.Errorf("unlink %s: %w", table, err)
+	}
+	return nil
+}
+
+// CreatePartner creates a company contact. As in Odoo, the INSERT is
+// followed in the same transaction by the flush of the stored computed
+// field commercial_partner_id (the partner itself), which stamps the row
+// again with the same write_date.
+func (e *Env) CreatePartner(name, email, city, countryCode string) (int64, error) {
+	id, err := e.Create("res_partner", Vals{
+		"name": name, "complete_name": name, "email": email, "city": city, "country_code": countryCode,
+		"is_company": true, "active": true, "type": "contact", "partner_share": true,
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, e.Write("res_partner", []int64{id}, Vals{"commercial_partner_id": id})
+}
+
+// WritePartner writes a contact's fields.
+func (e *Env) WritePartner(id int64, vals Vals) error {
+	return e.Write("res_partner", []int64{id}, vals)
+}
+
+// DeletePartner unlinks a contact: a lone DELETE.
+func (e *Env) DeletePartner(id int64) error { return e.Unlink("res_partner", id) }
+
+// Line is a sales order line to create.
+type Line struct {
+	Product  string  // the line's description, e.g. "[FURN_7800] Desk Combination"
+	Qty      float64 // product_uom_qty
+	Price    float64 // price_unit
+	Discount float64 // percent
+}
+
+// TaxRate is the fixture's one sales tax (21 %).
+const TaxRate = 0.21
+
+func money(x float64) string { return fmt.Sprintf("%.2f", math.Round(x*100)/100) }
+
+// CreateOrderWithLines creates a draft quotation for a customer, with the
+// user as salesperson: the sale_order INSERT, one INSERT per line, then —
+// as the ORM's flush of the stored computed totals — an UPDATE of the
+// order in the same transaction (same write_date as its INSERT).
+func (e *Env) CreateOrderWithLines(partnerID int64, lines []Line) (orderID int64, lineIDs []int64, err error) {
+	var name string
+	if err := e.Tx.QueryRow(e.Ctx, "SELECT 'S' || lpad(nextval('ir_sequence_sale_order')::text, 5, '0')").Scan(&name); err != nil {
+		return 0, nil, err
+	}
+	orderID, err = e.Create("sale_order", Vals{
+		"name": name, "state": "draft", "partner_id": partnerID, "partner_invoice_id": partnerID,
+		"partner_shipping_id": partnerID, "user_id": e.UID, "currency_id": 1, "invoice_status": "no", "locked": false,
+		"date_order": Now,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	for i, l := range lines {
+		sub := l.Qty * l.Price * (1 - l.Discount/100)
+		tax := math.Round(sub*TaxRate*100) / 100
+		id, err := e.Create("sale_order_line", Vals{
+			"order_id": orderID, "sequence": 10 * (i + 1), "name": l.Product,
+			"product_uom_qty": fmt.Sprint(l.Qty), "price_unit": money(l.Price), "discount": money(l.Discount),
+			"price_subtotal": money(sub), "price_tax": tax, "price_total": money(sub + tax),
+			"state": "draft", "company_id": 1, "currency_id": 1,
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+		lineIDs = append(lineIDs, id)
+	}
+	return orderID, lineIDs, e.recomputeOrder(orderID)
+}
+
+// recomputeOrder is the flush of sale_order's stored computed totals,
+// stamped with the acting user.
+func (e *Env) recomputeOrder(orderID int64) error {
+	_, err := e.Tx.Exec(e.Ctx, `UPDATE sale_order o SET amount_untaxed = s.untaxed, amount_tax = s.tax,
+			amount_total = s.untaxed + s.tax, write_uid = $2, write_date = `+nowUTC+`
+		FROM (SELECT COALESCE(sum(price_subtotal), 0) AS untaxed, COALESCE(round(sum(price_tax)::numeric, 2), 0) AS tax
+		      FROM sale_order_line WHERE order_id = $1) s
+		WHERE o.id = $1`, orderID, e.UID)
+	if err != nil {
+		return fmt.Errorf("recompute sale_order %d: %w", orderID, err)
+	}
+	return nil
+}
+
+// WriteOrder writes an order's fields (e.g. Vals{"state": "sale"}).
+func (e *Env) WriteOrder(id int64, vals Vals) error {
+	return e.Write("sale_order", []int64{id}, vals)
+}
+
+// DeleteOrderLine unlinks an order line: the DELETE, then the recompute of
+// its order's totals, which stamps the order with the deleter — the only
+// trace of who deleted the line.
+func (e *Env) DeleteOrderLine(lineID int64) error {
+	var orderID int64
+	if err := e.Tx.QueryRow(e.Ctx, "SELECT order_id FROM sale_order_line WHERE id = $1", lineID).Scan(&orderID); err != nil {
+		return fmt.Errorf("sale_order_line %d: %w", lineID, err)
+	}
+	if err := e.Unlink("sale_order_line", lineID); err != nil {
+		return err
+	}
+	return e.recomputeOrder(orderID)
+}
+
+// DeleteOrder unlinks an order: a lone DELETE (its lines go with it, ON
+// DELETE CASCADE), nothing else.
+func (e *Env) DeleteOrder(id int64) error { return e.Unlink("sale_order", id) }
+
+// SetGroups changes a user's groups (res.users.groups_id, a many2many over
+// res_groups_users_rel(gid, uid)): INSERT … ON CONFLICT DO NOTHING for the
+// added groups, DELETE for the removed ones, and the write of the user
+// record that owns the change.
+func (e *Env) SetGroups(uid int64, add, remove []int64) error {
+	if len(add) > 0 {
+		if _, err := e.Tx.Exec(e.Ctx, `INSERT INTO res_groups_users_rel (uid, gid)
+			SELECT $1, g FROM unnest($2::int4[]) AS g ON CONFLICT DO NOTHING`, uid, add); err != nil {
+			return fmt.Errorf("res_groups_users_rel: %w", err)
+		}
+	}
+	if len(remove) > 0 {
+		if _, err := e.Tx.Exec(e.Ctx, `DELETE FROM res_groups_users_rel WHERE uid = $1 AND gid = ANY($2::int4[])`, uid, remove); err != nil {
+			return fmt.Errorf("res_groups_users_rel: %w", err)
+		}
+	}
+	return e.Write("res_users", []int64{uid}, nil)
+}
+
+// ChangePassword sets a user's password hash as Odoo does: the password
+// field's inverse runs a raw UPDATE res_users SET password=… WHERE id=…,
+// and the ORM's flush then stamps write_uid/write_date on the record.
+func (e *Env) ChangePassword(uid int64, hash string) error {
+	if _, err := e.Tx.Exec(e.Ctx, "UPDATE res_users SET password=$1 WHERE id=$2", hash, uid); err != nil {
+		return err
+	}
+	return e.Write("res_users", []int64{uid}, nil)
+}
+
+// SetTOTP enables two-factor authentication with secret, or disables it
+// (secret ""): auth_totp's inverse of totp_secret runs a raw UPDATE
+// res_users SET totp_secret=… WHERE id=…, then the ORM stamps the record.
+func (e *Env) SetTOTP(uid int64, secret string) error {
+	if _, err := e.Tx.Exec(e.Ctx, "UPDATE res_users SET totp_secret = $1 WHERE id=$2", nullIfEmpty(secret), uid); err != nil {
+		return err
+	}
+	return e.Write("res_users", []int64{uid}, nil)
+}
+
+// APIKey is a key made by CreateAPIKey.
+type APIKey struct {
+	ID    int64
+	Key   string // the plain key, shown once to the user (40 hex digits)
+	Index string // its first 8 characters, stored as the lookup index
+	Hash  string // what is stored in the key column
+}
+
+// CreateAPIKey makes an API key for the user, as res.users.apikeys._generate
+// does: a random 40-hex-digit key, stored as its first 8 characters
+// (index) and its pbkdf2-sha512 hash (key), by a raw INSERT.
+func (e *Env) CreateAPIKey(name, scope string) (APIKey, error) {
+	b := make([]byte, 20)
+	randRead(b)
+	k := APIKey{Key: hex.EncodeToString(b)}
+	k.Index = k.Key[:8]
+	k.Hash = hashPBKDF2(k.Key, apiKeyRounds)
+	var sc any
+	if scope != "" {
+		sc = scope
+	}
+	err := e.Tx.QueryRow(e.Ctx, `INSERT INTO res_users_apikeys (name, user_id, scope, expiration_date, key, index)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, name, e.UID, sc, nil, k.Hash, k.Index).Scan(&k.ID)
+	return k, err
+}
+
+// SetConfigParameter sets a system parameter (ir.config_parameter.set_param):
+// an ORM write of the existing row, or a create.
+func (e *Env) SetConfigParameter(key, value string) error {
+	var id int64
+	err := e.Tx.QueryRow(e.Ctx, "SELECT id FROM ir_config_parameter WHERE key = $1", key).Scan(&id)
+	switch {
+	case err == pgx.ErrNoRows:
+		_, err = e.Create("ir_config_parameter", Vals{"key": key, "value": value})
+		return err
+	case err != nil:
+		return err
+	}
+	return e.Write("ir_config_parameter", []int64{id}, Vals{"value": value})
+}
+
+// RevokeSession logs a session out ("log out of this device", Odoo 18's
+// res.device._revoke): the session file is deleted (the session can make
+// no more requests), then an ORM write sets revoked = true on every device
+// row of the session, stamped with the revoking user.
+func (e *Env) RevokeSession(target *Session) error {
+	rows, err := e.Tx.Query(e.Ctx, "SELECT id FROM res_device_log WHERE session_identifier = $1 ORDER BY id", target.Identifier())
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	target.revoked = true
+	if len(ids) == 0 {
+		return nil
+	}
+	return e.Write("res_device_log", ids, Vals{"revoked": true})
+}
+
+// MessagePrefix is the prefix of the logical decoding messages through
+// which an application can tell cdcaudit who is acting.
+const MessagePrefix = "cdcaudit"
+
+// EmitMessage tells cdcaudit, inside the transaction, who is acting:
+// pg_logical_emit_message(true, 'cdcaudit', '{"user_id":…,"session_id":…}').
+// sessionID "" leaves session_id out.
+func (e *Env) EmitMessage(uid int64, sessionID string) error {
+	m := map[string]any{"user_id": uid}
+	if sessionID != "" {
+		m["session_id"] = sessionID
+	}
+	payload, _ := json.Marshal(m)
+	_, err := e.Tx.Exec(e.Ctx, "SELECT pg_logical_emit_message(true, $1, $2::text)", MessagePrefix, string(payload))
+	return err
+}
