@@ -62,6 +62,9 @@ type Metrics struct {
 	writtenBytes  prometheus.Counter
 	duplicates    prometheus.Counter
 	storeSize     prometheus.Gauge
+	sessionsOpen  prometheus.Gauge
+	usersKnown    prometheus.Gauge
+	appSkipped    prometheus.Gauge
 	checkpoint    prometheus.Gauge
 	lastCommit    prometheus.Gauge
 	walEnd        prometheus.Gauge
@@ -117,6 +120,18 @@ func newMetrics(now func() time.Time) *Metrics {
 		Namespace: namespace, Name: "duplicate_events_total",
 		Help: "Events received again after a restart or reconnect and already in the store (absorbed by their idempotent id).",
 	})
+	m.sessionsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "sessions_open",
+		Help: "Application login sessions open (active or idle), as rebuilt from the stream.",
+	})
+	m.usersKnown = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "application_users",
+		Help: "Application users known to attribution.",
+	})
+	m.appSkipped = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "session_rows_skipped",
+		Help: "Rows of the application's user and session tables skipped for missing or malformed values since start.",
+	})
 	m.storeSize = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "store_size_bytes",
 		Help: "Size of the store file on disk.",
@@ -171,7 +186,7 @@ func newMetrics(now func() time.Time) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 		m.events, m.transactions, m.commitSeconds, m.batchEvents, m.writtenBytes,
-		m.duplicates, m.storeSize, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
+		m.duplicates, m.storeSize, m.sessionsOpen, m.usersKnown, m.appSkipped, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
 		m.connected, m.reconnects, m.skipped, m.slotStatus, m.slotRetained,
 		lagBytes, lagSeconds,
 	)
@@ -333,6 +348,13 @@ func (m *Metrics) SetConnected(up bool) {
 
 // StoreSize records the size of the store file.
 func (m *Metrics) StoreSize(bytes int64) { m.storeSize.Set(float64(bytes)) }
+
+// Sessions reports the session tracker's figures.
+func (m *Metrics) Sessions(open, users int, skipped uint64) {
+	m.sessionsOpen.Set(float64(open))
+	m.usersKnown.Set(float64(users))
+	m.appSkipped.Set(float64(skipped))
+}
 
 // lag computes replication_lag_bytes and replication_lag_seconds.
 func (m *Metrics) lag() (bytes uint64, seconds float64) {

@@ -372,3 +372,17 @@ func TestMetricsDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionsGauges(t *testing.T) {
+	m := New()
+	m.Sessions(3, 12, 2)
+	if got := testutil.ToFloat64(m.sessionsOpen); got != 3 {
+		t.Errorf("sessions_open = %v", got)
+	}
+	if got := testutil.ToFloat64(m.usersKnown); got != 12 {
+		t.Errorf("application_users = %v", got)
+	}
+	if got := testutil.ToFloat64(m.appSkipped); got != 2 {
+		t.Errorf("session_rows_skipped = %v", got)
+	}
+}

@@ -346,6 +346,10 @@ func (c *consumer) flushCounts() {
 	c.m.AddTransactions(c.countTxs)
 	c.countTxs = 0
 	c.lastCounts = time.Now()
+	if t := c.enrich.tracker; t != nil {
+		st := t.Stats()
+		c.m.Sessions(st.Open, st.Users, st.Skipped)
+	}
 }
 
 func (c *consumer) submit(checkpoint uint64) error {
