@@ -22,6 +22,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+
+	"github.com/cdcaudit/cdcaudit/internal/config"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -303,31 +305,9 @@ func wrap(s string, width int) []string {
 }
 
 func closest(name string) string {
-	best, bestD := "", 3
+	names := make([]string, 0, len(commands))
 	for _, cmd := range commands {
-		if d := levenshtein(name, cmd.name); d < bestD {
-			best, bestD = cmd.name, d
-		}
+		names = append(names, cmd.name)
 	}
-	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return config.Closest(name, names)
 }

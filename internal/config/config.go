@@ -660,13 +660,23 @@ func kindName(k yaml.Kind) string {
 // suggest returns the known key closest to a misspelt one.
 func suggest(name string) string {
 	n := strings.ToLower(strings.ReplaceAll(name, "-", "_"))
-	best, bestD := "", 3
+	names := make([]string, 0, len(keys))
 	for _, k := range keys {
 		if strings.HasPrefix(n, k.name+"_") || strings.HasPrefix(k.name, n+"_") { // slot_name, data
 			return k.name
 		}
-		if d := editDistance(n, k.name); d < bestD {
-			best, bestD = k.name, d
+		names = append(names, k.name)
+	}
+	return Closest(n, names)
+}
+
+// Closest returns the candidate nearest to name, within two edits, or "":
+// the "did you mean" of a misspelt key or command.
+func Closest(name string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(name, c); d < bestD {
+			best, bestD = c, d
 		}
 	}
 	return best
