@@ -192,3 +192,30 @@ func TestParseColumnRule(t *testing.T) {
 		}
 	}
 }
+
+// A profile's session identifiers, JSON session payloads and password
+// column are secrets even when its author forgot to list them.
+func TestSecretRulesImplied(t *testing.T) {
+	p := Profile{
+		Users:    UsersTable{Table: "public.app_user", ID: "id", Login: "email", Password: "password_hash"},
+		Sessions: []SessionTable{{Table: "public.http_sessions", Kind: "session", ID: "sid", User: "payload", UserKey: "uid"}},
+		Secrets:  []ColumnRule{{Table: "public.http_sessions", Column: "sid"}, {Table: "public.app_user", Column: "totp"}},
+	}
+	got := map[string]int{}
+	for _, r := range p.SecretRules() {
+		got[r.Table+"."+r.Column]++
+	}
+	for _, want := range []string{"public.http_sessions.sid", "public.http_sessions.payload", "public.app_user.password_hash", "public.app_user.totp"} {
+		if got[want] != 1 {
+			t.Errorf("%s: %d rules, want exactly 1 (all: %v)", want, got[want], got)
+		}
+	}
+	if len(p.Secrets) != 2 {
+		t.Error("SecretRules changed the profile's own list")
+	}
+	// The Odoo profile lists its own already: nothing is added twice.
+	o := Odoo()
+	if len(o.SecretRules()) != len(o.Secrets) {
+		t.Errorf("Odoo: %d implied rules beyond its list", len(o.SecretRules())-len(o.Secrets))
+	}
+}

@@ -99,3 +99,30 @@ type Profile struct {
 	// with Column "*" allowlists the whole table).
 	RawWrites []ColumnRule `yaml:"raw_writes"`
 }
+
+// SecretRules returns the columns never to store: Secrets, plus what the
+// profile's own mapping says is a credential whether or not it is listed
+// there — every session table's identifier (and a user column holding a
+// JSON session payload), and the users table's password.
+func (p Profile) SecretRules() []ColumnRule {
+	rules := append([]ColumnRule(nil), p.Secrets...)
+	add := func(table, column string) {
+		if table == "" || column == "" {
+			return
+		}
+		for _, r := range rules {
+			if r.Table == table && r.Column == column && r.Where == "" {
+				return
+			}
+		}
+		rules = append(rules, ColumnRule{Table: table, Column: column})
+	}
+	for _, st := range p.Sessions {
+		add(st.Table, st.ID)
+		if st.UserKey != "" {
+			add(st.Table, st.User)
+		}
+	}
+	add(p.Users.Table, p.Users.Password)
+	return rules
+}

@@ -52,7 +52,7 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 	x := &enricher{}
 	rules := cfg.Redact
 	if prof != nil {
-		rules = append(append([]profile.ColumnRule(nil), prof.Secrets...), rules...)
+		rules = append(prof.SecretRules(), rules...)
 		x.tracker, err = sessions.New(*prof, sessions.Options{
 			IdleAfter: cfg.IdleAfter, Lifetime: cfg.SessionLifetime,
 			GeoIPPath: cfg.GeoIPPath, PresentTables: present,
