@@ -755,6 +755,20 @@ func (t *Tracker) unindex(s *tracked) {
 	}
 }
 
+// Settle marks for writing every session whose last activity moved since it
+// was last written (TouchEvery holds such writes back), and the clock: what
+// the final Dirty before a clean stop must carry.
+func (t *Tracker) Settle() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.sessions {
+		if s.LastActivity.After(s.persisted) {
+			t.dirty[sessionKey(s.ID)] = struct{}{}
+		}
+	}
+	t.clockSaved = time.Time{}
+}
+
 // touched marks the session's record for writing: always when force, else
 // when its last activity moved on by TouchEvery since it was last written.
 func (t *Tracker) touched(s *tracked, force bool) {

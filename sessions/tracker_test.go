@@ -840,3 +840,28 @@ func TestSessionIDFromMessage(t *testing.T) {
 		t.Fatal("the pseudonym contains the identifier")
 	}
 }
+
+// Activity held back by TouchEvery is written by Settle before a stop.
+func TestSettleWritesHeldBackActivity(t *testing.T) {
+	s := odoo18(t, Options{TouchEvery: time.Hour})
+	at := t0.Add(time.Minute)
+	s.insert(devicesT, at, deviceRow18(sid42("st"), 6, "10.0.0.9", "linux", "firefox", "computer", at, at))
+	s.tr.Dirty()
+	id := Pseudonym(sid42("st"))
+	s.tr.Touch(id, at.Add(10*time.Minute))
+	for _, u := range s.tr.Dirty() {
+		if u.Key == "s/"+id {
+			t.Fatal("a touch within TouchEvery was written at once")
+		}
+	}
+	s.tr.Settle()
+	found := false
+	for _, u := range s.tr.Dirty() {
+		if u.Key == "s/"+id {
+			found = strings.Contains(string(u.Value), at.Add(10*time.Minute).Format("15:04:05"))
+		}
+	}
+	if !found {
+		t.Fatal("Settle did not write the held-back last activity")
+	}
+}

@@ -245,6 +245,15 @@ func (x *enricher) state() []sink.StateRecord {
 	return recs
 }
 
+// settle returns all derived state not written yet, for a clean stop.
+func (x *enricher) settle() []sink.StateRecord {
+	if x.tracker == nil {
+		return nil
+	}
+	x.tracker.Settle()
+	return x.state()
+}
+
 // endTx forgets the transaction's session rows and messages.
 func (x *enricher) endTx() {
 	x.rows, x.msgs = x.rows[:0], x.msgs[:0]

@@ -117,6 +117,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	if recs := enrich.settle(); len(recs) > 0 && (err == nil || ctx.Err() != nil) {
+		// Session activity that was held back (written at most once a minute)
+		// is written before a clean stop.
+		if serr := c.writer.Submit(context.Background(), sink.Batch{State: recs}); err == nil && serr != nil {
+			err = serr
+		}
+	}
 	if cerr := c.writer.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
