@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/decoder"
 	"github.com/cdcaudit/cdcaudit/metrics"
@@ -73,7 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer store.Close()
 
 	checkpoint := store.Checkpoint()
-	ident, start, err := replication.Prepare(ctx, cfg.Replication, checkpoint)
+	ident, start, err := prepare(ctx, cfg, checkpoint, log)
 	if err != nil {
 		if ctx.Err() != nil && !replication.IsFatal(err) {
 			log.Info("stopped before streaming began")
@@ -134,6 +136,37 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("stopped", "checkpoint", audit.FormatLSN(store.Checkpoint()))
 	}
 	return err
+}
+
+// prepare runs replication.Prepare, waiting with capped backoff while the
+// database cannot be reached at all (not started yet, restarting): a
+// sidecar may well start first. Everything else — a refused login, a
+// missing privilege, a bad configuration — fails at once.
+func prepare(ctx context.Context, cfg Config, checkpoint uint64, log *slog.Logger) (replication.Identity, uint64, error) {
+	delay := 250 * time.Millisecond
+	for {
+		ident, start, err := replication.Prepare(ctx, cfg.Replication, checkpoint)
+		if err == nil || replication.IsFatal(err) || !unreachable(err) || ctx.Err() != nil {
+			return ident, start, err
+		}
+		log.Warn("database not reachable yet; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return ident, start, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// unreachable tells a server that is not there (yet) from one that answered.
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "57P03" // cannot_connect_now: starting up or shutting down
+	}
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
 }
 
 // checkIdentity refuses a store that belongs to another server or database:

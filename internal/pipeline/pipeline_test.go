@@ -185,3 +185,55 @@ func BenchmarkDrain(b *testing.B) {
 		b.ReportMetric(float64(2*rows)/took.Seconds(), "changes/s")
 	}
 }
+
+// A sidecar may start before its database: Run waits for it instead of
+// failing, then streams.
+func TestWaitsForTheDatabaseAtStart(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	c := pgtest.Shared(t)
+	c.Crash()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Replication: replication.Config{DSN: dsn, Slot: "waiter", Publication: "waiter"},
+			DataDir:     t.TempDir(),
+			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Run gave up while the database was down: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	if err := c.StartAgain(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var active bool
+		err := conn.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = 'waiter'").Scan(&active)
+		if err == nil && active {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not start streaming after the database came up")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
