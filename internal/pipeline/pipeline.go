@@ -133,9 +133,24 @@ func Run(ctx context.Context, cfg Config) error {
 		err = nil // a shutdown, not a failure
 	}
 	if err == nil {
-		log.Info("stopped", "checkpoint", audit.FormatLSN(store.Checkpoint()))
+		logChainHead(log, store, "stopped")
 	}
 	return err
+}
+
+// anchorEvery is how often the chain head is logged while events flow.
+const anchorEvery = 10 * time.Minute
+
+// logChainHead logs the store's chain head: logs shipped elsewhere then hold
+// an anchor that a rewrite of the whole chain (which verify alone cannot
+// see) would contradict.
+func logChainHead(log *slog.Logger, store *sink.Store, msg string) {
+	key, hash, n := store.Head()
+	id := ""
+	if lsn, ord, ok := audit.SplitKey(key); ok {
+		id = audit.FormatID(lsn, ord)
+	}
+	log.Info(msg, "checkpoint", audit.FormatLSN(store.Checkpoint()), "events", n, "head_event", id, "head_hash", hash.String())
 }
 
 // prepare runs replication.Prepare, waiting with capped backoff while the
@@ -229,7 +244,12 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 	}
 	c.writer = sink.NewWriter(store, 4096)
 	c.durable = sync.NewCond(&sync.Mutex{})
+	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
+		if ci.Stored > 0 && time.Since(lastAnchor) >= anchorEvery {
+			logChainHead(log, store, "chain head")
+			lastAnchor = time.Now()
+		}
 		if c.m != nil {
 			c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
 			c.m.StoreSize(store.Size())

@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +59,11 @@ func currentInsertLSN(t testing.TB, conn *pgx.Conn) uint64 {
 // then stops it and returns how long that took.
 func runUntil(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint64, feed func(*audit.Event)) time.Duration {
 	t.Helper()
+	return runUntilLogged(t, dsn, dataDir, slot, conn, lsn, feed, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint64, feed func(*audit.Event), log *slog.Logger) time.Duration {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	start := time.Now()
@@ -64,7 +71,7 @@ func runUntil(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint6
 		done <- Run(ctx, Config{
 			Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot},
 			DataDir:     dataDir,
-			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Logger:      log,
 			Feed:        feed,
 		})
 	}()
@@ -235,5 +242,34 @@ func TestWaitsForTheDatabaseAtStart(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// The chain head is logged (at stop, and every anchorEvery while events
+// flow), so shipped logs anchor the chain outside the store.
+func TestChainHeadIsLogged(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY)")
+	dir := t.TempDir()
+	runUntil(t, dsn, dir, "anchor", conn, currentLSN(t, conn), nil)
+	exec(t, conn, "INSERT INTO item SELECT generate_series(1, 5)")
+	var buf bytes.Buffer
+	runUntilLogged(t, dsn, dir, "anchor", conn, currentLSN(t, conn), nil, slog.New(slog.NewTextHandler(&buf, nil)))
+	st, err := sink.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, head, n := st.Head()
+	for _, want := range []string{"msg=\"chain head\"", "msg=stopped", "head_hash=" + head.String(), fmt.Sprintf("events=%d", n)} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, buf.String())
+		}
 	}
 }
