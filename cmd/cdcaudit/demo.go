@@ -172,12 +172,13 @@ func (d *demo) run() int {
 	cfg.DSN, cfg.DataDir, cfg.Profile = dsn, d.dataDir, "odoo"
 	// The feed's bookkeeping (counts, waiting for the last transaction);
 	// the lines themselves are the demo's own (demoFeed).
-	f := newFeed(io.Discard, d.color, width)
-	df := newDemoFeed(f, out, d.color, width)
+	f := newFeed(out, d.color, width)
+	df := newDemoFeed(f, d.color, width)
+	f.line = df.format
 	pctx, stopPipeline := context.WithCancel(context.Background())
 	defer stopPipeline()
 	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- pipeline.Run(pctx, pipelineConfig(&cfg, m, log, df.print)) }()
+	go func() { pipeDone <- pipeline.Run(pctx, pipelineConfig(&cfg, m, log, f.print)) }()
 
 	// Start the workload only once the slot exists, so the feed shows it
 	// from its first transaction.
@@ -213,7 +214,7 @@ func (d *demo) run() int {
 	d.say("the same transaction), message, row_user (write_uid/create_uid), tx_peer (another row of the transaction);")
 	d.say("session via same_tx, message, only_active or most_recent. A lone delete names no one: none.")
 	d.say("")
-	df.println(df.header())
+	f.println(df.header())
 
 	w := &workload{dsn: dsn, rate: d.rate, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))}
 	wctx, stopWorkload := context.WithCancel(ctx)
@@ -224,7 +225,7 @@ func (d *demo) run() int {
 		defer wg.Done()
 		err := w.run(wctx, func(err error) { log.Warn("workload transaction failed", "err", err) })
 		if err != nil && wctx.Err() == nil {
-			df.println(paint(d.color, ansiYellow, "workload stopped: "+err.Error()))
+			f.println(paint(d.color, ansiYellow, "workload stopped: "+err.Error()))
 		}
 	}()
 
@@ -250,7 +251,7 @@ wait:
 			break wait
 		case <-status.C:
 			ev, tx := f.counts()
-			df.println(paint(d.color, ansiDim, fmt.Sprintf("── %s events from %s transactions stored · metrics %s/metrics ──",
+			f.println(paint(d.color, ansiDim, fmt.Sprintf("── %s events from %s transactions stored · metrics %s/metrics ──",
 				thousands(ev), thousands(tx), base)))
 		}
 	}
@@ -394,7 +395,6 @@ const demoDatabase = "odoo"
 //	13:34:33 UPDATE   sale.order       id=4     alice #s1a6ca8 row_user/only_active      state: draft → sale
 type demoFeed struct {
 	*feed
-	w     io.Writer
 	color bool
 	width int
 	// On narrower terminals logins are shown without their domain.
@@ -402,8 +402,8 @@ type demoFeed struct {
 	colWho    int
 }
 
-func newDemoFeed(f *feed, w io.Writer, color bool, width int) *demoFeed {
-	d := &demoFeed{feed: f, w: w, color: color, width: width, colWho: 36}
+func newDemoFeed(f *feed, color bool, width int) *demoFeed {
+	d := &demoFeed{feed: f, color: color, width: width, colWho: 36}
 	if width >= 150 {
 		d.fullLogin, d.colWho = true, 48
 	}
@@ -415,15 +415,6 @@ const (
 	demoColWhat = 16
 	demoColKey  = 8
 )
-
-// print is the pipeline's Feed callback.
-func (d *demoFeed) print(e *audit.Event) {
-	fmt.Fprintln(d.w, d.format(e))
-	d.feed.print(e) // counts; wakes waitXID once the line is out
-}
-
-// println prints a line of its own (status, banners) between events.
-func (d *demoFeed) println(s string) { fmt.Fprintln(d.w, s) }
 
 func (d *demoFeed) header() string {
 	h := fmt.Sprintf("%-*s %-*s %-*s %-*s %-*s %s", colTime, "TIME", colOp, "OP", demoColWhat, "MODEL", demoColKey, "KEY",

@@ -91,7 +91,7 @@ func TestDemoFeedFormat(t *testing.T) {
 		e.CommitTime, e.Schema, e.CommitLSN, e.Ordinal = ct, "public", 1, 1
 		f := newFeed(nil, false, tc.width)
 		f.loc = time.UTC
-		d := newDemoFeed(f, nil, false, tc.width)
+		d := newDemoFeed(f, false, tc.width)
 		if got := d.format(&e); got != tc.want {
 			t.Errorf("%s:\ngot  %q\nwant %q", tc.name, got, tc.want)
 		}

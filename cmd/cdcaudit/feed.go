@@ -25,6 +25,8 @@ type feed struct {
 	color bool
 	width int
 	loc   *time.Location
+	// line renders an event; f.format unless set (the demo sets its own).
+	line func(*audit.Event) string
 
 	events uint64
 	txs    uint64
@@ -45,7 +47,11 @@ const seenXIDs = 4096
 
 // print is the pipeline's Feed callback.
 func (f *feed) print(e *audit.Event) {
-	line := f.format(e)
+	render := f.format
+	if f.line != nil {
+		render = f.line
+	}
+	line := render(e)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events++
