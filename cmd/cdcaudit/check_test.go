@@ -16,19 +16,9 @@ func TestCheckAgainstAServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL server")
 	}
-	cl, err := pgtest.Start(pgtest.Options{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Stop()
+	cl := erpServer(t, `CREATE TABLE ok_table (id int PRIMARY KEY, v text);
+		CREATE TABLE no_key (v text);`)
 	ctx := context.Background()
-	if err := cl.CreateDatabase(ctx, "erp"); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Exec(ctx, "erp", `CREATE TABLE ok_table (id int PRIMARY KEY, v text);
-		CREATE TABLE no_key (v text);`); err != nil {
-		t.Fatal(err)
-	}
 	dsn := cl.DSN("erp")
 
 	// A published table with REPLICA IDENTITY DEFAULT: a warning, exit 0.
@@ -80,4 +70,23 @@ func TestCheckAgainstAServer(t *testing.T) {
 	if code != exitFail || !strings.Contains(out, "FAIL") || strings.Contains(out+errOut, ":pw@") {
 		t.Errorf("unreachable server: exit %d\n%s\n%s", code, out, errOut)
 	}
+}
+
+// erpServer starts a throwaway server with a database "erp" holding ddl;
+// it is stopped when the test ends.
+func erpServer(t *testing.T, ddl string) *pgtest.Cluster {
+	t.Helper()
+	cl, err := pgtest.Start(pgtest.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Stop)
+	ctx := context.Background()
+	if err := cl.CreateDatabase(ctx, "erp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Exec(ctx, "erp", ddl); err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 )
 
 // buildBinary builds cdcaudit into a temporary directory.
@@ -37,20 +35,10 @@ func TestRunOperation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL server and the cdcaudit binary")
 	}
-	cl, err := pgtest.Start(pgtest.Options{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Stop()
-	ctx := context.Background()
-	if err := cl.CreateDatabase(ctx, "erp"); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Exec(ctx, "erp", `CREATE TABLE public.sale_order (id int PRIMARY KEY, state text);
+	cl := erpServer(t, `CREATE TABLE public.sale_order (id int PRIMARY KEY, state text);
 		ALTER TABLE public.sale_order REPLICA IDENTITY FULL;
-		CREATE TABLE public.ignored (id int PRIMARY KEY);`); err != nil {
-		t.Fatal(err)
-	}
+		CREATE TABLE public.ignored (id int PRIMARY KEY);`)
+	ctx := context.Background()
 	bin := buildBinary(t)
 	dataDir := t.TempDir()
 	cfgFile := filepath.Join(t.TempDir(), "cdcaudit.yml")
