@@ -29,10 +29,19 @@ func exec(t testing.TB, conn *pgx.Conn, sql string, args ...any) {
 	}
 }
 
-func currentLSN(t testing.TB, conn *pgx.Conn) uint64 {
+// currentLSN is the server's WAL write position.
+func currentLSN(t testing.TB, conn *pgx.Conn) uint64 { return queryLSN(t, conn, "pg_current_wal_lsn") }
+
+// currentInsertLSN is the WAL insert position: inside a transaction, an LSN
+// after its last change and before its commit.
+func currentInsertLSN(t testing.TB, conn *pgx.Conn) uint64 {
+	return queryLSN(t, conn, "pg_current_wal_insert_lsn")
+}
+
+func queryLSN(t testing.TB, conn *pgx.Conn, fn string) uint64 {
 	t.Helper()
 	var s string
-	if err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+	if err := conn.QueryRow(context.Background(), "SELECT "+fn+"()::text").Scan(&s); err != nil {
 		t.Fatal(err)
 	}
 	lsn, err := audit.ParseLSN(s)
@@ -42,17 +51,16 @@ func currentLSN(t testing.TB, conn *pgx.Conn) uint64 {
 	return lsn
 }
 
-func currentInsertLSN(t testing.TB, conn *pgx.Conn) uint64 {
+// newDB makes a fresh database for the test and a connection to it.
+func newDB(t testing.TB) (string, *pgx.Conn) {
 	t.Helper()
-	var s string
-	if err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
-		t.Fatal(err)
-	}
-	lsn, err := audit.ParseLSN(s)
+	dsn, _ := pgtest.NewDB(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return lsn
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return dsn, conn
 }
 
 // runUntil runs the pipeline until the slot is confirmed at or past lsn,
@@ -105,13 +113,7 @@ func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn
 }
 
 func TestFeedSeesDurableEventsInOrder(t *testing.T) {
-	dsn, _ := pgtest.NewDB(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY, name text); ALTER TABLE item REPLICA IDENTITY FULL")
 	dir := t.TempDir()
 	// First run creates slot and publication; then the workload; then a
@@ -155,13 +157,7 @@ func TestFeedSeesDurableEventsInOrder(t *testing.T) {
 // -cpuprofile to see where the time goes.
 func BenchmarkDrain(b *testing.B) {
 	const rows = 100_000
-	dsn, _ := pgtest.NewDB(b)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	dsn, conn := newDB(b)
 	exec(b, conn, `CREATE TABLE line (id bigserial PRIMARY KEY, order_id int, product_id int, name text, qty numeric(16,3),
 		price numeric(16,2), discount numeric(5,2), subtotal numeric(16,2), state varchar(16), seq int, down bool,
 		create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
@@ -248,13 +244,7 @@ func TestWaitsForTheDatabaseAtStart(t *testing.T) {
 // The chain head is logged (at stop, and every anchorEvery while events
 // flow), so shipped logs anchor the chain outside the store.
 func TestChainHeadIsLogged(t *testing.T) {
-	dsn, _ := pgtest.NewDB(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY)")
 	dir := t.TempDir()
 	runUntil(t, dsn, dir, "anchor", conn, currentLSN(t, conn), nil)
