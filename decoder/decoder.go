@@ -433,25 +433,22 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 		}
 		e.Key = rows[:n:n]
 	}
-	if oldKind != 0 {
+	// image appends the present columns of one tuple to rows.
+	image := func(spans []span) audit.Row {
 		start := n
-		for i, s := range d.oldS {
+		for i, s := range spans {
 			if s.ok() {
 				rows[n] = audit.Column{Name: rel.cols[i].name, Value: val(s)}
 				n++
 			}
 		}
-		e.Before = rows[start:n:n]
+		return rows[start:n:n]
+	}
+	if oldKind != 0 {
+		e.Before = image(d.oldS)
 	}
 	if op != audit.OpDelete {
-		start := n
-		for i, s := range d.newS {
-			if s.ok() {
-				rows[n] = audit.Column{Name: rel.cols[i].name, Value: val(s)}
-				n++
-			}
-		}
-		e.After = rows[start:n:n]
+		e.After = image(d.newS)
 	}
 	if nToast > 0 {
 		e.UnchangedToast = make([]string, 0, nToast)

@@ -311,7 +311,7 @@ func (c *consumer) Position() (uint64, bool) {
 	if c.m != nil && c.countTxs > 0 && time.Since(c.lastCounts) > 200*time.Millisecond {
 		c.flushCounts()
 	}
-	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0 || len(c.batch.Events) > 0
+	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0
 }
 
 // AdvanceIdle implements replication.Consumer.
