@@ -107,12 +107,20 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 		return res, nil // a pure replay: nothing to write, spare the fsync
 	}
 	meta := tx.Bucket(bucketMeta)
-	for _, kv := range [...]struct{ k, v []byte }{
+	kvs := []struct{ k, v []byte }{
 		{metaCheckpoint, binary.BigEndian.AppendUint64(nil, st.checkpoint)},
 		{metaCount, binary.BigEndian.AppendUint64(nil, st.count)},
-		{metaHeadKey, append([]byte(nil), st.headKey[:]...)},
-		{metaHeadHash, append([]byte(nil), st.headHash[:]...)},
-	} {
+	}
+	// A checkpoint (or state) can be written before the first event: there
+	// is no chain head yet, and recording the zero key as one would make
+	// Verify look for an event that never existed.
+	if st.count > 0 {
+		kvs = append(kvs, []struct{ k, v []byte }{
+			{metaHeadKey, append([]byte(nil), st.headKey[:]...)},
+			{metaHeadHash, append([]byte(nil), st.headHash[:]...)},
+		}...)
+	}
+	for _, kv := range kvs {
 		if err := meta.Put(kv.k, kv.v); err != nil {
 			return Result{Checkpoint: old}, fmt.Errorf("sink: append: %w", err)
 		}

@@ -134,3 +134,36 @@ func TestVerifyCanceled(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A checkpoint can be durable before the first event (idle advance, state
+// records): the store is then empty and must verify, and events appended
+// afterwards must chain from the genesis hash as usual.
+func TestVerifyCheckpointBeforeFirstEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if _, err := s.Append([]Batch{{Checkpoint: 0x80}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Verify(t.Context(), nil); err != nil || res.Events != 0 || res.Checkpoint != 0x80 {
+		t.Fatalf("checkpoint only: %+v %v", res, err)
+	}
+	mustAppend(t, s, txBatch(0x100, 2))
+	if res, err := s.Verify(t.Context(), nil); err != nil || res.Events != 2 {
+		t.Fatalf("after the first events: %+v %v", res, err)
+	}
+	s.Close()
+	// A forged event in a store whose meta has no head yet is still caught.
+	dir = t.TempDir()
+	s = mustOpen(t, dir)
+	if _, err := s.Append([]Batch{{Checkpoint: 0x80}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	tamper(t, dir, func(b *bolt.Bucket) error {
+		rec, _ := audit.Seal(nil, ev(0x100, 1).Body, audit.Genesis)
+		return b.Put(mkey(0x100, 1), rec)
+	})
+	if ve := verifyErr(t, dir); !strings.Contains(ve.Reason, "outside cdcaudit") {
+		t.Fatalf("forged event in an empty store: %q", ve.Reason)
+	}
+}
