@@ -137,42 +137,47 @@ func Defaults() Config {
 	}
 }
 
-type kind int
-
-const (
-	kString kind = iota
-	kList
-	kDuration
-	kBool
-	kRules // a list of profile.ColumnRule
-)
-
 type keyInfo struct {
 	name  string
-	kind  kind
 	usage string
+	// field points at the key's member of c; its type decides how values
+	// are parsed, shown and tested for emptiness.
+	field func(c *Config) any
+}
+
+func (k keyInfo) isList() bool {
+	switch k.field(&Config{}).(type) {
+	case *[]string, *[]profile.ColumnRule:
+		return true
+	}
+	return false
+}
+
+func (k keyInfo) isBool() bool {
+	_, ok := k.field(&Config{}).(*bool)
+	return ok
 }
 
 // keys lists every key, in documentation order.
 var keys = []keyInfo{
-	{KeyDSN, kString, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string"},
-	{KeyDataDir, kString, "`directory` of the audit store (created if missing)"},
-	{KeyHTTPAddr, kString, "`address` for /metrics and /healthz (port 0 picks a free port)"},
-	{KeySlot, kString, "logical replication slot `name` (created if missing)"},
-	{KeyPublication, kString, "publication `name` (created if missing)"},
-	{KeyTables, kList, "tables to publish: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables)"},
-	{KeyExclude, kList, "tables not to publish: comma-separated schema-qualified `globs`"},
-	{KeyStatusInterval, kDuration, "`interval` between standby status updates to the server"},
-	{KeyLogFormat, kString, "log `format`: text or json"},
-	{KeyLogLevel, kString, "log `level`: debug, info, warn or error"},
-	{KeyAcceptGap, kBool, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)"},
-	{KeyProfile, kString, "application `profile`: auto (odoo when res_users and res_users_log or res_device_log exist, else none), odoo, generic (needs --profile-file) or none"},
-	{KeyProfileFile, kString, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic"},
-	{KeyRedact, kRules, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])"},
-	{KeyRedactKeyFile, kString, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable"},
-	{KeyIdleAfter, kDuration, "a session without activity for this `duration` is shown idle"},
-	{KeySessionLifetime, kDuration, "a session without activity for this `duration` has ended (expired)"},
-	{KeyGeoIPDB, kString, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses"},
+	{KeyDSN, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string", func(c *Config) any { return &c.DSN }},
+	{KeyDataDir, "`directory` of the audit store (created if missing)", func(c *Config) any { return &c.DataDir }},
+	{KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)", func(c *Config) any { return &c.HTTPAddr }},
+	{KeySlot, "logical replication slot `name` (created if missing)", func(c *Config) any { return &c.Slot }},
+	{KeyPublication, "publication `name` (created if missing)", func(c *Config) any { return &c.Publication }},
+	{KeyTables, "tables to publish: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables)", func(c *Config) any { return &c.Tables }},
+	{KeyExclude, "tables not to publish: comma-separated schema-qualified `globs`", func(c *Config) any { return &c.Exclude }},
+	{KeyStatusInterval, "`interval` between standby status updates to the server", func(c *Config) any { return &c.StatusInterval }},
+	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
+	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
+	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
+	{KeyProfile, "application `profile`: auto (odoo when res_users and res_users_log or res_device_log exist, else none), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
+	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
+	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
+	{KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable", func(c *Config) any { return &c.RedactKeyFile }},
+	{KeyIdleAfter, "a session without activity for this `duration` is shown idle", func(c *Config) any { return &c.IdleAfter }},
+	{KeySessionLifetime, "a session without activity for this `duration` has ended (expired)", func(c *Config) any { return &c.SessionLifetime }},
+	{KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses", func(c *Config) any { return &c.GeoIPDB }},
 }
 
 func lookupKey(name string) (keyInfo, bool) {
@@ -249,16 +254,16 @@ func Bind(fs *flag.FlagSet, names ...string) *Set {
 		}
 		s.keys = append(s.keys, name)
 		usage := k.usage + " [" + EnvName(name) + "]"
-		if d := defaultString(&def, name); d != "" {
-			usage += " (default " + d + ")"
+		if !isEmpty(&def, k) {
+			usage += " (default " + format(&def, k) + ")"
 		}
-		if k.kind == kBool {
+		if k.isBool() {
 			bv := &boolValue{}
 			s.vals[name] = &bv.flagValue
 			fs.Var(bv, FlagName(name), usage)
 			continue
 		}
-		v := &flagValue{list: k.kind == kList || k.kind == kRules}
+		v := &flagValue{list: k.isList()}
 		s.vals[name] = v
 		fs.Var(v, FlagName(name), usage)
 	}
@@ -311,13 +316,7 @@ func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
 			continue
 		}
 		k, _ := lookupKey(name)
-		var err error
-		if k.kind == kList || k.kind == kRules {
-			err = setList(&c, name, splitList(v))
-		} else {
-			err = setString(&c, name, v)
-		}
-		if err != nil {
+		if err := setString(&c, k, v); err != nil {
 			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, env)
 		}
 		c.Sources[name] = env
@@ -331,14 +330,14 @@ func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
 		k, _ := lookupKey(name)
 		src := "--" + FlagName(name)
 		var err error
-		if k.kind == kList || k.kind == kRules {
+		if k.isList() {
 			var items []string
 			for _, v := range fv.vals {
 				items = append(items, splitList(v)...)
 			}
-			err = setList(&c, name, items)
+			err = setList(&c, k, items)
 		} else {
-			err = setString(&c, name, fv.vals[len(fv.vals)-1])
+			err = setString(&c, k, fv.vals[len(fv.vals)-1])
 		}
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, src)
@@ -350,63 +349,49 @@ func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	for _, name := range s.keys {
-		if s.required[name] && isEmpty(&c, name) {
+		if k, _ := lookupKey(name); s.required[name] && isEmpty(&c, k) {
 			return nil, fmt.Errorf("config: %s is required: set --%s or %s (or %s in the --config file)", name, FlagName(name), EnvName(name), name)
 		}
 	}
 	return &c, nil
 }
 
-func isEmpty(c *Config, name string) bool {
-	switch name {
-	case KeyDSN:
-		return c.DSN == ""
-	case KeyDataDir:
-		return c.DataDir == ""
-	case KeyTables:
-		return len(c.Tables) == 0
-	case KeyExclude:
-		return len(c.Exclude) == 0
-	case KeyProfileFile:
-		return c.ProfileFile == ""
-	case KeyRedact:
-		return len(c.Redact) == 0
-	case KeyRedactKeyFile:
-		return c.RedactKeyFile == ""
-	case KeyGeoIPDB:
-		return c.GeoIPDB == ""
+// isEmpty reports whether k has no value (false for a bool).
+func isEmpty(c *Config, k keyInfo) bool {
+	switch p := k.field(c).(type) {
+	case *string:
+		return *p == ""
+	case *[]string:
+		return len(*p) == 0
+	case *[]profile.ColumnRule:
+		return len(*p) == 0
+	case *time.Duration:
+		return *p == 0
+	case *bool:
+		return !*p
 	}
-	return false
+	panic("config: unhandled field type of " + k.name)
 }
 
-func defaultString(c *Config, name string) string {
-	switch name {
-	case KeyHTTPAddr:
-		return c.HTTPAddr
-	case KeySlot:
-		return c.Slot
-	case KeyPublication:
-		return c.Publication
-	case KeyStatusInterval:
-		return c.StatusInterval.String()
-	case KeyLogFormat:
-		return c.LogFormat
-	case KeyLogLevel:
-		return c.LogLevel
-	case KeyProfile:
-		return c.Profile
-	case KeyProfileFile:
-		return c.ProfileFile
-	case KeyRedactKeyFile:
-		return c.RedactKeyFile
-	case KeyIdleAfter:
-		return c.IdleAfter.String()
-	case KeySessionLifetime:
-		return c.SessionLifetime.String()
-	case KeyGeoIPDB:
-		return c.GeoIPDB
+// format returns k's value as it would be written on the command line.
+func format(c *Config, k keyInfo) string {
+	switch p := k.field(c).(type) {
+	case *string:
+		return *p
+	case *[]string:
+		return strings.Join(*p, ",")
+	case *[]profile.ColumnRule:
+		rules := make([]string, len(*p))
+		for i, r := range *p {
+			rules[i] = r.String()
+		}
+		return strings.Join(rules, ",")
+	case *time.Duration:
+		return p.String()
+	case *bool:
+		return strconv.FormatBool(*p)
 	}
-	return ""
+	panic("config: unhandled field type of " + k.name)
 }
 
 func splitList(s string) []string {
@@ -419,66 +404,35 @@ func splitList(s string) []string {
 	return out
 }
 
-// setString parses one value given as text (environment, flag, YAML scalar).
-func setString(c *Config, name, v string) error {
-	switch name {
-	case KeyDSN:
-		c.DSN = v
-	case KeyDataDir:
-		c.DataDir = v
-	case KeyHTTPAddr:
-		c.HTTPAddr = v
-	case KeySlot:
-		c.Slot = v
-	case KeyPublication:
-		c.Publication = v
-	case KeyTables, KeyExclude:
-		return setList(c, name, splitList(v))
-	case KeyStatusInterval:
+// setString parses one value given as text (environment, flag, YAML
+// scalar); a list is comma-separated.
+func setString(c *Config, k keyInfo, v string) error {
+	switch p := k.field(c).(type) {
+	case *string:
+		*p = v
+	case *time.Duration:
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return err
 		}
-		c.StatusInterval = d
-	case KeyLogFormat:
-		c.LogFormat = v
-	case KeyLogLevel:
-		c.LogLevel = v
-	case KeyAcceptGap:
+		*p = d
+	case *bool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return fmt.Errorf("invalid boolean %q (want true or false)", v)
 		}
-		c.AcceptGap = b
-	case KeyProfile:
-		c.Profile = v
-	case KeyProfileFile:
-		c.ProfileFile = v
-	case KeyRedact:
-		return setList(c, name, splitList(v))
-	case KeyRedactKeyFile:
-		c.RedactKeyFile = v
-	case KeyIdleAfter, KeySessionLifetime:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		if name == KeyIdleAfter {
-			c.IdleAfter = d
-		} else {
-			c.SessionLifetime = d
-		}
-	case KeyGeoIPDB:
-		c.GeoIPDB = v
+		*p = b
 	default:
-		return errors.New("unknown key")
+		return setList(c, k, splitList(v))
 	}
 	return nil
 }
 
-func setList(c *Config, name string, items []string) error {
-	if name == KeyRedact {
-		rules := []profile.ColumnRule{}
+// setList sets a list key: table globs, or redaction rules.
+func setList(c *Config, k keyInfo, items []string) error {
+	switch p := k.field(c).(type) {
+	case *[]profile.ColumnRule:
+		var rules []profile.ColumnRule
 		for _, it := range items {
 			r, err := profile.ParseColumnRule(it)
 			if err != nil {
@@ -486,27 +440,17 @@ func setList(c *Config, name string, items []string) error {
 			}
 			rules = append(rules, r)
 		}
-		return setRules(c, rules)
-	}
-	for _, it := range items {
-		if err := checkGlob(it); err != nil {
-			return err
+		*p = rules
+	case *[]string:
+		for _, it := range items {
+			if err := checkGlob(it); err != nil {
+				return err
+			}
 		}
+		*p = items
+	default:
+		panic("config: " + k.name + " is not a list")
 	}
-	switch name {
-	case KeyTables:
-		c.Tables = items
-	case KeyExclude:
-		c.Exclude = items
-	}
-	return nil
-}
-
-func setRules(c *Config, rules []profile.ColumnRule) error {
-	if len(rules) == 0 {
-		rules = nil
-	}
-	c.Redact = rules
 	return nil
 }
 
@@ -569,18 +513,18 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 		n = n.Alias
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		if k.kind == kList || k.kind == kRules {
-			return setList(c, k.name, nil)
+		if k.isList() {
+			return setList(c, k, nil)
 		}
 		return errors.New("no value (remove the key to use the default)")
 	}
-	switch k.kind {
-	case kRules:
-		return applyRules(c, n)
-	case kList:
+	switch k.field(c).(type) {
+	case *[]profile.ColumnRule:
+		return applyRules(c, k, n)
+	case *[]string:
 		switch n.Kind {
 		case yaml.ScalarNode:
-			return setList(c, k.name, splitList(n.Value))
+			return setList(c, k, splitList(n.Value))
 		case yaml.SequenceNode:
 			var items []string
 			for _, e := range n.Content {
@@ -589,7 +533,7 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 				}
 				items = append(items, strings.TrimSpace(e.Value))
 			}
-			return setList(c, k.name, items)
+			return setList(c, k, items)
 		}
 		return errors.New("want a list of strings")
 	default:
@@ -597,17 +541,17 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 			return fmt.Errorf("want a single value, not a %s", kindName(n.Kind))
 		}
 		// A scalar YAML typed as a number ("slot: 123") is taken as written.
-		return setString(c, k.name, n.Value)
+		return setString(c, k, n.Value)
 	}
 }
 
 // applyRules reads redact: a list whose items are "schema.table.column"
 // strings or mappings {table, column, where, values}, or one
 // comma-separated string.
-func applyRules(c *Config, n *yaml.Node) error {
+func applyRules(c *Config, k keyInfo, n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
-		return setList(c, KeyRedact, splitList(n.Value))
+		return setList(c, k, splitList(n.Value))
 	case yaml.SequenceNode:
 	default:
 		return errors.New("want a list of rules (schema.table.column, or {table: …, column: …, where: …, values: […]})")
@@ -644,7 +588,8 @@ func applyRules(c *Config, n *yaml.Node) error {
 			return fmt.Errorf("line %d: want schema.table.column or a mapping {table, column, where, values}", e.Line)
 		}
 	}
-	return setRules(c, rules)
+	c.Redact = rules
+	return nil
 }
 
 func kindName(k yaml.Kind) string {
@@ -881,31 +826,12 @@ func DescribeDSN(dsn string) string {
 // the DSN's password hidden: for `--log-level debug` start-up logs.
 func (c *Config) Describe() []string {
 	var out []string
-	for _, n := range Keys() {
-		var v string
-		switch n {
-		case KeyDSN:
-			if c.DSN != "" {
-				v = DescribeDSN(c.DSN)
-			}
-		case KeyDataDir:
-			v = c.DataDir
-		case KeyTables:
-			v = strings.Join(c.Tables, ",")
-		case KeyExclude:
-			v = strings.Join(c.Exclude, ",")
-		case KeyAcceptGap:
-			v = strconv.FormatBool(c.AcceptGap)
-		case KeyRedact:
-			rules := make([]string, len(c.Redact))
-			for i, r := range c.Redact {
-				rules[i] = r.String()
-			}
-			v = strings.Join(rules, ",")
-		default:
-			v = defaultString(c, n)
+	for _, k := range keys {
+		v := format(c, k)
+		if k.name == KeyDSN && v != "" {
+			v = DescribeDSN(v)
 		}
-		out = append(out, fmt.Sprintf("%s=%s (%s)", n, v, c.Sources[n]))
+		out = append(out, fmt.Sprintf("%s=%s (%s)", k.name, v, c.Sources[k.name]))
 	}
 	return out
 }
