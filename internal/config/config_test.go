@@ -151,14 +151,43 @@ func TestEmptyAndNullFile(t *testing.T) {
 	}
 }
 
+// errorCase is a configuration that Load must refuse.
+type errorCase struct {
+	name string
+	file string // YAML, "" for none
+	args []string
+	env  map[string]string
+	want []string // substrings of the error
+}
+
+// wantLoadErrors checks that each case fails with its substrings and that
+// no error repeats the password of a DSN ("s3cret" in the cases).
+func wantLoadErrors(t *testing.T, cases []errorCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", writeFile(t, tc.file)}, args...)
+			}
+			_, err := load(t, args, tc.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error reveals the password: %v", err)
+			}
+		})
+	}
+}
+
 func TestErrors(t *testing.T) {
-	cases := []struct {
-		name string
-		file string // YAML, "" for none
-		args []string
-		env  map[string]string
-		want []string // substrings of the error
-	}{
+	cases := []errorCase{
 		{name: "bad duration in file", file: "status_interval: x\n",
 			want: []string{`config: status_interval: time: invalid duration "x"`, "cdcaudit.yml:1"}},
 		{name: "bare number duration", file: "status_interval: 5\n",
@@ -199,26 +228,7 @@ func TestErrors(t *testing.T) {
 		{name: "bad dsn", args: []string{"--dsn", "postgres://u:s3cret@host:notaport/db"},
 			want: []string{"config: dsn: cannot parse the connection string", "(from --dsn)"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			args := tc.args
-			if tc.file != "" {
-				args = append([]string{"--config", writeFile(t, tc.file)}, args...)
-			}
-			_, err := load(t, args, tc.env)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), "s3cret") {
-				t.Errorf("error reveals the password: %v", err)
-			}
-		})
-	}
+	wantLoadErrors(t, cases)
 }
 
 func TestRequired(t *testing.T) {
@@ -377,13 +387,7 @@ geoip_db: /var/lib/GeoLite2-City.mmdb
 }
 
 func TestAttributionKeyErrors(t *testing.T) {
-	cases := []struct {
-		name string
-		file string
-		args []string
-		env  map[string]string
-		want []string
-	}{
+	cases := []errorCase{
 		{name: "bad profile", args: []string{"--profile", "sap"}, want: []string{`config: profile: "sap" is not a profile (want auto, odoo, generic, none) (from --profile)`}},
 		{name: "generic without file", env: map[string]string{"CDCAUDIT_PROFILE": "generic"}, want: []string{"config: profile: generic needs profile_file", "CDCAUDIT_PROFILE"}},
 		{name: "file with auto", args: []string{"--profile-file", "/x.yml"}, want: []string{"config: profile_file: set, but profile is auto", "(from --profile-file)"}},
@@ -403,23 +407,7 @@ func TestAttributionKeyErrors(t *testing.T) {
 		{name: "lifetime out of range", env: map[string]string{"CDCAUDIT_SESSION_LIFETIME": "10s"}, want: []string{"config: session_lifetime: 10s is out of range"}},
 		{name: "empty profile in file", file: "profile: \"\"\n", want: []string{`config: profile: "" is not a profile`}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			args := tc.args
-			if tc.file != "" {
-				args = append([]string{"--config", writeFile(t, tc.file)}, args...)
-			}
-			_, err := load(t, args, tc.env)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	wantLoadErrors(t, cases)
 }
 
 func TestFiles(t *testing.T) {
