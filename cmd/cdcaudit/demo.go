@@ -9,15 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
@@ -170,11 +167,8 @@ func (d *demo) run() int {
 
 	cfg := config.Defaults()
 	cfg.DSN, cfg.DataDir, cfg.Profile = dsn, d.dataDir, "odoo"
-	// The feed's bookkeeping (counts, waiting for the last transaction);
-	// the lines themselves are the demo's own (demoFeed).
-	f := newFeed(out, d.color, width)
-	df := newDemoFeed(f, d.color, width)
-	f.line = df.format
+	lines := newLineFormat(d.color, width)
+	f := newFeed(out, lines.format)
 	pctx, stopPipeline := context.WithCancel(context.Background())
 	defer stopPipeline()
 	pipeDone := make(chan error, 1)
@@ -214,7 +208,7 @@ func (d *demo) run() int {
 	d.say("the same transaction), message, row_user (write_uid/create_uid), tx_peer (another row of the transaction);")
 	d.say("session via same_tx, message, only_active or most_recent. A lone delete names no one: none.")
 	d.say("")
-	f.println(df.header())
+	f.println(lines.header())
 
 	w := &workload{dsn: dsn, rate: d.rate, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))}
 	wctx, stopWorkload := context.WithCancel(ctx)
@@ -386,146 +380,3 @@ func shellQuote(s string) string {
 
 // demoDatabase is the demo's database.
 const demoDatabase = "odoo"
-
-// demoFeed prints the demo's live feed: one line per event, saying who made
-// the change, in which session and how cdcaudit knows, with psql edits
-// flagged. The embedded feed keeps the counts and lets the demo wait for
-// the workload's last transaction.
-//
-//	13:34:33 UPDATE   sale.order       id=4     alice #s1a6ca8 row_user/only_active      state: draft → sale
-type demoFeed struct {
-	*feed
-	color bool
-	width int
-	// On narrower terminals logins are shown without their domain.
-	fullLogin bool
-	colWho    int
-}
-
-func newDemoFeed(f *feed, color bool, width int) *demoFeed {
-	d := &demoFeed{feed: f, color: color, width: width, colWho: 36}
-	if width >= 150 {
-		d.fullLogin, d.colWho = true, 48
-	}
-	return d
-}
-
-// Column widths of the demo feed (they grow when a value is longer).
-const (
-	demoColWhat = 16
-	demoColKey  = 8
-)
-
-func (d *demoFeed) header() string {
-	h := fmt.Sprintf("%-*s %-*s %-*s %-*s %-*s %s", colTime, "TIME", colOp, "OP", demoColWhat, "MODEL", demoColKey, "KEY",
-		d.colWho, "WHO", "CHANGES")
-	return paint(d.color, ansiBold, truncate(h, d.width))
-}
-
-// who renders the actor: login #session user_via/session_via, or "none".
-func (d *demoFeed) who(a audit.Actor) string {
-	if a.UserID == nil {
-		return "none"
-	}
-	name := clean(a.Login)
-	if name == "" {
-		name = fmt.Sprintf("uid:%d", *a.UserID)
-	} else if at := strings.IndexByte(name, '@'); at > 0 && !d.fullLogin {
-		name = name[:at]
-	}
-	name = truncate(name, 24)
-	sess := "-"
-	if a.SessionID != "" {
-		sess = "#" + strings.TrimSuffix(truncate(clean(a.SessionID), 8), "…")
-		if utf8.RuneCountInString(sess) > 8 {
-			sess = string([]rune(sess)[:8])
-		}
-	}
-	return name + " " + sess + " " + clean(a.UserVia) + "/" + clean(a.SessionVia)
-}
-
-// demoChanges is the feed's description of what changed, without its uid
-// and flags (the demo shows those its own way).
-func demoChanges(e *audit.Event) string {
-	c := *e
-	zero := int64(0)
-	c.Actor = audit.Actor{UserID: &zero}
-	c.Flags = nil
-	if c.Op == audit.OpInsert && len(c.Redacted) > 0 {
-		// What is readable first; the redacted columns (a device row's
-		// session identifier, an API key) last.
-		after := make(audit.Row, 0, len(c.After))
-		for _, col := range c.After {
-			if !slices.Contains(c.Redacted, col.Name) {
-				after = append(after, col)
-			}
-		}
-		for _, col := range c.After {
-			if slices.Contains(c.Redacted, col.Name) {
-				after = append(after, col)
-			}
-		}
-		c.After = after
-	}
-	return strings.TrimSuffix(details(&c), " · uid 0")
-}
-
-// format renders one event as a line of at most d.width columns.
-func (d *demoFeed) format(e *audit.Event) string {
-	ts := e.CommitTime.In(d.feed.loc).Format("15:04:05")
-	op := strings.ToUpper(e.Op.String())
-	what := clean(e.Model)
-	if what == "" {
-		what = clean(e.Table)
-		if e.Schema != "public" {
-			what = clean(e.Schema) + "." + what
-		}
-	}
-	key := rowText(e.Key, "=", " ")
-	if e.Op == audit.OpTruncate {
-		key = "—"
-	}
-	whoText := d.who(e.Actor)
-	bypass := slices.Contains(e.Flags, "orm_bypass")
-	detail := demoChanges(e)
-	for _, fl := range e.Flags {
-		if fl != "orm_bypass" {
-			detail += " [" + clean(fl) + "]"
-		}
-	}
-	const warn = "⚠ ORM BYPASS "
-	if bypass {
-		detail = warn + detail
-	}
-
-	plain := fmt.Sprintf("%-*s %-*s %-*s %-*s %-*s ", colTime, ts, colOp, op, demoColWhat, what, demoColKey, key, d.colWho, whoText)
-	room := d.width - utf8.RuneCountInString(plain)
-	if room < 10 {
-		return truncate(plain+detail, d.width)
-	}
-	detail = truncate(detail, room)
-	if !d.color {
-		return plain + detail
-	}
-	pad := func(s string, n int) string {
-		if k := utf8.RuneCountInString(s); k < n {
-			return s + strings.Repeat(" ", n-k)
-		}
-		return s
-	}
-	style := map[audit.Op]string{audit.OpInsert: ansiGreen, audit.OpUpdate: ansiYellow, audit.OpDelete: ansiRed, audit.OpTruncate: ansiPurple + ansiBold}[e.Op]
-	whoCol := paint(true, ansiDim, pad(whoText, d.colWho))
-	if e.Actor.UserID != nil {
-		name, rest, _ := strings.Cut(whoText, " ")
-		whoCol = paint(true, ansiCyan+ansiBold, name) + " " + paint(true, ansiDim, pad(rest, d.colWho-utf8.RuneCountInString(name)-1))
-	}
-	if bypass && strings.HasPrefix(detail, warn) {
-		detail = paint(true, ansiRed+ansiBold, strings.TrimSuffix(warn, " ")) + " " + strings.TrimPrefix(detail, warn)
-	}
-	return paint(true, ansiDim, pad(ts, colTime)) + " " +
-		paint(true, style, pad(op, colOp)) + " " +
-		paint(true, ansiBold, pad(what, demoColWhat)) + " " +
-		paint(true, ansiCyan, pad(key, demoColKey)) + " " +
-		whoCol + " " +
-		strings.ReplaceAll(detail, " → ", paint(true, ansiDim, " → "))
-}

@@ -4,9 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/cdcaudit/cdcaudit/audit"
 )
 
 // TestDemo runs `cdcaudit demo` for a few seconds: the feed shows every kind
@@ -48,52 +45,5 @@ func TestDemo(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("demo output:\n%s\nstderr:\n%s", out, errOut)
-	}
-}
-
-// TestDemoFeedFormat: the demo's line says who, in which session, how
-// cdcaudit knows, and flags psql edits.
-func TestDemoFeedFormat(t *testing.T) {
-	ct := time.Date(2026, 11, 23, 13, 34, 33, 0, time.UTC)
-	uid := int64(6)
-	cases := []struct {
-		name  string
-		width int
-		e     audit.Event
-		want  string
-	}{
-		{"attributed", 120, audit.Event{Table: "sale_order", Model: "sale.order", Op: audit.OpUpdate, Key: row("id", "4"),
-			Before:  row("id", "4", "state", `"draft"`, "write_uid", "2", "write_date", `"a"`),
-			After:   row("id", "4", "state", `"sale"`, "write_uid", "6", "write_date", `"b"`),
-			Changed: []string{"state", "write_uid", "write_date"},
-			Actor:   audit.Actor{UserID: &uid, Login: "alice@example.com", UserVia: "row_user", SessionID: "s1a6ca8bcb54cd696e1e397e9", SessionVia: "only_active"}},
-			`13:34:33 UPDATE   sale.order       id=4     alice #s1a6ca8 row_user/only_active  state: draft → sale`},
-		{"wide terminal: the whole login", 160, audit.Event{Table: "sale_order", Model: "sale.order", Op: audit.OpUpdate, Key: row("id", "4"),
-			Before:  row("id", "4", "state", `"draft"`),
-			After:   row("id", "4", "state", `"sale"`),
-			Changed: []string{"state"},
-			Actor:   audit.Actor{UserID: &uid, Login: "alice@example.com", UserVia: "session_row", SessionID: "s1a6ca8bcb54cd696e1e397e9", SessionVia: "same_tx"}},
-			`13:34:33 UPDATE   sale.order       id=4     alice@example.com #s1a6ca8 session_row/same_tx   state: draft → sale`},
-		{"psql edit", 130, audit.Event{Table: "sale_order", Op: audit.OpUpdate, Key: row("id", "2"),
-			Before:  row("id", "2", "amount_total", `"2843.50"`, "write_uid", "6"),
-			After:   row("id", "2", "amount_total", `"1.00"`, "write_uid", "6"),
-			Changed: []string{"amount_total"}, Flags: []string{"orm_bypass"},
-			Actor: audit.Actor{UserVia: "none", SessionVia: "none"}},
-			`13:34:33 UPDATE   sale_order       id=2     none                                 ⚠ ORM BYPASS amount_total: 2843.50 → 1.00`},
-		{"device row, secrets last", 130, audit.Event{Table: "res_device_log", Model: "res.device.log", Op: audit.OpInsert, Key: row("id", "1"),
-			After:    row("id", "1", "session_identifier", `"[redacted]"`, "platform", `"linux"`),
-			Redacted: []string{"session_identifier"},
-			Actor:    audit.Actor{UserID: &uid, Login: "alice@example.com", UserVia: "session_row", SessionID: "s1a6ca8bcb54cd696e1e397e9", SessionVia: "same_tx"}},
-			`13:34:33 INSERT   res.device.log   id=1     alice #s1a6ca8 session_row/same_tx   platform=linux · session_identifier=[redacted]`},
-	}
-	for _, tc := range cases {
-		e := tc.e
-		e.CommitTime, e.Schema, e.CommitLSN, e.Ordinal = ct, "public", 1, 1
-		f := newFeed(nil, false, tc.width)
-		f.loc = time.UTC
-		d := newDemoFeed(f, false, tc.width)
-		if got := d.format(&e); got != tc.want {
-			t.Errorf("%s:\ngot  %q\nwant %q", tc.name, got, tc.want)
-		}
 	}
 }
