@@ -444,27 +444,26 @@ func irModel(id, model string) audit.Row {
 	return row("id", id, "model", `"`+model+`"`, "name", `{"en_US": "x"}`, "write_uid", "1", "write_date", t1)
 }
 
-func modelOf(c *Correlator, table string) string {
+// wantModel checks the model name an insert into public.<table> gets ("" for
+// none).
+func wantModel(t *testing.T, c *Correlator, table, want string) {
+	t.Helper()
 	e := &audit.Event{Schema: "public", Table: table, Op: audit.OpInsert, After: row("id", "1")}
 	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{e}})
-	return e.Model
+	if e.Model != want {
+		t.Fatalf("public.%s: model %q, want %q", table, e.Model, want)
+	}
 }
 
 func TestModels(t *testing.T) {
 	c := New(profile.Odoo(), nil)
-	if m := modelOf(c, "sale_order"); m != "" {
-		t.Fatalf("model before ir_model: %q", m)
-	}
+	wantModel(t, c, "sale_order", "")
 	for _, e := range []*audit.Event{ins("ir_model", irModel("10", "sale.order")), ins("ir_model", irModel("11", "res.partner")),
 		ins("ir_model", irModel("12", "x_custom.thing"))} {
 		c.Observe(e)
 	}
-	if m := modelOf(c, "sale_order"); m != "sale.order" {
-		t.Fatalf("sale_order → %q", m)
-	}
-	if m := modelOf(c, "res_partner"); m != "res.partner" {
-		t.Fatalf("res_partner → %q", m)
-	}
+	wantModel(t, c, "sale_order", "sale.order")
+	wantModel(t, c, "res_partner", "res.partner")
 	// Another schema (another tenant) knows nothing of public's models.
 	other := &audit.Event{Schema: "tenant2", Table: "sale_order", Op: audit.OpInsert, After: row("id", "1")}
 	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{other}})
@@ -482,15 +481,9 @@ func TestModels(t *testing.T) {
 	// Rename (UPDATE), delete with the key only (REPLICA IDENTITY DEFAULT).
 	c.Observe(upd("ir_model", irModel("11", "res.partner"), irModel("11", "res.contact")))
 	c.Observe(&audit.Event{Schema: "public", Table: "ir_model", Op: audit.OpDelete, Key: row("id", "12"), Before: row("id", "12")})
-	if m := modelOf(c, "res_partner"); m != "" {
-		t.Fatalf("res_partner after rename → %q", m)
-	}
-	if m := modelOf(c, "res_contact"); m != "res.contact" {
-		t.Fatalf("res_contact → %q", m)
-	}
-	if m := modelOf(c, "x_custom_thing"); m != "" {
-		t.Fatalf("deleted model still mapped: %q", m)
-	}
+	wantModel(t, c, "res_partner", "")
+	wantModel(t, c, "res_contact", "res.contact")
+	wantModel(t, c, "x_custom_thing", "")
 	d = c.Dirty()
 	if len(d) != 2 || d[0].Key != "model:public:id=11" || !strings.Contains(string(d[0].Value), "res.contact") ||
 		d[1].Key != "model:public:id=12" || d[1].Value != nil {
@@ -505,17 +498,13 @@ func TestModels(t *testing.T) {
 	if err := c2.Load("model:public:id=11", []byte(`{"schema":"public","model":"res.contact"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if m := modelOf(c2, "sale_order"); m != "sale.order" {
-		t.Fatalf("after Load: %q", m)
-	}
+	wantModel(t, c2, "sale_order", "sale.order")
 	if c2.Dirty() != nil {
 		t.Fatal("Load made records dirty")
 	}
 	// Deleting a row loaded from state works, and writes a deletion.
 	c2.Observe(del("ir_model", irModel("10", "sale.order")))
-	if m := modelOf(c2, "sale_order"); m != "" {
-		t.Fatalf("after delete: %q", m)
-	}
+	wantModel(t, c2, "sale_order", "")
 	if d := c2.Dirty(); len(d) != 1 || d[0].Value != nil {
 		t.Fatalf("dirty: %+v", d)
 	}
@@ -526,9 +515,7 @@ func TestModels(t *testing.T) {
 	}
 	// Truncate of ir_model forgets the schema's models.
 	c2.Observe(&audit.Event{Schema: "public", Table: "ir_model", Op: audit.OpTruncate})
-	if m := modelOf(c2, "res_contact"); m != "" {
-		t.Fatalf("after truncate: %q", m)
-	}
+	wantModel(t, c2, "res_contact", "")
 	// Non-string model values are ignored.
 	c2.Observe(ins("ir_model", row("id", "20", "model", "42")))
 	if c2.Dirty()[0].Value != nil || len(c2.rows) != 0 {
@@ -544,23 +531,15 @@ func TestSeedModel(t *testing.T) {
 	c.SeedModel("public", row("id", "10"), "sale.order") // older than the stream's update: ignored
 	c.SeedModel("public", row("id", "11"), "res.partner")
 	c.SeedModel("public", row("id", "12"), "")
-	if m := modelOf(c, "sale_order2"); m != "sale.order2" {
-		t.Fatalf("sale_order2 → %q", m)
-	}
-	if m := modelOf(c, "sale_order"); m != "" {
-		t.Fatalf("sale_order → %q", m)
-	}
-	if m := modelOf(c, "res_partner"); m != "res.partner" {
-		t.Fatalf("res_partner → %q", m)
-	}
+	wantModel(t, c, "sale_order2", "sale.order2")
+	wantModel(t, c, "sale_order", "")
+	wantModel(t, c, "res_partner", "res.partner")
 	if d := c.Dirty(); len(d) != 2 || d[1].Key != "model:public:id=11" {
 		t.Fatalf("dirty %+v", d)
 	}
 	// A later delete from the stream removes a seeded row.
 	c.Observe(del("ir_model", row("id", "11")))
-	if m := modelOf(c, "res_partner"); m != "" {
-		t.Fatalf("res_partner after delete → %q", m)
-	}
+	wantModel(t, c, "res_partner", "")
 }
 
 // Two model rows naming one table: deleting one keeps the other's mapping.
@@ -569,9 +548,7 @@ func TestModelsSharedTable(t *testing.T) {
 	c.Observe(ins("ir_model", irModel("1", "a.b")))
 	c.Observe(ins("ir_model", irModel("2", "a_b")))
 	c.Observe(del("ir_model", irModel("2", "a_b")))
-	if m := modelOf(c, "a_b"); m != "a.b" {
-		t.Fatalf("a_b → %q", m)
-	}
+	wantModel(t, c, "a_b", "a.b")
 }
 
 // BenchmarkEnrich is the per-event cost of what the pipeline adds between
