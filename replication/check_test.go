@@ -27,6 +27,14 @@ func mustFind(t *testing.T, fs []Finding, level, check, contains string) Finding
 	return f
 }
 
+// mustFix is mustFind that also checks the finding's fix, exactly.
+func mustFix(t *testing.T, fs []Finding, level, check, contains, fix string) {
+	t.Helper()
+	if f := mustFind(t, fs, level, check, contains); f.Fix != fix {
+		t.Fatalf("%s finding %q: fix %q, want %q", level, check, f.Fix, fix)
+	}
+}
+
 func dump(fs []Finding) string {
 	var b strings.Builder
 	for _, f := range fs {
@@ -61,18 +69,9 @@ func TestCheck(t *testing.T) {
 	mustFind(t, fs, "ok", "max_wal_senders", "")
 	mustFind(t, fs, "ok", "slot", "does not exist yet")
 	mustFind(t, fs, "ok", "publication", "does not exist yet")
-	f := mustFind(t, fs, "fail", "replica_identity", "public.nopk has no primary key")
-	if f.Fix != "ALTER TABLE public.nopk REPLICA IDENTITY FULL;" {
-		t.Fatalf("fix %q", f.Fix)
-	}
-	f = mustFind(t, fs, "warn", "replica_identity", "public.withpk has REPLICA IDENTITY DEFAULT: before-images will hold the key only")
-	if f.Fix != "ALTER TABLE public.withpk REPLICA IDENTITY FULL;" {
-		t.Fatalf("fix %q", f.Fix)
-	}
-	f = mustFind(t, fs, "warn", "replica_identity", `public."Mixed" has REPLICA IDENTITY DEFAULT`)
-	if f.Fix != `ALTER TABLE public."Mixed" REPLICA IDENTITY FULL;` {
-		t.Fatalf("fix %q", f.Fix)
-	}
+	mustFix(t, fs, "fail", "replica_identity", "public.nopk has no primary key", "ALTER TABLE public.nopk REPLICA IDENTITY FULL;")
+	mustFix(t, fs, "warn", "replica_identity", "public.withpk has REPLICA IDENTITY DEFAULT: before-images will hold the key only", "ALTER TABLE public.withpk REPLICA IDENTITY FULL;")
+	mustFix(t, fs, "warn", "replica_identity", `public."Mixed" has REPLICA IDENTITY DEFAULT`, `ALTER TABLE public."Mixed" REPLICA IDENTITY FULL;`)
 	mustFind(t, fs, "ok", "replica_identity", "1 tables have REPLICA IDENTITY FULL")
 	mustFind(t, fs, "warn", "unlogged_table", "public.scratch is UNLOGGED")
 	if _, ok := find(fs, "replica_identity", "fullrow"); ok {
@@ -90,10 +89,7 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f = mustFind(t, fs, "fail", "slot_in_use", fmt.Sprintf("PID %d", pid))
-	if f.Fix != fmt.Sprintf("stop that process, or end it: SELECT pg_terminate_backend(%d);", pid) {
-		t.Fatalf("fix %q", f.Fix)
-	}
+	mustFix(t, fs, "fail", "slot_in_use", fmt.Sprintf("PID %d", pid), fmt.Sprintf("stop that process, or end it: SELECT pg_terminate_backend(%d);", pid))
 	mustFind(t, fs, "ok", "slot", "pgoutput slot of this database")
 	mustFind(t, fs, "ok", "publication", "exists")
 	// Only tables in scope are judged.
@@ -123,14 +119,8 @@ func TestCheckRoleWithoutReplication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := mustFind(t, fs, "fail", "replication_privilege", "no REPLICATION attribute")
-	if f.Fix != "as a superuser: ALTER ROLE check_norepl WITH REPLICATION;" {
-		t.Fatalf("fix %q", f.Fix)
-	}
-	f = mustFind(t, fs, "fail", "publication", "only a superuser")
-	if f.Fix != "as a superuser: CREATE PUBLICATION \"cdcaudit\" FOR ALL TABLES;" {
-		t.Fatalf("fix %q", f.Fix)
-	}
+	mustFix(t, fs, "fail", "replication_privilege", "no REPLICATION attribute", "as a superuser: ALTER ROLE check_norepl WITH REPLICATION;")
+	mustFix(t, fs, "fail", "publication", "only a superuser", "as a superuser: CREATE PUBLICATION \"cdcaudit\" FOR ALL TABLES;")
 }
 
 func TestCheckUnreachableServer(t *testing.T) {
@@ -163,10 +153,7 @@ func TestWALLevelReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := mustFind(t, fs, "fail", "wal_level", "wal_level is replica")
-	if f.Fix != "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL" {
-		t.Fatalf("fix %q", f.Fix)
-	}
+	mustFix(t, fs, "fail", "wal_level", "wal_level is replica", "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL")
 	if _, _, err := Prepare(ctx, cfg, 0); !IsFatal(err) || !strings.Contains(err.Error(), "wal_level") {
 		t.Fatalf("Prepare: %v", err)
 	}
