@@ -50,12 +50,6 @@ func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyR
 		res.Checkpoint = getUint64(meta, metaCheckpoint)
 		metaCount := getUint64(meta, metaCount)
 		metaHead, metaHash := meta.Get(metaHeadKey), meta.Get(metaHeadHash)
-		if metaCount == 0 && bytes.Equal(metaHead, make([]byte, audit.KeyLen)) {
-			// Stores written before the fix recorded the zero key as head
-			// with a checkpoint that preceded the first event. Any event
-			// added since still fails the count check below.
-			metaHead, metaHash = nil, nil
-		}
 
 		var (
 			n                  uint64
