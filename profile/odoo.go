@@ -28,15 +28,26 @@ func Odoo() Profile {
 			{Table: "public.res_users", Column: "password"},
 			{Table: "public.res_users", Column: "totp_secret"},
 			{Table: "public.res_users", Column: "oauth_access_token"},
+			// Tables Odoo creates by raw SQL (_auto = False), without the
+			// ORM's log-access columns, so OdooSecretColumns does not see them.
 			{Table: "public.res_users_apikeys", Column: "key"},
 			{Table: "public.res_users_apikeys", Column: "index"},
+			{Table: "public.auth_totp_device", Column: "key"}, // auth_totp: inherits res.users.apikeys
+			{Table: "public.auth_totp_device", Column: "index"},
+			// A parameter's name is no secret; the value of a secret-named one is.
 			{Table: "public.ir_config_parameter", Column: "value", Where: "key",
-				Values: []string{"database.secret", "*secret*", "*token*", "*password*", "*api_key*"}},
+				Values: []string{"database.secret", "*secret*", "*token*", "*password*", "*passwd*", "*_key", "*.key", "*api_key*", "*apikey*"}},
+			// The password wizards hold typed passwords in plain text (also
+			// matched by OdooSecretColumns, listed for tables that lack an
+			// audit column in some version).
 			{Table: "public.res_users_identitycheck", Column: "password"},
 			{Table: "public.change_password_user", Column: "new_passwd"},
 			{Table: "public.change_password_own", Column: "new_password"},
 			{Table: "public.change_password_own", Column: "confirm_password"},
 			{Table: "public.auth_totp_wizard", Column: "secret"},
+			{Table: "public.auth_totp_wizard", Column: "url"},    // otpauth://…?secret=…
+			{Table: "public.auth_totp_wizard", Column: "qrcode"}, // the same URL as an image
+			{Table: "public.auth_totp_wizard", Column: "code"},   // a one-time code
 			{Table: "public.res_device_log", Column: "session_identifier"},
 			{Table: "public.http_sessions", Column: "sid"},
 			{Table: "public.http_sessions", Column: "payload"},

@@ -14,8 +14,14 @@
 // globs; a rule with Where applies to an event only when that column of the
 // row (in any of its images) holds a value matching one of Values, compared
 // case-insensitively (ir_config_parameter rows whose key is
-// 'database.secret'). Matching is worked out once per table and cached, so
-// an event of a table without rules costs one map lookup.
+// 'database.secret'). Classifiers add columns judged from the whole table
+// (Odoo's naming of secret columns, on tables its ORM made).
+//
+// Which columns of a table are secret is decided once, when the stream
+// describes the table (Relation, before its first change), whatever
+// application profile is or is not in use at that moment; an event of a
+// table without secrets then costs one map lookup. Without a Relation, a
+// table's columns are learnt from its events.
 package redact
 
 import (
@@ -52,14 +58,20 @@ var placeholderJSON = []byte(`"` + Placeholder + `"`)
 
 // Redactor applies a set of rules. It is safe for concurrent use.
 type Redactor struct {
-	rules []rule
-	conds []cond
-	key   []byte
-	macs  sync.Pool // hash.Hash (HMAC-SHA256 under key)
+	rules       []rule
+	conds       []cond
+	classifiers []Classifier
+	key         []byte
+	macs        sync.Pool // hash.Hash (HMAC-SHA256 under key)
 
 	mu     sync.Mutex                         // serialises plan building
-	tables atomic.Pointer[map[tableRef]*plan] // copy on write; nil plan = no rules
+	tables atomic.Pointer[map[tableRef]*plan] // copy on write
 }
+
+// Classifier names the secret columns of a table from the whole of it (its
+// columns and their types), e.g. by an application's naming conventions:
+// profile.OdooSecretColumns.
+type Classifier func(schema, table string, cols []profile.Column) []string
 
 type tableRef struct{ schema, table string }
 
@@ -73,22 +85,25 @@ type cond struct {
 	values []string // lower-cased globs
 }
 
-// plan is what applies to one table.
+// plan is what applies to one table, worked out once from its columns. It
+// is never changed once published: new knowledge makes a new plan.
 type plan struct {
-	rules []rule // those whose table glob matches
-	conds uint64 // bits of the conditions among them
-	mu    sync.Mutex
-	cols  atomic.Pointer[map[string]uint64] // column → bits of the rules naming it (copy on write)
+	cols   map[string]uint64 // column → bits of the rules naming it (bit 0: unconditional)
+	conds  uint64            // bits of the conditions among them
+	known  []profile.Column  // the columns it was worked out from
+	whole  bool              // from Relation: cols holds every column the table's events can carry
+	secret bool              // some column has rules
 }
 
 // New compiles rules. hmacKey may be nil (values become "[redacted]");
 // otherwise it must be at least MinKeyLen bytes. A malformed rule (bad
-// glob, missing table or column) is an error naming the rule.
-func New(rules []profile.ColumnRule, hmacKey []byte) (*Redactor, error) {
+// glob, missing table or column) is an error naming the rule. classifiers
+// add the columns they name, per table, to the rules'.
+func New(rules []profile.ColumnRule, hmacKey []byte, classifiers ...Classifier) (*Redactor, error) {
 	if hmacKey != nil && len(hmacKey) < MinKeyLen {
 		return nil, fmt.Errorf("redact: HMAC key of %d bytes is too short (want at least %d, e.g. 32 random bytes)", len(hmacKey), MinKeyLen)
 	}
-	r := &Redactor{}
+	r := &Redactor{classifiers: classifiers}
 	if len(hmacKey) > 0 {
 		r.key = slices.Clone(hmacKey)
 		r.macs.New = func() any { return hmac.New(sha256.New, r.key) }
@@ -121,7 +136,29 @@ func New(rules []profile.ColumnRule, hmacKey []byte) (*Redactor, error) {
 }
 
 // Empty reports whether the redactor has no rules (Apply does nothing).
-func (r *Redactor) Empty() bool { return r == nil || len(r.rules) == 0 }
+func (r *Redactor) Empty() bool { return r == nil || len(r.rules) == 0 && len(r.classifiers) == 0 }
+
+// Relation tells the redactor every column of a table, as the replication
+// stream describes it before the table's first change (and again after its
+// columns change). The table's secret columns are decided here, once, and
+// returned (those of conditional rules included); until a table's Relation
+// is known, Apply works them out from the columns its events carry.
+func (r *Redactor) Relation(schema, table string, cols []profile.Column) []string {
+	if r.Empty() {
+		return nil
+	}
+	p := r.build(schema, table, slices.Clone(cols), true)
+	r.mu.Lock()
+	r.publish(tableRef{schema, table}, p)
+	r.mu.Unlock()
+	var secret []string
+	for _, c := range cols {
+		if p.cols[c.Name] != 0 {
+			secret = append(secret, c.Name)
+		}
+	}
+	return secret
+}
 
 // Apply redacts the secret columns of e in place. Value slices are replaced,
 // never written into, so bytes shared with other events stay intact.
@@ -129,11 +166,11 @@ func (r *Redactor) Apply(e *audit.Event) {
 	if r == nil || len(r.rules) == 0 {
 		return
 	}
-	p, ok := (*r.tables.Load())[tableRef{e.Schema, e.Table}]
-	if !ok {
-		p = r.plan(e.Schema, e.Table)
+	p := (*r.tables.Load())[tableRef{e.Schema, e.Table}]
+	if p == nil || !p.whole && !p.covers(e) {
+		p = r.learn(e)
 	}
-	if p == nil {
+	if !p.secret {
 		return
 	}
 	active := uint64(1) // unconditional rules
@@ -153,7 +190,7 @@ func (r *Redactor) Apply(e *audit.Event) {
 func (r *Redactor) redactRow(p *plan, row audit.Row, active uint64, e *audit.Event) {
 	for i := range row {
 		c := &row[i]
-		if p.mask(c.Name)&active == 0 {
+		if p.cols[c.Name]&active == 0 {
 			continue
 		}
 		addName(e, c.Name)
@@ -228,62 +265,82 @@ func text(v []byte) string {
 	return s
 }
 
-// plan builds (and caches) the plan of a table: nil when no rule names it.
-func (r *Redactor) plan(schema, table string) *plan {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ref := tableRef{schema, table}
-	old := *r.tables.Load()
-	if p, ok := old[ref]; ok {
-		return p
-	}
-	name := schema + "." + table
-	var p *plan
-	for _, ru := range r.rules {
-		if profile.Match(ru.table, name) {
-			if p == nil {
-				p = &plan{}
-				empty := map[string]uint64{}
-				p.cols.Store(&empty)
-			}
-			p.rules = append(p.rules, ru)
-			if ru.bit != 0 {
-				p.conds |= 1 << ru.bit
+// covers reports whether the plan knows every column of e.
+func (p *plan) covers(e *audit.Event) bool {
+	for _, row := range [...]audit.Row{e.Key, e.Before, e.After} {
+		for i := range row {
+			if _, ok := p.cols[row[i].Name]; !ok {
+				return false
 			}
 		}
 	}
+	return true
+}
+
+// learn makes the plan of e's table from the columns known so far and
+// those e carries (of unknown types): the way without a Relation.
+func (r *Redactor) learn(e *audit.Event) *plan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref := tableRef{e.Schema, e.Table}
+	old := (*r.tables.Load())[ref]
+	if old != nil && (old.whole || old.covers(e)) {
+		return old
+	}
+	var cols []profile.Column
+	if old != nil {
+		cols = slices.Clone(old.known)
+	}
+	for _, row := range [...]audit.Row{e.Key, e.Before, e.After} {
+		for i := range row {
+			if !slices.ContainsFunc(cols, func(c profile.Column) bool { return c.Name == row[i].Name }) {
+				cols = append(cols, profile.Column{Name: row[i].Name})
+			}
+		}
+	}
+	p := r.build(e.Schema, e.Table, cols, false)
+	r.publish(ref, p)
+	return p
+}
+
+// build works out a table's plan from its columns.
+func (r *Redactor) build(schema, table string, cols []profile.Column, whole bool) *plan {
+	name := schema + "." + table
+	var rules []rule
+	for _, ru := range r.rules {
+		if profile.Match(ru.table, name) {
+			rules = append(rules, ru)
+		}
+	}
+	var named []string
+	for _, classify := range r.classifiers {
+		named = append(named, classify(schema, table, cols)...)
+	}
+	p := &plan{cols: make(map[string]uint64, len(cols)), known: cols, whole: whole}
+	for _, c := range cols {
+		var m uint64
+		if slices.Contains(named, c.Name) {
+			m = 1
+		}
+		for _, ru := range rules {
+			if ru.column == c.Name || profile.Match(ru.column, c.Name) {
+				m |= 1 << ru.bit
+			}
+		}
+		p.cols[c.Name] = m
+		p.conds |= m &^ 1
+		p.secret = p.secret || m != 0
+	}
+	return p
+}
+
+// publish replaces the plan of a table (r.mu held).
+func (r *Redactor) publish(ref tableRef, p *plan) {
+	old := *r.tables.Load()
 	next := make(map[tableRef]*plan, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
 	next[ref] = p
 	r.tables.Store(&next)
-	return p
-}
-
-// mask returns the condition bits of the rules naming a column of the plan's
-// table (bit 0: an unconditional rule), cached per column name.
-func (p *plan) mask(col string) uint64 {
-	if m, ok := (*p.cols.Load())[col]; ok {
-		return m
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := *p.cols.Load()
-	if m, ok := old[col]; ok {
-		return m
-	}
-	var m uint64
-	for _, ru := range p.rules {
-		if ru.column == col || profile.Match(ru.column, col) {
-			m |= 1 << ru.bit
-		}
-	}
-	next := make(map[string]uint64, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[col] = m
-	p.cols.Store(&next)
-	return m
 }

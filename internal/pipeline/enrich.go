@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcaudit/cdcaudit/audit"
@@ -23,16 +25,32 @@ import (
 const (
 	stateSessions  = "sessions"
 	stateCorrelate = "correlate"
+	// stateProfile holds the profile that auto settled on (key "auto"):
+	// written with the events that revealed it, so a restart resumes with
+	// it whatever the catalog says then.
+	stateProfile = "profile"
 )
 
 // enricher is what happens to events between the decoder and the store:
 // session tracking and redaction per event in stream order, attribution per
-// transaction. Without an application profile only redaction (of the
-// configured columns) is left.
+// transaction. Without an application profile only redaction is left.
+//
+// Redaction never depends on the profile: Odoo's secret columns (its
+// explicit list, and its naming rules on tables its ORM made) and the
+// configured ones are hidden whatever profile is in use, decided per table
+// from the stream's Relation message before its first change is stored.
 type enricher struct {
+	cfg   Config
+	store *sink.Store
+	log   *slog.Logger
+
+	// auto: profile auto found no application at start; the first of
+	// Odoo's tables to appear in the stream switches to the Odoo profile.
+	auto    bool
 	tracker *sessions.Tracker     // nil without a profile
 	corr    *correlate.Correlator // nil without a profile
-	redact  *redact.Redactor      // nil without rules
+	redact  *redact.Redactor
+	pending []sink.StateRecord // state to store with the next batch
 
 	// Of the transaction in progress.
 	rows []correlate.SessionRow
@@ -45,44 +63,165 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		return nil, fmt.Errorf("looking up the application's tables: %w", err)
 	}
 	defer conn.Close(context.Background())
-	prof, present, err := resolveProfile(ctx, conn, cfg)
+	prof, present, err := resolveProfile(ctx, conn, cfg, store)
 	if err != nil {
 		return nil, err
 	}
-	x := &enricher{}
-	rules := cfg.Redact
-	if prof != nil {
-		rules = append(prof.SecretRules(), rules...)
-		x.tracker, err = sessions.New(*prof, sessions.Options{
-			IdleAfter: cfg.IdleAfter, Lifetime: cfg.SessionLifetime,
-			GeoIPPath: cfg.GeoIPPath, PresentTables: present,
-			// A session's last activity is persisted at most once a minute
-			// when only attributed changes move it; the tracker's view is exact.
-			TouchEvery: time.Minute,
-		})
-		if err != nil {
-			return nil, err
-		}
-		x.corr = correlate.New(*prof, x.tracker)
-		if err := store.LoadState(stateSessions, func(k, v []byte) error { return x.tracker.Load(string(k), v) }); err != nil {
-			return nil, fmt.Errorf("loading session state: %w", err)
-		}
-		if err := store.LoadState(stateCorrelate, func(k, v []byte) error { return x.corr.Load(string(k), v) }); err != nil {
-			return nil, fmt.Errorf("loading attribution state: %w", err)
-		}
-		if err := x.seed(ctx, conn, *prof, log); err != nil {
+	x := &enricher{cfg: cfg, store: store, log: log}
+	rules := profile.Odoo().SecretRules()
+	if cfg.Profile == "generic" {
+		rules = append(rules, prof.SecretRules()...)
+	}
+	rules = append(rules, cfg.Redact...)
+	if x.redact, err = redact.New(rules, cfg.RedactKey, profile.OdooSecretColumns); err != nil {
+		return nil, err
+	}
+	switch {
+	case prof != nil:
+		if err := x.start(ctx, conn, *prof, present); err != nil {
 			return nil, err
 		}
 		log.Info("application profile", "profile", prof.Name, "session_tables", present)
-	} else {
-		log.Info("no application profile: events are not attributed to users", "profile", cfg.Profile)
-	}
-	if len(rules) > 0 {
-		if x.redact, err = redact.New(rules, cfg.RedactKey); err != nil {
-			return nil, err
-		}
+	case isAuto(cfg.Profile):
+		x.auto = true
+		log.Info("no application profile yet: events are not attributed to users until the application's tables appear in the stream; secrets are redacted meanwhile", "profile", "auto")
+	default:
+		log.Info("no application profile: events are not attributed to users; secrets are still redacted", "profile", cfg.Profile)
 	}
 	return x, nil
+}
+
+func isAuto(name string) bool { return name == "" || name == "auto" }
+
+// start sets up attribution with profile p: the session tracker and the
+// correlator, their stored state, and what the database tells of users and
+// models that predate the stream.
+func (x *enricher) start(ctx context.Context, conn *pgx.Conn, p profile.Profile, present []string) error {
+	var err error
+	x.tracker, err = sessions.New(p, sessions.Options{
+		IdleAfter: x.cfg.IdleAfter, Lifetime: x.cfg.SessionLifetime,
+		GeoIPPath: x.cfg.GeoIPPath, PresentTables: present,
+		// A session's last activity is persisted at most once a minute
+		// when only attributed changes move it; the tracker's view is exact.
+		TouchEvery: time.Minute,
+	})
+	if err != nil {
+		return err
+	}
+	x.corr = correlate.New(p, x.tracker)
+	if err := x.store.LoadState(stateSessions, func(k, v []byte) error { return x.tracker.Load(string(k), v) }); err != nil {
+		return fmt.Errorf("loading session state: %w", err)
+	}
+	if err := x.store.LoadState(stateCorrelate, func(k, v []byte) error { return x.corr.Load(string(k), v) }); err != nil {
+		return fmt.Errorf("loading attribution state: %w", err)
+	}
+	if conn == nil {
+		return nil
+	}
+	return x.seed(ctx, conn, p, x.log)
+}
+
+// relation sees every Relation message of the stream, before any change of
+// its table: the table's secret columns are decided, and profile auto
+// switches to Odoo when the table is one of Odoo's users, logins or device
+// logs tables.
+func (x *enricher) relation(ctx context.Context, tx *decoder.Tx, data []byte) error {
+	m, err := pglogrepl.Parse(data)
+	if err != nil {
+		return nil // the decoder judges the message; nothing to learn here
+	}
+	rel, ok := m.(*pglogrepl.RelationMessage)
+	if !ok {
+		return nil
+	}
+	cols := make([]profile.Column, len(rel.Columns))
+	for i, c := range rel.Columns {
+		cols[i] = profile.Column{Name: c.Name, Type: c.DataType}
+	}
+	if secret := x.redact.Relation(rel.Namespace, rel.RelationName, cols); len(secret) > 0 {
+		x.log.Debug("secret columns", "table", rel.Namespace+"."+rel.RelationName, "columns", secret)
+	}
+	if !x.auto || !odooTable(rel.Namespace+"."+rel.RelationName, cols) {
+		return nil
+	}
+	return x.switchToOdoo(ctx, tx, rel.Namespace+"."+rel.RelationName)
+}
+
+// odooTable reports whether a table is one of those by which profile auto
+// recognises Odoo: its users table (with login and password), its logins
+// table, or its device log (with session_identifier).
+func odooTable(table string, cols []profile.Column) bool {
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if !slices.ContainsFunc(cols, func(c profile.Column) bool { return c.Name == n }) {
+				return false
+			}
+		}
+		return true
+	}
+	p := profile.Odoo()
+	switch table {
+	case p.Users.Table:
+		return has(p.Users.Login, p.Users.Password)
+	case p.Logins[0].Table:
+		return has(p.Logins[0].User)
+	case p.Sessions[0].Table:
+		return has(p.Sessions[0].ID)
+	}
+	return false
+}
+
+// switchToOdoo starts attributing with the Odoo profile from the change
+// about to be decoded on (in tx), and records the choice with the next
+// batch.
+func (x *enricher) switchToOdoo(ctx context.Context, tx *decoder.Tx, table string) error {
+	x.auto = false
+	p := profile.Odoo()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var present []string
+	conn, err := pgx.Connect(cctx, x.cfg.Replication.DSN)
+	if err == nil {
+		defer conn.Close(context.Background())
+		if err = awaitVisible(cctx, conn, table); err == nil {
+			present, err = presentSessionTables(cctx, conn, p)
+		}
+	}
+	if err != nil {
+		// Attribution still starts: the stream keeps users and models
+		// current from here on; only older ones stay unknown.
+		x.log.Warn("profile auto: cannot read the application's tables; users and models that predate the stream stay unknown", "err", err)
+		conn = nil
+	}
+	if err := x.start(cctx, conn, p, present); err != nil {
+		return fmt.Errorf("profile auto: starting the %s profile: %w", p.Name, err)
+	}
+	x.pending = append(x.pending, sink.StateRecord{Bucket: stateProfile, Key: "auto", Value: []byte(p.Name)})
+	var xid uint32
+	var lsn string
+	if tx != nil {
+		xid, lsn = tx.XID, audit.FormatLSN(tx.CommitLSN)
+	}
+	x.log.Info("application profile detected in the stream", "profile", p.Name, "table", table,
+		"xid", xid, "commit_lsn", lsn, "session_tables", present)
+	return nil
+}
+
+// awaitVisible waits until the table is in the catalog. The stream can
+// deliver a transaction a moment before other sessions see it committed;
+// the table whose description just arrived is visible once it is.
+func awaitVisible(ctx context.Context, conn *pgx.Conn, table string) error {
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ok, err := tableExists(ctx, conn, table)
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s is not in the catalog: %w", table, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
 }
 
 // seed fills what the stream cannot tell about rows written before capture
@@ -90,8 +229,7 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 // tables. Only unknown entries are filled; the stream keeps them current.
 func (x *enricher) seed(ctx context.Context, conn *pgx.Conn, p profile.Profile, log *slog.Logger) error {
 	exists := func(table string) bool {
-		var ok bool
-		err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok)
+		ok, err := tableExists(ctx, conn, table)
 		if err == nil && !ok {
 			log.Warn("the profile's table does not exist: nothing to seed from it", "table", table)
 		}
@@ -146,9 +284,10 @@ func (x *enricher) close() {
 }
 
 // resolveProfile picks the application profile: the configured one, or for
-// "auto" (the default) Odoo when its tables are there. It also returns which
-// of the profile's session tables exist.
-func resolveProfile(ctx context.Context, conn *pgx.Conn, cfg Config) (*profile.Profile, []string, error) {
+// "auto" (the default) Odoo when it settled on it before (stored) or when
+// its tables are there now. It also returns which of the profile's session
+// tables exist.
+func resolveProfile(ctx context.Context, conn *pgx.Conn, cfg Config, store *sink.Store) (*profile.Profile, []string, error) {
 	var p profile.Profile
 	switch cfg.Profile {
 	case "none":
@@ -165,39 +304,67 @@ func resolveProfile(ctx context.Context, conn *pgx.Conn, cfg Config) (*profile.P
 	default:
 		return nil, nil, fmt.Errorf("unknown profile %q (want auto, odoo, generic or none)", cfg.Profile)
 	}
-	exists := func(table string) (bool, error) {
-		var ok bool
-		err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok)
-		return ok, err
-	}
-	if cfg.Profile == "" || cfg.Profile == "auto" {
-		users, err := exists(p.Users.Table)
+	if isAuto(cfg.Profile) {
+		var settled bool
+		err := store.LoadState(stateProfile, func(k, v []byte) error {
+			settled = settled || string(k) == "auto" && string(v) == p.Name
+			return nil
+		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("loading the detected profile: %w", err)
 		}
-		logins, err := exists("public.res_users_log")
-		if err != nil {
-			return nil, nil, err
-		}
-		devices, err := exists("public.res_device_log")
-		if err != nil {
-			return nil, nil, err
-		}
-		if !users || !(logins || devices) {
-			return nil, nil, nil
+		if !settled {
+			ok, err := odooInstalled(ctx, conn, p)
+			if err != nil || !ok {
+				return nil, nil, err
+			}
 		}
 	}
+	present, err := presentSessionTables(ctx, conn, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &p, present, nil
+}
+
+func tableExists(ctx context.Context, conn *pgx.Conn, table string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok)
+	return ok, err
+}
+
+// odooInstalled reports whether the database holds Odoo's users table and
+// its logins or device log table.
+func odooInstalled(ctx context.Context, conn *pgx.Conn, p profile.Profile) (bool, error) {
+	for _, tables := range [][]string{{p.Users.Table}, {p.Logins[0].Table, p.Sessions[0].Table}} {
+		var any bool
+		for _, t := range tables {
+			ok, err := tableExists(ctx, conn, t)
+			if err != nil {
+				return false, err
+			}
+			any = any || ok
+		}
+		if !any {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// presentSessionTables returns which of the profile's session tables exist.
+func presentSessionTables(ctx context.Context, conn *pgx.Conn, p profile.Profile) ([]string, error) {
 	var present []string
 	for _, st := range p.Sessions {
-		ok, err := exists(st.Table)
+		ok, err := tableExists(ctx, conn, st.Table)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if ok {
 			present = append(present, st.Table)
 		}
 	}
-	return &p, present, nil
+	return present, nil
 }
 
 // observe sees every event in stream order, before anything is stored: the
@@ -210,9 +377,7 @@ func (x *enricher) observe(e *audit.Event) {
 		}
 		x.corr.Observe(e)
 	}
-	if x.redact != nil {
-		x.redact.Apply(e)
-	}
+	x.redact.Apply(e)
 }
 
 func (x *enricher) message(m decoder.Message) {
@@ -232,10 +397,11 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 
 // state returns the derived state changed since the last call.
 func (x *enricher) state() []sink.StateRecord {
+	recs := x.pending
+	x.pending = nil
 	if x.tracker == nil {
-		return nil
+		return recs
 	}
-	var recs []sink.StateRecord
 	for _, u := range x.tracker.Dirty() {
 		recs = append(recs, sink.StateRecord{Bucket: stateSessions, Key: u.Key, Value: u.Value})
 	}
@@ -247,10 +413,9 @@ func (x *enricher) state() []sink.StateRecord {
 
 // settle returns all derived state not written yet, for a clean stop.
 func (x *enricher) settle() []sink.StateRecord {
-	if x.tracker == nil {
-		return nil
+	if x.tracker != nil {
+		x.tracker.Settle()
 	}
-	x.tracker.Settle()
 	return x.state()
 }
 

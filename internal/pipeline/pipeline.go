@@ -210,6 +210,7 @@ type consumer struct {
 	notify chan struct{}
 
 	enrich     *enricher
+	tx         *decoder.Tx // the last begun
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	batch      sink.Batch
 	bodyHint   int
@@ -301,6 +302,11 @@ func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) err
 	if errors.Is(err, decoder.ErrUnknownMessage) {
 		return fmt.Errorf("%w: %v", replication.ErrSkippable, err)
 	}
+	if err == nil && data[0] == 'R' {
+		// A table's description, before its first change: its secret
+		// columns are decided now (and profile auto may settle).
+		return c.enrich.relation(ctx, c.tx, data)
+	}
 	return err
 }
 
@@ -338,7 +344,7 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 }
 
 // Begin implements decoder.Handler.
-func (c *consumer) Begin(*decoder.Tx) error { return nil }
+func (c *consumer) Begin(tx *decoder.Tx) error { c.tx = tx; return nil }
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
