@@ -210,7 +210,7 @@ type consumer struct {
 	notify chan struct{}
 
 	enrich     *enricher
-	tx         *decoder.Tx // the last begun
+	tx         *decoder.Tx    // the last begun
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	batch      sink.Batch
 	bodyHint   int
