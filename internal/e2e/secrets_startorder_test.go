@@ -77,7 +77,7 @@ func TestSecretsWhateverTheStartOrder(t *testing.T) {
 	r.args = []string{"--dsn", db.dsn, "--data-dir", r.dataDir, "--slot", db.slot, "--log-level", "debug"}
 	r.d = startDaemon(t, r.args...)
 	waitSlotActive(t, db.dsn, db.slot, 0, r.d)
-	if !strings.Contains(r.d.log(), "no application profile yet") {
+	if !strings.Contains(r.d.log(), "no application profile") {
 		t.Fatalf("the daemon did not start without a profile on an empty database:\n%s", tail(r.d.log(), 3000))
 	}
 
