@@ -163,7 +163,7 @@ func (r *Redactor) Relation(schema, table string, cols []profile.Column) []strin
 // Apply redacts the secret columns of e in place. Value slices are replaced,
 // never written into, so bytes shared with other events stay intact.
 func (r *Redactor) Apply(e *audit.Event) {
-	if r == nil || len(r.rules) == 0 {
+	if r.Empty() {
 		return
 	}
 	p := (*r.tables.Load())[tableRef{e.Schema, e.Table}]

@@ -306,3 +306,82 @@ func BenchmarkApply(b *testing.B) {
 		}
 	})
 }
+
+// cols describes a table as a Relation message does (names, varchar type
+// unless the name is an audit column).
+func cols(names ...string) []profile.Column {
+	var out []profile.Column
+	for _, n := range names {
+		typ := uint32(1043)
+		switch n {
+		case "id", "create_uid", "write_uid", "user_id":
+			typ = 23
+		case "create_date", "write_date":
+			typ = 1114
+		}
+		out = append(out, profile.Column{Name: n, Type: typ})
+	}
+	return out
+}
+
+// The columns of a table are judged once, from its Relation, with the
+// classifier's view of the whole table; a later Relation (ALTER TABLE)
+// replaces the judgement.
+func TestRelation(t *testing.T) {
+	r, err := New(profile.Odoo().Secrets, nil, profile.OdooSecretColumns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Relation("public", "change_password_own", cols("id", "new_password", "confirm_password", "create_uid", "create_date", "write_uid", "write_date"))
+	if want := []string{"new_password", "confirm_password"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("change_password_own: secret %v, want %v", got, want)
+	}
+	// A delete carrying the key only is judged by the relation, not by
+	// the columns it carries.
+	e := ev("change_password_own", audit.OpDelete, row("id", "1"), row("id", "1", "new_password", `"Typed-1"`), nil)
+	r.Apply(e)
+	if v := rowMap(e.Before)["new_password"]; v != red {
+		t.Errorf("before.new_password = %s, want %s", v, red)
+	}
+
+	// A business table: nothing until a column is added that holds a
+	// capability token.
+	orderCols := cols("id", "name", "create_uid", "create_date", "write_uid", "write_date")
+	if got := r.Relation("public", "sale_order", orderCols); got != nil {
+		t.Errorf("sale_order: secret %v, want none", got)
+	}
+	got = r.Relation("public", "sale_order", append(orderCols, profile.Column{Name: "access_token", Type: 1043}))
+	if want := []string{"access_token"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("sale_order with access_token: secret %v, want %v", got, want)
+	}
+	e = ev("sale_order", audit.OpUpdate, row("id", "2"), nil, row("id", "2", "name", `"S00002"`, "access_token", `"tok"`), "access_token")
+	r.Apply(e)
+	if m := rowMap(e.After); m["access_token"] != red || m["name"] != `"S00002"` || !reflect.DeepEqual(e.Redacted, []string{"access_token"}) {
+		t.Errorf("sale_order update: after %v redacted %v", m, e.Redacted)
+	}
+
+	// A table the ORM did not make: the names alone do not decide.
+	if got := r.Relation("public", "accounts", cols("id", "password")); got != nil {
+		t.Errorf("accounts: secret %v, want none", got)
+	}
+	// Conditional rules are named too.
+	if got := r.Relation("public", "ir_config_parameter", cols("id", "key", "value", "create_uid", "create_date", "write_uid", "write_date")); !reflect.DeepEqual(got, []string{"value"}) {
+		t.Errorf("ir_config_parameter: secret %v, want [value]", got)
+	}
+}
+
+// Without a Relation, a table's columns are learnt from its events: a
+// first event that carries the key only does not settle the table.
+func TestLearnWithoutRelation(t *testing.T) {
+	r, err := New(nil, nil, profile.OdooSecretColumns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Apply(ev("res_users_identitycheck", audit.OpDelete, row("id", "1"), row("id", "1"), nil))
+	e := ev("res_users_identitycheck", audit.OpInsert, row("id", "2"), nil,
+		row("id", "2", "password", `"Typed-2"`, "create_uid", "6", "create_date", `"x"`, "write_uid", "6", "write_date", `"x"`))
+	r.Apply(e)
+	if v := rowMap(e.After)["password"]; v != red {
+		t.Errorf("after.password = %s, want %s", v, red)
+	}
+}

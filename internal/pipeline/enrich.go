@@ -81,6 +81,9 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		if err := x.start(ctx, conn, *prof, present); err != nil {
 			return nil, err
 		}
+		if isAuto(cfg.Profile) {
+			x.pending = append(x.pending, sink.StateRecord{Bucket: stateProfile, Key: "auto", Value: []byte(prof.Name)})
+		}
 		log.Info("application profile", "profile", prof.Name, "session_tables", present)
 	case isAuto(cfg.Profile):
 		x.auto = true

@@ -1,0 +1,111 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// Profile auto on an empty database settles on Odoo when Odoo's users
+// table appears in the stream, before its first row is stored (the row's
+// password is redacted, its actor attributed), and a restart keeps the
+// profile even when the catalog would no longer say Odoo.
+func TestProfileAutoSettlesInTheStream(t *testing.T) {
+	dsn, conn := newDB(t)
+	dir := t.TempDir()
+	var log1 bytes.Buffer
+	runUntilLogged(t, dsn, dir, "auto", conn, currentLSN(t, conn), nil, slog.New(slog.NewTextHandler(&log1, nil)))
+	if !strings.Contains(log1.String(), "no application profile") {
+		t.Fatalf("on an empty database: want no profile yet; log:\n%s", log1.String())
+	}
+
+	var log2 bytes.Buffer
+	var events []*audit.Event
+	runWhile(t, dsn, dir, "auto", conn, func(e *audit.Event) { events = append(events, e) }, slog.New(slog.NewTextHandler(&log2, nil)), func() {
+		exec(t, conn, `CREATE TABLE res_users (id serial PRIMARY KEY, login varchar NOT NULL, password varchar,
+			create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
+		exec(t, conn, `CREATE TABLE res_users_log (id serial PRIMARY KEY, create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
+		exec(t, conn, `INSERT INTO res_users (id, login, password, create_uid, write_uid, create_date, write_date)
+			VALUES (2, 'admin', '$pbkdf2-sha512$600000$salt$check', 1, 1, now(), now())`)
+		exec(t, conn, `UPDATE res_users SET login = 'root', write_uid = 2, write_date = now() AT TIME ZONE 'UTC' WHERE id = 2`)
+	})
+	if !strings.Contains(log2.String(), `msg="application profile detected in the stream" profile=odoo table=public.res_users`) {
+		t.Errorf("the log does not say when the profile was detected:\n%s", log2.String())
+	}
+	if len(events) != 2 {
+		t.Fatalf("%d events, want the insert and the update", len(events))
+	}
+	for _, e := range events {
+		if v, _ := e.After.Get("password"); string(v) != `"[redacted]"` {
+			t.Errorf("%s of res_users: password %s, want redacted", e.Op, v)
+		}
+	}
+	if a := events[1].Actor; a.UserID == nil || *a.UserID != 2 {
+		t.Errorf("the update by write_uid 2: actor %+v, want user 2", a)
+	}
+	st, err := sink.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	err = st.LoadState("profile", func(k, v []byte) error { stored = string(k) + "=" + string(v); return nil })
+	st.Close()
+	if err != nil || stored != "auto=odoo" {
+		t.Errorf("stored profile %q (%v), want auto=odoo", stored, err)
+	}
+
+	// Without res_users_log, the catalog alone would not say Odoo; the
+	// store remembers what the stream said.
+	exec(t, conn, "DROP TABLE res_users_log")
+	var log3 bytes.Buffer
+	runUntilLogged(t, dsn, dir, "auto", conn, currentLSN(t, conn), nil, slog.New(slog.NewTextHandler(&log3, nil)))
+	if !strings.Contains(log3.String(), `msg="application profile" profile=odoo`) {
+		t.Errorf("after a restart: want the Odoo profile from the start; log:\n%s", log3.String())
+	}
+}
+
+// runWhile runs the pipeline, waits until it streams, runs during, waits
+// until what during wrote is confirmed, and stops the pipeline.
+func runWhile(t testing.TB, dsn, dir, slot string, conn *pgx.Conn, feed func(*audit.Event), log *slog.Logger, during func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot}, DataDir: dir, Logger: log, Feed: feed})
+	}()
+	waitSlot := func(lsn uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; {
+			var s string
+			err := conn.QueryRow(context.Background(), `SELECT coalesce(s.confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots s
+				JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1 AND r.state = 'streaming'`, slot).Scan(&s)
+			if v, _ := audit.ParseLSN(s); err == nil && v >= lsn {
+				return
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("pipeline stopped early: %v", err)
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("pipeline did not catch up in a minute")
+			}
+		}
+	}
+	waitSlot(0)
+	during()
+	waitSlot(currentLSN(t, conn))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+}
