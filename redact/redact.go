@@ -91,7 +91,7 @@ type plan struct {
 	cols   map[string]uint64 // column → bits of the rules naming it (bit 0: unconditional)
 	conds  uint64            // bits of the conditions among them
 	known  []profile.Column  // the columns it was worked out from
-	whole  bool              // from Relation: cols holds every column the table's events can carry
+	whole  bool              // nothing to learn: from Relation, or no rule can name a column of the table
 	secret bool              // some column has rules
 }
 
@@ -265,9 +265,21 @@ func text(v []byte) string {
 	return s
 }
 
-// covers reports whether the plan knows every column of e.
+// covers reports whether the plan knows every column of e. Events of a
+// table carry its columns in the same order, mostly all of them: the
+// comparison with the known columns in order is the cheap way.
 func (p *plan) covers(e *audit.Event) bool {
+rows:
 	for _, row := range [...]audit.Row{e.Key, e.Before, e.After} {
+		if len(row) <= len(p.known) {
+			for i := range row {
+				if row[i].Name != p.known[i].Name {
+					goto lookup
+				}
+			}
+			continue rows
+		}
+	lookup:
 		for i := range row {
 			if _, ok := p.cols[row[i].Name]; !ok {
 				return false
@@ -316,7 +328,7 @@ func (r *Redactor) build(schema, table string, cols []profile.Column, whole bool
 	for _, classify := range r.classifiers {
 		named = append(named, classify(schema, table, cols)...)
 	}
-	p := &plan{cols: make(map[string]uint64, len(cols)), known: cols, whole: whole}
+	p := &plan{cols: make(map[string]uint64, len(cols)), known: cols, whole: whole || len(rules) == 0 && len(r.classifiers) == 0}
 	for _, c := range cols {
 		var m uint64
 		if slices.Contains(named, c.Name) {

@@ -305,6 +305,33 @@ func BenchmarkApply(b *testing.B) {
 			r.Apply(e)
 		}
 	})
+	// As in the pipeline: Odoo's naming rules too, every table described
+	// by its Relation before its first event.
+	rp, err := New(profile.Odoo().SecretRules(), nil, profile.OdooSecretColumns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := func(r audit.Row) []profile.Column {
+		var cs []profile.Column
+		for _, c := range r {
+			cs = append(cs, profile.Column{Name: c.Name, Type: 1043})
+		}
+		return cs
+	}
+	rp.Relation("public", "sale_order", names(after))
+	rp.Relation("public", "res_users", names(secret))
+	b.Run("relation, table without secrets", func(b *testing.B) {
+		e := ev("sale_order", audit.OpUpdate, after[:1], after, after, "state")
+		for b.Loop() {
+			rp.Apply(e)
+		}
+	})
+	b.Run("relation, res_users", func(b *testing.B) {
+		for b.Loop() {
+			e := ev("res_users", audit.OpUpdate, secret[:1], append(audit.Row(nil), secret...), append(audit.Row(nil), secret...), "password")
+			rp.Apply(e)
+		}
+	})
 }
 
 // cols describes a table as a Relation message does (names, varchar type
