@@ -147,7 +147,7 @@ func (r *Redactor) Relation(schema, table string, cols []profile.Column) []strin
 	if r.Empty() {
 		return nil
 	}
-	p := r.build(schema, table, slices.Clone(cols), true)
+	p := r.build(schema, table, cols, true)
 	r.mu.Lock()
 	r.publish(tableRef{schema, table}, p)
 	r.mu.Unlock()
@@ -342,6 +342,14 @@ func (r *Redactor) build(schema, table string, cols []profile.Column, whole bool
 		p.cols[c.Name] = m
 		p.conds |= m &^ 1
 		p.secret = p.secret || m != 0
+	}
+	if p.whole {
+		// Nothing more to learn: keep only what Apply reads (an Odoo
+		// database describes a thousand tables, most without secrets).
+		p.known = nil
+		if !p.secret {
+			p.cols = nil
+		}
 	}
 	return p
 }

@@ -200,6 +200,8 @@ func TestSecretsWhateverTheStartOrder(t *testing.T) {
 	}
 	findSecrets(t, "the daemon's log (debug level)", []byte(r.d.log()), secrets)
 	findSecrets(t, "/metrics", metrics, secrets)
+	sessOut, _, _ := runCLI(t, "sessions", "--data-dir", r.dataDir, "--format", "json")
+	findSecrets(t, "cdcaudit sessions", []byte(sessOut), secrets)
 
 	// The log says when the profile was settled.
 	if !strings.Contains(r.d.log(), "application profile detected in the stream") || !strings.Contains(r.d.log(), "profile=odoo") {
