@@ -78,7 +78,10 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 	}
 	switch {
 	case prof != nil:
-		if err := x.start(ctx, conn, *prof, present); err != nil {
+		if err := x.start(*prof, present); err != nil {
+			return nil, err
+		}
+		if err := x.seed(ctx, conn, *prof, log); err != nil {
 			return nil, err
 		}
 		if isAuto(cfg.Profile) {
@@ -97,9 +100,8 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 func isAuto(name string) bool { return name == "" || name == "auto" }
 
 // start sets up attribution with profile p: the session tracker and the
-// correlator, their stored state, and what the database tells of users and
-// models that predate the stream.
-func (x *enricher) start(ctx context.Context, conn *pgx.Conn, p profile.Profile, present []string) error {
+// correlator, with their stored state.
+func (x *enricher) start(p profile.Profile, present []string) error {
 	var err error
 	x.tracker, err = sessions.New(p, sessions.Options{
 		IdleAfter: x.cfg.IdleAfter, Lifetime: x.cfg.SessionLifetime,
@@ -118,10 +120,7 @@ func (x *enricher) start(ctx context.Context, conn *pgx.Conn, p profile.Profile,
 	if err := x.store.LoadState(stateCorrelate, func(k, v []byte) error { return x.corr.Load(string(k), v) }); err != nil {
 		return fmt.Errorf("loading attribution state: %w", err)
 	}
-	if conn == nil {
-		return nil
-	}
-	return x.seed(ctx, conn, p, x.log)
+	return nil
 }
 
 // relation sees every Relation message of the stream, before any change of
@@ -186,18 +185,23 @@ func (x *enricher) switchToOdoo(ctx context.Context, tx *decoder.Tx, table strin
 	conn, err := pgx.Connect(cctx, x.cfg.Replication.DSN)
 	if err == nil {
 		defer conn.Close(context.Background())
-		if err = awaitVisible(cctx, conn, table); err == nil {
-			present, err = presentSessionTables(cctx, conn, p)
+		vctx, vcancel := context.WithTimeout(cctx, 5*time.Second)
+		if verr := awaitVisible(vctx, conn, table); verr != nil {
+			x.log.Debug("profile auto: reading the catalog as it is", "err", verr)
 		}
+		vcancel()
+		present, err = presentSessionTables(cctx, conn, p)
+	}
+	if err := x.start(p, present); err != nil {
+		return fmt.Errorf("profile auto: starting the %s profile: %w", p.Name, err)
+	}
+	if err == nil {
+		err = x.seed(cctx, conn, p, x.log)
 	}
 	if err != nil {
-		// Attribution still starts: the stream keeps users and models
-		// current from here on; only older ones stay unknown.
+		// Attribution starts all the same: the stream keeps users and
+		// models current from here on; only older ones stay unknown.
 		x.log.Warn("profile auto: cannot read the application's tables; users and models that predate the stream stay unknown", "err", err)
-		conn = nil
-	}
-	if err := x.start(cctx, conn, p, present); err != nil {
-		return fmt.Errorf("profile auto: starting the %s profile: %w", p.Name, err)
 	}
 	x.pending = append(x.pending, sink.StateRecord{Bucket: stateProfile, Key: "auto", Value: []byte(p.Name)})
 	var xid uint32
@@ -221,7 +225,7 @@ func awaitVisible(ctx context.Context, conn *pgx.Conn, table string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s is not in the catalog: %w", table, ctx.Err())
+			return fmt.Errorf("%s is not in the catalog (dropped since?): %w", table, ctx.Err())
 		case <-time.After(delay):
 		}
 	}
