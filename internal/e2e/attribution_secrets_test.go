@@ -111,14 +111,12 @@ func metricsURL(d *daemon) string {
 	return m[len(m)-1][1]
 }
 
-// TestAttributionSecrets: password hashes, TOTP secrets, API keys,
-// 'database.secret' and session identifiers reach the WAL in Odoo's
-// ordinary work; none of them reaches the store file, an export, the log
-// or the metrics. The events still say which columns changed and which
-// were redacted.
-func TestAttributionSecrets(t *testing.T) {
-	r := startOdoo(t, "--log-level", "debug")
-	w := secretsWorkload(t, r)
+// stopSearching catches up, reads /metrics, stops the daemon and reports
+// every secret found in the store's files, both exports, the daemon's log,
+// the metrics or the session list; it returns the stored events.
+func (r *odooRig) stopSearching(secrets []secret) []*event {
+	t := r.t
+	t.Helper()
 	r.catchUp()
 	var metrics []byte
 	if u := metricsURL(r.d); u == "" {
@@ -132,19 +130,31 @@ func TestAttributionSecrets(t *testing.T) {
 	evs := r.stop()
 
 	for p, b := range storeFiles(t, r.dataDir) {
-		findSecrets(t, "store file "+filepath.Base(p), b, w.secrets)
+		findSecrets(t, "store file "+filepath.Base(p), b, secrets)
 	}
 	for _, format := range []string{"jsonl", "csv"} {
 		out, errOut, code := runCLI(t, "export", "--data-dir", r.dataDir, "--format", format)
 		if code != 0 {
 			t.Fatalf("export --format %s: exit %d: %s", format, code, errOut)
 		}
-		findSecrets(t, "the "+format+" export", []byte(out), w.secrets)
+		findSecrets(t, "the "+format+" export", []byte(out), secrets)
 	}
-	findSecrets(t, "the daemon's log (debug level)", []byte(r.d.log()), w.secrets)
-	findSecrets(t, "/metrics", metrics, w.secrets)
+	findSecrets(t, "the daemon's log", []byte(r.d.log()), secrets)
+	findSecrets(t, "/metrics", metrics, secrets)
 	sessOut, _, _ := runCLI(t, "sessions", "--data-dir", r.dataDir, "--format", "json")
-	findSecrets(t, "cdcaudit sessions", []byte(sessOut), w.secrets)
+	findSecrets(t, "cdcaudit sessions", []byte(sessOut), secrets)
+	return evs
+}
+
+// TestAttributionSecrets: password hashes, TOTP secrets, API keys,
+// 'database.secret' and session identifiers reach the WAL in Odoo's
+// ordinary work; none of them reaches the store file, an export, the log
+// or the metrics. The events still say which columns changed and which
+// were redacted.
+func TestAttributionSecrets(t *testing.T) {
+	r := startOdoo(t, "--log-level", "debug")
+	w := secretsWorkload(t, r)
+	evs := r.stopSearching(w.secrets)
 
 	const red = `"[redacted]"`
 	// redacted and changed of the events that carry each secret.

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -176,32 +174,7 @@ func TestSecretsWhateverTheStartOrder(t *testing.T) {
 	dbSecret := keep("the new database.secret", "0c5e8a71-2b9d-4f36-a1e4-7d8c9b0a3f52")
 	secretXID := r.request(admin, func(e *odoosim.Env) error { return e.SetConfigParameter("database.secret", dbSecret) })
 
-	r.catchUp()
-	var metrics []byte
-	if u := metricsURL(r.d); u == "" {
-		t.Error("no metrics address in the daemon's log")
-	} else if resp, err := http.Get(u); err != nil {
-		t.Errorf("GET %s: %v", u, err)
-	} else {
-		metrics, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
-	evs := r.stop()
-
-	for p, b := range storeFiles(t, r.dataDir) {
-		findSecrets(t, "store file "+filepath.Base(p), b, secrets)
-	}
-	for _, format := range []string{"jsonl", "csv"} {
-		out, errOut, code := runCLI(t, "export", "--data-dir", r.dataDir, "--format", format)
-		if code != 0 {
-			t.Fatalf("export --format %s: exit %d: %s", format, code, errOut)
-		}
-		findSecrets(t, "the "+format+" export", []byte(out), secrets)
-	}
-	findSecrets(t, "the daemon's log (debug level)", []byte(r.d.log()), secrets)
-	findSecrets(t, "/metrics", metrics, secrets)
-	sessOut, _, _ := runCLI(t, "sessions", "--data-dir", r.dataDir, "--format", "json")
-	findSecrets(t, "cdcaudit sessions", []byte(sessOut), secrets)
+	evs := r.stopSearching(secrets)
 
 	// The log says when the profile was settled.
 	if !strings.Contains(r.d.log(), "application profile detected in the stream") || !strings.Contains(r.d.log(), "profile=odoo") {
