@@ -101,7 +101,7 @@ type Config struct {
 	LogLevel       string // debug | info | warn | error
 	AcceptGap      bool
 
-	// Profile is auto (Odoo when its tables are there, else none), odoo,
+	// Profile is auto (Odoo once its tables are there, else none), odoo,
 	// generic (ProfileFile) or none.
 	Profile     string
 	ProfileFile string
@@ -171,7 +171,7 @@ var keys = []keyInfo{
 	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
 	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
-	{KeyProfile, "application `profile`: auto (odoo when res_users and res_users_log or res_device_log exist, else none), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
+	{KeyProfile, "application `profile`: auto (odoo once res_users and res_users_log or res_device_log exist, at start or when they appear in the stream), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
 	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
 	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
 	{KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable", func(c *Config) any { return &c.RedactKeyFile }},
