@@ -47,6 +47,7 @@ type enricher struct {
 	// auto: profile auto found no application at start; the first of
 	// Odoo's tables to appear in the stream switches to the Odoo profile.
 	auto    bool
+	settled string // the profile auto settled on ("" before)
 	tracker *sessions.Tracker     // nil without a profile
 	corr    *correlate.Correlator // nil without a profile
 	redact  *redact.Redactor
@@ -85,7 +86,7 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 			return nil, err
 		}
 		if isAuto(cfg.Profile) {
-			x.pending = append(x.pending, sink.StateRecord{Bucket: stateProfile, Key: "auto", Value: []byte(prof.Name)})
+			x.settleProfile(prof.Name)
 		}
 		log.Info("application profile", "profile", prof.Name, "session_tables", present)
 	case isAuto(cfg.Profile):
@@ -203,7 +204,7 @@ func (x *enricher) switchToOdoo(ctx context.Context, tx *decoder.Tx, table strin
 		// models current from here on; only older ones stay unknown.
 		x.log.Warn("profile auto: cannot read the application's tables; users and models that predate the stream stay unknown", "err", err)
 	}
-	x.pending = append(x.pending, sink.StateRecord{Bucket: stateProfile, Key: "auto", Value: []byte(p.Name)})
+	x.settleProfile(p.Name)
 	var xid uint32
 	var lsn string
 	if tx != nil {
@@ -212,6 +213,13 @@ func (x *enricher) switchToOdoo(ctx context.Context, tx *decoder.Tx, table strin
 	x.log.Info("application profile detected in the stream", "profile", p.Name, "table", table,
 		"xid", xid, "commit_lsn", lsn, "session_tables", present)
 	return nil
+}
+
+// settleProfile records the profile auto settled on, to be stored with
+// the next batch.
+func (x *enricher) settleProfile(name string) {
+	x.settled = name
+	x.pending = []sink.StateRecord{{Bucket: stateProfile, Key: "auto", Value: []byte(name)}}
 }
 
 // awaitVisible waits until the table is in the catalog. The stream can
@@ -424,6 +432,16 @@ func (x *enricher) settle() []sink.StateRecord {
 		x.tracker.Settle()
 	}
 	return x.state()
+}
+
+// reset forgets what was not stored after a reconnect: the transaction in
+// progress, and the batch that would have stored the settled profile (the
+// replay does not settle it again).
+func (x *enricher) reset() {
+	x.endTx()
+	if x.settled != "" {
+		x.settleProfile(x.settled)
+	}
 }
 
 // endTx forgets the transaction's session rows and messages.

@@ -77,6 +77,21 @@ func TestProfileAutoSettlesInTheStream(t *testing.T) {
 // until what during wrote is confirmed, and stops the pipeline.
 func runWhile(t testing.TB, dsn, dir, slot string, conn *pgx.Conn, feed func(*audit.Event), log *slog.Logger, during func()) {
 	t.Helper()
+	// The walsender of a previous run may linger: taking it for this run's
+	// would run during before this run has looked at the catalog.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		var active bool
+		err := conn.QueryRow(context.Background(), "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot stayed active for a minute")
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

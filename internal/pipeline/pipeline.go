@@ -335,7 +335,7 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.dec.Reset()
 	c.batch = sink.Batch{}
 	c.txEvents = c.txEvents[:0]
-	c.enrich.endTx()
+	c.enrich.reset()
 	c.feedEvts = nil
 	if err := c.writer.Flush(ctx); err != nil {
 		return 0, err
