@@ -47,7 +47,7 @@ type enricher struct {
 	// auto: profile auto found no application at start; the first of
 	// Odoo's tables to appear in the stream switches to the Odoo profile.
 	auto    bool
-	settled string // the profile auto settled on ("" before)
+	settled string                // the profile auto settled on ("" before)
 	tracker *sessions.Tracker     // nil without a profile
 	corr    *correlate.Correlator // nil without a profile
 	redact  *redact.Redactor
