@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -73,9 +74,32 @@ func TestProfileAutoSettlesInTheStream(t *testing.T) {
 	}
 }
 
+// With profile none, a table that Odoo's ORM made still has its secret
+// columns redacted: redaction does not depend on the profile.
+func TestProfileNoneRedactsOdooSecrets(t *testing.T) {
+	dsn, conn := newDB(t)
+	var events []*audit.Event
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	runWhile(t, dsn, t.TempDir(), "none", conn, func(e *audit.Event) { events = append(events, e) }, discard, func() {
+		exec(t, conn, `CREATE TABLE change_password_user (id serial PRIMARY KEY, user_login varchar, new_passwd varchar,
+			create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
+		exec(t, conn, `INSERT INTO change_password_user (user_login, new_passwd) VALUES ('bob', 'Typed-Secret-1')`)
+	}, "none")
+	if len(events) != 1 {
+		t.Fatalf("%d events, want 1", len(events))
+	}
+	e := events[0]
+	if v, _ := e.After.Get("new_passwd"); string(v) != `"[redacted]"` || len(e.Redacted) != 1 {
+		t.Errorf("new_passwd %s, redacted %v: want it redacted", v, e.Redacted)
+	}
+	if v, _ := e.After.Get("user_login"); string(v) != `"bob"` {
+		t.Errorf("user_login %s: only secrets are redacted", v)
+	}
+}
+
 // runWhile runs the pipeline, waits until it streams, runs during, waits
 // until what during wrote is confirmed, and stops the pipeline.
-func runWhile(t testing.TB, dsn, dir, slot string, conn *pgx.Conn, feed func(*audit.Event), log *slog.Logger, during func()) {
+func runWhile(t testing.TB, dsn, dir, slot string, conn *pgx.Conn, feed func(*audit.Event), log *slog.Logger, during func(), profile ...string) {
 	t.Helper()
 	// The walsender of a previous run may linger: taking it for this run's
 	// would run during before this run has looked at the catalog.
@@ -95,7 +119,11 @@ func runWhile(t testing.TB, dsn, dir, slot string, conn *pgx.Conn, feed func(*au
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot}, DataDir: dir, Logger: log, Feed: feed})
+		cfg := Config{Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot}, DataDir: dir, Logger: log, Feed: feed}
+		if len(profile) > 0 {
+			cfg.Profile = profile[0]
+		}
+		done <- Run(ctx, cfg)
 	}()
 	waitSlot := func(lsn uint64) {
 		t.Helper()
