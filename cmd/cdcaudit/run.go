@@ -33,9 +33,10 @@ on --http-addr, 127.0.0.1 only unless told otherwise.
 
 Every change is attributed to the application user and login session that
 made it, from the application's own tables (--profile: Odoo is recognised by
-itself; any other application is described in a --profile-file). Secret
-columns (the profile's and --redact's) are never stored: their values become
-"[redacted]", or an HMAC under the key in --redact-key-file.
+itself, also when its tables appear after cdcaudit started; any other
+application is described in a --profile-file). Secret columns (Odoo's, with
+any profile, the profile's and --redact's) are never stored: their values
+become "[redacted]", or an HMAC under the key in --redact-key-file.
 
 Every flag can also be set in the YAML file given by --config (key: the flag
 name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable
