@@ -534,7 +534,7 @@ func TestSchemaChanged(t *testing.T) {
 		mInsert(500, txt("1"), txt("a")),
 		mCommit(0x10, 0x20, commitTime),
 		mBegin(0x30, commitTime, 2),
-		mRelation(501, "public", "sale_order", 'd', v1...), // described again, same shape
+		mRelation(501, "public", "sale_order", 'd', v1...),  // described again, same shape
 		mRelation(500, "public", "res_partner", 'd', v2...), // ALTER TABLE … ADD COLUMN
 		mUpdate(500, 0, nil, []val{txt("1"), txt("a"), txt("0")}),
 		mRelation(500, "public", "res_partner", 'd', v2...),
