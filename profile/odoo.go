@@ -56,5 +56,8 @@ func Odoo() Profile {
 			{Table: "public.res_users_log", Column: "*"},
 			{Table: "public.mail_mail", Column: "*"},
 		},
+		// Module installation reflects models, fields, selections,
+		// constraints, relations and xml ids into these.
+		Reflection: []string{"public.ir_model", "public.ir_model_*"},
 	}
 }
