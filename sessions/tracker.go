@@ -601,6 +601,7 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 	}
 	if st.Kind == "session" {
 		s.addRow(rowKey)
+		s.StoreWatched = true
 	}
 	t.touched(s, true)
 	return &RowSession{UserID: s.UserID, SessionID: s.ID}

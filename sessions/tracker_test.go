@@ -939,3 +939,28 @@ func TestActiveUsers(t *testing.T) {
 		t.Errorf("ActiveUsers after the lifetime = %v", got)
 	}
 }
+
+// Odoo 18 writes nothing on logout: a session known from res_device_log
+// only may have ended while it looks open (EndInferred); one whose session
+// store is watched (http_sessions) shows its logout. Expiry and password
+// changes are inferences, revocation is recorded.
+func TestEndInferred(t *testing.T) {
+	s := odoo18(t, Options{})
+	at := t0.Add(time.Minute)
+	s.insert(devicesT, at, deviceRow18(sid42("d1"), 6, "10.0.0.5", "windows", "chrome", "computer", at, at))
+	s.insert(httpT, at, row("sid", sid42("w1")+"tail-of-the-session-id", "write_date", at, "payload", `{"uid":7}`))
+	dev, web := mustSession(t, s.tr, Pseudonym(sid42("d1"))), mustSession(t, s.tr, Pseudonym(sid42("w1")))
+	if !dev.EndInferred(at, DefaultLifetime) || dev.StoreWatched {
+		t.Errorf("device-log session: EndInferred false or store watched: %+v", dev)
+	}
+	if web.EndInferred(at, DefaultLifetime) || !web.StoreWatched {
+		t.Errorf("watched session: EndInferred true: %+v", web)
+	}
+	if !web.EndInferred(at.Add(DefaultLifetime), DefaultLifetime) {
+		t.Error("an expiry is an inference")
+	}
+	web.Ended, web.EndReason = at, EndDeleted
+	if web.EndInferred(at, DefaultLifetime) {
+		t.Error("a logout seen (deleted) is no inference")
+	}
+}
