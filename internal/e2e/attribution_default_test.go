@@ -34,7 +34,9 @@ func TestAttributionDefaultIdentity(t *testing.T) {
 		return e.SetGroups(odoosim.Alice, []int64{odoosim.GroupSaleManager}, nil)
 	})
 	r.request(alice, writeOrder(2, odoosim.Vals{"note": "alice's first request"}))
-	r.request(bob, func(e *odoosim.Env) error { return e.Write("res_users", []int64{odoosim.Bob}, odoosim.Vals{"signature": "Bob"}) })
+	r.request(bob, func(e *odoosim.Env) error {
+		return e.Write("res_users", []int64{odoosim.Bob}, odoosim.Vals{"signature": "Bob"})
+	})
 	r.request(bobPhone, writeOrder(3, odoosim.Vals{"note": "from bob's phone"}))
 
 	orm := r.request(alice, writePartner(12, odoosim.Vals{"phone": "+1 555 0112"}))
