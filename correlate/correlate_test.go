@@ -592,16 +592,29 @@ func BenchmarkEnrich(b *testing.B) {
 	for i, e := range events {
 		pristine[i] = slices.Clone(e.After)
 	}
-	for _, withSessions := range []bool{false, true} {
-		name := "no sessions"
-		var s SessionSource
-		if withSessions {
-			name, s = "sessions", benchSessions{}
+	// The same changes without before-images (REPLICA IDENTITY DEFAULT):
+	// write_date's value is judged against the rows remembered.
+	var defaults []*audit.Event
+	for _, e := range events {
+		d := *e
+		d.Before, d.Changed = nil, nil
+		defaults = append(defaults, &d)
+	}
+	for _, bc := range []struct {
+		name     string
+		s        SessionSource
+		defaults bool
+	}{{"no sessions", nil, false}, {"sessions", benchSessions{}, false}, {"sessions, replica identity default", benchSessions{}, true}} {
+		s := bc.s
+		events := events
+		if bc.defaults {
+			events = defaults
 		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(bc.name, func(b *testing.B) {
 			c := New(profile.Odoo(), s)
 			c.Observe(ins("ir_model", irModel("1", "sale.order")))
-			tx := &Tx{CommitTime: commit, Events: events}
+			c.Attribute(&Tx{CommitTime: commit.Add(-time.Hour), Events: []*audit.Event{del("sale_order", order("9", "1", "6", t0))}}) // the horizon
+			tx := &Tx{XID: 7, CommitTime: commit, Events: events}
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
