@@ -60,15 +60,24 @@ func startOdooDefault(t *testing.T, args ...string) *odooRig {
 // starts the daemon.
 func startOdooPrepared(t *testing.T, odooProfile bool, prep func(ctl *pgx.Conn), args ...string) *odooRig {
 	t.Helper()
+	return startOdooOn(t, odooProfile, func(_ testDB, ctl *pgx.Conn) {
+		if err := odoosim.Load(context.Background(), ctl); err != nil {
+			t.Fatal(err)
+		}
+		if prep != nil {
+			prep(ctl)
+		}
+	}, args...)
+}
+
+// startOdooOn makes a fresh database, fills it with load, and starts the
+// daemon on it.
+func startOdooOn(t *testing.T, odooProfile bool, load func(db testDB, ctl *pgx.Conn), args ...string) *odooRig {
+	t.Helper()
 	ctx := context.Background()
 	db := newDB(t)
 	ctl := connect(t, db.dsn)
-	if err := odoosim.Load(ctx, ctl); err != nil {
-		t.Fatal(err)
-	}
-	if prep != nil {
-		prep(ctl)
-	}
+	load(db, ctl)
 	r := &odooRig{t: t, ctx: ctx, db: db, dataDir: t.TempDir(), ctl: ctl}
 	r.sim = r.newSim()
 	r.args = []string{"--dsn", db.dsn, "--data-dir", r.dataDir, "--slot", db.slot}
