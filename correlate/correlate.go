@@ -657,7 +657,7 @@ func (c *Correlator) flag(tx *Tx, e *audit.Event, ti *tableInfo) {
 // stamped that same value.
 func (c *Correlator) addStamp(ti *tableInfo, v []byte) {
 	const maxStamps = 256
-	if !c.stamped(ti, v) && len(c.stamps) < maxStamps {
+	if !isNull(v) && !c.stamped(ti, v) && len(c.stamps) < maxStamps {
 		c.stamps = append(c.stamps, stamp{ti, v})
 	}
 }
