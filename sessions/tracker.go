@@ -864,12 +864,16 @@ func (t *Tracker) ActiveUsers(at time.Time, limit int) []int64 {
 }
 
 // Attributed is told the events of a transaction (or of the part of a huge
-// one observed so far) once correlate has set their actors. A password
-// change among them ends the user's sessions except the one the change was
-// made in (Odoo keeps the session that changed it), ended by the user the
-// change is attributed to (nobody when that is unknown). Pending changes of
-// events not among them belong to a transaction given up (a reconnect) and
-// are dropped: its replay sees them again.
+// one observed so far) once correlate has set their actors: only then does
+// a password change among them end the user's sessions, so that the
+// transaction's own changes were put on the session they were made in. It
+// ends all of them — Odoo 18 logs out the session the change was made in
+// too (recorded: its next request gets the login page; an application that
+// keeps it shows it again, and its next session row reopens it) — by the
+// user the change is attributed to (nobody when that is unknown), not the
+// row's write_uid. Pending changes of events not among them belong to a
+// transaction given up (a reconnect) and are dropped: its replay sees them
+// again.
 func (t *Tracker) Attributed(events []*audit.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -886,9 +890,7 @@ func (t *Tracker) Attributed(events []*audit.Event) {
 			by = &v
 		}
 		for _, s := range slices.Clone(t.byUser[p.user]) {
-			if s.ID != p.e.Actor.SessionID {
-				t.end(s, p.at, EndPasswordChanged, by)
-			}
+			t.end(s, p.at, EndPasswordChanged, by)
 		}
 	}
 	clear(t.pending)
