@@ -73,9 +73,42 @@ func (e *Event) AppendBody(b []byte) []byte {
 	b = appendOptString(b, e.Actor.SessionID)
 	b = append(b, `,"session_via":`...)
 	b = AppendString(b, orNone(e.Actor.SessionVia))
+	if c := e.Actor.Candidates; !c.empty() {
+		b = appendCandidates(b, c)
+	}
 	b = append(b, `},"flags":`...)
 	b = appendNames(b, e.Flags, false)
 	return append(b, ',')
+}
+
+// appendCandidates appends `,"candidates":{…}`: only its non-empty lists,
+// so an event without candidates encodes as it always did; at most
+// MaxCandidates of each.
+func appendCandidates(b []byte, c *Candidates) []byte {
+	users, sessions := c.Users[:min(len(c.Users), MaxCandidates)], c.Sessions[:min(len(c.Sessions), MaxCandidates)]
+	b = append(b, `,"candidates":{`...)
+	if len(users) > 0 {
+		b = append(b, `"users":[`...)
+		for i, u := range users {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"id":`...)
+			b = strconv.AppendInt(b, u.ID, 10)
+			b = append(b, `,"login":`...)
+			b = appendOptString(b, u.Login)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if len(sessions) > 0 {
+		if len(users) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"sessions":`...)
+		b = appendNames(b, sessions, false)
+	}
+	return append(b, '}')
 }
 
 const (

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,48 @@ func TestSealInPlace(t *testing.T) {
 	}
 	if &got[0] != &owned[0] {
 		t.Fatal("SealInPlace copied although the body had room")
+	}
+}
+
+// actor.candidates appears only when there is something to list, bounded,
+// and stays covered by the hash; an event without candidates encodes as
+// before the member existed.
+func TestCandidates(t *testing.T) {
+	e := &Event{CommitLSN: 1, Ordinal: 1, Op: OpDelete, Schema: "s", Table: "t", CommitTime: time.Unix(0, 0)}
+	plain := string(e.AppendBody(nil))
+	if !strings.Contains(plain, `"session_via":"none"},"flags"`) {
+		t.Fatalf("no candidates changed the actor: %s", plain)
+	}
+	e.Actor.Candidates = &Candidates{}
+	if got := string(e.AppendBody(nil)); got != plain {
+		t.Fatalf("empty candidates changed the encoding:\n%s\n%s", got, plain)
+	}
+	e.Actor.Candidates = &Candidates{Users: []CandidateUser{{ID: 6, Login: "alice"}, {ID: 9}}}
+	rec, _ := Seal(nil, e.AppendBody(nil), Genesis)
+	if _, _, _, err := Check(rec); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rec), `"session_via":"none","candidates":{"users":[{"id":6,"login":"alice"},{"id":9,"login":null}]}},"flags"`) {
+		t.Fatalf("users: %s", rec)
+	}
+	var many []string
+	for i := range 40 {
+		many = append(many, fmt.Sprintf("s%02d", i))
+	}
+	e.Actor.Candidates = &Candidates{Sessions: many}
+	rec, _ = Seal(nil, e.AppendBody(nil), Genesis)
+	var m struct {
+		Actor struct {
+			Candidates struct {
+				Users    []any    `json:"users"`
+				Sessions []string `json:"sessions"`
+			} `json:"candidates"`
+		} `json:"actor"`
+	}
+	if err := json.Unmarshal(rec, &m); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Actor.Candidates.Sessions; len(s) != MaxCandidates || s[0] != "s00" || m.Actor.Candidates.Users != nil {
+		t.Fatalf("sessions: %s", rec)
 	}
 }

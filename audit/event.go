@@ -71,8 +71,32 @@ type Actor struct {
 	Login      string // "" when unknown
 	UserVia    string // session_row, message, row_user, tx_peer, none
 	SessionID  string // "" when unknown
-	SessionVia string // same_tx, message, only_active, most_recent, none
+	SessionVia string // same_tx, message, only_active, ambiguous, none
+	// Candidates: who it could have been where the user or the session is
+	// not known for certain (nil when there is nothing to list).
+	Candidates *Candidates
 }
+
+// MaxCandidates bounds each list of Candidates.
+const MaxCandidates = 16
+
+// Candidates lists who could have made a change that the trail cannot
+// attribute for certain: users (the write_uid of an update that may not have
+// gone through the application, or the users active at that moment) and
+// the open sessions of a known user. At most MaxCandidates of each, most
+// likely (most recently active) first.
+type Candidates struct {
+	Users    []CandidateUser
+	Sessions []string
+}
+
+// CandidateUser is one candidate user.
+type CandidateUser struct {
+	ID    int64
+	Login string // "" when unknown
+}
+
+func (c *Candidates) empty() bool { return c == nil || len(c.Users) == 0 && len(c.Sessions) == 0 }
 
 // Event is one audited row change (or one table of a TRUNCATE).
 type Event struct {

@@ -27,12 +27,24 @@ const (
 	SessionMessage    = "message"
 	SessionSameTx     = "same_tx"
 	SessionOnlyActive = "only_active"
-	SessionMostRecent = "most_recent"
+	SessionAmbiguous  = "ambiguous"
 )
 
-// FlagORMBypass marks an update that changed business columns without the
-// application stamping its audit columns.
-const FlagORMBypass = "orm_bypass"
+// Flags.
+const (
+	// FlagORMBypass marks an update that changed business columns without
+	// the application stamping its audit columns: raw SQL.
+	FlagORMBypass = "orm_bypass"
+	// FlagSchemaMigration marks such an update made by a transaction that
+	// changed its table's shape (or, for the application's reflection
+	// tables, any table's): the application installing or upgrading a
+	// module.
+	FlagSchemaMigration = "schema_migration"
+)
+
+// maxTxAge is longer than any application transaction runs: an updated_at
+// older than the commit by more was not stamped by this transaction.
+const maxTxAge = 24 * time.Hour
 
 // MessagePrefix is the prefix of the logical decoding messages that name the
 // acting user: pg_logical_emit_message(true, 'cdcaudit', '{"user_id":…}').
@@ -49,6 +61,9 @@ type SessionSource interface {
 	// Active returns the open session ids of the user at t, most recently
 	// active first.
 	Active(userID int64, at time.Time) []string
+	// ActiveUsers returns at most limit users with an open session at t,
+	// most recently active first.
+	ActiveUsers(at time.Time, limit int) []int64
 	// Login returns the user's login name.
 	Login(userID int64) (string, bool)
 	// SessionID returns the pseudonym of an application session identifier
@@ -79,6 +94,9 @@ type Tx struct {
 	Events      []*audit.Event
 	Messages    []Message
 	SessionRows []SessionRow
+	// SchemaChanged names ("schema.table") the tables whose shape the
+	// transaction changed (decoder.Tx.SchemaChanged).
+	SchemaChanged []string
 }
 
 // StateUpdate is one record of derived state; a nil Value deletes the key.
@@ -91,9 +109,12 @@ type tableRef struct{ schema, table string }
 
 // tableInfo is what the profile says about one table, worked out once.
 type tableInfo struct {
-	isModels bool
-	rawAll   bool                 // RawWrites allowlist the whole table
-	raw      []profile.ColumnRule // RawWrites rules of some of its columns
+	isModels   bool
+	reflection bool                 // the application describes its schema here
+	full       bool                 // its updates come with a whole before-image
+	since      int64                // its rows are in recentStamps since (µs): when it last stopped being full
+	rawAll     bool                 // RawWrites allowlist the whole table
+	raw        []profile.ColumnRule // RawWrites rules of some of its columns
 	// column position hints for the after-image
 	createdBy, updatedBy, updatedAt colHint
 	model                           string
@@ -148,18 +169,49 @@ type Correlator struct {
 	gen    uint64
 	dirty  map[string]bool
 
+	// The updated_at values rows carried lately, for updates without a
+	// before-image.
+	recent recentStamps
+
 	// Scratch of Attribute, reused.
-	evs    []evInfo
-	stamps []stamp
-	users  []userCount
-	sess   []userSession
-	ids    map[int64]*int64
+	evs        []evInfo
+	stamps     []stamp
+	txStamps   []int64 // the transaction's plausible stamps (µs since the epoch)
+	manyStamps bool    // more distinct ones than txStamps holds
+	users      []userCount
+	sess       []userSession
+	maybes     []maybeUser
+	active     *audit.Candidates // users active at commit time, once per transaction
+	activeDone bool
+	ids        map[int64]*int64
 }
 
 type evInfo struct {
-	ti        *tableInfo
-	own       int64 // the row's own user (row_user), 0 = none
-	candidate bool  // an update whose updated_at did not change
+	ti    *tableInfo
+	own   int64 // the row's own user (row_user), 0 = none
+	maybe int64 // an update not known to be the application's: the user its updated_by names
+	at    int64 // updated_at in µs since the epoch, when atOK
+	atOK  bool
+	state uint8
+}
+
+// evInfo.state: what is left to judge of an update.
+const (
+	evPlain     = iota // nothing: stamped, or nothing to go by
+	evUnchanged        // a whole before-image, updated_at unchanged
+	evUnknown          // no before-image: updated_at's value must tell
+)
+
+// What judge finds.
+const (
+	stampOpen = iota
+	stampORM
+	stampRaw
+)
+
+type maybeUser struct {
+	id    int64
+	cands *audit.Candidates
 }
 
 type stamp struct {
@@ -173,11 +225,12 @@ type userCount struct {
 }
 
 type userSession struct {
-	user    int64
-	id      *int64
-	login   string
-	session string
-	via     string
+	user       int64
+	id         *int64
+	login      string
+	session    string
+	via        string
+	candidates *audit.Candidates // the open sessions, when ambiguous
 }
 
 // New returns a Correlator for a profile. s may be nil (no session is ever
@@ -191,6 +244,7 @@ func New(p profile.Profile, s SessionSource) *Correlator {
 		models: map[tableRef]string{},
 		dirty:  map[string]bool{},
 		ids:    map[int64]*int64{},
+		recent: newRecentStamps(),
 	}
 	if m := p.Models; m != nil && !strings.ContainsAny(m.Table, `*?[\`) {
 		if schema, table, ok := strings.Cut(m.Table, "."); ok {
@@ -225,6 +279,9 @@ func (c *Correlator) newTable(schema, table string) *tableInfo {
 	}
 	if m := c.p.Models; m != nil && profile.Match(m.Table, name) {
 		ti.isModels = true
+	}
+	for _, g := range c.p.Reflection {
+		ti.reflection = ti.reflection || profile.Match(g, name)
 	}
 	for _, r := range c.p.RawWrites {
 		if !profile.Match(r.Table, name) {
@@ -409,12 +466,12 @@ func (c *Correlator) Attribute(tx *Tx) {
 	if len(tx.Events) == 0 {
 		return
 	}
-	cols := c.p.Columns
+	c.recent.advance(tx.CommitTime)
+	commit := tx.CommitTime.UnixMicro()
 
-	// Pass 1: each event's table, own user, and whether its update left
-	// updated_at as it was.
+	// Pass 1: each event's table, own user, and what its updated_at says.
 	evs := slices.Grow(c.evs[:0], len(tx.Events))[:len(tx.Events)]
-	candidates := false
+	judge := false
 	for i, e := range tx.Events {
 		ti := c.table(e.Schema, e.Table)
 		ev := evInfo{ti: ti}
@@ -425,42 +482,73 @@ func (c *Correlator) Attribute(tx *Tx) {
 			} else if v, ok := ti.updatedBy.get(e.After); ok {
 				ev.own = userID(v)
 			}
+			if v, ok := ti.updatedAt.get(e.After); ok {
+				c.addStamp(ti, v)
+			}
 		case audit.OpUpdate:
-			_, hasAt := ti.updatedAt.get(e.After)
-			if hasAt && e.Changed != nil && !slices.Contains(e.Changed, cols.UpdatedAt) {
-				ev.candidate = true
-				candidates = true
-			} else if v, ok := ti.updatedBy.get(e.After); ok {
-				ev.own = userID(v)
+			v, hasAt := ti.updatedAt.get(e.After)
+			switch {
+			case !hasAt:
+				if v, ok := ti.updatedBy.get(e.After); ok {
+					ev.own = userID(v)
+				}
+			case e.Changed != nil:
+				// A whole before-image: the change set says it.
+				ti.full = true
+				if slices.Contains(e.Changed, c.p.Columns.UpdatedAt) {
+					c.addStamp(ti, v)
+					if v, ok := ti.updatedBy.get(e.After); ok {
+						ev.own = userID(v)
+					}
+				} else {
+					ev.state, judge = evUnchanged, true
+				}
+			default:
+				// No before-image: the stamp's value must prove it.
+				if ti.full {
+					ti.full, ti.since = false, commit // remembered from now on
+				}
+				ev.state, judge = evUnknown, true
+				ev.at, ev.atOK = parseStamp(v)
+				if ev.atOK && c.recent.fresh(ti, e, ev.at, tx.XID, commit) {
+					c.addStamp(ti, v)
+				}
 			}
 		}
 		evs[i] = ev
 	}
 
-	// Pass 2: an update that left updated_at as it was is the ORM's second
-	// write of the row when another event of the table stamped that same
-	// value in this transaction; otherwise its updated_by is stale, and if
-	// it changed business columns outside the allowlist, it bypassed the
-	// application.
-	if candidates {
-		c.collectStamps(tx.Events, evs)
+	// Pass 2: updates that may not have gone through the application. See
+	// the package documentation ("Through the application?").
+	if judge {
+		c.txStamps, c.manyStamps = txStamps(c.txStamps[:0], c.stamps, commit)
 		for i, e := range tx.Events {
 			ev := &evs[i]
-			if !ev.candidate {
-				continue
-			}
-			at, _ := ev.ti.updatedAt.get(e.After)
-			if c.stamped(ev.ti, at) {
-				if v, ok := ev.ti.updatedBy.get(e.After); ok {
-					ev.own = userID(v)
+			switch ev.state {
+			case evUnchanged:
+				at, _ := ev.ti.updatedAt.get(e.After)
+				if c.stamped(ev.ti, at) {
+					ev.own = c.updatedBy(ev.ti, e)
+				} else if c.bypass(e, ev.ti) {
+					c.flag(tx, e, ev.ti)
 				}
-				continue
-			}
-			if c.bypass(e, ev.ti) && !slices.Contains(e.Flags, FlagORMBypass) {
-				e.Flags = append(e.Flags, FlagORMBypass)
+			case evUnknown:
+				switch c.judge(ev, e, tx.XID, commit) {
+				case stampORM:
+					ev.own = c.updatedBy(ev.ti, e)
+				case stampRaw:
+					// The change set is unknown: a table with allowlisted
+					// raw columns may have had only those changed.
+					if !ev.ti.rawAll && len(ev.ti.raw) == 0 {
+						c.flag(tx, e, ev.ti)
+					}
+				default:
+					ev.maybe = c.updatedBy(ev.ti, e)
+				}
 			}
 		}
 	}
+	c.recent.record(tx, evs, commit)
 
 	// The transaction's user by strength: message, session row, then per
 	// event row_user, else the peers' majority.
@@ -478,6 +566,8 @@ func (c *Correlator) Attribute(tx *Tx) {
 	}
 
 	c.sess = c.sess[:0]
+	c.maybes = c.maybes[:0]
+	c.active, c.activeDone = nil, false
 	for i, e := range tx.Events {
 		ev := &evs[i]
 		var uid int64
@@ -493,12 +583,18 @@ func (c *Correlator) Attribute(tx *Tx) {
 			uid, via = peer, ViaTxPeer
 		}
 		e.Actor = audit.Actor{UserVia: via, SessionVia: ViaNone}
-		if uid != 0 {
+		switch {
+		case uid != 0:
 			us := c.session(tx, uid, msgOK && uid == msgUser, msgSession)
 			e.Actor.UserID, e.Actor.Login = us.id, us.login
-			if us.session != "" {
+			if us.via != "" {
 				e.Actor.SessionID, e.Actor.SessionVia = us.session, us.via
 			}
+			e.Actor.Candidates = us.candidates
+		case ev.maybe != 0:
+			e.Actor.Candidates = c.maybeCandidates(ev.maybe)
+		default:
+			e.Actor.Candidates = c.activeCandidates(tx.CommitTime)
 		}
 		if ti := ev.ti; ti.modelGen != c.gen {
 			ti.model, ti.modelGen = c.models[tableRef{e.Schema, e.Table}], c.gen
@@ -527,31 +623,60 @@ func (c *Correlator) Attribute(tx *Tx) {
 	}
 	clear(c.stamps)
 	c.stamps = c.stamps[:0]
+	c.txStamps = c.txStamps[:0]
+	c.manyStamps = false
 	if len(c.ids) > 1024 {
 		clear(c.ids)
 	}
 }
 
-// collectStamps gathers the distinct (table, updated_at) values the
-// transaction's inserts and stamped updates wrote.
-func (c *Correlator) collectStamps(events []*audit.Event, evs []evInfo) {
-	const maxStamps = 256
-	for i, e := range events {
-		ti := evs[i].ti
-		if evs[i].candidate || (e.Op != audit.OpInsert && e.Op != audit.OpUpdate) {
-			continue
-		}
-		v, ok := ti.updatedAt.get(e.After)
-		if !ok || isNull(v) || c.stamped(ti, v) {
-			continue
-		}
-		if e.Op == audit.OpUpdate && (e.Changed == nil || !slices.Contains(e.Changed, c.p.Columns.UpdatedAt)) {
-			continue
-		}
-		if len(c.stamps) < maxStamps {
-			c.stamps = append(c.stamps, stamp{ti, v})
-		}
+// updatedBy returns the user the row's updated_by column names.
+func (c *Correlator) updatedBy(ti *tableInfo, e *audit.Event) int64 {
+	if v, ok := ti.updatedBy.get(e.After); ok {
+		return userID(v)
 	}
+	return 0
+}
+
+// flag marks an update that did not go through the application:
+// schema_migration when its transaction changed the shape of its table (or,
+// for the application's reflection tables, of any table), else orm_bypass.
+func (c *Correlator) flag(tx *Tx, e *audit.Event, ti *tableInfo) {
+	f := FlagORMBypass
+	if len(tx.SchemaChanged) > 0 && (ti.reflection || slices.Contains(tx.SchemaChanged, e.Schema+"."+e.Table)) {
+		f = FlagSchemaMigration
+	}
+	if !slices.Contains(e.Flags, f) {
+		e.Flags = append(e.Flags, f)
+	}
+}
+
+// addStamp records an updated_at value the transaction wrote, once per
+// table: an update with a whole before-image that left updated_at as it
+// was is the ORM's second write of the row when another event of its table
+// stamped that same value.
+func (c *Correlator) addStamp(ti *tableInfo, v []byte) {
+	const maxStamps = 256
+	if !isNull(v) && !c.stamped(ti, v) && len(c.stamps) < maxStamps {
+		c.stamps = append(c.stamps, stamp{ti, v})
+	}
+}
+
+// txStamps appends to dst the distinct values of stamps that are plausible
+// stamps of the transaction (not after the commit, not older than any
+// transaction runs), in µs; many reports more than it keeps.
+func txStamps(dst []int64, stamps []stamp, commit int64) (_ []int64, many bool) {
+	for _, s := range stamps {
+		at, ok := parseStamp(s.value)
+		if !ok || at > commit || commit-at > maxTxAge.Microseconds() || slices.Contains(dst, at) {
+			continue
+		}
+		if len(dst) >= 8 {
+			return dst, true // a bulk write with its own dates: judge none by them
+		}
+		dst = append(dst, at)
+	}
+	return dst, false
 }
 
 func (c *Correlator) stamped(ti *tableInfo, v []byte) bool {
@@ -564,6 +689,34 @@ func (c *Correlator) stamped(ti *tableInfo, v []byte) bool {
 		}
 	}
 	return false
+}
+
+// judge decides whether an update without a before-image went through the
+// application (stampORM), provably did not (stampRaw), or cannot be told
+// (stampOpen).
+func (c *Correlator) judge(ev *evInfo, e *audit.Event, xid uint32, commit int64) uint8 {
+	if !ev.atOK {
+		if v, _ := ev.ti.updatedAt.get(e.After); isNull(v) {
+			return stampRaw // the application stamps every write
+		}
+		return stampOpen // a value we cannot read
+	}
+	single := len(c.txStamps) == 1 && !c.manyStamps
+	if slices.Contains(c.txStamps, ev.at) {
+		if single {
+			return stampORM
+		}
+		return stampOpen // stamps disagree: not all of them are the application's
+	}
+	switch {
+	case c.recent.same(ev.ti, e, ev.at, xid, commit):
+		return stampRaw // an earlier transaction left this very value
+	case len(c.txStamps) > 0 && !c.manyStamps && ev.at < slices.Min(c.txStamps):
+		return stampRaw // older than this transaction's own stamp
+	case commit-ev.at > maxTxAge.Microseconds():
+		return stampRaw // older than any transaction runs
+	}
+	return stampOpen
 }
 
 // bypass reports whether an unstamped update changed business columns that
@@ -680,12 +833,55 @@ func (c *Correlator) session(tx *Tx, uid int64, fromMessage bool, msgSession str
 			case len(act) == 1:
 				us.session, us.via = act[0], SessionOnlyActive
 			case len(act) > 1:
-				us.session, us.via = act[0], SessionMostRecent
+				// Nothing in the transaction decides: say so, never guess.
+				us.via = SessionAmbiguous
+				us.candidates = &audit.Candidates{Sessions: act[:min(len(act), audit.MaxCandidates)]}
 			}
 		}
 	}
 	c.sess = append(c.sess, us)
 	return &c.sess[len(c.sess)-1]
+}
+
+// maybeCandidates lists the one user an update not known to be the
+// application's may have been made by (its updated_by), once per
+// transaction and user.
+func (c *Correlator) maybeCandidates(uid int64) *audit.Candidates {
+	for _, m := range c.maybes {
+		if m.id == uid {
+			return m.cands
+		}
+	}
+	cands := &audit.Candidates{Users: []audit.CandidateUser{c.candidate(uid)}}
+	c.maybes = append(c.maybes, maybeUser{uid, cands})
+	return cands
+}
+
+// activeCandidates lists the users with an open session at commit time
+// (nil when none), once per transaction.
+func (c *Correlator) activeCandidates(at time.Time) *audit.Candidates {
+	if c.activeDone || c.s == nil {
+		return c.active
+	}
+	c.activeDone = true
+	users := c.s.ActiveUsers(at, audit.MaxCandidates)
+	if len(users) == 0 {
+		return nil
+	}
+	cands := &audit.Candidates{Users: make([]audit.CandidateUser, 0, len(users))}
+	for _, u := range users[:min(len(users), audit.MaxCandidates)] {
+		cands.Users = append(cands.Users, c.candidate(u))
+	}
+	c.active = cands
+	return cands
+}
+
+func (c *Correlator) candidate(uid int64) audit.CandidateUser {
+	u := audit.CandidateUser{ID: uid}
+	if c.s != nil {
+		u.Login, _ = c.s.Login(uid)
+	}
+	return u
 }
 
 // firstMessage returns the user and session of the first valid cdcaudit

@@ -26,6 +26,16 @@ func (f *fakeSessions) Active(user int64, at time.Time) []string {
 	return f.active[user]
 }
 
+// ActiveUsers: the users with sessions, by id (the fake has no clock).
+func (f *fakeSessions) ActiveUsers(at time.Time, limit int) []int64 {
+	var users []int64
+	for u := range f.active {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	return users[:min(len(users), limit)]
+}
+
 func (f *fakeSessions) Login(user int64) (string, bool) {
 	l, ok := f.logins[user]
 	return l, ok
@@ -126,9 +136,9 @@ func TestAttribute(t *testing.T) {
 		tx:   Tx{Events: []*audit.Event{ins("sale_order", order("1", "10.00", "6", t1))}},
 		want: []want{{6, "row_user", "alice-1", "only_active", nil}},
 	}, {
-		name: "row_user of an update: write_uid; two sessions: the most recent",
+		name: "row_user of an update: write_uid; two sessions and nothing decides: ambiguous",
 		tx:   Tx{Events: []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "7", t1))}},
-		want: []want{{7, "row_user", "bob-phone", "most_recent", nil}},
+		want: []want{{7, "row_user", "", "ambiguous", nil}},
 	}, {
 		name: "row_user of a user without an active session",
 		tx:   Tx{Events: []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "20.00", "9", t1))}},
@@ -168,12 +178,12 @@ func TestAttribute(t *testing.T) {
 		},
 		want: []want{{7, "message", "bob-dev", "same_tx", nil}},
 	}, {
-		name: "message without a session: the most recent active one",
+		name: "message without a session, two open: ambiguous",
 		tx: Tx{
 			Events:   []*audit.Event{del("sale_order_line", row("id", "3", "write_uid", "2"))},
 			Messages: []Message{msg(`{"user_id":7}`)},
 		},
-		want: []want{{7, "message", "bob-phone", "most_recent", nil}},
+		want: []want{{7, "message", "", "ambiguous", nil}},
 	}, {
 		name: "delete via tx_peer: the parent order recomputed by the deleter",
 		tx: Tx{Events: []*audit.Event{
@@ -202,7 +212,7 @@ func TestAttribute(t *testing.T) {
 			upd("sale_order", order("2", "1.00", "2", t0), order("2", "2.00", "6", t1)),
 			ins("sale_order", order("3", "1.00", "6", t1)),
 		}},
-		want: []want{{7, "row_user", "bob-phone", "most_recent", nil}, {6, "tx_peer", "alice-1", "only_active", nil},
+		want: []want{{7, "row_user", "", "ambiguous", nil}, {6, "tx_peer", "alice-1", "only_active", nil},
 			{6, "row_user", "alice-1", "only_active", nil}, {6, "row_user", "alice-1", "only_active", nil}},
 	}, {
 		name: "peers tie: the user found first",
@@ -211,7 +221,7 @@ func TestAttribute(t *testing.T) {
 			upd("sale_order", order("2", "1.00", "2", t0), order("2", "2.00", "6", t1)),
 			del("sale_order_line", row("id", "9", "write_uid", "2")),
 		}},
-		want: []want{{7, "row_user", "bob-phone", "most_recent", nil}, {6, "row_user", "alice-1", "only_active", nil}, {7, "tx_peer", "bob-phone", "most_recent", nil}},
+		want: []want{{7, "row_user", "", "ambiguous", nil}, {6, "row_user", "alice-1", "only_active", nil}, {7, "tx_peer", "", "ambiguous", nil}},
 	}, {
 		name: "orm_bypass: psql changed the amount, write_date as it was; stale write_uid unused",
 		tx:   Tx{Events: []*audit.Event{upd("sale_order", order("1", "10.00", "6", t0), order("1", "99.00", "6", t0))}},
@@ -277,10 +287,10 @@ func TestAttribute(t *testing.T) {
 		}},
 		want: []want{{0, "none", "", "none", nil}, {0, "none", "", "none", nil}},
 	}, {
-		name: "unknown change set (REPLICA IDENTITY DEFAULT): never flagged, write_uid used",
+		name: "unknown change set (REPLICA IDENTITY DEFAULT), write_date neither proven nor stale: no user, not flagged",
 		tx: Tx{Events: []*audit.Event{{Schema: "public", Table: "sale_order", Op: audit.OpUpdate,
 			Key: row("id", "1"), Before: nil, After: order("1", "99.00", "6", t0), Changed: nil}}},
-		want: []want{{6, "row_user", "alice-1", "only_active", nil}},
+		want: []want{{0, "none", "", "none", nil}},
 	}, {
 		name: "table without write_date: never flagged",
 		tx: Tx{Events: []*audit.Event{
@@ -365,8 +375,8 @@ func FuzzParseMessage(f *testing.F) {
 }
 
 // Two users working at the same time, each in their own session; one user
-// with two sessions gets the most recent one; every session used is
-// touched once per transaction.
+// with two sessions gets none of them (ambiguous, both listed as
+// candidates); every session used is touched once per transaction.
 func TestConcurrentUsersAndTouch(t *testing.T) {
 	f := newFake()
 	c := New(profile.Odoo(), f)
@@ -384,10 +394,13 @@ func TestConcurrentUsersAndTouch(t *testing.T) {
 			t.Errorf("tx A: %s", g)
 		}
 	}
-	if g := got(txB.Events[0]); g.user != 7 || g.session != "bob-phone" || g.sessVia != "most_recent" {
+	if g := got(txB.Events[0]); g.user != 7 || g.session != "" || g.sessVia != "ambiguous" {
 		t.Errorf("tx B: %s", g)
 	}
-	if !reflect.DeepEqual(f.touched, []string{"alice-1", "bob-phone"}) {
+	if c := txB.Events[0].Actor.Candidates; c == nil || !slices.Equal(c.Sessions, []string{"bob-phone", "bob-desk"}) || c.Users != nil {
+		t.Errorf("tx B: candidates %+v", c)
+	}
+	if !reflect.DeepEqual(f.touched, []string{"alice-1"}) {
 		t.Errorf("touched %v", f.touched)
 	}
 	// Events of one user share the user id, and it does not alias across users.
@@ -579,16 +592,29 @@ func BenchmarkEnrich(b *testing.B) {
 	for i, e := range events {
 		pristine[i] = slices.Clone(e.After)
 	}
-	for _, withSessions := range []bool{false, true} {
-		name := "no sessions"
-		var s SessionSource
-		if withSessions {
-			name, s = "sessions", benchSessions{}
+	// The same changes without before-images (REPLICA IDENTITY DEFAULT):
+	// write_date's value is judged against the rows remembered.
+	var defaults []*audit.Event
+	for _, e := range events {
+		d := *e
+		d.Before, d.Changed = nil, nil
+		defaults = append(defaults, &d)
+	}
+	for _, bc := range []struct {
+		name     string
+		s        SessionSource
+		defaults bool
+	}{{"no sessions", nil, false}, {"sessions", benchSessions{}, false}, {"sessions, replica identity default", benchSessions{}, true}} {
+		s := bc.s
+		events := events
+		if bc.defaults {
+			events = defaults
 		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(bc.name, func(b *testing.B) {
 			c := New(profile.Odoo(), s)
 			c.Observe(ins("ir_model", irModel("1", "sale.order")))
-			tx := &Tx{CommitTime: commit, Events: events}
+			c.Attribute(&Tx{CommitTime: commit.Add(-time.Hour), Events: []*audit.Event{del("sale_order", order("9", "1", "6", t0))}}) // the horizon
+			tx := &Tx{XID: 7, CommitTime: commit, Events: events}
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
@@ -617,6 +643,198 @@ func (benchSessions) Active(user int64, _ time.Time) []string {
 	}
 	return nil
 }
-func (benchSessions) Login(int64) (string, bool)  { return "alice@example.com", true }
-func (benchSessions) Touch(string, time.Time)     {}
-func (benchSessions) SessionID(raw string) string { return raw }
+func (benchSessions) ActiveUsers(time.Time, int) []int64 { return []int64{6} }
+func (benchSessions) Login(int64) (string, bool)         { return "alice@example.com", true }
+func (benchSessions) Touch(string, time.Time)            {}
+func (benchSessions) SessionID(raw string) string        { return raw }
+
+// stampAt formats a write_date the way PostgreSQL prints timestamp without
+// time zone.
+func stampAt(t time.Time) string { return `"` + t.UTC().Format("2006-01-02 15:04:05.000000") + `"` }
+
+// updDefault is an update of a table with REPLICA IDENTITY DEFAULT: no
+// before-image, no change set.
+func updDefault(table string, after audit.Row) *audit.Event {
+	return &audit.Event{Schema: "public", Table: table, Op: audit.OpUpdate, Key: after[:1:1], After: after}
+}
+
+func candidateUsers(e *audit.Event) []int64 {
+	var ids []int64
+	if c := e.Actor.Candidates; c != nil {
+		for _, u := range c.Users {
+			ids = append(ids, u.ID)
+		}
+	}
+	return ids
+}
+
+// Without a before-image (Odoo's default REPLICA IDENTITY), write_date's
+// value decides: row_user only when it is provably the transaction's own
+// stamp; orm_bypass when it provably is not (the value an earlier
+// transaction left, older than the transaction's own stamp, or older than
+// any transaction runs); otherwise no user, the write_uid's user a
+// candidate.
+func TestDefaultIdentity(t *testing.T) {
+	base := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC)
+	f := newFake()
+	c := New(profile.Odoo(), f)
+	run := func(commit time.Time, events ...*audit.Event) {
+		t.Helper()
+		c.Attribute(&Tx{XID: uint32(commit.Unix()), CommitTime: commit, Events: events})
+	}
+	check := func(name string, e *audit.Event, w want, cands ...int64) {
+		t.Helper()
+		if g := got(e); !(g.String() == w.String() && slices.Equal(g.flags, w.flags)) {
+			t.Errorf("%s:\n got  %s\n want %s", name, g, w)
+		}
+		if g := candidateUsers(e); !slices.Equal(g, cands) {
+			t.Errorf("%s: candidate users %v, want %v", name, g, cands)
+		}
+	}
+	// The first transaction streamed sets the horizon: what came before it
+	// is unknown.
+	start := base
+	first := updDefault("sale_order", order("1", "10.00", "6", stampAt(start.Add(-time.Second))))
+	run(start, first)
+	check("a stamp from before the stream started", first, want{0, "none", "", "none", nil}, 6)
+
+	// An ORM write after it: its own fresh stamp, a second later.
+	t1 := start.Add(10 * time.Second)
+	orm := updDefault("sale_order", order("1", "20.00", "6", stampAt(t1)))
+	run(t1.Add(300*time.Millisecond), orm)
+	check("ORM write", orm, want{6, "row_user", "alice-1", "only_active", nil})
+
+	// psql edits the same row 20 seconds later: it keeps the stamp the
+	// ORM's transaction left. No user, flagged.
+	raw := updDefault("sale_order", order("1", "99.00", "6", stampAt(t1)))
+	run(t1.Add(20*time.Second), raw)
+	check("raw edit of a row the stream saw stamped", raw, want{0, "none", "", "none", []string{"orm_bypass"}}, 2, 6, 7)
+
+	// A transaction stamping one row while another keeps an older stamp
+	// (and a third repeats its own stamp: the ORM's second write).
+	t2 := t1.Add(time.Minute)
+	ormA := updDefault("sale_order", order("2", "5.00", "7", stampAt(t2)))
+	ormB := updDefault("sale_order", order("2", "6.00", "7", stampAt(t2)))
+	older := updDefault("res_partner", row("id", "4", "name", `"x"`, "write_uid", "2", "write_date", stampAt(t2.Add(-30*time.Minute))))
+	run(t2.Add(time.Second), ormA, older, ormB)
+	check("ORM write beside a raw one", ormA, want{7, "row_user", "", "ambiguous", nil})
+	check("ORM second write", ormB, want{7, "row_user", "", "ambiguous", nil})
+	check("older than the transaction's stamp", older, want{7, "tx_peer", "", "ambiguous", []string{"orm_bypass"}})
+
+	// Far older than any transaction: raw.
+	t3 := t2.Add(time.Minute)
+	stale := updDefault("res_partner", row("id", "5", "name", `"y"`, "write_uid", "2", "write_date", stampAt(t3.Add(-72*time.Hour))))
+	run(t3, stale)
+	check("stamp days old", stale, want{0, "none", "", "none", []string{"orm_bypass"}}, 2, 6, 7)
+
+	// An hour old, alone: cannot be told. Its write_uid is a candidate only.
+	hour := updDefault("res_partner", row("id", "6", "name", `"z"`, "write_uid", "2", "write_date", stampAt(t3.Add(-time.Hour))))
+	run(t3.Add(time.Second), hour)
+	check("an hour old, alone", hour, want{0, "none", "", "none", nil}, 2)
+
+	// NULL write_date: the ORM stamps every write.
+	null := updDefault("res_partner", row("id", "7", "name", `"n"`, "write_uid", "null", "write_date", "null"))
+	run(t3.Add(2*time.Second), null)
+	check("NULL write_date", null, want{0, "none", "", "none", []string{"orm_bypass"}}, 2, 6, 7)
+
+	// Odoo's password hashing: a raw UPDATE next to the ORM's stamp of the
+	// same record. res_users has allowlisted raw columns and the change
+	// set is unknown: not flagged, no row_user; the stamp's user via tx_peer.
+	t4 := t3.Add(time.Minute)
+	hash := updDefault("res_users", row("id", "6", "login", `"alice"`, "password", `"h"`, "write_uid", "1", "write_date", stampAt(t4.Add(-2*time.Hour))))
+	stampUser := updDefault("res_users", row("id", "6", "login", `"alice"`, "password", `"h"`, "write_uid", "6", "write_date", stampAt(t4)))
+	run(t4.Add(time.Second), hash, stampUser)
+	check("password hashing", hash, want{6, "tx_peer", "alice-1", "only_active", nil})
+	check("its stamp", stampUser, want{6, "row_user", "alice-1", "only_active", nil})
+
+	// A stamp after the commit is nobody's: undecided.
+	t5 := t4.Add(time.Minute)
+	future := updDefault("res_partner", row("id", "8", "name", `"f"`, "write_uid", "2", "write_date", stampAt(t5.Add(time.Hour))))
+	run(t5, future)
+	check("stamp after the commit", future, want{0, "none", "", "none", nil}, 2)
+}
+
+// Raw writes of a transaction that changed its table's shape (or, for the
+// reflection tables, any table's) are the schema migration's.
+func TestSchemaMigration(t *testing.T) {
+	for _, full := range []bool{true, false} {
+		c := New(profile.Odoo(), newFake())
+		var fill, reflect, other *audit.Event
+		if full {
+			fill = upd("res_partner", row("id", "4", "name", `"a"`, "credit", "null", "write_uid", "2", "write_date", t0),
+				row("id", "4", "name", `"a"`, "credit", "0", "write_uid", "2", "write_date", t0))
+			reflect = upd("ir_model_fields", row("id", "9", "name", `"credit"`, "state", `"base"`, "write_uid", "1", "write_date", t0),
+				row("id", "9", "name", `"credit"`, "state", `"manual"`, "write_uid", "1", "write_date", t0))
+			other = upd("sale_order", order("1", "10.00", "6", t0), order("1", "99.00", "6", t0))
+		} else {
+			old := `"2026-11-01 00:00:00"`
+			fill = updDefault("res_partner", row("id", "4", "name", `"a"`, "credit", "0", "write_uid", "2", "write_date", old))
+			reflect = updDefault("ir_model_fields", row("id", "9", "name", `"credit"`, "state", `"manual"`, "write_uid", "1", "write_date", old))
+			other = updDefault("sale_order", order("1", "99.00", "6", old))
+		}
+		c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{fill, reflect, other}, SchemaChanged: []string{"public.res_partner"}})
+		for _, x := range []struct {
+			e    *audit.Event
+			flag string
+		}{{fill, FlagSchemaMigration}, {reflect, FlagSchemaMigration}, {other, FlagORMBypass}} {
+			if !slices.Equal(x.e.Flags, []string{x.flag}) || x.e.Actor.UserID != nil {
+				t.Errorf("full=%v %s: flags %v, user %v", full, x.e.Table, x.e.Flags, got(x.e))
+			}
+		}
+		// Without a schema change, the reflection table's raw write is a bypass.
+		c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{reflect}})
+		if !slices.Equal(reflect.Flags, []string{FlagSchemaMigration, FlagORMBypass}) {
+			t.Errorf("full=%v: without a schema change: %v", full, reflect.Flags)
+		}
+	}
+}
+
+// A transaction with no user evidence (Odoo's delete of a contact) names no
+// one; the users active at commit time are its candidates.
+func TestNoEvidenceCandidates(t *testing.T) {
+	f := newFake()
+	c := New(profile.Odoo(), f)
+	tx := &Tx{CommitTime: commit, Events: []*audit.Event{
+		del("res_partner", row("id", "12", "write_uid", "6")),
+		del("mail_message", row("id", "40", "write_uid", "6")),
+		del("mail_followers", row("id", "41")),
+	}}
+	c.Attribute(tx)
+	for _, e := range tx.Events {
+		if g := got(e); g.user != 0 || g.via != "none" {
+			t.Errorf("%s: %s", e.Table, g)
+		}
+		cands := e.Actor.Candidates
+		if cands == nil || len(cands.Sessions) != 0 || len(cands.Users) != 3 ||
+			cands.Users[0] != (audit.CandidateUser{ID: 2, Login: "admin"}) || cands.Users[2] != (audit.CandidateUser{ID: 7, Login: "bob@example.com"}) {
+			t.Errorf("%s: candidates %+v", e.Table, cands)
+		}
+	}
+	// No one active: nothing to list.
+	c = New(profile.Odoo(), &fakeSessions{})
+	e := del("res_partner", row("id", "13"))
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{e}})
+	if e.Actor.Candidates != nil {
+		t.Errorf("candidates without active users: %+v", e.Actor.Candidates)
+	}
+}
+
+func TestParseStamp(t *testing.T) {
+	want := time.Date(2026, 11, 23, 13, 34, 33, 559831000, time.UTC).UnixMicro()
+	for in, w := range map[string]int64{
+		`"2026-11-23 13:34:33.559831"`:       want,
+		`"2026-11-23 13:34:33.55983"`:        want - 1,
+		`"2026-11-23 15:34:33.559831+02"`:    want,
+		`"2026-11-23 08:04:33.559831-05:30"`: want,
+		`"2026-11-23 13:34:33"`:              want - 559831,
+	} {
+		if got, ok := parseStamp([]byte(in)); !ok || got != w {
+			t.Errorf("%s: %d %v, want %d", in, got, ok, w)
+		}
+	}
+	for _, in := range []string{`null`, `"infinity"`, `"2026-11-23"`, `"2026-13-23 13:34:33"`, `"2026-11-23 13:34:33.1234567"`, `"2026-11-23 13:34:33x"`, `1700000000`} {
+		if _, ok := parseStamp([]byte(in)); ok {
+			t.Errorf("%s accepted", in)
+		}
+	}
+}

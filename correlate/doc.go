@@ -28,15 +28,18 @@
 //     counts.
 //  3. row_user: the row's own audit column: created_by (Odoo create_uid) of
 //     an insert (updated_by when the table has no created_by column),
-//     updated_by (write_uid) of an update the application stamped. Never a
-//     delete's before-image: that write_uid is the last writer, not the
-//     deleter.
+//     updated_by (write_uid) of an update the application provably stamped
+//     in this transaction (below). Never a delete's before-image: that
+//     write_uid is the last writer, not the deleter.
 //  4. tx_peer: the user that row_user found for the other events of the
 //     transaction: the parent sale_order the ORM recomputes when a line is
 //     deleted, the owning record written with a many2many change. When
 //     peers disagree, the user of the most events counts; on a tie, the one
 //     found first in stream order.
-//  5. none.
+//  5. none, with candidates (actor.candidates): the updated_by user of an
+//     update that may or may not have gone through the application, else
+//     the users with an open session at commit time
+//     (SessionSource.ActiveUsers): leads, never a finding.
 //
 // User ids are positive integers (a JSON number, or a string of digits for
 // numeric columns); null, zero and anything else is no user.
@@ -45,26 +48,46 @@
 //
 // message (the message's session_id), same_tx (a session row of that user in
 // the transaction), only_active (the SessionSource knows exactly one active
-// session of the user at commit time), most_recent (several: the most
-// recently active), or none. The login comes from SessionSource.Login. The
-// session every change is put on is touched (SessionSource.Touch) at commit
-// time, once per transaction.
+// session of the user at commit time), ambiguous (several, and nothing
+// decides: no session, the open ones as candidates), or none. The login
+// comes from SessionSource.Login. The session every change is put on is
+// touched (SessionSource.Touch) at commit time, once per transaction.
 //
-// # orm_bypass
+// # Through the application? row_user, orm_bypass, schema_migration
 //
-// An update of a table whose after-image has the profile's updated_at column
-// (Odoo write_date) is stamped by the application when that column is in
-// Changed. It is also stamped when its updated_at value equals one another
-// event of the same table stamped in this transaction (the ORM writes a
-// record twice in one transaction — a second flush, a recompute — with the
-// same transaction timestamp, so the second UPDATE leaves write_date as it
-// is). An unstamped update carries a stale updated_by: it gets no row_user.
-// When, in addition, it changed a column other than the audit columns
-// (created_by, updated_by, updated_at) and the profile's RawWrites do not
-// allowlist it (a rule with Column "*" for the whole table, or rules
-// covering every changed business column, e.g. Odoo's password hashing),
-// it is flagged orm_bypass: someone wrote with raw SQL. Updates without a
-// known change set (Changed nil: no full before-image) are never flagged.
+// The application stamps the profile's updated_at column (Odoo write_date:
+// the transaction's start, the same value for every row it writes) on
+// every write. An update of a table whose after-image has that column is
+// judged:
+//
+//   - With a whole before-image (Changed known): stamped when updated_at is
+//     in Changed, or when its value equals one another event of the same
+//     table stamped in this transaction (the ORM writes a record twice in
+//     one transaction — a second flush, a recompute — with the same
+//     timestamp). Otherwise it is unstamped.
+//   - Without one (REPLICA IDENTITY DEFAULT, Odoo's default; Changed nil),
+//     the value decides. The transaction's stamps are the values its
+//     inserts wrote and the values its updates provably wrote themselves:
+//     later than the horizon of recentStamps (which remembers, for 5
+//     minutes of stream time and since streaming started, the updated_at
+//     each row carried) and not the value an earlier transaction left on
+//     the row. An update carrying the transaction's one stamp is stamped.
+//     It is provably unstamped when updated_at is NULL, is the value an
+//     earlier transaction left on that row, is older than the transaction's
+//     stamp, or is older than the commit by more than maxTxAge (24 h).
+//     Anything else is undecided: no row_user, the updated_by user a
+//     candidate.
+//
+// An unstamped update gets no row_user: its updated_by is stale. It is
+// flagged orm_bypass when it changed a column other than the audit columns
+// (created_by, updated_by, updated_at) that the profile's RawWrites do not
+// allowlist (a rule with Column "*" for the whole table, or rules covering
+// every changed column, e.g. Odoo's password hashing); without a change set,
+// when the table has no RawWrites rule at all. It is flagged
+// schema_migration instead when the transaction changed the shape of its
+// table (Tx.SchemaChanged, from the decoder), or of any table for the
+// profile's Reflection tables (Odoo's ir_model*): a module installing a
+// column fills it with raw UPDATEs.
 //
 // # Models
 //

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
@@ -35,6 +36,14 @@ type Tx struct {
 	EndLSN     uint64 // set at Commit: the position to confirm once durable
 	CommitTime time.Time
 	Messages   []Message // transactional logical messages seen so far
+	// SchemaChanged names ("schema.table") the relations whose shape
+	// (name, columns, types) this transaction changed, as far as seen so
+	// far: the server describes a relation again, inside the transaction,
+	// before its first change after DDL. A relation described for the
+	// first time since the stream (re)started is no change; nor is one
+	// altered by a transaction that did not write it (the server describes
+	// it again in the next transaction that does: that one is named).
+	SchemaChanged []string
 }
 
 // Message is a logical decoding message (pg_logical_emit_message).
@@ -131,6 +140,12 @@ func (d *Decoder) Decode(ctx context.Context, walStart uint64, data []byte, h Ha
 		rel, err := parseRelation(r)
 		if err != nil {
 			return err
+		}
+		if old := d.rels[rel.oid]; old != nil && d.tx != nil && !rel.sameShape(old) {
+			name := rel.schema + "." + rel.table
+			if !slices.Contains(d.tx.SchemaChanged, name) {
+				d.tx.SchemaChanged = append(d.tx.SchemaChanged, name)
+			}
 		}
 		d.rels[rel.oid] = rel // replaces the old one, e.g. after ALTER TABLE
 		return nil

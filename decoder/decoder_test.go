@@ -2,6 +2,7 @@ package decoder
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -514,5 +515,46 @@ func TestJSONNullVersusSQLNull(t *testing.T) {
 	}
 	if got := namesJSON(h.events[1].Changed); got != `[]` {
 		t.Fatalf("JSON null → JSON null: changed = %s, want []", got)
+	}
+}
+
+// A transaction that changed a relation's shape says so (Tx.SchemaChanged),
+// so that correlate can tell a schema migration's fill of a new column from
+// a raw edit; a relation described again unchanged, or for the first time
+// (after a reconnect), is no change.
+func TestSchemaChanged(t *testing.T) {
+	d := New("db", nil)
+	h := &recorder{t: t}
+	v1 := []col{{"id", oidInt4, true}, {"name", oidText, false}}
+	v2 := append(v1[:2:2], col{"credit", oidNumeric, false})
+	feed(t, d, h, 1,
+		mBegin(0x10, commitTime, 1),
+		mRelation(500, "public", "res_partner", 'd', v1...), // first sight: no change
+		mRelation(501, "public", "sale_order", 'd', v1...),
+		mInsert(500, txt("1"), txt("a")),
+		mCommit(0x10, 0x20, commitTime),
+		mBegin(0x30, commitTime, 2),
+		mRelation(501, "public", "sale_order", 'd', v1...),  // described again, same shape
+		mRelation(500, "public", "res_partner", 'd', v2...), // ALTER TABLE … ADD COLUMN
+		mUpdate(500, 0, nil, []val{txt("1"), txt("a"), txt("0")}),
+		mRelation(500, "public", "res_partner", 'd', v2...),
+		mCommit(0x30, 0x40, commitTime),
+		mBegin(0x50, commitTime, 3),
+		mUpdate(500, 0, nil, []val{txt("1"), txt("b"), txt("0")}),
+		mCommit(0x50, 0x60, commitTime))
+	if len(h.commits) != 3 {
+		t.Fatalf("%d commits", len(h.commits))
+	}
+	for i, want := range [][]string{nil, {"public.res_partner"}, nil} {
+		if got := h.commits[i].SchemaChanged; !slices.Equal(got, want) {
+			t.Errorf("tx %d: SchemaChanged %q, want %q", i+1, got, want)
+		}
+	}
+	// After a reconnect every relation is described anew: no change.
+	d.Reset()
+	feed(t, d, h, 70, mBegin(0x70, commitTime, 4), mRelation(500, "public", "res_partner", 'd', v1...),
+		mInsert(500, txt("2"), txt("c")), mCommit(0x70, 0x80, commitTime))
+	if got := h.commits[3].SchemaChanged; got != nil {
+		t.Errorf("after Reset: SchemaChanged %q", got)
 	}
 }

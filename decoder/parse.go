@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -146,6 +147,7 @@ func parseOrigin(r *reader) error {
 type column struct {
 	name string
 	typ  uint32 // type OID
+	mod  uint32 // type modifier
 	key  bool   // flagged as part of the replica identity
 }
 
@@ -163,6 +165,14 @@ type relation struct {
 	// for FULL and NOTHING it is resolved (once) at the first row change.
 	key     []int
 	keyDone bool
+}
+
+// sameShape reports whether two descriptions of a relation have the same
+// name and columns (names, types, modifiers): a Relation message is sent
+// again after any invalidation, a change of shape means DDL.
+func (rel *relation) sameShape(o *relation) bool {
+	return rel.schema == o.schema && rel.table == o.table &&
+		slices.EqualFunc(rel.cols, o.cols, func(a, b column) bool { return a.name == b.name && a.typ == b.typ && a.mod == b.mod })
 }
 
 // minColumnLen is the least a column of a Relation message takes on the
@@ -185,7 +195,7 @@ func parseRelation(r *reader) (*relation, error) {
 		c.key = r.u8()&1 != 0
 		c.name = string(r.cstring())
 		c.typ = r.u32()
-		r.u32() // typmod
+		c.mod = r.u32()
 		if c.key {
 			rel.flagged = append(rel.flagged, i)
 		}

@@ -120,6 +120,11 @@ func (p Profile) Validate() error {
 			return fmt.Errorf("raw_writes[%d]: %w", i, err)
 		}
 	}
+	for i, t := range p.Reflection {
+		if err := (ColumnRule{Table: t, Column: "*"}).Validate(); err != nil {
+			return fmt.Errorf("reflection[%d]: %w", i, err)
+		}
+	}
 	return nil
 }
 

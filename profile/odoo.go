@@ -66,6 +66,16 @@ func Odoo() Profile {
 			{Table: "public.ir_attachment", Column: "*"}, // checksum/file bookkeeping
 			{Table: "public.res_users_log", Column: "*"},
 			{Table: "public.mail_mail", Column: "*"},
+			// The module loader's bookkeeping (recorded on 18.0: "update
+			// ir_module_module set demo=false where id=…", "… set
+			// state='installed' where name='base'", and
+			// ir_module_module_dependency.auto_install_required).
+			{Table: "public.ir_module_module", Column: "demo"},
+			{Table: "public.ir_module_module", Column: "state"},
+			{Table: "public.ir_module_module_dependency", Column: "*"},
 		},
+		// Module installation reflects models, fields, selections,
+		// constraints, relations and xml ids into these.
+		Reflection: []string{"public.ir_model", "public.ir_model_*"},
 	}
 }

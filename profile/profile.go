@@ -98,6 +98,11 @@ type Profile struct {
 	// these columns are never flagged orm_bypass (Table/Column globs; a rule
 	// with Column "*" allowlists the whole table).
 	RawWrites []ColumnRule `yaml:"raw_writes"`
+	// Reflection are the tables (schema.table globs) where the application
+	// describes its own schema (Odoo: ir_model, ir_model_fields …): their
+	// raw writes in a transaction that changed any table's shape are the
+	// schema migration's, flagged schema_migration rather than orm_bypass.
+	Reflection []string `yaml:"reflection,omitempty"`
 }
 
 // SecretRules returns the columns never to store: Secrets, plus what the

@@ -8,8 +8,11 @@
 //
 //   - users table (Odoo: res_users): id → login, kept current from
 //     INSERT/UPDATE/DELETE. An UPDATE that changes the password column ends
-//     every open session of the user (password_changed: Odoo 16/17's "log
-//     out everywhere").
+//     the user's open sessions (password_changed: Odoo 16/17's "log out
+//     everywhere"; Odoo 18 logs out every session of the user, the one the
+//     change was made in too) once its transaction is attributed
+//     (Attributed), ended by the user it is attributed to: the
+//     transaction's own changes keep their session.
 //   - login tables (Odoo: res_users_log): every INSERT is a login of its user
 //     column (create_uid). When none of the profile's session tables exists
 //     (Options.PresentTables: Odoo 16/17), each login is also a session of

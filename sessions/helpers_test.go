@@ -56,9 +56,10 @@ func row(kv ...any) audit.Row {
 
 // stream feeds hand-built events to a tracker, numbering them.
 type stream struct {
-	t   *testing.T
-	tr  *Tracker
-	lsn uint64
+	t     *testing.T
+	tr    *Tracker
+	lsn   uint64
+	actor audit.Actor // the actor correlate gives every event
 }
 
 func newStream(t *testing.T, p profile.Profile, opts Options) *stream {
@@ -86,9 +87,14 @@ func (s *stream) event(op audit.Op, table string, at time.Time, key, before, aft
 		Database: "odoo", Schema: schema, Table: name, Op: op, Key: key, Before: before, After: after, Changed: changed}
 }
 
+// send observes one event as a transaction of its own, then tells the
+// tracker it is attributed to s.actor (as correlate would have).
 func (s *stream) send(e *audit.Event) *RowSession {
 	s.t.Helper()
-	return s.tr.Observe(e)
+	rs := s.tr.Observe(e)
+	e.Actor = s.actor
+	s.tr.Attributed([]*audit.Event{e})
+	return rs
 }
 
 func (s *stream) insert(table string, at time.Time, after audit.Row) *RowSession {

@@ -46,6 +46,26 @@ type Session struct {
 	EndReason     string    `json:"end_reason,omitempty"` // revoked|deleted|logged_out|expired|password_changed
 	EndedBy       *int64    `json:"ended_by,omitempty"`   // who ended it, when the application says
 	Source        string    `json:"source"`               // the table that opened it (schema.table)
+	// StoreWatched: a table of the session store itself names the session
+	// (kind session: OCA session_db's http_sessions), so its logout is seen.
+	// Otherwise (Odoo's res_device_log, login rows) the application writes
+	// nothing when the user logs out: its end can only be inferred.
+	StoreWatched bool `json:"store_watched,omitempty"`
+}
+
+// EndInferred reports whether the session's end is an inference rather
+// than something the application recorded: an end by expiry or by a
+// password change; or, while it is open, that its logout would not be seen
+// (it may have ended already: it will be found expired). Revoked, deleted
+// and logged_out ends were recorded.
+func (s Session) EndInferred(now time.Time, lifetime time.Duration) bool {
+	switch _, reason := s.End(now, lifetime); reason {
+	case EndExpired, EndPasswordChanged:
+		return true
+	case "":
+		return !s.StoreWatched
+	}
+	return false
 }
 
 // open reports whether the session has not ended (explicitly or by

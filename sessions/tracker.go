@@ -88,7 +88,6 @@ type Tracker struct {
 	idleAfter, lifetime, touchEvery time.Duration
 	tables                          map[tableName]*tableRoles
 	users                           *profile.UsersTable // nil when the profile maps no users table
-	updatedBy                       string              // the audit column naming a row's last writer
 	geo                             *geoIP
 	idLength                        int // the shortest IDLength of the session tables: what names a session
 
@@ -105,6 +104,15 @@ type Tracker struct {
 	dirty         map[string]struct{}
 	logins        []StateUpdate
 	stats         Stats
+	pending       []passwordChange // of the transaction being observed
+}
+
+// passwordChange is a password change seen in the transaction being
+// observed, whose sessions end once it is attributed.
+type passwordChange struct {
+	user int64
+	at   time.Time
+	e    *audit.Event
 }
 
 // tracked is a session held in memory.
@@ -160,7 +168,6 @@ func New(p profile.Profile, opts Options) (*Tracker, error) {
 		byUser:       map[int64][]*tracked{},
 		fingerprints: map[int64][16]byte{},
 		dirty:        map[string]struct{}{},
-		updatedBy:    p.Columns.UpdatedBy,
 	}
 	if t.idleAfter >= t.lifetime {
 		return nil, fmt.Errorf("sessions: idle after (%s) must be shorter than the session lifetime (%s)", t.idleAfter, t.lifetime)
@@ -330,17 +337,12 @@ func (t *Tracker) observeUser(e *audit.Event) {
 			}
 		}
 		if u.Password != "" && t.passwordChanged(e, id, u.Password) && e.Op == audit.OpUpdate {
-			var by *int64
-			if t.updatedBy != "" {
-				if v, ok := e.After.Get(t.updatedBy); ok {
-					if w, ok := userValue(v); ok {
-						by = &w // the transaction's writer (Odoo hashes by raw SQL after the ORM's write)
-					}
-				}
-			}
-			for _, s := range slices.Clone(t.byUser[id]) {
-				t.end(s, t.at(e), EndPasswordChanged, by)
-			}
+			// Ended once the transaction is attributed (Attributed): its
+			// own changes were made in one of these sessions, and who
+			// changed the password is who the transaction is attributed
+			// to, not the row's write_uid (Odoo hashes by a raw UPDATE that
+			// leaves a stale one).
+			t.pending = append(t.pending, passwordChange{user: id, at: t.at(e), e: e})
 		}
 	case audit.OpDelete:
 		v, ok := keyValue(e, u.ID)
@@ -599,6 +601,7 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 	}
 	if st.Kind == "session" {
 		s.addRow(rowKey)
+		s.StoreWatched = true
 	}
 	t.touched(s, true)
 	return &RowSession{UserID: s.UserID, SessionID: s.ID}
@@ -823,6 +826,75 @@ func (t *Tracker) Active(userID int64, at time.Time) []string {
 		ids[i] = s.ID
 	}
 	return ids
+}
+
+// ActiveUsers returns at most limit users with an open session at `at`,
+// most recently active first.
+func (t *Tracker) ActiveUsers(at time.Time, limit int) []int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.advance(at)
+	type active struct {
+		user int64
+		last time.Time
+	}
+	var users []active
+	for user, list := range t.byUser {
+		var last time.Time
+		for _, s := range list {
+			if s.open(at, t.lifetime) && s.LastActivity.After(last) {
+				last = s.LastActivity
+			}
+		}
+		if !last.IsZero() {
+			users = append(users, active{user, last})
+		}
+	}
+	sort.Slice(users, func(i, j int) bool {
+		if !users[i].last.Equal(users[j].last) {
+			return users[i].last.After(users[j].last)
+		}
+		return users[i].user < users[j].user
+	})
+	ids := make([]int64, 0, min(len(users), limit))
+	for _, u := range users[:min(len(users), limit)] {
+		ids = append(ids, u.user)
+	}
+	return ids
+}
+
+// Attributed is told the events of a transaction (or of the part of a huge
+// one observed so far) once correlate has set their actors: only then does
+// a password change among them end the user's sessions, so that the
+// transaction's own changes were put on the session they were made in. It
+// ends all of them — Odoo 18 logs out the session the change was made in
+// too (recorded: its next request gets the login page; an application that
+// keeps it shows it again, and its next session row reopens it) — by the
+// user the change is attributed to (nobody when that is unknown), not the
+// row's write_uid. Pending changes of events not among them belong to a
+// transaction given up (a reconnect) and are dropped: its replay sees them
+// again.
+func (t *Tracker) Attributed(events []*audit.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.pending) == 0 {
+		return
+	}
+	for _, p := range t.pending {
+		if !slices.Contains(events, p.e) {
+			continue
+		}
+		var by *int64
+		if id := p.e.Actor.UserID; id != nil {
+			v := *id
+			by = &v
+		}
+		for _, s := range slices.Clone(t.byUser[p.user]) {
+			t.end(s, p.at, EndPasswordChanged, by)
+		}
+	}
+	clear(t.pending)
+	t.pending = t.pending[:0]
 }
 
 // Login returns the login name of a user.

@@ -205,17 +205,22 @@ func TestSessionsPasswordChange(t *testing.T) {
 	if got := s.tr.Active(6, at.Add(time.Minute)); len(got) != 2 {
 		t.Fatalf("Active after a non-password update = %v", got)
 	}
-	// "Log out everywhere": the ORM write by alice (6), then Odoo's raw
-	// UPDATE of the hash in the same transaction.
+	// Alice changes her password in session p1: Odoo's raw UPDATE of the
+	// hash leaves a stale write_uid (the superuser); correlate attributed
+	// the transaction to alice in p1. Her sessions end (Odoo 18 logs out
+	// p1 too), by her.
 	change := at.Add(2 * time.Minute)
-	s.update(usersT, change, u, with(u, "write_uid", 6, "password", "$pbkdf2-sha512$alice2"))
+	alice, p1 := int64(6), Pseudonym(sid42("p1"))
+	s.actor = audit.Actor{UserID: &alice, UserVia: "tx_peer", SessionID: p1, SessionVia: "only_active"}
+	s.update(usersT, change, u, with(u, "write_uid", 1, "password", "$pbkdf2-sha512$alice2"))
+	s.actor = audit.Actor{}
 	if got := s.tr.Active(6, change); got != nil {
 		t.Errorf("Active(alice) after password change = %v", got)
 	}
 	for _, seed := range []string{"p1", "p2"} {
 		got := mustSession(t, s.tr, Pseudonym(sid42(seed)))
 		if got.EndReason != EndPasswordChanged || !got.Ended.Equal(change) || got.EndedBy == nil || *got.EndedBy != 6 {
-			t.Errorf("session %s: ended %v reason %q by %v", seed, got.Ended, got.EndReason, got.EndedBy)
+			t.Errorf("session %s: ended %v reason %q by %v, want password_changed by 6 (not the stale write_uid 1)", seed, got.Ended, got.EndReason, got.EndedBy)
 		}
 	}
 	if got := s.tr.Active(7, change); len(got) != 1 {
@@ -235,13 +240,13 @@ func TestSessionsPasswordChange(t *testing.T) {
 		t.Errorf("password change without before-image: Active(bob) = %v", got)
 	}
 
-	// Alice's current browser keeps working after the change (Odoo
-	// re-tokens the session that changed it): a later device row reopens it.
-	rs := s.insert(devicesT, change.Add(time.Hour), deviceRow18(sid42("p1"), 6, "10.0.0.5", "windows", "chrome", "computer", at, change.Add(time.Hour)))
+	// Ends by a password change are inferences: a later device row of the
+	// ended session reopens it.
+	rs := s.insert(devicesT, change.Add(time.Hour), deviceRow18(sid42("p2"), 6, "10.0.0.6", "android", "chrome", "mobile", at, change.Add(time.Hour)))
 	if rs == nil {
 		t.Fatal("a device row after the password change did not refresh the session")
 	}
-	if got := s.tr.Active(6, change.Add(time.Hour)); !slices.Equal(got, []string{Pseudonym(sid42("p1"))}) {
+	if got := s.tr.Active(6, change.Add(time.Hour)); !slices.Equal(got, []string{Pseudonym(sid42("p2"))}) {
 		t.Errorf("Active(alice) after reopen = %v", got)
 	}
 	if st := s.tr.Stats(); st.Reopened != 1 {
@@ -863,5 +868,103 @@ func TestSettleWritesHeldBackActivity(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("Settle did not write the held-back last activity")
+	}
+}
+
+// A password change ends sessions only once its transaction is attributed:
+// until then the transaction's own changes still find the user's sessions
+// (Active); then they end, by the user it is attributed to — not the stale
+// write_uid of Odoo's raw hash UPDATE.
+func TestPasswordChangeEndsAfterAttribution(t *testing.T) {
+	s := odoo18(t, Options{})
+	at := t0.Add(time.Minute)
+	s.insert(devicesT, at, deviceRow18(sid42("c1"), 6, "10.0.0.5", "windows", "chrome", "computer", at, at))
+	s.insert(devicesT, at, deviceRow18(sid42("c2"), 6, "10.0.0.6", "iphone", "safari", "mobile", at, at))
+	c1, c2 := Pseudonym(sid42("c1")), Pseudonym(sid42("c2"))
+	u := userRow(6, "alice@example.com", "$pbkdf2-sha512$alice1", 1)
+	change := at.Add(time.Minute)
+	hash := s.event(audit.OpUpdate, usersT, change, keyOf(u), nil, with(u, "password", "$pbkdf2-sha512$alice2"), nil)
+	s.update(usersT, at, nil, u) // the hash first seen (no before-image: fingerprinted)
+	s.tr.Observe(hash)
+	if got := s.tr.Active(6, change); len(got) != 2 {
+		t.Fatalf("sessions ended before the transaction was attributed: Active = %v", got)
+	}
+	alice := int64(6)
+	hash.Actor = audit.Actor{UserID: &alice, UserVia: "session_row", SessionID: c2, SessionVia: "same_tx"}
+	s.tr.Attributed([]*audit.Event{hash})
+	if got := s.tr.Active(6, change); got != nil {
+		t.Errorf("Active = %v after the change", got)
+	}
+	for _, id := range []string{c1, c2} {
+		if got := mustSession(t, s.tr, id); got.EndReason != EndPasswordChanged || got.EndedBy == nil || *got.EndedBy != 6 {
+			t.Errorf("%s: %q by %v, want password_changed by 6 (not the stale write_uid 1)", id, got.EndReason, got.EndedBy)
+		}
+	}
+
+	// The admin resets alice's password from its own session: by the admin.
+	reset := change.Add(time.Minute)
+	s.insert(devicesT, reset, deviceRow18(sid42("c4"), 6, "10.0.0.9", "linux", "chrome", "computer", reset, reset))
+	e := s.event(audit.OpUpdate, usersT, reset, keyOf(u), nil, with(u, "password", "$pbkdf2-sha512$alice3"), nil)
+	s.tr.Observe(e)
+	admin := int64(2)
+	e.Actor = audit.Actor{UserID: &admin, UserVia: "tx_peer", SessionID: "s-admin", SessionVia: "only_active"}
+	s.tr.Attributed([]*audit.Event{e})
+	if got := s.tr.Active(6, reset); got != nil {
+		t.Errorf("Active after the admin's reset = %v", got)
+	}
+	if got := mustSession(t, s.tr, Pseudonym(sid42("c4"))); got.EndReason != EndPasswordChanged || got.EndedBy == nil || *got.EndedBy != 2 {
+		t.Errorf("c4: %q by %v, want password_changed by 2", got.EndReason, got.EndedBy)
+	}
+
+	// A change whose transaction was given up (a reconnect) ends nothing.
+	s.insert(devicesT, reset.Add(time.Hour), deviceRow18(sid42("c3"), 6, "10.0.0.7", "linux", "firefox", "computer", reset.Add(time.Hour), reset.Add(time.Hour)))
+	s.tr.Observe(s.event(audit.OpUpdate, usersT, reset.Add(time.Hour), keyOf(u), nil, with(u, "password", "$pbkdf2-sha512$alice4"), nil))
+	s.tr.Attributed(nil)
+	if got := s.tr.Active(6, reset.Add(time.Hour)); len(got) != 1 {
+		t.Errorf("a given-up change ended sessions: %v", got)
+	}
+}
+
+// ActiveUsers: users with an open session, most recently active first.
+func TestActiveUsers(t *testing.T) {
+	s := odoo18(t, Options{})
+	at := t0.Add(time.Minute)
+	s.insert(devicesT, at, deviceRow18(sid42("a1"), 6, "10.0.0.5", "windows", "chrome", "computer", at, at))
+	s.insert(devicesT, at.Add(time.Minute), deviceRow18(sid42("a2"), 7, "10.0.0.6", "linux", "firefox", "computer", at, at.Add(time.Minute)))
+	s.insert(devicesT, at.Add(2*time.Minute), deviceRow18(sid42("a3"), 8, "10.0.0.7", "linux", "firefox", "computer", at, at.Add(2*time.Minute)))
+	now := at.Add(3 * time.Minute)
+	if got := s.tr.ActiveUsers(now, 16); !slices.Equal(got, []int64{8, 7, 6}) {
+		t.Errorf("ActiveUsers = %v", got)
+	}
+	if got := s.tr.ActiveUsers(now, 2); !slices.Equal(got, []int64{8, 7}) {
+		t.Errorf("ActiveUsers limit 2 = %v", got)
+	}
+	if got := s.tr.ActiveUsers(now.Add(DefaultLifetime), 16); len(got) != 0 {
+		t.Errorf("ActiveUsers after the lifetime = %v", got)
+	}
+}
+
+// Odoo 18 writes nothing on logout: a session known from res_device_log
+// only may have ended while it looks open (EndInferred); one whose session
+// store is watched (http_sessions) shows its logout. Expiry and password
+// changes are inferences, revocation is recorded.
+func TestEndInferred(t *testing.T) {
+	s := odoo18(t, Options{})
+	at := t0.Add(time.Minute)
+	s.insert(devicesT, at, deviceRow18(sid42("d1"), 6, "10.0.0.5", "windows", "chrome", "computer", at, at))
+	s.insert(httpT, at, row("sid", sid42("w1")+"tail-of-the-session-id", "write_date", at, "payload", `{"uid":7}`))
+	dev, web := mustSession(t, s.tr, Pseudonym(sid42("d1"))), mustSession(t, s.tr, Pseudonym(sid42("w1")))
+	if !dev.EndInferred(at, DefaultLifetime) || dev.StoreWatched {
+		t.Errorf("device-log session: EndInferred false or store watched: %+v", dev)
+	}
+	if web.EndInferred(at, DefaultLifetime) || !web.StoreWatched {
+		t.Errorf("watched session: EndInferred true: %+v", web)
+	}
+	if !web.EndInferred(at.Add(DefaultLifetime), DefaultLifetime) {
+		t.Error("an expiry is an inference")
+	}
+	web.Ended, web.EndReason = at, EndDeleted
+	if web.EndInferred(at, DefaultLifetime) {
+		t.Error("a logout seen (deleted) is no inference")
 	}
 }

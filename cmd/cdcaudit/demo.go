@@ -206,7 +206,8 @@ func (d *demo) run() int {
 	d.say("Every change, as soon as it is durable in the store (%s).", stopHint)
 	d.say("WHO is the login, #the session (a pseudonym) and how cdcaudit knows: user via session_row (a device row in")
 	d.say("the same transaction), message, row_user (write_uid/create_uid), tx_peer (another row of the transaction);")
-	d.say("session via same_tx, message, only_active or most_recent. A lone delete names no one: none.")
+	d.say("session via same_tx, message, only_active, or ambiguous (several open: none named, the event lists them).")
+	d.say("A lone delete names no one: none (the event lists the users active then as candidates).")
 	d.say("")
 	f.println(lines.header())
 

@@ -26,7 +26,16 @@ A session is active, idle (open, but no activity for the idle time: 5
 minutes unless run was told otherwise), or ended: revoked, deleted (its
 session row was deleted: a logout), logged_out, password_changed, or expired
 (no activity for the session lifetime, 7 days unless run was told
-otherwise). A session's id is a pseudonym, the actor.session_id of the
+otherwise).
+
+Ends that are inferred are marked so: Odoo 18 writes nothing to the
+database when a user logs out, so an open session of its res_device_log may
+already have ended (it is listed as open until it expires), and expired and
+password_changed ends are inferences. Only a watched session store (OCA
+session_db's http_sessions, a generic profile's session table) shows a
+logout. In --format json, end_inferred says it per session.
+
+A session's id is a pseudonym, the actor.session_id of the
 events made in it: the application's own session identifier is a secret and
 is never stored.
 
@@ -167,11 +176,15 @@ func (v *sessionView) state(s *sessions.Session) (state, detail string) {
 	if s.EndedBy != nil && reason == s.EndReason {
 		detail += " by " + v.login(*s.EndedBy)
 	}
+	if s.EndInferred(v.now, v.lifetime) {
+		detail += ", inferred"
+	}
 	return state, detail
 }
 
 func (v *sessionView) writeTable(w io.Writer, list []sessions.Session, color bool) {
 	counts := map[string]int{}
+	unseen := 0 // open sessions whose logout would not be seen
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(list) > 0 {
 		fmt.Fprintln(tw, "USER\tSESSION\tIP\tBROWSER\tOS\tDEVICE\tLOCATION\tFIRST ACTIVITY\tLAST ACTIVITY\tDURATION\tSTATE")
@@ -184,6 +197,10 @@ func (v *sessionView) writeTable(w io.Writer, list []sessions.Session, color boo
 		label := state
 		if detail != "" {
 			label += " (" + detail + ")"
+		}
+		if state != sessions.StateEnded && s.EndInferred(v.now, v.lifetime) {
+			label += " *"
+			unseen++
 		}
 		// The state comes last: its colour codes do not upset the alignment.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
@@ -199,6 +216,9 @@ func (v *sessionView) writeTable(w io.Writer, list []sessions.Session, color boo
 	fmt.Fprintf(w, "\n%s: %d active, %d idle, %d ended (as of %s UTC; idle after %s, expired after %s without activity).\n",
 		plural(len(list), "session", "sessions"), counts[sessions.StateActive], counts[sessions.StateIdle], counts[sessions.StateEnded],
 		v.now.Format("2006-01-02 15:04:05"), humanDuration(v.idleAfter), humanDuration(v.lifetime))
+	if unseen > 0 {
+		fmt.Fprintln(w, "* open as far as the database shows: the application writes nothing on logout, so its end is inferred (idle, then expired) unless the session store is watched.")
+	}
 }
 
 // sessionJSON is a session as --format json writes it: the persisted record
@@ -207,6 +227,7 @@ type sessionJSON struct {
 	sessions.Session
 	EndedByLogin    string `json:"ended_by_login,omitempty"`
 	State           string `json:"state"`
+	EndInferred     bool   `json:"end_inferred"` // Session.EndInferred
 	DurationSeconds int64  `json:"duration_seconds"`
 }
 
@@ -215,7 +236,7 @@ func (v *sessionView) writeJSON(w io.Writer, list []sessions.Session) error {
 	bw.WriteString("[")
 	for i, s := range list {
 		out := sessionJSON{Session: s, State: s.State(v.now, v.idleAfter, v.lifetime),
-			DurationSeconds: int64(s.Duration(v.now, v.lifetime) / time.Second)}
+			EndInferred: s.EndInferred(v.now, v.lifetime), DurationSeconds: int64(s.Duration(v.now, v.lifetime) / time.Second)}
 		out.Login = v.user(&s)
 		if out.Login == "?" {
 			out.Login = ""

@@ -106,8 +106,8 @@ func TestSessionsCommandTable(t *testing.T) {
 	}
 	t.Logf("\n%s", out)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 7 {
-		t.Fatalf("want a header, 4 sessions, a blank line and a summary:\n%s", out)
+	if len(lines) != 8 {
+		t.Fatalf("want a header, 4 sessions, a blank line, a summary and the note on inferred ends:\n%s", out)
 	}
 	for _, h := range []string{"USER", "SESSION", "IP", "BROWSER", "OS", "DEVICE", "LOCATION", "FIRST ACTIVITY", "LAST ACTIVITY", "DURATION", "STATE"} {
 		if !strings.Contains(lines[0], h) {
@@ -115,10 +115,10 @@ func TestSessionsCommandTable(t *testing.T) {
 		}
 	}
 	for i, want := range [][]string{
-		{"alice@example.com", alice[:13], "81.2.69.142", "chrome", "windows", "computer", "London, United Kingdom", "2026-11-23 09:00:00", "2026-11-23 12:00:00", "3h02m", "active"},
-		{"alice@example.com", phone[:13], "172.16.0.7", "safari", "iphone", "mobile", " - ", "2026-11-23 10:00:00", "3h02m", "idle"},
+		{"alice@example.com", alice[:13], "81.2.69.142", "chrome", "windows", "computer", "London, United Kingdom", "2026-11-23 09:00:00", "2026-11-23 12:00:00", "3h02m", "active *"},
+		{"alice@example.com", phone[:13], "172.16.0.7", "safari", "iphone", "mobile", " - ", "2026-11-23 10:00:00", "3h02m", "idle *"},
 		{"bob@example.com", bob[:13], "10.0.0.7", "macos", "2h00m", "ended (revoked by admin)"},
-		{"carol@example.com", "10.0.0.8", "firefox", "2026-11-13 09:00:00", "0s", "ended (expired)"},
+		{"carol@example.com", "10.0.0.8", "firefox", "2026-11-13 09:00:00", "0s", "ended (expired, inferred)"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(lines[1+i], w) {
@@ -128,6 +128,13 @@ func TestSessionsCommandTable(t *testing.T) {
 	}
 	if want := "4 sessions: 1 active, 1 idle, 2 ended (as of 2026-11-23 12:02:00 UTC; idle after 5m, expired after 7d00h without activity)."; lines[6] != want {
 		t.Errorf("summary:\n got %s\nwant %s", lines[6], want)
+	}
+	// Odoo 18 writes nothing on logout: the open sessions may have ended.
+	if !strings.HasPrefix(lines[7], "* open as far as the database shows") || !strings.Contains(lines[7], "inferred") {
+		t.Errorf("note on inferred ends: %s", lines[7])
+	}
+	if strings.Contains(lines[3], "inferred") {
+		t.Errorf("a revocation is recorded, not inferred: %s", lines[3])
 	}
 	// The table never shows a raw session identifier.
 	if strings.Contains(out, "identifier-0123") {
@@ -178,6 +185,13 @@ func TestSessionsCommandJSON(t *testing.T) {
 	c := got[3]
 	if c["state"] != "ended" || c["end_reason"] != "expired" || c["ended"] != "2026-11-20T09:00:00Z" {
 		t.Errorf("carol (expired): %v", c)
+	}
+	// An open session of res_device_log and an expiry are inferences; a
+	// revocation is recorded.
+	for i, want := range []bool{true, true, false, true} {
+		if got[i]["end_inferred"] != want {
+			t.Errorf("session %d: end_inferred %v, want %v", i, got[i]["end_inferred"], want)
+		}
 	}
 	out, _, _ = runCLI(t, nil, "sessions", "--data-dir", dir, "--format", "json", "--user", "nobody@example.com")
 	if strings.TrimSpace(out) != "[]" {

@@ -144,9 +144,10 @@ func checkSessionFields(t *testing.T, m map[string]any, want map[string]string) 
 }
 
 // TestAttributionOneUserTwoSessions: carol works from her Mac and her
-// phone. A change that names only her (write_uid, no device row) goes to
-// the session she was most recently active in (most_recent); a session's
-// own device row decides for its transaction (same_tx).
+// phone. A change that names only her (write_uid, no device row) cannot be
+// put on either session: none is named (ambiguous), both are listed as
+// candidates; a session's own device row decides for its transaction
+// (same_tx).
 func TestAttributionOneUserTwoSessions(t *testing.T) {
 	r := startOdoo(t)
 	mac := r.sim.NewDevice(odoosim.Carol, carolMac)
@@ -165,15 +166,20 @@ func TestAttributionOneUserTwoSessions(t *testing.T) {
 	carol := odoosim.Carol
 	checkActor(t, one(t, evs, tx1, "sale_order", "update"), who{carol, "session_row", sid(mac), "same_tx"}, "carol's first request from the Mac")
 	checkActor(t, one(t, evs, tx2, "sale_order", "update"), who{carol, "session_row", sid(phone), "same_tx"}, "carol's first request from the phone")
-	checkActor(t, one(t, evs, tx3, "res_partner", "update"), who{carol, "row_user", sid(phone), "most_recent"},
-		"carol's write with two open sessions, the phone's the most recent")
+	ambiguous := func(e *event, why string) {
+		t.Helper()
+		checkActor(t, e, who{carol, "row_user", "", "ambiguous"}, why)
+		if got := actorOf(t, e).Candidates; got == nil || !slices.Equal(sortedIDs(got.Sessions...), sortedIDs(sid(mac), sid(phone))) || len(got.Users) != 0 {
+			t.Errorf("%s: %s: candidates %+v, want her two sessions", why, describe(e), got)
+		}
+	}
+	ambiguous(one(t, evs, tx3, "res_partner", "update"), "carol's write with two open sessions and nothing to tell them apart")
 	if pick(evs, tx3, "res_device_log", "") != nil {
 		t.Error("the Mac's second request left a device row")
 	}
 	checkActor(t, one(t, evs, tx4, "res_device_log", "insert"), who{carol, "session_row", sid(mac), "same_tx"}, "the Mac's device row an hour later")
 	checkActor(t, one(t, evs, tx4, "res_partner", "update"), who{carol, "session_row", sid(mac), "same_tx"}, "the write next to it")
-	checkActor(t, one(t, evs, tx5, "sale_order", "update"), who{carol, "row_user", sid(mac), "most_recent"},
-		"carol's write after the Mac became the most recent")
+	ambiguous(one(t, evs, tx5, "sale_order", "update"), "carol's write after the Mac's device row: still two open sessions")
 
 	all := listSessions(t, r.dataDir, "--user", "carol@example.com", "--active")
 	if got, want := sessionIDs(all), sortedIDs(sid(mac), sid(phone)); !slices.Equal(got, want) {
@@ -228,7 +234,7 @@ func TestAttributionNewDeviceLogin(t *testing.T) {
 		t.Fatalf("the read-only visit: %d events, want its device row alone", len(got))
 	}
 	checkActor(t, txEvents(evs, visit)[0], who{alice, "session_row", sid(laptop), "same_tx"}, "the read-only visit's device row")
-	checkActor(t, one(t, evs, tx3, "res_partner", "update"), who{alice, "row_user", sid(laptop), "most_recent"}, "the laptop's write after its visit")
+	checkActor(t, one(t, evs, tx3, "res_partner", "update"), who{alice, "row_user", "", "ambiguous"}, "the laptop's write after its visit, the phone open too")
 	checkActor(t, one(t, evs, tx4, "res_device_log", "insert"), who{alice, "session_row", sid(phone), "same_tx"}, "the phone's device row from its new IP")
 	checkActor(t, one(t, evs, tx4, "res_partner", "update"), who{alice, "session_row", sid(phone), "same_tx"}, "the phone's write from its new IP")
 

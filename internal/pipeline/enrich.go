@@ -407,7 +407,9 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 	if x.corr == nil || len(events) == 0 {
 		return
 	}
-	x.corr.Attribute(&correlate.Tx{XID: tx.XID, CommitTime: tx.CommitTime, Events: events, Messages: x.msgs, SessionRows: x.rows})
+	x.corr.Attribute(&correlate.Tx{XID: tx.XID, CommitTime: tx.CommitTime, Events: events, Messages: x.msgs,
+		SessionRows: x.rows, SchemaChanged: tx.SchemaChanged})
+	x.tracker.Attributed(events) // what the tracker deferred until attribution: password changes
 }
 
 // state returns the derived state changed since the last call.
