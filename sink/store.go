@@ -123,7 +123,11 @@ func openPath(dir, path string, readOnly bool) (*Store, error) {
 	_, statErr := os.Stat(path)
 	if readOnly {
 		if statErr != nil {
-			return nil, fmt.Errorf("sink: no cdcaudit store at %s: %w", path, statErr)
+			where := "in " + dir
+			if filepath.Base(path) != FileName {
+				where = "at " + path
+			}
+			return nil, fmt.Errorf("sink: no cdcaudit store %s: %w", where, statErr)
 		}
 	} else {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -412,6 +416,9 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 			if to != nil && bytes.Compare(k, to) >= 0 {
 				return nil
 			}
+			if linked && prev == audit.Genesis && !bytes.Equal(k, genesisKey[:]) {
+				return damaged(s.db.Path(), "the chain does not begin with its genesis record: run 'cdcaudit verify'")
+			}
 			h, err := s.checkRecord(k, v, prev, linked)
 			if err != nil {
 				return err
@@ -422,6 +429,13 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 			}
 			if err := fn(k, v); err != nil {
 				return err
+			}
+		}
+		// A whole scan ends at the head meta records: a page bbolt misread
+		// must not end an export early without a word.
+		if from == nil && to == nil {
+			if head := tx.Bucket(bucketMeta).Get(metaHeadHash); !bytes.Equal(head, prev[:]) {
+				return damaged(s.db.Path(), "the chain ends before the head recorded in meta: run 'cdcaudit verify'")
 			}
 		}
 		return nil

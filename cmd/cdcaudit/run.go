@@ -52,7 +52,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
 // runFlagOrder is the order of run's flags in --help.
 var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
-	"accept-gap", "status-interval", "log-format", "log-level", "print-config"}
+	"accept-gap", "anchor-file", "status-interval", "log-format", "log-level", "print-config"}
 
 func (c *cli) run(args []string) int {
 	fs := c.flagSet("run", "--dsn URL --data-dir DIR [flags]", runAbout, runExamples)
@@ -144,6 +144,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		IdleAfter:       cfg.IdleAfter,
 		SessionLifetime: cfg.SessionLifetime,
 		GeoIPPath:       cfg.GeoIPDB,
+		AnchorFile:      cfg.AnchorFile,
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}

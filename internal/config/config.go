@@ -41,6 +41,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,7 @@ const (
 	KeyLogFormat      = "log_format"
 	KeyLogLevel       = "log_level"
 	KeyAcceptGap      = "accept_gap"
+	KeyAnchorFile     = "anchor_file"
 
 	KeyProfile         = "profile"
 	KeyProfileFile     = "profile_file"
@@ -100,6 +102,9 @@ type Config struct {
 	LogFormat      string // text | json
 	LogLevel       string // debug | info | warn | error
 	AcceptGap      bool
+	// AnchorFile, when set, is appended a signed anchor of the chain head
+	// whenever one is logged.
+	AnchorFile string
 
 	// Profile is auto (Odoo when its tables are there, else none), odoo,
 	// generic (ProfileFile) or none.
@@ -171,6 +176,7 @@ var keys = []keyInfo{
 	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
 	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
+	{KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor", func(c *Config) any { return &c.AnchorFile }},
 	{KeyProfile, "application `profile`: auto (odoo when res_users and res_users_log or res_device_log exist, else none), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
 	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
 	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
@@ -712,6 +718,14 @@ func (c *Config) validate() error {
 // error naming the key. Nothing of the key file's content is ever in an
 // error.
 func (c *Config) CheckFiles() error {
+	if c.AnchorFile != "" && c.DataDir != "" {
+		// Anchors next to the store protect nothing: whoever can rewrite the
+		// store can rewrite them.
+		if rel, err := filepath.Rel(filepath.Clean(c.DataDir), filepath.Clean(c.AnchorFile)); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("config: %s: %s is inside %s %s: put the anchors where whoever holds the store cannot rewrite them (from %s)",
+				KeyAnchorFile, c.AnchorFile, KeyDataDir, c.DataDir, c.Sources[KeyAnchorFile])
+		}
+	}
 	if c.ProfileFile != "" {
 		if _, err := profile.Load(c.ProfileFile); err != nil {
 			return fmt.Errorf("config: %s: %v (from %s)", KeyProfileFile, err, c.Sources[KeyProfileFile])

@@ -13,8 +13,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/backup"
 	"github.com/cdcaudit/cdcaudit/decoder"
+	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -43,6 +46,9 @@ type Config struct {
 	// inactivity; GeoIPPath an optional .mmdb for country/city.
 	IdleAfter, SessionLifetime time.Duration
 	GeoIPPath                  string
+	// AnchorFile, when set, is appended every signed anchor of the chain
+	// head (they are logged either way).
+	AnchorFile string
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -73,6 +79,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer store.Close()
+	key, err := instancekey.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	anchors := &anchor.Publisher{Log: log, Key: key, File: cfg.AnchorFile}
+	copies, err := backup.Serve(cfg.DataDir, store, log)
+	if err != nil {
+		return err
+	}
+	defer copies.Close()
 
 	checkpoint := store.Checkpoint()
 	ident, start, err := prepare(ctx, cfg, checkpoint, log)
@@ -100,9 +116,20 @@ func Run(ctx context.Context, cfg Config) error {
 	defer catalog.Close()
 
 	defer enrich.close()
-	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
+	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
 	c.enrich = enrich
 	defer c.close()
+	if checkpoint != 0 && start > checkpoint {
+		// Accepted with --accept-gap (Prepare refuses otherwise): the chain
+		// says so, with the checkpoint, in the same transaction.
+		gap := store.ChainRecord(sink.MarkGap, start, time.Now(),
+			sink.LSNField("from", checkpoint), sink.LSNField("to", start), sink.StringField("accepted_by", "--accept-gap"))
+		if err := c.writer.Submit(ctx, sink.Batch{Events: []sink.Encoded{gap}, Checkpoint: start}); err != nil {
+			return err
+		}
+		log.Error("GAP RECORDED IN THE CHAIN: changes committed between the checkpoint and the slot's position are lost",
+			"from", audit.FormatLSN(checkpoint), "to", audit.FormatLSN(start))
+	}
 
 	// Stop in two steps: on cancellation first make what was received
 	// durable, then stop the stream, whose last status update confirms it.
@@ -119,6 +146,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	if replication.IsFatal(err) {
+		recordSlotLoss(cfg, store, c.writer, log)
+	}
 	if recs := enrich.settle(); len(recs) > 0 && (err == nil || ctx.Err() != nil) {
 		// Session activity that was held back (written at most once a minute)
 		// is written before a clean stop.
@@ -132,25 +162,61 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil && ctx.Err() != nil && !replication.IsFatal(err) {
 		err = nil // a shutdown, not a failure
 	}
-	if err == nil {
-		logChainHead(log, store, "stopped")
+	if err == nil || replication.IsFatal(err) {
+		publishHead(anchors, store, "stopped")
 	}
 	return err
 }
 
-// anchorEvery is how often the chain head is logged while events flow.
+// recordSlotLoss adds a slot_lost record to the chain when the stream ended
+// because the slot is gone (dropped, or invalidated: wal_status lost):
+// whatever happens next, the trail says that events after the checkpoint
+// were never received.
+func recordSlotLoss(cfg Config, store *sink.Store, w *sink.Writer, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	slot, err := replication.InspectSlot(ctx, cfg.Replication)
+	if err != nil || (slot.Exists && slot.WALStatus != "lost") {
+		return
+	}
+	if err := w.Flush(ctx); err != nil {
+		return
+	}
+	status := "dropped"
+	if slot.Exists {
+		status = "invalidated"
+	}
+	cp := store.Checkpoint()
+	rec := store.ChainRecord(sink.MarkSlotLost, cp, time.Now(), sink.LSNField("checkpoint", cp),
+		sink.StringField("slot", cfg.Replication.Slot), sink.StringField("slot_status", status))
+	if err := w.Submit(ctx, sink.Batch{Events: []sink.Encoded{rec}}); err == nil {
+		err = w.Flush(ctx)
+	}
+	if err != nil {
+		log.Error("cannot record the lost slot in the chain", "err", err)
+		return
+	}
+	log.Error("SLOT LOSS RECORDED IN THE CHAIN: changes after the checkpoint were not captured", "checkpoint", audit.FormatLSN(cp), "slot_status", status)
+}
+
+// anchorEvery is how often the chain head is anchored while events flow.
 const anchorEvery = 10 * time.Minute
 
-// logChainHead logs the store's chain head: logs shipped elsewhere then hold
-// an anchor that a rewrite of the whole chain (which verify alone cannot
-// see) would contradict.
-func logChainHead(log *slog.Logger, store *sink.Store, msg string) {
+// publishHead signs the store's chain head with the instance key and
+// publishes it (log line, anchor file): a rewrite of the chain, which
+// verify alone cannot see, contradicts anchors kept elsewhere.
+func publishHead(p *anchor.Publisher, store *sink.Store, msg string) {
 	key, hash, n := store.Head()
 	id := ""
 	if lsn, ord, ok := audit.SplitKey(key); ok {
 		id = audit.FormatID(lsn, ord)
 	}
-	log.Info(msg, "checkpoint", audit.FormatLSN(store.Checkpoint()), "events", n, "head_event", id, "head_hash", hash.String())
+	g, _ := store.GenesisHash()
+	a := anchor.Anchor{Time: time.Now().UTC(), Genesis: g.String(), HeadID: id, HeadHash: hash.String(), Events: n,
+		Checkpoint: audit.FormatLSN(store.Checkpoint())}
+	if err := p.Publish(msg, a); err != nil {
+		p.Log.Error("cannot publish the chain anchor", "err", err)
+	}
 }
 
 // prepare runs replication.Prepare, waiting with capped backoff while the
@@ -234,7 +300,7 @@ type feedItem struct {
 	events []*audit.Event
 }
 
-func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger) *consumer {
+func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger, anchors *anchor.Publisher) *consumer {
 	c := &consumer{
 		dec: dec, m: cfg.Metrics, log: log,
 		notify:   make(chan struct{}, 1),
@@ -247,7 +313,7 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
 		if ci.Stored > 0 && time.Since(lastAnchor) >= anchorEvery {
-			logChainHead(log, store, "chain head")
+			publishHead(anchors, store, "chain head")
 			lastAnchor = time.Now()
 		}
 		if c.m != nil {
