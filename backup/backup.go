@@ -125,24 +125,6 @@ func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
 	log.Info("backup copy served", "bytes", n, "took", time.Since(start).Round(time.Millisecond))
 }
 
-func peerUID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil {
-		return -1, err
-	}
-	if cerr != nil {
-		return -1, cerr
-	}
-	return int(cred.Uid), nil
-}
-
 // Fetch asks the daemon serving dir's store for a copy and writes it to w.
 // It returns ErrNoDaemon when none listens.
 func Fetch(dir string, w io.Writer) (int64, error) {

@@ -84,11 +84,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	anchors := &anchor.Publisher{Log: log, Key: key, File: cfg.AnchorFile}
-	copies, err := backup.Serve(cfg.DataDir, store, log)
-	if err != nil {
-		return err
+	if copies, err := backup.Serve(cfg.DataDir, store, log); err != nil {
+		log.Warn("cdcaudit backup cannot reach this daemon: stop it to back up the store", "err", err)
+	} else {
+		defer copies.Close()
 	}
-	defer copies.Close()
 
 	checkpoint := store.Checkpoint()
 	ident, start, err := prepare(ctx, cfg, checkpoint, log)
