@@ -231,6 +231,9 @@ func (s *Store) load() error {
 			return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", s.dir)
 		}
 		if v := meta.Get(metaFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != FormatVersion {
+			if len(v) == 8 && binary.BigEndian.Uint64(v) == 1 {
+				return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", s.dir)
+			}
 			return fmt.Errorf("sink: %s: unsupported store format %x (want %d)", s.dir, v, FormatVersion)
 		}
 		st.checkpoint = getUint64(meta, metaCheckpoint)

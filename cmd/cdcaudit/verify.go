@@ -134,9 +134,13 @@ func (c *cli) verify(args []string) int {
 		}
 	}
 
-	if res.Events == 0 {
+	switch {
+	case len(res.Marks) > 0:
+		fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact, but it records %d place(s) where events are missing from the trail (below).\n",
+			paint(color, ansiRed+ansiBold, "INCOMPLETE:"), thousands(res.Events), len(res.Marks))
+	case res.Events == 0:
 		fmt.Fprintf(c.stdout, "%s the store in %s holds no events yet; its chain is intact.\n", paint(color, ansiGreen, "OK:"), cfg.DataDir)
-	} else {
+	default:
 		fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact.\n", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Events))
 	}
 	fmt.Fprintf(c.stdout, "genesis:     %s\n", res.Genesis)
@@ -150,8 +154,7 @@ func (c *cli) verify(args []string) int {
 	if len(res.Marks) == 0 {
 		return exitOK
 	}
-	fmt.Fprintf(c.stdout, "%s the chain records %d place(s) where events are missing from the trail:\n",
-		paint(color, ansiRed+ansiBold, "INCOMPLETE:"), len(res.Marks))
+	fmt.Fprintf(c.stdout, "missing events:\n")
 	for _, m := range res.Marks {
 		fmt.Fprintf(c.stdout, "  %-9s %s\n", m.Op, m.Record)
 	}

@@ -218,6 +218,8 @@ func TestBackupWhileDaemonWrites(t *testing.T) {
 	d := startDaemon(t, "--dsn", db.dsn, "--data-dir", dataDir, "--slot", db.slot)
 	waitSlotActive(t, db.dsn, db.slot, 0, d)
 
+	mustExec(t, conn, `INSERT INTO load (payload) VALUES ('first')`) // so every copy holds events
+	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
