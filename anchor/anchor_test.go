@@ -3,6 +3,7 @@ package anchor
 import (
 	"encoding/json"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,5 +116,40 @@ func TestCheck(t *testing.T) {
 	}
 	if _, err := Check(nil, chain()); err == nil {
 		t.Error("no anchors at all passed")
+	}
+}
+
+// Anchors reach a syslog server, and a bad address is refused up front.
+func TestSyslog(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "log")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	w, err := DialSyslog("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var logged strings.Builder
+	p := &Publisher{Log: slog.New(slog.NewTextHandler(&logged, nil)), Key: key(t), Syslog: w}
+	if err := p.Publish("chain head", sample); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	ln.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := ln.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Find(strings.NewReader(string(buf[:n])))
+	if err != nil || len(got) != 1 || got[0].HeadID != sample.HeadID {
+		t.Fatalf("syslog received %q: %v %v", buf[:n], got, err)
+	}
+	for _, bad := range []string{"", "logs:514", "udp://logs", "http://logs:80", "unix://"} {
+		if _, _, err := SyslogAddr(bad); err == nil {
+			t.Errorf("SyslogAddr(%q) accepted", bad)
+		}
 	}
 }

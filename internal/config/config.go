@@ -49,6 +49,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/profile"
 )
 
@@ -66,6 +67,7 @@ const (
 	KeyLogLevel       = "log_level"
 	KeyAcceptGap      = "accept_gap"
 	KeyAnchorFile     = "anchor_file"
+	KeyAnchorSyslog   = "anchor_syslog"
 
 	KeyProfile         = "profile"
 	KeyProfileFile     = "profile_file"
@@ -105,6 +107,9 @@ type Config struct {
 	// AnchorFile, when set, is appended a signed anchor of the chain head
 	// whenever one is logged.
 	AnchorFile string
+	// AnchorSyslog, when set, is a syslog server (udp://, tcp:// or
+	// unix:// address) that every anchor is sent to as well.
+	AnchorSyslog string
 
 	// Profile is auto (Odoo when its tables are there, else none), odoo,
 	// generic (ProfileFile) or none.
@@ -177,6 +182,7 @@ var keys = []keyInfo{
 	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
 	{KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor", func(c *Config) any { return &c.AnchorFile }},
+	{KeyAnchorSyslog, "syslog `address` to send signed chain anchors to as well: udp://host:514, tcp://host:601 or unix:///dev/log", func(c *Config) any { return &c.AnchorSyslog }},
 	{KeyProfile, "application `profile`: auto (odoo when res_users and res_users_log or res_device_log exist, else none), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
 	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
 	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
@@ -718,6 +724,11 @@ func (c *Config) validate() error {
 // error naming the key. Nothing of the key file's content is ever in an
 // error.
 func (c *Config) CheckFiles() error {
+	if c.AnchorSyslog != "" {
+		if _, _, err := anchor.SyslogAddr(c.AnchorSyslog); err != nil {
+			return fmt.Errorf("config: %s: %v (from %s)", KeyAnchorSyslog, err, c.Sources[KeyAnchorSyslog])
+		}
+	}
 	if c.AnchorFile != "" && c.DataDir != "" {
 		// Anchors next to the store protect nothing: whoever can rewrite the
 		// store can rewrite them.

@@ -49,6 +49,9 @@ type Config struct {
 	// AnchorFile, when set, is appended every signed anchor of the chain
 	// head (they are logged either way).
 	AnchorFile string
+	// AnchorSyslog, when set, is a syslog server's address (udp://host:514,
+	// tcp://host:601, unix:///dev/log) anchors are sent to as well.
+	AnchorSyslog string
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -84,6 +87,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	anchors := &anchor.Publisher{Log: log, Key: key, File: cfg.AnchorFile}
+	if cfg.AnchorSyslog != "" {
+		if anchors.Syslog, err = anchor.DialSyslog(cfg.AnchorSyslog); err != nil {
+			return err
+		}
+		defer anchors.Syslog.Close()
+	}
 	if copies, err := backup.Serve(cfg.DataDir, store, log); err != nil {
 		log.Warn("cdcaudit backup cannot reach this daemon: stop it to back up the store", "err", err)
 	} else {
