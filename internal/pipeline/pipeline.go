@@ -15,9 +15,7 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
-	"github.com/cdcaudit/cdcaudit/backup"
 	"github.com/cdcaudit/cdcaudit/decoder"
-	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -82,22 +80,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer store.Close()
-	key, err := instancekey.LoadOrCreate(cfg.DataDir)
+	anchors, closeChain, err := chainServices(cfg, store, log)
 	if err != nil {
 		return err
 	}
-	anchors := &anchor.Publisher{Log: log, Key: key, File: cfg.AnchorFile}
-	if cfg.AnchorSyslog != "" {
-		if anchors.Syslog, err = anchor.DialSyslog(cfg.AnchorSyslog); err != nil {
-			return err
-		}
-		defer anchors.Syslog.Close()
-	}
-	if copies, err := backup.Serve(cfg.DataDir, store, log); err != nil {
-		log.Warn("cdcaudit backup cannot reach this daemon: stop it to back up the store", "err", err)
-	} else {
-		defer copies.Close()
-	}
+	defer closeChain()
 
 	checkpoint := store.Checkpoint()
 	ident, start, err := prepare(ctx, cfg, checkpoint, log)
@@ -128,16 +115,8 @@ func Run(ctx context.Context, cfg Config) error {
 	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
 	c.enrich = enrich
 	defer c.close()
-	if checkpoint != 0 && start > checkpoint {
-		// Accepted with --accept-gap (Prepare refuses otherwise): the chain
-		// says so, with the checkpoint, in the same transaction.
-		gap := store.ChainRecord(sink.MarkGap, start, time.Now(),
-			sink.LSNField("from", checkpoint), sink.LSNField("to", start), sink.StringField("accepted_by", "--accept-gap"))
-		if err := c.writer.Submit(ctx, sink.Batch{Events: []sink.Encoded{gap}, Checkpoint: start}); err != nil {
-			return err
-		}
-		log.Error("GAP RECORDED IN THE CHAIN: changes committed between the checkpoint and the slot's position are lost",
-			"from", audit.FormatLSN(checkpoint), "to", audit.FormatLSN(start))
+	if err := recordGap(ctx, store, c.writer, checkpoint, start, log); err != nil {
+		return err
 	}
 
 	// Stop in two steps: on cancellation first make what was received
@@ -175,57 +154,6 @@ func Run(ctx context.Context, cfg Config) error {
 		publishHead(anchors, store, "stopped")
 	}
 	return err
-}
-
-// recordSlotLoss adds a slot_lost record to the chain when the stream ended
-// because the slot is gone (dropped, or invalidated: wal_status lost):
-// whatever happens next, the trail says that events after the checkpoint
-// were never received.
-func recordSlotLoss(cfg Config, store *sink.Store, w *sink.Writer, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	slot, err := replication.InspectSlot(ctx, cfg.Replication)
-	if err != nil || (slot.Exists && slot.WALStatus != "lost") {
-		return
-	}
-	if err := w.Flush(ctx); err != nil {
-		return
-	}
-	status := "dropped"
-	if slot.Exists {
-		status = "invalidated"
-	}
-	cp := store.Checkpoint()
-	rec := store.ChainRecord(sink.MarkSlotLost, cp, time.Now(), sink.LSNField("checkpoint", cp),
-		sink.StringField("slot", cfg.Replication.Slot), sink.StringField("slot_status", status))
-	if err := w.Submit(ctx, sink.Batch{Events: []sink.Encoded{rec}}); err == nil {
-		err = w.Flush(ctx)
-	}
-	if err != nil {
-		log.Error("cannot record the lost slot in the chain", "err", err)
-		return
-	}
-	log.Error("SLOT LOSS RECORDED IN THE CHAIN: changes after the checkpoint were not captured", "checkpoint", audit.FormatLSN(cp), "slot_status", status)
-}
-
-// anchorEvery is how often the chain head is anchored while events flow.
-const anchorEvery = 10 * time.Minute
-
-// publishHead signs the store's chain head with the instance key and
-// publishes it (log line, anchor file): a rewrite of the chain, which
-// verify alone cannot see, contradicts anchors kept elsewhere.
-func publishHead(p *anchor.Publisher, store *sink.Store, msg string) {
-	key, hash, n := store.Head()
-	id := ""
-	if lsn, ord, ok := audit.SplitKey(key); ok {
-		id = audit.FormatID(lsn, ord)
-	}
-	g, _ := store.GenesisHash()
-	a := anchor.Anchor{Time: time.Now().UTC(), Genesis: g.String(), HeadID: id, HeadHash: hash.String(), Events: n,
-		Checkpoint: audit.FormatLSN(store.Checkpoint())}
-	if err := p.Publish(msg, a); err != nil {
-		p.Log.Error("cannot publish the chain anchor", "err", err)
-	}
 }
 
 // prepare runs replication.Prepare, waiting with capped backoff while the
