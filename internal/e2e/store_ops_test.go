@@ -506,11 +506,21 @@ func TestGapAndLostSlotInTheChain(t *testing.T) {
 	// The slot is dropped while the daemon runs: it stops with an error,
 	// after recording the loss.
 	d.start()
-	pid := waitSlotActive(t, db.dsn, db.slot, 0, d)
+	waitSlotActive(t, db.dsn, db.slot, 0, d)
 	mustExec(t, conn, `INSERT INTO g VALUES (4)`)
 	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
-	mustExec(t, conn, `SELECT pg_terminate_backend($1, 10000)`, pid)
-	mustExec(t, conn, `SELECT pg_drop_replication_slot($1)`, db.slot)
+	// End the walsender and drop the slot before the daemon reconnects
+	// (it waits at least 250ms); if it wins the race, try again.
+	for deadline := time.Now().Add(time.Minute); ; {
+		mustExec(t, conn, `SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, db.slot)
+		_, err := conn.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, db.slot)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drop the slot: %v", err)
+		}
+	}
 	select {
 	case <-d.done:
 	case <-time.After(stopTimeout):
