@@ -96,7 +96,7 @@ func checkFile(path string) error {
 	}
 	size := fi.Size()
 	if size == 0 {
-		return damaged(path, "it is empty (0 bytes): truncated")
+		return damaged(path, "it is empty (0 bytes): truncated, or its creation was interrupted (then nothing was ever stored in it: delete it)")
 	}
 	m0, ok0 := readBoltMeta(f, 0)
 	pageSize := int64(os.Getpagesize())

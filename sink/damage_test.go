@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A store of events, closed; returns its file's bytes up to what bbolt uses.
@@ -198,4 +199,35 @@ func TestWriteCopy(t *testing.T) {
 		t.Fatalf("copy: %+v %v", res, err)
 	}
 	s.Close()
+}
+
+// A wiped store (no records, no head, a checkpoint) is refused for writing:
+// run would start a second history in it.
+func TestWipedStoreRefusedForWriting(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	mustAppend(t, s, txBatch(0x100, 2))
+	s.Close()
+	tamper(t, dir, func(b *bolt.Bucket) error {
+		for _, k := range [][]byte{mkey(0, 0), key(1), mkey(0x100, 2)} {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		meta := b.Tx().Bucket(bucketMeta)
+		meta.Delete(metaHeadHash)
+		meta.Put(metaCount, make([]byte, 8))
+		return meta.Delete(metaHeadKey)
+	})
+	if _, err := Open(dir); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "genesis") {
+		t.Fatalf("Open of a wiped store: %v", err)
+	}
+	r, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatalf("verify must still be able to open it: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.Verify(t.Context(), nil); !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("Verify: %v", err)
+	}
 }

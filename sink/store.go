@@ -247,6 +247,11 @@ func (s *Store) load() error {
 		case k != nil || h != nil || st.count > 0:
 			return damaged(s.db.Path(), "meta holds %d events but no valid chain head", st.count)
 		}
+		if !st.hasHead && !s.readOnly {
+			// Appending would start a second history without a genesis
+			// record; verify says what happened to the first.
+			return damaged(s.db.Path(), "it holds no chain head, not even its genesis record (wiped?): run 'cdcaudit verify'")
+		}
 		if g := events.Get(genesisKey[:]); g != nil {
 			if _, _, gh, err := audit.Check(g); err == nil {
 				st.genesis = gh
