@@ -32,7 +32,7 @@ checkpoint.
 The instance key (data-dir/instance.key) is not part of the copy: it never
 changes, so save it once, as a secret. To restore, see docs/operations.md.
 
-Exit status: 0 success, 1 failure (nothing is left at --out), 2 bad usage.`
+Exit status: 0 success, 1 failure (--out is left as it was), 2 bad usage.`
 
 const backupExamples = `  cdcaudit backup --data-dir /var/lib/cdcaudit --out /backup/cdcaudit-$(date +%F).db`
 
