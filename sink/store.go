@@ -207,7 +207,7 @@ func lockedError(dir string) error {
 			holder = "pid " + strconv.Itoa(pid)
 		}
 	}
-	return fmt.Errorf("sink: %s: %w (%s); one process at a time may use a store", dir, ErrLocked, holder)
+	return fmt.Errorf("sink: %s: %w (%s); one process at a time may use a store ('cdcaudit backup' copies it from a running daemon)", dir, ErrLocked, holder)
 }
 
 // alive reports whether pid names a running process (a stale pid file from
