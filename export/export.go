@@ -126,12 +126,16 @@ func Write(w io.Writer, st Source, f Filter, format string) (n uint64, err error
 		csvRow(row, r)
 		return cw.Write(row)
 	})
-	if cw != nil && err == nil {
+	// Also after a failure: the buffers hold whole records only, and a
+	// record cut at a buffer boundary may already be half written.
+	if cw != nil {
 		cw.Flush()
-		err = cw.Error()
+		if err == nil {
+			err = cw.Error()
+		}
 	}
-	if err == nil {
-		err = bw.Flush()
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
 	}
 	return n, err
 }

@@ -187,6 +187,9 @@ func Prepare(ctx context.Context, cfg Config, checkpoint uint64) (Identity, uint
 	case slot.ConfirmedFlush > checkpoint:
 		log.Error("REPLICATION SLOT IS AHEAD OF THE CHECKPOINT: continuing because AcceptGap is set; EVENTS IN BETWEEN ARE LOST",
 			"checkpoint", lsnString(checkpoint), "confirmed_flush_lsn", lsnString(slot.ConfirmedFlush))
+		// Streaming starts there anyway; returning it lets the caller
+		// record the gap (checkpoint, confirmed_flush_lsn) in its chain.
+		return ident, slot.ConfirmedFlush, nil
 	case slot.ConfirmedFlush < checkpoint:
 		log.Info("replication slot is behind the checkpoint: already stored changes may be sent again; the store ignores duplicates",
 			"checkpoint", lsnString(checkpoint), "confirmed_flush_lsn", lsnString(slot.ConfirmedFlush))

@@ -51,12 +51,13 @@ type Result struct {
 // reconnect) and is skipped; one that is missing would have to be chained
 // into the middle, which means the ordering guarantee is broken: Append
 // then fails and stores nothing.
-func (s *Store) Append(batches []Batch) (Result, error) {
+func (s *Store) Append(batches []Batch) (res Result, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	defer catchDamage(s.db.Path(), &err)()
 	st := *s.state.Load()
 	old := st.checkpoint
-	res := Result{Checkpoint: old}
+	res = Result{Checkpoint: old}
 
 	tx, err := s.db.Begin(true)
 	if err != nil {
@@ -72,7 +73,7 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 		for i := range b.Events {
 			e := &b.Events[i]
 			k := e.Key[:]
-			if st.count > 0 && bytes.Compare(k, st.headKey[:]) <= 0 {
+			if st.hasHead && bytes.Compare(k, st.headKey[:]) <= 0 {
 				if events.Get(k) == nil {
 					return Result{Checkpoint: old}, fmt.Errorf("sink: event %s is not after the chain head %s and is not stored: "+
 						"events arrived out of order; nothing of this append was stored", keyID(k), keyID(st.headKey[:]))
@@ -91,8 +92,10 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 			if err := events.Put(k, rec); err != nil {
 				return Result{Checkpoint: old}, fmt.Errorf("sink: put event %s: %w", keyID(k), err)
 			}
-			st.headKey = e.Key
-			st.count++
+			st.headKey, st.hasHead = e.Key, true
+			if !IsChainRecord(k) {
+				st.count++
+			}
 			res.Stored++
 			res.Bytes += int64(len(k) + len(rec))
 		}
@@ -111,10 +114,9 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 		{metaCheckpoint, binary.BigEndian.AppendUint64(nil, st.checkpoint)},
 		{metaCount, binary.BigEndian.AppendUint64(nil, st.count)},
 	}
-	// A checkpoint (or state) can be written before the first event: there
-	// is no chain head yet, and recording the zero key as one would make
-	// Verify look for an event that never existed.
-	if st.count > 0 {
+	// Only a store that lost its genesis record has no head: never record
+	// the zero key as one.
+	if st.hasHead {
 		kvs = append(kvs, []struct{ k, v []byte }{
 			{metaHeadKey, append([]byte(nil), st.headKey[:]...)},
 			{metaHeadHash, append([]byte(nil), st.headHash[:]...)},
@@ -136,6 +138,9 @@ func (s *Store) Append(batches []Batch) (Result, error) {
 // checkBody catches a body that is not AppendBody's output for this key
 // before it is sealed for good: Verify would report it as tampering.
 func checkBody(k, body []byte) error {
+	if bytes.Equal(k, genesisKey[:]) {
+		return fmt.Errorf("sink: the genesis record is written only when a store is created")
+	}
 	const prefix = `{"id":"`
 	id := keyID(k)
 	n := len(prefix) + len(id)

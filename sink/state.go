@@ -64,7 +64,7 @@ func (s *Store) LoadState(bucket string, fn func(key, value []byte) error) error
 	if err := checkStateBucket(bucket); err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketState)
 		if root == nil {
 			return nil

@@ -8,8 +8,10 @@
 // Layout of the file dir/cdcaudit.db:
 //
 //	events  key = audit.MakeKey (commit LSN BE + ordinal BE), value = the
-//	        record exactly as audit.Seal returned it (an export is a copy)
-//	meta    format, checkpoint, head_key, head_hash, count, identity
+//	        record exactly as audit.Seal returned it (an export is a copy);
+//	        ordinal 0 holds the chain records (chain.go), first the genesis
+//	meta    format, checkpoint, head_key, head_hash (the last record of the
+//	        chain), count (row events), identity
 package sink
 
 import (
@@ -39,8 +41,9 @@ const (
 	// PidFileName names the process holding the store read-write; it only
 	// serves to make ErrLocked say who holds the lock.
 	PidFileName = "cdcaudit.pid"
-	// FormatVersion is the layout version recorded in meta.
-	FormatVersion = 1
+	// FormatVersion is the layout version recorded in meta. 2: the chain
+	// begins with a genesis record.
+	FormatVersion = 2
 )
 
 var (
@@ -79,9 +82,11 @@ type Store struct {
 // exclusive lock), so the copy in memory is authoritative.
 type state struct {
 	checkpoint uint64
-	count      uint64
-	headKey    [audit.KeyLen]byte // valid when count > 0
-	headHash   audit.Hash         // audit.Genesis when count == 0
+	count      uint64 // row events
+	hasHead    bool   // false only in a store whose genesis record is gone
+	headKey    [audit.KeyLen]byte
+	headHash   audit.Hash // audit.Genesis without a head
+	genesis    audit.Hash // the genesis record's hash (zero without one)
 }
 
 // Identity names the server, database and slot a store belongs to, so the
@@ -101,17 +106,28 @@ func Open(dir string) (*Store, error) { return open(dir, false) }
 // shares the lock with other readers but not with a read-write holder.
 func OpenReadOnly(dir string) (*Store, error) { return open(dir, true) }
 
+// OpenFile opens a store file by its path, read-only: a backup.
+func OpenFile(path string) (*Store, error) { return openPath(filepath.Dir(path), path, true) }
+
 func open(dir string, readOnly bool) (*Store, error) {
-	path := filepath.Join(dir, FileName)
+	return openPath(dir, filepath.Join(dir, FileName), readOnly)
+}
+
+func openPath(dir, path string, readOnly bool) (*Store, error) {
 	opts := &bolt.Options{
 		Timeout:        time.Second,
 		NoFreelistSync: false, // a synced freelist: open stays fast on a large store
 		FreelistType:   bolt.FreelistMapType,
 		ReadOnly:       readOnly,
 	}
+	_, statErr := os.Stat(path)
 	if readOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("sink: no cdcaudit store in %s: %w", dir, err)
+		if statErr != nil {
+			where := "in " + dir
+			if filepath.Base(path) != FileName {
+				where = "at " + path
+			}
+			return nil, fmt.Errorf("sink: no cdcaudit store %s: %w", where, statErr)
 		}
 	} else {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -119,12 +135,17 @@ func open(dir string, readOnly bool) (*Store, error) {
 		}
 		opts.InitialMmapSize = initialMmapSize(path)
 	}
-	db, err := bolt.Open(path, 0o600, opts)
+	if statErr == nil {
+		if err := checkFile(path); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openBolt(path, opts)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, lockedError(dir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sink: open %s: %w", path, err)
+		return nil, err
 	}
 	s := &Store{db: db, dir: dir, readOnly: readOnly}
 	if err := s.load(); err != nil {
@@ -136,6 +157,32 @@ func open(dir string, readOnly bool) (*Store, error) {
 		_ = os.WriteFile(filepath.Join(dir, PidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	}
 	return s, nil
+}
+
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	defer catchDamage(path, &err)()
+	db, err = bolt.Open(path, 0o600, opts)
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, err
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, damaged(path, "%v", err)
+	case err != nil:
+		return nil, fmt.Errorf("sink: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// view runs a read transaction; a damaged file is an error, never a crash.
+func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer catchDamage(s.db.Path(), &err)()
+	return s.db.View(fn)
+}
+
+// update runs a write transaction; a damaged file is an error, never a crash.
+func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
+	defer catchDamage(s.db.Path(), &err)()
+	return s.db.Update(fn)
 }
 
 // initialMmapSize maps well beyond the file so that the map rarely has to
@@ -160,7 +207,7 @@ func lockedError(dir string) error {
 			holder = "pid " + strconv.Itoa(pid)
 		}
 	}
-	return fmt.Errorf("sink: %s: %w (%s); one process at a time may use a store", dir, ErrLocked, holder)
+	return fmt.Errorf("sink: %s: %w (%s); one process at a time may use a store ('cdcaudit backup' copies it from a running daemon)", dir, ErrLocked, holder)
 }
 
 // alive reports whether pid names a running process (a stale pid file from
@@ -184,34 +231,41 @@ func (s *Store) load() error {
 			return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", s.dir)
 		}
 		if v := meta.Get(metaFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != FormatVersion {
+			if len(v) == 8 && binary.BigEndian.Uint64(v) == 1 {
+				return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", s.dir)
+			}
 			return fmt.Errorf("sink: %s: unsupported store format %x (want %d)", s.dir, v, FormatVersion)
 		}
 		st.checkpoint = getUint64(meta, metaCheckpoint)
 		st.count = getUint64(meta, metaCount)
-		if st.count > 0 {
-			k, h := meta.Get(metaHeadKey), meta.Get(metaHeadHash)
-			if len(k) != audit.KeyLen || len(h) != audit.HashLen {
-				return fmt.Errorf("sink: %s: meta holds %d events but no valid chain head", s.dir, st.count)
-			}
+		k, h := meta.Get(metaHeadKey), meta.Get(metaHeadHash)
+		switch {
+		case len(k) == audit.KeyLen && len(h) == audit.HashLen:
+			st.hasHead = true
 			copy(st.headKey[:], k)
 			copy(st.headHash[:], h)
+		case k != nil || h != nil || st.count > 0:
+			return damaged(s.db.Path(), "meta holds %d events but no valid chain head", st.count)
+		}
+		if !st.hasHead && !s.readOnly {
+			// Appending would start a second history without a genesis
+			// record; verify says what happened to the first.
+			return damaged(s.db.Path(), "it holds no chain head, not even its genesis record (wiped?): run 'cdcaudit verify'")
+		}
+		if g := events.Get(genesisKey[:]); g != nil {
+			if _, _, gh, err := audit.Check(g); err == nil {
+				st.genesis = gh
+			}
 		}
 		return nil
 	}
 	var err error
 	if s.readOnly {
-		err = s.db.View(read)
+		err = s.view(read)
 	} else {
-		err = s.db.Update(func(tx *bolt.Tx) error {
+		err = s.update(func(tx *bolt.Tx) error {
 			if tx.Bucket(bucketMeta) == nil && tx.Bucket(bucketEvents) == nil {
-				meta, err := tx.CreateBucket(bucketMeta)
-				if err != nil {
-					return err
-				}
-				if _, err := tx.CreateBucket(bucketEvents); err != nil {
-					return err
-				}
-				if err := meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, FormatVersion)); err != nil {
+				if err := create(tx); err != nil {
 					return err
 				}
 			}
@@ -223,6 +277,30 @@ func (s *Store) load() error {
 	}
 	s.state.Store(st)
 	return nil
+}
+
+// create lays out a new store: its buckets, its format and the genesis
+// record, the first link of its chain.
+func create(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	events, err := tx.CreateBucket(bucketEvents)
+	if err != nil {
+		return err
+	}
+	rec, h := audit.Seal(nil, genesisBody(time.Now()), audit.Genesis)
+	for _, kv := range []struct{ k, v []byte }{
+		{metaFormat, binary.BigEndian.AppendUint64(nil, FormatVersion)},
+		{metaHeadKey, genesisKey[:]},
+		{metaHeadHash, h[:]},
+	} {
+		if err := meta.Put(kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	return events.Put(genesisKey[:], rec)
 }
 
 func getUint64(b *bolt.Bucket, key []byte) uint64 {
@@ -254,14 +332,23 @@ func (s *Store) Dir() string { return s.dir }
 // transaction whose events are all stored (0 when none).
 func (s *Store) Checkpoint() uint64 { return s.state.Load().checkpoint }
 
-// Head returns the key and hash of the last event and the number of events.
-// key is nil and hash is audit.Genesis for an empty store.
+// Head returns the key and hash of the last record of the chain (an event,
+// or a chain record: at least the genesis record) and the number of row
+// events. key is nil and hash is audit.Genesis only when the store has lost
+// its genesis record.
 func (s *Store) Head() (key []byte, hash audit.Hash, count uint64) {
 	st := s.state.Load()
-	if st.count == 0 {
-		return nil, audit.Genesis, 0
+	if !st.hasHead {
+		return nil, audit.Genesis, st.count
 	}
 	return append([]byte(nil), st.headKey[:]...), st.headHash, st.count
+}
+
+// GenesisHash returns the hash of the store's genesis record, which names
+// its chain (anchors carry it); ok is false when the record is missing.
+func (s *Store) GenesisHash() (h audit.Hash, ok bool) {
+	g := s.state.Load().genesis
+	return g, g != audit.Hash{}
 }
 
 // Size returns the size of the store file in bytes.
@@ -276,7 +363,7 @@ func (s *Store) Size() int64 {
 // Identity returns the identity recorded by SetIdentity; ok is false when
 // none has been recorded yet (a new store).
 func (s *Store) Identity() (id Identity, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaIdentity)
 		if v == nil {
 			return nil
@@ -300,7 +387,7 @@ func (s *Store) SetIdentity(id Identity) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(metaIdentity, v)
 	}); err != nil {
 		return fmt.Errorf("sink: write identity: %w", err)
@@ -308,16 +395,22 @@ func (s *Store) SetIdentity(id Identity) error {
 	return nil
 }
 
-// Scan calls fn for every event with from <= key < to, in ascending key
-// order, inside one read transaction; a nil bound is open. key and record
-// are valid only during the call (they point into the mapped file): copy
-// what must outlive it. Scan stops at and returns fn's first error.
+// Scan calls fn for every row event with from <= key < to, in ascending
+// key order, inside one read transaction; a nil bound is open. Chain
+// records (genesis, gaps) are skipped. key and record are valid only during
+// the call (they point into the mapped file): copy what must outlive it.
+// Scan stops at and returns fn's first error.
+//
+// Every record is checked before fn sees it: its hash, its key, and (from
+// the second record on, or from the first when from is nil) its link to
+// the record before it. A record that fails is never handed on: Scan
+// returns an error wrapping ErrDamaged that names it.
 //
 // A read transaction held open for long keeps bbolt from reusing freed
 // pages, and blocks the writer if the file outgrows its mapping; the
 // initial mapping is large to make the latter rare.
 func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		var k, v []byte
 		if from == nil {
@@ -325,16 +418,53 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 		} else {
 			k, v = c.Seek(from)
 		}
+		linked := from == nil
+		prev := audit.Genesis
 		for ; k != nil; k, v = c.Next() {
 			if to != nil && bytes.Compare(k, to) >= 0 {
 				return nil
+			}
+			if linked && prev == audit.Genesis && !bytes.Equal(k, genesisKey[:]) {
+				return damaged(s.db.Path(), "the chain does not begin with its genesis record: run 'cdcaudit verify'")
+			}
+			h, err := s.checkRecord(k, v, prev, linked)
+			if err != nil {
+				return err
+			}
+			prev, linked = h, true
+			if IsChainRecord(k) {
+				continue
 			}
 			if err := fn(k, v); err != nil {
 				return err
 			}
 		}
+		// A whole scan ends at the head meta records: a page bbolt misread
+		// must not end an export early without a word.
+		if from == nil && to == nil {
+			if head := tx.Bucket(bucketMeta).Get(metaHeadHash); !bytes.Equal(head, prev[:]) {
+				return damaged(s.db.Path(), "the chain ends before the head recorded in meta: run 'cdcaudit verify'")
+			}
+		}
 		return nil
 	})
+}
+
+// checkRecord checks a record read back: its hash, that it is stored
+// under its own id, and (when linked) that it chains to prev.
+func (s *Store) checkRecord(k, v []byte, prev audit.Hash, linked bool) (audit.Hash, error) {
+	id := keyID(k)
+	if len(k) != audit.KeyLen {
+		return audit.Hash{}, damaged(s.db.Path(), "malformed key %x: run 'cdcaudit verify'", k)
+	}
+	_, p, h, err := audit.Check(v)
+	if err != nil || len(v) < len(`{"id":"`)+len(id)+1 || string(v[len(`{"id":"`):len(`{"id":"`)+len(id)+1]) != id+`"` {
+		return h, damaged(s.db.Path(), "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
+	}
+	if linked && p != prev {
+		return h, damaged(s.db.Path(), "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", id)
+	}
+	return h, nil
 }
 
 // Get returns a copy of the stored record of the event id, or an error
@@ -346,8 +476,11 @@ func (s *Store) Get(id string) ([]byte, error) {
 	}
 	key := audit.MakeKey(lsn, ord)
 	var rec []byte
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketEvents).Get(key[:]); v != nil {
+			if _, err := s.checkRecord(key[:], v, audit.Genesis, false); err != nil {
+				return err
+			}
 			rec = append([]byte(nil), v...)
 		}
 		return nil

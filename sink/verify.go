@@ -30,10 +30,32 @@ func (e *VerifyError) Unwrap() error { return ErrChainBroken }
 
 // VerifyResult summarizes a store that verified.
 type VerifyResult struct {
-	Events     uint64
-	HeadID     string     // "" for an empty store
+	Events     uint64     // row events
+	HeadID     string     // the last record of the chain (the genesis record in a store without events)
 	HeadHash   audit.Hash // publish it elsewhere to anchor the chain
+	Genesis    audit.Hash // the genesis record's hash: names the chain
 	Checkpoint uint64
+	// Marks are the chain records after the genesis record: gaps and lost
+	// slots, in chain order. The chain is intact, but events are missing
+	// from the trail there.
+	Marks []Mark
+}
+
+// Mark is a chain record that admits missing events.
+type Mark struct {
+	ID     string
+	Op     string // MarkGap, MarkSlotLost
+	Record string // the whole record (JSON)
+}
+
+// Waypoints are records whose hash must be checked in passing (anchors):
+// Verify fills Found and Hash for the ids it meets. Key by event id.
+type Waypoints map[string]*Waypoint
+
+// Waypoint is one record Verify was asked to look at.
+type Waypoint struct {
+	Found bool
+	Hash  audit.Hash
 }
 
 // Verify walks every event in key order, inside one read transaction, and
@@ -44,15 +66,22 @@ type VerifyResult struct {
 // removed from or added at the end). progress, when set, is called now and
 // then with the number of events checked.
 func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyResult, error) {
+	return s.VerifyThrough(ctx, progress, nil)
+}
+
+// VerifyThrough is Verify that also records, for each waypoint, whether
+// the chain holds that record and its hash.
+func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), points Waypoints) (VerifyResult, error) {
 	var res VerifyResult
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		res.Checkpoint = getUint64(meta, metaCheckpoint)
 		metaCount := getUint64(meta, metaCount)
 		metaHead, metaHash := meta.Get(metaHeadKey), meta.Get(metaHeadHash)
 
 		var (
-			n                  uint64
+			n                  uint64 // records, chain records included
+			events             uint64
 			prevKey            []byte // valid in this transaction
 			prevHash           = audit.Genesis
 			beforePrevHash     audit.Hash
@@ -67,7 +96,7 @@ func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyR
 				}
 			}
 			if n%100_000 == 0 && n > 0 && progress != nil {
-				progress(n)
+				progress(events)
 			}
 			id := keyID(k)
 			if len(k) != audit.KeyLen {
@@ -84,6 +113,9 @@ func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyR
 			if err != nil {
 				return &VerifyError{ID: id, Reason: "content does not match its hash (the record was altered)"}
 			}
+			if n == 0 && (!bytes.Equal(k, genesisKey[:]) || chainOp(v) != MarkGenesis) {
+				return &VerifyError{ID: id, Reason: "the chain does not begin with its genesis record: records were removed from the start"}
+			}
 			// A sound record under another key was moved. Compare the whole id
 			// member: Check returns a fixed width.
 			if !bytes.HasPrefix(v, []byte(`{"id":"`+id+`"`)) {
@@ -93,7 +125,9 @@ func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyR
 				switch {
 				case prevKey == nil:
 					return &VerifyError{ID: id, Reason: "first event's prev_hash is not the genesis hash: events were removed from the start"}
-				case (beforePrevKey != nil && prev == beforePrevHash) || (beforePrevKey == nil && prev == audit.Genesis):
+				case prev == audit.Genesis:
+					return &VerifyError{ID: id, Reason: "inserted: it chains to the zero hash, as only the genesis record may"}
+				case beforePrevKey != nil && prev == beforePrevHash:
 					return &VerifyError{ID: keyID(prevKey), Reason: "inserted: the next event " + id +
 						" chains to the event before it"}
 				default:
@@ -107,15 +141,35 @@ func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyR
 					return &VerifyError{ID: id, Reason: "hash differs from the chain head hash recorded in meta"}
 				}
 			}
+			if IsChainRecord(k) {
+				switch op := chainOp(v); {
+				case n == 0:
+					res.Genesis = h
+				case op == MarkGenesis:
+					return &VerifyError{ID: id, Reason: "a second genesis record: the chain of another store was spliced in"}
+				default:
+					res.Marks = append(res.Marks, Mark{ID: id, Op: op, Record: string(v)})
+				}
+			} else {
+				events++
+			}
+			if w := points[id]; w != nil {
+				w.Found, w.Hash = true, h
+			}
 			beforePrevKey, beforePrevHash = prevKey, prevHash
 			prevKey, prevHash = k, h
 			n++
 		}
-		res.Events = n
+		res.Events = events
 		if prevKey != nil {
 			res.HeadID, res.HeadHash = keyID(prevKey), prevHash
 		}
 		switch {
+		case n == 0 && res.Checkpoint != 0:
+			return &VerifyError{Reason: fmt.Sprintf("the store holds no records, not even its genesis record, but a checkpoint (%s): its records were removed",
+				audit.FormatLSN(res.Checkpoint))}
+		case n == 0:
+			return &VerifyError{Reason: "the store holds no records, not even its genesis record: they were removed"}
 		case metaHead != nil && !recordedHeadPassed:
 			last := "the store is empty"
 			if prevKey != nil {
@@ -123,13 +177,13 @@ func (s *Store) Verify(ctx context.Context, progress func(done uint64)) (VerifyR
 			}
 			return &VerifyError{ID: keyID(metaHead), Reason: "the chain head recorded in meta is missing (" + last +
 				"): events were removed from the end"}
-		case metaHead == nil && n > 0:
-			return &VerifyError{ID: res.HeadID, Reason: "meta records no chain head but the store holds events: added outside cdcaudit"}
-		case n != metaCount:
-			return &VerifyError{Reason: fmt.Sprintf("meta counts %d events but the store holds %d", metaCount, n)}
+		case metaHead == nil:
+			return &VerifyError{ID: res.HeadID, Reason: "meta records no chain head but the store holds records: added outside cdcaudit"}
+		case events != metaCount:
+			return &VerifyError{Reason: fmt.Sprintf("meta counts %d events but the store holds %d", metaCount, events)}
 		}
 		if progress != nil {
-			progress(n)
+			progress(events)
 		}
 		return nil
 	})

@@ -88,7 +88,8 @@ func TestVerifyDetects(t *testing.T) {
 			return b.Put(key(5), rec)
 		}, id(5), "altered"},
 		{"deleted middle", func(b *bolt.Bucket) error { return b.Delete(key(5)) }, id(6), "removed"},
-		{"deleted first", func(b *bolt.Bucket) error { return b.Delete(key(1)) }, id(2), "genesis"},
+		{"deleted first", func(b *bolt.Bucket) error { return b.Delete(key(1)) }, id(2), "removed"},
+		{"deleted genesis", func(b *bolt.Bucket) error { return b.Delete(mkey(0, 0)) }, id(1), "genesis"},
 		{"deleted last", func(b *bolt.Bucket) error { return b.Delete(key(10)) }, id(10), "removed from the end"},
 		{"forged insert", func(b *bolt.Bucket) error {
 			// Chained correctly to event 5, between 5 and 6.

@@ -56,6 +56,7 @@ func init() {
 		{"check", "check that a PostgreSQL server is ready for cdcaudit, and say how to fix what is not", (*cli).check},
 		{"export", "write stored events as JSON Lines or CSV", (*cli).export},
 		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
+		{"backup", "write a consistent copy of the store, also while 'cdcaudit run' holds it", (*cli).backup},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
 		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},
 		{"version", "print the version", (*cli).version},

@@ -38,6 +38,13 @@ application is described in a --profile-file). Secret columns (Odoo's, with
 any profile, the profile's and --redact's) are never stored: their values
 become "[redacted]", or an HMAC under the key in --redact-key-file.
 
+The chain head is signed with the instance key (data-dir/instance.key,
+created on first start) and published — logged, appended to --anchor-file,
+sent to --anchor-syslog — at the first commit, every 10 minutes and at stop:
+'cdcaudit verify --anchor' checks a store against these anchors. While run
+holds the store, 'cdcaudit backup' gets its copies from it (over
+data-dir/cdcaudit.sock).
+
 Every flag can also be set in the YAML file given by --config (key: the flag
 name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable
 (e.g. CDCAUDIT_DATA_DIR). Flags win over variables, variables over the file.
@@ -53,7 +60,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
 // runFlagOrder is the order of run's flags in --help.
 var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
-	"accept-gap", "status-interval", "log-format", "log-level", "print-config"}
+	"accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
 func (c *cli) run(args []string) int {
 	fs := c.flagSet("run", "--dsn URL --data-dir DIR [flags]", runAbout, runExamples)
@@ -145,6 +152,8 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		IdleAfter:       cfg.IdleAfter,
 		SessionLifetime: cfg.SessionLifetime,
 		GeoIPPath:       cfg.GeoIPDB,
+		AnchorFile:      cfg.AnchorFile,
+		AnchorSyslog:    cfg.AnchorSyslog,
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -77,6 +78,10 @@ func (c *cli) sessions(args []string) int {
 	}
 	defer store.Close()
 	st, err := sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
+	if err != nil && !errors.Is(err, sink.ErrDamaged) {
+		// The store read it, the state does not decode: its bytes changed.
+		err = fmt.Errorf("%w: the session state does not decode: %v", sink.ErrDamaged, err)
+	}
 	if err != nil {
 		return c.fail("sessions", err)
 	}

@@ -3,42 +3,72 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 
+	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const verifyAbout = `
-Recompute the SHA-256 hash chain of every event in the store in --data-dir
+Recompute the SHA-256 hash chain of every record in the store in --data-dir
 and compare it with what is stored. Any edit of an event, and any event
 removed or inserted (anywhere, including at the start or the end), breaks
 the chain: verify names the first bad event and exits 1.
 
-On success it prints the number of events and the head hash. Publish the head
-hash somewhere cdcaudit cannot write (a ticket, a signed e-mail, a WORM
-bucket): a later verify whose chain still passes through that hash proves
-nothing before it was rewritten.
+The chain begins with a genesis record, and records what the trail is
+missing: a gap accepted with --accept-gap, a replication slot lost while
+running. verify lists them and exits 3: the chain is intact, the trail is
+not complete.
+
+A store rewritten as a whole (every hash recomputed), cut short with its
+meta fixed, or wiped, is consistent in itself: only something kept outside
+the store can contradict it. 'cdcaudit run' signs its chain head with the
+instance key (data-dir/instance.key) at its first commit, every 10 minutes
+and when it stops, and logs it (and appends it to --anchor-file). With
+--anchor, verify checks the store against every anchor of its chain in a
+file of anchors or a log file holding anchor lines: each anchored record
+must be in the chain with the anchored hash, and the checkpoint must not be
+behind an anchored one.
 
 The store must not be held by a running 'cdcaudit run' on the same
---data-dir (one process at a time may open it).
+--data-dir (one process at a time may open it): verify a backup instead
+('cdcaudit backup').
 
-Exit status: 0 intact, 1 broken chain or unreadable store, 2 bad usage.`
+Exit status: 0 intact, 1 broken chain, an anchor contradicted, or an
+unreadable store, 2 bad usage, 3 intact but events are missing (gaps).`
 
-const verifyExamples = `  cdcaudit verify --data-dir /var/lib/cdcaudit`
+const verifyExamples = `  cdcaudit verify --data-dir /var/lib/cdcaudit
+  cdcaudit verify --data-dir /var/lib/cdcaudit --anchor /mnt/worm/cdcaudit-anchors
+  cdcaudit verify --data-dir /restore/cdcaudit --anchor /var/log/cdcaudit.log`
+
+// exitIncomplete: the chain is intact but records gaps.
+const exitIncomplete = 3
 
 func (c *cli) verify(args []string) int {
-	fs := c.flagSet("verify", "--data-dir DIR", verifyAbout, verifyExamples)
+	fs := c.flagSet("verify", "--data-dir DIR [--anchor FILE]", verifyAbout, verifyExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
 	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
-	fs.order = []string{"data-dir", "config"}
+	var anchorFiles listFlag
+	fs.Var(&anchorFiles, "anchor", "check the store against the chain anchors in `file` (an --anchor-file, or a log of 'cdcaudit run'); repeat for several")
+	fs.order = []string{"data-dir", "anchor", "config"}
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
 	cfg, err := set.Load(c.lookupEnv)
 	if err != nil {
 		return c.usageErr("verify", err)
+	}
+	var anchors []anchor.Anchor
+	for _, name := range anchorFiles {
+		found, err := readAnchors(name)
+		if err != nil {
+			return c.fail("verify", err)
+		}
+		anchors = append(anchors, found...)
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -49,6 +79,11 @@ func (c *cli) verify(args []string) int {
 	}
 	defer store.Close()
 
+	genesis, _ := store.GenesisHash()
+	points := sink.Waypoints{}
+	for _, a := range anchor.Mine(anchors, genesis.String()) {
+		points[a.HeadID] = &sink.Waypoint{}
+	}
 	_, _, total := store.Head()
 	var done atomic.Uint64
 	stopProgress := c.progress(func() string {
@@ -58,28 +93,87 @@ func (c *cli) verify(args []string) int {
 		}
 		return "verifying… " + thousands(d) + " events"
 	})
-	res, err := store.Verify(ctx, func(n uint64) { done.Store(n) })
+	res, err := store.VerifyThrough(ctx, func(n uint64) { done.Store(n) }, points)
 	stopProgress()
 
 	color := c.useColor(c.stdout)
+	failed := func(msg string) int {
+		fmt.Fprintf(c.stdout, "%s %s\n", paint(color, ansiRed+ansiBold, "FAIL:"), msg)
+		return exitFail
+	}
 	var ve *sink.VerifyError
 	switch {
 	case errors.As(err, &ve):
-		fmt.Fprintf(c.stdout, "%s %s\n", paint(color, ansiRed+ansiBold, "FAIL:"), ve.Error())
+		code := failed(ve.Error())
 		if ve.ID != "" {
 			fmt.Fprintf(c.stdout, "first bad event: %s\nreason:          %s\n", ve.ID, ve.Reason)
 		}
-		return exitFail
+		return code
 	case err != nil:
 		return c.fail("verify", err)
 	}
-	if res.Events == 0 {
-		fmt.Fprintf(c.stdout, "%s the store in %s holds no events yet.\n", paint(color, ansiGreen, "OK:"), cfg.DataDir)
-		return exitOK
+	var newest anchor.Anchor
+	if len(anchorFiles) > 0 {
+		own := ""
+		if k, err := instancekey.Load(cfg.DataDir); err == nil {
+			own = k.Public()
+		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrPermission) {
+			return c.fail("verify", err)
+		}
+		newest, err = anchor.Check(anchors, anchor.Chain{
+			Genesis: genesis.String(), Key: own, Checkpoint: res.Checkpoint,
+			Lookup: func(id string) (string, bool) {
+				if p := points[id]; p != nil && p.Found {
+					return p.Hash.String(), true
+				}
+				return "", false
+			},
+		})
+		if err != nil {
+			return failed("the store contradicts its anchors: " + err.Error())
+		}
 	}
-	fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact.\n", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Events))
-	fmt.Fprintf(c.stdout, "head event:  %s\n", res.HeadID)
+
+	switch {
+	case len(res.Marks) > 0:
+		fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact, but it records %d place(s) where events are missing from the trail (below).\n",
+			paint(color, ansiRed+ansiBold, "INCOMPLETE:"), thousands(res.Events), len(res.Marks))
+	case res.Events == 0:
+		fmt.Fprintf(c.stdout, "%s the store in %s holds no events yet; its chain is intact.\n", paint(color, ansiGreen, "OK:"), cfg.DataDir)
+	default:
+		fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact.\n", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Events))
+	}
+	fmt.Fprintf(c.stdout, "genesis:     %s\n", res.Genesis)
+	fmt.Fprintf(c.stdout, "head record: %s\n", res.HeadID)
 	fmt.Fprintf(c.stdout, "head hash:   %s\n", res.HeadHash)
 	fmt.Fprintf(c.stdout, "checkpoint:  %s\n", audit.FormatLSN(res.Checkpoint))
-	return exitOK
+	if len(anchorFiles) > 0 {
+		fmt.Fprintf(c.stdout, "anchors:     %d of this chain agree with the store; the newest, of %s, anchors %s events up to %s\n",
+			len(anchor.Mine(anchors, genesis.String())), newest.Time.UTC().Format("2006-01-02 15:04:05 MST"), thousands(newest.Events), newest.HeadID)
+	}
+	if len(res.Marks) == 0 {
+		return exitOK
+	}
+	fmt.Fprintf(c.stdout, "missing events:\n")
+	for _, m := range res.Marks {
+		fmt.Fprintf(c.stdout, "  %-9s %s\n", m.Op, m.Record)
+	}
+	return exitIncomplete
+}
+
+// readAnchors reads the anchors of a file of anchors or a log.
+func readAnchors(name string) ([]anchor.Anchor, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("--anchor: %w", err)
+	}
+	defer f.Close()
+	a, err := anchor.Find(f)
+	if err != nil {
+		return nil, fmt.Errorf("--anchor %s: %w", name, err)
+	}
+	if len(a) == 0 {
+		return nil, fmt.Errorf("--anchor %s: the file holds no cdcaudit anchor", name)
+	}
+	return a, nil
 }

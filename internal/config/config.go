@@ -41,6 +41,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/profile"
 )
 
@@ -64,6 +66,8 @@ const (
 	KeyLogFormat      = "log_format"
 	KeyLogLevel       = "log_level"
 	KeyAcceptGap      = "accept_gap"
+	KeyAnchorFile     = "anchor_file"
+	KeyAnchorSyslog   = "anchor_syslog"
 
 	KeyProfile         = "profile"
 	KeyProfileFile     = "profile_file"
@@ -100,6 +104,12 @@ type Config struct {
 	LogFormat      string // text | json
 	LogLevel       string // debug | info | warn | error
 	AcceptGap      bool
+	// AnchorFile, when set, is appended a signed anchor of the chain head
+	// whenever one is logged.
+	AnchorFile string
+	// AnchorSyslog, when set, is a syslog server (udp://, tcp:// or
+	// unix:// address) that every anchor is sent to as well.
+	AnchorSyslog string
 
 	// Profile is auto (Odoo once its tables are there, else none), odoo,
 	// generic (ProfileFile) or none.
@@ -171,6 +181,8 @@ var keys = []keyInfo{
 	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
 	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
+	{KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor", func(c *Config) any { return &c.AnchorFile }},
+	{KeyAnchorSyslog, "syslog `address` to send signed chain anchors to as well: udp://host:514, tcp://host:601 or unix:///dev/log", func(c *Config) any { return &c.AnchorSyslog }},
 	{KeyProfile, "application `profile`: auto (odoo once res_users and res_users_log or res_device_log exist, at start or when they appear in the stream), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
 	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
 	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
@@ -712,6 +724,19 @@ func (c *Config) validate() error {
 // error naming the key. Nothing of the key file's content is ever in an
 // error.
 func (c *Config) CheckFiles() error {
+	if c.AnchorSyslog != "" {
+		if _, _, err := anchor.SyslogAddr(c.AnchorSyslog); err != nil {
+			return fmt.Errorf("config: %s: %v (from %s)", KeyAnchorSyslog, err, c.Sources[KeyAnchorSyslog])
+		}
+	}
+	if c.AnchorFile != "" && c.DataDir != "" {
+		// Anchors next to the store protect nothing: whoever can rewrite the
+		// store can rewrite them.
+		if rel, err := filepath.Rel(filepath.Clean(c.DataDir), filepath.Clean(c.AnchorFile)); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("config: %s: %s is inside %s %s: put the anchors where whoever holds the store cannot rewrite them (from %s)",
+				KeyAnchorFile, c.AnchorFile, KeyDataDir, c.DataDir, c.Sources[KeyAnchorFile])
+		}
+	}
 	if c.ProfileFile != "" {
 		if _, err := profile.Load(c.ProfileFile); err != nil {
 			return fmt.Errorf("config: %s: %v (from %s)", KeyProfileFile, err, c.Sources[KeyProfileFile])

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/decoder"
 	"github.com/cdcaudit/cdcaudit/metrics"
@@ -43,6 +44,12 @@ type Config struct {
 	// inactivity; GeoIPPath an optional .mmdb for country/city.
 	IdleAfter, SessionLifetime time.Duration
 	GeoIPPath                  string
+	// AnchorFile, when set, is appended every signed anchor of the chain
+	// head (they are logged either way).
+	AnchorFile string
+	// AnchorSyslog, when set, is a syslog server's address (udp://host:514,
+	// tcp://host:601, unix:///dev/log) anchors are sent to as well.
+	AnchorSyslog string
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -73,6 +80,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer store.Close()
+	anchors, closeChain, err := chainServices(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	defer closeChain()
 
 	checkpoint := store.Checkpoint()
 	ident, start, err := prepare(ctx, cfg, checkpoint, log)
@@ -100,9 +112,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer catalog.Close()
 
 	defer enrich.close()
-	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
+	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
 	c.enrich = enrich
 	defer c.close()
+	if err := recordGap(ctx, store, c.writer, checkpoint, start, log); err != nil {
+		return err
+	}
 
 	// Stop in two steps: on cancellation first make what was received
 	// durable, then stop the stream, whose last status update confirms it.
@@ -119,6 +134,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	if replication.IsFatal(err) {
+		recordSlotLoss(cfg, store, c.writer, log)
+	}
 	if recs := enrich.settle(); len(recs) > 0 && (err == nil || ctx.Err() != nil) {
 		// Session activity that was held back (written at most once a minute)
 		// is written before a clean stop.
@@ -132,25 +150,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil && ctx.Err() != nil && !replication.IsFatal(err) {
 		err = nil // a shutdown, not a failure
 	}
-	if err == nil {
-		logChainHead(log, store, "stopped")
+	if err == nil || replication.IsFatal(err) {
+		publishHead(anchors, store, "stopped")
 	}
 	return err
-}
-
-// anchorEvery is how often the chain head is logged while events flow.
-const anchorEvery = 10 * time.Minute
-
-// logChainHead logs the store's chain head: logs shipped elsewhere then hold
-// an anchor that a rewrite of the whole chain (which verify alone cannot
-// see) would contradict.
-func logChainHead(log *slog.Logger, store *sink.Store, msg string) {
-	key, hash, n := store.Head()
-	id := ""
-	if lsn, ord, ok := audit.SplitKey(key); ok {
-		id = audit.FormatID(lsn, ord)
-	}
-	log.Info(msg, "checkpoint", audit.FormatLSN(store.Checkpoint()), "events", n, "head_event", id, "head_hash", hash.String())
 }
 
 // prepare runs replication.Prepare, waiting with capped backoff while the
@@ -235,7 +238,7 @@ type feedItem struct {
 	events []*audit.Event
 }
 
-func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger) *consumer {
+func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger, anchors *anchor.Publisher) *consumer {
 	c := &consumer{
 		dec: dec, m: cfg.Metrics, log: log,
 		notify:   make(chan struct{}, 1),
@@ -248,7 +251,7 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
 		if ci.Stored > 0 && time.Since(lastAnchor) >= anchorEvery {
-			logChainHead(log, store, "chain head")
+			publishHead(anchors, store, "chain head")
 			lastAnchor = time.Now()
 		}
 		if c.m != nil {

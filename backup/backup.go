@@ -1,0 +1,158 @@
+// Package backup makes consistent copies of a store that a running daemon
+// holds. bbolt's file lock keeps every other process out of a store while
+// `cdcaudit run` writes it (and a cp of the file while it is written is not
+// a usable copy), so the daemon itself serves copies, over a unix socket in
+// the data directory: only the store's owner (and root) may connect, the
+// socket's mode (0600) and the peer's uid say so.
+package backup
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// SocketName is the socket's file in the data directory.
+const SocketName = "cdcaudit.sock"
+
+// ErrNoDaemon means no daemon serves copies of the store: nobody listens on
+// its socket.
+var ErrNoDaemon = errors.New("no running cdcaudit serves this store")
+
+// Source is what is copied: sink.Store.
+type Source interface {
+	WriteCopy(w io.Writer, start func(size int64) error) (int64, error)
+}
+
+const request = "copy\n"
+
+// Server serves copies of one store.
+type Server struct {
+	ln   net.Listener
+	path string
+	done chan struct{}
+}
+
+// Serve listens on dir's socket and serves copies of src until Close. A
+// socket left behind by a crashed daemon is replaced: the caller holds the
+// store, so no other daemon can be serving it.
+func Serve(dir string, src Source, log *slog.Logger) (*Server, error) {
+	path := filepath.Join(dir, SocketName)
+	// Bind in a private directory, then rename into place: the socket is
+	// never reachable before its mode is 0600, whatever the umask.
+	tmp, err := os.MkdirTemp(dir, ".sock-")
+	if err != nil {
+		return nil, fmt.Errorf("backup socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	bound := filepath.Join(tmp, "s")
+	ln, err := net.Listen("unix", bound)
+	if err != nil {
+		return nil, fmt.Errorf("backup socket: %w", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(bound, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("backup socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	if err := os.Rename(bound, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("backup socket: %w", err)
+	}
+	s := &Server{ln: ln, path: path, done: make(chan struct{})}
+	go s.serve(src, log)
+	return s, nil
+}
+
+// Close stops serving and removes the socket.
+func (s *Server) Close() {
+	s.ln.Close()
+	<-s.done
+	os.Remove(s.path)
+}
+
+func (s *Server) serve(src Source, log *slog.Logger) {
+	defer close(s.done)
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		// One copy at a time is plenty, and keeps a stuck client from
+		// piling up read transactions (each holds pages bbolt cannot reuse).
+		s.handle(c.(*net.UnixConn), src, log)
+	}
+}
+
+func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
+	defer c.Close()
+	if uid, err := peerUID(c); err != nil || (uid != os.Getuid() && uid != 0) {
+		log.Warn("backup socket: refused a connection from another user", "uid", uid, "err", err)
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
+	if err != nil || line != request {
+		fmt.Fprintf(c, "error unknown request\n")
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	start := time.Now()
+	bw := bufio.NewWriterSize(c, 1<<20)
+	n, err := src.WriteCopy(bw, func(size int64) error {
+		_, err := fmt.Fprintf(bw, "ok %d\n", size)
+		return err
+	})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		log.Error("backup copy failed", "err", err)
+		return
+	}
+	log.Info("backup copy served", "bytes", n, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// Fetch asks the daemon serving dir's store for a copy and writes it to w.
+// It returns ErrNoDaemon when none listens.
+func Fetch(dir string, w io.Writer) (int64, error) {
+	path := filepath.Join(dir, SocketName)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return 0, ErrNoDaemon
+		}
+		return 0, fmt.Errorf("backup socket %s: %w", path, err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, request); err != nil {
+		return 0, fmt.Errorf("backup socket %s: %w", path, err)
+	}
+	br := bufio.NewReaderSize(c, 1<<20)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("backup socket %s: the daemon sent no copy (%v): see its log", path, err)
+	}
+	line = strings.TrimSuffix(line, "\n")
+	size, err := strconv.ParseInt(strings.TrimPrefix(line, "ok "), 10, 64)
+	if !strings.HasPrefix(line, "ok ") || err != nil || size < 0 {
+		return 0, fmt.Errorf("backup socket %s: the daemon says %q", path, line)
+	}
+	n, err := io.CopyN(w, br, size)
+	if err != nil {
+		return n, fmt.Errorf("backup: the copy ended after %d of %d bytes: %w", n, size, err)
+	}
+	return n, nil
+}

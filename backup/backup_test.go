@@ -1,0 +1,68 @@
+package backup
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// memSource is a store of fixed bytes.
+type memSource []byte
+
+func (m memSource) WriteCopy(w io.Writer, start func(int64) error) (int64, error) {
+	if err := start(int64(len(m))); err != nil {
+		return 0, err
+	}
+	n, err := w.Write(m)
+	return int64(n), err
+}
+
+func TestServeFetch(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Fetch(dir, io.Discard); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("Fetch without a daemon: %v, want ErrNoDaemon", err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // larger than any buffer
+	srv, err := Serve(dir, memSource(data), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, SocketName))
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v, want a socket of mode 0600", fi.Mode(), err)
+	}
+	for range 2 {
+		var got bytes.Buffer
+		n, err := Fetch(dir, &got)
+		if err != nil || n != int64(len(data)) || !bytes.Equal(got.Bytes(), data) {
+			t.Fatalf("Fetch: %d bytes, %v", n, err)
+		}
+	}
+	srv.Close()
+	if _, err := os.Lstat(filepath.Join(dir, SocketName)); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+	if _, err := Fetch(dir, io.Discard); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("Fetch after Close: %v, want ErrNoDaemon", err)
+	}
+	// A socket left by a crash is replaced.
+	srv, err = Serve(dir, memSource("x"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ln.Close() // as if the process died: the file stays
+	<-srv.done
+	srv2, err := Serve(dir, memSource("y"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("Serve over a stale socket: %v", err)
+	}
+	defer srv2.Close()
+	var got bytes.Buffer
+	if _, err := Fetch(dir, &got); err != nil || got.String() != "y" {
+		t.Fatalf("Fetch from the new server: %q %v", got.String(), err)
+	}
+}
