@@ -227,6 +227,21 @@ func exec(t testing.TB, dsn, sql string, args ...any) {
 	}
 }
 
+// tryExec runs sql on dsn and returns its error: for statements the
+// application runs, which must not fail.
+func tryExec(t testing.TB, dsn, sql string, args ...any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, sql, args...)
+	return err
+}
+
 // query returns the single value of a query on dsn.
 func query[T any](t testing.TB, dsn, sql string, args ...any) T {
 	t.Helper()

@@ -32,6 +32,21 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 		}
 		if conn == nil {
 			c, err := connectSQL(ctx, st.cfg.DSN)
+			if err == nil {
+				// Another cluster at the same address has no such slot: that
+				// must be refused as a different server, not reported as a
+				// dropped slot.
+				if err = verifyServer(ctx, c, st.cfg); IsFatal(err) {
+					closeQuietly(c)
+					st.log.Error("replication stopped", "err", err)
+					fail(err)
+					return
+				}
+				if err != nil {
+					closeQuietly(c)
+					c = nil
+				}
+			}
 			if err != nil && ctx.Err() == nil {
 				st.log.Debug("slot monitor cannot connect", "err", err)
 			}
@@ -49,7 +64,7 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 				closeQuietly(conn)
 				conn = nil
 			case !s.Exists:
-				err := fatalf(nil, "replication slot %q no longer exists: someone dropped it; changes since the last checkpoint cannot be recovered from this server; restart with AcceptGap to create a new slot and accept the gap", st.cfg.Slot)
+				err := fatalf(nil, "replication slot %q no longer exists: someone dropped it; changes since the last checkpoint cannot be recovered from this server; restart with --accept-gap to create a new slot and accept the gap", st.cfg.Slot)
 				st.log.Error("REPLICATION SLOT DROPPED", "err", err)
 				fail(err)
 				return
@@ -57,12 +72,12 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 				st.cfg.Observer.SlotStatus(s.WALStatus, s.RetainedBytes)
 				switch s.WALStatus {
 				case "lost":
-					err := fatalf(nil, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with AcceptGap", st.cfg.Slot, st.cfg.Slot)
+					err := fatalf(nil, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with --accept-gap", st.cfg.Slot, st.cfg.Slot)
 					st.log.Error("REPLICATION SLOT LOST", "err", err)
 					fail(err)
 					return
-				case "unreachable":
-					st.log.Error("REPLICATION SLOT ABOUT TO BE LOST: wal_status unreachable (WAL it needs is past max_slot_wal_keep_size and will be removed at the next checkpoint)",
+				case "unreserved":
+					st.log.Error("REPLICATION SLOT ABOUT TO BE LOST: wal_status unreserved (WAL it needs is past max_slot_wal_keep_size and will be removed at the next checkpoint)",
 						"retained_bytes", s.RetainedBytes)
 				case "extended":
 					if last != "extended" {
