@@ -75,6 +75,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer store.Close()
 
 	checkpoint := store.Checkpoint()
+	// Every connection, from the first, must reach the store's server and
+	// database: another one is refused, never taken for a gap.
+	if have, ok, err := store.Identity(); err != nil {
+		return err
+	} else if ok {
+		cfg.Replication.Server = replication.Identity{SystemID: have.SystemID, Database: have.Database}
+	}
+	coverage := &coverageRecords{log: log}
+	cfg.Replication.OnCoverage = coverage.add
 	ident, start, err := prepare(ctx, cfg, checkpoint, log)
 	if err != nil {
 		if ctx.Err() != nil && !replication.IsFatal(err) {
@@ -86,6 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := checkIdentity(store, ident, cfg.Replication.Slot); err != nil {
 		return err
 	}
+	cfg.Replication.Server = ident
 	log.Info("streaming", "database", ident.Database, "slot", cfg.Replication.Slot,
 		"checkpoint", audit.FormatLSN(checkpoint), "start", audit.FormatLSN(start), "data_dir", cfg.DataDir)
 
@@ -103,6 +113,9 @@ func Run(ctx context.Context, cfg Config) error {
 	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
 	c.enrich = enrich
 	defer c.close()
+	if err := coverage.attach(c.writer); err != nil {
+		return err
+	}
 
 	// Stop in two steps: on cancellation first make what was received
 	// durable, then stop the stream, whose last status update confirms it.
