@@ -188,4 +188,3 @@ func TestRunRecordsCoverage(t *testing.T) {
 		t.Fatalf("a table without replica identity recorded as covered: %+v", got)
 	}
 }
-
