@@ -215,7 +215,8 @@ type keeper struct {
 	cfg   *Config
 	log   *slog.Logger
 	known map[uint32]tableCoverage
-	quiet bool // the first sync of a stream: Prepare has just logged it all
+	quiet  bool   // the first sync of a stream: Prepare has just logged it all
+	denied string // tables last reported as not addable for lack of privilege
 }
 
 type tableCoverage struct {
@@ -282,45 +283,47 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 	}
-	if len(add)+len(drop) > 0 {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			// A table locked by a long DDL must not stall the stream's keeper.
-			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
-				return err
+	// Drops first and on their own: they need only the publication, and
+	// they are what keeps the application's writes from failing.
+	dropped, err := k.alter(ctx, conn, "DROP", drop)
+	if err != nil {
+		return err
+	}
+	for _, name := range drop {
+		reason := "out of scope"
+		for _, c := range known {
+			if c.name == name {
+				reason = c.reason
 			}
-			if len(drop) > 0 {
-				if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+k.cfg.changesIdent()+" DROP TABLE "+strings.Join(drop, ", ")); err != nil {
-					return err
-				}
+		}
+		k.cfg.Logger.Warn("updates and deletes of this table are NO LONGER captured", "table", name, "reason", reason, "lsn", lsnString(dropped.lsn), "at", dropped.at)
+		k.report(Coverage{Table: name, Ops: publishChanges, Captured: false, LSN: dropped.lsn, Time: dropped.at, Reason: reason})
+	}
+	added, err := k.alter(ctx, conn, "ADD", add)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42501" {
+		// Adding a table takes its ownership (or a superuser). A role
+		// without it leaves them to whoever creates tables (see
+		// deploy/postgres/init/10-cdcaudit.sql); say which are missing.
+		for oid, c := range known {
+			if c.listed && !have[oid] {
+				c.listed, c.reason = false, "this role may not add it to "+k.cfg.changesPub()+" (not its owner)"
+				known[oid] = c
 			}
-			if len(add) > 0 {
-				if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+k.cfg.changesIdent()+" ADD TABLE "+strings.Join(add, ", ")); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return publicationError(k.cfg, err, "ALTER PUBLICATION "+k.cfg.changesIdent()+" ADD/DROP TABLE")
 		}
-		lsn, at, err := walNow(ctx, conn)
-		if err != nil {
-			return err
+		if denied := strings.Join(add, ", "); denied != k.denied {
+			k.denied = denied
+			k.log.Error("cannot add tables to the changes publication: their updates and deletes are NOT captured", "tables", denied, "err", err,
+				"fix", "run cdcaudit as a superuser or the tables' owner, or have them added: ALTER PUBLICATION "+k.cfg.changesIdent()+" ADD TABLE …")
 		}
-		for _, name := range add {
-			k.cfg.Logger.Info("updates and deletes of this table are captured from now on", "table", name, "lsn", lsnString(lsn), "at", at)
-			k.report(Coverage{Table: name, Ops: publishChanges, Captured: true, LSN: lsn, Time: at})
-		}
-		for _, name := range drop {
-			reason := "out of scope"
-			for _, c := range known {
-				if c.name == name {
-					reason = c.reason
-				}
-			}
-			k.cfg.Logger.Warn("updates and deletes of this table are NO LONGER captured", "table", name, "reason", reason, "lsn", lsnString(lsn), "at", at)
-			k.report(Coverage{Table: name, Ops: publishChanges, Captured: false, LSN: lsn, Time: at, Reason: reason})
-		}
+		add, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, name := range add {
+		k.cfg.Logger.Info("updates and deletes of this table are captured from now on", "table", name, "lsn", lsnString(added.lsn), "at", added.at)
+		k.report(Coverage{Table: name, Ops: publishChanges, Captured: true, LSN: added.lsn, Time: added.at})
 	}
 	if len(uncovered) > 0 && !k.quiet {
 		slices.Sort(uncovered)
@@ -330,6 +333,34 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 	k.quiet = false
 	k.known = known
 	return nil
+}
+
+type walPoint struct {
+	lsn uint64
+	at  time.Time
+}
+
+// alter adds or drops tables of the changes publication in one transaction
+// and returns the WAL position after it: changes committed after it see
+// the new list.
+func (k *keeper) alter(ctx context.Context, conn *pgx.Conn, verb string, tables []string) (walPoint, error) {
+	if len(tables) == 0 {
+		return walPoint{}, nil
+	}
+	sql := "ALTER PUBLICATION " + k.cfg.changesIdent() + " " + verb + " TABLE " + strings.Join(tables, ", ")
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// A table locked by a long DDL must not stall the keeper.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sql)
+		return err
+	})
+	if err != nil {
+		return walPoint{}, fmt.Errorf("replication: %s: %w", firstWords(sql, 5), err)
+	}
+	lsn, at, err := walNow(ctx, conn)
+	return walPoint{lsn, at}, err
 }
 
 func relName(ctx context.Context, conn *pgx.Conn, oid uint32) (string, error) {
