@@ -212,9 +212,9 @@ func walNow(ctx context.Context, conn *pgx.Conn) (uint64, time.Time, error) {
 // with a usable replica identity. It remembers what it decided per table
 // (by OID) so that it logs each change of coverage once.
 type keeper struct {
-	cfg   *Config
-	log   *slog.Logger
-	known map[uint32]tableCoverage
+	cfg    *Config
+	log    *slog.Logger
+	known  map[uint32]tableCoverage
 	quiet  bool   // the first sync of a stream: Prepare has just logged it all
 	denied string // tables last reported as not addable for lack of privilege
 }

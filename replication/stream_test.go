@@ -430,7 +430,9 @@ func TestSlotUnreservedThenLostInGerman(t *testing.T) {
 		defer obs.mu.Unlock()
 		return obs.slotStatus == "unreserved"
 	})
-	waitFor(t, 5*time.Second, "the pre-loss warning", func() bool { return strings.Contains(logs.String(), "REPLICATION SLOT ABOUT TO BE LOST: wal_status unreserved") })
+	waitFor(t, 5*time.Second, "the pre-loss warning", func() bool {
+		return strings.Contains(logs.String(), "REPLICATION SLOT ABOUT TO BE LOST: wal_status unreserved")
+	})
 	fs, err := Check(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
