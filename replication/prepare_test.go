@@ -229,8 +229,8 @@ func TestPrepareComparesCheckpointWithSlot(t *testing.T) {
 		t.Fatal("slot did not advance")
 	}
 	_, _, err = Prepare(ctx, cfg, created)
-	if !IsFatal(err) || !strings.Contains(err.Error(), "LOST") {
-		t.Fatalf("slot ahead of the checkpoint: %v", err)
+	if !IsFatal(err) || !strings.Contains(err.Error(), "LOST") || !strings.Contains(err.Error(), "restart with --accept-gap") {
+		t.Fatalf("slot ahead of the checkpoint: %v (the message must name the flag --accept-gap)", err)
 	}
 	accept := cfg
 	accept.AcceptGap = true
@@ -245,7 +245,7 @@ func TestPrepareComparesCheckpointWithSlot(t *testing.T) {
 
 	// The store has history but the slot is gone.
 	missing := Config{DSN: dsn, Slot: slot + "_g", Logger: log}
-	if _, _, err := Prepare(ctx, missing, ahead); !IsFatal(err) || !strings.Contains(err.Error(), "does not exist") {
+	if _, _, err := Prepare(ctx, missing, ahead); !IsFatal(err) || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "--accept-gap") {
 		t.Fatalf("missing slot: %v", err)
 	}
 	if n := query[int](t, dsn, "SELECT count(*)::int FROM pg_replication_slots WHERE slot_name = $1", slot+"_g"); n != 0 {

@@ -335,7 +335,7 @@ func TestMonitorReportsAndDetectsDroppedSlot(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("monitor did not notice the dropped slot")
 	}
-	if cause := context.Cause(ctx); !IsFatal(cause) || !strings.Contains(cause.Error(), "no longer exists") {
+	if cause := context.Cause(ctx); !IsFatal(cause) || !strings.Contains(cause.Error(), "no longer exists") || !strings.Contains(cause.Error(), "--accept-gap") {
 		t.Fatalf("cause %v", cause)
 	}
 }
