@@ -215,14 +215,7 @@ func testLogger(t testing.TB) (*slog.Logger, *logBuffer) {
 // exec runs SQL on dsn.
 func exec(t testing.TB, dsn, sql string, args ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+	if err := tryExec(t, dsn, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }

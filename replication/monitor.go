@@ -31,26 +31,10 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 		case <-tick.C:
 		}
 		if conn == nil {
-			c, err := connectSQL(ctx, st.cfg.DSN)
-			if err == nil {
-				// Another cluster at the same address has no such slot: that
-				// must be refused as a different server, not reported as a
-				// dropped slot.
-				if err = verifyServer(ctx, c, st.cfg); IsFatal(err) {
-					closeQuietly(c)
-					st.log.Error("replication stopped", "err", err)
-					fail(err)
-					return
-				}
-				if err != nil {
-					closeQuietly(c)
-					c = nil
-				}
+			var stop bool
+			if conn, stop = st.connectChecked(ctx, fail, "slot monitor"); stop {
+				return
 			}
-			if err != nil && ctx.Err() == nil {
-				st.log.Debug("slot monitor cannot connect", "err", err)
-			}
-			conn = c
 		}
 		if conn != nil {
 			qctx, cancel := context.WithTimeout(ctx, commandTimeout)

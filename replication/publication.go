@@ -108,15 +108,8 @@ func ensurePublications(ctx context.Context, conn *pgx.Conn, cfg *Config, k *kee
 		log.Info("publication created FOR ALL TABLES, publishing inserts and truncates")
 	case !main.allTables:
 		// Made by an older cdcaudit for --tables/--exclude (FOR TABLE, every
-		// operation), or by hand. Replaced in one transaction, so that no WAL
-		// is written while it does not exist.
-		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "DROP PUBLICATION "+cfg.pubIdent()); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, create)
-			return err
-		}); err != nil {
+		// operation), or by hand.
+		if err := recreate(ctx, conn, cfg.pubIdent(), create); err != nil {
 			return nil, publicationError(cfg, err, create)
 		}
 		log.Warn("publication was FOR TABLE; replaced by one FOR ALL TABLES publishing inserts and truncates (table filters now apply to the stream)", "was_publishing", main.publishes())
@@ -150,13 +143,7 @@ func ensurePublications(ctx context.Context, conn *pgx.Conn, cfg *Config, k *kee
 	case changes.allTables:
 		// FOR ALL TABLES publishing updates would break the writes this
 		// publication exists to protect.
-		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "DROP PUBLICATION "+cfg.changesIdent()); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, createChanges)
-			return err
-		}); err != nil {
+		if err := recreate(ctx, conn, cfg.changesIdent(), createChanges); err != nil {
 			return created, publicationError(cfg, err, createChanges)
 		}
 		log.Warn("publication " + cfg.changesPub() + " was FOR ALL TABLES; replaced by one listing only tables with a usable replica identity")
@@ -167,6 +154,18 @@ func ensurePublications(ctx context.Context, conn *pgx.Conn, cfg *Config, k *kee
 		}
 	}
 	return created, k.sync(ctx, conn)
+}
+
+// recreate drops a publication and creates it anew in one transaction, so
+// that no WAL is written while it does not exist (pgoutput would fail on it).
+func recreate(ctx context.Context, conn *pgx.Conn, ident, create string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DROP PUBLICATION "+ident); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, create)
+		return err
+	})
 }
 
 // dropPublications drops publications this run created, when it failed

@@ -163,24 +163,9 @@ func (st *streamer) keep(ctx context.Context, fail context.CancelCauseFunc) {
 	defer tick.Stop()
 	for {
 		if conn == nil {
-			c, err := connectSQL(ctx, st.cfg.DSN)
-			if err == nil {
-				if err = verifyServer(ctx, c, st.cfg); IsFatal(err) {
-					closeQuietly(c)
-					st.log.Error("replication stopped", "err", err)
-					fail(err)
-					return
-				}
-			}
-			if err != nil {
-				if c != nil {
-					closeQuietly(c)
-				}
-				if ctx.Err() == nil {
-					st.log.Debug("publication keeper cannot connect", "err", err)
-				}
-			} else {
-				conn = c
+			var stop bool
+			if conn, stop = st.connectChecked(ctx, fail, "publication keeper"); stop {
+				return
 			}
 		}
 		if conn != nil {
@@ -207,6 +192,34 @@ func (st *streamer) keep(ctx context.Context, fail context.CancelCauseFunc) {
 		case <-st.scope.wake:
 		}
 	}
+}
+
+// connectChecked opens an ordinary connection for a helper goroutine of
+// the stream (the slot monitor, the publication keeper) and checks that it
+// reached the stream's server: another cluster at the same address must be
+// refused as such, not misread (its catalog has no such slot). It returns
+// nil when it cannot connect (try again later), and stop when it ended the
+// stream with fail.
+func (st *streamer) connectChecked(ctx context.Context, fail context.CancelCauseFunc, who string) (conn *pgx.Conn, stop bool) {
+	c, err := connectSQL(ctx, st.cfg.DSN)
+	if err == nil {
+		if err = verifyServer(ctx, c, st.cfg); IsFatal(err) {
+			closeQuietly(c)
+			st.log.Error("replication stopped", "err", err)
+			fail(err)
+			return nil, true
+		}
+		if err != nil {
+			closeQuietly(c)
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			st.log.Debug(who+" cannot connect", "err", err)
+		}
+		return nil, false
+	}
+	return c, false
 }
 
 // serverOf is the identity of the server behind an ordinary connection.

@@ -388,6 +388,27 @@ func TestStreamPublicationRecreated(t *testing.T) {
 	}
 }
 
+// germanServer starts a private server whose messages are German (plus
+// settings) and returns the DSN of its postgres database; it skips the test
+// when the locale or the translations are not installed.
+func germanServer(t *testing.T, settings map[string]string) string {
+	t.Helper()
+	conf := map[string]string{"lc_messages": "'de_DE.utf8'", "wal_sender_timeout": "'2s'"}
+	for k, v := range settings {
+		conf[k] = v
+	}
+	c, err := pgtest.Start(pgtest.Options{Settings: conf})
+	if err != nil {
+		t.Skipf("no server with lc_messages de_DE.utf8 (install the locale: localedef -i de_DE -f UTF-8 de_DE.UTF-8): %v", err)
+	}
+	t.Cleanup(c.Stop)
+	dsn := c.DSN("postgres")
+	if err := tryExec(t, dsn, "SELECT * FROM nosuch"); err == nil || !strings.Contains(err.Error(), "existiert nicht") {
+		t.Skipf("the server's messages are not German (are postgres-15.mo translations installed?): %v", err)
+	}
+	return dsn
+}
+
 // A slot about to be invalidated (wal_status unreserved: its WAL is past
 // max_slot_wal_keep_size and goes at the next checkpoint) is reported
 // before the loss, by the monitor and by check; once lost, the stream stops
@@ -395,20 +416,7 @@ func TestStreamPublicationRecreated(t *testing.T) {
 // by SQLSTATE and the catalog, not by their (translated) text.
 func TestSlotUnreservedThenLostInGerman(t *testing.T) {
 	t.Parallel()
-	c, err := pgtest.Start(pgtest.Options{Settings: map[string]string{
-		"lc_messages":            "'de_DE.utf8'",
-		"max_slot_wal_keep_size": "'16MB'",
-		"checkpoint_timeout":     "'1h'",
-		"wal_sender_timeout":     "'2s'",
-	}})
-	if err != nil {
-		t.Skipf("no server with lc_messages de_DE.utf8 (install the locale: localedef -i de_DE -f UTF-8 de_DE.UTF-8): %v", err)
-	}
-	defer c.Stop()
-	dsn := c.DSN("postgres")
-	if err := tryExec(t, dsn, "SELECT * FROM nosuch"); err == nil || !strings.Contains(err.Error(), "existiert nicht") {
-		t.Skipf("the server's messages are not German (are postgres-15.mo translations installed?): %v", err)
-	}
+	dsn := germanServer(t, map[string]string{"max_slot_wal_keep_size": "'16MB'", "checkpoint_timeout": "'1h'"})
 
 	log, logs := testLogger(t)
 	obs := &testObserver{}
@@ -456,20 +464,12 @@ func TestSlotUnreservedThenLostInGerman(t *testing.T) {
 // told apart on a German-speaking server.
 func TestPublicationRecreatedAndSlotMissingInGerman(t *testing.T) {
 	t.Parallel()
-	c, err := pgtest.Start(pgtest.Options{Settings: map[string]string{"lc_messages": "'de_DE.utf8'", "wal_sender_timeout": "'2s'"}})
-	if err != nil {
-		t.Skipf("no server with lc_messages de_DE.utf8 (install the locale: localedef -i de_DE -f UTF-8 de_DE.UTF-8): %v", err)
-	}
-	defer c.Stop()
-	dsn := c.DSN("postgres")
-	if err := tryExec(t, dsn, "SELECT * FROM nosuch"); err == nil || !strings.Contains(err.Error(), "existiert nicht") {
-		t.Skipf("the server's messages are not German (are postgres-15.mo translations installed?): %v", err)
-	}
+	dsn := germanServer(t, nil)
 	cfg, start := prepare(t, dsn, Config{Slot: "recreated"})
 	exec(t, dsn, "DROP PUBLICATION cdcaudit")
 	exec(t, dsn, "INSERT INTO t VALUES (1, 'one')")
 	exec(t, dsn, "CREATE PUBLICATION cdcaudit FOR ALL TABLES WITH (publish = 'insert, truncate')")
-	err = stream(t, cfg, start, newConsumer()).wait(t, 20*time.Second)
+	err := stream(t, cfg, start, newConsumer()).wait(t, 20*time.Second)
 	if !IsFatal(err) || !strings.Contains(err.Error(), "did not exist when the changes now being decoded were written") {
 		t.Fatalf("publication recreated: %v", err)
 	}
