@@ -67,6 +67,19 @@ func TestCheckAgainstAServer(t *testing.T) {
 	if code != 0 || strings.Contains(out, "WARN") || !strings.Contains(out, `publication "cdcaudit_changes" lists 3 tables`) {
 		t.Errorf("compose database: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// A DBA takes a listed table's replica identity away: the compose
+	// trigger drops it from the changes publication in the same
+	// transaction, so the application's next UPDATE does not fail, even
+	// with no cdcaudit running.
+	if err := cl.Exec(ctx, "compose", `INSERT INTO res_partner (name) VALUES ('a');
+		ALTER TABLE res_partner REPLICA IDENTITY NOTHING;
+		UPDATE res_partner SET name = 'b';
+		ALTER TABLE res_groups_users_rel REPLICA IDENTITY DEFAULT;
+		ALTER TABLE res_groups_users_rel DROP CONSTRAINT res_groups_users_rel_pkey;
+		INSERT INTO res_groups_users_rel VALUES (1, 1);
+		UPDATE res_groups_users_rel SET uid = 2;`); err != nil {
+		t.Errorf("compose database: an UPDATE after its table lost its replica identity: %v", err)
+	}
 
 	out, errOut, code = runCLI(t, nil, "check", "--dsn", "postgres://nobody:pw@127.0.0.1:1/erp?connect_timeout=2")
 	if code != exitFail || !strings.Contains(out, "FAIL") || strings.Contains(out+errOut, ":pw@") {

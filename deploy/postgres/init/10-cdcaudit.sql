@@ -50,3 +50,35 @@ $$;
 CREATE EVENT TRIGGER cdcaudit_replica_identity_full ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
     EXECUTE FUNCTION cdcaudit_replica_identity_full();
+
+-- A listed table whose replica identity becomes unusable (primary key
+-- dropped, REPLICA IDENTITY NOTHING, identity index dropped) would make the
+-- application's UPDATEs and DELETEs on it fail until cdcaudit's next catalog
+-- poll, or until it runs again when it is stopped. This trigger drops it from
+-- cdcaudit_changes in the same transaction as the DDL, so that never happens.
+CREATE FUNCTION cdcaudit_keep_changes_publication() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT c.oid::regclass AS tbl
+        FROM pg_publication_rel pr
+        JOIN pg_publication p ON p.oid = pr.prpubid AND p.pubname = 'cdcaudit_changes'
+        JOIN pg_class c ON c.oid = pr.prrelid
+        WHERE NOT (c.relreplident = 'f'
+            OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+            OR (c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid)))
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER PUBLICATION cdcaudit_changes DROP TABLE %s', r.tbl);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'cdcaudit: % not dropped from cdcaudit_changes: %', r.tbl, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER cdcaudit_keep_changes_publication ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'DROP INDEX')
+    EXECUTE FUNCTION cdcaudit_keep_changes_publication();
