@@ -142,10 +142,16 @@ func TestPrepareMigratesOldPublications(t *testing.T) {
 		CREATE PUBLICATION cdcaudit FOR ALL TABLES;
 		CREATE PUBLICATION filtered FOR TABLE keyed, loose;`)
 	// What the old publications do to the application:
-	err := tryExec(t, dsn, "UPDATE loose SET v = 'b'")
-	if err == nil || !strings.Contains(err.Error(), "55000") {
+	if err := tryExec(t, dsn, "UPDATE loose SET v = 'b'"); err == nil || !strings.Contains(err.Error(), "55000") {
 		t.Fatalf("before the migration, an UPDATE of a table without replica identity: %v (the test expects it to fail)", err)
 	}
+	// check says so.
+	fs, err := Check(context.Background(), Config{DSN: dsn, Slot: slot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustFix(t, fs, "fail", "publication", "UPDATE and DELETE fail in the application on public.loose (no usable replica identity)",
+		`start `+"`cdcaudit run`"+` (it migrates the publication), or: ALTER PUBLICATION "cdcaudit" SET (publish = 'insert, truncate');`)
 	log, logs := testLogger(t)
 	var covered []Coverage
 	cfg := Config{DSN: dsn, Slot: slot, Logger: log, OnCoverage: func(c Coverage) { covered = append(covered, c) }}

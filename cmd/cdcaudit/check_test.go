@@ -80,6 +80,18 @@ func TestCheckAgainstAServer(t *testing.T) {
 		UPDATE res_groups_users_rel SET uid = 2;`); err != nil {
 		t.Errorf("compose database: an UPDATE after its table lost its replica identity: %v", err)
 	}
+	// A table the trigger did not list (created while it was disabled): the
+	// unprivileged role cannot add it; check says so, with the fix.
+	if err := cl.Exec(ctx, "compose", `ALTER EVENT TRIGGER cdcaudit_replica_identity_full DISABLE;
+		CREATE TABLE late (id int PRIMARY KEY);
+		ALTER EVENT TRIGGER cdcaudit_replica_identity_full ENABLE;`); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runCLI(t, nil, "check", "--dsn", composeDSN)
+	if code != 0 || !strings.Contains(out, `publication "cdcaudit_changes" does not list public.late yet`) ||
+		!strings.Contains(out, `fix: as a superuser or the tables' owner: ALTER PUBLICATION "cdcaudit_changes" ADD TABLE public.late;`) {
+		t.Errorf("compose database, a table not listed: exit %d\n%s\n%s", code, out, errOut)
+	}
 
 	out, errOut, code = runCLI(t, nil, "check", "--dsn", "postgres://nobody:pw@127.0.0.1:1/erp?connect_timeout=2")
 	if code != exitFail || !strings.Contains(out, "FAIL") || strings.Contains(out+errOut, ":pw@") {
