@@ -320,8 +320,14 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return err
 	}
+	// One line per table, except for the many of a first start.
+	level := slog.LevelInfo
+	if len(add) > 10 {
+		level = slog.LevelDebug
+		k.cfg.Logger.Info("updates and deletes of these tables are captured from now on", "tables", len(add), "lsn", lsnString(added.lsn), "at", added.at)
+	}
 	for _, name := range add {
-		k.cfg.Logger.Info("updates and deletes of this table are captured from now on", "table", name, "lsn", lsnString(added.lsn), "at", added.at)
+		k.cfg.Logger.Log(ctx, level, "updates and deletes of this table are captured from now on", "table", name, "lsn", lsnString(added.lsn), "at", added.at)
 		k.report(Coverage{Table: name, Ops: publishChanges, Captured: true, LSN: added.lsn, Time: added.at})
 	}
 	if len(uncovered) > 0 && !k.quiet {
