@@ -138,7 +138,10 @@ func (st *streamer) loop(ctx context.Context, start uint64) error {
 		case errors.Is(err, errChangesMissing):
 			until, werr := st.walNow(ctx)
 			if werr != nil {
-				return werr
+				// Server gone meanwhile: reconnect as after any loss; the
+				// next session meets the same WAL and tries again.
+				err = fmt.Errorf("%w (and reading the server's WAL position failed: %v)", err, werr)
+				break
 			}
 			st.insertsOnlyUntil = until
 			switched = true
