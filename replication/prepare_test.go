@@ -276,3 +276,38 @@ func TestPrepareRefusesRoleWithoutReplication(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// The compose set-up: a superuser made both publications (the changes one
+// owned by cdcaudit's role) and owns the tables. The unprivileged role
+// prepares and streams; a table it may not add is named in the log, and
+// nothing fails.
+func TestPrepareAsUnprivilegedRole(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	createRole(t, dsn, "prep_sidecar", "REPLICATION")
+	exec(t, dsn, `
+		CREATE TABLE listed (id int PRIMARY KEY);
+		CREATE TABLE unlisted (id int PRIMARY KEY);
+		CREATE PUBLICATION cdcaudit FOR ALL TABLES WITH (publish = 'insert, truncate');
+		CREATE PUBLICATION cdcaudit_changes FOR TABLE listed WITH (publish = 'update, delete');
+		ALTER PUBLICATION cdcaudit_changes OWNER TO prep_sidecar;`)
+	log, logs := testLogger(t)
+	if _, _, err := Prepare(context.Background(), Config{DSN: withUser(t, dsn, "prep_sidecar"), Slot: slot, Logger: log}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "cannot add tables to the changes publication") || !strings.Contains(logs.String(), "public.unlisted") {
+		t.Fatalf("the table the role may not add is not named:\n%s", logs)
+	}
+	if got := pubTables(t, dsn, "cdcaudit_changes"); got != "public.listed" {
+		t.Fatalf("changes publication: %q", got)
+	}
+	// The role owns the changes publication: it can drop a table that lost
+	// its replica identity.
+	exec(t, dsn, "ALTER TABLE listed REPLICA IDENTITY NOTHING")
+	if _, _, err := Prepare(context.Background(), Config{DSN: withUser(t, dsn, "prep_sidecar"), Slot: slot, Logger: log}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := pubTables(t, dsn, "cdcaudit_changes"); got != "" {
+		t.Fatalf("changes publication after listed lost its identity: %q", got)
+	}
+}
