@@ -22,6 +22,15 @@ type Catalog struct {
 // NewCatalog returns a Catalog for dsn; it does not connect yet.
 func NewCatalog(dsn string) *Catalog { return &Catalog{dsn: dsn} }
 
+// Expect makes every connection check that it reached server (the stream's
+// system and database); on another one the catalog answers nothing.
+func (c *Catalog) Expect(server Identity) *Catalog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.server = server
+	return c
+}
+
 // PrimaryKey returns the primary-key column names of relation relOID in key
 // order, or nil when it has none (or no longer exists). It reads the
 // current catalog, not the one as of the change being decoded.

@@ -30,8 +30,7 @@ type scope struct {
 func newScope(cfg *Config) *scope {
 	s := &scope{cfg: cfg, in: map[uint32]bool{}, decided: map[uint32]bool{}, wake: make(chan struct{}, 1)}
 	if cfg.filtered() {
-		s.cat = NewCatalog(cfg.DSN)
-		s.cat.server = cfg.Server
+		s.cat = NewCatalog(cfg.DSN).Expect(cfg.Server)
 	}
 	return s
 }

@@ -106,7 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
-	catalog := replication.NewCatalog(cfg.Replication.DSN)
+	catalog := replication.NewCatalog(cfg.Replication.DSN).Expect(ident)
 	defer catalog.Close()
 
 	defer enrich.close()
