@@ -18,6 +18,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
+// connect opens a connection closed when the test ends.
 func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)
