@@ -100,15 +100,18 @@ func Check(ctx context.Context, cfg Config) ([]Finding, error) {
 	if err := f.checkSlot(ctx, conn, &cfg, slot); err != nil {
 		return f, err
 	}
-	if err := f.checkPublication(ctx, conn, &cfg, super); err != nil {
-		return f, err
-	}
 	rels, err := listTables(ctx, conn)
 	if err != nil {
 		return f, fmt.Errorf("replication: check: %w", err)
 	}
+	if err := f.checkPublication(ctx, conn, &cfg, super, rels); err != nil {
+		return f, err
+	}
 	f.checkFilters(&cfg, rels)
 	f.checkTables(&cfg, rels)
+	if err := f.checkGenerated(ctx, conn, &cfg); err != nil {
+		return f, err
+	}
 	return f, nil
 }
 
@@ -157,8 +160,8 @@ func (f *findings) checkSlot(ctx context.Context, conn *pgx.Conn, cfg *Config, s
 		}
 	}
 	switch slot.WALStatus {
-	case "unreachable":
-		f.add("fail", "slot", fmt.Sprintf("replication slot %q is about to be invalidated (wal_status unreachable, %s retained): WAL it needs is past max_slot_wal_keep_size", cfg.Slot, bytesString(slot.RetainedBytes)),
+	case "unreserved":
+		f.add("fail", "slot", fmt.Sprintf("replication slot %q is about to be invalidated (wal_status unreserved, %s retained): WAL it needs is past max_slot_wal_keep_size", cfg.Slot, bytesString(slot.RetainedBytes)),
 			"start `cdcaudit run` now so it catches up, or raise max_slot_wal_keep_size: ALTER SYSTEM SET max_slot_wal_keep_size = '<size>'; SELECT pg_reload_conf();")
 	case "extended":
 		f.add("warn", "slot", fmt.Sprintf("replication slot %q retains %s of WAL, more than max_wal_size (wal_status extended)", cfg.Slot, bytesString(slot.RetainedBytes)),
@@ -169,29 +172,74 @@ func (f *findings) checkSlot(ctx context.Context, conn *pgx.Conn, cfg *Config, s
 	return nil
 }
 
-func (f *findings) checkPublication(ctx context.Context, conn *pgx.Conn, cfg *Config, super bool) error {
+func (f *findings) checkPublication(ctx context.Context, conn *pgx.Conn, cfg *Config, super bool, rels []relation) error {
 	pub, err := readPublication(ctx, conn, cfg.Publication)
 	if err != nil {
 		return fmt.Errorf("replication: check: %w", err)
 	}
-	switch {
-	case !pub.exists && !cfg.filtered() && !super:
-		f.add("fail", "publication", fmt.Sprintf("publication %q does not exist, and only a superuser can create one FOR ALL TABLES", cfg.Publication),
-			fmt.Sprintf("as a superuser: CREATE PUBLICATION %s FOR ALL TABLES;", cfg.pubIdent()))
-	case !pub.exists:
-		f.add("ok", "publication", fmt.Sprintf("publication %q does not exist yet: `cdcaudit run` creates it", cfg.Publication), "")
-	case pub.allTables && cfg.filtered():
-		f.add("fail", "publication", fmt.Sprintf("publication %q is FOR ALL TABLES, but table filters are configured", cfg.Publication),
-			fmt.Sprintf("DROP PUBLICATION %s; (cdcaudit recreates it FOR TABLE), or remove the Tables/Exclude filters", cfg.pubIdent()))
-	case !pub.allTables && !cfg.filtered():
-		f.add("warn", "publication", fmt.Sprintf("publication %q is not FOR ALL TABLES: only its own tables are audited", cfg.Publication),
-			fmt.Sprintf("to audit every table: DROP PUBLICATION %s; (cdcaudit recreates it FOR ALL TABLES)", cfg.pubIdent()))
-	default:
-		f.add("ok", "publication", fmt.Sprintf("publication %q exists", cfg.Publication), "")
+	var broken []string // in scope, no usable replica identity
+	for _, r := range rels {
+		if r.kind == 'r' && r.publishable(true) && r.inScope(cfg) && r.identityProblem() != "" {
+			broken = append(broken, qualified(r.schema, r.name))
+		}
 	}
-	if m := pub.missingOps(); pub.exists && len(m) > 0 {
-		f.add("fail", "publication_operations", fmt.Sprintf("publication %q does not publish %s: those changes are not audited", cfg.Publication, strings.Join(m, ", ")),
-			fmt.Sprintf("ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate');", cfg.pubIdent()))
+	create := fmt.Sprintf("CREATE PUBLICATION %s FOR ALL TABLES WITH (publish = '%s');", cfg.pubIdent(), publishInserts)
+	switch {
+	case !pub.exists && !super:
+		f.add("fail", "publication", fmt.Sprintf("publication %q does not exist, and only a superuser can create one FOR ALL TABLES", cfg.Publication),
+			"as a superuser: "+create)
+	case !pub.exists:
+		f.add("ok", "publication", fmt.Sprintf("publication %q does not exist yet: `cdcaudit run` creates it FOR ALL TABLES, publishing inserts and truncates", cfg.Publication), "")
+	case !pub.allTables && !super:
+		f.add("fail", "publication", fmt.Sprintf("publication %q is not FOR ALL TABLES (made by an older cdcaudit for --tables, or by hand): `cdcaudit run` must replace it, and only a superuser can", cfg.Publication),
+			fmt.Sprintf("as a superuser: BEGIN; DROP PUBLICATION %s; %s COMMIT;", cfg.pubIdent(), create))
+	case !pub.allTables:
+		f.add("warn", "publication", fmt.Sprintf("publication %q is not FOR ALL TABLES (made by an older cdcaudit for --tables, or by hand): `cdcaudit run` replaces it by one FOR ALL TABLES publishing inserts and truncates; --tables/--exclude then filter the stream", cfg.Publication), "")
+	case pub.publishes() != publishInserts:
+		level, msg := "warn", fmt.Sprintf("publication %q publishes %s: `cdcaudit run` changes it to %s (updates and deletes come from %s)", cfg.Publication, pub.publishes(), publishInserts, cfg.changesPub())
+		if (pub.update || pub.delete) && len(broken) > 0 {
+			level = "fail"
+			msg = fmt.Sprintf("publication %q publishes %s FOR ALL TABLES: UPDATE and DELETE fail in the application on %s (no usable replica identity) until it publishes only %s", cfg.Publication, pub.publishes(), strings.Join(broken, ", "), publishInserts)
+		}
+		f.add(level, "publication", msg, fmt.Sprintf("start `cdcaudit run` (it migrates the publication), or: ALTER PUBLICATION %s SET (publish = '%s');", cfg.pubIdent(), publishInserts))
+	default:
+		f.add("ok", "publication", fmt.Sprintf("publication %q exists FOR ALL TABLES, publishing inserts and truncates", cfg.Publication), "")
+	}
+
+	changes, err := readPublication(ctx, conn, cfg.changesPub())
+	if err != nil {
+		return fmt.Errorf("replication: check: %w", err)
+	}
+	switch {
+	case !changes.exists:
+		f.add("ok", "changes_publication", fmt.Sprintf("publication %q does not exist yet: `cdcaudit run` creates it for updates and deletes of the tables with a usable replica identity", cfg.changesPub()), "")
+	case changes.allTables || changes.publishes() != publishChanges:
+		f.add("warn", "changes_publication", fmt.Sprintf("publication %q is not as cdcaudit makes it (FOR TABLE, publishing %s): `cdcaudit run` replaces it", cfg.changesPub(), publishChanges), "")
+	default:
+		listed, err := publicationTables(ctx, conn, cfg.changesPub())
+		if err != nil {
+			return fmt.Errorf("replication: check: %w", err)
+		}
+		var wrong, missing []string // listed but updates on them would fail; usable but not listed
+		for _, r := range rels {
+			switch {
+			case listed[r.oid] && r.identityProblem() != "":
+				wrong = append(wrong, qualified(r.schema, r.name)+" ("+r.identityProblem()+")")
+			case !listed[r.oid] && r.kind == 'r' && r.publishable(true) && r.inScope(cfg) && r.identityProblem() == "":
+				missing = append(missing, qualified(r.schema, r.name))
+			}
+		}
+		if len(missing) > 0 && !super {
+			// `run` adds them, if this role owns them; a superuser can.
+			f.add("warn", "changes_publication", fmt.Sprintf("publication %q does not list %s yet: `cdcaudit run` adds them, but adding a table takes its owner or a superuser; until then their updates and deletes are not captured", cfg.changesPub(), strings.Join(missing, ", ")),
+				fmt.Sprintf("as a superuser or the tables' owner: ALTER PUBLICATION %s ADD TABLE %s;", cfg.changesIdent(), strings.Join(missing, ", ")))
+		}
+		if len(wrong) > 0 {
+			f.add("fail", "changes_publication", fmt.Sprintf("publication %q lists tables that lost their replica identity: UPDATE and DELETE on them fail in the application: %s", cfg.changesPub(), strings.Join(wrong, ", ")),
+				fmt.Sprintf("start `cdcaudit run` (it drops them from the list at once), or: ALTER PUBLICATION %s DROP TABLE <table>;", cfg.changesIdent()))
+		} else {
+			f.add("ok", "changes_publication", fmt.Sprintf("publication %q lists %d tables whose updates and deletes are captured", cfg.changesPub(), len(listed)), "")
+		}
 	}
 	return nil
 }
@@ -213,12 +261,12 @@ func (f *findings) checkFilters(cfg *Config, rels []relation) {
 }
 
 // checkTables reports, for every table in scope, what its REPLICA
-// IDENTITY means for the audit trail. Partitions are in scope when their
-// root is, and are checked themselves: changes are published per partition.
+// IDENTITY means for the audit trail. Partitions are checked themselves:
+// changes are published per partition, under the partition's name.
 func (f *findings) checkTables(cfg *Config, rels []relation) {
 	full := 0
 	for _, r := range rels {
-		if r.kind != 'r' || !cfg.matches(r.rootSchema+"."+r.rootName) {
+		if r.kind != 'r' || !r.inScope(cfg) {
 			continue
 		}
 		name := qualified(r.schema, r.name)
@@ -229,8 +277,8 @@ func (f *findings) checkTables(cfg *Config, rels []relation) {
 				fmt.Sprintf("ALTER TABLE %s SET LOGGED;", name))
 		case r.replident == 'f':
 			full++
-		case r.replident == 'n' || (r.replident == 'd' && !r.hasPK):
-			f.add("fail", "replica_identity", fmt.Sprintf("%s has no primary key and REPLICA IDENTITY %s: once published, UPDATE and DELETE on it fail on the server, and no before-image can be recorded", name, replidentName(r.replident)), fix)
+		case r.identityProblem() != "":
+			f.add("warn", "replica_identity", fmt.Sprintf("%s: %s: its UPDATEs and DELETEs are NOT captured, only its inserts and truncates (cdcaudit keeps it out of publication %s, so the application's writes never fail)", name, r.identityProblem(), cfg.changesPub()), fix)
 		case r.replident == 'd':
 			f.add("warn", "replica_identity", fmt.Sprintf("%s has REPLICA IDENTITY DEFAULT: before-images will hold the key only", name), fix)
 		case r.replident == 'i':
@@ -242,16 +290,30 @@ func (f *findings) checkTables(cfg *Config, rels []relation) {
 	}
 }
 
-func replidentName(c byte) string {
-	switch c {
-	case 'n':
-		return "NOTHING"
-	case 'f':
-		return "FULL"
-	case 'i':
-		return "USING INDEX"
+// checkGenerated lists stored generated columns of tables in scope:
+// pgoutput does not send them (before PostgreSQL 18), so their values are
+// never in the audit trail.
+func (f *findings) checkGenerated(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
+	rows, err := conn.Query(ctx, `
+		SELECT n.nspname, c.relname, string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE a.attgenerated <> '' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind = 'r'
+		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+		GROUP BY 1, 2 ORDER BY 1, 2`)
+	if err != nil {
+		return fmt.Errorf("replication: check: %w", err)
 	}
-	return "DEFAULT"
+	var schema, table, cols string
+	_, err = pgx.ForEachRow(rows, []any{&schema, &table, &cols}, func() error {
+		if cfg.matches(schema + "." + table) {
+			f.add("warn", "generated_columns", fmt.Sprintf("%s has generated columns (%s): PostgreSQL does not publish them, so their values are not in the audit trail (they can be recomputed from the stored columns)", qualified(schema, table), cols), "")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replication: check: %w", err)
+	}
+	return nil
 }
 
 func bytesString(n int64) string {

@@ -51,7 +51,9 @@ func TestCheck(t *testing.T) {
 		CREATE TABLE withpk (id int PRIMARY KEY, note text);
 		CREATE TABLE fullrow (id int PRIMARY KEY); ALTER TABLE fullrow REPLICA IDENTITY FULL;
 		CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);
-		CREATE TABLE "Mixed" (id int PRIMARY KEY);`)
+		CREATE TABLE "Mixed" (id int PRIMARY KEY);
+		CREATE TABLE nothing (id int PRIMARY KEY); ALTER TABLE nothing REPLICA IDENTITY NOTHING;
+		CREATE TABLE priced (id int PRIMARY KEY, net numeric, gross numeric GENERATED ALWAYS AS (net * 1.2) STORED);`)
 	log, _ := testLogger(t)
 	ctx := context.Background()
 	cfg := Config{DSN: dsn, Slot: slot, Logger: log}
@@ -69,7 +71,15 @@ func TestCheck(t *testing.T) {
 	mustFind(t, fs, "ok", "max_wal_senders", "")
 	mustFind(t, fs, "ok", "slot", "does not exist yet")
 	mustFind(t, fs, "ok", "publication", "does not exist yet")
-	mustFix(t, fs, "fail", "replica_identity", "public.nopk has no primary key", "ALTER TABLE public.nopk REPLICA IDENTITY FULL;")
+	mustFix(t, fs, "warn", "replica_identity", "public.nopk: no primary key, REPLICA IDENTITY DEFAULT: its UPDATEs and DELETEs are NOT captured", "ALTER TABLE public.nopk REPLICA IDENTITY FULL;")
+	// A table with a primary key and REPLICA IDENTITY NOTHING is called what it is.
+	mustFix(t, fs, "warn", "replica_identity", "public.nothing: REPLICA IDENTITY NOTHING: its UPDATEs and DELETEs are NOT captured", "ALTER TABLE public.nothing REPLICA IDENTITY FULL;")
+	if f, _ := find(fs, "replica_identity", "public.nothing"); strings.Contains(f.Message, "no primary key") {
+		t.Fatalf("RI NOTHING table with a primary key reported as without one: %s", f.Message)
+	}
+	// Generated columns are not published: said, not silently lost.
+	mustFind(t, fs, "warn", "generated_columns", "public.priced has generated columns (gross)")
+	mustFind(t, fs, "ok", "changes_publication", "does not exist yet")
 	mustFix(t, fs, "warn", "replica_identity", "public.withpk has REPLICA IDENTITY DEFAULT: before-images will hold the key only", "ALTER TABLE public.withpk REPLICA IDENTITY FULL;")
 	mustFix(t, fs, "warn", "replica_identity", `public."Mixed" has REPLICA IDENTITY DEFAULT`, `ALTER TABLE public."Mixed" REPLICA IDENTITY FULL;`)
 	mustFind(t, fs, "ok", "replica_identity", "1 tables have REPLICA IDENTITY FULL")
@@ -91,7 +101,8 @@ func TestCheck(t *testing.T) {
 	}
 	mustFix(t, fs, "fail", "slot_in_use", fmt.Sprintf("PID %d", pid), fmt.Sprintf("stop that process, or end it: SELECT pg_terminate_backend(%d);", pid))
 	mustFind(t, fs, "ok", "slot", "pgoutput slot of this database")
-	mustFind(t, fs, "ok", "publication", "exists")
+	mustFind(t, fs, "ok", "publication", "exists FOR ALL TABLES, publishing inserts and truncates")
+	mustFind(t, fs, "ok", "changes_publication", "lists 1 tables")
 	// Only tables in scope are judged.
 	if _, ok := find(fs, "replica_identity", "nopk"); ok {
 		t.Fatalf("out-of-scope table reported:\n%s", dump(fs))
@@ -120,7 +131,7 @@ func TestCheckRoleWithoutReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustFix(t, fs, "fail", "replication_privilege", "no REPLICATION attribute", "as a superuser: ALTER ROLE check_norepl WITH REPLICATION;")
-	mustFix(t, fs, "fail", "publication", "only a superuser", "as a superuser: CREATE PUBLICATION \"cdcaudit\" FOR ALL TABLES;")
+	mustFix(t, fs, "fail", "publication", "only a superuser", "as a superuser: CREATE PUBLICATION \"cdcaudit\" FOR ALL TABLES WITH (publish = 'insert, truncate');")
 }
 
 func TestCheckUnreachableServer(t *testing.T) {

@@ -25,15 +25,29 @@ type Config struct {
 	// DSN is an ordinary libpq URL or keyword/value connection string;
 	// replication=database is added for the stream connection.
 	DSN string
-	// Slot and Publication default to "cdcaudit".
+	// Slot and Publication default to "cdcaudit". Publication names two
+	// publications: Publication itself (FOR ALL TABLES, inserts and
+	// truncates) and Publication+"_changes" (updates and deletes of the
+	// tables with a usable replica identity); see publication.go.
 	Slot, Publication string
 	// Tables and Exclude are schema-qualified globs ("public.sale_*",
-	// "*.res_users"); empty Tables means all tables. With either set, the
-	// publication is FOR TABLE and Prepare sets its list to the tables
-	// matching now: a table created later joins at the next Prepare.
-	// Partitioned tables are matched by their root (which covers the
-	// partitions); unlogged tables are never published.
+	// "*.res_users"); empty Tables means all tables. They filter the stream,
+	// so a table created later whose name matches is captured from its first
+	// insert. A partition is in scope when its own name or its partitioned
+	// root's matches; unlogged tables never reach the WAL.
 	Tables, Exclude []string
+	// Server, when its SystemID is set, is the server and database every
+	// connection must reach (the one the store belongs to): Prepare and
+	// every stream (re)connection refuse another one.
+	Server Identity
+	// CatalogInterval is how often Stream polls the catalog to keep the
+	// changes publication's table list current (tables created, replica
+	// identities changed). Default 5s.
+	CatalogInterval time.Duration
+	// OnCoverage, when set, is told when the capture of a table's
+	// operations begins or ends (from Prepare and from Stream's keeper
+	// goroutine).
+	OnCoverage func(Coverage)
 	// StatusInterval is the longest time between standby status updates,
 	// whether or not the server asks (it never asks when
 	// wal_sender_timeout = 0). Default 1s.
@@ -77,7 +91,28 @@ func (c *Config) server() slog.Attr { return slog.String("server", RedactDSN(c.D
 func (c *Config) filtered() bool { return len(c.Tables) > 0 || len(c.Exclude) > 0 }
 
 func (c *Config) pubIdent() string              { return pgx.Identifier{c.Publication}.Sanitize() }
+func (c *Config) changesPub() string            { return c.Publication + changesSuffix }
+func (c *Config) changesIdent() string          { return pgx.Identifier{c.changesPub()}.Sanitize() }
 func (c *Config) matches(qualified string) bool { return matchTable(c.Tables, c.Exclude, qualified) }
+
+// publicationNames is the pgoutput publication_names option for both
+// publications, or for the insert publication alone.
+func (c *Config) publicationNames(insertsOnly bool) string {
+	if insertsOnly {
+		return c.pubIdent()
+	}
+	return c.pubIdent() + "," + c.changesIdent()
+}
+
+// checkServer refuses a server or database other than cfg.Server.
+func (c *Config) checkServer(got Identity) error {
+	want := c.Server
+	if want.SystemID == "" || (got.SystemID == want.SystemID && got.Database == want.Database) {
+		return nil
+	}
+	return fatalf(nil, "%s is database %q of PostgreSQL system %s, but this store belongs to database %q of system %s: a different server or database is not this store's history (nothing was streamed from it); point --dsn at the store's database, or use another --data-dir",
+		RedactDSN(c.DSN), got.Database, got.SystemID, want.Database, want.SystemID)
+}
 
 // slotName is what PostgreSQL accepts as a slot name. Slot names go into
 // replication commands unquoted, so anything else is refused up front.
@@ -103,8 +138,8 @@ func (c Config) normalize() (Config, error) {
 	if !slotName.MatchString(c.Slot) {
 		return c, fmt.Errorf("replication: slot name %q: only lower-case letters, digits and underscores, at most 63", c.Slot)
 	}
-	if len(c.Publication) > 63 {
-		return c, fmt.Errorf("replication: publication name %q is longer than 63 bytes", c.Publication)
+	if len(c.Publication)+len(changesSuffix) > 63 {
+		return c, fmt.Errorf("replication: publication name %q is longer than %d bytes (%q is added for the second publication)", c.Publication, 63-len(changesSuffix), changesSuffix)
 	}
 	for _, list := range [][]string{c.Tables, c.Exclude} {
 		for _, p := range list {
@@ -118,6 +153,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.ActiveSlotWait <= 0 {
 		c.ActiveSlotWait = time.Minute
+	}
+	if c.CatalogInterval <= 0 {
+		c.CatalogInterval = 5 * time.Second
 	}
 	if c.MonitorInterval <= 0 {
 		c.MonitorInterval = 10 * time.Second

@@ -215,6 +215,15 @@ func testLogger(t testing.TB) (*slog.Logger, *logBuffer) {
 // exec runs SQL on dsn.
 func exec(t testing.TB, dsn, sql string, args ...any) {
 	t.Helper()
+	if err := tryExec(t, dsn, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// tryExec runs sql on dsn and returns its error: for statements the
+// application runs, which must not fail.
+func tryExec(t testing.TB, dsn, sql string, args ...any) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -222,9 +231,8 @@ func exec(t testing.TB, dsn, sql string, args ...any) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	_, err = conn.Exec(ctx, sql, args...)
+	return err
 }
 
 // query returns the single value of a query on dsn.

@@ -31,11 +31,10 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 		case <-tick.C:
 		}
 		if conn == nil {
-			c, err := connectSQL(ctx, st.cfg.DSN)
-			if err != nil && ctx.Err() == nil {
-				st.log.Debug("slot monitor cannot connect", "err", err)
+			var stop bool
+			if conn, stop = st.connectChecked(ctx, fail, "slot monitor"); stop {
+				return
 			}
-			conn = c
 		}
 		if conn != nil {
 			qctx, cancel := context.WithTimeout(ctx, commandTimeout)
@@ -49,7 +48,7 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 				closeQuietly(conn)
 				conn = nil
 			case !s.Exists:
-				err := fatalf(nil, "replication slot %q no longer exists: someone dropped it; changes since the last checkpoint cannot be recovered from this server; restart with AcceptGap to create a new slot and accept the gap", st.cfg.Slot)
+				err := fatalf(nil, "replication slot %q no longer exists: someone dropped it; changes since the last checkpoint cannot be recovered from this server; restart with --accept-gap to create a new slot and accept the gap", st.cfg.Slot)
 				st.log.Error("REPLICATION SLOT DROPPED", "err", err)
 				fail(err)
 				return
@@ -57,12 +56,12 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 				st.cfg.Observer.SlotStatus(s.WALStatus, s.RetainedBytes)
 				switch s.WALStatus {
 				case "lost":
-					err := fatalf(nil, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with AcceptGap", st.cfg.Slot, st.cfg.Slot)
+					err := fatalf(nil, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with --accept-gap", st.cfg.Slot, st.cfg.Slot)
 					st.log.Error("REPLICATION SLOT LOST", "err", err)
 					fail(err)
 					return
-				case "unreachable":
-					st.log.Error("REPLICATION SLOT ABOUT TO BE LOST: wal_status unreachable (WAL it needs is past max_slot_wal_keep_size and will be removed at the next checkpoint)",
+				case "unreserved":
+					st.log.Error("REPLICATION SLOT ABOUT TO BE LOST: wal_status unreserved (WAL it needs is past max_slot_wal_keep_size and will be removed at the next checkpoint)",
 						"retained_bytes", s.RetainedBytes)
 				case "extended":
 					if last != "extended" {

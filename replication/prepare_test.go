@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,23 @@ func TestPrepareCreatesPublicationAndSlotIdempotently(t *testing.T) {
 	}
 }
 
+// pubTables lists the tables a publication names, sorted.
+func pubTables(t *testing.T, dsn, pub string) string {
+	t.Helper()
+	return query[string](t, dsn, `SELECT coalesce(string_agg(n.nspname || '.' || c.relname, ' ' ORDER BY 1), '')
+		FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+		JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = $1`, pub)
+}
+
+// pubOps is a publication's FOR ALL TABLES flag and operations, e.g. "all insert truncate".
+func pubOps(t *testing.T, dsn, pub string) string {
+	t.Helper()
+	return query[string](t, dsn, `SELECT CASE WHEN puballtables THEN 'all' ELSE 'list' END
+		|| CASE WHEN pubinsert THEN ' insert' ELSE '' END || CASE WHEN pubupdate THEN ' update' ELSE '' END
+		|| CASE WHEN pubdelete THEN ' delete' ELSE '' END || CASE WHEN pubtruncate THEN ' truncate' ELSE '' END
+		FROM pg_publication WHERE pubname = $1`, pub)
+}
+
 func TestPrepareTableFilters(t *testing.T) {
 	t.Parallel()
 	dsn, slot := newDB(t)
@@ -55,25 +73,35 @@ func TestPrepareTableFilters(t *testing.T) {
 		CREATE TABLE public.res_users (id int PRIMARY KEY);
 		CREATE TABLE other.res_users (id int PRIMARY KEY);
 		CREATE TABLE public.stock_move (id int PRIMARY KEY);
+		CREATE TABLE public.sale_nopk (id int);
 		CREATE TABLE public.sale_log (id int, at date) PARTITION BY RANGE (at);
 		CREATE TABLE public.sale_log_2024 PARTITION OF public.sale_log FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+		ALTER TABLE public.sale_log_2024 REPLICA IDENTITY FULL;
 		CREATE UNLOGGED TABLE public.sale_scratch (id int);`)
-	log, _ := testLogger(t)
+	log, logs := testLogger(t)
 	ctx := context.Background()
-	pubTables := func(pub string) string {
-		return query[string](t, dsn, `SELECT string_agg(n.nspname || '.' || c.relname, ' ' ORDER BY 1)
-			FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-			JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = $1`, pub)
-	}
 
 	cfg := Config{DSN: dsn, Slot: slot + "_f", Publication: "filtered", Logger: log,
 		Tables: []string{"public.sale_*", "*.res_users"}, Exclude: []string{"public.sale_line"}}
 	if _, _, err := Prepare(ctx, cfg, 0); err != nil {
 		t.Fatal(err)
 	}
-	want := "other.res_users public.res_users public.sale_log public.sale_order"
-	if got := pubTables("filtered"); got != want {
-		t.Fatalf("publication tables %q, want %q", got, want)
+	// Inserts and truncates: every table, filtered in the stream.
+	if got := pubOps(t, dsn, "filtered"); got != "all insert truncate" {
+		t.Fatalf("insert publication: %q", got)
+	}
+	// Updates and deletes: the matching tables with a usable replica
+	// identity, partitions by their own name (their root matched).
+	if got := pubOps(t, dsn, "filtered_changes"); got != "list update delete" {
+		t.Fatalf("changes publication: %q", got)
+	}
+	want := "other.res_users public.res_users public.sale_log_2024 public.sale_order"
+	if got := pubTables(t, dsn, "filtered_changes"); got != want {
+		t.Fatalf("changes publication tables %q, want %q", got, want)
+	}
+	// run warns at start, naming the tables whose updates are not captured.
+	if !strings.Contains(logs.String(), "NOT captured") || !strings.Contains(logs.String(), "public.sale_nopk (no primary key, REPLICA IDENTITY DEFAULT)") {
+		t.Fatalf("no warning naming public.sale_nopk:\n%s", logs)
 	}
 
 	// A new matching table joins the list on the next Prepare.
@@ -81,8 +109,8 @@ func TestPrepareTableFilters(t *testing.T) {
 	if _, _, err := Prepare(ctx, cfg, 0); err != nil {
 		t.Fatal(err)
 	}
-	want = "other.res_users public.res_users public.sale_log public.sale_order public.sale_report"
-	if got := pubTables("filtered"); got != want {
+	want = "other.res_users public.res_users public.sale_log_2024 public.sale_order public.sale_report"
+	if got := pubTables(t, dsn, "filtered_changes"); got != want {
 		t.Fatalf("after a new table: %q, want %q", got, want)
 	}
 
@@ -91,27 +119,99 @@ func TestPrepareTableFilters(t *testing.T) {
 	if _, _, err := Prepare(ctx, cfg2, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := pubTables("excl"), "public.res_users public.stock_move"; got != want {
+	if got, want := pubTables(t, dsn, "excl_changes"), "public.res_users public.stock_move"; got != want {
 		t.Fatalf("exclude only: %q, want %q", got, want)
-	}
-
-	// Filters against a FOR ALL TABLES publication: refused.
-	exec(t, dsn, "CREATE PUBLICATION everything FOR ALL TABLES")
-	cfg3 := Config{DSN: dsn, Slot: slot + "_a", Publication: "everything", Logger: log, Tables: []string{"public.*"}}
-	_, _, err := Prepare(ctx, cfg3, 0)
-	if !IsFatal(err) || !strings.Contains(err.Error(), "FOR ALL TABLES") {
-		t.Fatalf("filters on a FOR ALL TABLES publication: %v", err)
-	}
-
-	// Filters that match nothing: refused, not an empty audit.
-	cfg4 := Config{DSN: dsn, Slot: slot + "_n", Publication: "none", Logger: log, Tables: []string{"public.nosuch_*"}}
-	if _, _, err := Prepare(ctx, cfg4, 0); !IsFatal(err) || !strings.Contains(err.Error(), "no table matches") {
-		t.Fatalf("no match: %v", err)
 	}
 
 	// Unqualified patterns are a configuration error.
 	if _, _, err := Prepare(ctx, Config{DSN: dsn, Tables: []string{"sale_order"}}, 0); err == nil || !strings.Contains(err.Error(), "schema-qualified") {
 		t.Fatalf("unqualified pattern: %v", err)
+	}
+}
+
+// An installation made by an older cdcaudit has one publication publishing
+// every operation (FOR ALL TABLES, or FOR TABLE with --tables): Prepare
+// migrates it, so updates of tables without a replica identity stop failing.
+func TestPrepareMigratesOldPublications(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	exec(t, dsn, `
+		CREATE TABLE keyed (id int PRIMARY KEY, v text);
+		CREATE TABLE loose (v text);
+		INSERT INTO keyed VALUES (1, 'a'); INSERT INTO loose VALUES ('a');
+		CREATE PUBLICATION cdcaudit FOR ALL TABLES;
+		CREATE PUBLICATION filtered FOR TABLE keyed, loose;`)
+	// What the old publications do to the application:
+	if err := tryExec(t, dsn, "UPDATE loose SET v = 'b'"); err == nil || !strings.Contains(err.Error(), "55000") {
+		t.Fatalf("before the migration, an UPDATE of a table without replica identity: %v (the test expects it to fail)", err)
+	}
+	// check says so.
+	fs, err := Check(context.Background(), Config{DSN: dsn, Slot: slot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustFix(t, fs, "fail", "publication", "UPDATE and DELETE fail in the application on public.loose (no usable replica identity)",
+		`start `+"`cdcaudit run`"+` (it migrates the publication), or: ALTER PUBLICATION "cdcaudit" SET (publish = 'insert, truncate');`)
+	log, logs := testLogger(t)
+	var covered []Coverage
+	cfg := Config{DSN: dsn, Slot: slot, Logger: log, OnCoverage: func(c Coverage) { covered = append(covered, c) }}
+	if _, _, err := Prepare(context.Background(), cfg, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := pubOps(t, dsn, "cdcaudit"); got != "all insert truncate" {
+		t.Fatalf("migrated publication: %q", got)
+	}
+	if got := pubTables(t, dsn, "cdcaudit_changes"); got != "public.keyed" {
+		t.Fatalf("changes publication: %q", got)
+	}
+	if !strings.Contains(logs.String(), "publication migrated") {
+		t.Fatalf("the migration was not logged:\n%s", logs)
+	}
+	// Coverage is recorded: inserts of all tables and updates of keyed, with an LSN.
+	var all, keyed bool
+	for _, c := range covered {
+		all = all || c.Table == "*" && c.Ops == "insert, truncate" && c.Captured && c.LSN != 0
+		keyed = keyed || c.Table == "public.keyed" && c.Ops == "update, delete" && c.Captured && c.LSN != 0 && !c.Time.IsZero()
+	}
+	if !all || !keyed {
+		t.Fatalf("coverage records: %+v", covered)
+	}
+
+	// The FOR TABLE publication an older cdcaudit made for --tables.
+	cfgF := Config{DSN: dsn, Slot: slot + "_f", Publication: "filtered", Logger: log, Tables: []string{"public.*"}}
+	if _, _, err := Prepare(context.Background(), cfgF, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := pubOps(t, dsn, "filtered"); got != "all insert truncate" {
+		t.Fatalf("migrated FOR TABLE publication: %q", got)
+	}
+	// Neither publication makes the application's writes fail any more.
+	for _, sql := range []string{"UPDATE loose SET v = 'b'", "DELETE FROM loose", "UPDATE keyed SET v = 'b'", "DELETE FROM keyed"} {
+		if err := tryExec(t, dsn, sql); err != nil {
+			t.Fatalf("after the migration: %s: %v", sql, err)
+		}
+	}
+}
+
+// Prepare creates the publications before the slot; when the slot cannot
+// be created (no free slot), it must not leave them behind.
+func TestPrepareNoFreeSlotLeavesNoPublication(t *testing.T) {
+	t.Parallel()
+	c, err := pgtest.Start(pgtest.Options{Settings: map[string]string{"max_replication_slots": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	dsn := c.DSN("postgres")
+	exec(t, dsn, "CREATE TABLE a (id int PRIMARY KEY)")
+	exec(t, dsn, "SELECT pg_create_physical_replication_slot('taken')")
+	log, _ := testLogger(t)
+	_, _, err = Prepare(context.Background(), Config{DSN: dsn, Slot: "cdcaudit", Logger: log}, 0)
+	if err == nil {
+		t.Fatal("Prepare succeeded with no free slot")
+	}
+	if n := query[int](t, dsn, "SELECT count(*)::int FROM pg_publication"); n != 0 {
+		t.Fatalf("%d publications left behind after: %v", n, err)
 	}
 }
 
@@ -135,8 +235,8 @@ func TestPrepareComparesCheckpointWithSlot(t *testing.T) {
 		t.Fatal("slot did not advance")
 	}
 	_, _, err = Prepare(ctx, cfg, created)
-	if !IsFatal(err) || !strings.Contains(err.Error(), "LOST") {
-		t.Fatalf("slot ahead of the checkpoint: %v", err)
+	if !IsFatal(err) || !strings.Contains(err.Error(), "LOST") || !strings.Contains(err.Error(), "restart with --accept-gap") {
+		t.Fatalf("slot ahead of the checkpoint: %v (the message must name the flag --accept-gap)", err)
 	}
 	accept := cfg
 	accept.AcceptGap = true
@@ -152,7 +252,7 @@ func TestPrepareComparesCheckpointWithSlot(t *testing.T) {
 
 	// The store has history but the slot is gone.
 	missing := Config{DSN: dsn, Slot: slot + "_g", Logger: log}
-	if _, _, err := Prepare(ctx, missing, ahead); !IsFatal(err) || !strings.Contains(err.Error(), "does not exist") {
+	if _, _, err := Prepare(ctx, missing, ahead); !IsFatal(err) || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "--accept-gap") {
 		t.Fatalf("missing slot: %v", err)
 	}
 	if n := query[int](t, dsn, "SELECT count(*)::int FROM pg_replication_slots WHERE slot_name = $1", slot+"_g"); n != 0 {
@@ -175,5 +275,40 @@ func TestPrepareRefusesRoleWithoutReplication(t *testing.T) {
 	_, _, err := Prepare(context.Background(), Config{DSN: withUser(t, dsn, "prep_norepl"), Slot: slot, Logger: log}, 0)
 	if !IsFatal(err) || !strings.Contains(err.Error(), "ALTER ROLE prep_norepl WITH REPLICATION") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The compose set-up: a superuser made both publications (the changes one
+// owned by cdcaudit's role) and owns the tables. The unprivileged role
+// prepares and streams; a table it may not add is named in the log, and
+// nothing fails.
+func TestPrepareAsUnprivilegedRole(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	createRole(t, dsn, "prep_sidecar", "REPLICATION")
+	exec(t, dsn, `
+		CREATE TABLE listed (id int PRIMARY KEY);
+		CREATE TABLE unlisted (id int PRIMARY KEY);
+		CREATE PUBLICATION cdcaudit FOR ALL TABLES WITH (publish = 'insert, truncate');
+		CREATE PUBLICATION cdcaudit_changes FOR TABLE listed WITH (publish = 'update, delete');
+		ALTER PUBLICATION cdcaudit_changes OWNER TO prep_sidecar;`)
+	log, logs := testLogger(t)
+	if _, _, err := Prepare(context.Background(), Config{DSN: withUser(t, dsn, "prep_sidecar"), Slot: slot, Logger: log}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "cannot add tables to the changes publication") || !strings.Contains(logs.String(), "public.unlisted") {
+		t.Fatalf("the table the role may not add is not named:\n%s", logs)
+	}
+	if got := pubTables(t, dsn, "cdcaudit_changes"); got != "public.listed" {
+		t.Fatalf("changes publication: %q", got)
+	}
+	// The role owns the changes publication: it can drop a table that lost
+	// its replica identity.
+	exec(t, dsn, "ALTER TABLE listed REPLICA IDENTITY NOTHING")
+	if _, _, err := Prepare(context.Background(), Config{DSN: withUser(t, dsn, "prep_sidecar"), Slot: slot, Logger: log}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := pubTables(t, dsn, "cdcaudit_changes"); got != "" {
+		t.Fatalf("changes publication after listed lost its identity: %q", got)
 	}
 }

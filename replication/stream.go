@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,15 +73,21 @@ func Stream(ctx context.Context, cfg Config, start uint64, c Consumer) error {
 	if err != nil {
 		return err
 	}
-	st := &streamer{cfg: &cfg, c: c, log: cfg.Logger.With(cfg.server(), "slot", cfg.Slot), warned: map[byte]bool{}}
+	st := &streamer{cfg: &cfg, c: c, log: cfg.Logger.With(cfg.server(), "slot", cfg.Slot), warned: map[byte]bool{}, scope: newScope(&cfg)}
+	defer st.scope.close()
 
-	// The slot monitor ends the stream by cancelling ctx with a fatal cause.
+	// The slot monitor and the publication keeper end the stream by
+	// cancelling ctx with a fatal cause.
 	ctx, fail := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		st.monitor(ctx, fail)
+	}()
+	go func() {
+		defer wg.Done()
+		st.keep(ctx, fail)
 	}()
 	err = st.loop(ctx, start)
 	fail(nil)
@@ -93,6 +100,13 @@ type streamer struct {
 	c      Consumer
 	log    *slog.Logger
 	warned map[byte]bool // message kinds already logged as skipped
+	scope  *scope
+	// insertsOnlyUntil, when not 0, makes sessions stream from the insert
+	// publication alone up to this LSN: the WAL before it was written while
+	// the changes publication did not exist yet (an installation upgraded
+	// from one publication), which pgoutput (PostgreSQL < 18) refuses to
+	// decode with it named.
+	insertsOnlyUntil uint64
 }
 
 // stopped reports whether ctx ended the stream, and the error to return:
@@ -119,11 +133,38 @@ func (st *streamer) loop(ctx context.Context, start uint64) error {
 			st.log.Error("replication stopped", "err", err)
 			return err
 		}
+		switched := false
+		switch {
+		case errors.Is(err, errChangesMissing):
+			until, werr := st.walNow(ctx)
+			if werr != nil {
+				// Server gone meanwhile: reconnect as after any loss; the
+				// next session meets the same WAL and tries again.
+				err = fmt.Errorf("%w (and reading the server's WAL position failed: %v)", err, werr)
+				break
+			}
+			st.insertsOnlyUntil = until
+			switched = true
+			st.log.Warn("a publication did not exist for the WAL being decoded; trying the insert publication alone up to the server's current position",
+				"err", err, "from", lsnString(start), "until", lsnString(until))
+		case errors.Is(err, errSwitchPublications):
+			// The insert publication alone got past it: the changes
+			// publication was created after the slot (an upgrade).
+			st.log.Warn("UPDATES AND DELETES BETWEEN THESE POSITIONS ARE NOT CAPTURED: publication "+st.cfg.changesPub()+" was created after the slot, and pgoutput cannot decode the WAL before it with it; streaming from both publications again",
+				"from", lsnString(start), "until", lsnString(st.insertsOnlyUntil))
+			st.report(Coverage{Table: "*", Ops: publishChanges, Captured: false, LSN: start, Time: time.Now(), Reason: "publication " + st.cfg.changesPub() + " did not exist yet"})
+			st.report(Coverage{Table: "*", Ops: publishChanges, Captured: true, LSN: st.insertsOnlyUntil, Time: time.Now()})
+			st.insertsOnlyUntil = 0
+			switched = true
+		}
 		if lived >= stableAfter {
 			attempt = 0
 		}
 		delay := backoff(attempt)
 		attempt++
+		if switched {
+			delay, attempt = 0, 0
+		}
 		var busy *errSlotBusy
 		if errors.As(err, &busy) {
 			if busySince.IsZero() {
@@ -137,11 +178,13 @@ func (st *streamer) loop(ctx context.Context, start uint64) error {
 			}
 			st.log.Warn("replication slot is in use by another process; retrying", "holder", holder,
 				"waited", time.Since(busySince).Round(time.Second), "give_up_after", st.cfg.ActiveSlotWait, "in", delay.Round(time.Millisecond))
-		} else {
+		} else if !switched {
 			busySince = time.Time{}
 			st.log.Warn("replication connection lost; reconnecting", "err", err, "in", delay.Round(time.Millisecond))
 		}
-		st.cfg.Observer.Reconnected(err)
+		if !switched {
+			st.cfg.Observer.Reconnected(err)
+		}
 
 		resume, rerr := st.c.Reset(ctx)
 		if done, ferr := stopped(ctx); done {
@@ -157,6 +200,27 @@ func (st *streamer) loop(ctx context.Context, start uint64) error {
 		case <-ctx.Done():
 		case <-time.After(delay):
 		}
+	}
+}
+
+// errChangesMissing: decoding failed on a missing publication while both
+// were named; the insert publication alone is tried next.
+var errChangesMissing = errors.New("replication: a publication did not exist for the WAL being decoded")
+
+// walNow is the server's WAL position, over an ordinary connection.
+func (st *streamer) walNow(ctx context.Context) (uint64, error) {
+	conn, err := connectSQL(ctx, st.cfg.DSN)
+	if err != nil {
+		return 0, fmt.Errorf("replication: connect to %s: %w", RedactDSN(st.cfg.DSN), err)
+	}
+	defer closeQuietly(conn)
+	lsn, _, err := walNow(ctx, conn)
+	return lsn, err
+}
+
+func (st *streamer) report(c Coverage) {
+	if st.cfg.OnCoverage != nil {
+		st.cfg.OnCoverage(c)
 	}
 }
 
@@ -189,16 +253,26 @@ func (st *streamer) slotHolder(ctx context.Context) string {
 func (st *streamer) session(ctx context.Context, start uint64) (time.Duration, error) {
 	conn, err := connectReplication(ctx, st.cfg.DSN)
 	if err != nil {
-		return 0, classify(st.cfg, err)
+		return 0, classify(ctx, st.cfg, err)
 	}
 	defer closeQuietly(conn)
 
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
+	// The server at this address may not be the one we streamed from (a
+	// restore, another cluster started on its port): check on every
+	// connection, before anything is received.
+	sys, err := pglogrepl.IdentifySystem(cctx, conn)
+	if err != nil {
+		return 0, classify(ctx, st.cfg, err)
+	}
+	if err := st.cfg.checkServer(Identity{SystemID: sys.SystemID, Database: sys.DBName}); err != nil {
+		return 0, err
+	}
 	// wal_level needs a restart to change: check it on every connection.
 	res, err := conn.Exec(cctx, "SHOW wal_level").ReadAll()
 	if err != nil {
-		return 0, classify(st.cfg, err)
+		return 0, classify(ctx, st.cfg, err)
 	}
 	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
 		return 0, errors.New("replication: unexpected answer to SHOW wal_level")
@@ -206,18 +280,20 @@ func (st *streamer) session(ctx context.Context, start uint64) (time.Duration, e
 	if level := string(res[0].Rows[0][0]); level != "logical" {
 		return 0, fatalf(nil, "wal_level is %q on %s, logical decoding needs logical: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL", level, RedactDSN(st.cfg.DSN))
 	}
+	insertsOnly := st.insertsOnlyUntil != 0
 	err = pglogrepl.StartReplication(cctx, conn, st.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
 		Mode: pglogrepl.LogicalReplication,
 		PluginArgs: []string{
 			"proto_version '1'",
-			"publication_names " + quoteLiteral(st.cfg.pubIdent()),
+			"publication_names " + quoteLiteral(st.cfg.publicationNames(insertsOnly)),
 			"messages 'true'",
 		},
 	})
 	if err != nil {
-		return 0, classify(st.cfg, err)
+		return 0, classify(ctx, st.cfg, err)
 	}
-	st.log.Info("streaming", "start", lsnString(start), "walsender_pid", conn.PID())
+	st.log.Info("streaming", "start", lsnString(start), "walsender_pid", conn.PID(), "inserts_only", insertsOnly)
+	st.scope.reset()
 
 	s := &session{streamer: st, conn: conn, start: start, lastRecv: time.Now()}
 	began := time.Now()
@@ -291,7 +367,15 @@ func (s *session) run(ctx context.Context) error {
 				return err
 			}
 		case *pgproto3.ErrorResponse:
-			return classify(s.cfg, pgconn.ErrorResponseToPgError(m))
+			pe := pgconn.ErrorResponseToPgError(m)
+			// 42704 while decoding: a publication did not exist for this
+			// WAL. If it is the changes publication (created after the slot),
+			// the insert publication alone gets past it; if not, that
+			// session fails the same way and it is fatal.
+			if pe.Code == "42704" && s.insertsOnlyUntil == 0 {
+				return fmt.Errorf("%w: %v", errChangesMissing, pe)
+			}
+			return classify(ctx, s.cfg, pe)
 		case *pgproto3.NoticeResponse:
 			s.log.Info("server notice", "message", m.Message)
 		case *pgproto3.CopyDone, *pgproto3.CommandComplete:
@@ -314,11 +398,19 @@ func (s *session) copyData(ctx context.Context, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("replication: %w", err)
 		}
+		if until := s.insertsOnlyUntil; until != 0 && len(x.WALData) >= 9 && x.WALData[0] == 'B' &&
+			binary.BigEndian.Uint64(x.WALData[1:9]) > until {
+			return errSwitchPublications // not handed on: the next session sends it again
+		}
 		s.received = max(s.received, uint64(x.WALStart))
 		// The server's WAL end rides on every XLogData too: keep the lag
 		// metric true on a busy stream that sees few keepalives.
 		s.cfg.Observer.ServerWALEnd(uint64(x.ServerWALEnd))
-		if err := s.c.Handle(ctx, uint64(x.WALStart), x.WALData); err != nil {
+		data := s.scope.filter(ctx, x.WALData)
+		if data == nil {
+			return nil
+		}
+		if err := s.c.Handle(ctx, uint64(x.WALStart), data); err != nil {
 			if !errors.Is(err, ErrSkippable) {
 				return fmt.Errorf("replication: consumer: %w", err)
 			}
@@ -336,6 +428,15 @@ func (s *session) copyData(ctx context.Context, data []byte) error {
 		walEnd := uint64(k.ServerWALEnd)
 		s.cfg.Observer.ServerWALEnd(walEnd)
 		s.received = max(s.received, walEnd)
+		if until := s.insertsOnlyUntil; until != 0 {
+			// Never confirm past the point where both publications apply:
+			// the WAL after it may hold updates this session does not get.
+			if _, inFlight := s.c.Position(); walEnd > until && !inFlight {
+				s.advanceIdle(until)
+				return errSwitchPublications
+			}
+			walEnd = min(walEnd, until)
+		}
 		s.advanceIdle(walEnd)
 		if k.ReplyRequested {
 			return s.sendStatus(false)

@@ -16,8 +16,11 @@ const checkAbout = `
 Check, without changing anything, whether a PostgreSQL server is ready for
 'cdcaudit run' with the same settings, and say how to fix what is not:
 wal_level, the role's REPLICATION privilege, free replication slots and WAL
-senders, published tables without a usable REPLICA IDENTITY (no before-images
-for updates and deletes), and a slot held by another process.
+senders, the two publications (inserts and truncates of all tables; updates
+and deletes of the tables with a usable replica identity), tables whose
+updates and deletes are not captured (no primary key, REPLICA IDENTITY
+NOTHING) or whose before-images hold the key only, generated columns (never
+published), and a slot held by another process or about to be invalidated.
 
 Each finding is OK, WARN (cdcaudit will run, but something is lost or at
 risk) or FAIL (cdcaudit cannot run until it is fixed), with the fix.

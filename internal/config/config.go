@@ -174,9 +174,9 @@ var keys = []keyInfo{
 	{KeyDataDir, "`directory` of the audit store (created if missing)", func(c *Config) any { return &c.DataDir }},
 	{KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)", func(c *Config) any { return &c.HTTPAddr }},
 	{KeySlot, "logical replication slot `name` (created if missing)", func(c *Config) any { return &c.Slot }},
-	{KeyPublication, "publication `name` (created if missing)", func(c *Config) any { return &c.Publication }},
-	{KeyTables, "tables to publish: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables)", func(c *Config) any { return &c.Tables }},
-	{KeyExclude, "tables not to publish: comma-separated schema-qualified `globs`", func(c *Config) any { return &c.Exclude }},
+	{KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes", func(c *Config) any { return &c.Publication }},
+	{KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert", func(c *Config) any { return &c.Tables }},
+	{KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`", func(c *Config) any { return &c.Exclude }},
 	{KeyStatusInterval, "`interval` between standby status updates to the server", func(c *Config) any { return &c.StatusInterval }},
 	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
 	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
@@ -678,8 +678,8 @@ func (c *Config) validate() error {
 	if c.Publication == "" {
 		return fail(KeyPublication, "empty name")
 	}
-	if len(c.Publication) > 63 || strings.ContainsRune(c.Publication, 0) {
-		return fail(KeyPublication, "%q is not a valid PostgreSQL name (at most 63 bytes)", c.Publication)
+	if len(c.Publication) > 55 || strings.ContainsRune(c.Publication, 0) {
+		return fail(KeyPublication, "%q is not a valid name (at most 55 bytes: %q is added for the second publication)", c.Publication, "_changes")
 	}
 	if c.StatusInterval < 10*time.Millisecond || c.StatusInterval > 10*time.Minute {
 		return fail(KeyStatusInterval, "%s is out of range (want 10ms to 10m; keep it well below the server's wal_sender_timeout)", c.StatusInterval)

@@ -87,6 +87,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeChain()
 
 	checkpoint := store.Checkpoint()
+	// Every connection, from the first, must reach the store's server and
+	// database: another one is refused, never taken for a gap.
+	if have, ok, err := store.Identity(); err != nil {
+		return err
+	} else if ok {
+		cfg.Replication.Server = replication.Identity{SystemID: have.SystemID, Database: have.Database}
+	}
+	coverage := &coverageRecords{log: log}
+	cfg.Replication.OnCoverage = coverage.add
 	ident, start, err := prepare(ctx, cfg, checkpoint, log)
 	if err != nil {
 		if ctx.Err() != nil && !replication.IsFatal(err) {
@@ -98,6 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := checkIdentity(store, ident, cfg.Replication.Slot); err != nil {
 		return err
 	}
+	cfg.Replication.Server = ident
 	log.Info("streaming", "database", ident.Database, "slot", cfg.Replication.Slot,
 		"checkpoint", audit.FormatLSN(checkpoint), "start", audit.FormatLSN(start), "data_dir", cfg.DataDir)
 
@@ -108,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
-	catalog := replication.NewCatalog(cfg.Replication.DSN)
+	catalog := replication.NewCatalog(cfg.Replication.DSN).Expect(ident)
 	defer catalog.Close()
 
 	defer enrich.close()
@@ -116,6 +126,9 @@ func Run(ctx context.Context, cfg Config) error {
 	c.enrich = enrich
 	defer c.close()
 	if err := recordGap(ctx, store, c.writer, checkpoint, start, log); err != nil {
+		return err
+	}
+	if err := coverage.attach(c.writer); err != nil {
 		return err
 	}
 

@@ -55,12 +55,7 @@ func queryLSN(t testing.TB, conn *pgx.Conn, fn string) uint64 {
 func newDB(t testing.TB) (string, *pgx.Conn) {
 	t.Helper()
 	dsn, _ := pgtest.NewDB(t)
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return dsn, conn
+	return dsn, connect(t, dsn)
 }
 
 // runUntil runs the pipeline until the slot is confirmed at or past lsn,
