@@ -70,7 +70,10 @@ func replayTx(ctx context.Context, conn *pgx.Conn, tx *Tx) error {
 var tsLiteral = regexp.MustCompile(`'(\d{4}-\d{2}-\d{2})([ T])(\d{2}:\d{2}:\d{2})(\.\d{1,6})?'`)
 
 // ShiftTimestamps returns stmt with every timestamp literal within
-// ShiftWindow of base moved by shift, in the literal's own format.
+// ShiftWindow of base moved by shift, in the literal's own format. It reads
+// no SQL grammar: any single-quoted timestamp moves, also one quoted inside
+// another string ('x''2026-12-03 06:30:00'''); one embedded in longer text
+// does not, nor one in JSON (double-quoted).
 func ShiftTimestamps(stmt string, base time.Time, shift time.Duration) string {
 	if shift == 0 {
 		return stmt
