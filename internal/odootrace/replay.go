@@ -71,8 +71,8 @@ var tsLiteral = regexp.MustCompile(`'(\d{4}-\d{2}-\d{2})([ T])(\d{2}:\d{2}:\d{2}
 
 // ShiftTimestamps returns stmt with every timestamp literal within
 // ShiftWindow of base moved by shift, in the literal's own format. It reads
-// no SQL grammar: any single-quoted timestamp moves, also one quoted inside
-// another string ('x”2026-12-03 06:30:00”'); one embedded in longer text
+// no SQL grammar: any single-quoted timestamp moves, also one whose quotes
+// are doubled inside another string; one embedded in longer text
 // does not, nor one in JSON (double-quoted).
 func ShiftTimestamps(stmt string, base time.Time, shift time.Duration) string {
 	if shift == 0 {
