@@ -275,6 +275,9 @@ func writeOdooLog(in, out string, marks []mark) error {
 		if err != nil {
 			continue
 		}
+		if t.Before(marks[1].Start) {
+			continue // before the first scenario: an earlier run's lines, or the server's start
+		}
 		sc := ""
 		for _, m := range marks {
 			if !t.Before(m.Start) {

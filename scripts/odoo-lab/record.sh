@@ -16,7 +16,7 @@ LABSH=scripts/odoo-lab/lab.sh
 export LAB
 
 bash $LABSH stop
-rm -rf "$LAB/pg" "$LAB/data" "$LAB/run"
+rm -rf "$LAB/pg" "$LAB/data" "$LAB/run" "$LAB/home/odoo.log"
 bash $LABSH pg-init
 bash $LABSH install
 bash $LABSH dump "$OUT/erp.sql.gz"
