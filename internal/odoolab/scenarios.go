@@ -1,11 +1,17 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // User agents of the browsers the scenarios play (real strings of current
@@ -223,7 +229,7 @@ func (d *driver) edits() error {
 
 // passwords: alice changes her own password in her preferences (with the
 // "confirm your password" step Odoo asks for), admin sets bob's, carol
-// creates an API key.
+// creates an API key, alice turns on two-factor authentication.
 func (d *driver) passwords() error {
 	w, err := d.alice.save("change.password.own", nil, map[string]any{"new_password": aliceNewPw, "confirm_password": aliceNewPw}, nil)
 	if err != nil {
@@ -263,6 +269,10 @@ func (d *driver) passwords() error {
 		return err
 	}
 	step("carol created an API key (description %d)", k)
+	if err := d.enableTOTP(d.alice, aliceNewPw); err != nil {
+		return err
+	}
+	step("alice enabled two-factor authentication")
 	return nil
 }
 
@@ -270,23 +280,75 @@ func (d *driver) passwords() error {
 // first click answers with the res.users.identitycheck form; the user types
 // their password into it and confirms (run_check), which runs the button.
 func (d *driver) checkedButton(b *browser, model, method string, id int64, password string) error {
+	_, err := d.checkedAction(b, model, method, id, password)
+	return err
+}
+
+// checkedAction is checkedButton returning the action the button returned.
+func (d *driver) checkedAction(b *browser, model, method string, id int64, password string) (map[string]any, error) {
 	var action map[string]any
 	if err := b.button(model, method, []int64{id}, nil, &action); err != nil {
-		return err
+		return nil, err
 	}
 	if action["res_model"] != "res.users.identitycheck" {
 		step("%s.%s ran without an identity check", model, method)
-		return nil
+		return action, nil
 	}
 	check := int64(action["res_id"].(float64))
 	if _, err := b.save("res.users.identitycheck", []int64{check}, map[string]any{"password": password}, nil); err != nil {
-		return err
+		return nil, err
 	}
-	if err := b.button("res.users.identitycheck", "run_check", []int64{check}, nil, nil); err != nil {
-		return err
+	// The guarded method's own return: an action, or false/null.
+	var raw json.RawMessage
+	if err := b.button("res.users.identitycheck", "run_check", []int64{check}, nil, &raw); err != nil {
+		return nil, err
 	}
+	action = nil
+	_ = json.Unmarshal(raw, &action)
 	step("%s confirmed their password (identity check %d)", b.name, check)
-	return nil
+	return action, nil
+}
+
+// enableTOTP is the "Two-factor authentication" switch of a user's
+// preferences: the wizard shows a secret, the authenticator app derives the
+// code the user types back (RFC 6238: HMAC-SHA1, 30 s, 6 digits).
+func (d *driver) enableTOTP(b *browser, password string) error {
+	action, err := d.checkedAction(b, "res.users", "action_totp_enable_wizard", b.uid, password)
+	if err != nil {
+		return err
+	}
+	if action["res_model"] != "auth_totp.wizard" {
+		return fmt.Errorf("action_totp_enable_wizard answered %v", action)
+	}
+	w := int64(action["res_id"].(float64))
+	var recs []struct {
+		Secret string `json:"secret"`
+	}
+	if err := b.kw("auth_totp.wizard", "read", []any{[]int64{w}, []string{"secret"}}, nil, &recs); err != nil {
+		return err
+	}
+	if len(recs) != 1 {
+		return fmt.Errorf("auth_totp.wizard %d: %d records", w, len(recs))
+	}
+	key, err := base32.StdEncoding.DecodeString(strings.ToUpper(strings.ReplaceAll(recs[0].Secret, " ", "")))
+	if err != nil {
+		return fmt.Errorf("totp secret: %w", err)
+	}
+	if _, err := b.save("auth_totp.wizard", []int64{w}, map[string]any{"code": totpCode(key, time.Now())}, nil); err != nil {
+		return err
+	}
+	return d.checkedButton(b, "auth_totp.wizard", "enable", w, password)
+}
+
+func totpCode(key []byte, now time.Time) string {
+	var counter [8]byte
+	binary.BigEndian.PutUint64(counter[:], uint64(now.Unix()/30))
+	mac := hmac.New(sha1.New, key)
+	mac.Write(counter[:])
+	sum := mac.Sum(nil)
+	off := sum[len(sum)-1] & 0xf
+	v := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", v%1000000)
 }
 
 // sessions: bob, whose old session the password change ended, logs in

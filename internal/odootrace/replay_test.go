@@ -147,11 +147,15 @@ func TestReplayRecordedOdoo(t *testing.T) {
 	expectRows(t, conn, "password hashes",
 		`SELECT login, password LIKE '$pbkdf2-sha512$%' FROM res_users WHERE login IN ('alice', 'bob', 'carol')`,
 		"alice true", "bob true", "carol true")
+	expectRows(t, conn, "two-factor authentication",
+		`SELECT login, totp_secret FROM res_users WHERE totp_secret IS NOT NULL`,
+		"alice "+totpSecret(t))
 	expectRows(t, conn, "wizards left no typed password behind",
 		`SELECT 'own', count(*) FROM change_password_own WHERE new_password IS NOT NULL
 		 UNION ALL SELECT 'user', count(*) FROM change_password_user WHERE new_passwd IS NOT NULL AND new_passwd <> ''
-		 UNION ALL SELECT 'check', count(*) FROM res_users_identitycheck WHERE password IS NOT NULL AND password <> ''`,
-		"own 0", "user 0", "check 0")
+		 UNION ALL SELECT 'check', count(*) FROM res_users_identitycheck WHERE password IS NOT NULL AND password <> ''
+		 UNION ALL SELECT 'totp', count(*) FROM auth_totp_wizard WHERE secret <> ''`,
+		"own 0", "user 0", "check 0", "totp 0")
 
 	// The timestamp shift: every write_date Odoo's ORM wrote is the replaying
 	// transaction's own now(), as it was the recorded transaction's.
@@ -173,4 +177,22 @@ func TestReplayRecordedOdoo(t *testing.T) {
 	if rawAge <= 0 {
 		t.Errorf("psql's rename: write_date %v old, want older than the replay", rawAge)
 	}
+}
+
+// totpSecret is the secret alice's TOTP wizard showed, as recorded.
+func totpSecret(t *testing.T) string {
+	t.Helper()
+	traces, err := LoadDir(tracesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tx := range traces[2].Txs { // passwords
+		for _, s := range tx.Stmts {
+			if _, rest, ok := strings.Cut(s, "UPDATE res_users SET totp_secret = '"); ok {
+				return rest[:strings.IndexByte(rest, '\'')]
+			}
+		}
+	}
+	t.Fatal("no totp_secret UPDATE in the passwords trace")
+	return ""
 }
