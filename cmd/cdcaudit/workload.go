@@ -326,7 +326,8 @@ func (w *workload) editPartner(e *odoosim.Env) error {
 	case 1:
 		vals = odoosim.Vals{"city": w.pick(demoCities)}
 	default:
-		vals = odoosim.Vals{"credit_limit": float64(1000 * w.rng.IntN(50))}
+		// company_dependent: a jsonb of values per company id, as Odoo 18 stores it
+		vals = odoosim.Vals{"credit_limit": map[string]float64{"1": float64(1000 * w.rng.IntN(50))}}
 	}
 	return e.WritePartner(id, vals)
 }
@@ -449,8 +450,8 @@ func (w *workload) webshop(ctx context.Context) (uint32, error) {
 			return err
 		}
 		name := fmt.Sprintf("Webshop customer %d", w.rng.IntN(100000))
-		_, err := e.Tx.Exec(e.Ctx, `INSERT INTO res_partner (name, complete_name, email, city, country_code, type, active, is_company)
-			VALUES ($1, $1, $2, $3, $4, 'contact', true, false)`, name, fmt.Sprintf("shop%d@example.com", w.rng.IntN(100000)), demoCities[i], demoCountry[i])
+		_, err := e.Tx.Exec(e.Ctx, `INSERT INTO res_partner (name, complete_name, email, city, country_id, type, active, is_company)
+			VALUES ($1, $1, $2, $3, $4, 'contact', true, false)`, name, fmt.Sprintf("shop%d@example.com", w.rng.IntN(100000)), demoCities[i], odoosim.CountryID(demoCountry[i]))
 		return err
 	})
 }

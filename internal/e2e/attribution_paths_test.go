@@ -164,7 +164,7 @@ func TestAttributionORMBypass(t *testing.T) {
 		return err
 	})
 	rawOrder := r.ok(r.sim.RawSQLEdit(r.ctx, 2, "1.00"))
-	rawPartner := r.ok(r.sim.RawSQL(r.ctx, "UPDATE res_partner SET credit_limit = 1000000 WHERE id = 11"))
+	rawPartner := r.ok(r.sim.RawSQL(r.ctx, `UPDATE res_partner SET credit_limit = '{"1": 1000000}' WHERE id = 11`))
 	revoke := r.request(admin, func(e *odoosim.Env) error { return e.RevokeSession(carol) })
 	carolAgain := r.sim.NewDevice(odoosim.Carol, carolMac)
 	totp := r.request(carolAgain, func(e *odoosim.Env) error { return e.SetTOTP(odoosim.Carol, odoosim.NewTOTPSecret()) })

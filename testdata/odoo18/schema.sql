@@ -18,12 +18,17 @@
 -- odoosim's tests.
 --
 -- REPLICA IDENTITY FULL on every table: Odoo does not set it (its tables
--- have the default, the primary key), but cdcaudit needs complete
--- before-images: without them an update's `changed` list cannot be known,
--- a delete's event carries only the id, and the orm_bypass rule cannot see
--- that write_date stayed as it was. `cdcaudit check` recommends it for
--- every published table; this fixture is set up the way the docs tell an
--- operator to set up a real Odoo database.
+-- have the default, the primary key; testdata/odoo18/erp.sql.gz is a real
+-- database with that default), but cdcaudit needs complete before-images:
+-- without them an update's `changed` list cannot be known, a delete's event
+-- carries only the id, and the orm_bypass rule cannot see that write_date
+-- stayed as it was. `cdcaudit check` recommends it for every published
+-- table; this fixture is set up the way the docs tell an operator to set up
+-- a real Odoo database.
+--
+-- Every column here exists in a real Odoo 18.0 with the same type and
+-- nullability: TestSchemaMatchesRealOdoo checks it against
+-- testdata/odoo18/schema-columns.tsv, recorded from one (scripts/odoo-lab).
 --
 -- The audit columns (create_uid, create_date, write_uid, write_date) are
 -- on every table the ORM creates; Odoo adds the res_users foreign keys of
@@ -76,14 +81,14 @@ CREATE TABLE res_partner (
     street                  varchar,
     zip                     varchar,
     city                    varchar,
-    country_code            varchar,
+    country_id              integer,  -- res_country: not part of this fixture (Odoo's ids: BE 20, US 233, …)
     email                   varchar,
     phone                   varchar,
     mobile                  varchar,
     is_company              boolean DEFAULT false,
     active                  boolean DEFAULT true,
     partner_share           boolean,
-    credit_limit            double precision,
+    credit_limit            jsonb,    -- company_dependent (account): {"<company id>": value}
     create_uid              integer,
     create_date             timestamp without time zone,
     write_uid               integer,
@@ -190,8 +195,8 @@ CREATE TABLE res_users_apikeys (
     user_id          integer NOT NULL REFERENCES res_users(id) ON DELETE CASCADE,
     scope            varchar,
     expiration_date  timestamp without time zone,
-    index            varchar(8) NOT NULL CHECK (char_length(index) = 8),
-    key              varchar NOT NULL,
+    index            varchar(8) CHECK (char_length(index) = 8),
+    key              varchar,
     create_date      timestamp without time zone DEFAULT (now() at time zone 'utc')
 );
 CREATE INDEX res_users_apikeys_user_id_index_idx ON res_users_apikeys (user_id, index);
@@ -262,7 +267,6 @@ CREATE TABLE ir_model (
     info         text,
     state        varchar DEFAULT 'manual',
     transient    boolean,
-    abstract     boolean,
     create_uid   integer,
     create_date  timestamp without time zone,
     write_uid    integer,
@@ -290,7 +294,7 @@ CREATE TABLE ir_model_fields (
     readonly           boolean,
     required           boolean,
     index              boolean,
-    translate          varchar,
+    translate          boolean,
     copied             boolean,
     store              boolean DEFAULT true,
     relation_table     varchar,
@@ -321,6 +325,169 @@ CREATE TABLE ir_config_parameter (
 );
 COMMENT ON TABLE ir_config_parameter IS 'ir.config_parameter';
 
+-- Odoo's transient wizards that hold typed passwords and secrets in plain
+-- text for a moment (base, auth_totp), and the mail tables a contact's
+-- delete touches (mail). Columns, types, nullability, keys and indexes as
+-- `pg_dump -s -t` prints them from a real Odoo 18.0 with base, contacts and
+-- sale_management (testdata/odoo18/schema-columns.tsv lists them all);
+-- foreign keys to tables this fixture lacks (res_company, res_currency,
+-- mail_message_subtype, mail_activity_type, mail_guest, ir_mail_server,
+-- mail_alias_domain) are left out.
+
+-- change.password.own: the "Change password" of a user's preferences.
+CREATE TABLE change_password_own (
+    id                serial PRIMARY KEY,
+    create_uid        integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid         integer REFERENCES res_users(id) ON DELETE SET NULL,
+    new_password      varchar,
+    confirm_password  varchar,
+    create_date       timestamp without time zone,
+    write_date        timestamp without time zone
+);
+COMMENT ON TABLE change_password_own IS 'User, change own password wizard';
+
+-- change.password.wizard and its lines change.password.user: an
+-- administrator sets other users' passwords.
+CREATE TABLE change_password_wizard (
+    id           serial PRIMARY KEY,
+    create_uid   integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid    integer REFERENCES res_users(id) ON DELETE SET NULL,
+    create_date  timestamp without time zone,
+    write_date   timestamp without time zone
+);
+COMMENT ON TABLE change_password_wizard IS 'Change Password Wizard';
+
+CREATE TABLE change_password_user (
+    id           serial PRIMARY KEY,
+    wizard_id    integer NOT NULL REFERENCES change_password_wizard(id) ON DELETE CASCADE,
+    user_id      integer NOT NULL REFERENCES res_users(id) ON DELETE CASCADE,
+    create_uid   integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid    integer REFERENCES res_users(id) ON DELETE SET NULL,
+    user_login   varchar,
+    new_passwd   varchar,
+    create_date  timestamp without time zone,
+    write_date   timestamp without time zone
+);
+COMMENT ON TABLE change_password_user IS 'User, Change Password Wizard';
+
+-- res.users.identitycheck: "confirm your password" before a guarded
+-- action (@check_identity: own password change, API key, revoking a device).
+CREATE TABLE res_users_identitycheck (
+    id           serial PRIMARY KEY,
+    create_uid   integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid    integer REFERENCES res_users(id) ON DELETE SET NULL,
+    request      varchar,
+    auth_method  varchar,
+    password     varchar,
+    create_date  timestamp without time zone,
+    write_date   timestamp without time zone
+);
+COMMENT ON TABLE res_users_identitycheck IS 'Password Check Wizard';
+
+-- auth.totp.wizard (auth_totp, installed with base): the TOTP secret
+-- being set up, in plain base32.
+CREATE TABLE auth_totp_wizard (
+    id           serial PRIMARY KEY,
+    user_id      integer NOT NULL REFERENCES res_users(id) ON DELETE CASCADE,
+    create_uid   integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid    integer REFERENCES res_users(id) ON DELETE SET NULL,
+    secret       varchar NOT NULL,
+    url          varchar,
+    code         varchar(7),
+    create_date  timestamp without time zone,
+    write_date   timestamp without time zone,
+    qrcode       bytea
+);
+COMMENT ON TABLE auth_totp_wizard IS '2-Factor Setup Wizard';
+
+-- mail.message: chatter messages and tracking; res_id/model name the record.
+CREATE TABLE mail_message (
+    id                      serial PRIMARY KEY,
+    parent_id               integer REFERENCES mail_message(id) ON DELETE SET NULL,
+    res_id                  integer,
+    record_alias_domain_id  integer,
+    record_company_id       integer,
+    subtype_id              integer,
+    mail_activity_type_id   integer,
+    author_id               integer REFERENCES res_partner(id) ON DELETE SET NULL,
+    author_guest_id         integer,
+    mail_server_id          integer,
+    create_uid              integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid               integer REFERENCES res_users(id) ON DELETE SET NULL,
+    subject                 varchar,
+    model                   varchar,
+    record_name             varchar,
+    message_type            varchar NOT NULL,
+    email_from              varchar,
+    message_id              varchar,
+    reply_to                varchar,
+    email_layout_xmlid      varchar,
+    body                    text,
+    is_internal             boolean,
+    reply_to_force_new      boolean,
+    email_add_signature     boolean,
+    date                    timestamp without time zone,
+    pinned_at               timestamp without time zone,
+    create_date             timestamp without time zone,
+    write_date              timestamp without time zone
+);
+CREATE INDEX mail_message__author_id_index ON mail_message (author_id);
+CREATE INDEX mail_message__mail_activity_type_id_index ON mail_message (mail_activity_type_id) WHERE mail_activity_type_id IS NOT NULL;
+CREATE INDEX mail_message__message_id_index ON mail_message (message_id);
+CREATE INDEX mail_message__parent_id_index ON mail_message (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX mail_message__subtype_id_index ON mail_message (subtype_id);
+CREATE INDEX mail_message_model_res_id_id_idx ON mail_message (model, res_id, id);
+CREATE INDEX mail_message_model_res_id_idx ON mail_message (model, res_id);
+COMMENT ON TABLE mail_message IS 'Message';
+
+-- mail.followers: who follows which record; no audit columns.
+CREATE TABLE mail_followers (
+    id          serial PRIMARY KEY,
+    res_id      integer,
+    partner_id  integer NOT NULL REFERENCES res_partner(id) ON DELETE CASCADE,
+    res_model   varchar NOT NULL,
+    CONSTRAINT mail_followers_mail_followers_res_partner_res_model_id_uniq UNIQUE (res_model, res_id, partner_id)
+);
+CREATE INDEX mail_followers__partner_id_index ON mail_followers (partner_id);
+CREATE INDEX mail_followers__res_id_index ON mail_followers (res_id);
+CREATE INDEX mail_followers__res_model_index ON mail_followers (res_model);
+COMMENT ON TABLE mail_followers IS 'Document Followers';
+
+CREATE TABLE mail_followers_mail_message_subtype_rel (
+    mail_followers_id        integer NOT NULL REFERENCES mail_followers(id) ON DELETE CASCADE,
+    mail_message_subtype_id  integer NOT NULL,
+    PRIMARY KEY (mail_followers_id, mail_message_subtype_id)
+);
+CREATE INDEX mail_followers_mail_message_s_mail_message_subtype_id_mail__idx
+    ON mail_followers_mail_message_subtype_rel (mail_message_subtype_id, mail_followers_id);
+COMMENT ON TABLE mail_followers_mail_message_subtype_rel IS 'RELATION BETWEEN mail_followers AND mail_message_subtype';
+
+-- mail.tracking.value: a tracked field's old and new value, per message.
+CREATE TABLE mail_tracking_value (
+    id                  serial PRIMARY KEY,
+    field_id            integer REFERENCES ir_model_fields(id) ON DELETE SET NULL,
+    old_value_integer   integer,
+    new_value_integer   integer,
+    currency_id         integer,
+    mail_message_id     integer NOT NULL REFERENCES mail_message(id) ON DELETE CASCADE,
+    create_uid          integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid           integer REFERENCES res_users(id) ON DELETE SET NULL,
+    old_value_char      varchar,
+    new_value_char      varchar,
+    field_info          jsonb,
+    old_value_text      text,
+    new_value_text      text,
+    old_value_datetime  timestamp without time zone,
+    new_value_datetime  timestamp without time zone,
+    create_date         timestamp without time zone,
+    write_date          timestamp without time zone,
+    old_value_float     double precision,
+    new_value_float     double precision
+);
+CREATE INDEX mail_tracking_value__field_id_index ON mail_tracking_value (field_id);
+CREATE INDEX mail_tracking_value__mail_message_id_index ON mail_tracking_value (mail_message_id);
+COMMENT ON TABLE mail_tracking_value IS 'Mail Tracking Value';
+
 -- Complete before-images (see the top of the file).
 ALTER TABLE res_users            REPLICA IDENTITY FULL;
 ALTER TABLE res_partner          REPLICA IDENTITY FULL;
@@ -334,6 +501,15 @@ ALTER TABLE sale_order_line      REPLICA IDENTITY FULL;
 ALTER TABLE ir_model             REPLICA IDENTITY FULL;
 ALTER TABLE ir_model_fields      REPLICA IDENTITY FULL;
 ALTER TABLE ir_config_parameter  REPLICA IDENTITY FULL;
+ALTER TABLE change_password_own  REPLICA IDENTITY FULL;
+ALTER TABLE change_password_wizard REPLICA IDENTITY FULL;
+ALTER TABLE change_password_user REPLICA IDENTITY FULL;
+ALTER TABLE res_users_identitycheck REPLICA IDENTITY FULL;
+ALTER TABLE auth_totp_wizard     REPLICA IDENTITY FULL;
+ALTER TABLE mail_message         REPLICA IDENTITY FULL;
+ALTER TABLE mail_followers       REPLICA IDENTITY FULL;
+ALTER TABLE mail_followers_mail_message_subtype_rel REPLICA IDENTITY FULL;
+ALTER TABLE mail_tracking_value  REPLICA IDENTITY FULL;
 
 ---------------------------------------------------------------------------
 -- Data: what a fresh Odoo 18 database with Sales installed and three
@@ -341,21 +517,21 @@ ALTER TABLE ir_config_parameter  REPLICA IDENTITY FULL;
 -- write_uid are the superuser (1, __system__), timestamps fixed.
 ---------------------------------------------------------------------------
 
-INSERT INTO res_partner (id, name, complete_name, company_id, is_company, active, email, city, country_code, partner_share, create_uid, create_date, write_uid, write_date) VALUES
-    (1,  'YourCompany',           'YourCompany',           1,    true,  true,  'info@yourcompany.com', 'Brussels', 'BE', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+INSERT INTO res_partner (id, name, complete_name, company_id, is_company, active, email, city, country_id, partner_share, create_uid, create_date, write_uid, write_date) VALUES
+    (1,  'YourCompany',           'YourCompany',           1,    true,  true,  'info@yourcompany.com', 'Brussels', 20,   false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
     (2,  'OdooBot',               'OdooBot',               NULL, false, false, 'odoobot@example.com',  NULL,       NULL, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (3,  'Mitchell Admin',        'Mitchell Admin',        1,    false, true,  'admin@yourcompany.example.com', 'Brussels', 'BE', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (3,  'Mitchell Admin',        'Mitchell Admin',        1,    false, true,  'admin@yourcompany.example.com', 'Brussels', 20,   false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
     (4,  'Default User Template', 'Default User Template', 1,    false, false, NULL,                   NULL,       NULL, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
     (5,  'Public user',           'Public user',           1,    false, false, NULL,                   NULL,       NULL, true,  1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (6,  'Joel Willis',           'Joel Willis',           1,    false, true,  'joel.willis63@example.com', 'Tracy', 'US', true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (7,  'Alice Martin',          'Alice Martin',          1,    false, true,  'alice@example.com',    'Lyon',     'FR', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (8,  'Bob Dupont',            'Bob Dupont',            1,    false, true,  'bob@example.com',      'Namur',    'BE', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (9,  'Carol Nguyen',          'Carol Nguyen',          1,    false, true,  'carol@example.com',    'Ghent',    'BE', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (10, 'Azure Interior',        'Azure Interior',        NULL, true,  true,  'azure.interior24@example.com', 'Fremont', 'US', true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (11, 'Deco Addict',           'Deco Addict',           NULL, true,  true,  'deco_addict@example.com', 'Pleasant Hill', 'US', true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (12, 'Gemini Furniture',      'Gemini Furniture',      NULL, true,  true,  'gemini_furniture@example.com', 'Fairfield', 'US', true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (13, 'Lumber Inc',            'Lumber Inc',            NULL, true,  true,  'lumber-inv92@example.com', 'Stockton', 'US', true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (14, 'Wood Corner',           'Wood Corner',           NULL, true,  true,  'wood.corner26@example.com', 'Turlock', 'US', true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00');
+    (6,  'Joel Willis',           'Joel Willis',           1,    false, true,  'joel.willis63@example.com', 'Tracy', 233,  true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (7,  'Alice Martin',          'Alice Martin',          1,    false, true,  'alice@example.com',    'Lyon',     75,   false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (8,  'Bob Dupont',            'Bob Dupont',            1,    false, true,  'bob@example.com',      'Namur',    20,   false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (9,  'Carol Nguyen',          'Carol Nguyen',          1,    false, true,  'carol@example.com',    'Ghent',    20,   false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (10, 'Azure Interior',        'Azure Interior',        NULL, true,  true,  'azure.interior24@example.com', 'Fremont', 233,  true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (11, 'Deco Addict',           'Deco Addict',           NULL, true,  true,  'deco_addict@example.com', 'Pleasant Hill', 233,  true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (12, 'Gemini Furniture',      'Gemini Furniture',      NULL, true,  true,  'gemini_furniture@example.com', 'Fairfield', 233,  true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (13, 'Lumber Inc',            'Lumber Inc',            NULL, true,  true,  'lumber-inv92@example.com', 'Stockton', 233,  true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (14, 'Wood Corner',           'Wood Corner',           NULL, true,  true,  'wood.corner26@example.com', 'Turlock', 233,  true, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00');
 UPDATE res_partner SET commercial_partner_id = id;
 SELECT setval('res_partner_id_seq', 14);
 
@@ -407,19 +583,19 @@ INSERT INTO ir_config_parameter (key, value, create_uid, create_date, write_uid,
     ('web.base.url',         'http://localhost:8069',                1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
     ('base.login_cooldown_after', '10',                              1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00');
 
-INSERT INTO ir_model (id, model, name, "order", state, transient, abstract, create_uid, create_date, write_uid, write_date) VALUES
-    (1,  'ir.model',            '{"en_US": "Models"}',               'model',                 'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (2,  'ir.model.fields',     '{"en_US": "Fields"}',               'id',                    'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (3,  'ir.config_parameter', '{"en_US": "System Parameter"}',     'key',                   'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (4,  'res.partner',         '{"en_US": "Contact"}',              'complete_name ASC, id DESC', 'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (5,  'res.users',           '{"en_US": "User"}',                 'name, login',           'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (6,  'res.groups',          '{"en_US": "Access Groups"}',        'name',                  'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (7,  'res.users.log',       '{"en_US": "Users Log"}',            'id desc',               'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (8,  'res.device.log',      '{"en_US": "Device Log"}',           'id',                    'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (9,  'res.device',          '{"en_US": "Devices"}',              'last_activity desc',    'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (10, 'res.users.apikeys',   '{"en_US": "Users API Keys"}',       'id',                    'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (11, 'sale.order',          '{"en_US": "Sales Order"}',          'date_order desc, id desc', 'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
-    (12, 'sale.order.line',     '{"en_US": "Sales Order Line"}',     'order_id, sequence, id', 'base', false, false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00');
+INSERT INTO ir_model (id, model, name, "order", state, transient, create_uid, create_date, write_uid, write_date) VALUES
+    (1,  'ir.model',            '{"en_US": "Models"}',               'model',                 'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (2,  'ir.model.fields',     '{"en_US": "Fields"}',               'id',                    'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (3,  'ir.config_parameter', '{"en_US": "System Parameter"}',     'key',                   'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (4,  'res.partner',         '{"en_US": "Contact"}',              'complete_name ASC, id DESC', 'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (5,  'res.users',           '{"en_US": "User"}',                 'name, login',           'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (6,  'res.groups',          '{"en_US": "Access Groups"}',        'name',                  'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (7,  'res.users.log',       '{"en_US": "Users Log"}',            'id desc',               'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (8,  'res.device.log',      '{"en_US": "Device Log"}',           'id',                    'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (9,  'res.device',          '{"en_US": "Devices"}',              'last_activity desc',    'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (10, 'res.users.apikeys',   '{"en_US": "Users API Keys"}',       'id',                    'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (11, 'sale.order',          '{"en_US": "Sales Order"}',          'date_order desc, id desc', 'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00'),
+    (12, 'sale.order.line',     '{"en_US": "Sales Order Line"}',     'order_id, sequence, id', 'base', false, 1, '2026-01-05 08:00:00', 1, '2026-01-05 08:00:00');
 SELECT setval('ir_model_id_seq', 12);
 
 INSERT INTO ir_model_fields (model_id, model, name, complete_name, field_description, ttype, relation, relation_table, column1, column2, store, on_delete, create_uid, create_date, write_uid, write_date) VALUES
