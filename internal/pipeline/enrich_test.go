@@ -37,6 +37,9 @@ func TestProfileAutoSettlesInTheStream(t *testing.T) {
 		exec(t, conn, `CREATE TABLE res_users_log (id serial PRIMARY KEY, create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
 		exec(t, conn, `INSERT INTO res_users (id, login, password, create_uid, write_uid, create_date, write_date)
 			VALUES (2, 'admin', '$pbkdf2-sha512$600000$salt$check', 1, 1, now(), now())`)
+		// A table created while cdcaudit runs has its updates captured once
+		// the changes publication lists it (docs/operations.md).
+		waitListed(t, conn, "auto_changes", "public.res_users")
 		exec(t, conn, `UPDATE res_users SET login = 'root', write_uid = 2, write_date = now() AT TIME ZONE 'UTC' WHERE id = 2`)
 	})
 	if !strings.Contains(log2.String(), `msg="application profile detected in the stream" profile=odoo table=public.res_users`) {
@@ -150,5 +153,24 @@ func runWhile(t testing.TB, dsn, dir, slot string, conn *pgx.Conn, feed func(*au
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("pipeline: %v", err)
+	}
+}
+
+// waitListed waits until publication pub lists table (schema.table).
+func waitListed(t testing.TB, conn *pgx.Conn, pub, table string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var listed bool
+		err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
+			WHERE pubname = $1 AND schemaname || '.' || tablename = $2)`, pub, table).Scan(&listed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if listed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publication %s did not list %s within a minute", pub, table)
+		}
 	}
 }
