@@ -60,14 +60,14 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.Replication.Logger = log
+	if cfg.Metrics != nil && cfg.Replication.Observer == nil {
+		cfg.Replication.Observer = cfg.Metrics // before WithDefaults puts a no-op there
+	}
 	rc, err := cfg.Replication.WithDefaults()
 	if err != nil {
 		return err
 	}
 	cfg.Replication = rc
-	if cfg.Metrics != nil && cfg.Replication.Observer == nil {
-		cfg.Replication.Observer = cfg.Metrics
-	}
 	store, err := sink.Open(cfg.DataDir)
 	if err != nil {
 		return err
@@ -209,13 +209,22 @@ type consumer struct {
 	log    *slog.Logger
 	notify chan struct{}
 
-	enrich     *enricher
-	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
-	batch      sink.Batch
-	bodyHint   int
-	counts     map[tableOp]int
-	countTxs   int
-	lastCounts time.Time
+	enrich    *enricher
+	txEvents  []*audit.Event // of the transaction in progress, not yet encoded
+	batch     sink.Batch
+	bodyHint  int
+	msgStart  uint64     // WAL start of the message being decoded
+	txCounts  []tableRun // event counts of the transaction in progress
+	lastStats time.Time
+
+	// Transactions received and not yet durable, oldest first, with the
+	// event counts of the committed ones: the lag metrics count them, and
+	// events_total counts their events once the store has them, so a replay
+	// is never counted twice. Guarded by pendMu (the writer goroutine pops).
+	pendMu    sync.Mutex
+	pending   []pendingTx
+	pendRuns  []tableRun
+	durCounts map[tableOp]int // scratch of the writer goroutine
 
 	feed     func(*audit.Event)
 	feedEvts []*audit.Event
@@ -229,6 +238,19 @@ type tableOp struct {
 	op            audit.Op
 }
 
+// tableRun counts consecutive events of one table and operation.
+type tableRun struct {
+	k tableOp
+	n int
+}
+
+type pendingTx struct {
+	first      uint64 // WAL start of its Begin (the transaction's first record)
+	end        uint64 // its end LSN, once its Commit was received; 0 before
+	commitTime time.Time
+	runs       int // its event counts: the next runs of pendRuns
+}
+
 type feedItem struct {
 	end    uint64
 	events []*audit.Event
@@ -237,10 +259,10 @@ type feedItem struct {
 func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger) *consumer {
 	c := &consumer{
 		dec: dec, m: cfg.Metrics, log: log,
-		notify:   make(chan struct{}, 1),
-		counts:   make(map[tableOp]int),
-		feed:     cfg.Feed,
-		bodyHint: 512,
+		notify:    make(chan struct{}, 1),
+		durCounts: make(map[tableOp]int),
+		feed:      cfg.Feed,
+		bodyHint:  512,
 	}
 	c.writer = sink.NewWriter(store, 4096)
 	c.durable = sync.NewCond(&sync.Mutex{})
@@ -253,6 +275,7 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		if c.m != nil {
 			c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
 			c.m.StoreSize(store.Size())
+			c.countDurable(ci.Checkpoint)
 		}
 		select {
 		case c.notify <- struct{}{}:
@@ -297,6 +320,7 @@ func (c *consumer) runFeed() {
 
 // Handle implements replication.Consumer.
 func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) error {
+	c.msgStart = walStart
 	err := c.dec.Decode(ctx, walStart, data, c)
 	if errors.Is(err, decoder.ErrUnknownMessage) {
 		return fmt.Errorf("%w: %v", replication.ErrSkippable, err)
@@ -305,12 +329,9 @@ func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) err
 }
 
 // Position implements replication.Consumer. The stream calls it at least
-// every status interval: it also publishes the event counters of a burst
-// that ended, which Commit alone would leave pending.
+// every status interval: it also publishes the session figures.
 func (c *consumer) Position() (uint64, bool) {
-	if c.m != nil && c.countTxs > 0 && time.Since(c.lastCounts) > 200*time.Millisecond {
-		c.flushCounts()
-	}
+	c.publishStats()
 	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0
 }
 
@@ -331,20 +352,37 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.txEvents = c.txEvents[:0]
 	c.enrich.endTx()
 	c.feedEvts = nil
+	c.dropPartial()
 	if err := c.writer.Flush(ctx); err != nil {
 		return 0, err
 	}
 	return c.writer.Durable(), nil
 }
 
-// Begin implements decoder.Handler.
-func (c *consumer) Begin(*decoder.Tx) error { return nil }
+// Begin implements decoder.Handler: from now on the transaction is lag.
+func (c *consumer) Begin(tx *decoder.Tx) error {
+	if c.m == nil {
+		return nil
+	}
+	c.m.ServerWALEnd(tx.CommitLSN) // the server has written at least that far
+	c.pendMu.Lock()
+	c.pending = append(c.pending, pendingTx{first: c.msgStart, commitTime: tx.CommitTime})
+	if len(c.pending) == 1 {
+		c.m.Pending(c.msgStart, tx.CommitTime)
+	}
+	c.pendMu.Unlock()
+	return nil
+}
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
 	c.enrich.observe(e)
 	c.txEvents = append(c.txEvents, e)
-	c.counts[tableOp{e.Schema, e.Table, e.Op}]++
+	if k, n := (tableOp{e.Schema, e.Table, e.Op}), len(c.txCounts); n > 0 && c.txCounts[n-1].k == k {
+		c.txCounts[n-1].n++
+	} else {
+		c.txCounts = append(c.txCounts, tableRun{k, 1})
+	}
 	if len(c.txEvents) >= chunkEvents {
 		return c.flushTx(tx, 0)
 	}
@@ -362,16 +400,76 @@ func (c *consumer) Message(tx *decoder.Tx, m decoder.Message) error {
 
 // Commit implements decoder.Handler.
 func (c *consumer) Commit(tx *decoder.Tx) error {
-	c.countTxs++
+	c.received(tx)
 	c.batch.CommitTime = tx.CommitTime
 	if err := c.flushTx(tx, tx.EndLSN); err != nil {
 		return err
 	}
 	c.enrich.endTx()
-	if c.m != nil && time.Since(c.lastCounts) > 200*time.Millisecond {
-		c.flushCounts()
-	}
+	c.publishStats()
 	return nil
+}
+
+// received records the end and the event counts of the transaction whose
+// Commit arrived, to be counted once the store has it (countDurable).
+func (c *consumer) received(tx *decoder.Tx) {
+	if c.m == nil {
+		return
+	}
+	c.pendMu.Lock()
+	if n := len(c.pending); n > 0 && c.pending[n-1].end == 0 {
+		c.pending[n-1].end, c.pending[n-1].runs = tx.EndLSN, len(c.txCounts)
+		c.pendRuns = append(c.pendRuns, c.txCounts...)
+	}
+	c.pendMu.Unlock()
+	c.txCounts = c.txCounts[:0]
+}
+
+// countDurable, on the writer goroutine after a store commit, counts the
+// events and transactions that the durable checkpoint now covers and
+// reports the oldest transaction still waiting to the lag metrics.
+func (c *consumer) countDurable(checkpoint uint64) {
+	txs := 0
+	c.pendMu.Lock()
+	for len(c.pending) > 0 && c.pending[0].end != 0 && c.pending[0].end <= checkpoint {
+		for _, r := range c.pendRuns[:c.pending[0].runs] {
+			c.durCounts[r.k] += r.n
+		}
+		c.pendRuns = c.pendRuns[c.pending[0].runs:]
+		c.pending = c.pending[1:]
+		txs++
+	}
+	c.publishPending()
+	c.pendMu.Unlock()
+	for k, n := range c.durCounts {
+		c.m.AddEvents(k.schema, k.table, k.op.String(), n)
+		delete(c.durCounts, k)
+	}
+	c.m.AddTransactions(txs)
+}
+
+// dropPartial forgets the transaction being received when the connection
+// broke: it will be received again, and counted then.
+func (c *consumer) dropPartial() {
+	c.txCounts = c.txCounts[:0]
+	if c.m == nil {
+		return
+	}
+	c.pendMu.Lock()
+	if n := len(c.pending); n > 0 && c.pending[n-1].end == 0 {
+		c.pending = c.pending[:n-1]
+	}
+	c.publishPending()
+	c.pendMu.Unlock()
+}
+
+// publishPending reports the oldest pending transaction; pendMu is held.
+func (c *consumer) publishPending() {
+	if len(c.pending) == 0 {
+		c.m.Pending(0, time.Time{})
+		return
+	}
+	c.m.Pending(c.pending[0].first, c.pending[0].commitTime)
 }
 
 // flushTx attributes and encodes the events of tx received so far and
@@ -398,18 +496,15 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	return c.submit(checkpoint)
 }
 
-func (c *consumer) flushCounts() {
-	for k, n := range c.counts {
-		c.m.AddEvents(k.schema, k.table, k.op.String(), n)
-		delete(c.counts, k)
+// publishStats reports the session tracker's figures, at most five times a
+// second.
+func (c *consumer) publishStats() {
+	if c.m == nil || c.enrich.tracker == nil || time.Since(c.lastStats) < 200*time.Millisecond {
+		return
 	}
-	c.m.AddTransactions(c.countTxs)
-	c.countTxs = 0
-	c.lastCounts = time.Now()
-	if t := c.enrich.tracker; t != nil {
-		st := t.Stats()
-		c.m.Sessions(st.Open, st.Users, st.Skipped)
-	}
+	c.lastStats = time.Now()
+	st := c.enrich.tracker.Stats()
+	c.m.Sessions(st.Open, st.Users, st.Skipped)
 }
 
 func (c *consumer) submit(checkpoint uint64) error {
