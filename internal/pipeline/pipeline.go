@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -100,14 +102,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer catalog.Close()
 
 	defer enrich.close()
-	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
-	c.enrich = enrich
-	defer c.close()
-
 	// Stop in two steps: on cancellation first make what was received
 	// durable, then stop the stream, whose last status update confirms it.
+	// A store that fails stops the stream at once (storeFailed).
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	defer stopStream()
+	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log)
+	c.enrich = enrich
+	c.stopStream = stopStream
+	defer c.close()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -115,6 +118,8 @@ func Run(ctx context.Context, cfg Config) error {
 			c.writer.Flush(fctx)
 			cancel()
 			stopStream()
+		case <-c.writer.Failed():
+			c.storeFailed()
 		case <-streamCtx.Done():
 		}
 	}()
@@ -129,6 +134,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cerr := c.writer.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
+	if werr := c.writer.Err(); werr != nil {
+		return storeError(store, werr) // whatever the stream made of it
+	}
 	if err != nil && ctx.Err() != nil && !replication.IsFatal(err) {
 		err = nil // a shutdown, not a failure
 	}
@@ -136,6 +144,16 @@ func Run(ctx context.Context, cfg Config) error {
 		logChainHead(log, store, "stopped")
 	}
 	return err
+}
+
+// storeError says what a failed store write is: the store, its file, and
+// "disk full" when it is.
+func storeError(store *sink.Store, err error) error {
+	what := "cannot write to the store"
+	if errors.Is(err, syscall.ENOSPC) {
+		what = "disk full: cannot write to the store"
+	}
+	return fmt.Errorf("%s %s: %w", what, filepath.Join(store.Dir(), sink.FileName), err)
 }
 
 // anchorEvery is how often the chain head is logged while events flow.
@@ -204,18 +222,21 @@ func checkIdentity(store *sink.Store, ident replication.Identity, slot string) e
 // consumer implements replication.Consumer and decoder.Handler.
 type consumer struct {
 	dec    *decoder.Decoder
+	store  *sink.Store
 	writer *sink.Writer
 	m      *metrics.Metrics
 	log    *slog.Logger
 	notify chan struct{}
 
-	enrich    *enricher
-	txEvents  []*audit.Event // of the transaction in progress, not yet encoded
-	batch     sink.Batch
-	bodyHint  int
-	msgStart  uint64     // WAL start of the message being decoded
-	txCounts  []tableRun // event counts of the transaction in progress
-	lastStats time.Time
+	enrich     *enricher
+	stopStream func()
+	failOnce   sync.Once
+	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
+	batch      sink.Batch
+	bodyHint   int
+	msgStart   uint64     // WAL start of the message being decoded
+	txCounts   []tableRun // event counts of the transaction in progress
+	lastStats  time.Time
 
 	// Transactions received and not yet durable, oldest first, with the
 	// event counts of the committed ones: the lag metrics count them, and
@@ -258,7 +279,7 @@ type feedItem struct {
 
 func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger) *consumer {
 	c := &consumer{
-		dec: dec, m: cfg.Metrics, log: log,
+		dec: dec, store: store, m: cfg.Metrics, log: log,
 		notify:    make(chan struct{}, 1),
 		durCounts: make(map[tableOp]int),
 		feed:      cfg.Feed,
@@ -291,6 +312,19 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		go c.runFeed()
 	}
 	return c
+}
+
+// storeFailed reports a failed store write, once, as what it is, and stops
+// the stream before it can take the failure for a lost connection: nothing
+// more is stored or confirmed, and a restart resumes from the checkpoint.
+func (c *consumer) storeFailed() {
+	c.failOnce.Do(func() {
+		c.log.Error("the store failed: stopping; nothing after the last stored transaction is confirmed",
+			"checkpoint", audit.FormatLSN(c.writer.Durable()), "err", storeError(c.store, c.writer.Err()))
+		if c.stopStream != nil {
+			c.stopStream()
+		}
+	})
 }
 
 func (c *consumer) close() {
@@ -338,6 +372,10 @@ func (c *consumer) Position() (uint64, bool) {
 // AdvanceIdle implements replication.Consumer.
 func (c *consumer) AdvanceIdle(lsn uint64) {
 	if err := c.writer.Submit(context.Background(), sink.Batch{Checkpoint: lsn}); err != nil {
+		if c.writer.Err() != nil {
+			c.storeFailed()
+			return
+		}
 		c.log.Error("cannot store idle checkpoint", "err", err)
 	}
 }
@@ -354,6 +392,9 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.feedEvts = nil
 	c.dropPartial()
 	if err := c.writer.Flush(ctx); err != nil {
+		if c.writer.Err() != nil {
+			c.storeFailed()
+		}
 		return 0, err
 	}
 	return c.writer.Durable(), nil
@@ -510,6 +551,9 @@ func (c *consumer) publishStats() {
 func (c *consumer) submit(checkpoint uint64) error {
 	c.batch.Checkpoint = checkpoint
 	if err := c.writer.Submit(context.Background(), c.batch); err != nil {
+		if c.writer.Err() != nil {
+			c.storeFailed()
+		}
 		return err
 	}
 	if c.feed != nil && len(c.feedEvts) > 0 {
