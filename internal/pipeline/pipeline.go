@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -53,6 +54,16 @@ type Config struct {
 // moves at the commit, the transaction is replayed, and the chunks already
 // stored are recognised by their ids.
 const chunkEvents = 2000
+
+// chunkBytes bounds a chunk by the size of its values as well: a chunk is
+// handed on before it would grow past it (it holds one bigger event alone).
+const chunkBytes = 16 << 20
+
+// hugeEvent: an event whose values take this much is encoded and stored
+// with each copy of its values released before the next is made (flushTx):
+// the message it came in, the decoded values, the record, the store's page.
+// So one huge value costs about twice its size in memory, not five times.
+const hugeEvent = 16 << 20
 
 // Run streams changes into the store in cfg.DataDir until ctx is cancelled
 // (then it stores what it has, confirms it and returns nil) or a fatal error.
@@ -232,6 +243,7 @@ type consumer struct {
 	stopStream func()
 	failOnce   sync.Once
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
+	txBytes    int            // the size of their values
 	batch      sink.Batch
 	bodyHint   int
 	msgStart   uint64     // WAL start of the message being decoded
@@ -286,6 +298,7 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		bodyHint:  512,
 	}
 	c.writer = sink.NewWriter(store, 4096)
+	c.writer.Release = releaseHuge
 	c.durable = sync.NewCond(&sync.Mutex{})
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
@@ -417,17 +430,32 @@ func (c *consumer) Begin(tx *decoder.Tx) error {
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
+	size := valuesLen(e)
+	if len(c.txEvents) >= chunkEvents || (len(c.txEvents) > 0 && c.txBytes+size > chunkBytes) {
+		if err := c.flushTx(tx, 0); err != nil {
+			return err
+		}
+	}
 	c.enrich.observe(e)
 	c.txEvents = append(c.txEvents, e)
+	c.txBytes += size
 	if k, n := (tableOp{e.Schema, e.Table, e.Op}), len(c.txCounts); n > 0 && c.txCounts[n-1].k == k {
 		c.txCounts[n-1].n++
 	} else {
 		c.txCounts = append(c.txCounts, tableRun{k, 1})
 	}
-	if len(c.txEvents) >= chunkEvents {
-		return c.flushTx(tx, 0)
-	}
 	return nil
+}
+
+// valuesLen is the size of an event's encoded values.
+func valuesLen(e *audit.Event) int {
+	n := 0
+	for _, r := range [...]audit.Row{e.Key, e.Before, e.After} {
+		for i := range r {
+			n += len(r[i].Value)
+		}
+	}
+	return n
 }
 
 // Message implements decoder.Handler: logical messages feed attribution;
@@ -518,23 +546,59 @@ func (c *consumer) publishPending() {
 // transaction's end LSN at its commit, 0 for a chunk of a huge transaction.
 func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	c.enrich.attribute(tx, c.txEvents)
-	for _, e := range c.txEvents {
-		// Size the body from the previous one (growing it by appends costs
-		// more than the encoding), with room for the store to seal it in place.
-		body := e.AppendBody(make([]byte, 0, c.bodyHint))
-		if cap(body) < audit.SealedLen(len(body)) {
-			body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
+	huge := false
+	for i, e := range c.txEvents {
+		var body []byte
+		if n := valuesLen(e); n >= hugeEvent {
+			// Hand the garbage (the message the value came in, the previous
+			// huge event) back first, then make the record in one exactly
+			// sized buffer: no copy by growing, none to make room for the seal.
+			huge = true
+			debug.FreeOSMemory()
+			body = e.AppendBody(make([]byte, 0, audit.SealedLen(n+64<<10)))
+			if c.feed == nil {
+				c.txEvents[i] = nil // its decoded values are garbage now
+			}
+		} else {
+			// Size the body from the previous one (growing it by appends
+			// costs more than the encoding), with room for the store to seal
+			// it in place.
+			body = e.AppendBody(make([]byte, 0, c.bodyHint))
+			if cap(body) < audit.SealedLen(len(body)) {
+				body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
+			}
+			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		}
-		c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
 		if c.feed != nil {
 			c.feedEvts = append(c.feedEvts, e)
 		}
 	}
 	clear(c.txEvents)
-	c.txEvents = c.txEvents[:0]
+	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.batch.State = c.enrich.state()
+	if huge {
+		// The decoded values go back before the store copies the record
+		// into its pages (and the record and the pages in releaseHuge).
+		debug.FreeOSMemory()
+	}
 	return c.submit(checkpoint)
+}
+
+// releaseHuge is the writer's Release: once a huge record is stored, its
+// body and the store's pages for it are garbage; hand them back at once,
+// before the next huge value arrives. (The writer's group still points at
+// the body until Release returns: the reference is dropped here.)
+func releaseHuge(b sink.Batch) {
+	huge := false
+	for i := range b.Events {
+		if len(b.Events[i].Body) >= hugeEvent {
+			b.Events[i].Body, huge = nil, true
+		}
+	}
+	if huge {
+		debug.FreeOSMemory()
+	}
 }
 
 // publishStats reports the session tracker's figures, at most five times a
