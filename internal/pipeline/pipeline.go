@@ -400,6 +400,7 @@ func (c *consumer) Notify() <-chan struct{} { return c.notify }
 func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.dec.Reset()
 	c.batch = sink.Batch{}
+	clear(c.txEvents) // a huge value's decoded copy must not outlive it
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.enrich.endTx()
 	c.feedEvts = nil
