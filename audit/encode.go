@@ -298,6 +298,34 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 	return append(b, '"')
 }
 
+// StringLen returns len(AppendString(nil, s)) without building it: one
+// pass over s, to size the buffer of a huge value exactly.
+func StringLen[T string | []byte](s T) int {
+	n := 2
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != '"' && c != '\\':
+				n++
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			default:
+				n += 6 // \u00XX
+			}
+			i++
+			continue
+		}
+		r, size := decodeRune(s, i)
+		if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			n += 6 // \ufffd, \u2028, \u2029
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}
+
 // decodeRune decodes the UTF-8 sequence at s[i] like utf8.DecodeRune, for
 // both strings and byte slices without converting (and allocating).
 func decodeRune[T string | []byte](s T, i int) (rune, int) {

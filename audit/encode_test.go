@@ -135,6 +135,9 @@ func TestAppendStringMatchesJSON(t *testing.T) {
 		if gotB := AppendString(nil, []byte(c)); string(gotB) != string(got) {
 			t.Errorf("[]byte and string differ for %q", c)
 		}
+		if n := StringLen(c); n != len(got) {
+			t.Errorf("StringLen(%q) = %d, AppendString made %d bytes", c, n, len(got))
+		}
 	}
 }
 
@@ -148,6 +151,9 @@ func FuzzAppendString(f *testing.F) {
 		}
 		if utf8.ValidString(s) && back != s {
 			t.Fatalf("%q round-tripped to %q", s, back)
+		}
+		if n := StringLen([]byte(s)); n != len(out) {
+			t.Fatalf("StringLen(%q) = %d, AppendString made %d bytes", s, n, len(out))
 		}
 	})
 }

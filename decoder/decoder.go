@@ -317,7 +317,12 @@ func (d *Decoder) change(ctx context.Context, t byte, walStart uint64, r *reader
 			return err
 		}
 	}
-	return h.Event(d.tx, d.rowEvent(op, walStart, rel, oldKind, old, nw))
+	e := d.rowEvent(op, walStart, rel, oldKind, old, nw)
+	// The scratch tuples point into the message: let it go (a huge value's
+	// message would otherwise live as long as the decoder's next change).
+	clear(d.oldT)
+	clear(d.newT)
+	return h.Event(d.tx, e)
 }
 
 // badMarker is the error for an unexpected 'N', 'K' or 'O' byte.
@@ -375,12 +380,12 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 
 	size := 0
 	for i := range old {
-		size += len(old[i].data) + 6
+		size += valueRoom(rel.cols[i].typ, old[i].kind, old[i].data)
 	}
 	for i := range nw {
-		size += len(nw[i].data) + 6
+		size += valueRoom(rel.cols[i].typ, nw[i].kind, nw[i].data)
 	}
-	arena := make([]byte, 0, size) // grows only for escapes and binary values
+	arena := make([]byte, 0, size) // grows only for escapes in small values
 
 	// The before-image: the whole row ('O') or only the key columns ('K':
 	// the other positions are placeholders, not nulls). complete: every

@@ -68,6 +68,26 @@ func appendValue(b []byte, typ uint32, kind byte, data []byte) []byte {
 	return audit.AppendString(b, data)
 }
 
+// exactFrom is the size from which valueRoom measures a value's encoding
+// exactly (one more pass over it) instead of estimating it: growing the
+// arena of a huge value by append would hold it twice, and more.
+const exactFrom = 64 << 10
+
+// valueRoom returns the room appendValue needs for one tuple column: exact
+// for a big text value, len+6 otherwise (escapes then grow the arena, which
+// is cheap for small values; invalid json is the one big value that may).
+func valueRoom(typ uint32, kind byte, data []byte) int {
+	switch {
+	case len(data) < exactFrom || kind == 'n':
+		return len(data) + 6
+	case kind == 'b':
+		return 2*len(data) + 5
+	case typ == oidJSON || typ == oidJSONB:
+		return len(data) + 6
+	}
+	return audit.StringLen(data)
+}
+
 // isJSONNumber reports whether s matches
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func isJSONNumber(s []byte) bool {

@@ -1,7 +1,9 @@
 package decoder
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -141,5 +143,29 @@ func TestAppendValueAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Errorf("%v allocations", n)
+	}
+}
+
+// A big value's room is exact, so its arena is never grown (which would
+// copy it, and hold it twice); a small one's is at least its plain length.
+func TestValueRoom(t *testing.T) {
+	big := []byte(strings.Repeat("line \"quoted\" \\ tab\t ünï\n", exactFrom/20))
+	for _, tc := range []struct {
+		typ  uint32
+		kind byte
+		data []byte
+	}{
+		{oidText, 't', big}, // text, escapes
+		{17, 't', append([]byte(`\x`), bytes.Repeat([]byte("c3a9"), exactFrom)...)}, // bytea's text output
+		{oidJSONB, 't', append(append([]byte(`{"a":"`), bytes.Repeat([]byte("x"), exactFrom)...), `"}`...)},
+		{oidText, 'b', big},
+	} {
+		got, want := valueRoom(tc.typ, tc.kind, tc.data), len(appendValue(nil, tc.typ, tc.kind, tc.data))
+		if got < want || (tc.typ != oidJSONB && got-want > 6) {
+			t.Errorf("type %d kind %c, %d bytes: room %d for an encoding of %d", tc.typ, tc.kind, len(tc.data), got, want)
+		}
+	}
+	if got := valueRoom(oidText, 't', []byte("small")); got < len(`"small"`) {
+		t.Errorf("room %d for a small value", got)
 	}
 }

@@ -7,8 +7,8 @@
 //
 // Exposed series (all prefixed cdcaudit_):
 //
-//	events_total{schema,table,op}             counter  row events stored
-//	transactions_total                        counter  transactions stored
+//	events_total{schema,table,op}             counter  row events durable in the store (a replay is not counted again)
+//	transactions_total                        counter  transactions durable in the store
 //	batch_commit_duration_seconds             histogram one store commit (group commit)
 //	batch_events                              histogram events per store commit
 //	store_written_bytes_total                 counter  encoded event bytes written
@@ -18,8 +18,10 @@
 //	last_commit_timestamp_seconds             gauge    commit time of that transaction
 //	server_wal_end_lsn                        gauge    server WAL end last seen
 //	confirmed_flush_lsn                       gauge    flush position last sent to the server
-//	replication_lag_bytes                     gauge    server WAL end − max(checkpoint, confirmed) (≥ 0)
-//	replication_lag_seconds                   gauge    now − last durable commit time while lag_bytes > 0
+//	replication_lag_bytes                     gauge    server WAL end − the durable position: max(checkpoint, confirmed), or the
+//	                                                   start of the oldest transaction received but not yet durable (≥ 0)
+//	replication_lag_seconds                   gauge    now − commit time of that oldest pending transaction; with none,
+//	                                                   now − last durable commit time while lag_bytes > 0
 //	replication_connected                     gauge    1 while the replication connection is up
 //	reconnects_total                          counter  reconnections after a broken connection
 //	skipped_messages_total{kind}              counter  unknown/unexpected pgoutput messages skipped
@@ -80,6 +82,8 @@ type Metrics struct {
 	confirmedLSN    uint64
 	serverWALEnd    uint64
 	lastCommitTime  time.Time
+	pendingFrom     uint64    // WAL start of the oldest transaction received and not durable; 0: none
+	pendingTime     time.Time // its commit time
 	isConnected     bool
 	connChangedAt   time.Time // when isConnected last changed (or New)
 	walStatus       string
@@ -174,11 +178,11 @@ func newMetrics(now func() time.Time) *Metrics {
 	})
 	lagBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "replication_lag_bytes",
-		Help: "Server WAL end minus the checkpoint (or the confirmed position, when an idle publication let it move further): WAL written on the server and not yet durable in the store (0 when caught up).",
+		Help: "WAL written on the server and not yet durable in the store: server WAL end minus the durable position, which is the checkpoint (or the confirmed position, when an idle publication let it move further), or the start of the oldest transaction received but not yet stored, whichever is lower (0 when caught up).",
 	}, func() float64 { b, _ := m.lag(); return float64(b) })
 	lagSeconds := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "replication_lag_seconds",
-		Help: "While replication_lag_bytes > 0: now minus the commit time of the last transaction durable in the store; else 0.",
+		Help: "Now minus the commit time of the oldest transaction received but not yet durable in the store; when none is, while replication_lag_bytes > 0, now minus the commit time of the last durable transaction; else 0.",
 	}, func() float64 { _, s := m.lag(); return s })
 
 	m.reg.MustRegister(
@@ -267,6 +271,17 @@ func (m *Metrics) ServerWALEnd(lsn uint64) {
 	if wasDown {
 		m.SetConnected(true)
 	}
+}
+
+// Pending records the oldest transaction received and not yet durable in
+// the store: where its WAL starts and its commit time; firstLSN 0 when
+// nothing received is waiting for the store. The lag counts such a
+// transaction from the moment it begins to arrive, however long it takes to
+// receive and store (and whatever the idle advance confirmed meanwhile).
+func (m *Metrics) Pending(firstLSN uint64, commitTime time.Time) {
+	m.mu.Lock()
+	m.pendingFrom, m.pendingTime = firstLSN, commitTime
+	m.mu.Unlock()
 }
 
 // Confirmed records the flush position sent to the server. When the
@@ -360,6 +375,10 @@ func (m *Metrics) Sessions(open, users int, skipped uint64) {
 func (m *Metrics) lag() (bytes uint64, seconds float64) {
 	m.mu.Lock()
 	end, cp, lct := m.serverWALEnd, max(m.checkpointLSN, m.confirmedLSN), m.lastCommitTime
+	if m.pendingFrom != 0 {
+		// Received but not durable: behind since that transaction began.
+		cp, lct = min(cp, m.pendingFrom), m.pendingTime
+	}
 	m.mu.Unlock()
 	if end <= cp {
 		return 0, 0

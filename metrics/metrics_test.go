@@ -179,6 +179,30 @@ func TestLag(t *testing.T) {
 	}
 }
 
+// A transaction received but not yet stored is lag, even when the idle
+// advance confirmed past its first changes while the server was still
+// writing it (the walsender sends a transaction only at its commit).
+func TestLagCountsPendingTransaction(t *testing.T) {
+	m, clk := newTest()
+	m.BatchCommitted(1, 0, 100, time.Millisecond, 1000, clk.now().Add(-time.Hour))
+	m.ServerWALEnd(50_000)
+	m.Confirmed(50_000) // idle advance while the big transaction was written
+	commit := clk.now()
+	clk.add(9 * time.Second)
+	// Its changes arrive (XLogData WAL ends are the changes' own LSNs) …
+	m.Pending(2000, commit)
+	m.ServerWALEnd(48_000)
+	if b, s := lagValues(t, m); b != 48_000 || s != 9 {
+		t.Fatalf("transaction received, not stored: lag = %v bytes, %v s; want 48000, 9", b, s)
+	}
+	// … until it is stored.
+	m.BatchCommitted(600_000, 0, 1<<20, time.Second, 50_100, commit)
+	m.Pending(0, time.Time{})
+	if b, s := lagValues(t, m); b != 0 || s != 0 {
+		t.Fatalf("stored: lag = %v bytes, %v s", b, s)
+	}
+}
+
 func TestHealthy(t *testing.T) {
 	m, clk := newTest()
 	if ok, reason := m.Healthy(); !ok {

@@ -205,7 +205,7 @@ func (l *logBuffer) String() string {
 func testLogger(t testing.TB) (*slog.Logger, *logBuffer) {
 	lb := &logBuffer{t: t}
 	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("CDCAUDIT_TEST_LOG") != "" {
+		if t.Failed() || os.Getenv("REPLICATION_TEST_LOG") != "" {
 			t.Logf("log:\n%s", lb.String())
 		}
 	})

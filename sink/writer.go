@@ -57,8 +57,9 @@ type Writer struct {
 	mu     sync.RWMutex // Submit/Flush hold it shared while sending; Close exclusive to close ch
 	closed bool
 
-	errMu sync.Mutex
-	err   error
+	errMu  sync.Mutex
+	err    error
+	failed chan struct{} // closed when err is set
 }
 
 // item is a batch, or a Flush marker: the channel is FIFO, so once the
@@ -76,7 +77,7 @@ const maxQueuedBytes = 32 << 20
 // NewWriter starts a writer with room for queue batches; Submit blocks when
 // the queue is full or holds more than maxQueuedBytes, which bounds memory.
 func NewWriter(s *Store, queue int) *Writer {
-	w := &Writer{s: s, ch: make(chan item, max(queue, 1)), done: make(chan struct{})}
+	w := &Writer{s: s, ch: make(chan item, max(queue, 1)), done: make(chan struct{}), failed: make(chan struct{})}
 	w.room = sync.NewCond(&w.queuedMu)
 	w.durable.Store(s.Checkpoint())
 	go w.run()
@@ -174,6 +175,10 @@ func (w *Writer) Close() error {
 // position to report to the server.
 func (w *Writer) Durable() uint64 { return w.durable.Load() }
 
+// Failed is closed when an Append fails (Err then returns why): whoever
+// streams into the writer must stop, even when it has nothing more to submit.
+func (w *Writer) Failed() <-chan struct{} { return w.failed }
+
 // Err returns the error that stopped the writer, if any. After a failed
 // Append nothing more is stored: the caller must stop and restart from the
 // store's checkpoint.
@@ -233,6 +238,7 @@ func (w *Writer) commit(group []Batch) {
 			w.errMu.Lock()
 			w.err = fmt.Errorf("sink: writer stopped: %w", err)
 			w.errMu.Unlock()
+			close(w.failed)
 		} else {
 			w.durable.Store(res.Checkpoint)
 			if w.OnCommit != nil {

@@ -21,8 +21,10 @@ import (
 func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb,
-		lookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
+	for k, v := range env {
+		c.env = append(c.env, k+"="+v)
+	}
 	code = c.main(args)
 	return out.String(), errb.String(), code
 }
@@ -522,5 +524,17 @@ func TestRunHTTPAddrInUse(t *testing.T) {
 	_, errOut, code := runCLI(t, nil, "run", "--dsn", "postgres://127.0.0.1:1/x", "--data-dir", t.TempDir(), "--http-addr", hs.addr)
 	if code != exitFail || !strings.Contains(errOut, "http_addr "+hs.addr) || !strings.Contains(errOut, "address already in use") {
 		t.Errorf("busy http_addr: %d %q", code, errOut)
+	}
+}
+
+// A misspelt CDCAUDIT_* variable stops every command that reads the
+// configuration with a usage error naming it and the closest known one.
+func TestMisspeltEnvVariable(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"export", "--data-dir", dir}, {"verify", "--data-dir", dir}, {"run", "--dsn", "postgres://x@h/db", "--data-dir", dir, "--print-config"}} {
+		_, errOut, code := runCLI(t, map[string]string{"CDCAUDIT_SLOT_NAM": "audit", "CDCAUDIT_DATA_DIR": dir}, args...)
+		if code != exitUsage || !strings.Contains(errOut, "CDCAUDIT_SLOT_NAM") || !strings.Contains(errOut, "did you mean CDCAUDIT_SLOT?") {
+			t.Errorf("%v with CDCAUDIT_SLOT_NAM set: exit %d, stderr %q; want exit %d naming the variable and CDCAUDIT_SLOT", args, code, errOut, exitUsage)
+		}
 	}
 }

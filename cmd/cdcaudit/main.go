@@ -39,7 +39,17 @@ const (
 type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	lookupEnv      func(string) (string, bool)
+	env            []string // "KEY=value", as os.Environ returns it
+}
+
+// getenv looks a variable up in c.env, the last one winning, as os.Getenv.
+func (c *cli) getenv(name string) (string, bool) {
+	for i := len(c.env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(c.env[i], "="); k == name {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 type command struct {
@@ -65,7 +75,7 @@ func init() {
 }
 
 func main() {
-	c := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv}
+	c := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, env: os.Environ()}
 	os.Exit(c.main(os.Args[1:]))
 }
 

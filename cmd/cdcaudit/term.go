@@ -21,10 +21,10 @@ func isTerminal(w io.Writer) bool {
 // useColor reports whether to colour output to w: a terminal, NO_COLOR
 // unset, TERM not "dumb".
 func (c *cli) useColor(w io.Writer) bool {
-	if v, ok := c.lookupEnv("NO_COLOR"); ok && v != "" {
+	if v, ok := c.getenv("NO_COLOR"); ok && v != "" {
 		return false
 	}
-	if v, _ := c.lookupEnv("TERM"); v == "dumb" {
+	if v, _ := c.getenv("TERM"); v == "dumb" {
 		return false
 	}
 	return isTerminal(w)
@@ -37,7 +37,7 @@ func (c *cli) termWidth(w io.Writer) int {
 			return int(ws.Col)
 		}
 	}
-	if v, ok := c.lookupEnv("COLUMNS"); ok {
+	if v, ok := c.getenv("COLUMNS"); ok {
 		if n, err := strconv.Atoi(v); err == nil && n >= 40 {
 			return n
 		}

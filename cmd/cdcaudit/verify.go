@@ -58,7 +58,7 @@ func (c *cli) verify(args []string) int {
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
-	cfg, err := set.Load(c.lookupEnv)
+	cfg, err := set.Load(c.env)
 	if err != nil {
 		return c.usageErr("verify", err)
 	}

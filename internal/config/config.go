@@ -27,9 +27,9 @@
 // Lists are YAML sequences (or one comma-separated string); in the
 // environment and on the command line they are comma-separated, and list
 // flags may be repeated. An environment variable set to the empty string
-// counts as unset. Unknown YAML keys and malformed values are errors that
-// name the key and where the value came from; nothing silently falls back to
-// a default.
+// counts as unset. Unknown YAML keys, unknown CDCAUDIT_* variables and
+// malformed values are errors that name the key and where the value came
+// from; nothing silently falls back to a default.
 package config
 
 import (
@@ -85,10 +85,13 @@ var Profiles = []string{"auto", "odoo", "generic", "none"}
 const MinRedactKeyLen = 16
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
-// YAML file when --config is not given.
+// YAML file when --config is not given; CDCAUDIT_PG_BINDIR the directory of
+// initdb and postgres for the demo's throwaway server (internal/pgtest).
+// Any other CDCAUDIT_* variable is an error, like an unknown YAML key.
 const (
-	EnvPrefix = "CDCAUDIT_"
-	EnvConfig = EnvPrefix + "CONFIG"
+	EnvPrefix   = "CDCAUDIT_"
+	EnvConfig   = EnvPrefix + "CONFIG"
+	EnvPGBinDir = EnvPrefix + "PG_BINDIR"
 )
 
 // Config is the resolved configuration.
@@ -291,12 +294,20 @@ func (s *Set) Require(names ...string) *Set {
 }
 
 // Load resolves the configuration after fs.Parse: defaults, the YAML file,
-// the environment (lookupEnv, normally os.LookupEnv) and the flags. Only the
-// bound keys are read from the environment and required, but every key of
-// the YAML file is checked.
-func (s *Set) Load(lookupEnv func(string) (string, bool)) (*Config, error) {
-	if lookupEnv == nil {
-		lookupEnv = os.LookupEnv
+// the environment (environ, "KEY=value" as os.Environ returns it) and the
+// flags. Only the bound keys are read from the environment and required,
+// but every key of the YAML file and every CDCAUDIT_* variable is checked.
+func (s *Set) Load(environ []string) (*Config, error) {
+	if err := checkEnv(environ); err != nil {
+		return nil, err
+	}
+	lookupEnv := func(name string) (string, bool) {
+		for i := len(environ) - 1; i >= 0; i-- { // the last one wins, as with getenv
+			if k, v, _ := strings.Cut(environ[i], "="); k == name {
+				return v, true
+			}
+		}
+		return "", false
 	}
 	c := Defaults()
 	c.Sources = map[string]string{}
@@ -612,6 +623,36 @@ func kindName(k yaml.Kind) string {
 		return "list"
 	}
 	return "complex value"
+}
+
+// checkEnv refuses a set CDCAUDIT_* variable that names no key: a misspelt
+// variable would otherwise be ignored and its setting silently lost.
+func checkEnv(environ []string) error {
+	for _, kv := range environ {
+		name, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || v == "" || name == EnvConfig || name == EnvPGBinDir {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		if _, ok := lookupKey(key); ok {
+			continue
+		}
+		known := []string{EnvConfig, EnvPGBinDir}
+		for _, k := range keys {
+			known = append(known, EnvName(k.name))
+		}
+		hint := ""
+		if k := suggest(key); k != "" {
+			hint = EnvName(k)
+		} else {
+			hint = Closest(name, known)
+		}
+		if hint != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", hint)
+		}
+		return fmt.Errorf("config: unknown environment variable %s%s; known variables: %s", name, hint, strings.Join(known, ", "))
+	}
+	return nil
 }
 
 // suggest returns the known key closest to a misspelt one.

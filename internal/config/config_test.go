@@ -13,8 +13,12 @@ import (
 	"github.com/cdcaudit/cdcaudit/profile"
 )
 
-func env(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+func env(m map[string]string) []string {
+	var environ []string
+	for k, v := range m {
+		environ = append(environ, k+"="+v)
+	}
+	return environ
 }
 
 func writeFile(t *testing.T, content string) string {
@@ -498,5 +502,40 @@ func TestDocumentedGenericProfile(t *testing.T) {
 	c, err := load(t, []string{"--config", writeFile(t, block)}, nil)
 	if err != nil || len(c.Redact) != 3 {
 		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+// A misspelt CDCAUDIT_* variable is an error naming it and the variable it
+// probably meant, like an unknown YAML key; it is never silently ignored.
+func TestUnknownEnvVariable(t *testing.T) {
+	for _, tc := range []struct{ name, hint string }{
+		{"CDCAUDIT_DATADIR", "CDCAUDIT_DATA_DIR"},
+		{"CDCAUDIT_SLOT_NAME", "CDCAUDIT_SLOT"},
+		{"CDCAUDIT_ACEPT_GAP", "CDCAUDIT_ACCEPT_GAP"},
+		{"CDCAUDIT_CONFG", "CDCAUDIT_CONFIG"},
+		{"CDCAUDIT_NONSENSE", ""},
+	} {
+		_, err := load(t, nil, map[string]string{tc.name: "x", "CDCAUDIT_DATA_DIR": "/d"})
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "unknown environment variable "+tc.name) {
+			t.Errorf("%s: error does not name it: %v", tc.name, err)
+		}
+		if tc.hint != "" && !strings.Contains(msg, "did you mean "+tc.hint+"?") {
+			t.Errorf("%s: error does not suggest %s: %v", tc.name, tc.hint, err)
+		}
+		if tc.hint == "" && strings.Contains(msg, "did you mean") {
+			t.Errorf("%s: far-fetched suggestion: %v", tc.name, err)
+		}
+	}
+	// Known variables, an empty unknown one (empty counts as unset) and
+	// other programs' variables pass.
+	c, err := load(t, nil, map[string]string{"CDCAUDIT_PG_BINDIR": "/usr/lib/postgresql/15/bin",
+		"CDCAUDIT_DATADIR": "", "CDCAUDIT_SLOT": "s1", "PGHOST": "db", "HOME": "/root"})
+	if err != nil || c.Slot != "s1" {
+		t.Fatalf("known variables refused: %v", err)
 	}
 }

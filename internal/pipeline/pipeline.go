@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,6 +62,16 @@ type Config struct {
 // stored are recognised by their ids.
 const chunkEvents = 2000
 
+// chunkBytes bounds a chunk by the size of its values as well: a chunk is
+// handed on before it would grow past it (it holds one bigger event alone).
+const chunkBytes = 16 << 20
+
+// hugeEvent: an event whose values take this much is encoded and stored
+// with each copy of its values released before the next is made (flushTx):
+// the message it came in, the decoded values, the record, the store's page.
+// So one huge value costs about twice its size in memory, not five times.
+const hugeEvent = 16 << 20
+
 // Run streams changes into the store in cfg.DataDir until ctx is cancelled
 // (then it stores what it has, confirms it and returns nil) or a fatal error.
 func Run(ctx context.Context, cfg Config) error {
@@ -67,14 +80,14 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.Replication.Logger = log
+	if cfg.Metrics != nil && cfg.Replication.Observer == nil {
+		cfg.Replication.Observer = cfg.Metrics // before WithDefaults puts a no-op there
+	}
 	rc, err := cfg.Replication.WithDefaults()
 	if err != nil {
 		return err
 	}
 	cfg.Replication = rc
-	if cfg.Metrics != nil && cfg.Replication.Observer == nil {
-		cfg.Replication.Observer = cfg.Metrics
-	}
 	store, err := sink.Open(cfg.DataDir)
 	if err != nil {
 		return err
@@ -122,8 +135,14 @@ func Run(ctx context.Context, cfg Config) error {
 	defer catalog.Close()
 
 	defer enrich.close()
+	// Stop in two steps: on cancellation first make what was received
+	// durable, then stop the stream, whose last status update confirms it.
+	// A store that fails stops the stream at once (storeFailed).
+	streamCtx, stopStream := context.WithCancel(context.Background())
+	defer stopStream()
 	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
 	c.enrich = enrich
+	c.stopStream = stopStream
 	defer c.close()
 	if err := recordGap(ctx, store, c.writer, checkpoint, start, log); err != nil {
 		return err
@@ -131,11 +150,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := coverage.attach(c.writer); err != nil {
 		return err
 	}
-
-	// Stop in two steps: on cancellation first make what was received
-	// durable, then stop the stream, whose last status update confirms it.
-	streamCtx, stopStream := context.WithCancel(context.Background())
-	defer stopStream()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -143,6 +157,8 @@ func Run(ctx context.Context, cfg Config) error {
 			c.writer.Flush(fctx)
 			cancel()
 			stopStream()
+		case <-c.writer.Failed():
+			c.storeFailed()
 		case <-streamCtx.Done():
 		}
 	}()
@@ -160,6 +176,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cerr := c.writer.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
+	if werr := c.writer.Err(); werr != nil {
+		return storeError(store, werr) // whatever the stream made of it
+	}
 	if err != nil && ctx.Err() != nil && !replication.IsFatal(err) {
 		err = nil // a shutdown, not a failure
 	}
@@ -167,6 +186,16 @@ func Run(ctx context.Context, cfg Config) error {
 		publishHead(anchors, store, "stopped")
 	}
 	return err
+}
+
+// storeError says what a failed store write is: the store, its file, and
+// "disk full" when it is.
+func storeError(store *sink.Store, err error) error {
+	what := "cannot write to the store"
+	if errors.Is(err, syscall.ENOSPC) {
+		what = "disk full: cannot write to the store"
+	}
+	return fmt.Errorf("%s %s: %w", what, filepath.Join(store.Dir(), sink.FileName), err)
 }
 
 // prepare runs replication.Prepare, waiting with capped backoff while the
@@ -220,19 +249,32 @@ func checkIdentity(store *sink.Store, ident replication.Identity, slot string) e
 // consumer implements replication.Consumer and decoder.Handler.
 type consumer struct {
 	dec    *decoder.Decoder
+	store  *sink.Store
 	writer *sink.Writer
 	m      *metrics.Metrics
 	log    *slog.Logger
 	notify chan struct{}
 
 	enrich     *enricher
-	tx         *decoder.Tx    // the last begun
+	tx         *decoder.Tx // the last begun
+	stopStream func()
+	failOnce   sync.Once
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
+	txBytes    int            // the size of their values
 	batch      sink.Batch
 	bodyHint   int
-	counts     map[tableOp]int
-	countTxs   int
-	lastCounts time.Time
+	msgStart   uint64     // WAL start of the message being decoded
+	txCounts   []tableRun // event counts of the transaction in progress
+	lastStats  time.Time
+
+	// Transactions received and not yet durable, oldest first, with the
+	// event counts of the committed ones: the lag metrics count them, and
+	// events_total counts their events once the store has them, so a replay
+	// is never counted twice. Guarded by pendMu (the writer goroutine pops).
+	pendMu    sync.Mutex
+	pending   []pendingTx
+	pendRuns  []tableRun
+	durCounts map[tableOp]int // scratch of the writer goroutine
 
 	feed     func(*audit.Event)
 	feedEvts []*audit.Event
@@ -246,6 +288,19 @@ type tableOp struct {
 	op            audit.Op
 }
 
+// tableRun counts consecutive events of one table and operation.
+type tableRun struct {
+	k tableOp
+	n int
+}
+
+type pendingTx struct {
+	first      uint64 // WAL start of its Begin (the transaction's first record)
+	end        uint64 // its end LSN, once its Commit was received; 0 before
+	commitTime time.Time
+	runs       int // its event counts: the next runs of pendRuns
+}
+
 type feedItem struct {
 	end    uint64
 	events []*audit.Event
@@ -253,13 +308,14 @@ type feedItem struct {
 
 func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger, anchors *anchor.Publisher) *consumer {
 	c := &consumer{
-		dec: dec, m: cfg.Metrics, log: log,
-		notify:   make(chan struct{}, 1),
-		counts:   make(map[tableOp]int),
-		feed:     cfg.Feed,
-		bodyHint: 512,
+		dec: dec, store: store, m: cfg.Metrics, log: log,
+		notify:    make(chan struct{}, 1),
+		durCounts: make(map[tableOp]int),
+		feed:      cfg.Feed,
+		bodyHint:  512,
 	}
 	c.writer = sink.NewWriter(store, 4096)
+	c.writer.Release = releaseHuge
 	c.durable = sync.NewCond(&sync.Mutex{})
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
@@ -270,6 +326,7 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		if c.m != nil {
 			c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
 			c.m.StoreSize(store.Size())
+			c.countDurable(ci.Checkpoint)
 		}
 		select {
 		case c.notify <- struct{}{}:
@@ -285,6 +342,19 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		go c.runFeed()
 	}
 	return c
+}
+
+// storeFailed reports a failed store write, once, as what it is, and stops
+// the stream before it can take the failure for a lost connection: nothing
+// more is stored or confirmed, and a restart resumes from the checkpoint.
+func (c *consumer) storeFailed() {
+	c.failOnce.Do(func() {
+		c.log.Error("the store failed: stopping; nothing after the last stored transaction is confirmed",
+			"checkpoint", audit.FormatLSN(c.writer.Durable()), "err", storeError(c.store, c.writer.Err()))
+		if c.stopStream != nil {
+			c.stopStream()
+		}
+	})
 }
 
 func (c *consumer) close() {
@@ -314,6 +384,7 @@ func (c *consumer) runFeed() {
 
 // Handle implements replication.Consumer.
 func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) error {
+	c.msgStart = walStart
 	err := c.dec.Decode(ctx, walStart, data, c)
 	if errors.Is(err, decoder.ErrUnknownMessage) {
 		return fmt.Errorf("%w: %v", replication.ErrSkippable, err)
@@ -327,18 +398,19 @@ func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) err
 }
 
 // Position implements replication.Consumer. The stream calls it at least
-// every status interval: it also publishes the event counters of a burst
-// that ended, which Commit alone would leave pending.
+// every status interval: it also publishes the session figures.
 func (c *consumer) Position() (uint64, bool) {
-	if c.m != nil && c.countTxs > 0 && time.Since(c.lastCounts) > 200*time.Millisecond {
-		c.flushCounts()
-	}
+	c.publishStats()
 	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0
 }
 
 // AdvanceIdle implements replication.Consumer.
 func (c *consumer) AdvanceIdle(lsn uint64) {
 	if err := c.writer.Submit(context.Background(), sink.Batch{Checkpoint: lsn}); err != nil {
+		if c.writer.Err() != nil {
+			c.storeFailed()
+			return
+		}
 		c.log.Error("cannot store idle checkpoint", "err", err)
 	}
 }
@@ -350,27 +422,64 @@ func (c *consumer) Notify() <-chan struct{} { return c.notify }
 func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.dec.Reset()
 	c.batch = sink.Batch{}
-	c.txEvents = c.txEvents[:0]
+	clear(c.txEvents) // a huge value's decoded copy must not outlive it
+	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.enrich.reset()
 	c.feedEvts = nil
+	c.dropPartial()
 	if err := c.writer.Flush(ctx); err != nil {
+		if c.writer.Err() != nil {
+			c.storeFailed()
+		}
 		return 0, err
 	}
 	return c.writer.Durable(), nil
 }
 
-// Begin implements decoder.Handler.
-func (c *consumer) Begin(tx *decoder.Tx) error { c.tx = tx; return nil }
+// Begin implements decoder.Handler: from now on the transaction is lag.
+func (c *consumer) Begin(tx *decoder.Tx) error {
+	c.tx = tx
+	if c.m == nil {
+		return nil
+	}
+	c.m.ServerWALEnd(tx.CommitLSN) // the server has written at least that far
+	c.pendMu.Lock()
+	c.pending = append(c.pending, pendingTx{first: c.msgStart, commitTime: tx.CommitTime})
+	if len(c.pending) == 1 {
+		c.m.Pending(c.msgStart, tx.CommitTime)
+	}
+	c.pendMu.Unlock()
+	return nil
+}
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
+	size := valuesLen(e)
+	if len(c.txEvents) >= chunkEvents || (len(c.txEvents) > 0 && c.txBytes+size > chunkBytes) {
+		if err := c.flushTx(tx, 0); err != nil {
+			return err
+		}
+	}
 	c.enrich.observe(e)
 	c.txEvents = append(c.txEvents, e)
-	c.counts[tableOp{e.Schema, e.Table, e.Op}]++
-	if len(c.txEvents) >= chunkEvents {
-		return c.flushTx(tx, 0)
+	c.txBytes += size
+	if k, n := (tableOp{e.Schema, e.Table, e.Op}), len(c.txCounts); n > 0 && c.txCounts[n-1].k == k {
+		c.txCounts[n-1].n++
+	} else {
+		c.txCounts = append(c.txCounts, tableRun{k, 1})
 	}
 	return nil
+}
+
+// valuesLen is the size of an event's encoded values.
+func valuesLen(e *audit.Event) int {
+	n := 0
+	for _, r := range [...]audit.Row{e.Key, e.Before, e.After} {
+		for i := range r {
+			n += len(r[i].Value)
+		}
+	}
+	return n
 }
 
 // Message implements decoder.Handler: logical messages feed attribution;
@@ -384,16 +493,76 @@ func (c *consumer) Message(tx *decoder.Tx, m decoder.Message) error {
 
 // Commit implements decoder.Handler.
 func (c *consumer) Commit(tx *decoder.Tx) error {
-	c.countTxs++
+	c.received(tx)
 	c.batch.CommitTime = tx.CommitTime
 	if err := c.flushTx(tx, tx.EndLSN); err != nil {
 		return err
 	}
 	c.enrich.endTx()
-	if c.m != nil && time.Since(c.lastCounts) > 200*time.Millisecond {
-		c.flushCounts()
-	}
+	c.publishStats()
 	return nil
+}
+
+// received records the end and the event counts of the transaction whose
+// Commit arrived, to be counted once the store has it (countDurable).
+func (c *consumer) received(tx *decoder.Tx) {
+	if c.m == nil {
+		return
+	}
+	c.pendMu.Lock()
+	if n := len(c.pending); n > 0 && c.pending[n-1].end == 0 {
+		c.pending[n-1].end, c.pending[n-1].runs = tx.EndLSN, len(c.txCounts)
+		c.pendRuns = append(c.pendRuns, c.txCounts...)
+	}
+	c.pendMu.Unlock()
+	c.txCounts = c.txCounts[:0]
+}
+
+// countDurable, on the writer goroutine after a store commit, counts the
+// events and transactions that the durable checkpoint now covers and
+// reports the oldest transaction still waiting to the lag metrics.
+func (c *consumer) countDurable(checkpoint uint64) {
+	txs := 0
+	c.pendMu.Lock()
+	for len(c.pending) > 0 && c.pending[0].end != 0 && c.pending[0].end <= checkpoint {
+		for _, r := range c.pendRuns[:c.pending[0].runs] {
+			c.durCounts[r.k] += r.n
+		}
+		c.pendRuns = c.pendRuns[c.pending[0].runs:]
+		c.pending = c.pending[1:]
+		txs++
+	}
+	c.publishPending()
+	c.pendMu.Unlock()
+	for k, n := range c.durCounts {
+		c.m.AddEvents(k.schema, k.table, k.op.String(), n)
+		delete(c.durCounts, k)
+	}
+	c.m.AddTransactions(txs)
+}
+
+// dropPartial forgets the transaction being received when the connection
+// broke: it will be received again, and counted then.
+func (c *consumer) dropPartial() {
+	c.txCounts = c.txCounts[:0]
+	if c.m == nil {
+		return
+	}
+	c.pendMu.Lock()
+	if n := len(c.pending); n > 0 && c.pending[n-1].end == 0 {
+		c.pending = c.pending[:n-1]
+	}
+	c.publishPending()
+	c.pendMu.Unlock()
+}
+
+// publishPending reports the oldest pending transaction; pendMu is held.
+func (c *consumer) publishPending() {
+	if len(c.pending) == 0 {
+		c.m.Pending(0, time.Time{})
+		return
+	}
+	c.m.Pending(c.pending[0].first, c.pending[0].commitTime)
 }
 
 // flushTx attributes and encodes the events of tx received so far and
@@ -401,42 +570,78 @@ func (c *consumer) Commit(tx *decoder.Tx) error {
 // transaction's end LSN at its commit, 0 for a chunk of a huge transaction.
 func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	c.enrich.attribute(tx, c.txEvents)
-	for _, e := range c.txEvents {
-		// Size the body from the previous one (growing it by appends costs
-		// more than the encoding), with room for the store to seal it in place.
-		body := e.AppendBody(make([]byte, 0, c.bodyHint))
-		if cap(body) < audit.SealedLen(len(body)) {
-			body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
+	huge := false
+	for i, e := range c.txEvents {
+		var body []byte
+		if n := valuesLen(e); n >= hugeEvent {
+			// Hand the garbage (the message the value came in, the previous
+			// huge event) back first, then make the record in one exactly
+			// sized buffer: no copy by growing, none to make room for the seal.
+			huge = true
+			debug.FreeOSMemory()
+			body = e.AppendBody(make([]byte, 0, audit.SealedLen(n+64<<10)))
+			if c.feed == nil {
+				c.txEvents[i] = nil // its decoded values are garbage now
+			}
+		} else {
+			// Size the body from the previous one (growing it by appends
+			// costs more than the encoding), with room for the store to seal
+			// it in place.
+			body = e.AppendBody(make([]byte, 0, c.bodyHint))
+			if cap(body) < audit.SealedLen(len(body)) {
+				body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
+			}
+			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		}
-		c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
 		if c.feed != nil {
 			c.feedEvts = append(c.feedEvts, e)
 		}
 	}
 	clear(c.txEvents)
-	c.txEvents = c.txEvents[:0]
+	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.batch.State = c.enrich.state()
+	if huge {
+		// The decoded values go back before the store copies the record
+		// into its pages (and the record and the pages in releaseHuge).
+		debug.FreeOSMemory()
+	}
 	return c.submit(checkpoint)
 }
 
-func (c *consumer) flushCounts() {
-	for k, n := range c.counts {
-		c.m.AddEvents(k.schema, k.table, k.op.String(), n)
-		delete(c.counts, k)
+// releaseHuge is the writer's Release: once a huge record is stored, its
+// body and the store's pages for it are garbage; hand them back at once,
+// before the next huge value arrives. (The writer's group still points at
+// the body until Release returns: the reference is dropped here.)
+func releaseHuge(b sink.Batch) {
+	huge := false
+	for i := range b.Events {
+		if len(b.Events[i].Body) >= hugeEvent {
+			b.Events[i].Body, huge = nil, true
+		}
 	}
-	c.m.AddTransactions(c.countTxs)
-	c.countTxs = 0
-	c.lastCounts = time.Now()
-	if t := c.enrich.tracker; t != nil {
-		st := t.Stats()
-		c.m.Sessions(st.Open, st.Users, st.Skipped)
+	if huge {
+		debug.FreeOSMemory()
 	}
+}
+
+// publishStats reports the session tracker's figures, at most five times a
+// second.
+func (c *consumer) publishStats() {
+	if c.m == nil || c.enrich.tracker == nil || time.Since(c.lastStats) < 200*time.Millisecond {
+		return
+	}
+	c.lastStats = time.Now()
+	st := c.enrich.tracker.Stats()
+	c.m.Sessions(st.Open, st.Users, st.Skipped)
 }
 
 func (c *consumer) submit(checkpoint uint64) error {
 	c.batch.Checkpoint = checkpoint
 	if err := c.writer.Submit(context.Background(), c.batch); err != nil {
+		if c.writer.Err() != nil {
+			c.storeFailed()
+		}
 		return err
 	}
 	if c.feed != nil && len(c.feedEvts) > 0 {
