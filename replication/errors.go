@@ -86,7 +86,7 @@ func classify(ctx context.Context, cfg *Config, err error) error {
 		case facts.known && facts.walLevel != "logical":
 			return fatalf(err, "logical decoding is not enabled (wal_level is %s): set wal_level = logical and restart PostgreSQL", facts.walLevel)
 		case facts.known && (facts.slot.WALStatus == "lost" || facts.invalidated):
-			return fatalf(err, "replication slot %q was invalidated (WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with --accept-gap", cfg.Slot, cfg.Slot)
+			return slotLost(err, cfg.Slot)
 		}
 		return fatalf(err, "replication slot %q cannot be used", cfg.Slot)
 	}
@@ -121,4 +121,10 @@ func readFacts(ctx context.Context, cfg *Config) facts {
 		conn.QueryRow(ctx, "SELECT coalesce(conflicting, false) FROM pg_replication_slots WHERE slot_name = $1", cfg.Slot).Scan(&f.invalidated)
 	}
 	return f
+}
+
+// slotLost is the one message for an invalidated slot, whoever notices
+// first (the monitor, the stream, Prepare).
+func slotLost(err error, slot string) error {
+	return fatalf(err, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with --accept-gap", slot, slot)
 }

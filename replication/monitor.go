@@ -56,7 +56,7 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 				st.cfg.Observer.SlotStatus(s.WALStatus, s.RetainedBytes)
 				switch s.WALStatus {
 				case "lost":
-					err := fatalf(nil, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with --accept-gap", st.cfg.Slot, st.cfg.Slot)
+					err := slotLost(nil, st.cfg.Slot)
 					st.log.Error("REPLICATION SLOT LOST", "err", err)
 					fail(err)
 					return

@@ -95,7 +95,7 @@ func (s slotInfo) usable(cfg *Config, database string) error {
 	case s.Database != database:
 		return fatalf(nil, "replication slot %q belongs to database %q, not %q: choose another slot name", cfg.Slot, s.Database, database)
 	case s.WALStatus == "lost":
-		return fatalf(nil, "replication slot %q was invalidated (wal_status lost: WAL it needed was removed, see max_slot_wal_keep_size): EVENTS WERE LOST; drop it (SELECT pg_drop_replication_slot('%s')) and restart with --accept-gap", cfg.Slot, cfg.Slot)
+		return slotLost(nil, cfg.Slot)
 	}
 	return nil
 }

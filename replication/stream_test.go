@@ -455,7 +455,7 @@ func TestSlotUnreservedThenLostInGerman(t *testing.T) {
 		t.Fatalf("wal_status %s after a checkpoint; want lost", s)
 	}
 	err = stream(t, cfg, start, newConsumer()).wait(t, 20*time.Second)
-	if !IsFatal(err) || !strings.Contains(err.Error(), "was invalidated (WAL it needed was removed") {
+	if !IsFatal(err) || !strings.Contains(err.Error(), "was invalidated (wal_status lost: WAL it needed was removed") {
 		t.Fatalf("Stream from a lost slot: %v", err)
 	}
 }
