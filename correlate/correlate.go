@@ -178,6 +178,7 @@ type Correlator struct {
 	stamps     []stamp
 	txStamps   []int64 // the transaction's plausible stamps (µs since the epoch)
 	manyStamps bool    // more distinct ones than txStamps holds
+	reflected  bool    // the transaction inserted into a reflection table: a new model or field
 	users      []userCount
 	sess       []userSession
 	maybes     []maybeUser
@@ -468,6 +469,7 @@ func (c *Correlator) Attribute(tx *Tx) {
 	}
 	c.recent.advance(tx.CommitTime)
 	commit := tx.CommitTime.UnixMicro()
+	c.reflected = false
 
 	// Pass 1: each event's table, own user, and what its updated_at says.
 	evs := slices.Grow(c.evs[:0], len(tx.Events))[:len(tx.Events)]
@@ -477,6 +479,7 @@ func (c *Correlator) Attribute(tx *Tx) {
 		ev := evInfo{ti: ti}
 		switch e.Op {
 		case audit.OpInsert:
+			c.reflected = c.reflected || ti.reflection
 			if v, ok := ti.createdBy.get(e.After); ok {
 				ev.own = userID(v)
 			} else if v, ok := ti.updatedBy.get(e.After); ok {
@@ -640,10 +643,14 @@ func (c *Correlator) updatedBy(ti *tableInfo, e *audit.Event) int64 {
 
 // flag marks an update that did not go through the application:
 // schema_migration when its transaction changed the shape of its table (or,
-// for the application's reflection tables, of any table), else orm_bypass.
+// for the application's reflection tables, of any table, or reflected a new
+// model or field), else orm_bypass. The decoder sees a shape change only of a
+// table it described before in this stream; a module's new tables, and
+// tables altered before their first row of the stream, are invisible to it,
+// but their new model and fields are inserted into the reflection tables.
 func (c *Correlator) flag(tx *Tx, e *audit.Event, ti *tableInfo) {
 	f := FlagORMBypass
-	if len(tx.SchemaChanged) > 0 && (ti.reflection || slices.Contains(tx.SchemaChanged, e.Schema+"."+e.Table)) {
+	if ti.reflection && c.reflected || len(tx.SchemaChanged) > 0 && (ti.reflection || slices.Contains(tx.SchemaChanged, e.Schema+"."+e.Table)) {
 		f = FlagSchemaMigration
 	}
 	if !slices.Contains(e.Flags, f) {

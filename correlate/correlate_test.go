@@ -789,6 +789,31 @@ func TestSchemaMigration(t *testing.T) {
 	}
 }
 
+// Odoo's module loader, measured live with cdcaudit started before
+// `odoo -i base,contacts,sale_management` (scripts/odoo-lab/live-check.sh):
+// web_editor's transaction creates its tables (new to the stream, so no
+// shape change the decoder can see), reflects its new fields (raw upsert
+// inserts into ir_model_fields) and rewrites ir.qweb's ir_model row (the
+// upsert's update, write_date NULL). The reflection of a new model or field
+// is a schema change: the update is schema_migration, not orm_bypass (7
+// such updates were flagged orm_bypass in that install).
+func TestSchemaMigrationNewReflection(t *testing.T) {
+	c := New(profile.Odoo(), newFake())
+	field := ins("ir_model_fields", row("id", "1795", "name", `"c"`, "model", `"web_editor.converter.test"`, "write_uid", "null", "write_date", "null"))
+	qweb := updDefault("ir_model", row("id", "43", "model", `"ir.qweb"`, "info", `"IrQWeb object for rendering editor stuff"`, "write_uid", "null", "write_date", "null"))
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{field, qweb}})
+	if !slices.Equal(qweb.Flags, []string{FlagSchemaMigration}) || qweb.Actor.UserID != nil {
+		t.Errorf("ir_model update next to a new field: flags %v, user %v", qweb.Flags, got(qweb))
+	}
+	// A new row of an ordinary table is no schema change.
+	partner := ins("res_partner", row("id", "9", "name", `"p"`, "write_uid", "2", "write_date", t0))
+	qweb = updDefault("ir_model", row("id", "43", "model", `"ir.qweb"`, "info", `"x"`, "write_uid", "null", "write_date", "null"))
+	c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{partner, qweb}})
+	if !slices.Equal(qweb.Flags, []string{FlagORMBypass}) {
+		t.Errorf("ir_model update next to a partner: flags %v", qweb.Flags)
+	}
+}
+
 // A transaction with no user evidence (Odoo's delete of a contact) names no
 // one; the users active at commit time are its candidates.
 func TestNoEvidenceCandidates(t *testing.T) {

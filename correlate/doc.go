@@ -87,7 +87,11 @@
 // schema_migration instead when the transaction changed the shape of its
 // table (Tx.SchemaChanged, from the decoder), or of any table for the
 // profile's Reflection tables (Odoo's ir_model*): a module installing a
-// column fills it with raw UPDATEs.
+// column fills it with raw UPDATEs. A Reflection table's update is also
+// schema_migration when the transaction inserted into a Reflection table (a
+// new model or field): the decoder cannot see a new table's creation, and
+// Odoo's module loader rewrites existing ir_model* rows in the transaction
+// that creates its tables (measured live: an install started after cdcaudit).
 //
 // # Models
 //

@@ -100,8 +100,9 @@ type Profile struct {
 	RawWrites []ColumnRule `yaml:"raw_writes"`
 	// Reflection are the tables (schema.table globs) where the application
 	// describes its own schema (Odoo: ir_model, ir_model_fields …): their
-	// raw writes in a transaction that changed any table's shape are the
-	// schema migration's, flagged schema_migration rather than orm_bypass.
+	// raw writes in a transaction that changed any table's shape, or that
+	// inserted into one of them (a new model or field), are the schema
+	// migration's, flagged schema_migration rather than orm_bypass.
 	Reflection []string `yaml:"reflection,omitempty"`
 }
 
