@@ -130,7 +130,11 @@ func (s *scope) relationInScope(ctx context.Context, oid uint32, schema, name st
 	}
 	root, err := s.cat.PartitionRoot(ctx, oid)
 	if err != nil {
-		// Better an event too many than a lost one.
+		// Better an event too many than a lost one. At a stop the lookup is
+		// cancelled: the transaction is replayed after the restart anyway.
+		if ctx.Err() != nil {
+			return true
+		}
 		s.cfg.Logger.Warn("cannot look up the partition root of a table; it is captured", "table", schema+"."+name, "err", err)
 		return true
 	}
