@@ -240,7 +240,30 @@ func (f *findings) checkPublication(ctx context.Context, conn *pgx.Conn, cfg *Co
 		} else {
 			f.add("ok", "changes_publication", fmt.Sprintf("publication %q lists %d tables whose updates and deletes are captured", cfg.changesPub(), len(listed)), "")
 		}
+		return f.checkGuard(ctx, conn, cfg)
 	}
+	return nil
+}
+
+// checkGuard says whether an event trigger drops a table from the changes
+// publication in the same transaction as the DDL that breaks its replica
+// identity. Without one, UPDATE and DELETE on such a table fail until
+// cdcaudit's next catalog poll — and, while cdcaudit is stopped, until it
+// starts again.
+func (f *findings) checkGuard(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
+	var guarded bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid
+		WHERE e.evtenabled <> 'D' AND e.evtevent = 'ddl_command_end'
+		  AND strpos(p.prosrc, $1) > 0 AND strpos(p.prosrc, 'DROP TABLE') > 0)`, cfg.changesPub()).Scan(&guarded)
+	if err != nil {
+		return fmt.Errorf("replication: check: event triggers: %w", err)
+	}
+	if guarded {
+		f.add("ok", "changes_guard", fmt.Sprintf("an event trigger drops a table from %q in the same transaction as the DDL that makes its replica identity unusable", cfg.changesPub()), "")
+		return nil
+	}
+	f.add("warn", "changes_guard", fmt.Sprintf("no event trigger guards %q: if a DBA drops a listed table's primary key (or sets REPLICA IDENTITY NOTHING), UPDATE and DELETE on it fail until cdcaudit's next catalog poll, and while cdcaudit is stopped until it starts again", cfg.changesPub()),
+		guardFix(cfg))
 	return nil
 }
 
@@ -327,4 +350,12 @@ func bytesString(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func guardFix(cfg *Config) string {
+	fix := "as a superuser, install the function and event trigger cdcaudit_keep_changes_publication of deploy/postgres/init/10-cdcaudit.sql"
+	if cfg.changesPub() != "cdcaudit_changes" {
+		fix += fmt.Sprintf(" with %s in place of cdcaudit_changes", cfg.changesIdent())
+	}
+	return fix
 }

@@ -1,8 +1,10 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -103,11 +105,25 @@ func TestCheck(t *testing.T) {
 	mustFind(t, fs, "ok", "slot", "pgoutput slot of this database")
 	mustFind(t, fs, "ok", "publication", "exists FOR ALL TABLES, publishing inserts and truncates")
 	mustFind(t, fs, "ok", "changes_publication", "lists 1 tables")
+	mustFind(t, fs, "warn", "changes_guard", "no event trigger guards")
 	// Only tables in scope are judged.
 	if _, ok := find(fs, "replica_identity", "nopk"); ok {
 		t.Fatalf("out-of-scope table reported:\n%s", dump(fs))
 	}
 	release()
+
+	// The guard of deploy/postgres/init is recognised.
+	initSQL, err := os.ReadFile("../deploy/postgres/init/10-cdcaudit.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard := string(initSQL[bytes.Index(initSQL, []byte("CREATE FUNCTION cdcaudit_keep_changes_publication")):])
+	exec(t, dsn, guard) // this test's publication is the default, cdcaudit
+	if fs, err = Check(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, fs, "ok", "changes_guard", "an event trigger drops a table from")
+	exec(t, dsn, "DROP EVENT TRIGGER cdcaudit_keep_changes_publication; DROP FUNCTION cdcaudit_keep_changes_publication()")
 
 	// A typo in a filter is pointed out.
 	cfg.Tables = []string{"public.withpk", "public.wihtpk"}
