@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,22 +27,31 @@ func processCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Field 2 is the command in parentheses and may hold spaces: count
-	// from the last ')', after which field 3 comes first.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	ticks, err := statTicks(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
 	}
-	f := strings.Fields(string(b[i+1:]))
+	return time.Duration(ticks) * clockTick, nil
+}
+
+// statTicks adds utime and stime (fields 14 and 15) of a /proc/<pid>/stat line.
+func statTicks(stat string) (int64, error) {
+	// Field 2 is the command in parentheses and may hold spaces and
+	// parentheses: count from the last ')', after which field 3 comes first.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command field")
+	}
+	f := strings.Fields(stat[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return 0, errors.New("too few fields")
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return 0, fmt.Errorf("utime %q or stime %q is not a number", f[11], f[12])
 	}
-	return time.Duration(utime+stime) * clockTick, nil
+	return utime + stime, nil
 }
 
 // walsenders follows the CPU of the server processes serving one slot. A
