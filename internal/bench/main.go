@@ -310,6 +310,7 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 			d.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			ws.sampleAll() // its walsender may not have noticed yet
 			d.walsenderCPU = ws.total()
+			ws.warnIfUnseen(slot)
 			return d, nil
 		case <-time.After(20 * time.Millisecond):
 			d.rssKB = max(d.rssKB, peakRSS(cmd.Process.Pid))
@@ -369,6 +370,7 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 		return drain{}, err
 	}
 	d.walsenderCPU = ws.total()
+	ws.warnIfUnseen(slot)
 	d.rssKB = peakRSS(cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {

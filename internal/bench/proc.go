@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"os/exec"
 	"strconv"
@@ -72,6 +73,14 @@ func (w walsenders) sample(pid int) {
 func (w walsenders) sampleAll() {
 	for pid := range w {
 		w.sample(pid)
+	}
+}
+
+// warnIfUnseen says so when no walsender was read: a drain shorter than a
+// poll, or a server this user may not read, would count 0 for it.
+func (w walsenders) warnIfUnseen(slot string) {
+	if len(w) == 0 {
+		log.Printf("the walsender of slot %s was never read from /proc: its CPU counts as 0", slot)
 	}
 }
 
