@@ -60,8 +60,8 @@ func TestSpreadMedianAndRange(t *testing.T) {
 		s    spread
 		want string
 	}{
-		{spread{3, 1, 2}, "2.0 (1.0–3.0)"},
-		{spread{4, 1, 3, 2}, "2.5 (1.0–4.0)"},
+		{spread{3, 1, 2}, "2.0 (1.0 to 3.0)"},
+		{spread{4, 1, 3, 2}, "2.5 (1.0 to 4.0)"},
 		{spread{7}, "7.0"},
 		{nil, "–"},
 	} {

@@ -143,7 +143,7 @@ func printTable(results [][]drain, changes int) {
 		return s
 	}
 	cell := "%-26s"
-	fmt.Printf("median (min–max) of %d run(s), %d changes each\n", len(results), changes)
+	fmt.Printf("median (min to max) of %d run(s), %d changes each\n", len(results), changes)
 	fmt.Printf("%-38s "+cell+cell+cell+cell+"%s\n", "", "changes/s", "CPU µs/change", "walsender µs/change", "peak RSS MiB", "store bytes/event")
 	for i, cons := range consumers {
 		store := "–"

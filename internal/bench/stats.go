@@ -18,7 +18,7 @@ func (s spread) median() float64 {
 	}
 }
 
-// format prints the median, then min–max when there was more than one run.
+// format prints the median, then (min to max) when there was more than one run.
 func (s spread) format(verb string) string {
 	if len(s) == 0 {
 		return "–"
@@ -27,5 +27,5 @@ func (s spread) format(verb string) string {
 	if len(s) == 1 {
 		return m
 	}
-	return fmt.Sprintf("%s ("+verb+"–"+verb+")", m, slices.Min(s), slices.Max(s))
+	return fmt.Sprintf("%s ("+verb+" to "+verb+")", m, slices.Min(s), slices.Max(s))
 }
