@@ -25,7 +25,7 @@ func main() {
 	bin := flag.String("cdcaudit", "bin/cdcaudit", "path of the cdcaudit binary to measure")
 	rows := flag.Int("rows", 500000, "rows inserted, then updated (changes = 2 × rows)")
 	txRows := flag.Int("tx-rows", 1000, "rows per transaction")
-	runs := flag.Int("runs", 3, "times the whole comparison is repeated; the median of each figure is printed, with min–max")
+	runs := flag.Int("runs", 3, "times the whole comparison is repeated; the median of each figure is printed, with its min and max")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
 	flag.Parse()
 	if *runs < 1 || *rows < 1 || *txRows < 1 {
@@ -133,7 +133,7 @@ func perChange(cpu time.Duration, changes int) float64 {
 	return float64(cpu.Microseconds()) / float64(changes)
 }
 
-// printTable prints, for each figure, its median over the runs and min–max.
+// printTable prints, for each figure, its median over the runs, with min and max.
 func printTable(results [][]drain, changes int) {
 	over := func(i int, f func(drain) float64) spread {
 		var s spread
