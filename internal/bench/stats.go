@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+)
+
+// spread is one figure over several runs.
+type spread []float64
+
+func (s spread) median() float64 {
+	v := slices.Clone(s)
+	slices.Sort(v)
+	if n := len(v); n%2 == 1 {
+		return v[n/2]
+	} else {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+}
+
+// format prints the median, then (min to max) when there was more than one run.
+func (s spread) format(verb string) string {
+	if len(s) == 0 {
+		return "–"
+	}
+	m := fmt.Sprintf(verb, s.median())
+	if len(s) == 1 {
+		return m
+	}
+	return fmt.Sprintf("%s ("+verb+" to "+verb+")", m, slices.Min(s), slices.Max(s))
+}
