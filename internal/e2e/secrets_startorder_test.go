@@ -60,6 +60,24 @@ ALTER TABLE auth_totp_wizard REPLICA IDENTITY FULL;
 ALTER TABLE sale_order ADD COLUMN IF NOT EXISTS access_token varchar;
 `
 
+// checkRedacted checks that an event lists cols in redacted and carries
+// none of their values.
+func checkRedacted(t testing.TB, e *event, cols ...string) {
+	t.Helper()
+	var got []string
+	json.Unmarshal(e.Redacted, &got)
+	for _, c := range cols {
+		if !slices.Contains(got, c) {
+			t.Errorf("%s: redacted %v lacks %s", describe(e), got, c)
+		}
+		for name, img := range map[string]row{"before": e.BeforeRow, "after": e.AfterRow} {
+			if v, ok := img.get(c); ok && string(v) != `"[redacted]"` && string(v) != "null" {
+				t.Errorf("%s: %s.%s = %s, want \"[redacted]\"", describe(e), name, c, v)
+			}
+		}
+	}
+}
+
 // TestSecretsWhateverTheStartOrder: cdcaudit starts first, as in a compose
 // file, on an empty database with the default profile (auto); then Odoo
 // creates its schema, users log in, change passwords through Odoo's
@@ -182,21 +200,7 @@ func TestSecretsWhateverTheStartOrder(t *testing.T) {
 	}
 
 	// The events are there, their secrets redacted, still listed as changed.
-	redacted := func(e *event, cols ...string) {
-		t.Helper()
-		var got []string
-		json.Unmarshal(e.Redacted, &got)
-		for _, c := range cols {
-			if !slices.Contains(got, c) {
-				t.Errorf("%s: redacted %v lacks %s", describe(e), got, c)
-			}
-			for name, img := range map[string]row{"before": e.BeforeRow, "after": e.AfterRow} {
-				if v, ok := img.get(c); ok && string(v) != `"[redacted]"` && string(v) != "null" {
-					t.Errorf("%s: %s.%s = %s, want \"[redacted]\"", describe(e), name, c, v)
-				}
-			}
-		}
-	}
+	redacted := func(e *event, cols ...string) { t.Helper(); checkRedacted(t, e, cols...) }
 	changed := func(e *event, cols ...string) {
 		t.Helper()
 		for _, c := range cols {
