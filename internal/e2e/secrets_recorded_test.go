@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,12 +35,8 @@ var recordedSecrets = map[string][]string{
 // exports, the log, /metrics or the session list; the events of those
 // tables exist with the secret columns redacted.
 func TestSecretsRecordedOdooStartOrder(t *testing.T) {
-	ctx := context.Background()
-	db := newDB(t)
-	r := &odooRig{t: t, ctx: ctx, db: db, dataDir: t.TempDir(), ctl: connect(t, db.dsn)}
-	r.args = []string{"--dsn", db.dsn, "--data-dir", r.dataDir, "--slot", db.slot, "--log-level", "debug"}
-	r.d = startDaemon(t, r.args...)
-	waitSlotActive(t, db.dsn, db.slot, 0, r.d)
+	r := startOnEmpty(t)
+	ctx, db := r.ctx, r.db
 
 	// Odoo's database appears after cdcaudit.
 	restoreRecording(t, db.dsn)

@@ -60,6 +60,22 @@ ALTER TABLE auth_totp_wizard REPLICA IDENTITY FULL;
 ALTER TABLE sale_order ADD COLUMN IF NOT EXISTS access_token varchar;
 `
 
+// startOnEmpty starts cdcaudit with the default profile (auto) on an empty
+// database, as a sidecar started before the application: it must start
+// without a profile. The rig has no simulator.
+func startOnEmpty(t *testing.T) *odooRig {
+	t.Helper()
+	db := newDB(t)
+	r := &odooRig{t: t, ctx: context.Background(), db: db, dataDir: t.TempDir(), ctl: connect(t, db.dsn)}
+	r.args = []string{"--dsn", db.dsn, "--data-dir", r.dataDir, "--slot", db.slot, "--log-level", "debug"}
+	r.d = startDaemon(t, r.args...)
+	waitSlotActive(t, db.dsn, db.slot, 0, r.d)
+	if !strings.Contains(r.d.log(), "no application profile") {
+		t.Fatalf("the daemon did not start without a profile on an empty database:\n%s", tail(r.d.log(), 3000))
+	}
+	return r
+}
+
 // checkRedacted checks that an event lists cols in redacted and carries
 // none of their values.
 func checkRedacted(t testing.TB, e *event, cols ...string) {
@@ -87,15 +103,8 @@ func checkRedacted(t testing.TB, e *event, cols ...string) {
 // columns redacted; once Odoo's tables appeared, changes are attributed
 // and the log says when the profile was detected.
 func TestSecretsWhateverTheStartOrder(t *testing.T) {
-	ctx := context.Background()
-	db := newDB(t)
-	r := &odooRig{t: t, ctx: ctx, db: db, dataDir: t.TempDir(), ctl: connect(t, db.dsn)}
-	r.args = []string{"--dsn", db.dsn, "--data-dir", r.dataDir, "--slot", db.slot, "--log-level", "debug"}
-	r.d = startDaemon(t, r.args...)
-	waitSlotActive(t, db.dsn, db.slot, 0, r.d)
-	if !strings.Contains(r.d.log(), "no application profile") {
-		t.Fatalf("the daemon did not start without a profile on an empty database:\n%s", tail(r.d.log(), 3000))
-	}
+	r := startOnEmpty(t)
+	ctx := r.ctx
 
 	// Odoo creates its database.
 	if err := odoosim.Load(ctx, r.ctl); err != nil {
