@@ -75,8 +75,7 @@ func TestSecretsRecordedOdooStartOrder(t *testing.T) {
 	need("the dump's database.secret", keep("the dump's database.secret", column(`SELECT value FROM ir_config_parameter WHERE key = 'database.secret'`)...), 1)
 
 	// Updates are captured once cdcaudit lists the table in its changes
-	// publication (docs/operations.md): wait for every restored table with
-	// a primary key.
+	// publication (docs/operations.md).
 	waitListed(t, r, "cdcaudit_changes")
 	rec := replayRecording(t, db.dsn)
 
@@ -142,7 +141,8 @@ func TestSecretsRecordedOdooStartOrder(t *testing.T) {
 }
 
 // waitListed waits until publication lists every table of the public
-// schema that has a primary key.
+// schema with a usable replica identity: from then on their updates and
+// deletes are captured (docs/operations.md).
 func waitListed(t *testing.T, r *odooRig, publication string) {
 	t.Helper()
 	deadline := time.Now().Add(catchUpTimeout)
@@ -151,7 +151,9 @@ func waitListed(t *testing.T, r *odooRig, publication string) {
 		rows, err := r.ctl.Query(r.ctx, `
 			SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = 'public' AND c.relkind = 'r'
-			  AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			  AND (c.relreplident = 'f'
+			       OR c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			       OR c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))
 			  AND NOT EXISTS (SELECT 1 FROM pg_publication_tables p
 			                  WHERE p.pubname = $1 AND p.schemaname = 'public' AND p.tablename = c.relname)
 			ORDER BY 1`, publication)

@@ -111,6 +111,10 @@ func TestSecretsWhateverTheStartOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustExec(t, r.ctl, odooWizards)
+	// Updates are captured once cdcaudit lists the table in its changes
+	// publication (docs/operations.md): without this wait, alice's first
+	// update could commit before sale_order is listed and go uncaptured.
+	waitListed(t, r, "cdcaudit_changes")
 	r.sim = r.newSim()
 
 	var secrets []secret
