@@ -23,29 +23,38 @@ import (
 // transaction are kept. Only literals within ShiftWindow of Tx.Now move; dates
 // without a time, and datetimes far from the transaction (an expiry date a
 // user typed), stay as recorded.
-func Replay(ctx context.Context, conn *pgx.Conn, tr *Trace) error {
+//
+// It returns the xid of each replay transaction, index for index with
+// tr.Txs, so that a test can find the events of a recorded transaction.
+func Replay(ctx context.Context, conn *pgx.Conn, tr *Trace) ([]uint32, error) {
+	xids := make([]uint32, 0, len(tr.Txs))
 	for i := range tr.Txs {
-		if err := replayTx(ctx, conn, &tr.Txs[i]); err != nil {
-			return fmt.Errorf("replay %s: transaction %d of %d (backend %s, committed %s): %w",
+		xid, err := replayTx(ctx, conn, &tr.Txs[i])
+		if err != nil {
+			return xids, fmt.Errorf("replay %s: transaction %d of %d (backend %s, committed %s): %w",
 				tr.Header.Scenario, i+1, len(tr.Txs), tr.Txs[i].Backend, tr.Txs[i].Commit.Format(tsLayout), err)
 		}
+		xids = append(xids, xid)
 	}
-	return nil
+	return xids, nil
 }
 
 // ShiftWindow bounds which timestamp literals Replay moves: those within
 // this distance of the recorded transaction's now.
 const ShiftWindow = 24 * time.Hour
 
-func replayTx(ctx context.Context, conn *pgx.Conn, tx *Tx) error {
+// replayTx replays one transaction and returns its xid (the 32 bits the
+// WAL carries).
+func replayTx(ctx context.Context, conn *pgx.Conn, tx *Tx) (uint32, error) {
 	dbtx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer dbtx.Rollback(ctx)
 	var now time.Time
-	if err := dbtx.QueryRow(ctx, `SELECT now() AT TIME ZONE 'UTC'`).Scan(&now); err != nil {
-		return err
+	var xid int64
+	if err := dbtx.QueryRow(ctx, `SELECT now() AT TIME ZONE 'UTC', txid_current()`).Scan(&now, &xid); err != nil {
+		return 0, err
 	}
 	shift := now.Sub(tx.Now.Time)
 	failed := map[int]bool{}
@@ -57,12 +66,12 @@ func replayTx(ctx context.Context, conn *pgx.Conn, tx *Tx) error {
 		_, err := pg.Exec(ctx, ShiftTimestamps(stmt, tx.Now.Time, shift)).ReadAll()
 		switch {
 		case err != nil && !failed[i]:
-			return fmt.Errorf("statement %d %.200q: %w", i+1, stmt, err)
+			return 0, fmt.Errorf("statement %d %.200q: %w", i+1, stmt, err)
 		case err == nil && failed[i]:
-			return fmt.Errorf("statement %d %.200q failed when recorded but succeeded on replay", i+1, stmt)
+			return 0, fmt.Errorf("statement %d %.200q failed when recorded but succeeded on replay", i+1, stmt)
 		}
 	}
-	return dbtx.Commit(ctx)
+	return uint32(xid), dbtx.Commit(ctx)
 }
 
 // A timestamp literal as psycopg2 renders a datetime ('2026-12-03T06:30:12.123456')

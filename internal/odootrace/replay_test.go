@@ -65,10 +65,21 @@ func replayed(t *testing.T) *pgx.Conn {
 		t.Fatal(err)
 	}
 	var names []string
+	var last uint32
 	for _, tr := range traces {
 		names = append(names, tr.Header.Scenario)
-		if err := Replay(ctx, conn, tr); err != nil {
+		xids, err := Replay(ctx, conn, tr)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if len(xids) != len(tr.Txs) {
+			t.Fatalf("%s: %d xids for %d transactions", tr.Header.Scenario, len(xids), len(tr.Txs))
+		}
+		for _, x := range xids {
+			if x <= last {
+				t.Fatalf("%s: replay xids %v do not follow %d", tr.Header.Scenario, xids, last)
+			}
+			last = x
 		}
 	}
 	if got := strings.Join(names, ","); got != "logins,edits,passwords,sessions,module,rawsql" {
