@@ -288,6 +288,7 @@ func (f *findings) checkFilters(cfg *Config, rels []relation) {
 // changes are published per partition, under the partition's name.
 func (f *findings) checkTables(cfg *Config, rels []relation) {
 	full := 0
+	var keyOnly []finding // DEFAULT with a key, USING INDEX: before-images hold the key only
 	for _, r := range rels {
 		if r.kind != 'r' || !r.inScope(cfg) {
 			continue
@@ -303,15 +304,41 @@ func (f *findings) checkTables(cfg *Config, rels []relation) {
 		case r.identityProblem() != "":
 			f.add("warn", "replica_identity", fmt.Sprintf("%s: %s: its UPDATEs and DELETEs are NOT captured, only its inserts and truncates (cdcaudit keeps it out of publication %s, so the application's writes never fail)", name, r.identityProblem(), cfg.changesPub()), fix)
 		case r.replident == 'd':
-			f.add("warn", "replica_identity", fmt.Sprintf("%s has REPLICA IDENTITY DEFAULT: before-images will hold the key only", name), fix)
+			keyOnly = append(keyOnly, finding{name, fmt.Sprintf("%s has REPLICA IDENTITY DEFAULT: before-images will hold the key only", name), fix})
 		case r.replident == 'i':
-			f.add("warn", "replica_identity", fmt.Sprintf("%s has REPLICA IDENTITY USING INDEX: before-images will hold the index columns only", name), fix)
+			keyOnly = append(keyOnly, finding{name, fmt.Sprintf("%s has REPLICA IDENTITY USING INDEX: before-images will hold the index columns only", name), fix})
 		}
 	}
+	f.keyOnly(keyOnly)
 	if full > 0 {
 		f.add("ok", "replica_identity", fmt.Sprintf("%d tables have REPLICA IDENTITY FULL: full before-images", full), "")
 	}
 }
+
+// keyOnly reports tables whose before-images hold the key only: one
+// finding each for a few, one for all of them when there are many (an ERP
+// has hundreds, all DEFAULT, and a page of identical warnings hides the
+// findings that matter).
+func (f *findings) keyOnly(tables []finding) {
+	const each = 10
+	if len(tables) <= each {
+		for _, t := range tables {
+			f.add("warn", "replica_identity", t.msg, t.fix)
+		}
+		return
+	}
+	names := make([]string, each)
+	for i := range names {
+		names[i] = tables[i].table
+	}
+	f.add("warn", "replica_identity", fmt.Sprintf("%d tables have REPLICA IDENTITY DEFAULT or USING INDEX: before-images will hold the key only: %s and %d more",
+		len(tables), strings.Join(names, ", "), len(tables)-each),
+		"ALTER TABLE <table> REPLICA IDENTITY FULL; for each table whose full before-images you need")
+}
+
+// finding is one table's finding before it is known whether it is listed
+// on its own.
+type finding struct{ table, msg, fix string }
 
 // checkGenerated lists stored generated columns of tables in scope:
 // pgoutput does not send them (before PostgreSQL 18), so their values are

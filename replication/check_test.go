@@ -189,3 +189,23 @@ func TestWALLevelReplica(t *testing.T) {
 		t.Fatalf("Stream: %v", err)
 	}
 }
+
+// An ERP's hundreds of DEFAULT tables make one finding, not a page of them.
+func TestCheckGroupsKeyOnlyTables(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	for i := range 12 {
+		exec(t, dsn, fmt.Sprintf("CREATE TABLE k%02d (id int PRIMARY KEY)", i))
+	}
+	fs, err := Check(context.Background(), Config{DSN: dsn, Slot: slot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustFind(t, fs, "warn", "replica_identity", "tables have REPLICA IDENTITY DEFAULT or USING INDEX: before-images will hold the key only: public.k00, public.k01")
+	if _, ok := find(fs, "replica_identity", "public.k05 has REPLICA IDENTITY"); ok {
+		t.Errorf("a table of the group has a finding of its own:\n%s", dump(fs))
+	}
+	if !strings.Contains(f.Message, "more") {
+		t.Errorf("the group does not say how many more: %s", f.Message)
+	}
+}
