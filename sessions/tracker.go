@@ -105,10 +105,21 @@ type Tracker struct {
 	logins        []StateUpdate
 	stats         Stats
 	pending       []passwordChange // of the transaction being observed
+	staged        []stagedPrint    // fingerprints it saw, kept once attributed
 }
 
 // passwordChange is a password change seen in the transaction being
 // observed, whose sessions end once it is attributed.
+// stagedPrint is a password fingerprint seen in the transaction being
+// received: it replaces the user's fingerprint only once its event is
+// attributed, so a transaction given up and streamed again is judged
+// against the fingerprint from before it.
+type stagedPrint struct {
+	user int64
+	fp   [16]byte
+	e    *audit.Event
+}
+
 type passwordChange struct {
 	user int64
 	at   time.Time
@@ -370,7 +381,8 @@ func (t *Tracker) setName(id int64, login string) {
 // passwordChanged reports whether the event changed the user's password:
 // from Changed when the event has it, else by comparing with the
 // before-image, else with a salted fingerprint of the value last seen
-// (kept in memory only; after a restart the first update sets it).
+// (kept in memory only; after a restart the first update sets it; a
+// transaction's fingerprints count once it is attributed, see stagedPrint).
 func (t *Tracker) passwordChanged(e *audit.Event, id int64, col string) bool {
 	if slices.Contains(e.UnchangedToast, col) {
 		return false
@@ -385,7 +397,12 @@ func (t *Tracker) passwordChanged(e *audit.Event, id int64, col string) bool {
 	var fp [16]byte
 	copy(fp[:], h.Sum(nil))
 	old, had := t.fingerprints[id]
-	t.fingerprints[id] = fp
+	for _, p := range t.staged {
+		if p.user == id {
+			old, had = p.fp, true // the transaction's own earlier update
+		}
+	}
+	t.staged = append(t.staged, stagedPrint{user: id, fp: fp, e: e})
 	switch {
 	case e.Op != audit.OpUpdate:
 		return false
@@ -877,6 +894,13 @@ func (t *Tracker) ActiveUsers(at time.Time, limit int) []int64 {
 func (t *Tracker) Attributed(events []*audit.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, p := range t.staged {
+		if slices.Contains(events, p.e) {
+			t.fingerprints[p.user] = p.fp
+		}
+	}
+	clear(t.staged)
+	t.staged = t.staged[:0]
 	if len(t.pending) == 0 {
 		return
 	}
@@ -895,6 +919,17 @@ func (t *Tracker) Attributed(events []*audit.Event) {
 	}
 	clear(t.pending)
 	t.pending = t.pending[:0]
+}
+
+// Abandon forgets what was deferred for the transaction being received:
+// the connection was lost, and the transaction will be streamed again.
+func (t *Tracker) Abandon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.pending)
+	t.pending = t.pending[:0]
+	clear(t.staged)
+	t.staged = t.staged[:0]
 }
 
 // Login returns the login name of a user.

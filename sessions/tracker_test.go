@@ -925,6 +925,32 @@ func TestPasswordChangeEndsAfterAttribution(t *testing.T) {
 	}
 }
 
+// A password change whose transaction was given up (a reconnect) and then
+// streamed again is seen again: the given-up part moved nothing, not even
+// the fingerprint that tells a change without a before-image.
+func TestPasswordChangeSeenAgainAfterReconnect(t *testing.T) {
+	s := odoo18(t, Options{})
+	at := t0.Add(time.Minute)
+	s.insert(devicesT, at, deviceRow18(sid42("r1"), 6, "10.0.0.5", "windows", "chrome", "computer", at, at))
+	u := userRow(6, "alice@example.com", "$pbkdf2-sha512$alice1", 1)
+	s.update(usersT, at, nil, u) // the hash first seen (no before-image: fingerprinted)
+	change := at.Add(time.Minute)
+	alice := int64(6)
+	changed := func() *audit.Event {
+		e := s.event(audit.OpUpdate, usersT, change, keyOf(u), nil, with(u, "password", "$pbkdf2-sha512$alice2"), nil)
+		e.Actor = audit.Actor{UserID: &alice, UserVia: "session_row", SessionVia: "same_tx"}
+		return e
+	}
+	s.tr.Observe(changed()) // received, then the connection is lost
+	s.tr.Abandon()
+	replayed := changed()
+	s.tr.Observe(replayed)
+	s.tr.Attributed([]*audit.Event{replayed})
+	if got := mustSession(t, s.tr, Pseudonym(sid42("r1"))); got.EndReason != EndPasswordChanged {
+		t.Errorf("after the replay: %q, want password_changed", got.EndReason)
+	}
+}
+
 // ActiveUsers: users with an open session, most recently active first.
 func TestActiveUsers(t *testing.T) {
 	s := odoo18(t, Options{})

@@ -441,6 +441,9 @@ func (x *enricher) settle() []sink.StateRecord {
 // replay does not settle it again).
 func (x *enricher) reset() {
 	x.endTx()
+	if x.tracker != nil {
+		x.tracker.Abandon()
+	}
 	if x.settled != "" {
 		x.settleProfile(x.settled)
 	}
