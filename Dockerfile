@@ -18,13 +18,15 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/cdcaudit ./cmd/cdcaudit \
- && mkdir -p /out/data
+ && mkdir -p /out/data /out/anchors
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/cdcaudit /usr/local/bin/cdcaudit
-# The store directory belongs to the unprivileged user (65532), so a fresh
-# named volume mounted on it is writable.
+# The store directory (and /anchors, for an anchor_file kept on a volume of
+# its own) belong to the unprivileged user (65532), so a fresh named volume
+# mounted on them is writable.
 COPY --from=build --chown=65532:65532 /out/data /data
+COPY --from=build --chown=65532:65532 /out/anchors /anchors
 USER 65532:65532
 ENV CDCAUDIT_DATA_DIR=/data \
     CDCAUDIT_HTTP_ADDR=0.0.0.0:9187
