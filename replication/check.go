@@ -232,7 +232,7 @@ func (f *findings) checkPublication(ctx context.Context, conn *pgx.Conn, cfg *Co
 		if len(missing) > 0 && !super {
 			// `run` adds them, if this role owns them; a superuser can.
 			f.add("warn", "changes_publication", fmt.Sprintf("publication %q does not list %s yet: `cdcaudit run` adds them, but adding a table takes its owner or a superuser; until then their updates and deletes are not captured", cfg.changesPub(), strings.Join(missing, ", ")),
-				fmt.Sprintf("as a superuser or the tables' owner: ALTER PUBLICATION %s ADD TABLE %s;", cfg.changesIdent(), strings.Join(missing, ", ")))
+				fmt.Sprintf("as a superuser or the tables' owner: ALTER PUBLICATION %s ADD TABLE ONLY %s;", cfg.changesIdent(), strings.Join(missing, ", ONLY ")))
 		}
 		if len(wrong) > 0 {
 			f.add("fail", "changes_publication", fmt.Sprintf("publication %q lists tables that lost their replica identity: UPDATE and DELETE on them fail in the application: %s", cfg.changesPub(), strings.Join(wrong, ", ")),

@@ -284,7 +284,7 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 	}
 	// Drops first and on their own: they need only the publication, and
 	// they are what keeps the application's writes from failing.
-	dropped, err := k.alter(ctx, conn, "DROP", drop)
+	dropped, drop, err := k.alter(ctx, conn, "DROP", drop)
 	if err != nil {
 		return err
 	}
@@ -298,7 +298,19 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 		k.cfg.Logger.Warn("updates and deletes of this table are NO LONGER captured", "table", name, "reason", reason, "lsn", lsnString(dropped.lsn), "at", dropped.at)
 		k.report(Coverage{Table: name, Ops: publishChanges, Captured: false, LSN: dropped.lsn, Time: dropped.at, Reason: reason})
 	}
-	added, err := k.alter(ctx, conn, "ADD", add)
+	wanted := add
+	added, add, err := k.alter(ctx, conn, "ADD", add)
+	for _, name := range wanted {
+		if !slices.Contains(add, name) && err == nil {
+			// Busy: not listed yet; the next poll tries again.
+			for oid, c := range known {
+				if c.name == name {
+					c.listed, c.reason = false, "busy: listed at the next poll"
+					known[oid] = c
+				}
+			}
+		}
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
 		// Adding a table takes its ownership (or a superuser). A role
@@ -345,27 +357,68 @@ type walPoint struct {
 	at  time.Time
 }
 
-// alter adds or drops tables of the changes publication in one transaction
-// and returns the WAL position after it: changes committed after it see
-// the new list.
-func (k *keeper) alter(ctx context.Context, conn *pgx.Conn, verb string, tables []string) (walPoint, error) {
+// lockWait bounds how long the keeper waits for a table's lock. Far below
+// deadlock_timeout (1 s by default): when the keeper and an application's
+// DDL wait for each other's locks, the keeper gives up first, so the
+// application's statement is never the one that fails; and short, so the
+// application's sessions never queue behind the keeper for long.
+const lockWait = "50ms"
+
+// alter adds or drops tables of the changes publication and returns the
+// tables it changed and the WAL position after it: changes committed after
+// it see the new list. All in one transaction when it can; when a table's
+// lock is not to be had at once, one table per transaction, and the tables
+// still locked are left for the next poll.
+func (k *keeper) alter(ctx context.Context, conn *pgx.Conn, verb string, tables []string) (walPoint, []string, error) {
 	if len(tables) == 0 {
-		return walPoint{}, nil
+		return walPoint{}, nil, nil
 	}
-	sql := "ALTER PUBLICATION " + k.cfg.changesIdent() + " " + verb + " TABLE " + strings.Join(tables, ", ")
+	err := k.alterTx(ctx, conn, verb, tables)
+	done := tables
+	if lockBusy(err) {
+		done = nil
+		for _, t := range tables {
+			switch err = k.alterTx(ctx, conn, verb, []string{t}); {
+			case err == nil:
+				done = append(done, t)
+			case lockBusy(err):
+				k.cfg.Logger.Debug("table busy: the changes publication is updated at the next poll", "table", t, "verb", verb, "err", err)
+			default:
+				return walPoint{}, done, err
+			}
+		}
+		err = nil
+	}
+	if err != nil || len(done) == 0 {
+		return walPoint{}, done, err
+	}
+	lsn, at, err := walNow(ctx, conn)
+	return walPoint{lsn, at}, done, err
+}
+
+func (k *keeper) alterTx(ctx context.Context, conn *pgx.Conn, verb string, tables []string) error {
+	// ONLY: each table is judged and listed on its own; without it an
+	// inheritance parent (Odoo's ir_actions) brings its children along,
+	// and naming a child that is already listed is an error.
+	sql := "ALTER PUBLICATION " + k.cfg.changesIdent() + " " + verb + " TABLE ONLY " + strings.Join(tables, ", ONLY ")
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// A table locked by a long DDL must not stall the keeper.
-		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+lockWait+"'"); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, sql)
 		return err
 	})
 	if err != nil {
-		return walPoint{}, fmt.Errorf("replication: %s: %w", firstWords(sql, 5), err)
+		return fmt.Errorf("replication: %s: %w", firstWords(sql, 5), err)
 	}
-	lsn, at, err := walNow(ctx, conn)
-	return walPoint{lsn, at}, err
+	return nil
+}
+
+// lockBusy: a lock the keeper gave up waiting for (or a deadlock in which
+// the server chose the keeper).
+func lockBusy(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "55P03" || pe.Code == "40P01")
 }
 
 func relName(ctx context.Context, conn *pgx.Conn, oid uint32) (string, error) {

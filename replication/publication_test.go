@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 )
 
 // changes returns every row change received as "op schema.table first-column",
@@ -267,5 +268,114 @@ func TestListedTableLosesKeyWhileStopped(t *testing.T) {
 	}
 	if err := tryExec(t, dsn, "UPDATE keyed SET v = 'c'"); err != nil {
 		t.Fatalf("UPDATE after cdcaudit started again: %v", err)
+	}
+}
+
+// The keeper's lock requests and an application's DDL can wait for each
+// other (it adds tables a, b, c in one statement while the application
+// locks c, then a — as a restore adding foreign keys does). The keeper must
+// be the one that gives up, never the application's statement; the tables
+// it could not lock are listed at a later pass.
+func TestKeeperNeverDeadlocksTheApplication(t *testing.T) {
+	t.Parallel()
+	dsn, _ := newDB(t)
+	exec(t, dsn, "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY)")
+	cfg, _ := prepare(t, dsn, Config{})
+	exec(t, dsn, "ALTER PUBLICATION cdcaudit_changes DROP TABLE a, b, c")
+	ctx := context.Background()
+	connect := func() *pgx.Conn {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	other, app, keeperConn := connect(), connect(), connect()
+
+	otherTx, err := other.Begin(ctx) // holds b: the keeper stops there, holding a
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otherTx.Exec(ctx, "LOCK TABLE b IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = cfg.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKeeper(&cfg)
+	synced := make(chan error, 1)
+	go func() { synced <- k.sync(ctx, keeperConn) }()
+	time.Sleep(300 * time.Millisecond)
+
+	appTx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appTx.Exec(ctx, "LOCK TABLE c IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() {
+		_, err := appTx.Exec(ctx, "LOCK TABLE a IN ACCESS EXCLUSIVE MODE")
+		locked <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := otherTx.Commit(ctx); err != nil { // b free: the keeper goes on to c
+		t.Fatal(err)
+	}
+	if err := <-locked; err != nil {
+		t.Fatalf("the application's statement failed: %v", err)
+	}
+	if err := appTx.Commit(ctx); err != nil {
+		t.Fatalf("the application's transaction failed: %v", err)
+	}
+	if err := <-synced; err != nil {
+		t.Fatalf("keeper: %v", err)
+	}
+	if err := k.sync(ctx, keeperConn); err != nil {
+		t.Fatal(err)
+	}
+	listed := query[string](t, dsn, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'cdcaudit_changes'")
+	if listed != "a,b,c,t" {
+		t.Errorf("changes publication lists %s, want a,b,c,t", listed)
+	}
+}
+
+// Inheritance (Odoo's ir_actions and its ir_act_* children): each table is
+// listed on its own. A parent listed after its child is no error, and a
+// parent never brings along a child whose UPDATEs would then fail.
+func TestKeeperListsInheritanceParentsAndChildren(t *testing.T) {
+	t.Parallel()
+	dsn, _ := newDB(t)
+	cfg, _ := prepare(t, dsn, Config{})
+	exec(t, dsn, `CREATE TABLE parent (id int, name text);
+		CREATE TABLE child (extra text) INHERITS (parent); ALTER TABLE child ADD PRIMARY KEY (id);
+		CREATE TABLE loose (note text) INHERITS (parent);
+		INSERT INTO loose VALUES (1, 'x', 'y')`)
+	cfg, err := cfg.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	k := newKeeper(&cfg)
+	if err := k.sync(context.Background(), conn); err != nil { // child only
+		t.Fatal(err)
+	}
+	exec(t, dsn, "ALTER TABLE parent ADD PRIMARY KEY (id)")
+	if err := k.sync(context.Background(), conn); err != nil { // then its parent
+		t.Fatal(err)
+	}
+	listed := query[string](t, dsn, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'cdcaudit_changes'")
+	if listed != "child,parent,t" {
+		t.Errorf("changes publication lists %s, want child,parent,t", listed)
+	}
+	if err := tryExec(t, dsn, "UPDATE loose SET note = 'z'"); err != nil {
+		t.Errorf("an UPDATE of a child without a key fails: %v", err)
 	}
 }

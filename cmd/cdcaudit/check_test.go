@@ -89,7 +89,7 @@ func TestCheckAgainstAServer(t *testing.T) {
 	}
 	out, errOut, code = runCLI(t, nil, "check", "--dsn", composeDSN)
 	if code != 0 || !strings.Contains(out, `publication "cdcaudit_changes" does not list public.late yet`) ||
-		!strings.Contains(out, `fix: as a superuser or the tables' owner: ALTER PUBLICATION "cdcaudit_changes" ADD TABLE public.late;`) {
+		!strings.Contains(out, `fix: as a superuser or the tables' owner: ALTER PUBLICATION "cdcaudit_changes" ADD TABLE ONLY public.late;`) {
 		t.Errorf("compose database, a table not listed: exit %d\n%s\n%s", code, out, errOut)
 	}
 
