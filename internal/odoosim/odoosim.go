@@ -163,8 +163,7 @@ func (s *Sim) tx(ctx context.Context, fn func(tx pgx.Tx) error) (uint32, error) 
 // user. It returns the transaction's xid.
 func (s *Sim) Login(ctx context.Context, uid int64) (uint32, error) {
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO res_users_log (create_uid, create_date, write_uid, write_date)
-			VALUES ($1, `+nowUTC+`, $1, `+nowUTC+`)`, uid)
+		_, err := (&Env{Ctx: ctx, Tx: tx, UID: uid}).Create("res_users_log", nil)
 		return err
 	})
 }

@@ -149,8 +149,9 @@ var laptop = Device{IP: "198.51.100.7", Platform: "linux", Browser: "chrome", Co
 // TestSQLPatterns runs every helper against the fixture and checks the
 // rows each left, and in which transaction (a row's xmin is the xid of the
 // transaction that wrote it last).
-func TestSQLPatterns(t *testing.T) {
-	f := newFixture(t)
+func TestSQLPatterns(t *testing.T) { runSQLPatterns(t, newFixture(t)) }
+
+func runSQLPatterns(t *testing.T, f *fixture) {
 	ctx := f.ctx
 	// A slot, to see the logical message in the WAL.
 	if _, err := f.ctl.Exec(ctx, "SELECT pg_create_logical_replication_slot('odoosim_test', 'test_decoding')"); err != nil {
