@@ -350,11 +350,17 @@ func (e *Env) SetGroups(uid int64, add, remove []int64) error {
 	return e.Write("res_users", []int64{uid}, nil)
 }
 
-// ChangePassword sets a user's password hash as Odoo does: the password
-// field's inverse runs a raw UPDATE res_users SET password=… WHERE id=…,
-// and the ORM's flush then stamps write_uid/write_date on the record.
+// ChangePassword sets a user's password hash as Odoo 18 does, in one
+// transaction: the password field's inverse runs a raw UPDATE res_users
+// SET password=… WHERE id=…, Odoo mails the user a "Security Update"
+// (mail_message + mail_mail rows, by the acting user), and the ORM's flush
+// stamps write_uid/write_date on the record — the acting user, who may be
+// an administrator setting someone else's password.
 func (e *Env) ChangePassword(uid int64, hash string) error {
 	if _, err := e.Tx.Exec(e.Ctx, "UPDATE res_users SET password=$1 WHERE id=$2", hash, uid); err != nil {
+		return err
+	}
+	if err := e.securityMail(uid, "Security Update: Password Changed"); err != nil {
 		return err
 	}
 	return e.Write("res_users", []int64{uid}, nil)
@@ -362,12 +368,62 @@ func (e *Env) ChangePassword(uid int64, hash string) error {
 
 // SetTOTP enables two-factor authentication with secret, or disables it
 // (secret ""): auth_totp's inverse of totp_secret runs a raw UPDATE
-// res_users SET totp_secret=… WHERE id=…, then the ORM stamps the record.
+// res_users SET totp_secret=… WHERE id=…, auth_totp_mail mails the user,
+// then the ORM stamps the record.
 func (e *Env) SetTOTP(uid int64, secret string) error {
 	if _, err := e.Tx.Exec(e.Ctx, "UPDATE res_users SET totp_secret = $1 WHERE id=$2", nullIfEmpty(secret), uid); err != nil {
 		return err
 	}
+	subject := "Security Update: 2FA Activated"
+	if secret == "" {
+		subject = "Security Update: 2FA Deactivated"
+	}
+	if err := e.securityMail(uid, subject); err != nil {
+		return err
+	}
 	return e.Write("res_users", []int64{uid}, nil)
+}
+
+// securityMail is res.users._notify_security_setting_update: a message
+// authored by the acting user and its outgoing e-mail to the user whose
+// setting changed, created by the ORM in the transaction of the change.
+func (e *Env) securityMail(uid int64, subject string) error {
+	author, from, err := e.partnerAddress(e.UID)
+	if err != nil {
+		return err
+	}
+	_, to, err := e.partnerAddress(uid)
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 8)
+	randRead(b)
+	msg, err := e.Create("mail_message", Vals{
+		"author_id": author, "body": "", "date": time.Now().UTC().Truncate(time.Second), "email_add_signature": true,
+		"email_from": from, "message_id": "<" + hex.EncodeToString(b) + "-openerp-private@odoosim>",
+		"message_type": "email_outgoing", "record_name": nil, "reply_to": from, "subject": subject,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = e.Create("mail_mail", Vals{
+		"auto_delete": true, "body_html": "<p>" + subject + "</p>", "email_to": to, "mail_message_id": msg,
+		"scheduled_date": nil, "state": "outgoing",
+	})
+	return err
+}
+
+// partnerAddress returns a user's partner and e-mail address as Odoo
+// formats it ("Name" <email>).
+func (e *Env) partnerAddress(uid int64) (int64, string, error) {
+	var id int64
+	var name, email string
+	err := e.Tx.QueryRow(e.Ctx, `SELECT p.id, p.name, COALESCE(p.email, '') FROM res_users u JOIN res_partner p ON p.id = u.partner_id
+		WHERE u.id = $1`, uid).Scan(&id, &name, &email)
+	if err != nil {
+		return 0, "", fmt.Errorf("the partner of user %d: %w", uid, err)
+	}
+	return id, `"` + strings.ReplaceAll(name, `"`, `\"`) + `" <` + email + ">", nil
 }
 
 // APIKey is a key made by CreateAPIKey.
