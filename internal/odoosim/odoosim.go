@@ -15,11 +15,15 @@
 //     the request's own transaction, before the request's business writes
 //     (Session.Request), for read-only requests on a transaction of its own
 //     (Session.Visit).
-//   - ORM writes: create_uid/write_uid = the acting user and
-//     create_date/write_date = now() AT TIME ZONE 'UTC' — the transaction's
-//     timestamp, so the same value for every row the transaction writes,
-//     also when it writes a row twice (a create followed by the flush of a
-//     stored computed field).
+//   - ORM writes, in the shapes recorded from Odoo 18.0
+//     (testdata/odoo18/traces; TestSQLIsRecordedOdoos): INSERT INTO "t"
+//     (…) VALUES (…) RETURNING "id", UPDATE "t" SET … FROM (VALUES …) AS
+//     "__tmp"(…), DELETE FROM "t" WHERE id IN (…), values as literals;
+//     create_uid/write_uid = the acting user and create_date/write_date =
+//     now() AT TIME ZONE 'UTC' — the transaction's timestamp, read once and
+//     written as a literal, so the same value for every row the
+//     transaction writes, also when it writes a row twice (a create
+//     followed by the flush of a stored computed field).
 //   - unlink: a bare DELETE that records nothing about who deleted; the
 //     recompute of a parent record (sale_order's totals after a line is
 //     deleted) stamps the parent with the deleter.
@@ -28,7 +32,8 @@
 //   - Odoo's own raw SQL: the password hash (UPDATE res_users SET password),
 //     the TOTP secret (UPDATE res_users SET totp_secret), API keys (INSERT
 //     INTO res_users_apikeys), each next to the ORM's stamp of the same
-//     record where Odoo has one.
+//     record where Odoo has one (and, for the first two, the "Security
+//     Update" e-mail: mail_message + mail_mail).
 //   - What Odoo never does: Sim.RawSQLEdit changes a business column with
 //     psql-style SQL, leaving write_date/write_uid alone.
 //
@@ -163,8 +168,7 @@ func (s *Sim) tx(ctx context.Context, fn func(tx pgx.Tx) error) (uint32, error) 
 // user. It returns the transaction's xid.
 func (s *Sim) Login(ctx context.Context, uid int64) (uint32, error) {
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO res_users_log (create_uid, create_date, write_uid, write_date)
-			VALUES ($1, `+nowUTC+`, $1, `+nowUTC+`)`, uid)
+		_, err := (&Env{Ctx: ctx, Tx: tx, UID: uid}).Create("res_users_log", nil)
 		return err
 	})
 }

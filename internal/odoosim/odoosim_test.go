@@ -149,8 +149,9 @@ var laptop = Device{IP: "198.51.100.7", Platform: "linux", Browser: "chrome", Co
 // TestSQLPatterns runs every helper against the fixture and checks the
 // rows each left, and in which transaction (a row's xmin is the xid of the
 // transaction that wrote it last).
-func TestSQLPatterns(t *testing.T) {
-	f := newFixture(t)
+func TestSQLPatterns(t *testing.T) { runSQLPatterns(t, newFixture(t)) }
+
+func runSQLPatterns(t *testing.T, f *fixture) {
 	ctx := f.ctx
 	// A slot, to see the logical message in the WAL.
 	if _, err := f.ctl.Exec(ctx, "SELECT pg_create_logical_replication_slot('odoosim_test', 'test_decoding')"); err != nil {
@@ -235,8 +236,11 @@ func TestSQLPatterns(t *testing.T) {
 
 	// Secrets through Odoo's raw SQL.
 	hash := hashPBKDF2("correct horse", 1000)
-	f.ok(s.Request(ctx, func(e *Env) error { return e.ChangePassword(Alice, hash) }))
-	eq(t, "alice's password", f.one("SELECT password || ' ' || write_uid FROM res_users WHERE id = 6"), hash+" 6")
+	xid = f.ok(sa.Request(ctx, func(e *Env) error { return e.ChangePassword(Alice, hash) }))
+	eq(t, "alice's password", f.one("SELECT password || ' ' || write_uid || ' ' || xmin FROM res_users WHERE id = 6"), hash+" 2 "+xid)
+	eq(t, "the security e-mail", f.one(`SELECT concat_ws(' | ', m.subject, m.create_uid, m.author_id, m.email_from, mm.email_to, m.xmin, mm.xmin)
+		FROM mail_message m JOIN mail_mail mm ON mm.mail_message_id = m.id`),
+		`Security Update: Password Changed | 2 | 3 | "Mitchell Admin" <admin@yourcompany.example.com> | "Alice Martin" <alice@example.com> | `+xid+" | "+xid)
 	totp := NewTOTPSecret()
 	f.ok(s.Request(ctx, func(e *Env) error { return e.SetTOTP(Alice, totp) }))
 	eq(t, "alice's TOTP secret", f.one("SELECT totp_secret FROM res_users WHERE id = 6"), totp)

@@ -5,15 +5,21 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // Env is one transaction of the ORM, as a user: Odoo's `env`. Its methods
-// send the SQL the ORM sends.
+// send the SQL the ORM sends, in the shapes recorded from a real Odoo 18.0
+// (testdata/odoo18/traces; TestSQLIsRecordedOdoos checks them): quoted
+// identifiers, values as literals (psycopg2 interpolates them), and the
+// transaction's timestamp read once and written as a literal (cr.now()).
 type Env struct {
 	Ctx context.Context
 	Tx  pgx.Tx
@@ -21,6 +27,7 @@ type Env struct {
 	UID int64
 	// Session is the request's session (nil outside a request).
 	Session *Session
+	now     string // the transaction's timestamp as a literal, once read
 }
 
 // Vals are field values for Create and Write: column → value.
@@ -30,71 +37,174 @@ type Vals map[string]any
 // timestamp, Now).
 type Expr string
 
-// Now is the ORM's timestamp as a value: the transaction's start in UTC.
+// Now is the ORM's timestamp as a value: the transaction's start in UTC,
+// written as the literal Odoo writes.
 const Now = Expr(nowUTC)
-
-func (v Vals) columns() []string {
-	cols := make([]string, 0, len(v))
-	for c := range v {
-		cols = append(cols, c)
-	}
-	slices.Sort(cols)
-	return cols
-}
 
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
+// timestamp returns the transaction's timestamp as Odoo's cr.now() has it
+// (now() AT TIME ZONE 'UTC', read once per transaction), as a literal.
+func (e *Env) timestamp() (string, error) {
+	if e.now == "" {
+		var ts string
+		if err := e.Tx.QueryRow(e.Ctx, "SELECT to_char("+nowUTC+", 'YYYY-MM-DD HH24:MI:SS.US')").Scan(&ts); err != nil {
+			return "", fmt.Errorf("the transaction's timestamp: %w", err)
+		}
+		e.now = quote(ts)
+	}
+	return e.now, nil
+}
+
+// quote is a string literal, as psycopg2 writes it (standard_conforming_strings
+// on, PostgreSQL's default: only the quote is doubled).
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// literal renders a value the way psycopg2 interpolates it into the
+// statement; maps and slices are JSON (jsonb columns).
+func (e *Env) literal(v any) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return "NULL", nil
+	case Expr:
+		if x == Now {
+			return e.timestamp()
+		}
+		return string(x), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case int32:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case string:
+		if strings.ContainsRune(x, 0) {
+			return "", fmt.Errorf("a string with a NUL byte")
+		}
+		return quote(x), nil
+	case []byte:
+		return `'\x` + hex.EncodeToString(x) + "'", nil
+	case time.Time:
+		return quote(x.UTC().Format("2006-01-02 15:04:05.999999")), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return quote(string(b)), nil
+}
+
+// row renders the values of cols as a parenthesised list of literals.
+func (e *Env) row(vals Vals, cols []string) (string, error) {
+	lits := make([]string, len(cols))
+	for i, c := range cols {
+		l, err := e.literal(vals[c])
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", c, err)
+		}
+		lits[i] = l
+	}
+	return "(" + strings.Join(lits, ", ") + ")", nil
+}
+
+func idents(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = ident(c)
+	}
+	return strings.Join(q, ", ")
+}
+
+func idList(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+// stamped returns vals plus the ORM's audit columns and their names in
+// the ORM's order (sorted).
+func stamped(vals Vals, audit Vals) (Vals, []string) {
+	all := maps.Clone(audit)
+	maps.Copy(all, vals)
+	maps.Copy(all, audit)
+	return all, slices.Sorted(maps.Keys(all))
+}
+
 // Create inserts a record the way the ORM's _create does: the given
 // values plus create_uid/write_uid = the user and create_date/write_date =
-// the transaction's timestamp. It returns the new id.
+// the transaction's timestamp, in one INSERT … RETURNING "id". It returns
+// the new id.
 func (e *Env) Create(table string, vals Vals) (int64, error) {
-	cols := vals.columns()
-	names := make([]string, 0, len(cols)+4)
-	places := make([]string, 0, len(cols)+4)
-	args := make([]any, 0, len(cols)+1)
-	for _, c := range cols {
-		names = append(names, ident(c))
-		if x, ok := vals[c].(Expr); ok {
-			places = append(places, string(x))
-			continue
-		}
-		args = append(args, vals[c])
-		places = append(places, fmt.Sprintf("$%d", len(args)))
+	all, cols := stamped(vals, Vals{"create_uid": e.UID, "create_date": Now, "write_uid": e.UID, "write_date": Now})
+	row, err := e.row(all, cols)
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", table, err)
 	}
-	args = append(args, e.UID)
-	uid := fmt.Sprintf("$%d", len(args))
-	names = append(names, "create_uid", "create_date", "write_uid", "write_date")
-	places = append(places, uid, nowUTC, uid, nowUTC)
 	var id int64
-	err := e.Tx.QueryRow(e.Ctx, "INSERT INTO "+ident(table)+" ("+strings.Join(names, ", ")+") VALUES ("+
-		strings.Join(places, ", ")+") RETURNING id", args...).Scan(&id)
+	err = e.Tx.QueryRow(e.Ctx, "INSERT INTO "+ident(table)+" ("+idents(cols)+") VALUES "+row+` RETURNING "id"`).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", table, err)
 	}
 	return id, nil
 }
 
+// columnTypes returns the SQL types of a table's columns, for the casts of
+// Write (the ORM knows them from its fields).
+func (e *Env) columnTypes(table string) (map[string]string, error) {
+	rows, err := e.Tx.Query(e.Ctx, `SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, ident(table))
+	if err != nil {
+		return nil, err
+	}
+	types := map[string]string{}
+	var name, typ string
+	_, err = pgx.ForEachRow(rows, []any{&name, &typ}, func() error { types[name] = typ; return nil })
+	return types, err
+}
+
 // Write updates records the way the ORM's flush does: the given values
-// plus write_uid = the user and write_date = the transaction's timestamp.
+// plus write_uid = the user and write_date = the transaction's timestamp,
+// in Odoo 18's one-statement form for any number of records:
+//
+//	UPDATE "t" SET "c" = "__tmp"."c"::type, … FROM (VALUES (id, …), …)
+//	AS "__tmp"("id", "c", …) WHERE "t"."id" = "__tmp"."id"
+//
 // With no values it only stamps them (a write whose fields are stored
 // elsewhere, e.g. a many2many or an inverse).
 func (e *Env) Write(table string, ids []int64, vals Vals) error {
-	cols := vals.columns()
-	sets := make([]string, 0, len(cols)+2)
-	args := make([]any, 0, len(cols)+2)
-	for _, c := range cols {
-		if x, ok := vals[c].(Expr); ok {
-			sets = append(sets, ident(c)+" = "+string(x))
-			continue
-		}
-		args = append(args, vals[c])
-		sets = append(sets, fmt.Sprintf("%s = $%d", ident(c), len(args)))
+	if len(ids) == 0 {
+		return nil
 	}
-	args = append(args, e.UID)
-	sets = append(sets, fmt.Sprintf("write_uid = $%d", len(args)), "write_date = "+nowUTC)
-	args = append(args, ids)
-	_, err := e.Tx.Exec(e.Ctx, "UPDATE "+ident(table)+" SET "+strings.Join(sets, ", ")+
-		fmt.Sprintf(" WHERE id = ANY($%d)", len(args)), args...)
+	all, cols := stamped(vals, Vals{"write_uid": e.UID, "write_date": Now})
+	types, err := e.columnTypes(table)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", table, err)
+	}
+	sets := make([]string, len(cols))
+	for i, c := range cols {
+		if types[c] == "" {
+			return fmt.Errorf("write %s: no column %s", table, c)
+		}
+		sets[i] = ident(c) + ` = "__tmp".` + ident(c) + "::" + types[c]
+	}
+	rows := make([]string, len(ids))
+	for i, id := range ids {
+		all["id"] = id
+		r, err := e.row(all, append([]string{"id"}, cols...))
+		if err != nil {
+			return fmt.Errorf("write %s: %w", table, err)
+		}
+		rows[i] = r
+	}
+	t := ident(table)
+	_, err = e.Tx.Exec(e.Ctx, "UPDATE "+t+" SET "+strings.Join(sets, ", ")+" FROM (VALUES "+strings.Join(rows, ", ")+
+		`) AS "__tmp"("id", `+idents(cols)+") WHERE "+t+`."id" = "__tmp"."id"`)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", table, err)
 	}
@@ -104,7 +214,7 @@ func (e *Env) Write(table string, ids []int64, vals Vals) error {
 // Unlink deletes records the way the ORM does: a bare DELETE, which
 // records nothing about who deleted.
 func (e *Env) Unlink(table string, ids ...int64) error {
-	if _, err := e.Tx.Exec(e.Ctx, "DELETE FROM "+ident(table)+" WHERE id = ANY($1)", ids); err != nil {
+	if _, err := e.Tx.Exec(e.Ctx, "DELETE FROM "+ident(table)+" WHERE id IN ("+idList(ids)+")"); err != nil {
 		return fmt.Errorf("unlink %s: %w", table, err)
 	}
 	return nil
@@ -180,18 +290,17 @@ func (e *Env) CreateOrderWithLines(partnerID int64, lines []Line) (orderID int64
 	return orderID, lineIDs, e.recomputeOrder(orderID)
 }
 
-// recomputeOrder is the flush of sale_order's stored computed totals,
-// stamped with the acting user.
+// recomputeOrder is the flush of sale_order's stored computed totals
+// (computed in Python, written by the ORM), stamped with the acting user.
 func (e *Env) recomputeOrder(orderID int64) error {
-	_, err := e.Tx.Exec(e.Ctx, `UPDATE sale_order o SET amount_untaxed = s.untaxed, amount_tax = s.tax,
-			amount_total = s.untaxed + s.tax, write_uid = $2, write_date = `+nowUTC+`
-		FROM (SELECT COALESCE(sum(price_subtotal), 0) AS untaxed, COALESCE(round(sum(price_tax)::numeric, 2), 0) AS tax
-		      FROM sale_order_line WHERE order_id = $1) s
-		WHERE o.id = $1`, orderID, e.UID)
+	var untaxed, tax, total string
+	err := e.Tx.QueryRow(e.Ctx, `SELECT u::text, t::text, (u + t)::text FROM
+		(SELECT COALESCE(sum(price_subtotal), 0) AS u, COALESCE(round(sum(price_tax)::numeric, 2), 0) AS t
+		 FROM sale_order_line WHERE order_id = $1) s`, orderID).Scan(&untaxed, &tax, &total)
 	if err != nil {
 		return fmt.Errorf("recompute sale_order %d: %w", orderID, err)
 	}
-	return nil
+	return e.Write("sale_order", []int64{orderID}, Vals{"amount_untaxed": untaxed, "amount_tax": tax, "amount_total": total})
 }
 
 // WriteOrder writes an order's fields (e.g. Vals{"state": "sale"}).
@@ -223,24 +332,35 @@ func (e *Env) DeleteOrder(id int64) error { return e.Unlink("sale_order", id) }
 // record that owns the change.
 func (e *Env) SetGroups(uid int64, add, remove []int64) error {
 	if len(add) > 0 {
-		if _, err := e.Tx.Exec(e.Ctx, `INSERT INTO res_groups_users_rel (uid, gid)
-			SELECT $1, g FROM unnest($2::int4[]) AS g ON CONFLICT DO NOTHING`, uid, add); err != nil {
+		pairs := make([]string, len(add))
+		for i, g := range add {
+			pairs[i] = fmt.Sprintf("(%d, %d)", uid, g)
+		}
+		if _, err := e.Tx.Exec(e.Ctx, `INSERT INTO "res_groups_users_rel" ("uid", "gid") VALUES `+strings.Join(pairs, ", ")+
+			" ON CONFLICT DO NOTHING"); err != nil {
 			return fmt.Errorf("res_groups_users_rel: %w", err)
 		}
 	}
 	if len(remove) > 0 {
-		if _, err := e.Tx.Exec(e.Ctx, `DELETE FROM res_groups_users_rel WHERE uid = $1 AND gid = ANY($2::int4[])`, uid, remove); err != nil {
+		if _, err := e.Tx.Exec(e.Ctx, fmt.Sprintf(`DELETE FROM "res_groups_users_rel" WHERE "uid" IN (%d) AND "gid" IN (%s)`,
+			uid, idList(remove))); err != nil {
 			return fmt.Errorf("res_groups_users_rel: %w", err)
 		}
 	}
 	return e.Write("res_users", []int64{uid}, nil)
 }
 
-// ChangePassword sets a user's password hash as Odoo does: the password
-// field's inverse runs a raw UPDATE res_users SET password=… WHERE id=…,
-// and the ORM's flush then stamps write_uid/write_date on the record.
+// ChangePassword sets a user's password hash as Odoo 18 does, in one
+// transaction: the password field's inverse runs a raw UPDATE res_users
+// SET password=… WHERE id=…, Odoo mails the user a "Security Update"
+// (mail_message + mail_mail rows, by the acting user), and the ORM's flush
+// stamps write_uid/write_date on the record — the acting user, who may be
+// an administrator setting someone else's password.
 func (e *Env) ChangePassword(uid int64, hash string) error {
 	if _, err := e.Tx.Exec(e.Ctx, "UPDATE res_users SET password=$1 WHERE id=$2", hash, uid); err != nil {
+		return err
+	}
+	if err := e.securityMail(uid, "Security Update: Password Changed"); err != nil {
 		return err
 	}
 	return e.Write("res_users", []int64{uid}, nil)
@@ -248,12 +368,62 @@ func (e *Env) ChangePassword(uid int64, hash string) error {
 
 // SetTOTP enables two-factor authentication with secret, or disables it
 // (secret ""): auth_totp's inverse of totp_secret runs a raw UPDATE
-// res_users SET totp_secret=… WHERE id=…, then the ORM stamps the record.
+// res_users SET totp_secret=… WHERE id=…, auth_totp_mail mails the user,
+// then the ORM stamps the record.
 func (e *Env) SetTOTP(uid int64, secret string) error {
 	if _, err := e.Tx.Exec(e.Ctx, "UPDATE res_users SET totp_secret = $1 WHERE id=$2", nullIfEmpty(secret), uid); err != nil {
 		return err
 	}
+	subject := "Security Update: 2FA Activated"
+	if secret == "" {
+		subject = "Security Update: 2FA Deactivated"
+	}
+	if err := e.securityMail(uid, subject); err != nil {
+		return err
+	}
 	return e.Write("res_users", []int64{uid}, nil)
+}
+
+// securityMail is res.users._notify_security_setting_update: a message
+// authored by the acting user and its outgoing e-mail to the user whose
+// setting changed, created by the ORM in the transaction of the change.
+func (e *Env) securityMail(uid int64, subject string) error {
+	author, from, err := e.partnerAddress(e.UID)
+	if err != nil {
+		return err
+	}
+	_, to, err := e.partnerAddress(uid)
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 8)
+	randRead(b)
+	msg, err := e.Create("mail_message", Vals{
+		"author_id": author, "body": "", "date": time.Now().UTC().Truncate(time.Second), "email_add_signature": true,
+		"email_from": from, "message_id": "<" + hex.EncodeToString(b) + "-openerp-private@odoosim>",
+		"message_type": "email_outgoing", "record_name": nil, "reply_to": from, "subject": subject,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = e.Create("mail_mail", Vals{
+		"auto_delete": true, "body_html": "<p>" + subject + "</p>", "email_to": to, "mail_message_id": msg,
+		"scheduled_date": nil, "state": "outgoing",
+	})
+	return err
+}
+
+// partnerAddress returns a user's partner and e-mail address as Odoo
+// formats it ("Name" <email>).
+func (e *Env) partnerAddress(uid int64) (int64, string, error) {
+	var id int64
+	var name, email string
+	err := e.Tx.QueryRow(e.Ctx, `SELECT p.id, p.name, COALESCE(p.email, '') FROM res_users u JOIN res_partner p ON p.id = u.partner_id
+		WHERE u.id = $1`, uid).Scan(&id, &name, &email)
+	if err != nil {
+		return 0, "", fmt.Errorf("the partner of user %d: %w", uid, err)
+	}
+	return id, `"` + strings.ReplaceAll(name, `"`, `\"`) + `" <` + email + ">", nil
 }
 
 // APIKey is a key made by CreateAPIKey.

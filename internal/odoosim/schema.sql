@@ -440,6 +440,32 @@ CREATE INDEX mail_message_model_res_id_id_idx ON mail_message (model, res_id, id
 CREATE INDEX mail_message_model_res_id_idx ON mail_message (model, res_id);
 COMMENT ON TABLE mail_message IS 'Message';
 
+-- mail.mail: an outgoing e-mail of a message (e.g. the "Security Update"
+-- mail Odoo sends in the transaction that changes a password or turns on
+-- two-factor authentication).
+CREATE TABLE mail_mail (
+    id                   serial PRIMARY KEY,
+    mail_message_id      integer NOT NULL REFERENCES mail_message(id) ON DELETE CASCADE,
+    fetchmail_server_id  integer,
+    create_uid           integer REFERENCES res_users(id) ON DELETE SET NULL,
+    write_uid            integer REFERENCES res_users(id) ON DELETE SET NULL,
+    email_cc             varchar,
+    state                varchar,
+    failure_type         varchar,
+    body_html            text,
+    "references"         text,
+    headers              text,
+    email_to             text,
+    failure_reason       text,
+    is_notification      boolean,
+    auto_delete          boolean,
+    scheduled_date       timestamp without time zone,
+    create_date          timestamp without time zone,
+    write_date           timestamp without time zone
+);
+CREATE INDEX mail_mail__mail_message_id_index ON mail_mail (mail_message_id);
+COMMENT ON TABLE mail_mail IS 'Outgoing Mails';
+
 -- mail.followers: who follows which record; no audit columns.
 CREATE TABLE mail_followers (
     id          serial PRIMARY KEY,
@@ -507,6 +533,7 @@ ALTER TABLE change_password_user REPLICA IDENTITY FULL;
 ALTER TABLE res_users_identitycheck REPLICA IDENTITY FULL;
 ALTER TABLE auth_totp_wizard     REPLICA IDENTITY FULL;
 ALTER TABLE mail_message         REPLICA IDENTITY FULL;
+ALTER TABLE mail_mail            REPLICA IDENTITY FULL;
 ALTER TABLE mail_followers       REPLICA IDENTITY FULL;
 ALTER TABLE mail_followers_mail_message_subtype_rel REPLICA IDENTITY FULL;
 ALTER TABLE mail_tracking_value  REPLICA IDENTITY FULL;
