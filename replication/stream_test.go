@@ -1,11 +1,15 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	osexec "os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -388,11 +392,26 @@ func TestStreamPublicationRecreated(t *testing.T) {
 	}
 }
 
+var germanLocale sync.Once
+
+// installGermanLocale makes the de_DE.UTF-8 locale when it is missing and
+// the tests run as root (as the harness installs PostgreSQL itself), so the
+// German tests run on a fresh Debian machine too; glibc's localedef and its
+// locale sources come with every Debian system.
+func installGermanLocale() {
+	out, _ := osexec.Command("locale", "-a").Output()
+	if bytes.Contains(bytes.ToLower(out), []byte("de_de.utf8")) || os.Geteuid() != 0 {
+		return
+	}
+	_ = osexec.Command("localedef", "-i", "de_DE", "-f", "UTF-8", "de_DE.UTF-8").Run()
+}
+
 // germanServer starts a private server whose messages are German (plus
 // settings) and returns the DSN of its postgres database; it skips the test
 // when the locale or the translations are not installed.
 func germanServer(t *testing.T, settings map[string]string) string {
 	t.Helper()
+	germanLocale.Do(installGermanLocale)
 	conf := map[string]string{"lc_messages": "'de_DE.utf8'", "wal_sender_timeout": "'2s'"}
 	for k, v := range settings {
 		conf[k] = v
