@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -40,7 +41,16 @@ type Server struct {
 	ln   net.Listener
 	path string
 	done chan struct{}
+
+	mu     sync.Mutex
+	active net.Conn // the copy being served; Close ends it
+	closed bool
 }
+
+// stallAfter is how long a client may stop reading before its copy is given
+// up: a stuck client must not keep a read transaction (pages bbolt cannot
+// reuse) open, nor hold up the daemon's stop.
+const stallAfter = 30 * time.Second
 
 // Serve listens on dir's socket and serves copies of src until Close. A
 // socket left behind by a crashed daemon is replaced: the caller holds the
@@ -78,6 +88,12 @@ func Serve(dir string, src Source, log *slog.Logger) (*Server, error) {
 
 // Close stops serving and removes the socket.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	if s.active != nil {
+		s.active.Close()
+	}
+	s.mu.Unlock()
 	s.ln.Close()
 	<-s.done
 	os.Remove(s.path)
@@ -92,8 +108,30 @@ func (s *Server) serve(src Source, log *slog.Logger) {
 		}
 		// One copy at a time is plenty, and keeps a stuck client from
 		// piling up read transactions (each holds pages bbolt cannot reuse).
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.active = c
+		s.mu.Unlock()
 		s.handle(c.(*net.UnixConn), src, log)
+		s.mu.Lock()
+		s.active = nil
+		s.mu.Unlock()
 	}
+}
+
+// deadlineWriter moves the write deadline forward before every write, so a
+// copy may take as long as it needs but a client may not stall it.
+type deadlineWriter struct{ c net.Conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	if err := w.c.SetWriteDeadline(time.Now().Add(stallAfter)); err != nil {
+		return 0, err
+	}
+	return w.c.Write(p)
 }
 
 func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
@@ -110,7 +148,7 @@ func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
 	}
 	c.SetReadDeadline(time.Time{})
 	start := time.Now()
-	bw := bufio.NewWriterSize(c, 1<<20)
+	bw := bufio.NewWriterSize(deadlineWriter{c}, 1<<20)
 	n, err := src.WriteCopy(bw, func(size int64) error {
 		_, err := fmt.Fprintf(bw, "ok %d\n", size)
 		return err

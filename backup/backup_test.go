@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // memSource is a store of fixed bytes.
@@ -64,5 +66,34 @@ func TestServeFetch(t *testing.T) {
 	var got bytes.Buffer
 	if _, err := Fetch(dir, &got); err != nil || got.String() != "y" {
 		t.Fatalf("Fetch from the new server: %q %v", got.String(), err)
+	}
+}
+
+// A client that stops reading must not hold up the daemon's stop: Close
+// ends the copy being served.
+func TestCloseEndsAStalledCopy(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("x"), 64<<20) // far more than the socket buffers
+	srv, err := Serve(dir, memSource(data), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", filepath.Join(dir, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 16)); err != nil { // the copy has begun; now stop reading
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close is still waiting for a client that stopped reading")
 	}
 }
