@@ -33,13 +33,34 @@ func damaged(path, format string, args ...any) error {
 // file no longer holds, which would otherwise kill the process. Use it as
 // defer catchDamage(path, &err)() around every call into bbolt; it is
 // per goroutine, and callbacks run on the calling goroutine.
+// A panic of the caller's own code (a callback of Scan or LoadState) is
+// not damage: it goes on as the panic it was.
 func catchDamage(path string, err *error) func() {
 	old := debug.SetPanicOnFault(true)
 	return func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
+			if cp, ok := r.(callerPanic); ok {
+				panic(cp.v)
+			}
 			*err = damaged(path, "bbolt cannot read it: %v", r)
 		}
+	}
+}
+
+// callerPanic carries a panic of a caller's callback through catchDamage.
+type callerPanic struct{ v any }
+
+// guarded runs a caller's callback so that its panic is not taken for
+// damage of the file.
+func guarded(fn func(k, v []byte) error) func(k, v []byte) error {
+	return func(k, v []byte) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				panic(callerPanic{r})
+			}
+		}()
+		return fn(k, v)
 	}
 }
 

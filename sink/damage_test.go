@@ -231,3 +231,18 @@ func TestWipedStoreRefusedForWriting(t *testing.T) {
 		t.Fatalf("Verify: %v", err)
 	}
 }
+
+// A bug in a caller's callback is the caller's panic, not damage of the
+// file: the operator must not be told to restore a healthy store.
+func TestCallerPanicIsNotDamage(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	mustAppend(t, s, txBatch(0x100, 2))
+	defer func() {
+		if r := recover(); r != "caller bug" {
+			t.Errorf("recovered %v, want the caller's own panic", r)
+		}
+	}()
+	err := s.Scan(nil, nil, func(k, v []byte) error { panic("caller bug") })
+	t.Fatalf("Scan returned %v instead of panicking", err)
+}

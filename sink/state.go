@@ -73,6 +73,6 @@ func (s *Store) LoadState(bucket string, fn func(key, value []byte) error) error
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(fn)
+		return b.ForEach(guarded(fn))
 	})
 }

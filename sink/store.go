@@ -410,6 +410,7 @@ func (s *Store) SetIdentity(id Identity) error {
 // pages, and blocks the writer if the file outgrows its mapping; the
 // initial mapping is large to make the latter rare.
 func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
+	fn = guarded(fn)
 	return s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		var k, v []byte
