@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -14,7 +15,9 @@ import (
 
 // stateCoverage is the state bucket that records, per table and
 // operations, from when on they are captured (or no longer are): keys are
-// "<schema.table> <ops>" ("*" for every table), values coverageRecord.
+// "<schema.table> <ops> <LSN, 16 hex digits>" ("*" for every table), values
+// coverageRecord. Every change is kept: a window in which a table was not
+// captured stays on record after it is captured again.
 const stateCoverage = "coverage"
 
 type coverageRecord struct {
@@ -35,7 +38,7 @@ type coverageRecords struct {
 
 func (r *coverageRecords) add(c replication.Coverage) {
 	v, _ := json.Marshal(coverageRecord{Captured: c.Captured, LSN: audit.FormatLSN(c.LSN), Time: c.Time.UTC(), Reason: c.Reason})
-	rec := sink.StateRecord{Bucket: stateCoverage, Key: c.Table + " " + c.Ops, Value: v}
+	rec := sink.StateRecord{Bucket: stateCoverage, Key: fmt.Sprintf("%s %s %016X", c.Table, c.Ops, c.LSN), Value: v}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.w == nil {

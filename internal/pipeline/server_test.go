@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,7 +177,7 @@ func TestRunRecordsCoverage(t *testing.T) {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return err
 		}
-		got[string(k)] = r
+		got[string(k[:bytes.LastIndexByte(k, ' ')])] = r // the key without its LSN
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -187,5 +189,34 @@ func TestRunRecordsCoverage(t *testing.T) {
 	}
 	if _, ok := got["public.loose update, delete"]; ok {
 		t.Fatalf("a table without replica identity recorded as covered: %+v", got)
+	}
+}
+
+// A coverage change never overwrites an earlier one: the window in which a
+// table's updates were not captured stays on record after they are again.
+func TestCoverageKeepsHistory(t *testing.T) {
+	dir := t.TempDir()
+	st, err := sink.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := sink.NewWriter(st, 16)
+	r := &coverageRecords{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := r.attach(w); err != nil {
+		t.Fatal(err)
+	}
+	r.add(replication.Coverage{Table: "public.item", Ops: "update, delete", Captured: false, LSN: 0x100, Reason: "REPLICA IDENTITY NOTHING"})
+	r.add(replication.Coverage{Table: "public.item", Ops: "update, delete", Captured: true, LSN: 0x200})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := st.LoadState(stateCoverage, func(k, v []byte) error { keys = append(keys, string(k)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	want := []string{"public.item update, delete 0000000000000100", "public.item update, delete 0000000000000200"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("coverage keys %q, want %q", keys, want)
 	}
 }
