@@ -276,6 +276,9 @@ type consumer struct {
 	pendRuns  []tableRun
 	durCounts map[tableOp]int // scratch of the writer goroutine
 
+	anchorQ    chan struct{}
+	anchorDone chan struct{}
+
 	feed     func(*audit.Event)
 	feedEvts []*audit.Event
 	feedQ    chan feedItem
@@ -320,7 +323,10 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
 		if ci.Stored > 0 && time.Since(lastAnchor) >= anchorEvery {
-			publishHead(anchors, store, "chain head")
+			select { // published off this goroutine: see publishAnchors
+			case c.anchorQ <- struct{}{}:
+			default:
+			}
 			lastAnchor = time.Now()
 		}
 		if c.m != nil {
@@ -336,6 +342,8 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		c.durable.Broadcast()
 		c.durable.L.Unlock()
 	}
+	c.anchorQ, c.anchorDone = make(chan struct{}, 1), make(chan struct{})
+	go c.publishAnchors(anchors, store)
 	if c.feed != nil {
 		c.feedQ = make(chan feedItem, 1024)
 		c.feedDone = make(chan struct{})
@@ -357,7 +365,19 @@ func (c *consumer) storeFailed() {
 	})
 }
 
+// publishAnchors publishes the chain head when the writer asks: on a
+// goroutine of its own, so that a syslog server or anchor file that hangs
+// never holds up the store's commits.
+func (c *consumer) publishAnchors(anchors *anchor.Publisher, store *sink.Store) {
+	defer close(c.anchorDone)
+	for range c.anchorQ {
+		publishHead(anchors, store, "chain head")
+	}
+}
+
 func (c *consumer) close() {
+	close(c.anchorQ)
+	<-c.anchorDone
 	if c.feedQ != nil {
 		close(c.feedQ)
 		<-c.feedDone
