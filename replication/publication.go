@@ -317,17 +317,23 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 		// without it leaves them to whoever creates tables (see
 		// deploy/postgres/init/10-cdcaudit.sql); say which are missing.
 		for oid, c := range known {
-			if c.listed && !have[oid] {
+			if c.listed && !have[oid] && !slices.Contains(add, c.name) {
 				c.listed, c.reason = false, "this role may not add it to "+k.cfg.changesPub()+" (not its owner)"
 				known[oid] = c
 			}
 		}
-		if denied := strings.Join(add, ", "); denied != k.denied {
+		var notAdded []string
+		for _, name := range wanted {
+			if !slices.Contains(add, name) {
+				notAdded = append(notAdded, name)
+			}
+		}
+		if denied := strings.Join(notAdded, ", "); denied != k.denied {
 			k.denied = denied
 			k.log.Error("cannot add tables to the changes publication: their updates and deletes are NOT captured", "tables", denied, "err", err,
 				"fix", "run cdcaudit as a superuser or the tables' owner, or have them added: ALTER PUBLICATION "+k.cfg.changesIdent()+" ADD TABLE …")
 		}
-		add, err = nil, nil
+		err = nil // what was added before the refusal is reported below
 	}
 	if err != nil {
 		return err
@@ -374,25 +380,36 @@ func (k *keeper) alter(ctx context.Context, conn *pgx.Conn, verb string, tables 
 		return walPoint{}, nil, nil
 	}
 	err := k.alterTx(ctx, conn, verb, tables)
-	done := tables
-	if lockBusy(err) {
-		done = nil
-		for _, t := range tables {
-			switch err = k.alterTx(ctx, conn, verb, []string{t}); {
-			case err == nil:
-				done = append(done, t)
-			case lockBusy(err):
-				k.cfg.Logger.Debug("table busy: the changes publication is updated at the next poll", "table", t, "verb", verb, "err", err)
-			default:
-				return walPoint{}, done, err
-			}
+	switch {
+	case err == nil:
+		return k.altered(ctx, conn, tables, nil)
+	case !lockBusy(err):
+		return walPoint{}, nil, err
+	}
+	var done []string
+	for _, t := range tables {
+		switch err = k.alterTx(ctx, conn, verb, []string{t}); {
+		case err == nil:
+			done = append(done, t)
+		case lockBusy(err):
+			k.cfg.Logger.Debug("table busy: the changes publication is updated at the next poll", "table", t, "verb", verb, "err", err)
+		default:
+			return k.altered(ctx, conn, done, err)
 		}
-		err = nil
 	}
-	if err != nil || len(done) == 0 {
-		return walPoint{}, done, err
+	return k.altered(ctx, conn, done, nil)
+}
+
+// altered returns the tables changed, with the WAL position after them,
+// and the error that stopped the rest.
+func (k *keeper) altered(ctx context.Context, conn *pgx.Conn, done []string, err error) (walPoint, []string, error) {
+	if len(done) == 0 {
+		return walPoint{}, nil, err
 	}
-	lsn, at, err := walNow(ctx, conn)
+	lsn, at, werr := walNow(ctx, conn)
+	if err == nil {
+		err = werr
+	}
 	return walPoint{lsn, at}, done, err
 }
 
