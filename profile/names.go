@@ -11,7 +11,8 @@ type Column struct {
 
 // OdooSecretColumns returns the columns of a table that hold credentials by
 // the naming of Odoo's own models: password, passwd, pass, pwd, secret,
-// token (access_token, the portal's capability URLs included), and keys
+// token (access_token, the portal's capability URLs included), pin, the
+// payment providers' SHA passphrases (aps_sha_request), and keys
 // that are credentials (api_key, private_key, secret_key …). It applies to
 // tables that Odoo's ORM made, recognised by the log-access columns the ORM
 // gives every model (create_uid, create_date, write_uid, write_date), so it
@@ -61,14 +62,22 @@ func SecretName(name string) bool {
 	if len(words) == 1 && words[0] == "key" {
 		return false // an identifier: parameter name, XML id
 	}
-	var key bool
+	var key, sha, direction bool
 	for _, w := range words {
 		switch w {
-		case "password", "passwd", "pass", "pwd", "secret", "token", "rtoken", "apikey", "apikeys":
+		case "password", "passwd", "pass", "pwd", "secret", "token", "rtoken", "apikey", "apikeys",
+			"pin", "passphrase", "shakey": // a kiosk PIN; payment providers' SHA passphrases
 			return true
 		case "key", "keys":
 			key = true
+		case "sha":
+			sha = true
+		case "request", "response", "in", "out":
+			direction = true
 		}
+	}
+	if sha && direction {
+		return true // aps_sha_request: the passphrase of a request's SHA signature
 	}
 	if !key {
 		return false

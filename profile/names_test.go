@@ -26,6 +26,8 @@ func TestSecretName(t *testing.T) {
 		"recaptcha_private_key", "turnstile_secret_key", "unsplash_access_key", "plausible_shared_key",
 		"account_peppol_migration_key", "l10n_hu_edi_signature_key", "attendance_kiosk_key", "pkcs12_password",
 		"visibility_password", "Password",
+		// PINs (hr kiosk, ETA USB token) and payment passphrases (APS, Ogone)
+		"pin", "aps_sha_request", "aps_sha_response", "ogone_shakey_in", "pem_key", "smtp_ssl_private_key",
 	}
 	notSecret := []string{
 		// identifiers named key: a parameter's name, XML ids
