@@ -126,7 +126,7 @@ func ensurePublications(ctx context.Context, conn *pgx.Conn, cfg *Config, k *kee
 		if err != nil {
 			return created, err
 		}
-		k.report(Coverage{Table: "*", Ops: publishInserts, Captured: true, LSN: lsn, Time: at})
+		k.cfg.reportCoverage(Coverage{Table: "*", Ops: publishInserts, Captured: true, LSN: lsn, Time: at})
 	}
 
 	changes, err := readPublication(ctx, conn, cfg.changesPub())
@@ -228,9 +228,10 @@ func newKeeper(cfg *Config) *keeper {
 	return &keeper{cfg: cfg, log: cfg.Logger.With(cfg.server(), "publication", cfg.changesPub()), known: map[uint32]tableCoverage{}}
 }
 
-func (k *keeper) report(c Coverage) {
-	if k.cfg.OnCoverage != nil {
-		k.cfg.OnCoverage(c)
+// reportCoverage hands a coverage change to the caller, if it listens.
+func (c *Config) reportCoverage(cov Coverage) {
+	if c.OnCoverage != nil {
+		c.OnCoverage(cov)
 	}
 }
 
@@ -296,7 +297,7 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		k.cfg.Logger.Warn("updates and deletes of this table are NO LONGER captured", "table", name, "reason", reason, "lsn", lsnString(dropped.lsn), "at", dropped.at)
-		k.report(Coverage{Table: name, Ops: publishChanges, Captured: false, LSN: dropped.lsn, Time: dropped.at, Reason: reason})
+		k.cfg.reportCoverage(Coverage{Table: name, Ops: publishChanges, Captured: false, LSN: dropped.lsn, Time: dropped.at, Reason: reason})
 	}
 	wanted := add
 	added, add, err := k.alter(ctx, conn, "ADD", add)
@@ -346,7 +347,7 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 	}
 	for _, name := range add {
 		k.cfg.Logger.Log(ctx, level, "updates and deletes of this table are captured from now on", "table", name, "lsn", lsnString(added.lsn), "at", added.at)
-		k.report(Coverage{Table: name, Ops: publishChanges, Captured: true, LSN: added.lsn, Time: added.at})
+		k.cfg.reportCoverage(Coverage{Table: name, Ops: publishChanges, Captured: true, LSN: added.lsn, Time: added.at})
 	}
 	if len(uncovered) > 0 && !k.quiet {
 		slices.Sort(uncovered)

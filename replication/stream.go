@@ -152,8 +152,8 @@ func (st *streamer) loop(ctx context.Context, start uint64) error {
 			// publication was created after the slot (an upgrade).
 			st.log.Warn("UPDATES AND DELETES BETWEEN THESE POSITIONS ARE NOT CAPTURED: publication "+st.cfg.changesPub()+" was created after the slot, and pgoutput cannot decode the WAL before it with it; streaming from both publications again",
 				"from", lsnString(start), "until", lsnString(st.insertsOnlyUntil))
-			st.report(Coverage{Table: "*", Ops: publishChanges, Captured: false, LSN: start, Time: time.Now(), Reason: "publication " + st.cfg.changesPub() + " did not exist yet"})
-			st.report(Coverage{Table: "*", Ops: publishChanges, Captured: true, LSN: st.insertsOnlyUntil, Time: time.Now()})
+			st.cfg.reportCoverage(Coverage{Table: "*", Ops: publishChanges, Captured: false, LSN: start, Time: time.Now(), Reason: "publication " + st.cfg.changesPub() + " did not exist yet"})
+			st.cfg.reportCoverage(Coverage{Table: "*", Ops: publishChanges, Captured: true, LSN: st.insertsOnlyUntil, Time: time.Now()})
 			st.insertsOnlyUntil = 0
 			switched = true
 		}
@@ -216,12 +216,6 @@ func (st *streamer) walNow(ctx context.Context) (uint64, error) {
 	defer closeQuietly(conn)
 	lsn, _, err := walNow(ctx, conn)
 	return lsn, err
-}
-
-func (st *streamer) report(c Coverage) {
-	if st.cfg.OnCoverage != nil {
-		st.cfg.OnCoverage(c)
-	}
 }
 
 // backoff is 250ms doubling to 30s, with jitter over its upper half so
