@@ -194,6 +194,8 @@ type evInfo struct {
 	at    int64 // updated_at in µs since the epoch, when atOK
 	atOK  bool
 	state uint8
+	key   string // rowKey's cache
+	keyOK bool
 }
 
 // evInfo.state: what is left to judge of an update.
@@ -513,7 +515,7 @@ func (c *Correlator) Attribute(tx *Tx) {
 				}
 				ev.state, judge = evUnknown, true
 				ev.at, ev.atOK = parseStamp(v)
-				if ev.atOK && c.recent.fresh(ti, e, ev.at, tx.XID, commit) {
+				if ev.atOK && c.recent.fresh(&ev, e, ev.at, tx.XID, commit) {
 					c.addStamp(ti, v)
 				}
 			}
@@ -716,7 +718,7 @@ func (c *Correlator) judge(ev *evInfo, e *audit.Event, xid uint32, commit int64)
 		return stampOpen // stamps disagree: not all of them are the application's
 	}
 	switch {
-	case c.recent.same(ev.ti, e, ev.at, xid, commit):
+	case c.recent.same(ev, e, ev.at, xid, commit):
 		return stampRaw // an earlier transaction left this very value
 	case len(c.txStamps) > 0 && !c.manyStamps && ev.at < slices.Min(c.txStamps):
 		return stampRaw // older than this transaction's own stamp

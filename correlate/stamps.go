@@ -63,29 +63,29 @@ func (r *recentStamps) advance(commitTime time.Time) {
 	r.nextSweep = now + recentFor.Microseconds()/4
 }
 
-func (r *recentStamps) lookup(ti *tableInfo, e *audit.Event) (recentStamp, bool) {
+func (r *recentStamps) lookup(ev *evInfo, e *audit.Event) (recentStamp, bool) {
 	if len(r.rows) == 0 || len(e.Key) == 0 {
 		return recentStamp{}, false
 	}
-	s, ok := r.rows[rowRef{ti, keyString(e.Key)}]
+	s, ok := r.rows[rowRef{ev.ti, ev.rowKey(e)}]
 	return s, ok
 }
 
 // same reports whether an earlier transaction left this row with this
 // updated_at.
-func (r *recentStamps) same(ti *tableInfo, e *audit.Event, at int64, xid uint32, commit int64) bool {
-	s, ok := r.lookup(ti, e)
+func (r *recentStamps) same(ev *evInfo, e *audit.Event, at int64, xid uint32, commit int64) bool {
+	s, ok := r.lookup(ev, e)
 	return ok && s.at == at && (s.xid != xid || s.commit != commit)
 }
 
 // fresh reports whether this transaction wrote the row's updated_at: no
 // earlier transaction can have left that value (it is later than the
 // horizon, and no remembered write left it), and it is not after the commit.
-func (r *recentStamps) fresh(ti *tableInfo, e *audit.Event, at int64, xid uint32, commit int64) bool {
-	if at <= max(r.since, ti.since) || at > commit || len(e.Key) == 0 {
+func (r *recentStamps) fresh(ev *evInfo, e *audit.Event, at int64, xid uint32, commit int64) bool {
+	if at <= max(r.since, ev.ti.since) || at > commit || len(e.Key) == 0 {
 		return false
 	}
-	return !r.same(ti, e, at, xid, commit)
+	return !r.same(ev, e, at, xid, commit)
 }
 
 // record remembers the updated_at the transaction's rows carry, for tables
@@ -110,13 +110,22 @@ func (r *recentStamps) record(tx *Tx, evs []evInfo, commit int64) {
 				clear(r.rows)
 				r.since = max(r.since, commit)
 			}
-			r.rows[rowRef{ev.ti, keyString(e.Key)}] = recentStamp{at: ev.at, commit: commit, xid: tx.XID}
+			r.rows[rowRef{ev.ti, ev.rowKey(e)}] = recentStamp{at: ev.at, commit: commit, xid: tx.XID}
 		case audit.OpDelete:
 			if len(r.rows) > 0 {
-				delete(r.rows, rowRef{ev.ti, keyString(e.Key)})
+				delete(r.rows, rowRef{ev.ti, ev.rowKey(e)})
 			}
 		}
 	}
+}
+
+// rowKey is the event's key as recentStamps indexes it, joined once per
+// event however often it is looked up.
+func (ev *evInfo) rowKey(e *audit.Event) string {
+	if !ev.keyOK {
+		ev.key, ev.keyOK = keyString(e.Key), true
+	}
+	return ev.key
 }
 
 // keyString joins a row's key values.
