@@ -591,9 +591,16 @@ func (c *consumer) publishPending() {
 func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	c.enrich.attribute(tx, c.txEvents)
 	huge := false
+	// Only a chunk whose values reach hugeEvent can hold a huge event; the
+	// events of the others are not measured again.
+	mayBeHuge := c.txBytes >= hugeEvent
 	for i, e := range c.txEvents {
 		var body []byte
-		if n := valuesLen(e); n >= hugeEvent {
+		n := 0
+		if mayBeHuge {
+			n = valuesLen(e) // after redaction, which can shrink it
+		}
+		if n >= hugeEvent {
 			// Hand the garbage (the message the value came in, the previous
 			// huge event) back first, then make the record in one exactly
 			// sized buffer: no copy by growing, none to make room for the seal.
