@@ -230,3 +230,6 @@ func ParseLSN(s string) (uint64, error) {
 	}
 	return 0, fmt.Errorf("malformed LSN %q (want e.g. 0/16B3748)", s)
 }
+
+// IsNull reports whether an encoded value is SQL NULL (or absent).
+func IsNull(v []byte) bool { return len(v) == 0 || string(v) == "null" }

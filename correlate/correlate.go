@@ -666,7 +666,7 @@ func (c *Correlator) flag(tx *Tx, e *audit.Event, ti *tableInfo) {
 // stamped that same value.
 func (c *Correlator) addStamp(ti *tableInfo, v []byte) {
 	const maxStamps = 256
-	if !isNull(v) && !c.stamped(ti, v) && len(c.stamps) < maxStamps {
+	if !audit.IsNull(v) && !c.stamped(ti, v) && len(c.stamps) < maxStamps {
 		c.stamps = append(c.stamps, stamp{ti, v})
 	}
 }
@@ -689,7 +689,7 @@ func txStamps(dst []int64, stamps []stamp, commit int64) (_ []int64, many bool) 
 }
 
 func (c *Correlator) stamped(ti *tableInfo, v []byte) bool {
-	if isNull(v) {
+	if audit.IsNull(v) {
 		return false
 	}
 	for _, s := range c.stamps {
@@ -705,7 +705,7 @@ func (c *Correlator) stamped(ti *tableInfo, v []byte) bool {
 // (stampOpen).
 func (c *Correlator) judge(ev *evInfo, e *audit.Event, xid uint32, commit int64) uint8 {
 	if !ev.atOK {
-		if v, _ := ev.ti.updatedAt.get(e.After); isNull(v) {
+		if v, _ := ev.ti.updatedAt.get(e.After); audit.IsNull(v) {
 			return stampRaw // the application stamps every write
 		}
 		return stampOpen // a value we cannot read
@@ -954,8 +954,6 @@ func userID(v []byte) int64 {
 	}
 	return n
 }
-
-func isNull(v []byte) bool { return len(v) == 0 || string(v) == "null" }
 
 // stringValue returns the text of an encoded JSON string value.
 func stringValue(v []byte) (string, bool) {

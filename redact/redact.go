@@ -194,7 +194,7 @@ func (r *Redactor) redactRow(p *plan, row audit.Row, active uint64, e *audit.Eve
 			continue
 		}
 		addName(e, c.Name)
-		if isNull(c.Value) {
+		if audit.IsNull(c.Value) {
 			continue
 		}
 		c.Value = r.replacement(c.Value)
@@ -227,8 +227,6 @@ func addName(e *audit.Event, name string) {
 	}
 }
 
-func isNull(v []byte) bool { return len(v) == 0 || string(v) == "null" }
-
 // holds reports whether the condition's column, in any image of the event,
 // holds a value matching one of its globs. Every image counts: an update
 // that renames ir_config_parameter 'database.secret' still hides the value
@@ -236,7 +234,7 @@ func isNull(v []byte) bool { return len(v) == 0 || string(v) == "null" }
 func (c *cond) holds(e *audit.Event) bool {
 	for _, row := range [...]audit.Row{e.After, e.Before, e.Key} {
 		v, ok := row.Get(c.where)
-		if !ok || isNull(v) {
+		if !ok || audit.IsNull(v) {
 			continue
 		}
 		s := strings.ToLower(text(v))
