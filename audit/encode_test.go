@@ -261,3 +261,19 @@ func TestCandidates(t *testing.T) {
 		t.Fatalf("sessions: %s", rec)
 	}
 }
+
+func TestVisibilitySees(t *testing.T) {
+	v := &Visibility{Xmin: 100, Xmax: 110, Xip: []uint64{103, 107}}
+	for xid, want := range map[uint32]bool{0: true, 5: true, 99: true, 100: true, 103: false, 105: true, 107: false, 109: true, 110: false, 200: false} {
+		if got := v.Sees(xid); got != want {
+			t.Errorf("Sees(%d) = %v, want %v", xid, got, want)
+		}
+	}
+	// Across an epoch: Xmax just past 2^32.
+	w := &Visibility{Xmin: 1<<32 - 5, Xmax: 1<<32 + 3, Xip: []uint64{1<<32 + 1}}
+	for xid, want := range map[uint32]bool{0xFFFFFFFD: true, 0xFFFFFFFF: true, 2: true, 1: false, 3: false, 4: false} {
+		if got := w.Sees(xid); got != want {
+			t.Errorf("epoch: Sees(%#x) = %v, want %v", xid, got, want)
+		}
+	}
+}

@@ -22,9 +22,12 @@ const (
 	OpUpdate
 	OpDelete
 	OpTruncate
+	// OpSnapshot is a row read by a snapshot of its table: the record as it
+	// was then, not a change. It carries no actor.
+	OpSnapshot
 )
 
-var opNames = [...]string{OpInsert: "insert", OpUpdate: "update", OpDelete: "delete", OpTruncate: "truncate"}
+var opNames = [...]string{OpInsert: "insert", OpUpdate: "update", OpDelete: "delete", OpTruncate: "truncate", OpSnapshot: "snapshot"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -40,7 +43,7 @@ func ParseOp(s string) (Op, error) {
 			return Op(i), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown op %q (want insert, update, delete or truncate)", s)
+	return 0, fmt.Errorf("unknown op %q (want insert, update, delete, truncate or snapshot)", s)
 }
 
 // Column is one named value of a row. Value holds the value already encoded as
@@ -122,6 +125,64 @@ type Event struct {
 	Redacted       []string
 	Actor          Actor
 	Flags          []string
+	// BeforeSource says where an update's or delete's Before came from
+	// (encoded as before_source; none on other ops).
+	BeforeSource BeforeSource
+	// ReadAt is, for a snapshot row, the PostgreSQL snapshot it was read in.
+	// It is not encoded.
+	ReadAt *Visibility
+}
+
+// BeforeSource is where a before-image came from.
+type BeforeSource uint8
+
+const (
+	BeforeNone          BeforeSource = iota // not an update or delete
+	BeforeWAL                               // the server sent it (REPLICA IDENTITY FULL)
+	BeforeReconstructed                     // from the record's last image in the store
+	BeforeUnknown                           // key only: the record was not seen before
+)
+
+var beforeSourceNames = [...]string{BeforeWAL: "wal", BeforeReconstructed: "reconstructed", BeforeUnknown: "unknown"}
+
+func (s BeforeSource) String() string {
+	if int(s) < len(beforeSourceNames) {
+		return beforeSourceNames[s]
+	}
+	return ""
+}
+
+// Visibility is a PostgreSQL snapshot as pg_current_snapshot() shows it:
+// transactions below Xmin are finished, those at or above Xmax and those in
+// Xip were running (not seen).
+type Visibility struct {
+	Xmin, Xmax uint64
+	Xip        []uint64
+}
+
+// Sees reports whether a transaction of the stream (32-bit xid) committed
+// before the snapshot was taken, so its changes are in what was read. XID 0
+// (a snapshot row, not a transaction) is always seen. The 32-bit xid is
+// widened with the epoch of Xmax: it is never more than 2^31 older.
+func (v *Visibility) Sees(xid uint32) bool {
+	if xid == 0 {
+		return true
+	}
+	d := int32(xid - uint32(v.Xmax)) // the distance from Xmax, modulo 2^32
+	if d >= 0 {
+		return false // Xmax or later: began after the snapshot
+	}
+	back := uint64(-int64(d))
+	if back > v.Xmax {
+		return true // before the first xid of the cluster: ancient
+	}
+	full := v.Xmax - back
+	for _, x := range v.Xip {
+		if x == full {
+			return false
+		}
+	}
+	return true
 }
 
 // ID returns the event id: the commit LSN as 16 hex digits, a dash, and the
