@@ -1,0 +1,399 @@
+// Package history answers two questions about one record of the audit
+// trail: what happened to it (Record: its events, oldest first) and what it
+// was at a given moment (At: its row then, and the event that made it so).
+//
+// A record is a row of one table, named by its key (Ref). Its history
+// follows it through key changes: an update whose before-image holds key
+// values other than its key moved the record to the new key, and its later
+// events are those under the new key. After a delete (or a truncate of its
+// table) the record is gone, and the history continues with the next row
+// that takes the key asked for (a re-insert). A row that takes the key
+// asked for while the record lives on under another key is not followed:
+// ask for it once the record has left (or by its key at that time).
+//
+// Today both functions scan the store in commit order, decoding only the
+// events of the record's table (a cheap byte test on the canonical
+// encoding comes first). A record index can replace the scan behind the
+// same functions.
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+)
+
+// Source is what history reads: the store's ascending scan (sink.Store
+// implements it). record is valid only during fn.
+type Source interface {
+	Scan(from, to []byte, fn func(key, record []byte) error) error
+}
+
+// Filter selects the events of one record.
+type Filter struct {
+	Ref Ref
+	// Until, when set, keeps only events committed at or before it. The
+	// changes of one row commit in order, so the scan stops at the first
+	// later event of the record.
+	Until time.Time
+}
+
+// Event is one event of a record's history.
+type Event struct {
+	ID         string
+	Op         audit.Op
+	CommitTime time.Time
+	// BeforeSource is the event's before_source ("wal", "reconstructed",
+	// "unknown"), "" when it has none.
+	BeforeSource string
+	// Key is the key the record has after the event (before it, for a
+	// delete); null for a truncate.
+	Key json.RawMessage
+	// PrevKey is, for an update that changed the key, the key the record had
+	// before it; nil otherwise.
+	PrevKey json.RawMessage
+	// After is the row after an insert, update or snapshot.
+	After json.RawMessage
+	// Record is the stored event, verbatim: it verifies against its hash.
+	Record []byte
+}
+
+// Summary says what a scan saw.
+type Summary struct {
+	Events      int // events of the record handed on
+	TableEvents int // events of the record's table (with a key) read
+}
+
+// ErrKeyColumns is returned (wrapped) when no event matched and the key
+// given does not have the columns of the table's key.
+var ErrKeyColumns = errors.New("the key given does not name the table's key columns")
+
+// errStop ends a scan early; it never escapes this package.
+var errStop = errors.New("stop")
+
+// Record calls fn for every event of the record f names, oldest first:
+// inserts, updates, deletes, snapshot records, and the truncates of its
+// table while it existed. fn's error stops the scan and is returned.
+func Record(src Source, f Filter, fn func(*Event) error) (Summary, error) {
+	return scan(src, f.Ref, func(e *Event) error {
+		if !f.Until.IsZero() && e.CommitTime.After(f.Until) {
+			return errStop
+		}
+		return fn(e)
+	})
+}
+
+// State is what a record was at a moment.
+type State uint8
+
+const (
+	// Unknown: the trail holds no event of the record at or before the
+	// moment. It was not changed since cdcaudit began recording (and no
+	// snapshot read it), or it did not exist yet.
+	Unknown State = iota
+	// Exists: the record existed; Image.Row is its row.
+	Exists
+	// Gone: the record did not exist: it was deleted, or its table
+	// truncated.
+	Gone
+)
+
+var stateNames = [...]string{Unknown: "unknown", Exists: "exists", Gone: "gone"}
+
+func (s State) String() string { return stateNames[s] }
+
+// Image is a record as of a moment.
+type Image struct {
+	Ref   Ref
+	At    time.Time
+	State State
+	// Row is the record's row (the After of Event) when it existed.
+	Row json.RawMessage
+	// Event is the last event of the record at or before At, which decides
+	// the state; nil when Unknown.
+	Event *Event
+	// Next is the record's first event after At, if any: the state held
+	// until then.
+	Next *Event
+}
+
+// Reason says in a sentence where the state comes from.
+func (im *Image) Reason() string {
+	at := string(audit.AppendTime(nil, im.At))
+	switch im.State {
+	case Exists:
+		return fmt.Sprintf("the row as written by %s %s at %s", im.Event.Op, im.Event.ID, timeText(im.Event.CommitTime))
+	case Gone:
+		if im.Event.Op == audit.OpTruncate {
+			return fmt.Sprintf("its table was truncated by %s at %s", im.Event.ID, timeText(im.Event.CommitTime))
+		}
+		return fmt.Sprintf("deleted by %s at %s", im.Event.ID, timeText(im.Event.CommitTime))
+	}
+	why := "the trail holds no event of this record at or before " + at +
+		": it was not changed since cdcaudit began recording its table and no snapshot read it, or it did not exist yet"
+	if im.Next != nil {
+		why += fmt.Sprintf("; its first event is %s %s at %s", im.Next.Op, im.Next.ID, timeText(im.Next.CommitTime))
+	}
+	return why
+}
+
+func timeText(t time.Time) string { return string(audit.AppendTime(nil, t)) }
+
+// At returns the record as of t: the row written by its last insert,
+// update or snapshot committed at or before t; Gone after a delete or a
+// truncate of its table; Unknown before its first event.
+func At(src Source, ref Ref, t time.Time) (*Image, error) {
+	im := &Image{Ref: ref, At: t}
+	_, err := scan(src, ref, func(e *Event) error {
+		if e.CommitTime.After(t) {
+			im.Next = e
+			return errStop
+		}
+		im.Event = e
+		switch e.Op {
+		case audit.OpInsert, audit.OpUpdate, audit.OpSnapshot:
+			im.State, im.Row = Exists, e.After
+		default:
+			im.State, im.Row = Gone, nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return im, nil
+}
+
+// stored is the part of a stored event history reads.
+type stored struct {
+	ID           string          `json:"id"`
+	CommitTime   time.Time       `json:"commit_time"`
+	Schema       string          `json:"schema"`
+	Table        string          `json:"table"`
+	Op           string          `json:"op"`
+	Key          json.RawMessage `json:"key"`
+	Before       json.RawMessage `json:"before"`
+	After        json.RawMessage `json:"after"`
+	BeforeSource string          `json:"before_source"`
+}
+
+// scan hands fn the record's events in commit order, following it as the
+// package comment says. errStop from fn ends it without an error.
+func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
+	var sum Summary
+	if ref.Table == "" || len(ref.Key) == 0 {
+		return sum, errors.New("history: a record needs a table and a key")
+	}
+	// The canonical encoding writes schema and table side by side: records
+	// of other tables are skipped without decoding. (Embedded json values
+	// could hold these bytes too: the decoded names decide.)
+	needle := audit.AppendString([]byte(`,"schema":`), ref.Schema)
+	needle = append(needle, `,"table":`...)
+	needle = append(audit.AppendString(needle, ref.Table), ',')
+
+	var (
+		cur     Key  // the record's key while it exists; nil: look for ref.Key
+		live    bool // the record exists (after its last event)
+		columns []string
+	)
+	err := src.Scan(nil, nil, func(k, rec []byte) error {
+		if !bytes.Contains(rec, needle) {
+			return nil
+		}
+		var s stored
+		if err := json.Unmarshal(rec, &s); err != nil {
+			return fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
+		}
+		if s.Schema != ref.Schema || s.Table != ref.Table {
+			return nil
+		}
+		op, err := audit.ParseOp(s.Op)
+		if err != nil {
+			return fmt.Errorf("history: event %s: %w", s.ID, err)
+		}
+		if op == audit.OpTruncate {
+			if !live {
+				return nil
+			}
+			cur, live = nil, false
+			sum.Events++
+			return fn(newEvent(&s, op, rec, nil))
+		}
+		key, names, err := keyOf(s.Key)
+		if err != nil {
+			return fmt.Errorf("history: event %s: key: %w", s.ID, err)
+		}
+		if key == nil {
+			return nil // a table without a key: no record can be named
+		}
+		sum.TableEvents++
+		columns = names
+		prev := key
+		if op == audit.OpUpdate {
+			if prev, err = beforeKey(s.Before, names); err != nil {
+				return fmt.Errorf("history: event %s: before: %w", s.ID, err)
+			}
+			if prev == nil {
+				prev = key
+			}
+		}
+		match := ref.Key.matches
+		if cur != nil {
+			match = func(k Key) bool { return slices.Equal(cur, k) }
+		}
+		if !match(prev) && !match(key) {
+			return nil
+		}
+		var prevKey json.RawMessage
+		if !slices.Equal(prev, key) {
+			prevKey = rawKey(s.Before, names)
+		}
+		if op == audit.OpDelete {
+			cur, live = nil, false
+		} else {
+			cur, live = key, true
+		}
+		sum.Events++
+		return fn(newEvent(&s, op, rec, prevKey))
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	if err == nil && sum.Events == 0 && sum.TableEvents > 0 && !shapeFits(ref.Key, columns) {
+		err = fmt.Errorf("%w: the key of %s.%s is (%s): give it as %s", ErrKeyColumns, ref.Schema, ref.Table,
+			strings.Join(columns, ", "), keyExample(columns))
+	}
+	return sum, err
+}
+
+func newEvent(s *stored, op audit.Op, rec []byte, prevKey json.RawMessage) *Event {
+	e := &Event{ID: s.ID, Op: op, CommitTime: s.CommitTime, BeforeSource: s.BeforeSource,
+		Key: s.Key, PrevKey: prevKey, Record: append([]byte(nil), rec...)}
+	if op == audit.OpInsert || op == audit.OpUpdate || op == audit.OpSnapshot {
+		e.After = s.After
+	}
+	return e
+}
+
+// keyOf decodes an event's key: its text values sorted by column, and its
+// column names in key order; nil for a null key.
+func keyOf(raw json.RawMessage) (Key, []string, error) {
+	if audit.IsNull(raw) {
+		return nil, nil, nil
+	}
+	members, err := object(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := make(Key, 0, len(members))
+	names := make([]string, 0, len(members))
+	for _, m := range members {
+		text, _ := valueText(m.value) // a null or structured value never matches a given key
+		k = append(k, KeyValue{Column: m.name, Text: text})
+		names = append(names, m.name)
+	}
+	sortKey(k)
+	return k, names, nil
+}
+
+// beforeKey is the key held in an update's before-image: nil when it has
+// none (no before-image, or one without every key column).
+func beforeKey(before json.RawMessage, names []string) (Key, error) {
+	if audit.IsNull(before) {
+		return nil, nil
+	}
+	members, err := object(before)
+	if err != nil {
+		return nil, err
+	}
+	k := make(Key, 0, len(names))
+	for _, n := range names {
+		i := slices.IndexFunc(members, func(m member) bool { return m.name == n })
+		if i < 0 {
+			return nil, nil
+		}
+		text, _ := valueText(members[i].value)
+		k = append(k, KeyValue{Column: n, Text: text})
+	}
+	sortKey(k)
+	return k, nil
+}
+
+// rawKey builds the JSON object of the key columns of before, in key order.
+func rawKey(before json.RawMessage, names []string) json.RawMessage {
+	members, _ := object(before) // decoded once already by beforeKey
+	b := []byte{'{'}
+	for i, n := range names {
+		for _, m := range members {
+			if m.name == n {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = audit.AppendString(b, n)
+				b = append(append(b, ':'), m.value...)
+			}
+		}
+	}
+	return append(b, '}')
+}
+
+type member struct {
+	name  string
+	value json.RawMessage
+}
+
+// object decodes a JSON object into its members, in order.
+func object(raw []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %.40s", raw)
+	}
+	var ms []member
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		ms = append(ms, member{name, v})
+	}
+	return ms, nil
+}
+
+// shapeFits reports whether a key given could name a key of these columns.
+func shapeFits(k Key, columns []string) bool {
+	if len(k) == 1 && k[0].Column == "" {
+		return len(columns) == 1
+	}
+	if len(k) != len(columns) {
+		return false
+	}
+	for _, v := range k {
+		if !slices.Contains(columns, v.Column) {
+			return false
+		}
+	}
+	return true
+}
+
+// keyExample shows how to give a key of these columns.
+func keyExample(columns []string) string {
+	if len(columns) == 1 {
+		return "a single value, e.g. 42, or " + `{"` + columns[0] + `":42}`
+	}
+	parts := make([]string, len(columns))
+	for i, c := range columns {
+		parts[i] = string(audit.AppendString(nil, c)) + ":…"
+	}
+	return "a JSON object, {" + strings.Join(parts, ",") + "}"
+}
