@@ -142,4 +142,3 @@ func wantRow(t *testing.T, im *history.Image, state history.State, row, fromID s
 }
 
 func sec(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
-
