@@ -287,16 +287,16 @@ func keyOf(raw json.RawMessage) (Key, []string, error) {
 	if audit.IsNull(raw) {
 		return nil, nil, nil
 	}
-	members, err := object(raw)
+	members, err := Columns(raw)
 	if err != nil {
 		return nil, nil, err
 	}
 	k := make(Key, 0, len(members))
 	names := make([]string, 0, len(members))
 	for _, m := range members {
-		text, _ := valueText(m.value) // a null or structured value never matches a given key
-		k = append(k, KeyValue{Column: m.name, Text: text})
-		names = append(names, m.name)
+		text, _ := valueText(m.Value) // a null or structured value never matches a given key
+		k = append(k, KeyValue{Column: m.Name, Text: text})
+		names = append(names, m.Name)
 	}
 	sortKey(k)
 	return k, names, nil
@@ -308,17 +308,17 @@ func beforeKey(before json.RawMessage, names []string) (Key, error) {
 	if audit.IsNull(before) {
 		return nil, nil
 	}
-	members, err := object(before)
+	members, err := Columns(before)
 	if err != nil {
 		return nil, err
 	}
 	k := make(Key, 0, len(names))
 	for _, n := range names {
-		i := slices.IndexFunc(members, func(m member) bool { return m.name == n })
+		i := slices.IndexFunc(members, func(m Column) bool { return m.Name == n })
 		if i < 0 {
 			return nil, nil
 		}
-		text, _ := valueText(members[i].value)
+		text, _ := valueText(members[i].Value)
 		k = append(k, KeyValue{Column: n, Text: text})
 	}
 	sortKey(k)
@@ -327,34 +327,39 @@ func beforeKey(before json.RawMessage, names []string) (Key, error) {
 
 // rawKey builds the JSON object of the key columns of before, in key order.
 func rawKey(before json.RawMessage, names []string) json.RawMessage {
-	members, _ := object(before) // decoded once already by beforeKey
+	members, _ := Columns(before) // decoded once already by beforeKey
 	b := []byte{'{'}
 	for i, n := range names {
 		for _, m := range members {
-			if m.name == n {
+			if m.Name == n {
 				if i > 0 {
 					b = append(b, ',')
 				}
 				b = audit.AppendString(b, n)
-				b = append(append(b, ':'), m.value...)
+				b = append(append(b, ':'), m.Value...)
 			}
 		}
 	}
 	return append(b, '}')
 }
 
-type member struct {
-	name  string
-	value json.RawMessage
+// Column is one column of a row read back from an event.
+type Column struct {
+	Name  string
+	Value json.RawMessage // as the event encodes it
 }
 
-// object decodes a JSON object into its members, in order.
-func object(raw []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object: %.40s", raw)
+// Columns decodes an event's row (key, before, after) into its columns, in
+// order; nil for null.
+func Columns(row json.RawMessage) ([]Column, error) {
+	if audit.IsNull(row) {
+		return nil, nil
 	}
-	var ms []member
+	dec := json.NewDecoder(bytes.NewReader(row))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %.40s", row)
+	}
+	var cs []Column
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
@@ -365,9 +370,9 @@ func object(raw []byte) ([]member, error) {
 		if err := dec.Decode(&v); err != nil {
 			return nil, err
 		}
-		ms = append(ms, member{name, v})
+		cs = append(cs, Column{name, v})
 	}
-	return ms, nil
+	return cs, nil
 }
 
 // shapeFits reports whether a key given could name a key of these columns.

@@ -33,13 +33,11 @@ type KeyValue struct {
 	Text   string
 }
 
-// String formats r so that ParseRef reads it back.
+// String formats r, schema-qualified, so that ParseRef reads it back.
 func (r Ref) String() string {
 	var b strings.Builder
-	if r.Schema != DefaultSchema || needsQuotes(r.Schema) {
-		b.WriteString(quoteName(r.Schema))
-		b.WriteByte('.')
-	}
+	b.WriteString(quoteName(r.Schema))
+	b.WriteByte('.')
 	b.WriteString(quoteName(r.Table))
 	b.WriteByte(':')
 	b.WriteString(r.Key.String())

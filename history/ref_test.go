@@ -69,11 +69,11 @@ func TestParseRefErrors(t *testing.T) {
 
 func TestRefString(t *testing.T) {
 	for in, want := range map[string]string{
-		"public.sale_order:42":       "sale_order:42",
+		"sale_order:42":              "public.sale_order:42",
 		"erp.t:x":                    "erp.t:x",
 		`"my.schema"."a""b":1`:       `"my.schema"."a""b":1`,
-		`t:{"b":"x","a":1}`:          `t:{"a":"1","b":"x"}`,
-		`"public"."t.x":{"k":"<&>"}`: `"t.x":{"k":"\u003c\u0026\u003e"}`,
+		`t:{"b":"x","a":1}`:          `public.t:{"a":"1","b":"x"}`,
+		`"public"."t.x":{"k":"<&>"}`: `public."t.x":{"k":"\u003c\u0026\u003e"}`,
 	} {
 		if got := ref(t, in).String(); got != want {
 			t.Errorf("%s: String %s, want %s", in, got, want)

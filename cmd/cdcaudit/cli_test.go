@@ -36,6 +36,7 @@ var commandFlags = map[string][]string{
 		"anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level"},
 	"check":   {"dsn", "config", "slot", "publication", "tables", "exclude"},
 	"export":  {"data-dir", "format", "since", "until", "table", "op", "out", "config"},
+	"events":  {"data-dir", "record", "at", "format", "config"},
 	"verify":  {"data-dir", "anchor", "config"},
 	"backup":  {"data-dir", "out", "config"},
 	"demo":    {"data-dir", "http-addr", "rate"},

@@ -4,12 +4,14 @@
 //	cdcaudit run     --dsn URL --data-dir DIR   capture changes into the store
 //	cdcaudit check   --dsn URL                  preflight: is the server ready?
 //	cdcaudit export  --data-dir DIR             events as JSON Lines or CSV
+//	cdcaudit events  --data-dir DIR --record T:K  one record's history, or its row --at a time
 //	cdcaudit verify  --data-dir DIR             recompute the hash chain
 //	cdcaudit sessions --data-dir DIR            the application's login sessions
 //	cdcaudit demo                               everything, against a throwaway server
 //
 // Exit status: 0 success, 1 failure (a fatal error, a FAIL finding, a broken
-// chain), 2 bad usage or configuration.
+// chain), 2 bad usage or configuration; verify 3: intact but gaps; events
+// 4: the record was not found (or did not exist at --at).
 package main
 
 import (
@@ -65,6 +67,7 @@ func init() {
 		{"run", "capture row changes from PostgreSQL into the audit store (the daemon)", (*cli).run},
 		{"check", "check that a PostgreSQL server is ready for cdcaudit, and say how to fix what is not", (*cli).check},
 		{"export", "write stored events as JSON Lines or CSV", (*cli).export},
+		{"events", "one record's events, or the record as it was at a moment (--at)", (*cli).events},
 		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
 		{"backup", "write a consistent copy of the store, also while 'cdcaudit run' holds it", (*cli).backup},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
