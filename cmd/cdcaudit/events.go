@@ -229,16 +229,12 @@ func (c *cli) recordAt(store *sink.Store, o *eventsOptions) int {
 	if out.Row == nil {
 		out.Row = json.RawMessage("null")
 	}
-	var b []byte
+	enc := json.NewEncoder(c.stdout)
+	enc.SetEscapeHTML(false) // values as stored: '<' stays '<'
 	if o.format == "json" {
-		b, err = json.MarshalIndent(&out, "", "  ")
-	} else {
-		b, err = json.Marshal(&out)
+		enc.SetIndent("", "  ")
 	}
-	if err == nil {
-		_, err = c.stdout.Write(append(b, '\n'))
-	}
-	if err != nil {
+	if err := enc.Encode(&out); err != nil {
 		return c.fail("events", err)
 	}
 	return code
