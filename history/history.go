@@ -206,20 +206,35 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 		if !bytes.Contains(rec, needle) {
 			return nil
 		}
+		// Most events of the table are another record's: op, key and
+		// before are read first, the whole event only when it matches.
 		var s stored
-		if err := json.Unmarshal(rec, &s); err != nil {
-			return fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
+		decoded := false
+		decode := func() (ours bool, err error) {
+			s = stored{}
+			if err := json.Unmarshal(rec, &s); err != nil {
+				return false, fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
+			}
+			decoded = true
+			return s.Schema == ref.Schema && s.Table == ref.Table, nil
 		}
-		if s.Schema != ref.Schema || s.Table != ref.Table {
-			return nil
+		if !peek(rec, &s) {
+			if ours, err := decode(); !ours || err != nil {
+				return err
+			}
 		}
 		op, err := audit.ParseOp(s.Op)
 		if err != nil {
-			return fmt.Errorf("history: event %s: %w", s.ID, err)
+			return fmt.Errorf("history: event at key %x: %w", k, err)
 		}
 		if op == audit.OpTruncate {
 			if !live {
 				return nil
+			}
+			if !decoded {
+				if ours, err := decode(); !ours || err != nil {
+					return err
+				}
 			}
 			cur, live = nil, false
 			sum.Events++
@@ -227,7 +242,7 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 		}
 		key, names, err := keyOf(s.Key)
 		if err != nil {
-			return fmt.Errorf("history: event %s: key: %w", s.ID, err)
+			return fmt.Errorf("history: event at key %x: key: %w", k, err)
 		}
 		if key == nil {
 			return nil // a table without a key: no record can be named
@@ -237,7 +252,7 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 		prev := key
 		if op == audit.OpUpdate {
 			if prev, err = beforeKey(s.Before, names); err != nil {
-				return fmt.Errorf("history: event %s: before: %w", s.ID, err)
+				return fmt.Errorf("history: event at key %x: before: %w", k, err)
 			}
 			if prev == nil {
 				prev = key
@@ -249,6 +264,11 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 		}
 		if !match(prev) && !match(key) {
 			return nil
+		}
+		if !decoded {
+			if ours, err := decode(); !ours || err != nil {
+				return err
+			}
 		}
 		var prevKey json.RawMessage
 		if !slices.Equal(prev, key) {
@@ -270,6 +290,50 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 			strings.Join(columns, ", "), keyExample(columns))
 	}
 	return sum, err
+}
+
+// peek reads op, key and before out of a canonical record into s without
+// decoding the rest; false when the record is not laid out as expected.
+// Every name and value before "op" is a JSON string or number, in which a
+// '"' is always escaped: the first `,"op":"` is the member itself.
+func peek(rec []byte, s *stored) bool {
+	const opTag, keyTag, beforeTag = `,"op":"`, `","key":`, `,"before":`
+	i := bytes.Index(rec, []byte(opTag))
+	if i < 0 {
+		return false
+	}
+	rest := rec[i+len(opTag):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || !bytes.HasPrefix(rest[j:], []byte(keyTag)) {
+		return false
+	}
+	s.Op = string(rest[:j])
+	rest = rest[j+len(keyTag):]
+	n := valueLen(rest)
+	if n == 0 || !bytes.HasPrefix(rest[n:], []byte(beforeTag)) {
+		return false
+	}
+	s.Key = rest[:n]
+	rest = rest[n+len(beforeTag):]
+	if n = valueLen(rest); n == 0 {
+		return false
+	}
+	s.Before = rest[:n]
+	return true
+}
+
+// valueLen is the length of the JSON value at the start of b (0 when there
+// is none).
+func valueLen(b []byte) int {
+	if bytes.HasPrefix(b, []byte("null")) {
+		return 4
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var v json.RawMessage
+	if dec.Decode(&v) != nil {
+		return 0
+	}
+	return int(dec.InputOffset())
 }
 
 func newEvent(s *stored, op audit.Op, rec []byte, prevKey json.RawMessage) *Event {
