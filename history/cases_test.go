@@ -163,7 +163,7 @@ func TestSnapshotRecords(t *testing.T) {
 	wantRow(t, at(t, tr.store, "res_partner:5", sec(9)), history.Unknown, "", "")
 	im := at(t, tr.store, "res_partner:5", sec(10))
 	wantRow(t, im, history.Exists, `{"id":5,"name":"Azure"}`, s[0])
-	if im.Event.Op != audit.OpSnapshot || im.Event.BeforeSource != "" {
+	if im.Event.Op != audit.OpSnapshot || im.Event.BeforeSource != "" || !strings.Contains(im.Reason(), "as a snapshot of its table read it") {
 		t.Errorf("snapshot event: op %s, before_source %q", im.Event.Op, im.Event.BeforeSource)
 	}
 	im = at(t, tr.store, "res_partner:5", sec(20))

@@ -128,6 +128,9 @@ func (im *Image) Reason() string {
 	at := string(audit.AppendTime(nil, im.At))
 	switch im.State {
 	case Exists:
+		if im.Event.Op == audit.OpSnapshot {
+			return fmt.Sprintf("the row as a snapshot of its table read it (%s at %s)", im.Event.ID, timeText(im.Event.CommitTime))
+		}
 		return fmt.Sprintf("the row as written by %s %s at %s", im.Event.Op, im.Event.ID, timeText(im.Event.CommitTime))
 	case Gone:
 		if im.Event.Op == audit.OpTruncate {
