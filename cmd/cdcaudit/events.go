@@ -321,6 +321,9 @@ func changeText(e *history.Event, ev *audit.Event) string {
 		parts = append(parts, "read: "+rowText(ev.After, "=", " "))
 	case audit.OpDelete:
 		parts = append(parts, "deleted")
+		if d := changes(ev); d != "" {
+			parts = append(parts, d)
+		}
 	default:
 		parts = append(parts, changes(ev))
 	}

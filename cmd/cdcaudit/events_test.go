@@ -41,7 +41,7 @@ func recordStore(t *testing.T) (dir string, ids []string) {
 			Actor: audit.Actor{UserID: &uid, Login: "alice@example.com", UserVia: "row_user", SessionVia: "only_active"}},
 		{Table: "sale_order", Op: audit.OpUpdate, Key: row("id", "142"), Before: row("id", "42"),
 			After: row("id", "142", "state", `"sale"`, "note", `"a"`)},
-		{Table: "sale_order", Op: audit.OpDelete, Key: row("id", "142"), Before: row("id", "142")},
+		{Table: "sale_order", Op: audit.OpDelete, Key: row("id", "142"), Before: row("id", "142", "state", `"sale"`)},
 		{Table: "tag_rel", Op: audit.OpInsert, Key: row("order_id", "42", "tag", `"x"`), After: row("order_id", "42", "tag", `"x"`),
 			Changed: []string{"order_id", "tag"}},
 	}
@@ -130,7 +130,7 @@ func TestEventsHistory(t *testing.T) {
 		t.Fatalf("table: exit %d", code)
 	}
 	for _, s := range []string{"COMMIT TIME (UTC)", "2026-11-23 10:00:00.000000  " + ids[0] + "  insert",
-		"state: draft → sale", "alice@example.com", `key {"id":42} → {"id":142}`, "deleted", "public.sale_order:42: 4 events."} {
+		"state: draft → sale", "alice@example.com", `key {"id":42} → {"id":142}`, "deleted · state=sale", "public.sale_order:42: 4 events."} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
