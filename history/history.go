@@ -121,6 +121,8 @@ type Image struct {
 	// Next is the record's first event after At, if any: the state held
 	// until then.
 	Next *Event
+	// Seen is what the scan read (up to Next).
+	Seen Summary
 }
 
 // Reason says in a sentence where the state comes from.
@@ -153,7 +155,8 @@ func timeText(t time.Time) string { return string(audit.AppendTime(nil, t)) }
 // truncate of its table; Unknown before its first event.
 func At(src Source, ref Ref, t time.Time) (*Image, error) {
 	im := &Image{Ref: ref, At: t}
-	_, err := scan(src, ref, func(e *Event) error {
+	var err error
+	im.Seen, err = scan(src, ref, func(e *Event) error {
 		if e.CommitTime.After(t) {
 			im.Next = e
 			return errStop

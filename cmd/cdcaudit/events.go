@@ -155,7 +155,7 @@ func (c *cli) recordHistory(store *sink.Store, o *eventsOptions) int {
 			e.ID, e.Op, cell(who.who(ev.Actor)), cell(changeText(e, ev)))
 		return err
 	}
-	_, err := history.Record(store, history.Filter{Ref: o.ref}, write)
+	seen, err := history.Record(store, history.Filter{Ref: o.ref}, write)
 	if tw != nil {
 		tw.Flush()
 	}
@@ -174,10 +174,18 @@ func (c *cli) recordHistory(store *sink.Store, o *eventsOptions) int {
 		return c.queryErr(err)
 	}
 	if n == 0 {
-		fmt.Fprintf(c.stderr, "cdcaudit events: no event of %s in the store\n", o.ref)
+		fmt.Fprintf(c.stderr, "cdcaudit events: no event of %s in the store%s\n", o.ref, tableHint(o.ref, seen))
 		return exitNotFound
 	}
 	return exitOK
+}
+
+// tableHint points at a misspelt table: one the store holds no event of.
+func tableHint(ref history.Ref, seen history.Summary) string {
+	if seen.TableEvents > 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (nor of any record of table %s.%s: names are spelt as in the events, case and schema included)", ref.Schema, ref.Table)
 }
 
 // atJSON is the answer of --at in json and jsonl.
@@ -217,6 +225,9 @@ func (c *cli) recordAt(store *sink.Store, o *eventsOptions) int {
 	code := exitOK
 	if im.State != history.Exists {
 		code = exitNotFound
+	}
+	if im.State == history.Unknown && im.Next == nil {
+		fmt.Fprintf(c.stderr, "cdcaudit events: no event of %s in the store%s\n", o.ref, tableHint(o.ref, im.Seen))
 	}
 	if o.format == "table" {
 		if err := writeImage(c.stdout, im); err != nil {

@@ -83,7 +83,9 @@ func TestEventsArguments(t *testing.T) {
 		{[]string{"--data-dir", dir, "--record", "tag_rel:42"}, nil, exitUsage, `--record: the key given does not name the table's key columns: the key of public.tag_rel is (order_id, tag): give it as a JSON object, {"order_id":…,"tag":…}`},
 		{[]string{"--data-dir", empty, "--record", "t:1"}, nil, exitFail, "no cdcaudit store in " + empty},
 		{[]string{"--record", "t:1"}, map[string]string{"CDCAUDIT_DATA_DIR": empty}, exitFail, "no cdcaudit store in " + empty},
-		{[]string{"--data-dir", dir, "--record", "sale_order:44"}, nil, exitNotFound, "no event of public.sale_order:44 in the store"},
+		{[]string{"--data-dir", dir, "--record", "sale_order:44"}, nil, exitNotFound, "no event of public.sale_order:44 in the store\n"},
+		{[]string{"--data-dir", dir, "--record", "Sale_Order:42"}, nil, exitNotFound, "no event of public.Sale_Order:42 in the store (nor of any record of table public.Sale_Order: names are spelt as in the events, case and schema included)"},
+		{[]string{"--data-dir", dir, "--record", "erp.sale_order:42", "--at", "2026-11-24"}, nil, exitNotFound, "no event of erp.sale_order:42 in the store (nor of any record of table erp.sale_order"},
 	}
 	for _, tc := range cases {
 		_, errOut, code := runCLI(t, tc.env, append([]string{"events"}, tc.args...)...)
