@@ -257,3 +257,29 @@ func TestManyVersions(t *testing.T) {
 		t.Errorf("row %v, %v", js, err)
 	}
 }
+
+// Commit timestamps may disagree with commit order by a little (the
+// server's clock): the row at t is that of the last event in commit order
+// committed at or before t.
+func TestTimesOutOfCommitOrder(t *testing.T) {
+	tr := newTrail(t)
+	k := row("id", "1")
+	a := tr.tx(sec(10), ins("t", k, row("id", "1", "v", "0")))
+	b := tr.tx(sec(30), upd("t", k, nil, row("id", "1", "v", "1")))
+	c := tr.tx(sec(20), upd("t", k, nil, row("id", "1", "v", "2")))
+	im := at(t, tr.store, "t:1", sec(15))
+	wantRow(t, im, history.Exists, `{"id":1,"v":0}`, a[0])
+	if im.Next == nil || im.Next.ID != b[0] {
+		t.Errorf("next %v, want %s", im.Next, b[0])
+	}
+	wantRow(t, at(t, tr.store, "t:1", sec(25)), history.Exists, `{"id":1,"v":2}`, c[0])
+	wantRow(t, at(t, tr.store, "t:1", sec(30)), history.Exists, `{"id":1,"v":2}`, c[0])
+	var got []string
+	if _, err := history.Record(tr.store, history.Filter{Ref: ref(t, "t:1"), Until: sec(25)}, func(e *history.Event) error {
+		got = append(got, e.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "until", got, []string{a[0], c[0]})
+}

@@ -38,9 +38,7 @@ type Source interface {
 // Filter selects the events of one record.
 type Filter struct {
 	Ref Ref
-	// Until, when set, keeps only events committed at or before it. The
-	// changes of one row commit in order, so the scan stops at the first
-	// later event of the record.
+	// Until, when set, keeps only events committed at or before it.
 	Until time.Time
 }
 
@@ -74,16 +72,13 @@ type Summary struct {
 // given does not have the columns of the table's key.
 var ErrKeyColumns = errors.New("the key given does not name the table's key columns")
 
-// errStop ends a scan early; it never escapes this package.
-var errStop = errors.New("stop")
-
 // Record calls fn for every event of the record f names, oldest first:
 // inserts, updates, deletes, snapshot records, and the truncates of its
 // table while it existed. fn's error stops the scan and is returned.
 func Record(src Source, f Filter, fn func(*Event) error) (Summary, error) {
 	return scan(src, f.Ref, func(e *Event) error {
 		if !f.Until.IsZero() && e.CommitTime.After(f.Until) {
-			return errStop
+			return nil
 		}
 		return fn(e)
 	})
@@ -121,7 +116,7 @@ type Image struct {
 	// Next is the record's first event after At, if any: the state held
 	// until then.
 	Next *Event
-	// Seen is what the scan read (up to Next).
+	// Seen is what the scan read.
 	Seen Summary
 }
 
@@ -151,16 +146,24 @@ func (im *Image) Reason() string {
 func timeText(t time.Time) string { return string(audit.AppendTime(nil, t)) }
 
 // At returns the record as of t: the row written by its last insert,
-// update or snapshot committed at or before t; Gone after a delete or a
-// truncate of its table; Unknown before its first event.
+// update or snapshot (in commit order) committed at or before t; Gone
+// after a delete or a truncate of its table; Unknown before its first
+// event.
+//
+// The whole store is read even for an early t: commit timestamps follow
+// commit order only as closely as the server's clock and its commit
+// sequence agree, so a later event may still carry a time at or before t.
 func At(src Source, ref Ref, t time.Time) (*Image, error) {
 	im := &Image{Ref: ref, At: t}
 	var err error
 	im.Seen, err = scan(src, ref, func(e *Event) error {
 		if e.CommitTime.After(t) {
-			im.Next = e
-			return errStop
+			if im.Next == nil {
+				im.Next = e
+			}
+			return nil
 		}
+		im.Next = nil // an event after Next in commit order, yet at or before t
 		im.Event = e
 		switch e.Op {
 		case audit.OpInsert, audit.OpUpdate, audit.OpSnapshot:
@@ -190,7 +193,7 @@ type stored struct {
 }
 
 // scan hands fn the record's events in commit order, following it as the
-// package comment says. errStop from fn ends it without an error.
+// package comment says.
 func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 	var sum Summary
 	if ref.Table == "" || len(ref.Key) == 0 {
@@ -288,9 +291,6 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 		sum.Events++
 		return fn(newEvent(&s, op, rec, prevKey))
 	})
-	if errors.Is(err, errStop) {
-		err = nil
-	}
 	if err == nil && sum.Events == 0 && sum.TableEvents > 0 && !shapeFits(ref.Key, columns) {
 		err = fmt.Errorf("%w: the key of %s.%s is (%s): give it as %s", ErrKeyColumns, ref.Schema, ref.Table,
 			strings.Join(columns, ", "), keyExample(columns))
