@@ -160,6 +160,8 @@ func (c *cli) recordHistory(store *sink.Store, o *eventsOptions) int {
 		tw.Flush()
 	}
 	switch {
+	case err != nil:
+		// What was written stays (whole events); nothing pretends it is complete.
 	case o.format == "json" && n > 0:
 		bw.WriteString("\n]\n")
 	case o.format == "json":

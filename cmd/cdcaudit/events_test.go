@@ -88,10 +88,18 @@ func TestEventsArguments(t *testing.T) {
 		{[]string{"--data-dir", dir, "--record", "erp.sale_order:42", "--at", "2026-11-24"}, nil, exitNotFound, "no event of erp.sale_order:42 in the store (nor of any record of table erp.sale_order"},
 	}
 	for _, tc := range cases {
-		_, errOut, code := runCLI(t, tc.env, append([]string{"events"}, tc.args...)...)
+		out, errOut, code := runCLI(t, tc.env, append([]string{"events"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("events %v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
 		}
+		if code != exitNotFound && out != "" {
+			t.Errorf("events %v: exit %d with output %q", tc.args, code, out)
+		}
+	}
+	// A key that does not fit, in json: no pretence of an empty history.
+	out, _, code := runCLI(t, nil, "events", "--data-dir", dir, "--record", "tag_rel:42", "--format", "json")
+	if code != exitUsage || out != "" {
+		t.Errorf("bad key, json: exit %d, %q", code, out)
 	}
 }
 
