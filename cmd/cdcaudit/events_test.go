@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -235,5 +237,29 @@ func TestEventsOnALockedStore(t *testing.T) {
 	_, errOut, code := runCLI(t, nil, "events", "--data-dir", dir, "--record", "sale_order:42")
 	if code != exitFail || !strings.Contains(errOut, "locked by another process") || !strings.Contains(errOut, "cdcaudit backup") {
 		t.Errorf("locked store: exit %d, %q", code, errOut)
+	}
+}
+
+// An altered event is never shown: events stops naming it, exit 1.
+func TestEventsOnATamperedStore(t *testing.T) {
+	dir, ids := recordStore(t)
+	path := filepath.Join(dir, sink.FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(data, []byte(`alice@example.com`))
+	if i < 0 {
+		t.Fatal("event text not found in the store file")
+	}
+	data[i] = 'A' // same length: still a valid bbolt file
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--record", "sale_order:42"}, {"--record", "sale_order:42", "--at", "2026-11-24"}} {
+		out, errOut, code := runCLI(t, nil, append([]string{"events", "--data-dir", dir}, args...)...)
+		if code != exitFail || !strings.Contains(errOut, "record "+ids[2]+" does not match its hash") || strings.Contains(out, "Alice") {
+			t.Errorf("%v on a tampered store: exit %d, stderr %q, stdout %q", args, code, errOut, out)
+		}
 	}
 }
