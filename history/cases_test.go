@@ -283,3 +283,48 @@ func TestTimesOutOfCommitOrder(t *testing.T) {
 	}
 	equal(t, "until", got, []string{a[0], c[0]})
 }
+
+// An update's unchanged large values that the server did not send are the
+// row's values before it; when no earlier event holds them, Missing says so.
+func TestUnchangedToastFilled(t *testing.T) {
+	tr := newTrail(t)
+	toast := func(e *audit.Event, cols ...string) *audit.Event { e.UnchangedToast = cols; return e }
+	k := row("id", "1")
+	a := tr.tx(sec(1), ins("doc", k, row("id", "1", "body", `"long text"`, "n", "0")))
+	b := tr.tx(sec(2), toast(upd("doc", k, nil, row("id", "1", "n", "1")), "body"))
+	c := tr.tx(sec(3), toast(upd("doc", k, nil, row("id", "1", "n", "2", "extra", "true")), "body"))
+	wantRow(t, at(t, tr.store, "doc:1", sec(1)), history.Exists, `{"id":1,"body":"long text","n":0}`, a[0])
+	im := at(t, tr.store, "doc:1", sec(2))
+	wantRow(t, im, history.Exists, `{"id":1,"body":"long text","n":1}`, b[0])
+	if im.Missing != nil || string(im.Event.After) != `{"id":1,"n":1}` || strings.Join(im.Event.UnchangedToast, ",") != "body" {
+		t.Errorf("missing %v, event after %s, toast %v", im.Missing, im.Event.After, im.Event.UnchangedToast)
+	}
+	// A column added since comes last.
+	wantRow(t, at(t, tr.store, "doc:1", sec(3)), history.Exists, `{"id":1,"body":"long text","n":2,"extra":true}`, c[0])
+
+	// A record first seen by such an update: its large value is not known.
+	k2 := row("id", "2")
+	d := tr.tx(sec(4), toast(upd("doc", k2, nil, row("id", "2", "n", "5")), "body"))
+	im = at(t, tr.store, "doc:2", sec(4))
+	wantRow(t, im, history.Exists, `{"id":2,"n":5}`, d[0])
+	if strings.Join(im.Missing, ",") != "body" {
+		t.Errorf("missing %v, want [body]", im.Missing)
+	}
+	// Still not known after another such update; known again once written.
+	tr.tx(sec(5), toast(upd("doc", k2, nil, row("id", "2", "n", "6")), "body"))
+	if im = at(t, tr.store, "doc:2", sec(5)); strings.Join(im.Missing, ",") != "body" {
+		t.Errorf("missing %v, want [body]", im.Missing)
+	}
+	f := tr.tx(sec(6), upd("doc", k2, nil, row("id", "2", "body", `"new"`, "n", "7")))
+	im = at(t, tr.store, "doc:2", sec(6))
+	wantRow(t, im, history.Exists, `{"id":2,"body":"new","n":7}`, f[0])
+	if im.Missing != nil {
+		t.Errorf("missing %v after the value was written", im.Missing)
+	}
+	// Deleted and re-inserted: nothing carries over.
+	tr.tx(sec(7), del("doc", k2))
+	g := tr.tx(sec(8), toast(upd("doc", k2, nil, row("id", "2", "n", "8")), "body"))
+	if im = at(t, tr.store, "doc:2", sec(8)); string(im.Row) != `{"id":2,"n":8}` || strings.Join(im.Missing, ",") != "body" || im.Event.ID != g[0] {
+		t.Errorf("after a delete: row %s, missing %v", im.Row, im.Missing)
+	}
+}

@@ -58,6 +58,9 @@ type Event struct {
 	PrevKey json.RawMessage
 	// After is the row after an insert, update or snapshot.
 	After json.RawMessage
+	// UnchangedToast lists the columns an update left out of After: large
+	// values that did not change and that the server did not send.
+	UnchangedToast []string
 	// Record is the stored event, verbatim: it verifies against its hash.
 	Record []byte
 }
@@ -108,8 +111,14 @@ type Image struct {
 	Ref   Ref
 	At    time.Time
 	State State
-	// Row is the record's row (the After of Event) when it existed.
+	// Row is the record's row when it existed: the After of Event, with
+	// the unchanged large values an update left out taken from the row
+	// before it.
 	Row json.RawMessage
+	// Missing lists the columns of Row whose value is not known: unchanged
+	// large values that the server did not send and that no earlier event
+	// of the record holds.
+	Missing []string
 	// Event is the last event of the record at or before At, which decides
 	// the state; nil when Unknown.
 	Event *Event
@@ -150,13 +159,35 @@ func timeText(t time.Time) string { return string(audit.AppendTime(nil, t)) }
 // after a delete or a truncate of its table; Unknown before its first
 // event.
 //
+// An update's large values that did not change and that the server did not
+// send (its unchanged_toast) are taken from the record's row before it;
+// those that no earlier event holds either are listed in Image.Missing.
+//
 // The whole store is read even for an early t: commit timestamps follow
 // commit order only as closely as the server's clock and its commit
 // sequence agree, so a later event may still carry a time at or before t.
 func At(src Source, ref Ref, t time.Time) (*Image, error) {
 	im := &Image{Ref: ref, At: t}
-	var err error
+	var (
+		row, atRow []Column // the record's row after each event; as of t
+		missing    []string
+		err        error
+	)
 	im.Seen, err = scan(src, ref, func(e *Event) error {
+		switch e.Op {
+		case audit.OpInsert, audit.OpSnapshot, audit.OpUpdate:
+			after, err := Columns(e.After)
+			if err != nil {
+				return fmt.Errorf("history: event %s: after: %w", e.ID, err)
+			}
+			if e.Op == audit.OpUpdate {
+				row, missing = fillToast(row, after, e.UnchangedToast)
+			} else {
+				row, missing = after, nil
+			}
+		default:
+			row, missing = nil, nil
+		}
 		if e.CommitTime.After(t) {
 			if im.Next == nil {
 				im.Next = e
@@ -164,32 +195,79 @@ func At(src Source, ref Ref, t time.Time) (*Image, error) {
 			return nil
 		}
 		im.Next = nil // an event after Next in commit order, yet at or before t
-		im.Event = e
-		switch e.Op {
-		case audit.OpInsert, audit.OpUpdate, audit.OpSnapshot:
-			im.State, im.Row = Exists, e.After
-		default:
-			im.State, im.Row = Gone, nil
+		im.Event, atRow, im.Missing = e, row, missing
+		im.State = Gone
+		if e.Op == audit.OpInsert || e.Op == audit.OpUpdate || e.Op == audit.OpSnapshot {
+			im.State = Exists
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	if im.State == Exists {
+		im.Row = encodeRow(atRow)
+	}
 	return im, nil
+}
+
+// fillToast is the row after an update: its after-image, with the
+// unchanged TOASTed columns it lacks taken from prev (the row before it,
+// nil when unknown), in prev's column order; missing lists those prev does
+// not hold either.
+func fillToast(prev, after []Column, toast []string) (row []Column, missing []string) {
+	if len(toast) == 0 {
+		return after, nil
+	}
+	find := func(cs []Column, name string) int {
+		return slices.IndexFunc(cs, func(c Column) bool { return c.Name == name })
+	}
+	for _, c := range prev {
+		switch i := find(after, c.Name); {
+		case i >= 0:
+			row = append(row, after[i])
+		case slices.Contains(toast, c.Name):
+			row = append(row, c)
+		} // else: a column dropped since
+	}
+	for _, c := range after {
+		if find(prev, c.Name) < 0 {
+			row = append(row, c) // a column added since, or prev unknown
+		}
+	}
+	for _, name := range toast {
+		if find(row, name) < 0 {
+			missing = append(missing, name)
+		}
+	}
+	return row, missing
+}
+
+// encodeRow is the JSON object of a row, values as stored.
+func encodeRow(row []Column) json.RawMessage {
+	b := []byte{'{'}
+	for i, c := range row {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = audit.AppendString(b, c.Name)
+		b = append(append(b, ':'), c.Value...)
+	}
+	return append(b, '}')
 }
 
 // stored is the part of a stored event history reads.
 type stored struct {
-	ID           string          `json:"id"`
-	CommitTime   time.Time       `json:"commit_time"`
-	Schema       string          `json:"schema"`
-	Table        string          `json:"table"`
-	Op           string          `json:"op"`
-	Key          json.RawMessage `json:"key"`
-	Before       json.RawMessage `json:"before"`
-	After        json.RawMessage `json:"after"`
-	BeforeSource string          `json:"before_source"`
+	ID             string          `json:"id"`
+	CommitTime     time.Time       `json:"commit_time"`
+	Schema         string          `json:"schema"`
+	Table          string          `json:"table"`
+	Op             string          `json:"op"`
+	Key            json.RawMessage `json:"key"`
+	Before         json.RawMessage `json:"before"`
+	After          json.RawMessage `json:"after"`
+	UnchangedToast []string        `json:"unchanged_toast"`
+	BeforeSource   string          `json:"before_source"`
 }
 
 // scan hands fn the record's events in commit order, following it as the
@@ -346,7 +424,7 @@ func newEvent(s *stored, op audit.Op, rec []byte, prevKey json.RawMessage) *Even
 	e := &Event{ID: s.ID, Op: op, CommitTime: s.CommitTime, BeforeSource: s.BeforeSource,
 		Key: s.Key, PrevKey: prevKey, Record: append([]byte(nil), rec...)}
 	if op == audit.OpInsert || op == audit.OpUpdate || op == audit.OpSnapshot {
-		e.After = s.After
+		e.After, e.UnchangedToast = s.After, s.UnchangedToast
 	}
 	return e
 }
@@ -398,19 +476,13 @@ func beforeKey(before json.RawMessage, names []string) (Key, error) {
 // rawKey builds the JSON object of the key columns of before, in key order.
 func rawKey(before json.RawMessage, names []string) json.RawMessage {
 	members, _ := Columns(before) // decoded once already by beforeKey
-	b := []byte{'{'}
-	for i, n := range names {
-		for _, m := range members {
-			if m.Name == n {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = audit.AppendString(b, n)
-				b = append(append(b, ':'), m.Value...)
-			}
+	var key []Column
+	for _, n := range names {
+		if i := slices.IndexFunc(members, func(m Column) bool { return m.Name == n }); i >= 0 {
+			key = append(key, members[i])
 		}
 	}
-	return append(b, '}')
+	return encodeRow(key)
 }
 
 // Column is one column of a row read back from an event.

@@ -34,7 +34,9 @@ The record is followed through key changes: an update that changes its key
 moves it to the new key. After a delete or a truncate it is gone, and the
 next row that takes KEY continues the history.
 
-With --at, a record is unknown before its first event: the store holds
+With --at, an unchanged large value that an update did not carry is taken
+from the record's row before it; one that no earlier event holds is listed
+as missing. A record is unknown before its first event: the store holds
 nothing of it (it was not changed since cdcaudit began recording its table
 and no snapshot read it, or it did not exist yet).
 
@@ -196,9 +198,12 @@ type atJSON struct {
 	At     string          `json:"at"`
 	State  string          `json:"state"` // exists, gone, unknown
 	Reason string          `json:"reason"`
-	Row    json.RawMessage `json:"row"`   // null unless it exists
-	Event  *eventRef       `json:"event"` // the event the state comes from
-	Next   *eventRef       `json:"next"`  // the record's next event, if any
+	Row    json.RawMessage `json:"row"` // null unless it exists
+	// Missing: columns of row whose value is not known (unchanged large
+	// values the server did not send, held by no earlier event).
+	Missing []string  `json:"missing,omitempty"`
+	Event   *eventRef `json:"event"` // the event the state comes from
+	Next    *eventRef `json:"next"`  // the record's next event, if any
 }
 
 // eventRef names an event of the record.
@@ -238,7 +243,7 @@ func (c *cli) recordAt(store *sink.Store, o *eventsOptions) int {
 		return code
 	}
 	out := atJSON{Record: o.ref.String(), At: string(audit.AppendTime(nil, o.at)), State: im.State.String(),
-		Reason: im.Reason(), Row: im.Row, Event: newEventRef(im.Event), Next: newEventRef(im.Next)}
+		Reason: im.Reason(), Row: im.Row, Missing: im.Missing, Event: newEventRef(im.Event), Next: newEventRef(im.Next)}
 	if out.Row == nil {
 		out.Row = json.RawMessage("null")
 	}
@@ -276,6 +281,9 @@ func writeImage(w io.Writer, im *history.Image) error {
 		}
 		for _, m := range members {
 			fmt.Fprintf(tw, "  %s\t%s\n", cell(m.Name), cell(string(m.Value)))
+		}
+		for _, name := range im.Missing {
+			fmt.Fprintf(tw, "  %s\t? (not known: a large value that did not change, which the server did not send and no earlier event holds)\n", cell(name))
 		}
 		tw.Flush()
 	}

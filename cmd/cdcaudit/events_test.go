@@ -46,6 +46,11 @@ func recordStore(t *testing.T) (dir string, ids []string) {
 		{Table: "sale_order", Op: audit.OpDelete, Key: row("id", "142"), Before: row("id", "142", "state", `"sale"`)},
 		{Table: "tag_rel", Op: audit.OpInsert, Key: row("order_id", "42", "tag", `"x"`), After: row("order_id", "42", "tag", `"x"`),
 			Changed: []string{"order_id", "tag"}},
+		// TOASTed values the server did not send: known from the insert for
+		// doc 1, not known for doc 2.
+		{Table: "doc", Op: audit.OpInsert, Key: row("id", "1"), After: row("id", "1", "body", `"long"`, "n", "0")},
+		{Table: "doc", Op: audit.OpUpdate, Key: row("id", "1"), After: row("id", "1", "n", "1"), UnchangedToast: []string{"body"}},
+		{Table: "doc", Op: audit.OpUpdate, Key: row("id", "2"), After: row("id", "2", "n", "1"), UnchangedToast: []string{"body"}},
 	}
 	var batches []sink.Batch
 	for i, e := range evs {
@@ -261,5 +266,21 @@ func TestEventsOnATamperedStore(t *testing.T) {
 		if code != exitFail || !strings.Contains(errOut, "record "+ids[2]+" does not match its hash") || strings.Contains(out, "Alice") {
 			t.Errorf("%v on a tampered store: exit %d, stderr %q, stdout %q", args, code, errOut, out)
 		}
+	}
+}
+
+func TestEventsAtFillsUnchangedToast(t *testing.T) {
+	dir, ids := recordStore(t)
+	out, errOut, code := runCLI(t, nil, "events", "--data-dir", dir, "--record", "doc:1", "--at", "2026-11-24", "--format", "jsonl")
+	if code != exitOK || !strings.Contains(out, `"row":{"id":1,"body":"long","n":1}`) || strings.Contains(out, "missing") || !strings.Contains(out, ids[7]) {
+		t.Errorf("doc 1: exit %d %s\n%s", code, errOut, out)
+	}
+	out, _, code = runCLI(t, nil, "events", "--data-dir", dir, "--record", "doc:2", "--at", "2026-11-24", "--format", "jsonl")
+	if code != exitOK || !strings.Contains(out, `"row":{"id":2,"n":1},"missing":["body"]`) {
+		t.Errorf("doc 2: exit %d\n%s", code, out)
+	}
+	out, _, code = runCLI(t, nil, "events", "--data-dir", dir, "--record", "doc:2", "--at", "2026-11-24")
+	if code != exitOK || !strings.Contains(out, "  body  ? (not known") {
+		t.Errorf("doc 2, table: exit %d\n%s", code, out)
 	}
 }
