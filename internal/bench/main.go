@@ -187,15 +187,9 @@ func run(o options) error {
 		if r%2 == 1 {
 			slices.Reverse(order) // neither identity always drains first
 		}
-		for _, id := range order {
-			ir, err := compare(ctx, c, o, fmt.Sprintf("bench%d_%s", r+1, id), id, snapshots)
-			if err != nil {
-				return fmt.Errorf("run %d, identity %s: %w", r+1, id, err)
-			}
-			for i, d := range ir.drains {
-				log.Printf("run %d/%d %-7s: %-38s %s", r+1, o.runs, id, consumers[i].name, d.summary(changes))
-			}
-			res.identities[id] = ir
+		var err error
+		if res.identities, err = compare(ctx, c, o, r+1, order, snapshots); err != nil {
+			return fmt.Errorf("run %d: %w", r+1, err)
 		}
 		if o.pgbenchTx > 0 {
 			for _, id := range order {
@@ -242,49 +236,80 @@ func perChange(cpu time.Duration, changes int) float64 {
 	return float64(cpu.Microseconds()) / float64(changes)
 }
 
-// compare creates database db, writes the workload into it with the bench
-// table at replica identity id, drains it through every consumer, then drops
-// the database and its slots.
-func compare(ctx context.Context, c *pgtest.Cluster, o options, db, id string, snapshots bool) (identityRun, error) {
-	var ir identityRun
-	if err := c.CreateDatabase(ctx, db); err != nil {
-		return ir, err
-	}
-	defer dropDatabase(ctx, c, db)
-	conn, err := pgx.Connect(ctx, c.DSN(db))
-	if err != nil {
-		return ir, err
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, table+identityDDL("sale_order_line", id)+publications); err != nil {
-		return ir, err
-	}
-	// Every slot exists before the workload: each consumer drains the same WAL.
-	for _, cons := range consumers {
-		if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", cons.slot); err != nil {
-			return ir, err
+// backlog is one identity's database, its workload written, not drained yet.
+type backlog struct {
+	id, db string
+	conn   *pgx.Conn
+	end    uint64 // see workload
+	run    identityRun
+}
+
+// slot is the consumer's slot for this backlog (slot names are the
+// server's, not the database's).
+func (b *backlog) slot(cons consumer) string { return cons.slot + "_" + b.id }
+
+// compare writes the workload into a new database per identity (in the
+// order given), with the bench table at that replica identity, then drains
+// them through every consumer in turn, interleaved: each consumer drains
+// every identity's backlog before the next consumer starts, so that the
+// identities are compared under the same load of a shared machine. A
+// backlog's slots are made before its workload and after the previous one's:
+// each consumer reads its own database's changes and no other's.
+func compare(ctx context.Context, c *pgtest.Cluster, o options, run int, order []string, snapshots bool) (map[string]identityRun, error) {
+	var backlogs []*backlog
+	defer func() {
+		for _, b := range backlogs {
+			b.conn.Close(ctx)
+			dropDatabase(ctx, c, b.db)
 		}
-	}
-	t0 := time.Now()
-	endLSN, wal, err := workload(ctx, c, conn, o.rows, o.txRows)
-	if err != nil {
-		return ir, err
-	}
-	ir.wal = wal
-	log.Printf("%s: workload written in %.1fs (%d bytes of WAL); draining up to %s", db, time.Since(t0).Seconds(), wal.total().Bytes, audit.FormatLSN(endLSN))
-	for _, cons := range consumers {
-		var d drain
-		if cons.profile == "" {
-			d, err = runRecvlogical(ctx, conn, c, db, cons.slot, endLSN)
-		} else {
-			d, err = runCdcaudit(ctx, conn, o.bin, c, db, cons.slot, cons.profile, endLSN, o.keep, snapshots)
+	}()
+	for _, id := range order {
+		b := &backlog{id: id, db: fmt.Sprintf("bench%d_%s", run, id)}
+		if err := c.CreateDatabase(ctx, b.db); err != nil {
+			return nil, err
 		}
+		conn, err := pgx.Connect(ctx, c.DSN(b.db))
 		if err != nil {
-			return ir, fmt.Errorf("%s: %w", cons.name, err)
+			dropDatabase(ctx, c, b.db)
+			return nil, err
 		}
-		ir.drains = append(ir.drains, d)
+		b.conn = conn
+		backlogs = append(backlogs, b)
+		if _, err := conn.Exec(ctx, table+identityDDL("sale_order_line", id)+publications); err != nil {
+			return nil, err
+		}
+		for _, cons := range consumers {
+			if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", b.slot(cons)); err != nil {
+				return nil, err
+			}
+		}
+		t0 := time.Now()
+		if b.end, b.run.wal, err = workload(ctx, c, conn, o.rows, o.txRows); err != nil {
+			return nil, fmt.Errorf("identity %s: %w", id, err)
+		}
+		log.Printf("%s: workload written in %.1fs (%d bytes of WAL); to drain up to %s", b.db, time.Since(t0).Seconds(), b.run.wal.total().Bytes, audit.FormatLSN(b.end))
 	}
-	return ir, nil
+	for i, cons := range consumers {
+		for _, b := range backlogs {
+			var d drain
+			var err error
+			if cons.profile == "" {
+				d, err = runRecvlogical(ctx, b.conn, c, b.db, b.slot(cons), b.end)
+			} else {
+				d, err = runCdcaudit(ctx, b.conn, o.bin, c, b.db, b.slot(cons), cons.profile, b.end, o.keep, snapshots)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("identity %s, %s: %w", b.id, cons.name, err)
+			}
+			log.Printf("run %d/%d %-7s: %-38s %s", run, o.runs, b.id, consumers[i].name, d.summary(2*o.rows))
+			b.run.drains = append(b.run.drains, d)
+		}
+	}
+	out := map[string]identityRun{}
+	for _, b := range backlogs {
+		out[b.id] = b.run
+	}
+	return out, nil
 }
 
 // identityDDL sets table's replica identity: FULL, or left at DEFAULT (its
