@@ -200,3 +200,15 @@ func TestIdentityFiguresAndRatios(t *testing.T) {
 		t.Errorf("formatSaving = %s", got)
 	}
 }
+
+func TestHelpHasFlag(t *testing.T) {
+	help := "Usage: cdcaudit run [flags]\n\nthe --snapshot of every table\nFlags:\n  --snapshot-tables globs\n        which tables\n  --slot name\n  --keep\n"
+	for name, want := range map[string]bool{"slot": true, "keep": true, "snapshot-tables": true, "snapshot": false, "sl": false} {
+		if got := helpHasFlag(help, name); got != want {
+			t.Errorf("helpHasFlag(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if !helpHasFlag(help+"  --snapshot mode\n", "snapshot") {
+		t.Error("--snapshot not found once listed")
+	}
+}

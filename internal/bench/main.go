@@ -224,7 +224,12 @@ func hasRunFlag(bin, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s run --help: %v", bin, err)
 	}
-	return regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(name) + `\b`).Match(out), nil
+	return helpHasFlag(string(out), name), nil
+}
+
+// helpHasFlag tells whether a flag list ("  --name value" lines) has --name.
+func helpHasFlag(help, name string) bool {
+	return regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(name) + `(\s|$)`).MatchString(help)
 }
 
 func (d drain) summary(changes int) string {
