@@ -196,6 +196,11 @@ func TestIdentityFiguresAndRatios(t *testing.T) {
 	if n := len(pairedRatios(results, fig[consumers[1].name+": changes/s"].of, "default", "full")); n != 3 {
 		t.Errorf("%d ratios from 3 paired runs", n)
 	}
+	// Nothing against something is no ratio.
+	zero := func(r runResult, id string) (float64, bool) { return map[string]float64{"full": 16040}[id], true }
+	if n := len(pairedRatios(results, zero, "default", "full")) + len(pairedRatios(results, zero, "full", "default")); n != 0 {
+		t.Errorf("%d ratios with a 0", n)
+	}
 	if got := formatSaving(spread{0.8, 0.75, 0.9}); got != "20.0 (10.0 to 25.0)" {
 		t.Errorf("formatSaving = %s", got)
 	}

@@ -102,7 +102,7 @@ func identityFigures(o options) []identityFigure {
 	}
 	figures := []identityFigure{
 		{"WAL of the bench workload, MiB", "%.1f", wal(1.0/(1<<20), func(ir identityRun) int64 { return ir.wal.total().Bytes })},
-		{"  of it full-page images, MiB", "%.1f", wal(1.0/(1<<20), func(ir identityRun) int64 { return ir.wal.total().FPIBytes })},
+		{"  of it full-page images, KiB", "%.0f", wal(1.0/(1<<10), func(ir identityRun) int64 { return ir.wal.total().FPIBytes })},
 		{"  WAL per change, bytes", "%.0f", wal(1/changes, func(ir identityRun) int64 { return ir.wal.total().Bytes })},
 		{"  WAL per insert, bytes", "%.0f", wal(1/float64(o.rows), func(ir identityRun) int64 { return ir.wal.inserts.Bytes })},
 		{"  WAL per update, bytes", "%.0f", wal(1/float64(o.rows), func(ir identityRun) int64 { return ir.wal.updates.Bytes })},
@@ -206,13 +206,15 @@ func printIdentities(o options, results []runResult) {
 	fmt.Print("\n\n")
 }
 
-// pairedRatios is num's figure over den's within each run that measured both.
+// pairedRatios is num's figure over den's within each run that measured
+// both (and neither as 0: e.g. page images that one workload happened to
+// write and the other not).
 func pairedRatios(results []runResult, of func(runResult, string) (float64, bool), num, den string) spread {
 	var s spread
 	for _, r := range results {
 		a, okA := of(r, num)
 		b, okB := of(r, den)
-		if okA && okB && b != 0 {
+		if okA && okB && a != 0 && b != 0 {
 			s = append(s, a/b)
 		}
 	}
