@@ -46,14 +46,14 @@ func TestProcessCPUGrowsWithWork(t *testing.T) {
 	}
 }
 
-func TestWalsendersKeepTheLastReadingOfEach(t *testing.T) {
-	w := walsenders{}
+func TestServerProcsKeepTheLastReadingOfEach(t *testing.T) {
+	w := serverProcs{}
 	w.sample(os.Getpid())
 	w.sample(0)                // no walsender yet: ignored
 	w[1<<30] = 3 * time.Second // one that has gone: its last reading counts
 	w.sampleAll()
 	if len(w) != 2 || w[1<<30] != 3*time.Second || w.total() < 3*time.Second {
-		t.Fatalf("walsenders = %v, total %v", w, w.total())
+		t.Fatalf("serverProcs = %v, total %v", w, w.total())
 	}
 }
 

@@ -426,7 +426,7 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var d drain
-	ws := walsenders{}
+	ws := serverProcs{}
 	pid := 0
 	for {
 		select {
@@ -479,7 +479,7 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var d drain
-	ws := walsenders{}
+	ws := serverProcs{}
 	for {
 		select {
 		case err := <-exited:

@@ -232,7 +232,8 @@ func formatSaving(ratios spread) string {
 
 func printSnapshot(s *snapshotResult) {
 	fmt.Printf("snapshot of a %d-row table (the bench table)\n", s.Rows)
-	fmt.Printf("%-50s%.0f rows/s (seconds: %s)\n", "COPY … TO '/dev/null', the faster of 2:", s.copyRate(), formatSeconds(s.CopySeconds))
+	fmt.Printf("%-50s%.0f rows/s (seconds: %s)\n", "COPY … TO '/dev/null', the faster of 2:", s.copyRate(), formatValues(s.CopySeconds))
+	fmt.Printf("%-50s%s µs/row\n", "  its backend's CPU:", formatValues(scale(s.CopyServerCPUSeconds, 1e6/float64(s.Rows))))
 	fmt.Printf("%-50s%.0f rows/s (%d rows in %.1fs), %.2f× COPY (goal ≥ 0.5×)\n", "cdcaudit run, initial snapshot:",
 		s.snapshotRate(), s.SnapshotRows, s.SnapshotSeconds, s.snapshotRate()/s.copyRate())
 	perRow := func(v float64) float64 {
@@ -242,11 +243,20 @@ func printSnapshot(s *snapshotResult) {
 		return v / float64(s.SnapshotRows)
 	}
 	fmt.Printf("%-50s%.1f s, %.2f µs/row\n", "  cdcaudit CPU:", s.CPUSeconds, perRow(s.CPUSeconds*1e6))
+	fmt.Printf("%-50s%.1f s, %.2f µs/row\n", "  CPU of its backends and walsender:", s.ServerCPUSeconds, perRow(s.ServerCPUSeconds*1e6))
 	fmt.Printf("%-50s%.1f MiB\n", "  cdcaudit peak RSS:", float64(s.PeakRSSKiB)/1024)
 	fmt.Printf("%-50s%.0f bytes/snapshot row (%.1f MiB)\n\n", "  store:", perRow(float64(s.StoreBytes)), float64(s.StoreBytes)/(1<<20))
 }
 
-func formatSeconds(v []float64) string {
+func scale(v []float64, by float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x * by
+	}
+	return out
+}
+
+func formatValues(v []float64) string {
 	var f []string
 	for _, s := range v {
 		f = append(f, fmt.Sprintf("%.1f", s))

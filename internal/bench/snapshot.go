@@ -29,13 +29,18 @@ type snapshotResult struct {
 	// COPY sale_order_line TO '/dev/null' (server-side), before and after
 	// cdcaudit's snapshot; the faster counts.
 	CopySeconds []float64 `json:"copy_seconds"`
+	// The CPU of the server's backend running each COPY.
+	CopyServerCPUSeconds []float64 `json:"copy_server_cpu_seconds"`
 	// From starting cdcaudit run on a fresh data dir (slot creation
 	// included) until its metrics say every table's snapshot is done.
 	SnapshotSeconds float64 `json:"snapshot_seconds"`
 	SnapshotRows    int64   `json:"snapshot_rows"` // cdcaudit_snapshot_rows_total then
 	CPUSeconds      float64 `json:"cpu_seconds"`   // cdcaudit's user+system, all threads, then
-	PeakRSSKiB      int64   `json:"peak_rss_kib"`  // cdcaudit's VmHWM then
-	StoreBytes      int64   `json:"store_bytes"`   // its data dir after a clean stop
+	// The CPU of the server processes of cdcaudit's connections (backends
+	// and walsender) until then, each read last while it ran.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
+	PeakRSSKiB       int64   `json:"peak_rss_kib"` // cdcaudit's VmHWM then
+	StoreBytes       int64   `json:"store_bytes"`  // its data dir after a clean stop
 }
 
 func (s *snapshotResult) copyRate() float64 {
@@ -80,12 +85,25 @@ func benchSnapshot(ctx context.Context, c *pgtest.Cluster, o options) (*snapshot
 	}
 	log.Printf("snapshot: %d rows written in %.1fs", o.snapshotRows, time.Since(t0).Seconds())
 	res := &snapshotResult{Rows: int64(o.snapshotRows)}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return nil, err
+	}
 	copyOnce := func() error {
+		cpu0, err := processCPU(backend)
+		if err != nil {
+			return fmt.Errorf("the server's CPU is read from /proc (run as root): %v", err)
+		}
 		t0 := time.Now()
 		tag, err := conn.Exec(ctx, "COPY sale_order_line TO '/dev/null'")
 		if err != nil {
 			return err
 		}
+		cpu1, err := processCPU(backend)
+		if err != nil {
+			return err
+		}
+		res.CopyServerCPUSeconds = append(res.CopyServerCPUSeconds, (cpu1 - cpu0).Seconds())
 		if tag.RowsAffected() != res.Rows {
 			return fmt.Errorf("COPY copied %d rows, want %d", tag.RowsAffected(), res.Rows)
 		}
@@ -97,7 +115,7 @@ func benchSnapshot(ctx context.Context, c *pgtest.Cluster, o options) (*snapshot
 	if err := copyOnce(); err != nil {
 		return nil, err
 	}
-	if err := runSnapshot(ctx, c, o, db, res); err != nil {
+	if err := runSnapshot(ctx, c, conn, o, db, res); err != nil {
 		return nil, err
 	}
 	if err := copyOnce(); err != nil {
@@ -108,7 +126,7 @@ func benchSnapshot(ctx context.Context, c *pgtest.Cluster, o options) (*snapshot
 
 // runSnapshot starts cdcaudit on a fresh data dir and slot with the initial
 // snapshot and measures it until its /metrics say every table is done.
-func runSnapshot(ctx context.Context, c *pgtest.Cluster, o options, db string, res *snapshotResult) error {
+func runSnapshot(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, o options, db string, res *snapshotResult) error {
 	dataDir, err := os.MkdirTemp("", "cdcaudit-bench-snapshot-")
 	if err != nil {
 		return err
@@ -136,11 +154,16 @@ func runSnapshot(ctx context.Context, c *pgtest.Cluster, o options, db string, r
 		<-exited
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
+	server := serverProcs{}
 	for {
 		select {
 		case err := <-exited:
 			return fmt.Errorf("cdcaudit exited before its snapshot was done: %v", err)
 		case <-time.After(200 * time.Millisecond):
+		}
+		if err := sampleBackends(ctx, conn, db, server); err != nil {
+			stop()
+			return err
 		}
 		m, err := scrape(client, "http://"+addr+"/metrics")
 		if err != nil {
@@ -163,6 +186,8 @@ func runSnapshot(ctx context.Context, c *pgtest.Cluster, o options, db string, r
 		return err
 	}
 	res.CPUSeconds = cpu.Seconds()
+	server.sampleAll()
+	res.ServerCPUSeconds = server.total().Seconds()
 	res.PeakRSSKiB = peakRSS(cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
@@ -174,6 +199,20 @@ func runSnapshot(ctx context.Context, c *pgtest.Cluster, o options, db string, r
 	}
 	log.Printf("snapshot: cdcaudit stored %d rows in %.1fs", res.SnapshotRows, res.SnapshotSeconds)
 	return nil
+}
+
+// sampleBackends reads the CPU of every server process of database db but
+// conn's own: cdcaudit's connections.
+func sampleBackends(ctx context.Context, conn *pgx.Conn, db string, server serverProcs) error {
+	rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", db)
+	if err != nil {
+		return err
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	for _, pid := range pids {
+		server.sample(int(pid))
+	}
+	return err
 }
 
 // snapshotDone tells from cdcaudit's metrics whether its snapshot is
