@@ -99,6 +99,7 @@ func benchSnapshot(ctx context.Context, c *pgtest.Cluster, o options) (*snapshot
 		if err != nil {
 			return err
 		}
+		elapsed := time.Since(t0)
 		cpu1, err := processCPU(backend)
 		if err != nil {
 			return err
@@ -107,7 +108,7 @@ func benchSnapshot(ctx context.Context, c *pgtest.Cluster, o options) (*snapshot
 		if tag.RowsAffected() != res.Rows {
 			return fmt.Errorf("COPY copied %d rows, want %d", tag.RowsAffected(), res.Rows)
 		}
-		res.CopySeconds = append(res.CopySeconds, time.Since(t0).Seconds())
+		res.CopySeconds = append(res.CopySeconds, elapsed.Seconds())
 		log.Printf("snapshot: COPY sale_order_line TO '/dev/null' in %.1fs", res.CopySeconds[len(res.CopySeconds)-1])
 		return nil
 	}
