@@ -73,10 +73,8 @@ func parseIdentities(s string) ([]string, error) {
 	return nil, fmt.Errorf("--identity %q: want full, default or both", s)
 }
 
-// The publications are made the way cdcaudit keeps them (inserts FOR ALL
-// TABLES, updates and deletes of the tables with a usable replica identity),
-// before the workload: cdcaudit then changes nothing, and every consumer
-// decodes the same changes of the same publications.
+// table is the bench table: an abridged Odoo sale_order_line, at replica
+// identity DEFAULT (see identityDDL).
 const table = `
 CREATE TABLE sale_order_line (
 	id bigserial PRIMARY KEY,
@@ -97,6 +95,10 @@ CREATE TABLE sale_order_line (
 );
 `
 
+// The publications are made the way cdcaudit keeps them (inserts FOR ALL
+// TABLES, updates and deletes of the tables with a usable replica identity),
+// before the workload: cdcaudit then changes nothing, and every consumer
+// decodes the same changes of the same publications.
 const publications = `
 CREATE PUBLICATION bench FOR ALL TABLES WITH (publish = 'insert, truncate');
 CREATE PUBLICATION bench_changes FOR TABLE sale_order_line WITH (publish = 'update, delete');
