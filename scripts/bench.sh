@@ -2,8 +2,12 @@
 # Drain the same backlog of changes through pg_recvlogical (pgoutput → /dev/null)
 # and through cdcaudit (into its store) on one throwaway server, and compare
 # rates and CPU per change (each consumer and its walsender, read from /proc:
-# run as root to read the server's processes); medians over --runs.
-# Usage: scripts/bench.sh [--rows 500000] [--tx-rows 1000] [--runs 3] [--keep]
+# run as root to read the server's processes); medians over --runs. Also the
+# WAL and ingest cost of REPLICA IDENTITY DEFAULT against FULL, and (with
+# --snapshot-rows) the initial snapshot against COPY. See README.md.
+# Usage: scripts/bench.sh [--rows 500000] [--tx-rows 1000] [--runs 3]
+#   [--identity full|default|both] [--pgbench-tx 10000] [--snapshot-rows N]
+#   [--json FILE] [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin

@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,14 +46,14 @@ func TestProcessCPUGrowsWithWork(t *testing.T) {
 	}
 }
 
-func TestWalsendersKeepTheLastReadingOfEach(t *testing.T) {
-	w := walsenders{}
+func TestServerProcsKeepTheLastReadingOfEach(t *testing.T) {
+	w := serverProcs{}
 	w.sample(os.Getpid())
 	w.sample(0)                // no walsender yet: ignored
 	w[1<<30] = 3 * time.Second // one that has gone: its last reading counts
 	w.sampleAll()
 	if len(w) != 2 || w[1<<30] != 3*time.Second || w.total() < 3*time.Second {
-		t.Fatalf("walsenders = %v, total %v", w, w.total())
+		t.Fatalf("serverProcs = %v, total %v", w, w.total())
 	}
 }
 
@@ -68,5 +70,150 @@ func TestSpreadMedianAndRange(t *testing.T) {
 		if got := c.s.format("%.1f"); got != c.want {
 			t.Errorf("%v.format = %q, want %q", c.s, got, c.want)
 		}
+	}
+}
+
+func TestParseIdentities(t *testing.T) {
+	for in, want := range map[string][]string{"full": {"full"}, "default": {"default"}, "both": {"full", "default"}} {
+		if got, err := parseIdentities(in); err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseIdentities(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "FULL", "index", "full,default"} {
+		if _, err := parseIdentities(bad); err == nil || !strings.Contains(err.Error(), "--identity") {
+			t.Errorf("parseIdentities(%q) = %v; want an error naming --identity", bad, err)
+		}
+	}
+}
+
+// The last lines of pg_waldump --stats (PostgreSQL 15).
+const waldumpStats = `WAL statistics between 0/1500A88 and 0/1586588:
+Type                                           N      (%)          Record size      (%)             FPI size      (%)        Combined size      (%)
+----                                           -      ---          -----------      ---             --------      ---        -------------      ---
+XLOG                                           4 (  0.08)                  242 (  0.07)                  176 (  0.09)                  418 (  0.08)
+Heap                                        3014 ( 58.59)               197078 ( 56.64)                50820 ( 26.37)               247898 ( 45.85)
+                                        --------                      --------                      --------                      --------
+Total                                       5144                        347924 [64.35%]               192748 [35.65%]               540672 [100%]
+`
+
+func TestWaldumpFPIBytesReadsTheTotalLine(t *testing.T) {
+	if got, err := waldumpFPIBytes(waldumpStats); err != nil || got != 192748 {
+		t.Fatalf("waldumpFPIBytes = %d, %v; want 192748", got, err)
+	}
+	if _, err := waldumpFPIBytes(strings.Split(waldumpStats, "Total")[0]); err == nil {
+		t.Error("stats without a Total line accepted")
+	}
+	w := walSpan{Bytes: 1000, FPIBytes: 300}.add(walSpan{Bytes: 50, FPIBytes: 0})
+	if w != (walSpan{1050, 300}) || w.withoutImages() != 750 {
+		t.Errorf("walSpan sum = %+v, without images %d", w, w.withoutImages())
+	}
+}
+
+func TestSnapshotDoneFromMetrics(t *testing.T) {
+	const head = `# HELP cdcaudit_snapshot_rows_total Rows stored as snapshot records.
+# TYPE cdcaudit_snapshot_rows_total counter
+cdcaudit_snapshot_rows_total 1.2e+07
+# HELP cdcaudit_snapshot_tables Tables by snapshot state.
+# TYPE cdcaudit_snapshot_tables gauge
+`
+	for _, c := range []struct {
+		tables      string
+		done, known bool
+	}{
+		{"", false, false}, // a cdcaudit without snapshots, or not started yet
+		{"cdcaudit_snapshot_tables{state=\"pending\"} 1\ncdcaudit_snapshot_tables{state=\"done\"} 0\n", false, true},
+		{"cdcaudit_snapshot_tables{state=\"copying\"} 1\ncdcaudit_snapshot_tables{state=\"done\"} 2\n", false, true},
+		{"cdcaudit_snapshot_tables{state=\"pending\"} 1\ncdcaudit_snapshot_tables{state=\"done\"} 2\n", false, true},
+		{"cdcaudit_snapshot_tables{state=\"copying\"} 0\ncdcaudit_snapshot_tables{state=\"done\"} 3\ncdcaudit_snapshot_tables{state=\"pending\"} 0\n", true, true},
+	} {
+		text := head + c.tables
+		if c.tables == "" {
+			text = "# TYPE go_goroutines gauge\ngo_goroutines 12\n"
+		}
+		m, err := parseMetrics(strings.NewReader(text))
+		if err != nil {
+			t.Fatalf("parseMetrics: %v\n%s", err, text)
+		}
+		if done, known := snapshotDone(m); done != c.done || known != c.known {
+			t.Errorf("snapshotDone = %v, %v; want %v, %v for\n%s", done, known, c.done, c.known, c.tables)
+		}
+		if c.known && m.get("cdcaudit_snapshot_rows_total") != 12e6 {
+			t.Errorf("rows = %v; want 12e6", m.get("cdcaudit_snapshot_rows_total"))
+		}
+	}
+	if _, err := parseMetrics(strings.NewReader("cdcaudit_snapshot_tables{state=\"done} 1\n")); err == nil {
+		t.Error("an unterminated label value was accepted")
+	}
+	if got := series("m", "b", "2", "a", `x"y`); got != `m{a="x\"y",b="2"}` {
+		t.Errorf("series = %s", got)
+	}
+}
+
+func TestIdentityFiguresAndRatios(t *testing.T) {
+	o := options{rows: 1000, pgbenchTx: 100, identities: []string{"full", "default"}}
+	run := func(fullWall, defaultWall time.Duration) runResult {
+		ir := func(updates int64, wall time.Duration) identityRun {
+			d := drain{wall: wall, cpu: 20 * time.Millisecond, walsenderCPU: 4 * time.Millisecond}
+			return identityRun{wal: workloadWAL{inserts: walSpan{Bytes: 250000}, updates: walSpan{Bytes: updates, FPIBytes: 1000}},
+				drains: []drain{{}, d, d, {}}}
+		}
+		return runResult{
+			identities: map[string]identityRun{"full": ir(450000, fullWall), "default": ir(330000, defaultWall)},
+			pgbenchWAL: map[string]walSpan{"full": {Bytes: 70000, FPIBytes: 10000}, "default": {Bytes: 58000, FPIBytes: 10000}},
+		}
+	}
+	results := []runResult{run(time.Second, 2*time.Second), run(time.Second, time.Second), run(2*time.Second, time.Second)}
+	fig := map[string]identityFigure{}
+	for _, f := range identityFigures(o) {
+		fig[f.name] = f
+	}
+	for name, want := range map[string][2]float64{
+		"  WAL per update, bytes":                          {450, 330},
+		"  WAL per update without page images, bytes":      {449, 329},
+		"  WAL per change, bytes":                          {350, 290},
+		"  WAL per transaction without page images, bytes": {600, 480},
+		consumers[1].name + ": changes/s":                  {2000, 1000},
+		"  both, µs/change":                                {12, 12},
+	} {
+		f, ok := fig[name]
+		if !ok {
+			t.Errorf("no figure %q", name)
+			continue
+		}
+		full, _ := f.of(results[0], "full")
+		def, _ := f.of(results[0], "default")
+		if full != want[0] || def != want[1] {
+			t.Errorf("%s: FULL %v, DEFAULT %v; want %v", name, full, def, want)
+		}
+	}
+	// Ratios are paired within each run: 0.5, 1, 2 → median 1.
+	rate := pairedRatios(results, fig[consumers[1].name+": changes/s"].of, "default", "full")
+	if got := rate.format("%.2f"); got != "1.00 (0.50 to 2.00)" {
+		t.Errorf("DEFAULT / FULL changes/s = %s", got)
+	}
+	// A run that measured one identity only has no ratio.
+	results = append(results, runResult{identities: map[string]identityRun{"full": results[0].identities["full"]}})
+	if n := len(pairedRatios(results, fig[consumers[1].name+": changes/s"].of, "default", "full")); n != 3 {
+		t.Errorf("%d ratios from 3 paired runs", n)
+	}
+	// Nothing against something is no ratio.
+	zero := func(r runResult, id string) (float64, bool) { return map[string]float64{"full": 16040}[id], true }
+	if n := len(pairedRatios(results, zero, "default", "full")) + len(pairedRatios(results, zero, "full", "default")); n != 0 {
+		t.Errorf("%d ratios with a 0", n)
+	}
+	if got := formatSaving(spread{0.8, 0.75, 0.9}); got != "20.0 (10.0 to 25.0)" {
+		t.Errorf("formatSaving = %s", got)
+	}
+}
+
+func TestHelpHasFlag(t *testing.T) {
+	help := "Usage: cdcaudit run [flags]\n\nthe --snapshot of every table\nFlags:\n  --snapshot-tables globs\n        which tables\n  --slot name\n  --keep\n"
+	for name, want := range map[string]bool{"slot": true, "keep": true, "snapshot-tables": true, "snapshot": false, "sl": false} {
+		if got := helpHasFlag(help, name); got != want {
+			t.Errorf("helpHasFlag(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if !helpHasFlag(help+"  --snapshot mode\n", "snapshot") {
+		t.Error("--snapshot not found once listed")
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,22 +27,55 @@ func main() {
 	bin := flag.String("cdcaudit", "bin/cdcaudit", "path of the cdcaudit binary to measure")
 	rows := flag.Int("rows", 500000, "rows inserted, then updated (changes = 2 × rows)")
 	txRows := flag.Int("tx-rows", 1000, "rows per transaction")
-	runs := flag.Int("runs", 3, "times the whole comparison is repeated; the median of each figure is printed, with its min and max")
+	runs := flag.Int("runs", 3, "times the whole comparison is repeated; the median of each figure is printed, with its min and max (0: only --snapshot-rows)")
+	identity := flag.String("identity", "both", "REPLICA IDENTITY of the bench tables: full, default, or both (each drained in every run, and compared)")
+	pgbenchTx := flag.Int("pgbench-tx", 10000, "pgbench transactions whose WAL is measured under each replica identity in every run (0: none)")
+	snapshotRows := flag.Int("snapshot-rows", 0, "also time cdcaudit's initial snapshot of a table of this many rows against COPY … TO '/dev/null' of it (0: not)")
+	jsonOut := flag.String("json", "", "also write every figure of every run to this file, as JSON")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
 	flag.Parse()
-	if *runs < 1 || *rows < 1 || *txRows < 1 {
-		log.Fatal("--runs, --rows and --tx-rows must be at least 1")
+	ids, err := parseIdentities(*identity)
+	if err != nil {
+		log.Fatal(err)
 	}
-	if err := run(*bin, *rows, *txRows, *runs, *keep); err != nil {
+	if *runs < 0 || *rows < 1 || *txRows < 1 || *pgbenchTx < 0 || *snapshotRows < 0 {
+		log.Fatal("--rows and --tx-rows must be at least 1, --runs, --pgbench-tx and --snapshot-rows at least 0")
+	}
+	if *runs == 0 && *snapshotRows == 0 {
+		log.Fatal("--runs 0 measures nothing without --snapshot-rows")
+	}
+	opts := options{bin: *bin, rows: *rows, txRows: *txRows, runs: *runs, identities: ids,
+		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep}
+	if err := run(opts); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// The publications are made the way cdcaudit keeps them (inserts FOR ALL
-// TABLES, updates and deletes of the tables with a usable replica identity),
-// before the workload: cdcaudit then changes nothing, and every consumer
-// decodes the same changes of the same publications.
-const schema = `
+type options struct {
+	bin                                         string
+	rows, txRows, runs, pgbenchTx, snapshotRows int
+	identities                                  []string
+	jsonOut                                     string
+	keep                                        bool
+}
+
+// parseIdentities reads --identity: the replica identities to measure, FULL
+// first.
+func parseIdentities(s string) ([]string, error) {
+	switch s {
+	case "full":
+		return []string{"full"}, nil
+	case "default":
+		return []string{"default"}, nil
+	case "both":
+		return []string{"full", "default"}, nil
+	}
+	return nil, fmt.Errorf("--identity %q: want full, default or both", s)
+}
+
+// table is the bench table: an abridged Odoo sale_order_line, at replica
+// identity DEFAULT (see identityDDL).
+const table = `
 CREATE TABLE sale_order_line (
 	id bigserial PRIMARY KEY,
 	order_id integer NOT NULL,
@@ -58,7 +93,13 @@ CREATE TABLE sale_order_line (
 	write_uid integer,
 	write_date timestamp without time zone
 );
-ALTER TABLE sale_order_line REPLICA IDENTITY FULL;
+`
+
+// The publications are made the way cdcaudit keeps them (inserts FOR ALL
+// TABLES, updates and deletes of the tables with a usable replica identity),
+// before the workload: cdcaudit then changes nothing, and every consumer
+// decodes the same changes of the same publications.
+const publications = `
 CREATE PUBLICATION bench FOR ALL TABLES WITH (publish = 'insert, truncate');
 CREATE PUBLICATION bench_changes FOR TABLE sale_order_line WITH (publish = 'update, delete');
 `
@@ -91,37 +132,106 @@ type drain struct {
 	storeBytes        int64 // cdcaudit's store; 0 for pg_recvlogical
 }
 
-func run(bin string, rows, txRows, runs int, keep bool) error {
-	if _, err := os.Stat(bin); err != nil {
+// identityRun is one replica identity's part of a run: the WAL its workload
+// wrote and every consumer's drain of it.
+type identityRun struct {
+	wal    workloadWAL
+	drains []drain
+}
+
+// runResult is one run of the comparison.
+type runResult struct {
+	identities map[string]identityRun
+	pgbenchWAL map[string]walSpan // WAL of --pgbench-tx transactions, by identity
+}
+
+func run(o options) error {
+	if _, err := os.Stat(o.bin); err != nil {
 		return fmt.Errorf("cdcaudit binary: %v (build it: go build -o bin/cdcaudit ./cmd/cdcaudit)", err)
 	}
 	if _, err := processCPU(os.Getpid()); err != nil {
 		return fmt.Errorf("CPU is read from /proc: %v", err)
 	}
+	// A cdcaudit with the initial snapshot (issue 7) has --snapshot: the
+	// drains say never (their slots exist before the workload anyway), the
+	// snapshot bench says initial.
+	snapshots, err := hasRunFlag(o.bin, "snapshot")
+	if err != nil {
+		return err
+	}
+	if o.snapshotRows > 0 && !snapshots {
+		return fmt.Errorf("--snapshot-rows: %s has no initial snapshot (its run has no --snapshot flag)", o.bin)
+	}
 	ctx := context.Background()
 	c, err := pgtest.Start(pgtest.Options{
-		Logf:     log.Printf,
-		Settings: map[string]string{"autovacuum": "off", "max_wal_size": "'8GB'", "checkpoint_timeout": "'1h'"},
+		Logf: log.Printf,
+		// full_page_writes as on a production server: the WAL figures are
+		// what a DBA would see after a checkpoint (each measured workload
+		// starts with one).
+		Settings: map[string]string{"autovacuum": "off", "max_wal_size": "'8GB'", "checkpoint_timeout": "'1h'", "full_page_writes": "on"},
 	})
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
-	changes := 2 * rows
-	fmt.Printf("workload: %d inserts + %d updates of a 15-column table (REPLICA IDENTITY FULL), %d rows per transaction; %d run(s)\n", rows, rows, txRows, runs)
-	fmt.Printf("load average at start: %s\n", loadAverage())
-	results := make([][]drain, runs)
-	for r := range results {
-		if results[r], err = compare(ctx, c, bin, fmt.Sprintf("bench%d", r+1), rows, txRows, keep); err != nil {
+	changes := 2 * o.rows
+	rep := report{Rows: o.rows, TxRows: o.txRows, Changes: changes, Identities: o.identities, PgbenchTransactions: o.pgbenchTx}
+	if o.runs > 0 {
+		fmt.Printf("workload: %d inserts + %d updates of a 15-column table (REPLICA IDENTITY %s), %d rows per transaction; %d run(s)\n",
+			o.rows, o.rows, strings.ToUpper(strings.Join(o.identities, " and ")), o.txRows, o.runs)
+	}
+	rep.LoadAverageStart = loadAverage()
+	fmt.Printf("load average at start: %s\n", rep.LoadAverageStart)
+	var results []runResult
+	for r := 0; r < o.runs; r++ {
+		res := runResult{identities: map[string]identityRun{}, pgbenchWAL: map[string]walSpan{}}
+		order := slices.Clone(o.identities)
+		if r%2 == 1 {
+			slices.Reverse(order) // neither identity always drains first
+		}
+		var err error
+		if res.identities, err = compare(ctx, c, o, r+1, order, snapshots); err != nil {
 			return fmt.Errorf("run %d: %w", r+1, err)
 		}
-		for i, d := range results[r] {
-			log.Printf("run %d/%d: %-38s %s", r+1, runs, consumers[i].name, d.summary(changes))
+		if o.pgbenchTx > 0 {
+			for _, id := range order {
+				n, err := pgbenchWAL(ctx, c, fmt.Sprintf("pgbench%d_%s", r+1, id), id, o.pgbenchTx)
+				if err != nil {
+					return fmt.Errorf("run %d, pgbench, identity %s: %w", r+1, id, err)
+				}
+				log.Printf("run %d/%d %-7s: pgbench -t %d wrote %d bytes of WAL, %d of them page images", r+1, o.runs, id, o.pgbenchTx, n.Bytes, n.FPIBytes)
+				res.pgbenchWAL[id] = n
+			}
+		}
+		results = append(results, res)
+	}
+	if o.snapshotRows > 0 {
+		if rep.Snapshot, err = benchSnapshot(ctx, c, o); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
 		}
 	}
-	fmt.Printf("load average at end:   %s\n\n", loadAverage())
-	printTable(results, changes)
+	rep.LoadAverageEnd = loadAverage()
+	fmt.Printf("load average at end:   %s\n\n", rep.LoadAverageEnd)
+	rep.Runs = jsonRuns(results)
+	printReport(o, results, rep.Snapshot)
+	if o.jsonOut != "" {
+		return writeJSON(o.jsonOut, rep)
+	}
 	return nil
+}
+
+// hasRunFlag tells whether bin's run command has --name (its help lists it).
+func hasRunFlag(bin, name string) (bool, error) {
+	out, err := exec.Command(bin, "run", "--help").CombinedOutput()
+	if err != nil {
+		return false, fmt.Errorf("%s run --help: %v", bin, err)
+	}
+	return helpHasFlag(string(out), name), nil
+}
+
+// helpHasFlag tells whether a flag list ("  --name value" lines) has --name.
+func helpHasFlag(help, name string) bool {
+	return regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(name) + `(\s|$)`).MatchString(help)
 }
 
 func (d drain) summary(changes int) string {
@@ -133,90 +243,89 @@ func perChange(cpu time.Duration, changes int) float64 {
 	return float64(cpu.Microseconds()) / float64(changes)
 }
 
-// printTable prints, for each figure, its median over the runs, with min and max.
-func printTable(results [][]drain, changes int) {
-	over := func(i int, f func(drain) float64) spread {
-		var s spread
-		for _, r := range results {
-			s = append(s, f(r[i]))
-		}
-		return s
-	}
-	cell := "%-26s"
-	fmt.Printf("median (min to max) of %d run(s), %d changes each\n", len(results), changes)
-	fmt.Printf("%-38s "+cell+cell+cell+cell+"%s\n", "", "changes/s", "CPU µs/change", "walsender µs/change", "peak RSS MiB", "store bytes/event")
-	for i, cons := range consumers {
-		store := "–"
-		if cons.profile != "" {
-			store = over(i, func(d drain) float64 { return float64(d.storeBytes) / float64(changes) }).format("%.0f")
-		}
-		fmt.Printf("%-38s "+cell+cell+cell+cell+"%s\n", cons.name,
-			over(i, func(d drain) float64 { return float64(changes) / d.wall.Seconds() }).format("%.0f"),
-			over(i, func(d drain) float64 { return perChange(d.cpu, changes) }).format("%.2f"),
-			over(i, func(d drain) float64 { return perChange(d.walsenderCPU, changes) }).format("%.2f"),
-			over(i, func(d drain) float64 { return float64(d.rssKB) / 1024 }).format("%.1f"),
-			store)
-	}
-	// CPU per change is steadier than throughput on a busy machine: the
-	// ratios of both are printed.
-	var plain, odoo, attribution, plainCPU, attributionCPU spread
-	for _, r := range results {
-		ref := min(r[0].wall, r[3].wall).Seconds()
-		plain = append(plain, ref/r[1].wall.Seconds())
-		odoo = append(odoo, ref/r[2].wall.Seconds())
-		attribution = append(attribution, 100*(r[1].wall.Seconds()/r[2].wall.Seconds()-1))
-		refCPU := min(r[0].cpu+r[0].walsenderCPU, r[3].cpu+r[3].walsenderCPU).Seconds()
-		plainCPU = append(plainCPU, (r[1].cpu+r[1].walsenderCPU).Seconds()/refCPU)
-		attributionCPU = append(attributionCPU, 100*(r[2].cpu.Seconds()/r[1].cpu.Seconds()-1))
-	}
-	fmt.Printf("\nthroughput, cdcaudit / best pg_recvlogical:                     %s×\n", plain.format("%.2f"))
-	fmt.Printf("throughput, cdcaudit --profile odoo / best pg_recvlogical:      %s×\n", odoo.format("%.2f"))
-	fmt.Printf("CPU/change with walsender, cdcaudit / lower pg_recvlogical:     %s×\n", plainCPU.format("%.2f"))
-	fmt.Printf("attribution (--profile odoo), against cdcaudit without it:     throughput %s%%, CPU per change %s%%\n",
-		attribution.format("%+.0f"), attributionCPU.format("%+.0f"))
+// backlog is one identity's database, its workload written, not drained yet.
+type backlog struct {
+	id, db string
+	conn   *pgx.Conn
+	end    uint64 // see workload
+	run    identityRun
 }
 
-// compare creates database db, writes the workload into it, drains it
-// through every consumer, then drops the database and its slots.
-func compare(ctx context.Context, c *pgtest.Cluster, bin, db string, rows, txRows int, keep bool) ([]drain, error) {
-	if err := c.CreateDatabase(ctx, db); err != nil {
-		return nil, err
-	}
-	defer dropDatabase(ctx, c, db)
-	conn, err := pgx.Connect(ctx, c.DSN(db))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, schema); err != nil {
-		return nil, err
-	}
-	// Every slot exists before the workload: each consumer drains the same WAL.
-	for _, cons := range consumers {
-		if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", cons.slot); err != nil {
+// slot is the consumer's slot for this backlog (slot names are the
+// server's, not the database's).
+func (b *backlog) slot(cons consumer) string { return cons.slot + "_" + b.id }
+
+// compare writes the workload into a new database per identity (in the
+// order given), with the bench table at that replica identity, then drains
+// them through every consumer in turn, interleaved: each consumer drains
+// every identity's backlog before the next consumer starts, so that the
+// identities are compared under the same load of a shared machine. A
+// backlog's slots are made before its workload and after the previous one's:
+// each consumer reads its own database's changes and no other's.
+func compare(ctx context.Context, c *pgtest.Cluster, o options, run int, order []string, snapshots bool) (map[string]identityRun, error) {
+	var backlogs []*backlog
+	defer func() {
+		for _, b := range backlogs {
+			b.conn.Close(ctx)
+			dropDatabase(ctx, c, b.db)
+		}
+	}()
+	for _, id := range order {
+		b := &backlog{id: id, db: fmt.Sprintf("bench%d_%s", run, id)}
+		if err := c.CreateDatabase(ctx, b.db); err != nil {
 			return nil, err
 		}
-	}
-	t0 := time.Now()
-	endLSN, err := workload(ctx, conn, rows, txRows)
-	if err != nil {
-		return nil, err
-	}
-	log.Printf("%s: workload written in %.1fs; draining up to %s", db, time.Since(t0).Seconds(), audit.FormatLSN(endLSN))
-	var out []drain
-	for _, cons := range consumers {
-		var d drain
-		if cons.profile == "" {
-			d, err = runRecvlogical(ctx, conn, c, db, cons.slot, endLSN)
-		} else {
-			d, err = runCdcaudit(ctx, conn, bin, c, db, cons.slot, cons.profile, endLSN, keep)
-		}
+		conn, err := pgx.Connect(ctx, c.DSN(b.db))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", cons.name, err)
+			dropDatabase(ctx, c, b.db)
+			return nil, err
 		}
-		out = append(out, d)
+		b.conn = conn
+		backlogs = append(backlogs, b)
+		if _, err := conn.Exec(ctx, table+identityDDL("sale_order_line", id)+publications); err != nil {
+			return nil, err
+		}
+		for _, cons := range consumers {
+			if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", b.slot(cons)); err != nil {
+				return nil, err
+			}
+		}
+		t0 := time.Now()
+		if b.end, b.run.wal, err = workload(ctx, c, conn, o.rows, o.txRows); err != nil {
+			return nil, fmt.Errorf("identity %s: %w", id, err)
+		}
+		log.Printf("%s: workload written in %.1fs (%d bytes of WAL); to drain up to %s", b.db, time.Since(t0).Seconds(), b.run.wal.total().Bytes, audit.FormatLSN(b.end))
+	}
+	for i, cons := range consumers {
+		for _, b := range backlogs {
+			var d drain
+			var err error
+			if cons.profile == "" {
+				d, err = runRecvlogical(ctx, b.conn, c, b.db, b.slot(cons), b.end)
+			} else {
+				d, err = runCdcaudit(ctx, b.conn, o.bin, c, b.db, b.slot(cons), cons.profile, b.end, o.keep, snapshots)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("identity %s, %s: %w", b.id, cons.name, err)
+			}
+			log.Printf("run %d/%d %-7s: %-38s %s", run, o.runs, b.id, consumers[i].name, d.summary(2*o.rows))
+			b.run.drains = append(b.run.drains, d)
+		}
+	}
+	out := map[string]identityRun{}
+	for _, b := range backlogs {
+		out[b.id] = b.run
 	}
 	return out, nil
+}
+
+// identityDDL sets table's replica identity: FULL, or left at DEFAULT (its
+// primary key).
+func identityDDL(table, id string) string {
+	if id == "full" {
+		return "ALTER TABLE " + table + " REPLICA IDENTITY FULL;\n"
+	}
+	return ""
 }
 
 // dropDatabase drops db's slots (once their walsenders have gone) and db,
@@ -243,38 +352,61 @@ func loadAverage() string {
 	return strings.Join(f[:min(3, len(f))], " ") + " (1, 5, 15 min)"
 }
 
-// workload writes the changes and returns an LSN inside the last
-// transaction, after its last change: a consumer that has stored a commit
-// at or past it has everything.
-func workload(ctx context.Context, conn *pgx.Conn, rows, txRows int) (uint64, error) {
-	ins := `INSERT INTO sale_order_line (order_id, product_id, name, product_uom_qty, price_unit, discount, price_subtotal, state, sequence, create_uid, create_date, write_uid, write_date)
-		SELECT g / 10, g % 997, 'Product ' || g || ' — "Widget", size L', (g % 50) + 0.5, 12.34 + g % 100, 0, ((g % 50) + 0.5) * (12.34 + g % 100), 'draft', g % 10, 2, now() AT TIME ZONE 'UTC', 2, now() AT TIME ZONE 'UTC'
-		FROM generate_series($1::int, $2::int) g`
+// insertRows inserts the bench table's rows $1 to $2.
+const insertRows = `INSERT INTO sale_order_line (order_id, product_id, name, product_uom_qty, price_unit, discount, price_subtotal, state, sequence, create_uid, create_date, write_uid, write_date)
+	SELECT g / 10, g % 997, 'Product ' || g || ' — "Widget", size L', (g % 50) + 0.5, 12.34 + g % 100, 0, ((g % 50) + 0.5) * (12.34 + g % 100), 'draft', g % 10, 2, now() AT TIME ZONE 'UTC', 2, now() AT TIME ZONE 'UTC'
+	FROM generate_series($1::int, $2::int) g`
+
+// workloadWAL is the WAL the server wrote for the workload, by phase.
+type workloadWAL struct{ inserts, updates walSpan }
+
+func (w workloadWAL) total() walSpan { return w.inserts.add(w.updates) }
+
+// workload writes the changes after a checkpoint and returns an LSN inside
+// the last transaction, after its last change (a consumer that has stored a
+// commit at or past it has everything), and the WAL each phase wrote.
+func workload(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, rows, txRows int) (uint64, workloadWAL, error) {
 	upd := `UPDATE sale_order_line SET state = 'sale', discount = 5, write_uid = 6, write_date = now() AT TIME ZONE 'UTC' WHERE id BETWEEN $1 AND $2`
+	var wal workloadWAL
+	// Both identities start from a checkpoint: the same pages get a full
+	// image on their first change.
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return 0, wal, err
+	}
+	start, err := currentWAL(ctx, conn)
+	if err != nil {
+		return 0, wal, err
+	}
 	var last uint64
-	for _, q := range []string{ins, upd} {
+	for _, phase := range []struct {
+		q   string
+		wal *walSpan
+	}{{insertRows, &wal.inserts}, {upd, &wal.updates}} {
 		for lo := 1; lo <= rows; lo += txRows {
 			hi := min(lo+txRows-1, rows)
 			tx, err := conn.Begin(ctx)
 			if err != nil {
-				return 0, err
+				return 0, wal, err
 			}
-			if _, err := tx.Exec(ctx, q, lo, hi); err != nil {
-				return 0, err
+			if _, err := tx.Exec(ctx, phase.q, lo, hi); err != nil {
+				return 0, wal, err
 			}
 			var lsn string
 			if err := tx.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
-				return 0, err
+				return 0, wal, err
 			}
 			if err := tx.Commit(ctx); err != nil {
-				return 0, err
+				return 0, wal, err
 			}
 			if last, err = audit.ParseLSN(lsn); err != nil {
-				return 0, err
+				return 0, wal, err
 			}
 		}
+		if *phase.wal, start, err = walSince(ctx, c, conn, start); err != nil {
+			return 0, wal, err
+		}
 	}
-	return last, nil
+	return last, wal, nil
 }
 
 // activeWalsender is the pid of the walsender serving slot now, 0 if none.
@@ -296,7 +428,7 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var d drain
-	ws := walsenders{}
+	ws := serverProcs{}
 	pid := 0
 	for {
 		select {
@@ -326,7 +458,7 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 	}
 }
 
-func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Cluster, db, slot, prof string, end uint64, keep bool) (drain, error) {
+func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Cluster, db, slot, prof string, end uint64, keep, snapshots bool) (drain, error) {
 	dataDir, err := os.MkdirTemp("", "cdcaudit-bench-"+slot+"-")
 	if err != nil {
 		return drain{}, err
@@ -338,6 +470,9 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 	}
 	cmd := exec.Command(bin, "run", "--dsn", c.DSN(db), "--data-dir", dataDir, "--slot", slot,
 		"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--profile", prof)
+	if snapshots {
+		cmd.Args = append(cmd.Args, "--snapshot", "never") // a drain measures the stream alone
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -346,7 +481,7 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var d drain
-	ws := walsenders{}
+	ws := serverProcs{}
 	for {
 		select {
 		case err := <-exited:

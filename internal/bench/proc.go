@@ -55,13 +55,13 @@ func statTicks(stat string) (int64, error) {
 	return utime + stime, nil
 }
 
-// walsenders follows the CPU of the server processes serving one slot. A
-// consumer that reconnects is served by a new walsender: each one's last
-// reading counts.
-type walsenders map[int]time.Duration
+// serverProcs follows the CPU of server processes: the walsenders serving
+// one slot, or the backends of one client. A consumer that reconnects is
+// served by a new walsender: each one's last reading counts.
+type serverProcs map[int]time.Duration
 
 // sample reads pid's CPU now; a process that has gone keeps its last reading.
-func (w walsenders) sample(pid int) {
+func (w serverProcs) sample(pid int) {
 	if pid == 0 {
 		return
 	}
@@ -70,7 +70,7 @@ func (w walsenders) sample(pid int) {
 	}
 }
 
-func (w walsenders) sampleAll() {
+func (w serverProcs) sampleAll() {
 	for pid := range w {
 		w.sample(pid)
 	}
@@ -78,13 +78,13 @@ func (w walsenders) sampleAll() {
 
 // warnIfUnseen says so when no walsender was read: a drain shorter than a
 // poll, or a server this user may not read, would count 0 for it.
-func (w walsenders) warnIfUnseen(slot string) {
+func (w serverProcs) warnIfUnseen(slot string) {
 	if len(w) == 0 {
 		log.Printf("the walsender of slot %s was never read from /proc: its CPU counts as 0", slot)
 	}
 }
 
-func (w walsenders) total() time.Duration {
+func (w serverProcs) total() time.Duration {
 	var t time.Duration
 	for _, cpu := range w {
 		t += cpu
