@@ -699,9 +699,9 @@ type Status struct {
 	Tables     int      `json:"tables"`
 	Done       int      `json:"done"`
 	Copying    []string `json:"copying"`
-	Rows       int64    `json:"rows"`            // stored as snapshot records, all tables
-	Remaining  int64    `json:"remaining_rows"`  // estimate (pg_class.reltuples)
-	ETASeconds float64  `json:"eta_seconds"`     // 0 when unknown or done
+	Rows       int64    `json:"rows"`           // stored as snapshot records, all tables
+	Remaining  int64    `json:"remaining_rows"` // estimate (pg_class.reltuples)
+	ETASeconds float64  `json:"eta_seconds"`    // 0 when unknown or done
 	Pending    []string `json:"pending"`
 	RowsPerSec float64  `json:"rows_per_second"` // of this run
 }
