@@ -36,7 +36,7 @@ func (t *table) qualified() string { return t.Schema + "." + t.Name }
 // name_changes) as "schema.table", in name order.
 func publishedTables(ctx context.Context, conn *pgx.Conn, publication string) ([]string, error) {
 	rows, err := conn.Query(ctx, `SELECT DISTINCT schemaname || '.' || tablename FROM pg_publication_tables
-		WHERE pubname IN ($1, $1 || '_changes') ORDER BY 1`, publication)
+		WHERE pubname::text IN ($1::text, $1::text || '_changes') ORDER BY 1`, publication)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: listing the published tables: %w", err)
 	}
