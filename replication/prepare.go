@@ -134,7 +134,7 @@ func (x *Exported) Release() {
 // existed, or was created by someone else meanwhile). Streaming may start
 // at once: the exporting connection just stays open until Release.
 func PrepareExport(ctx context.Context, cfg Config, checkpoint uint64, export bool) (Identity, uint64, *Exported, error) {
-	ident, start, exported, err := prepare(ctx, cfg, checkpoint, export)
+	ident, start, exported, err := prepareAll(ctx, cfg, checkpoint, export)
 	if err != nil {
 		exported.Release()
 		exported = nil
@@ -142,7 +142,7 @@ func PrepareExport(ctx context.Context, cfg Config, checkpoint uint64, export bo
 	return ident, start, exported, err
 }
 
-func prepare(ctx context.Context, cfg Config, checkpoint uint64, export bool) (Identity, uint64, *Exported, error) {
+func prepareAll(ctx context.Context, cfg Config, checkpoint uint64, export bool) (Identity, uint64, *Exported, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return Identity{}, 0, nil, err

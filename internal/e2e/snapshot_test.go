@@ -116,7 +116,7 @@ func TestSnapshotRowsBeforeStart(t *testing.T) {
 			t.Fatalf("key %s has %d snapshot records, want 1", k, len(list))
 		}
 		e := list[0]
-		if e.BeforeRow != nil || e.ChangedList == nil && string(e.Changed) != "null" {
+		if e.BeforeRow != nil || string(e.Changed) != "[]" || string(e.Flags) != "[]" || string(e.UnchangedToast) != "[]" {
 			t.Errorf("snapshot %s: before %s, changed %s", e.ID, e.Before, e.Changed)
 		}
 		var a struct {

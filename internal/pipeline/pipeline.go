@@ -33,6 +33,7 @@ type Config struct {
 	Metrics     *metrics.Metrics // may be nil
 	// Feed, when set, is called with every event once its transaction is
 	// durable in the store, in commit order, from a goroutine of its own.
+	// Snapshot records (rows as read, not changes) are not fed.
 	Feed func(*audit.Event)
 
 	// Profile names the application profile: auto (or ""), odoo, generic
@@ -322,6 +323,7 @@ type pendingTx struct {
 	end        uint64 // its end LSN, once its Commit was received; 0 before
 	commitTime time.Time
 	runs       int // its event counts: the next runs of pendRuns
+	marker     bool // cdcaudit's own: it hands over snapshot chunks
 }
 
 type feedItem struct {
@@ -552,6 +554,7 @@ func (c *consumer) Message(tx *decoder.Tx, m decoder.Message) error {
 
 // Commit implements decoder.Handler.
 func (c *consumer) Commit(tx *decoder.Tx) error {
+	marker := len(c.snap.markers) > 0
 	chunks, err := c.feedChunks(tx)
 	if err != nil {
 		return err
@@ -560,7 +563,7 @@ func (c *consumer) Commit(tx *decoder.Tx) error {
 		// Told once the checkpoint covers them (a replay re-registers).
 		c.snap.submitted(tx.EndLSN, chunks)
 	}
-	c.received(tx)
+	c.received(tx, marker)
 	c.batch.CommitTime = tx.CommitTime
 	if err := c.flushTx(tx, tx.EndLSN); err != nil {
 		return err
@@ -572,13 +575,14 @@ func (c *consumer) Commit(tx *decoder.Tx) error {
 
 // received records the end and the event counts of the transaction whose
 // Commit arrived, to be counted once the store has it (countDurable).
-func (c *consumer) received(tx *decoder.Tx) {
+func (c *consumer) received(tx *decoder.Tx, marker bool) {
 	if c.m == nil {
 		return
 	}
 	c.pendMu.Lock()
 	if n := len(c.pending); n > 0 && c.pending[n-1].end == 0 {
 		c.pending[n-1].end, c.pending[n-1].runs = tx.EndLSN, len(c.txCounts)
+		c.pending[n-1].marker = marker
 		c.pendRuns = append(c.pendRuns, c.txCounts...)
 	}
 	c.pendMu.Unlock()
@@ -596,8 +600,10 @@ func (c *consumer) countDurable(checkpoint uint64) {
 			c.durCounts[r.k] += r.n
 		}
 		c.pendRuns = c.pendRuns[c.pending[0].runs:]
+		if !c.pending[0].marker {
+			txs++
+		}
 		c.pending = c.pending[1:]
-		txs++
 	}
 	c.publishPending()
 	c.pendMu.Unlock()
@@ -668,7 +674,7 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		}
 		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot})
-		if c.feed != nil {
+		if c.feed != nil && e.Op != audit.OpSnapshot {
 			c.feedEvts = append(c.feedEvts, e)
 		}
 	}

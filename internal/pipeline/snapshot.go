@@ -88,7 +88,7 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 			e := &audit.Event{
 				LSN: m.LSN, CommitLSN: tx.CommitLSN, Ordinal: c.txOrdinal, XID: tx.XID, CommitTime: tx.CommitTime,
 				Database: c.database, Schema: ch.Schema, Table: ch.Table, Op: audit.OpSnapshot,
-				Key: r.Key, After: r.After, ReadAt: ch.ReadAt,
+				Key: r.Key, After: r.After, ReadAt: ch.ReadAt, Changed: nothingChanged,
 			}
 			if err := c.Event(tx, e); err != nil {
 				return nil, err
@@ -100,6 +100,9 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 	f.markers = f.markers[:0]
 	return ids, nil
 }
+
+// nothingChanged is the changed list of every snapshot row (never written to).
+var nothingChanged = []string{}
 
 // delivered tells the snapshotter about chunks now durable (writer goroutine).
 func (f *snapshotFeed) delivered(checkpoint uint64) {
