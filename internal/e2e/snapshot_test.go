@@ -508,3 +508,66 @@ func TestSnapshotSecretsAndLogins(t *testing.T) {
 		t.Errorf("snapshot rows opened %d sessions: %v", len(list), list)
 	}
 }
+
+// TestSnapshotKeysAndChunks: a composite primary key, a replica identity
+// index (the stream's key for REPLICA IDENTITY USING INDEX, not the primary
+// key) and rows too big for 2000 to a chunk are each read once, in chunks
+// no bigger than allowed, keyed as the stream keys the table's changes.
+func TestSnapshotKeysAndChunks(t *testing.T) {
+	db := newDB(t)
+	conn := connect(t, db.dsn)
+	mustExec(t, conn, `CREATE TABLE comp (a int, b text, v text, PRIMARY KEY (a, b));
+		INSERT INTO comp SELECT g % 7, 'k''' || g, 'v' FROM generate_series(1, 5000) g`)
+	mustExec(t, conn, `CREATE TABLE ri (id int PRIMARY KEY, code text NOT NULL, v int);
+		CREATE UNIQUE INDEX ri_code ON ri (code); ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_code;
+		INSERT INTO ri SELECT g, 'c' || (10000 - g), g FROM generate_series(1, 3000) g`)
+	mustExec(t, conn, `CREATE TABLE wide (id int PRIMARY KEY, big text);
+		INSERT INTO wide SELECT g, repeat(md5(g::text), 10000) FROM generate_series(1, 60) g`)
+	dir := t.TempDir()
+	p := startPipeline(t, db, dir)
+	waitLog(t, p.logs.String, "snapshot complete", 1, p)
+	mustExec(t, conn, `UPDATE ri SET v = -1 WHERE id = 1; UPDATE comp SET v = 'w' WHERE a = 1 AND b = 'k''1'`)
+	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), p)
+	p.stop(t)
+
+	evs := readStore(t, dir)
+	for table, want := range map[string]int{"comp": 5000, "ri": 3000, "wide": 60} {
+		snaps := snapshotsOf(t, evs, table)
+		if len(snaps) != want {
+			t.Errorf("%s: %d keys with snapshot records, want %d", table, len(snaps), want)
+		}
+		for k, l := range snaps {
+			if len(l) != 1 {
+				t.Errorf("%s: key %s has %d snapshot records", table, k, len(l))
+			}
+		}
+	}
+	// Keys as the stream gives them.
+	for _, e := range evs {
+		switch {
+		case e.Op == "update" && e.Table == "ri":
+			if len(snapshotsOf(t, evs, "ri")[string(e.Key)]) != 1 {
+				t.Errorf("the update's key %s is not a snapshot record's key", e.Key)
+			}
+		case e.Op == "update" && e.Table == "comp":
+			if len(snapshotsOf(t, evs, "comp")[string(e.Key)]) != 1 {
+				t.Errorf("the update's key %s is not a snapshot record's key", e.Key)
+			}
+		}
+	}
+	// Chunks of the wide table stay within a few MB.
+	bytesByTx := map[string]int{}
+	for _, e := range evs {
+		if e.Op == "snapshot" && e.Table == "wide" {
+			bytesByTx[e.CommitLSN] += len(e.Raw)
+		}
+	}
+	for lsn, n := range bytesByTx {
+		if n > 5<<20 {
+			t.Errorf("the chunk of transaction %s holds %d bytes", lsn, n)
+		}
+	}
+	if len(bytesByTx) < 4 {
+		t.Errorf("19 MB of rows in %d chunks", len(bytesByTx))
+	}
+}
