@@ -124,9 +124,10 @@ func tableKey(qualified string) string { return "table:" + qualified }
 // job is one table to copy.
 type job struct {
 	name     string // schema.table
-	progress        // as stored, then as delivered
-	copying  bool
-	estimate int64
+	progress         // as stored, then as delivered
+	copying   bool
+	estimate  int64
+	requested bool // by Request: read chunk by chunk, never in the exported snapshot
 }
 
 // Snapshotter copies tables and hands their chunks to the stream.
@@ -340,19 +341,16 @@ func (s *Snapshotter) copyPending(ctx context.Context) error {
 		if err := s.drain(ctx); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		var j *job
-		for _, x := range s.jobs {
-			if !x.Done {
-				j = x
-				break
-			}
+		j := s.next(false)
+		if j == nil && s.tx != nil {
+			// The planned tables are done: the exported snapshot has served.
+			// (A table asked for later may not even exist in it.)
+			s.tx.Commit(context.Background())
+			s.tx = nil
 		}
-		if j != nil {
-			j.copying = true
+		if j == nil {
+			j = s.next(true)
 		}
-		s.observe()
-		s.mu.Unlock()
 		if j == nil {
 			return nil
 		}
@@ -360,6 +358,21 @@ func (s *Snapshotter) copyPending(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// next marks the first job not done (of the planned ones, or any) as
+// being copied and returns it; nil when there is none.
+func (s *Snapshotter) next(requested bool) *job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if !j.Done && (requested || !j.requested) {
+			j.copying = true
+			s.observe()
+			return j
+		}
+	}
+	return nil
 }
 
 // drain waits until no chunk is in flight: a table is (re)started from
@@ -662,6 +675,20 @@ func (s *Snapshotter) Active() bool {
 	return false
 }
 
+// Copying reports whether a table's snapshot is planned or under way (its
+// rows may still come): e.g. deletes of its records are worth remembering.
+func (s *Snapshotter) Copying(schema, table string) bool {
+	name := schema + "." + table
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.name == name {
+			return !j.Done
+		}
+	}
+	return false
+}
+
 // Delivered tells that the chunk's rows and progress are durable.
 func (s *Snapshotter) Delivered(id string) {
 	s.mu.Lock()
@@ -808,7 +835,7 @@ func (s *Snapshotter) Request(ctx context.Context, globs []string) ([]string, er
 	est, _ := estimates(ctx, conn, names) // without them, no ETA
 	s.mu.Lock()
 	for _, t := range names {
-		j := &job{name: t, estimate: est[t]}
+		j := &job{name: t, estimate: est[t], requested: true}
 		if i := slices.IndexFunc(s.jobs, func(x *job) bool { return x.name == t }); i >= 0 {
 			s.jobs[i] = j
 		} else {
