@@ -123,7 +123,7 @@ func tableKey(qualified string) string { return "table:" + qualified }
 
 // job is one table to copy.
 type job struct {
-	name     string // schema.table
+	name      string // schema.table
 	progress         // as stored, then as delivered
 	copying   bool
 	estimate  int64
