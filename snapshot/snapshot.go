@@ -53,7 +53,7 @@ const StateBucket = "snapshot"
 const (
 	maxChunkRows  = 2000
 	maxChunkBytes = 4 << 20
-	inFlight      = 2
+	inFlight      = 4
 )
 
 // progressEvery is how often a progress line is logged at most.
@@ -145,9 +145,11 @@ type Snapshotter struct {
 	lastLog  time.Time
 	complete bool // logged "snapshot complete" for the current jobs
 
-	conn   *pgx.Conn // reads the tables
-	marker *pgx.Conn // commits the markers (autocommit)
-	tx     pgx.Tx    // the exported snapshot's transaction, while the initial copy runs
+	conn    *pgx.Conn // reads the tables
+	tx      pgx.Tx    // the exported snapshot's transaction, while the initial copy runs
+	txVis   *audit.Visibility
+	markQ   chan *Chunk // chunks whose markers are to be committed
+	markErr error       // the first marker that failed, until copyPending starts afresh
 }
 
 // New returns a Snapshotter; Start it, then Run it.
@@ -156,7 +158,7 @@ func New(cfg Config) *Snapshotter {
 		cfg.Logger = slog.Default()
 	}
 	return &Snapshotter{cfg: cfg, log: cfg.Logger, chunks: make(map[string]*Chunk),
-		requests: make(chan []string, 8), slots: make(chan struct{}, inFlight)}
+		requests: make(chan []string, 8), slots: make(chan struct{}, inFlight), markQ: make(chan *Chunk, inFlight)}
 }
 
 // LoadFunc reads a state bucket (sink.Store.LoadState).
@@ -273,15 +275,11 @@ func (s *Snapshotter) connect(ctx context.Context) (*pgx.Conn, error) {
 func (s *Snapshotter) close() {
 	if s.tx != nil {
 		s.tx.Rollback(context.Background())
-		s.tx = nil
+		s.tx, s.txVis = nil, nil
 	}
 	if s.conn != nil {
 		s.conn.Close(context.Background())
 		s.conn = nil
-	}
-	if s.marker != nil {
-		s.marker.Close(context.Background())
-		s.marker = nil
 	}
 }
 
@@ -306,13 +304,14 @@ func (s *Snapshotter) Run(ctx context.Context) {
 	s.started = time.Now()
 	s.mu.Unlock()
 	s.estimate(ctx)
+	go s.sendMarkers(ctx)
 	delay := time.Second
 	for ctx.Err() == nil {
 		err := s.copyPending(ctx)
 		if err == nil {
 			if s.tx != nil {
 				s.tx.Commit(context.Background()) // read only: nothing to keep
-				s.tx = nil
+				s.tx, s.txVis = nil, nil
 			}
 			select {
 			case <-ctx.Done():
@@ -341,12 +340,20 @@ func (s *Snapshotter) copyPending(ctx context.Context) error {
 		if err := s.drain(ctx); err != nil {
 			return err
 		}
+		// Nothing in flight: a failed marker is behind us.
+		s.mu.Lock()
+		err := s.markErr
+		s.markErr = nil
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 		j := s.next(false)
 		if j == nil && s.tx != nil {
 			// The planned tables are done: the exported snapshot has served.
 			// (A table asked for later may not even exist in it.)
 			s.tx.Commit(context.Background())
-			s.tx = nil
+			s.tx, s.txVis = nil, nil
 		}
 		if j == nil {
 			j = s.next(true)
@@ -410,25 +417,18 @@ func (s *Snapshotter) acquire(ctx context.Context) error {
 	}
 }
 
-func (s *Snapshotter) ensureConns(ctx context.Context) error {
+func (s *Snapshotter) ensureConn(ctx context.Context) error {
 	var err error
 	if s.conn == nil {
-		if s.conn, err = s.connect(ctx); err != nil {
-			return err
-		}
+		s.conn, err = s.connect(ctx)
 	}
-	if s.marker == nil {
-		if s.marker, err = s.connect(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // copyTable reads j from its stored progress to its end, handing every
 // chunk to the stream.
 func (s *Snapshotter) copyTable(ctx context.Context, j *job) error {
-	if err := s.ensureConns(ctx); err != nil {
+	if err := s.ensureConn(ctx); err != nil {
 		return err
 	}
 	t, ok, err := describe(ctx, s.conn, j.name)
@@ -478,7 +478,7 @@ func keyNames(t *table) string {
 	return strings.Join(names, ",")
 }
 
-// hand registers a chunk under a random id and commits its marker; rows is
+// hand registers a chunk under a random id and queues its marker; rows is
 // the table's row count once it is stored.
 func (s *Snapshotter) hand(ctx context.Context, ch *Chunk, rows int64) error {
 	if err := s.acquire(ctx); err != nil {
@@ -491,23 +491,70 @@ func (s *Snapshotter) hand(ctx context.Context, ch *Chunk, rows int64) error {
 		Value: mustJSON(progress{Last: ch.last, Rows: rows, Done: ch.done})}}
 	s.mu.Lock()
 	s.chunks[ch.ID] = ch
+	err := s.markErr
 	s.mu.Unlock()
-	err := s.ensureConns(ctx)
-	if err == nil {
-		_, err = s.marker.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", MarkerPrefix, ch.ID)
-		if err == nil {
-			return nil
-		}
+	if err != nil {
+		s.forget(ch)
+		return err
 	}
+	select {
+	case s.markQ <- ch:
+		return nil
+	case <-ctx.Done():
+		s.forget(ch)
+		return ctx.Err()
+	}
+}
+
+// forget drops a chunk whose marker was not committed.
+func (s *Snapshotter) forget(ch *Chunk) {
 	s.mu.Lock()
 	delete(s.chunks, ch.ID)
 	s.mu.Unlock()
 	<-s.slots
-	if s.marker != nil {
-		s.marker.Close(context.Background())
-		s.marker = nil
+}
+
+// sendMarkers commits the markers of the chunks handed over, in order, on
+// a connection of its own: the next chunk is read meanwhile. After a
+// failure every chunk is forgotten until copyPending starts afresh.
+func (s *Snapshotter) sendMarkers(ctx context.Context) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for {
+		var ch *Chunk
+		select {
+		case <-ctx.Done():
+			return
+		case ch = <-s.markQ:
+		}
+		s.mu.Lock()
+		failed := s.markErr != nil
+		s.mu.Unlock()
+		var err error
+		if !failed {
+			if conn == nil {
+				conn, err = s.connect(ctx)
+			}
+			if err == nil {
+				_, err = conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", MarkerPrefix, ch.ID)
+			}
+			if err == nil {
+				continue
+			}
+			if conn != nil {
+				conn.Close(context.Background())
+				conn = nil
+			}
+			s.mu.Lock()
+			s.markErr = fmt.Errorf("snapshot: committing the marker of a chunk of %s: %w", ch.job.name, err)
+			s.mu.Unlock()
+		}
+		s.forget(ch)
 	}
-	return fmt.Errorf("snapshot: committing the marker of a chunk of %s: %w", ch.job.name, err)
 }
 
 // read reads one chunk of t after last: in the exported snapshot's
@@ -521,13 +568,18 @@ func (s *Snapshotter) read(ctx context.Context, t *table, last []string, limit i
 		}
 		defer tx.Rollback(context.Background()) // read only: nothing to keep
 	}
-	var snap string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
-		return nil, false, fmt.Errorf("snapshot: reading the transaction's snapshot: %w", err)
-	}
-	vis, err := parseVisibility(snap)
-	if err != nil {
-		return nil, false, err
+	vis := s.txVis // the exported snapshot's is the same for every chunk
+	if tx != s.tx || vis == nil {
+		var snap string
+		if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
+			return nil, false, fmt.Errorf("snapshot: reading the transaction's snapshot: %w", err)
+		}
+		if vis, err = parseVisibility(snap); err != nil {
+			return nil, false, err
+		}
+		if tx == s.tx {
+			s.txVis = vis
+		}
 	}
 	ch = &Chunk{Schema: t.Schema, Table: t.Name, Columns: t.Columns, ReadAt: vis, last: last}
 	r := rowReader{t: t, ch: ch}
@@ -544,7 +596,7 @@ func (s *Snapshotter) read(ctx context.Context, t *table, last []string, limit i
 		ch.done, cut = false, true
 	}
 	if r.kept > 0 {
-		ch.last = r.last
+		ch.last = r.lastKeyText()
 	}
 	return ch, cut, nil
 }
@@ -556,11 +608,23 @@ type rowReader struct {
 	fields  [][]byte
 	scratch []byte
 	bytes   int
-	seen    int // rows COPY sent
-	kept    int // rows in the chunk
-	last    []string
+	seen    int  // rows COPY sent
+	kept    int  // rows in the chunk
 	full    bool // the chunk is as big as it may be: further rows are left out
 	err     error
+
+	spans             []int
+	keyText, lastKey  []byte   // unescaped key values of this row, of the last row kept
+	keyEnds, lastEnds [][2]int // where each key column's text is in them
+}
+
+// lastKeyText returns the last kept row's key text, in key order.
+func (r *rowReader) lastKeyText() []string {
+	out := make([]string, len(r.lastEnds))
+	for j, e := range r.lastEnds {
+		out[j] = string(r.lastKey[e[0]:e[1]])
+	}
+	return out
 }
 
 func (r *rowReader) line(line []byte) error {
@@ -591,8 +655,13 @@ func (r *rowReader) line(line []byte) error {
 	// One arena per row, as the decoder does: values are capped slices.
 	arena := make([]byte, 0, size)
 	after := make(audit.Row, len(vals), len(vals)+len(t.Key))
-	spans := make([]int, len(vals)+1)
-	keyText := make([]string, len(t.Key))
+	spans := slices.Grow(r.spans[:0], len(vals)+1)[:len(vals)+1]
+	r.spans = spans
+	// The key's (or ctid's) text of this row: the last row's is where the
+	// next chunk starts.
+	r.keyText = append(r.keyText[:0], ctid...)
+	r.keyEnds = slices.Grow(r.keyEnds[:0], max(len(t.Key), 1))[:max(len(t.Key), 1)]
+	r.keyEnds[0] = [2]int{0, len(ctid)}
 	for i, raw := range vals {
 		null := isNull(raw)
 		if !null {
@@ -605,7 +674,9 @@ func (r *rowReader) line(line []byte) error {
 		arena = decoder.AppendText(arena, t.Columns[i].Type, r.scratch, null)
 		spans[i+1] = len(arena)
 		if j := slices.Index(t.Key, i); j >= 0 {
-			keyText[j] = string(r.scratch)
+			lo := len(r.keyText)
+			r.keyText = append(r.keyText, r.scratch...)
+			r.keyEnds[j] = [2]int{lo, len(r.keyText)}
 		}
 	}
 	for i := range vals {
@@ -618,10 +689,9 @@ func (r *rowReader) line(line []byte) error {
 			after = append(after, after[k])
 		}
 		row.Key = after[n:]
-		r.last = keyText
-	} else {
-		r.last = []string{string(ctid)}
 	}
+	r.lastKey, r.keyText = r.keyText, r.lastKey // keep this row's, reuse the other
+	r.lastEnds, r.keyEnds = r.keyEnds, r.lastEnds
 	r.ch.Rows = append(r.ch.Rows, row)
 	r.kept++
 	r.bytes += len(arena)
@@ -782,10 +852,10 @@ func (s *Snapshotter) estimate(ctx context.Context) {
 		}
 	}
 	s.mu.Unlock()
-	if len(names) == 0 || s.ensureConns(ctx) != nil {
+	if len(names) == 0 || s.ensureConn(ctx) != nil {
 		return
 	}
-	est, err := estimates(ctx, s.marker, names)
+	est, err := estimates(ctx, s.conn, names)
 	if err != nil {
 		s.log.Warn("snapshot: cannot read the tables' size estimates: no ETA", "err", err)
 		return
