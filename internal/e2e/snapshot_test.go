@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -436,6 +438,23 @@ func TestSnapshotOnDemand(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Snapshot.Tables != 1 || st.Snapshot.Done != 1 || st.Snapshot.Rows != 5000 || !st.Slot.Active {
 		t.Errorf("status --format json: %s (%v)", out, err)
+	}
+	// The metrics: rows stored as snapshot records, not as events.
+	resp, err := http.Get(metricsURL(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"\ncdcaudit_snapshot_rows_total 5000\n", "\ncdcaudit_snapshot_tables{state=\"done\"} 1\n",
+		"\ncdcaudit_snapshot_tables{state=\"pending\"} 0\n", "\ncdcaudit_snapshot_remaining_rows 0\n", "\ncdcaudit_snapshot_eta_seconds 0\n",
+		`cdcaudit_events_total{op="update",schema="public",table="a"} 1` + "\n"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+	if strings.Contains(string(body), `op="snapshot"`) {
+		t.Error("snapshot records are counted in events_total")
 	}
 	d.stopClean()
 	if _, errOut, code := runCLI(t, "status", "--data-dir", dir); code != 1 || !strings.Contains(errOut, "no 'cdcaudit run' is running") {
