@@ -103,6 +103,9 @@ type Chunk struct {
 	done bool
 }
 
+// Done reports whether the chunk ends its table's snapshot.
+func (c *Chunk) Done() bool { return c.done }
+
 // progress is a table's stored progress.
 type progress struct {
 	Last []string `json:"last"` // key (or ctid) text of the last row stored; null: none yet

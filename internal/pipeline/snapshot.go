@@ -29,6 +29,9 @@ type chunkSource interface {
 	Delivered(id string)
 	// Active reports whether some table's snapshot is not complete.
 	Active() bool
+	// Copying reports whether a table's snapshot is not complete: the
+	// image cache keeps its deleted records as tombstones meanwhile.
+	Copying(schema, table string) bool
 }
 
 // snapshotFeed is the consumer's side of snapshots: the markers of the
@@ -94,6 +97,9 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 				return nil, err
 			}
 		}
+		if ch.Done() {
+			c.snapshotDone(ch.Schema, ch.Table)
+		}
 		f.state = append(f.state, ch.State...)
 		ids = append(ids, id)
 	}
@@ -103,6 +109,14 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 
 // nothingChanged is the changed list of every snapshot row (never written to).
 var nothingChanged = []string{}
+
+// snapshotDone: a table's snapshot completes with the transaction being
+// received. The one place where the image cache (DESIGN7 §1) sweeps the
+// table's tombstones (c.images.sweep), in the same batch; its tombstones
+// rule is c.snap.src.Copying.
+func (c *consumer) snapshotDone(schema, table string) {
+	c.log.Debug("snapshot of a table stored", "table", schema+"."+table)
+}
 
 // delivered tells the snapshotter about chunks now durable (writer goroutine).
 func (f *snapshotFeed) delivered(checkpoint uint64) {
