@@ -590,3 +590,39 @@ func TestSnapshotKeysAndChunks(t *testing.T) {
 		t.Errorf("19 MB of rows in %d chunks", len(bytesByTx))
 	}
 }
+
+// TestSnapshotNeverLoadsTheProfileTables: with snapshot: never, only the
+// application's users, models and sessions tables are loaded (once, so
+// attribution knows what predates the stream); a marker with an unknown
+// id (forged, or replayed) hands over nothing and breaks nothing.
+func TestSnapshotNeverLoadsTheProfileTables(t *testing.T) {
+	r := startOdoo(t, "--snapshot", "never")
+	waitLog(t, r.d.log, "snapshot complete", 1, r.d)
+	mustExec(t, r.ctl, `BEGIN; SELECT pg_logical_emit_message(true, 'cdcaudit.snapshot', 'forged');
+		UPDATE res_partner SET city = 'Forged' WHERE id = (SELECT min(id) FROM res_partner); COMMIT`)
+	evs := r.stop()
+	count := func(table string) int {
+		var n int
+		if err := r.ctl.QueryRow(r.ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, table := range []string{"res_users", "ir_model"} {
+		if got, want := len(snapshotsOf(t, evs, table)), count(table); got != want || want == 0 {
+			t.Errorf("%s: %d snapshot records, want %d", table, got, want)
+		}
+	}
+	for _, table := range []string{"res_partner", "sale_order"} {
+		if got := len(snapshotsOf(t, evs, table)); got != 0 {
+			t.Errorf("%s: %d snapshot records with snapshot: never", table, got)
+		}
+	}
+	var forged bool
+	for _, e := range evs {
+		forged = forged || e.Op == "update" && e.Table == "res_partner" && strings.Contains(string(e.After), `"Forged"`)
+	}
+	if !forged {
+		t.Error("the transaction with a forged marker lost its own change")
+	}
+}
