@@ -229,12 +229,13 @@ func startSnapshot(ctx context.Context, cfg Config, store *sink.Store, c *consum
 			return c.writer.Submit(ctx, sink.Batch{State: recs})
 		},
 	})
+	// Set before anything is stored: the writer's goroutine reads it.
+	c.snap.src = s
 	// Fresh: the slot was just made (its snapshot exported), or the store
 	// holds nothing yet.
 	if err := s.Start(ctx, store.LoadState, exported != nil || checkpoint == 0, exported); err != nil {
 		return nil, nil, err
 	}
-	c.snap.src = s
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
