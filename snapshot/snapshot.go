@@ -443,7 +443,7 @@ func (s *Snapshotter) copyTable(ctx context.Context, j *job) error {
 		return s.hand(ctx, &Chunk{Schema: t.Schema, Table: t.Name, job: j, last: j.Last, done: true}, j.Rows)
 	}
 	if j.Last == nil {
-		s.log.Info("snapshot: copying table", "table", j.name, "estimated_rows", t.Estimate, "key", keyNames(&t))
+		s.log.Debug("snapshot: copying table", "table", j.name, "estimated_rows", t.Estimate, "key", keyNames(&t))
 	} else {
 		s.log.Info("snapshot: resuming table", "table", j.name, "rows_stored", j.Rows)
 	}
