@@ -386,3 +386,12 @@ func ParseRecord(record []byte) (*Record, error) {
 	}
 	return &r, nil
 }
+
+// IsSnapshotRecord reports whether a stored record (or AppendBody output)
+// is a snapshot record, without parsing it: its first `,"op":"` member is
+// the op (every string before it is escaped, so no quote there is bare).
+func IsSnapshotRecord(record []byte) bool {
+	const member = `,"op":"`
+	i := bytes.Index(record, []byte(member))
+	return i >= 0 && bytes.HasPrefix(record[i+len(member):], []byte(`snapshot"`))
+}

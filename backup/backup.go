@@ -4,6 +4,10 @@
 // a usable copy), so the daemon itself serves copies, over a unix socket in
 // the data directory: only the store's owner (and root) may connect, the
 // socket's mode (0600) and the peer's uid say so.
+//
+// The same socket carries the daemon's other requests (status, snapshot):
+// one line "verb [argument]" in, "ok <size>" and that many bytes out, or
+// "error <message>".
 package backup
 
 import (
@@ -42,9 +46,23 @@ type Server struct {
 	path string
 	done chan struct{}
 
-	mu     sync.Mutex
-	active net.Conn // the copy being served; Close ends it
-	closed bool
+	mu       sync.Mutex
+	active   net.Conn // the copy being served; Close ends it
+	closed   bool
+	handlers map[string]Handler
+}
+
+// Handler answers one request verb: its argument in, the reply out.
+type Handler func(arg string) ([]byte, error)
+
+// Handle adds a request verb ("status", "snapshot"; not "copy").
+func (s *Server) Handle(verb string, h Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handlers == nil {
+		s.handlers = map[string]Handler{}
+	}
+	s.handlers[verb] = h
 }
 
 // stallAfter is how long a client may stop reading before its copy is given
@@ -141,8 +159,12 @@ func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
-	if err != nil || line != request {
+	line, err := bufio.NewReader(io.LimitReader(c, maxRequest)).ReadString('\n')
+	if err == nil && line != request {
+		s.answer(c, strings.TrimSuffix(line, "\n"), log)
+		return
+	}
+	if err != nil {
 		fmt.Fprintf(c, "error unknown request\n")
 		return
 	}
@@ -161,6 +183,75 @@ func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
 		return
 	}
 	log.Info("backup copy served", "bytes", n, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// maxRequest bounds a request line.
+const maxRequest = 4096
+
+// answer serves a request other than a copy.
+func (s *Server) answer(c net.Conn, line string, log *slog.Logger) {
+	verb, arg, _ := strings.Cut(line, " ")
+	s.mu.Lock()
+	h := s.handlers[verb]
+	s.mu.Unlock()
+	c.SetWriteDeadline(time.Now().Add(stallAfter))
+	if h == nil {
+		fmt.Fprintf(c, "error unknown request\n")
+		return
+	}
+	reply, err := h(arg)
+	if err != nil {
+		// One line: the message must not forge the framing.
+		fmt.Fprintf(c, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return
+	}
+	if _, err := fmt.Fprintf(c, "ok %d\n%s", len(reply), reply); err != nil {
+		log.Warn("control socket: reply not sent", "request", verb, "err", err)
+	}
+}
+
+// Ask sends one request ("status", "snapshot public.t*") to the daemon
+// serving dir's store and returns its reply. It returns ErrNoDaemon when
+// none listens.
+func Ask(dir, verb, arg string) ([]byte, error) {
+	path := filepath.Join(dir, SocketName)
+	line := verb
+	if arg != "" {
+		line += " " + arg
+	}
+	if strings.ContainsAny(line, "\n") || len(line) >= maxRequest {
+		return nil, fmt.Errorf("control socket: malformed request")
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, ErrNoDaemon
+		}
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	br := bufio.NewReader(c)
+	head, err := br.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: no answer (%v): see the daemon's log", path, err)
+	}
+	head = strings.TrimSuffix(head, "\n")
+	if msg, ok := strings.CutPrefix(head, "error "); ok {
+		return nil, fmt.Errorf("the daemon says: %s", msg)
+	}
+	size, err := strconv.Atoi(strings.TrimPrefix(head, "ok "))
+	if !strings.HasPrefix(head, "ok ") || err != nil || size < 0 || size > 64<<20 {
+		return nil, fmt.Errorf("control socket %s: the daemon says %q", path, head)
+	}
+	reply := make([]byte, size)
+	if _, err := io.ReadFull(br, reply); err != nil {
+		return nil, fmt.Errorf("control socket %s: the reply ended early: %w", path, err)
+	}
+	return reply, nil
 }
 
 // Fetch asks the daemon serving dir's store for a copy and writes it to w.

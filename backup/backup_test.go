@@ -97,3 +97,45 @@ func TestCloseEndsAStalledCopy(t *testing.T) {
 		t.Fatal("Close is still waiting for a client that stopped reading")
 	}
 }
+
+// The socket answers other requests besides copies: a registered verb gets
+// its argument and its reply goes back whole; an error comes back on one
+// line; an unknown verb is refused; copies still work.
+func TestAskHandlers(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ask(dir, "status", ""); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("Ask without a daemon: %v, want ErrNoDaemon", err)
+	}
+	srv, err := Serve(dir, memSource("copy"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	big := bytes.Repeat([]byte("status\n"), 100_000)
+	srv.Handle("status", func(arg string) ([]byte, error) { return big, nil })
+	srv.Handle("snapshot", func(arg string) ([]byte, error) {
+		if arg == "bad" {
+			return nil, errors.New("no such table\nok 5")
+		}
+		return []byte("asked for " + arg), nil
+	})
+	if got, err := Ask(dir, "status", ""); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("status: %d bytes, %v", len(got), err)
+	}
+	if got, err := Ask(dir, "snapshot", "public.a*,b"); err != nil || string(got) != "asked for public.a*,b" {
+		t.Fatalf("snapshot: %q, %v", got, err)
+	}
+	if _, err := Ask(dir, "snapshot", "bad"); err == nil || err.Error() != "the daemon says: no such table ok 5" {
+		t.Fatalf("a failing handler: %v", err)
+	}
+	if _, err := Ask(dir, "rm", "-rf"); err == nil || !bytes.Contains([]byte(err.Error()), []byte("unknown request")) {
+		t.Fatalf("an unknown verb: %v", err)
+	}
+	if _, err := Ask(dir, "snapshot", "a\nb"); err == nil {
+		t.Fatal("a request with a line break was sent")
+	}
+	var got bytes.Buffer
+	if _, err := Fetch(dir, &got); err != nil || got.String() != "copy" {
+		t.Fatalf("Fetch beside the handlers: %q %v", got.String(), err)
+	}
+}

@@ -351,6 +351,12 @@ func (c *Correlator) SeedModel(schema string, key audit.Row, model string) {
 	c.setModel(k, modelRow{Schema: schema, Model: model})
 }
 
+// ModelOf returns the application model of a table ("" when unknown):
+// what Attribute sets on its events, for rows that are not attributed.
+func (c *Correlator) ModelOf(schema, table string) string {
+	return c.models[tableRef{schema, table}]
+}
+
 // stateKey names a model-table row: by its key ("model:public:id=42"), or by
 // the model name when the table has no key.
 func stateKey(schema string, key audit.Row, model string) string {

@@ -130,3 +130,14 @@ func skipDigits(s []byte, i int) int {
 	}
 	return i
 }
+
+// AppendText appends the event encoding of one value given as PostgreSQL's
+// text output for type typ, or SQL NULL: exactly what a pgoutput text
+// column of that value becomes. Snapshots read tables with it, so a row
+// read by COPY and the same row from the stream encode the same.
+func AppendText(b []byte, typ uint32, data []byte, null bool) []byte {
+	if null {
+		return appendValue(b, typ, 'n', nil)
+	}
+	return appendValue(b, typ, 't', data)
+}

@@ -33,7 +33,9 @@ type Filter struct {
 	// Tables are matched against "table" and "schema.table" with
 	// path.Match globs ("sale_*", "public.res_*").
 	Tables []string
-	Ops    []audit.Op
+	// Ops selects operations; snapshot records (audit.OpSnapshot: rows as
+	// read, not changes) are written only when it lists them.
+	Ops []audit.Op
 }
 
 func (f *Filter) empty() bool {
@@ -106,8 +108,12 @@ func Write(w io.Writer, st Source, f Filter, format string) (n uint64, err error
 		}
 	}
 	parse := format == "csv" || !f.empty()
+	snapshots := slices.Contains(f.Ops, audit.OpSnapshot)
 
 	err = st.Scan(nil, nil, func(key, record []byte) error {
+		if !snapshots && audit.IsSnapshotRecord(record) {
+			return nil
+		}
 		var r *audit.Record
 		if parse {
 			var err error

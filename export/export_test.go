@@ -238,3 +238,45 @@ func TestWriteErrorStops(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Snapshot records are written only when the filter's operations name
+// them; a model or value that spells "op":"snapshot" does not fool it.
+func TestSnapshotRecordsOnlyWhenAsked(t *testing.T) {
+	s := store(t, []spec{
+		{"public", "sale_order", audit.OpInsert, 0, audit.Row{{Name: "note", Value: []byte(`",\"op\":\"snapshot\""`)}}},
+		{"public", "sale_order", audit.OpSnapshot, 1, audit.Row{{Name: "id", Value: []byte("1")}}},
+		{"public", "res_partner", audit.OpSnapshot, 2, nil},
+		{"public", "sale_order", audit.OpUpdate, 3, nil},
+	})
+	for _, c := range []struct {
+		f    Filter
+		want []string
+	}{
+		{Filter{}, []string{"insert", "update"}},
+		{Filter{Tables: []string{"sale_order"}}, []string{"insert", "update"}},
+		{Filter{Ops: []audit.Op{audit.OpSnapshot}}, []string{"snapshot", "snapshot"}},
+		{Filter{Ops: []audit.Op{audit.OpSnapshot, audit.OpUpdate}, Tables: []string{"sale_order"}}, []string{"snapshot", "update"}},
+	} {
+		for _, format := range Formats {
+			var buf bytes.Buffer
+			n, err := Write(&buf, s, c.f, format)
+			if err != nil || int(n) != len(c.want) {
+				t.Fatalf("%+v %s: %d events, %v; want %v", c.f, format, n, err, c.want)
+			}
+			if format != "jsonl" {
+				continue
+			}
+			var ops []string
+			for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+				r, err := audit.ParseRecord([]byte(line))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ops = append(ops, r.Op)
+			}
+			if strings.Join(ops, ",") != strings.Join(c.want, ",") {
+				t.Errorf("%+v: ops %v, want %v", c.f, ops, c.want)
+			}
+		}
+	}
+}

@@ -76,6 +76,7 @@ type Metrics struct {
 	skipped       *prometheus.CounterVec
 	slotStatus    *prometheus.GaugeVec
 	slotRetained  prometheus.Gauge
+	snap          snapshotMetrics
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -197,6 +198,7 @@ func newMetrics(now func() time.Time) *Metrics {
 	for _, s := range walStatuses {
 		m.slotStatus.WithLabelValues(s).Set(0)
 	}
+	m.registerSnapshot()
 	return m
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -107,14 +108,49 @@ func (s slotInfo) usable(cfg *Config, database string) error {
 // from. Publications it created are dropped again when it fails before the
 // slot exists.
 func Prepare(ctx context.Context, cfg Config, checkpoint uint64) (Identity, uint64, error) {
+	ident, start, _, err := PrepareExport(ctx, cfg, checkpoint, false)
+	return ident, start, err
+}
+
+// Exported is the snapshot a newly created slot exported: the database as
+// of exactly the slot's start. It stays importable (SET TRANSACTION
+// SNAPSHOT) until Release, which closes the replication connection that
+// made it and is idle since: call Release once it is imported.
+type Exported struct {
+	Name    string
+	release func()
+	once    sync.Once
+}
+
+// Release lets the exported snapshot go. Safe on nil and more than once.
+func (x *Exported) Release() {
+	if x != nil {
+		x.once.Do(x.release)
+	}
+}
+
+// PrepareExport is Prepare that, with export set, creates a missing slot
+// with EXPORT_SNAPSHOT and returns that snapshot (nil when the slot
+// existed, or was created by someone else meanwhile). Streaming may start
+// at once: the exporting connection just stays open until Release.
+func PrepareExport(ctx context.Context, cfg Config, checkpoint uint64, export bool) (Identity, uint64, *Exported, error) {
+	ident, start, exported, err := prepareAll(ctx, cfg, checkpoint, export)
+	if err != nil {
+		exported.Release()
+		exported = nil
+	}
+	return ident, start, exported, err
+}
+
+func prepareAll(ctx context.Context, cfg Config, checkpoint uint64, export bool) (Identity, uint64, *Exported, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
-		return Identity{}, 0, err
+		return Identity{}, 0, nil, err
 	}
 	log := cfg.Logger.With(cfg.server(), "slot", cfg.Slot, "publication", cfg.Publication)
 	conn, err := connectSQL(ctx, cfg.DSN)
 	if err != nil {
-		return Identity{}, 0, fmt.Errorf("replication: connect to %s: %w", RedactDSN(cfg.DSN), classify(ctx, &cfg, err))
+		return Identity{}, 0, nil, fmt.Errorf("replication: connect to %s: %w", RedactDSN(cfg.DSN), classify(ctx, &cfg, err))
 	}
 	defer closeQuietly(conn)
 
@@ -124,18 +160,18 @@ func Prepare(ctx context.Context, cfg Config, checkpoint uint64) (Identity, uint
 	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_user, `+privilegedSQL+`,
 		(SELECT system_identifier::text FROM pg_control_system()), current_database()`).
 		Scan(&walLevel, &user, &privileged, &server.SystemID, &server.Database); err != nil {
-		return Identity{}, 0, fmt.Errorf("replication: preflight: %w", err)
+		return Identity{}, 0, nil, fmt.Errorf("replication: preflight: %w", err)
 	}
 	// Before anything is created or compared: another server or database is
 	// not a gap in this one's history.
 	if err := cfg.checkServer(server); err != nil {
-		return server, 0, err
+		return server, 0, nil, err
 	}
 	if walLevel != "logical" {
-		return Identity{}, 0, fatalf(nil, "wal_level is %q on %s, logical decoding needs logical: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL", walLevel, RedactDSN(cfg.DSN))
+		return Identity{}, 0, nil, fatalf(nil, "wal_level is %q on %s, logical decoding needs logical: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL", walLevel, RedactDSN(cfg.DSN))
 	}
 	if !privileged {
-		return Identity{}, 0, fatalf(nil, "role %s on %s has no REPLICATION attribute: as a superuser, ALTER ROLE %s WITH REPLICATION", quoteIdent(user), RedactDSN(cfg.DSN), quoteIdent(user))
+		return Identity{}, 0, nil, fatalf(nil, "role %s on %s has no REPLICATION attribute: as a superuser, ALTER ROLE %s WITH REPLICATION", quoteIdent(user), RedactDSN(cfg.DSN), quoteIdent(user))
 	}
 
 	// The publications must exist before the slot: pgoutput looks them up
@@ -143,84 +179,107 @@ func Prepare(ctx context.Context, cfg Config, checkpoint uint64) (Identity, uint
 	created, err := ensurePublications(ctx, conn, &cfg, newKeeper(&cfg))
 	var ident Identity
 	var start uint64
+	var exported *Exported
 	slotCreated := false
 	if err == nil {
-		ident, start, slotCreated, err = prepareSlot(ctx, conn, &cfg, checkpoint, log)
+		ident, start, slotCreated, exported, err = prepareSlot(ctx, conn, &cfg, checkpoint, export, log)
 	}
 	if err != nil && len(created) > 0 && !slotCreated {
 		dropPublications(conn, created, log)
 	}
-	return ident, start, err
+	return ident, start, exported, err
 }
 
 // prepareSlot creates the slot when missing and compares it with the
 // checkpoint; created says whether it made the slot.
-func prepareSlot(ctx context.Context, conn *pgx.Conn, cfg *Config, checkpoint uint64, log *slog.Logger) (ident Identity, start uint64, created bool, err error) {
+func prepareSlot(ctx context.Context, conn *pgx.Conn, cfg *Config, checkpoint uint64, export bool, log *slog.Logger) (ident Identity, start uint64, created bool, exported *Exported, err error) {
+	ident, start, created, exported, err = createSlot(ctx, conn, cfg, checkpoint, export, log)
+	if err != nil {
+		exported.Release()
+		exported = nil
+	}
+	return ident, start, created, exported, err
+}
+
+func createSlot(ctx context.Context, conn *pgx.Conn, cfg *Config, checkpoint uint64, export bool, log *slog.Logger) (ident Identity, start uint64, created bool, exported *Exported, err error) {
 	rconn, err := connectReplication(ctx, cfg.DSN)
 	if err != nil {
-		return ident, 0, false, fmt.Errorf("replication: replication connection to %s: %w", RedactDSN(cfg.DSN), classify(ctx, cfg, err))
+		return ident, 0, false, nil, fmt.Errorf("replication: replication connection to %s: %w", RedactDSN(cfg.DSN), classify(ctx, cfg, err))
 	}
-	defer closeQuietly(rconn)
+	// The connection that exported a snapshot keeps it alive: it is handed
+	// over, idle, and closed by Release.
+	defer func() {
+		if exported == nil {
+			closeQuietly(rconn)
+		}
+	}()
 	sys, err := pglogrepl.IdentifySystem(ctx, rconn)
 	if err != nil {
-		return ident, 0, false, fmt.Errorf("replication: IDENTIFY_SYSTEM: %w", classify(ctx, cfg, err))
+		return ident, 0, false, nil, fmt.Errorf("replication: IDENTIFY_SYSTEM: %w", classify(ctx, cfg, err))
 	}
 	ident = Identity{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, XLogPos: uint64(sys.XLogPos)}
 	if err := cfg.checkServer(ident); err != nil {
-		return ident, 0, false, err
+		return ident, 0, false, nil, err
 	}
 
 	slot, err := readSlot(ctx, conn, cfg.Slot)
 	if err != nil {
-		return ident, 0, false, err
+		return ident, 0, false, nil, err
 	}
 	if !slot.Exists {
 		if checkpoint != 0 && !cfg.AcceptGap {
-			return ident, 0, false, fatalf(nil, "replication slot %q does not exist, but the store holds events up to %s: changes since then cannot be recovered from this server; restart with --accept-gap to create a new slot and accept the gap", cfg.Slot, lsnString(checkpoint))
+			return ident, 0, false, nil, fatalf(nil, "replication slot %q does not exist, but the store holds events up to %s: changes since then cannot be recovered from this server; restart with --accept-gap to create a new slot and accept the gap", cfg.Slot, lsnString(checkpoint))
 		}
 		if checkpoint != 0 {
 			log.Error("REPLICATION SLOT MISSING: creating a new one because --accept-gap is set; EVENTS AFTER THE CHECKPOINT UNTIL NOW ARE LOST", "checkpoint", lsnString(checkpoint))
 		}
 		log.Info("creating replication slot (waits for transactions running now to finish)")
-		_, err := pglogrepl.CreateReplicationSlot(ctx, rconn, cfg.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		action := "NOEXPORT_SNAPSHOT"
+		if export {
+			action = "EXPORT_SNAPSHOT"
+		}
+		res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, cfg.Slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
 		var pe *pgconn.PgError
 		if err != nil && !(errors.As(err, &pe) && pe.Code == "42710") { // 42710: created meanwhile by someone else
-			return ident, 0, false, fmt.Errorf("replication: create slot %q: %w", cfg.Slot, classify(ctx, cfg, err))
+			return ident, 0, false, nil, fmt.Errorf("replication: create slot %q: %w", cfg.Slot, classify(ctx, cfg, err))
 		}
 		created = err == nil
+		if created && export && res.SnapshotName != "" {
+			exported = &Exported{Name: res.SnapshotName, release: func() { closeQuietly(rconn) }}
+		}
 		if slot, err = readSlot(ctx, conn, cfg.Slot); err != nil {
-			return ident, 0, created, err
+			return ident, 0, created, exported, err
 		}
 		if !slot.Exists {
-			return ident, 0, created, fmt.Errorf("replication: slot %q vanished right after it was created", cfg.Slot)
+			return ident, 0, created, exported, fmt.Errorf("replication: slot %q vanished right after it was created", cfg.Slot)
 		}
 		log.Info("replication slot created", "confirmed_flush_lsn", lsnString(slot.ConfirmedFlush))
 	}
 	if err := slot.usable(cfg, ident.Database); err != nil {
-		return ident, 0, created, err
+		return ident, 0, created, exported, err
 	}
 	if slot.Active {
 		log.Warn("replication slot is in use by another process; streaming will wait for it", "active_pid", slot.ActivePID)
 	}
 
 	if checkpoint == 0 {
-		return ident, slot.ConfirmedFlush, created, nil
+		return ident, slot.ConfirmedFlush, created, exported, nil
 	}
 	switch {
 	case slot.ConfirmedFlush > checkpoint && !cfg.AcceptGap:
-		return ident, 0, created, fatalf(nil, "replication slot %q is confirmed up to %s, past the store's checkpoint %s: the changes in between were confirmed without being stored and are LOST (was the store restored from a backup?); restart with --accept-gap to continue with the gap", cfg.Slot, lsnString(slot.ConfirmedFlush), lsnString(checkpoint))
+		return ident, 0, created, exported, fatalf(nil, "replication slot %q is confirmed up to %s, past the store's checkpoint %s: the changes in between were confirmed without being stored and are LOST (was the store restored from a backup?); restart with --accept-gap to continue with the gap", cfg.Slot, lsnString(slot.ConfirmedFlush), lsnString(checkpoint))
 	case slot.ConfirmedFlush > checkpoint:
 		log.Error("REPLICATION SLOT IS AHEAD OF THE CHECKPOINT: continuing because --accept-gap is set; EVENTS IN BETWEEN ARE LOST",
 			"checkpoint", lsnString(checkpoint), "confirmed_flush_lsn", lsnString(slot.ConfirmedFlush))
 		// Streaming starts there anyway; returning it lets the caller
 		// record the gap (checkpoint, confirmed_flush_lsn) in its chain.
-		return ident, slot.ConfirmedFlush, created, nil
+		return ident, slot.ConfirmedFlush, created, exported, nil
 	case slot.ConfirmedFlush < checkpoint:
 		log.Info("replication slot is behind the checkpoint: already stored changes may be sent again; the store ignores duplicates",
 			"checkpoint", lsnString(checkpoint), "confirmed_flush_lsn", lsnString(slot.ConfirmedFlush))
 	}
-	return ident, checkpoint, created, nil
+	return ident, checkpoint, created, exported, nil
 }
 
 // privilegedSQL: may the current role stream? Superuser, REPLICATION, or

@@ -2,9 +2,12 @@ package replication
 
 import (
 	"context"
-	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 func TestPrepareCreatesPublicationAndSlotIdempotently(t *testing.T) {
@@ -310,5 +313,70 @@ func TestPrepareAsUnprivilegedRole(t *testing.T) {
 	}
 	if got := pubTables(t, dsn, "cdcaudit_changes"); got != "" {
 		t.Fatalf("changes publication after listed lost its identity: %q", got)
+	}
+}
+
+// PrepareExport with export creates the slot with EXPORT_SNAPSHOT and hands
+// over its snapshot: importable (the rows as of the slot's start, not those
+// written after) until Release, not after; streaming works meanwhile. An
+// existing slot exports nothing.
+func TestPrepareExportsTheSlotSnapshot(t *testing.T) {
+	t.Parallel()
+	dsn, slot := newDB(t)
+	exec(t, dsn, "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1)")
+	log, _ := testLogger(t)
+	cfg := Config{DSN: dsn, Slot: slot, Logger: log}
+	ctx := context.Background()
+	_, start, exported, err := PrepareExport(ctx, cfg, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exported == nil || exported.Name == "" {
+		t.Fatal("no exported snapshot from a new slot")
+	}
+	exec(t, dsn, "INSERT INTO a VALUES (2)")
+	// The slot streams while the snapshot is held.
+	c := newConsumer()
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Stream(sctx, cfg, start, c) }()
+	deadline := time.Now().Add(time.Minute)
+	for len(c.inserted(t)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := c.inserted(t); len(got) != 1 {
+		t.Errorf("streamed inserts %v while the snapshot is held, want the one after the slot", got)
+	}
+	cancel()
+	<-done
+
+	count := func() (int, error) {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close(ctx)
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return 0, err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+exported.Name+"'"); err != nil {
+			return 0, err
+		}
+		var n int
+		err = tx.QueryRow(ctx, "SELECT count(*) FROM a").Scan(&n)
+		return n, err
+	}
+	if n, err := count(); err != nil || n != 1 {
+		t.Fatalf("the exported snapshot holds %d rows (err %v), want the 1 before the slot", n, err)
+	}
+	exported.Release()
+	exported.Release() // harmless twice
+	if _, err := count(); err == nil || !strings.Contains(err.Error(), "snapshot") {
+		t.Errorf("the snapshot is importable after Release (err %v)", err)
+	}
+	if _, _, again, err := PrepareExport(ctx, cfg, 0, true); err != nil || again != nil {
+		t.Errorf("an existing slot: exported %v, err %v; want nothing", again, err)
 	}
 }

@@ -18,6 +18,9 @@ type Encoded struct {
 	// audit.SealedLen(len(Body))), so Body must own that capacity: no other
 	// slice may live there. Append never changes Body[:len(Body)].
 	Body []byte
+	// Snapshot marks a snapshot record: a row as read, not a change, so
+	// not counted among the store's events.
+	Snapshot bool
 }
 
 // Batch is a run of events and the checkpoint they complete.
@@ -93,7 +96,7 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 				return Result{Checkpoint: old}, fmt.Errorf("sink: put event %s: %w", keyID(k), err)
 			}
 			st.headKey, st.hasHead = e.Key, true
-			if !IsChainRecord(k) {
+			if !IsChainRecord(k) && !e.Snapshot {
 				st.count++
 			}
 			res.Stored++

@@ -30,7 +30,8 @@ func (e *VerifyError) Unwrap() error { return ErrChainBroken }
 
 // VerifyResult summarizes a store that verified.
 type VerifyResult struct {
-	Events     uint64     // row events
+	Events     uint64     // row events (changes)
+	Snapshots  uint64     // snapshot records (rows as read, not changes)
 	HeadID     string     // the last record of the chain (the genesis record in a store without events)
 	HeadHash   audit.Hash // publish it elsewhere to anchor the chain
 	Genesis    audit.Hash // the genesis record's hash: names the chain
@@ -150,6 +151,8 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 				default:
 					res.Marks = append(res.Marks, Mark{ID: id, Op: op, Record: string(v)})
 				}
+			} else if audit.IsSnapshotRecord(v) {
+				res.Snapshots++
 			} else {
 				events++
 			}

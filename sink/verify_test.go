@@ -168,3 +168,33 @@ func TestVerifyCheckpointBeforeFirstEvent(t *testing.T) {
 		t.Fatalf("forged event in an empty store: %q", ve.Reason)
 	}
 }
+
+// Snapshot records are stored and chained like events but not counted as
+// events: meta's count and Verify's Events leave them out, Snapshots counts
+// them, and a record passed off as the other kind is caught.
+func TestSnapshotRecordsNotCounted(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	snap := func(commit uint64, ord uint32) Encoded {
+		e := &audit.Event{LSN: commit, CommitLSN: commit, Ordinal: ord, XID: 9, CommitTime: t0, Database: "odoo",
+			Schema: "public", Table: "res_users", Op: audit.OpSnapshot,
+			Key: audit.Row{{Name: "id", Value: []byte("1")}}, After: audit.Row{{Name: "id", Value: []byte("1")}}, Changed: []string{}}
+		return Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil), Snapshot: true}
+	}
+	mustAppend(t, s, Batch{Events: []Encoded{ev(0x100, 1), snap(0x200, 1), snap(0x200, 2)}, Checkpoint: 0x210})
+	if _, _, n := s.Head(); n != 1 {
+		t.Fatalf("meta counts %d events, want the 1 change", n)
+	}
+	res, err := s.Verify(t.Context(), nil)
+	if err != nil || res.Events != 1 || res.Snapshots != 2 {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	s.Close()
+	// A snapshot record stored as a change: the counts disagree.
+	s = mustOpen(t, dir)
+	mustAppend(t, s, Batch{Events: []Encoded{{Key: snap(0x300, 1).Key, Body: snap(0x300, 1).Body}}, Checkpoint: 0x310})
+	if _, err := s.Verify(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "meta counts 2 events but the store holds 1") {
+		t.Fatalf("verify of a miscounted snapshot record: %v", err)
+	}
+	s.Close()
+}

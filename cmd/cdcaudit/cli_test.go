@@ -33,14 +33,16 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 // depend on these names).
 var commandFlags = map[string][]string{
 	"run": {"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude", "accept-gap",
-		"anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level"},
-	"check":   {"dsn", "config", "slot", "publication", "tables", "exclude"},
-	"export":  {"data-dir", "format", "since", "until", "table", "op", "out", "config"},
-	"events":  {"data-dir", "record", "at", "format", "config"},
-	"verify":  {"data-dir", "anchor", "config"},
-	"backup":  {"data-dir", "out", "config"},
-	"demo":    {"data-dir", "http-addr", "rate"},
-	"version": {},
+		"anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "snapshot", "snapshot-tables"},
+	"check":    {"dsn", "config", "slot", "publication", "tables", "exclude"},
+	"export":   {"data-dir", "format", "since", "until", "table", "op", "out", "config"},
+	"events":   {"data-dir", "record", "at", "format", "config"},
+	"verify":   {"data-dir", "anchor", "config"},
+	"backup":   {"data-dir", "out", "config"},
+	"demo":     {"data-dir", "http-addr", "rate"},
+	"status":   {"data-dir", "format", "config"},
+	"snapshot": {"data-dir", "table", "config"},
+	"version":  {},
 }
 
 func TestHelpForEveryCommand(t *testing.T) {

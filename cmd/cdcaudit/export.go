@@ -29,6 +29,10 @@ text). Events stream out one at a time: any size of store can be exported.
 Filters combine: an event is written when it matches --since/--until, one of
 the --table globs and one of the --op operations.
 
+Snapshot records (op "snapshot": rows as the table snapshot read them, not
+changes) are left out unless asked for: --op snapshot selects them (with
+other operations, e.g. --op insert,update,delete,truncate,snapshot, both).
+
 With --out the file appears complete or not at all (a temporary file in the
 same directory is renamed into place), readable by its owner only.
 
@@ -69,7 +73,7 @@ func (c *cli) export(args []string) int {
 	until := fs.String("until", "", "only events committed before `time` (same forms as --since)")
 	var tables, ops listFlag
 	fs.Var(&tables, "table", "only events of tables matching a `glob`, on the table name or schema.table (sale_*, public.res_*); repeat the flag or separate globs with commas")
-	fs.Var(&ops, "op", "only these operations: insert, update, delete, truncate (a comma-separated `list`, or repeat the flag)")
+	fs.Var(&ops, "op", "only these operations: insert, update, delete, truncate, snapshot (a comma-separated `list`, or repeat the flag; snapshot records are written only when snapshot is listed)")
 	out := fs.String("out", "", "write to `file` (atomically) instead of standard output")
 	fs.order = []string{"data-dir", "format", "since", "until", "table", "op", "out", "config"}
 	if code, done := c.parse(fs, args); done {

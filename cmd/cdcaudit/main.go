@@ -7,6 +7,8 @@
 //	cdcaudit events  --data-dir DIR --record T:K  one record's history, or its row --at a time
 //	cdcaudit verify  --data-dir DIR             recompute the hash chain
 //	cdcaudit sessions --data-dir DIR            the application's login sessions
+//	cdcaudit status  --data-dir DIR             a running daemon's state
+//	cdcaudit snapshot --data-dir DIR --table G  snapshot tables again
 //	cdcaudit demo                               everything, against a throwaway server
 //
 // Exit status: 0 success, 1 failure (a fatal error, a FAIL finding, a broken
@@ -71,6 +73,8 @@ func init() {
 		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
 		{"backup", "write a consistent copy of the store, also while 'cdcaudit run' holds it", (*cli).backup},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
+		{"status", "show a running daemon's checkpoint, slot and snapshot progress", (*cli).status},
+		{"snapshot", "make a running daemon snapshot tables again (e.g. added to the publication later)", (*cli).snapshot},
 		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},
 		{"version", "print the version", (*cli).version},
 		{"help", "show help for cdcaudit or for one command", (*cli).help},

@@ -34,7 +34,16 @@ on --http-addr, 127.0.0.1 only unless told otherwise.
 Every change is attributed to the application user and login session that
 made it, from the application's own tables (--profile: Odoo is recognised by
 itself, also when its tables appear after cdcaudit started; any other
-application is described in a --profile-file). Secret columns (Odoo's, with
+application is described in a --profile-file).
+
+When it creates the slot, cdcaudit copies the published tables (--snapshot
+initial, the default; --snapshot-tables to choose) as they were at exactly
+the slot's start, beside the stream, as op "snapshot" records: the trail
+then knows every record, not only those changed since. The application's
+users, models and sessions tables are loaded once in any case. Progress is
+logged, in the metrics and in 'cdcaudit status'; an interrupted copy
+resumes where it stopped. 'cdcaudit snapshot --table GLOB' copies tables
+again while run is running. Secret columns (Odoo's, with
 any profile, the profile's and --redact's) are never stored: their values
 become "[redacted]", or an HMAC under the key in --redact-key-file.
 
@@ -60,7 +69,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
 // runFlagOrder is the order of run's flags in --help.
 var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
-	"accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
+	"snapshot", "snapshot-tables", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
 func (c *cli) run(args []string) int {
 	fs := c.flagSet("run", "--dsn URL --data-dir DIR [flags]", runAbout, runExamples)
@@ -154,6 +163,8 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		GeoIPPath:       cfg.GeoIPDB,
 		AnchorFile:      cfg.AnchorFile,
 		AnchorSyslog:    cfg.AnchorSyslog,
+		Snapshot:        cfg.Snapshot,
+		SnapshotTables:  cfg.SnapshotTables,
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}

@@ -23,6 +23,8 @@
 //	idle_after       a session without activity this long is idle       default 5m
 //	session_lifetime a session without activity this long has ended     default 168h
 //	geoip_db         MaxMind/DB-IP .mmdb file for session locations
+//	snapshot         initial or never: copy the tables on a fresh start  default initial
+//	snapshot_tables  schema-qualified globs of the tables to snapshot   default: all published
 //
 // Lists are YAML sequences (or one comma-separated string); in the
 // environment and on the command line they are comma-separated, and list
@@ -42,6 +44,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +79,13 @@ const (
 	KeyIdleAfter       = "idle_after"
 	KeySessionLifetime = "session_lifetime"
 	KeyGeoIPDB         = "geoip_db"
+
+	KeySnapshot       = "snapshot"
+	KeySnapshotTables = "snapshot_tables"
 )
+
+// SnapshotModes are the values of the snapshot key.
+var SnapshotModes = []string{"initial", "never"}
 
 // Profiles are the values of the profile key.
 var Profiles = []string{"auto", "odoo", "generic", "none"}
@@ -127,6 +136,12 @@ type Config struct {
 	SessionLifetime time.Duration
 	GeoIPDB         string
 
+	// Snapshot is initial (copy the published tables matching
+	// SnapshotTables, all when empty, on a fresh start) or never; the
+	// profile's users, models and sessions tables are loaded either way.
+	Snapshot       string
+	SnapshotTables []string
+
 	// File is the YAML file that was read ("" when none).
 	File string
 	// Sources says where each key's value came from: "default", a file
@@ -147,6 +162,7 @@ func Defaults() Config {
 		Profile:         "auto",
 		IdleAfter:       5 * time.Minute,
 		SessionLifetime: 7 * 24 * time.Hour,
+		Snapshot:        "initial",
 	}
 }
 
@@ -193,6 +209,8 @@ var keys = []keyInfo{
 	{KeyIdleAfter, "a session without activity for this `duration` is shown idle", func(c *Config) any { return &c.IdleAfter }},
 	{KeySessionLifetime, "a session without activity for this `duration` has ended (expired)", func(c *Config) any { return &c.SessionLifetime }},
 	{KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses", func(c *Config) any { return &c.GeoIPDB }},
+	{KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)", func(c *Config) any { return &c.Snapshot }},
+	{KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)", func(c *Config) any { return &c.SnapshotTables }},
 }
 
 func lookupKey(name string) (keyInfo, bool) {
@@ -746,6 +764,9 @@ func (c *Config) validate() error {
 		}
 	default:
 		return fail(KeyProfile, "%q is not a profile (want %s)", c.Profile, strings.Join(Profiles, ", "))
+	}
+	if !slices.Contains(SnapshotModes, c.Snapshot) {
+		return fail(KeySnapshot, "%q is not a snapshot mode (want %s)", c.Snapshot, strings.Join(SnapshotModes, " or "))
 	}
 	if c.IdleAfter < time.Second || c.IdleAfter > 24*time.Hour {
 		return fail(KeyIdleAfter, "%s is out of range (want 1s to 24h)", c.IdleAfter)

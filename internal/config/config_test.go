@@ -539,3 +539,29 @@ func TestUnknownEnvVariable(t *testing.T) {
 		t.Fatalf("known variables refused: %v", err)
 	}
 }
+
+func TestSnapshotKeys(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil || c.Snapshot != "initial" || c.SnapshotTables != nil {
+		t.Fatalf("defaults: %v %q %v", err, c.Snapshot, c.SnapshotTables)
+	}
+	file := writeFile(t, "snapshot: never\nsnapshot_tables: [public.res_*, public.sale_order]\n")
+	c, err = load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Snapshot != "never" || !reflect.DeepEqual(c.SnapshotTables, []string{"public.res_*", "public.sale_order"}) {
+		t.Fatalf("file: %v %q %v", err, c.Snapshot, c.SnapshotTables)
+	}
+	c, err = load(t, []string{"--config", file, "--snapshot", "initial"}, map[string]string{"CDCAUDIT_SNAPSHOT_TABLES": "public.a,s.b"})
+	if err != nil || c.Snapshot != "initial" || !reflect.DeepEqual(c.SnapshotTables, []string{"public.a", "s.b"}) ||
+		c.Sources[KeySnapshot] != "--snapshot" || c.Sources[KeySnapshotTables] != "CDCAUDIT_SNAPSHOT_TABLES" {
+		t.Fatalf("flags and env: %v %+v", err, c)
+	}
+	wantLoadErrors(t, []errorCase{
+		{name: "bad mode", env: map[string]string{"CDCAUDIT_SNAPSHOT": "always"},
+			want: []string{`config: snapshot: "always" is not a snapshot mode (want initial or never) (from CDCAUDIT_SNAPSHOT)`}},
+		{name: "bad glob", args: []string{"--snapshot-tables", "public.[x"}, want: []string{`config: snapshot_tables: "public.[x": malformed glob (from --snapshot-tables)`}},
+		{name: "unqualified", file: "snapshot_tables: [sale_order]\n", want: []string{`config: snapshot_tables: "sale_order" is not a schema-qualified table glob`}},
+	})
+}

@@ -242,7 +242,7 @@ func TestAttributionSecrets(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	verifyOK(t, r.dataDir, len(evs))
+	verifyOK(t, r.dataDir, changeCount(evs))
 }
 
 // TestAttributionSecretsHMAC: with a key, redacted values become keyed

@@ -318,7 +318,7 @@ func TestAttributionSessionStateSurvivesRestart(t *testing.T) {
 	run3a := r.request(a, writeOrder(1, odoosim.Vals{"note": "run 3"}))
 	run3c := r.request(c, writeOrder(4, odoosim.Vals{"note": "run 3"}))
 	evs := r.stop()
-	verifyOK(t, r.dataDir, len(evs))
+	verifyOK(t, r.dataDir, changeCount(evs))
 
 	for _, x := range []struct {
 		xid  uint32

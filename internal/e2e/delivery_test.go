@@ -83,7 +83,7 @@ func TestExactlyOnceAcrossSIGKILL(t *testing.T) {
 
 	evs := readStore(t, dataDir)
 	wl.check(t, db.dsn, evs)
-	verifyOK(t, dataDir, len(evs))
+	verifyOK(t, dataDir, changeCount(evs))
 }
 
 // TestReconnect: while a workload runs, the walsender is terminated twice

@@ -16,22 +16,24 @@ import (
 // chainServices starts what guards the store from outside: the publisher of
 // signed chain anchors (with the instance key, created on first start) and
 // the socket that serves consistent copies to `cdcaudit backup`.
-func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Publisher, func(), error) {
+// The socket's server is returned too: it answers the daemon's other
+// requests (nil when it could not be started).
+func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Publisher, *backup.Server, func(), error) {
 	key, err := instancekey.LoadOrCreate(cfg.DataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	anchors := &anchor.Publisher{Log: log, Key: key, File: cfg.AnchorFile}
 	if cfg.AnchorSyslog != "" {
 		if anchors.Syslog, err = anchor.DialSyslog(cfg.AnchorSyslog); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	copies, err := backup.Serve(cfg.DataDir, store, log)
 	if err != nil {
 		log.Warn("cdcaudit backup cannot reach this daemon: stop it to back up the store", "err", err)
 	}
-	return anchors, func() {
+	return anchors, copies, func() {
 		if copies != nil {
 			copies.Close()
 		}

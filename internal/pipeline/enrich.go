@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -48,6 +49,7 @@ type enricher struct {
 	// Odoo's tables to appear in the stream switches to the Odoo profile.
 	auto    bool
 	settled string                // the profile auto settled on ("" before)
+	prof    profile.Profile       // in use, when tracker is set
 	tracker *sessions.Tracker     // nil without a profile
 	corr    *correlate.Correlator // nil without a profile
 	redact  *redact.Redactor
@@ -104,6 +106,7 @@ func isAuto(name string) bool { return name == "" || name == "auto" }
 // correlator, with their stored state.
 func (x *enricher) start(p profile.Profile, present []string) error {
 	var err error
+	x.prof = p
 	x.tracker, err = sessions.New(p, sessions.Options{
 		IdleAfter: x.cfg.IdleAfter, Lifetime: x.cfg.SessionLifetime,
 		GeoIPPath: x.cfg.GeoIPPath, PresentTables: present,
@@ -386,6 +389,11 @@ func presentSessionTables(ctx context.Context, conn *pgx.Conn, p profile.Profile
 // tracker reads raw session identifiers (and keeps pseudonyms only), then
 // secrets are redacted.
 func (x *enricher) observe(e *audit.Event) {
+	if e.Op == audit.OpSnapshot {
+		x.learn(e)
+		x.redact.Apply(e)
+		return
+	}
 	if x.tracker != nil {
 		if row := x.tracker.Observe(e); row != nil {
 			x.rows = append(x.rows, correlate.SessionRow{UserID: row.UserID, SessionID: row.SessionID})
@@ -405,6 +413,10 @@ func (x *enricher) message(m decoder.Message) {
 // transaction, or the part received so far of a huge one.
 func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 	if x.corr == nil || len(events) == 0 {
+		return
+	}
+	events = x.notSnapshots(events)
+	if len(events) == 0 {
 		return
 	}
 	x.corr.Attribute(&correlate.Tx{XID: tx.XID, CommitTime: tx.CommitTime, Events: events, Messages: x.msgs,
@@ -452,4 +464,74 @@ func (x *enricher) reset() {
 // endTx forgets the transaction's session rows and messages.
 func (x *enricher) endTx() {
 	x.rows, x.msgs = x.rows[:0], x.msgs[:0]
+}
+
+// learn takes from a snapshot row what the stream would teach about it:
+// a user's login, a table's model name. It is never a login or a session
+// (an old row is no activity), and a snapshot row has no actor.
+func (x *enricher) learn(e *audit.Event) {
+	if x.tracker == nil {
+		return
+	}
+	p := x.prof
+	table := e.Schema + "." + e.Table
+	switch {
+	case table == p.Users.Table && p.Users.ID != "" && p.Users.Login != "":
+		id, okID := e.After.Get(p.Users.ID)
+		login, okLogin := e.After.Get(p.Users.Login)
+		var uid int64
+		var name string
+		if okID && okLogin && json.Unmarshal(id, &uid) == nil && json.Unmarshal(login, &name) == nil {
+			x.tracker.SeedUser(uid, name)
+		}
+	case p.Models != nil && table == p.Models.Table:
+		v, ok := e.After.Get(p.Models.Model)
+		var model string
+		if ok && json.Unmarshal(v, &model) == nil {
+			x.corr.SeedModel(e.Schema, e.Key, model)
+		}
+	}
+}
+
+// notSnapshots returns the events that are changes, and gives snapshot
+// rows their model (they are not attributed). events is left as it is.
+func (x *enricher) notSnapshots(events []*audit.Event) []*audit.Event {
+	n := 0
+	for _, e := range events {
+		if e.Op == audit.OpSnapshot {
+			e.Model = x.corr.ModelOf(e.Schema, e.Table)
+			continue
+		}
+		n++
+	}
+	if n == len(events) {
+		return events
+	}
+	changes := make([]*audit.Event, 0, n)
+	for _, e := range events {
+		if e.Op != audit.OpSnapshot {
+			changes = append(changes, e)
+		}
+	}
+	return changes
+}
+
+// snapshotTables are the profile's tables every store loads once: users,
+// models and sessions, so attribution knows what predates the stream.
+func (x *enricher) snapshotTables() []string {
+	if x.tracker == nil {
+		return nil
+	}
+	p := x.prof
+	var tables []string
+	if p.Users.Table != "" {
+		tables = append(tables, p.Users.Table)
+	}
+	if p.Models != nil && p.Models.Table != "" {
+		tables = append(tables, p.Models.Table)
+	}
+	for _, st := range p.Sessions {
+		tables = append(tables, st.Table)
+	}
+	return tables
 }

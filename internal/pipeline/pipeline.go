@@ -33,6 +33,7 @@ type Config struct {
 	Metrics     *metrics.Metrics // may be nil
 	// Feed, when set, is called with every event once its transaction is
 	// durable in the store, in commit order, from a goroutine of its own.
+	// Snapshot records (rows as read, not changes) are not fed.
 	Feed func(*audit.Event)
 
 	// Profile names the application profile: auto (or ""), odoo, generic
@@ -53,6 +54,12 @@ type Config struct {
 	// AnchorSyslog, when set, is a syslog server's address (udp://host:514,
 	// tcp://host:601, unix:///dev/log) anchors are sent to as well.
 	AnchorSyslog string
+	// Snapshot is "initial" (the default, also ""): on a fresh start copy
+	// the published tables matching SnapshotTables (all when empty) as
+	// snapshot records; or "never": only the profile's users, models and
+	// sessions tables.
+	Snapshot       string
+	SnapshotTables []string
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -93,7 +100,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer store.Close()
-	anchors, closeChain, err := chainServices(cfg, store, log)
+	anchors, control, closeChain, err := chainServices(cfg, store, log)
 	if err != nil {
 		return err
 	}
@@ -109,7 +116,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	coverage := &coverageRecords{log: log}
 	cfg.Replication.OnCoverage = coverage.add
-	ident, start, err := prepare(ctx, cfg, checkpoint, log)
+	ident, start, exported, err := prepare(ctx, cfg, checkpoint, log)
+	defer exported.Release() // imported (or not wanted) by then
 	if err != nil {
 		if ctx.Err() != nil && !replication.IsFatal(err) {
 			log.Info("stopped before streaming began")
@@ -143,7 +151,14 @@ func Run(ctx context.Context, cfg Config) error {
 	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
 	c.enrich = enrich
 	c.stopStream = stopStream
+	c.database = ident.Database
 	defer c.close()
+	snaps, stopSnapshot, err := startSnapshot(ctx, cfg, store, c, exported, checkpoint, log)
+	if err != nil {
+		return err
+	}
+	defer stopSnapshot()
+	serveControl(control, cfg, store, snaps, log)
 	if err := recordGap(ctx, store, c.writer, checkpoint, start, log); err != nil {
 		return err
 	}
@@ -202,17 +217,18 @@ func storeError(store *sink.Store, err error) error {
 // database cannot be reached at all (not started yet, restarting): a
 // sidecar may well start first. Everything else — a refused login, a
 // missing privilege, a bad configuration — fails at once.
-func prepare(ctx context.Context, cfg Config, checkpoint uint64, log *slog.Logger) (replication.Identity, uint64, error) {
+func prepare(ctx context.Context, cfg Config, checkpoint uint64, log *slog.Logger) (replication.Identity, uint64, *replication.Exported, error) {
 	delay := 250 * time.Millisecond
 	for {
-		ident, start, err := replication.Prepare(ctx, cfg.Replication, checkpoint)
+		// The slot's snapshot is exported for the initial snapshot.
+		ident, start, exported, err := replication.PrepareExport(ctx, cfg.Replication, checkpoint, cfg.Snapshot != "never")
 		if err == nil || replication.IsFatal(err) || !unreachable(err) || ctx.Err() != nil {
-			return ident, start, err
+			return ident, start, exported, err
 		}
 		log.Warn("database not reachable yet; retrying", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
-			return ident, start, err
+			return ident, start, nil, err
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 30*time.Second)
@@ -258,6 +274,7 @@ type consumer struct {
 	enrich     *enricher
 	tx         *decoder.Tx // the last begun
 	stopStream func()
+	snapActive bool // a snapshot was in progress when the transaction began
 	failOnce   sync.Once
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	txBytes    int            // the size of their values
@@ -278,6 +295,10 @@ type consumer struct {
 
 	anchorQ    chan struct{}
 	anchorDone chan struct{}
+
+	database  string
+	txOrdinal uint32 // the highest ordinal of the transaction in progress
+	snap      snapshotFeed
 
 	feed     func(*audit.Event)
 	feedEvts []*audit.Event
@@ -301,7 +322,8 @@ type pendingTx struct {
 	first      uint64 // WAL start of its Begin (the transaction's first record)
 	end        uint64 // its end LSN, once its Commit was received; 0 before
 	commitTime time.Time
-	runs       int // its event counts: the next runs of pendRuns
+	runs       int  // its event counts: the next runs of pendRuns
+	marker     bool // cdcaudit's own: it hands over snapshot chunks
 }
 
 type feedItem struct {
@@ -333,6 +355,9 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 			c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
 			c.m.StoreSize(store.Size())
 			c.countDurable(ci.Checkpoint)
+		}
+		if c.snap.src != nil {
+			c.snap.delivered(ci.Checkpoint)
 		}
 		select {
 		case c.notify <- struct{}{}:
@@ -445,6 +470,7 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	clear(c.txEvents) // a huge value's decoded copy must not outlive it
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.enrich.reset()
+	c.snap.reset()
 	c.feedEvts = nil
 	c.dropPartial()
 	if err := c.writer.Flush(ctx); err != nil {
@@ -459,6 +485,8 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 // Begin implements decoder.Handler: from now on the transaction is lag.
 func (c *consumer) Begin(tx *decoder.Tx) error {
 	c.tx = tx
+	c.txOrdinal = 0
+	c.snapActive = c.snap.src != nil && c.snap.src.Active()
 	if c.m == nil {
 		return nil
 	}
@@ -474,6 +502,13 @@ func (c *consumer) Begin(tx *decoder.Tx) error {
 
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
+	c.txOrdinal = max(c.txOrdinal, e.Ordinal)
+	// Every event passes here in stream order, snapshot rows included: the
+	// one place for the image cache's apply (DESIGN7 §1), which replaces
+	// this stand-in of its rule.
+	if !c.snap.guard.keep(e, c.snapActive) {
+		return nil
+	}
 	size := valuesLen(e)
 	if len(c.txEvents) >= chunkEvents || (len(c.txEvents) > 0 && c.txBytes+size > chunkBytes) {
 		if err := c.flushTx(tx, 0); err != nil {
@@ -483,6 +518,9 @@ func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
 	c.enrich.observe(e)
 	c.txEvents = append(c.txEvents, e)
 	c.txBytes += size
+	if e.Op == audit.OpSnapshot {
+		return nil // not a change: not in events_total
+	}
 	if k, n := (tableOp{e.Schema, e.Table, e.Op}), len(c.txCounts); n > 0 && c.txCounts[n-1].k == k {
 		c.txCounts[n-1].n++
 	} else {
@@ -505,6 +543,9 @@ func valuesLen(e *audit.Event) int {
 // Message implements decoder.Handler: logical messages feed attribution;
 // they are not row events.
 func (c *consumer) Message(tx *decoder.Tx, m decoder.Message) error {
+	if c.snap.marker(m) {
+		return nil // hands over a snapshot chunk; not attribution
+	}
 	if tx != nil {
 		c.enrich.message(m)
 	}
@@ -513,7 +554,16 @@ func (c *consumer) Message(tx *decoder.Tx, m decoder.Message) error {
 
 // Commit implements decoder.Handler.
 func (c *consumer) Commit(tx *decoder.Tx) error {
-	c.received(tx)
+	marker := len(c.snap.markers) > 0
+	chunks, err := c.feedChunks(tx)
+	if err != nil {
+		return err
+	}
+	if len(chunks) > 0 {
+		// Told once the checkpoint covers them (a replay re-registers).
+		c.snap.submitted(tx.EndLSN, chunks)
+	}
+	c.received(tx, marker)
 	c.batch.CommitTime = tx.CommitTime
 	if err := c.flushTx(tx, tx.EndLSN); err != nil {
 		return err
@@ -525,13 +575,14 @@ func (c *consumer) Commit(tx *decoder.Tx) error {
 
 // received records the end and the event counts of the transaction whose
 // Commit arrived, to be counted once the store has it (countDurable).
-func (c *consumer) received(tx *decoder.Tx) {
+func (c *consumer) received(tx *decoder.Tx, marker bool) {
 	if c.m == nil {
 		return
 	}
 	c.pendMu.Lock()
 	if n := len(c.pending); n > 0 && c.pending[n-1].end == 0 {
 		c.pending[n-1].end, c.pending[n-1].runs = tx.EndLSN, len(c.txCounts)
+		c.pending[n-1].marker = marker
 		c.pendRuns = append(c.pendRuns, c.txCounts...)
 	}
 	c.pendMu.Unlock()
@@ -549,8 +600,10 @@ func (c *consumer) countDurable(checkpoint uint64) {
 			c.durCounts[r.k] += r.n
 		}
 		c.pendRuns = c.pendRuns[c.pending[0].runs:]
+		if !c.pending[0].marker {
+			txs++
+		}
 		c.pending = c.pending[1:]
-		txs++
 	}
 	c.publishPending()
 	c.pendMu.Unlock()
@@ -620,14 +673,19 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 			}
 			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		}
-		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body})
-		if c.feed != nil {
+		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot})
+		if c.feed != nil && e.Op != audit.OpSnapshot {
 			c.feedEvts = append(c.feedEvts, e)
 		}
 	}
 	clear(c.txEvents)
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.batch.State = c.enrich.state()
+	if checkpoint != 0 {
+		// A chunk's progress is stored with its rows and the checkpoint.
+		c.batch.State = append(c.batch.State, c.snap.state...)
+		c.snap.state = nil
+	}
 	if huge {
 		// The decoded values go back before the store copies the record
 		// into its pages (and the record and the pages in releaseHuge).
