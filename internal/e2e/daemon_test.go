@@ -251,7 +251,7 @@ func TestStoreTooling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the CSV does not parse: %v", err)
 	}
-	header := "id,lsn,commit_lsn,xid,commit_time,database,schema,table,model,op,key,before,after,changed,unchanged_toast,redacted,actor,flags,prev_hash,hash"
+	header := "id,lsn,commit_lsn,xid,commit_time,database,schema,table,model,op,key,before,after,changed,unchanged_toast,redacted,actor,flags,prev_hash,hash,before_source"
 	if len(recs) == 0 || strings.Join(recs[0], ",") != header {
 		t.Fatalf("CSV header %v, want %s", recs[:min(1, len(recs))], header)
 	}
