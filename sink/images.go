@@ -21,10 +21,10 @@ var bucketImages = []byte("images")
 type ImageOp uint8
 
 const (
-	ImagePut ImageOp = iota + 1 // store Value under Key
-	ImageDelete                 // remove Key
-	ImageDrop                   // remove every image of Table (TRUNCATE)
-	ImageSweep                  // remove the tombstones of Table (its snapshot is complete)
+	ImagePut    ImageOp = iota + 1 // store Value under Key
+	ImageDelete                    // remove Key
+	ImageDrop                      // remove every image of Table (TRUNCATE)
+	ImageSweep                     // remove the tombstones of Table (its snapshot is complete)
 )
 
 // ImageWrite is one change to the images of a table, applied in order with
