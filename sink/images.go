@@ -66,6 +66,9 @@ const (
 
 const imageDeleted = 1 // flags bit
 
+// IsTombstone reports whether an encoded image is a tombstone.
+func IsTombstone(v []byte) bool { return len(v) > 0 && v[0]&imageDeleted != 0 }
+
 // Partial reports whether some column's value is unknown.
 func (im *Image) Partial() bool {
 	for i := range im.Cols {
@@ -167,10 +170,15 @@ func uvarintBytes(b []byte) (field, rest []byte) {
 // canonical encodings) and never starting with a zero byte.
 func AppendImageKey(b []byte, key audit.Row) []byte {
 	for i := range key {
-		b = binary.AppendUvarint(b, uint64(len(key[i].Value)))
-		b = append(b, key[i].Value...)
+		b = AppendImageKeyValue(b, key[i].Value)
 	}
 	return b
+}
+
+// AppendImageKeyValue appends one key column's value to an image key.
+func AppendImageKeyValue(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 // putImages applies a batch's image writes inside an Append's transaction.
@@ -229,7 +237,7 @@ func sweepTombstones(b *bolt.Bucket) error {
 	}
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; {
-		if len(v) > 0 && v[0]&imageDeleted != 0 {
+		if IsTombstone(v) {
 			if err := c.Delete(); err != nil {
 				return err
 			}

@@ -140,8 +140,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// A store that fails stops the stream at once (storeFailed).
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	defer stopStream()
-	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
+	dec := decoder.New(ident.Database, catalog)
+	c := newConsumer(dec, store, cfg, log, anchors)
 	c.enrich = enrich
+	if c.images, err = newImageCache(store, dec, cfg.RedactKey, cfg.DataDir); err != nil {
+		return err
+	}
+	c.images.secret = enrich.redact.Secret
 	c.stopStream = stopStream
 	defer c.close()
 	if err := recordGap(ctx, store, c.writer, checkpoint, start, log); err != nil {
@@ -256,6 +261,7 @@ type consumer struct {
 	notify chan struct{}
 
 	enrich     *enricher
+	images     *imageCache
 	tx         *decoder.Tx // the last begun
 	stopStream func()
 	failOnce   sync.Once
@@ -318,7 +324,12 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		bodyHint:  512,
 	}
 	c.writer = sink.NewWriter(store, 4096)
-	c.writer.Release = releaseHuge
+	c.writer.Release = func(b sink.Batch) {
+		if c.images != nil {
+			c.images.released(b)
+		}
+		releaseHuge(b)
+	}
 	c.durable = sync.NewCond(&sync.Mutex{})
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
@@ -453,6 +464,7 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 		}
 		return 0, err
 	}
+	c.images.reset()
 	return c.writer.Durable(), nil
 }
 
@@ -480,7 +492,20 @@ func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
 			return err
 		}
 	}
+	// The record's last image first: a reconstructed before-image is
+	// attributed and redacted like one the server sent.
+	keep, err := c.images.apply(e)
+	if err != nil {
+		return fmt.Errorf("record images: %w", err)
+	}
+	if !keep {
+		return nil
+	}
 	c.enrich.observe(e)
+	c.images.record(e)
+	if e.BeforeSource == audit.BeforeReconstructed {
+		size = valuesLen(e)
+	}
 	c.txEvents = append(c.txEvents, e)
 	c.txBytes += size
 	if k, n := (tableOp{e.Schema, e.Table, e.Op}), len(c.txCounts); n > 0 && c.txCounts[n-1].k == k {
@@ -665,6 +690,7 @@ func (c *consumer) publishStats() {
 
 func (c *consumer) submit(checkpoint uint64) error {
 	c.batch.Checkpoint = checkpoint
+	c.batch.Images = c.images.take()
 	if err := c.writer.Submit(context.Background(), c.batch); err != nil {
 		if c.writer.Err() != nil {
 			c.storeFailed()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runChild() // TestImagesAcrossSIGKILL's pipeline process
+	}
 	pgtest.Main(m, pgtest.Options{Settings: map[string]string{"wal_sender_timeout": "'2s'"}})
 }
 

@@ -1,0 +1,525 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"slices"
+	"sync/atomic"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/instancekey"
+	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// imageCache keeps each audited record's last image, so that an update or
+// delete on a table whose before-image the server sends key-only (REPLICA
+// IDENTITY DEFAULT or USING INDEX) gets the whole before-image, an exact
+// Changed and its unchanged TOASTed values, as if the table were FULL.
+//
+// The images live in the store (written with the events that made them)
+// and, until those are durable, in an overlay here: a lookup that misses
+// the overlay reads the store, whose read transactions never wait for the
+// writer. It runs on the consumer goroutine, in stream order.
+//
+// A secret column is never kept in the clear: its image holds a keyed
+// token (the redaction's own HMAC when a redaction key is configured, else
+// an HMAC under a key derived from the instance key), so Changed stays
+// exact and a reconstructed before-image shows what redaction shows.
+type imageCache struct {
+	store *sink.Store
+	shape shapeSource
+	// secret reports whether a column of e's table is ever redacted (nil:
+	// none is): such key values are tokens in image keys too.
+	secret func(e *audit.Event, column string) bool
+	// tombstones reports whether a snapshot of the table is in progress:
+	// its deleted records are kept as tombstones until it completes, so a
+	// snapshot row read before the delete is recognised as older. Nil: no
+	// snapshot ever runs. (Set by the snapshot side.)
+	tombstones func(schema, table string) bool
+
+	mac   hash.Hash // HMAC-SHA256 under the token key
+	keyed bool      // the token key is the redaction key: a token is what redaction shows
+
+	// Events whose store key is at or before replayHead are stored
+	// already, with their images: a replay after a crash or reconnect
+	// leaves the images alone.
+	replayHead []byte
+
+	tables   map[tableRef]*tableOverlay
+	seq      uint64        // batches with image writes handed to the store
+	durable  atomic.Uint64 // of which the store has this many (writer goroutine)
+	inflight []inflightBatch
+	writes   []sink.ImageWrite // of the batch being built
+	touched  []touch           // of the batch being built
+
+	// Of the event between apply and record.
+	cur     current
+	scratch sink.Image
+	keyBuf  []byte
+}
+
+// shapeSource describes the row change being handled: the decoder.
+type shapeSource interface {
+	Columns() []string
+	NewNull(i int) bool
+}
+
+type tableRef struct{ schema, table string }
+
+type tableOverlay struct {
+	name    string // "schema.table"
+	entries map[string]overlayEntry
+	dropped uint64 // batch seq of a TRUNCATE not yet durable: the store's images are gone
+}
+
+// overlayEntry is an image write not yet durable: val nil = no image.
+type overlayEntry struct {
+	val []byte
+	seq uint64
+}
+
+type touch struct {
+	t    *tableOverlay
+	key  string
+	drop bool
+}
+
+type inflightBatch struct {
+	seq     uint64
+	touched []touch
+}
+
+// current is what apply learnt of an event for record.
+type current struct {
+	active  bool
+	t       *tableOverlay
+	oldKey  []byte // the record's key before the change (update, delete)
+	newKey  []byte
+	cols    []sink.ImageColumn // the row to keep, values as received (not redacted)
+	fixes   []fix
+}
+
+// fix is a value of a reconstructed row that came from a token: redaction
+// must leave it as redaction would have shown the original.
+type fix struct {
+	before bool
+	i      int
+	token  []byte
+}
+
+// imageTokenPurpose names the key derived from the instance key for tokens.
+const imageTokenPurpose = "cdcaudit record image tokens v1"
+
+// newImageCache returns the cache of store. redactKey, when set, keys the
+// tokens of secret values; else a key derived from dir's instance key does.
+func newImageCache(store *sink.Store, shape shapeSource, redactKey []byte, dir string) (*imageCache, error) {
+	key, keyed := redactKey, len(redactKey) > 0
+	if !keyed {
+		ik, err := instancekey.LoadOrCreate(dir)
+		if err != nil {
+			return nil, fmt.Errorf("record images: %w", err)
+		}
+		key = ik.Derive(imageTokenPurpose)
+	}
+	im := &imageCache{store: store, shape: shape, mac: hmac.New(sha256.New, key), keyed: keyed,
+		tables: make(map[tableRef]*tableOverlay)}
+	im.replayHead, _, _ = store.Head()
+	return im, nil
+}
+
+// released is the writer's Release hook: a batch with image writes is
+// stored (or the writer failed, and everything stops).
+func (im *imageCache) released(b sink.Batch) {
+	if len(b.Images) > 0 {
+		im.durable.Add(1)
+	}
+}
+
+// take returns the image writes of the batch being handed to the store.
+func (im *imageCache) take() []sink.ImageWrite {
+	if len(im.writes) == 0 {
+		return nil
+	}
+	w := im.writes
+	im.seq++
+	im.inflight = append(im.inflight, inflightBatch{seq: im.seq, touched: im.touched})
+	im.writes, im.touched = nil, nil
+	return w
+}
+
+// reset forgets the overlay after a reconnect: everything handed to the
+// store is durable (the writer was flushed), the rest is received again.
+func (im *imageCache) reset() {
+	clear(im.tables)
+	im.inflight, im.writes, im.touched = nil, nil, nil
+	im.durable.Store(im.seq)
+	im.replayHead, _, _ = im.store.Head()
+	im.cur = current{}
+}
+
+// evict drops the overlay entries whose batch is durable. The store is
+// read only after the count is loaded, so what leaves the overlay is in
+// what the store shows.
+func (im *imageCache) evict() {
+	if len(im.inflight) == 0 || im.inflight[0].seq > im.durable.Load() {
+		return
+	}
+	d := im.durable.Load()
+	n := 0
+	for _, b := range im.inflight {
+		if b.seq > d {
+			break
+		}
+		for _, tc := range b.touched {
+			switch {
+			case tc.drop:
+				if tc.t.dropped == b.seq {
+					tc.t.dropped = 0
+				}
+			default:
+				if e, ok := tc.t.entries[tc.key]; ok && e.seq == b.seq {
+					delete(tc.t.entries, tc.key)
+				}
+			}
+		}
+		n++
+	}
+	clear(im.inflight[:n])
+	im.inflight = im.inflight[n:]
+}
+
+func (im *imageCache) table(schema, name string) *tableOverlay {
+	t := im.tables[tableRef{schema, name}]
+	if t == nil {
+		t = &tableOverlay{name: schema + "." + name, entries: make(map[string]overlayEntry)}
+		im.tables[tableRef{schema, name}] = t
+	}
+	return t
+}
+
+// lookup returns the encoded image of key (nil: none), from the overlay
+// or else the store. The bytes are the caller's to alias.
+func (im *imageCache) lookup(t *tableOverlay, key []byte) ([]byte, error) {
+	if e, ok := t.entries[string(key)]; ok {
+		return e.val, nil
+	}
+	if t.dropped != 0 {
+		return nil, nil
+	}
+	r, err := im.store.ReadImages()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	v, err := r.Get(t.name, key)
+	if v == nil || err != nil {
+		return nil, err
+	}
+	return bytes.Clone(v), nil
+}
+
+// apply runs for every event in stream order, before attribution and
+// redaction. It fills the before-image of an update or delete whose server
+// sent it key-only, and decides what record will keep. keep is false for
+// a snapshot row that the stream has already overtaken: it must be
+// dropped.
+func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
+	im.cur = current{cols: im.cur.cols[:0], fixes: im.cur.fixes[:0]}
+	if k := e.StoreKey(); bytes.Compare(k[:], im.replayHead) <= 0 {
+		return true, nil // stored already: so are its images
+	}
+	im.evict()
+	if e.Op != audit.OpTruncate && e.Key == nil {
+		return true, nil // no key, no image
+	}
+	im.cur.active = true
+	im.cur.t = im.table(e.Schema, e.Table)
+	if e.Op == audit.OpTruncate {
+		return true, nil
+	}
+	im.cur.newKey = im.imageKey(e, e.Key, nil)
+	switch e.Op {
+	case audit.OpSnapshot:
+		v, err := im.lookup(im.cur.t, im.cur.newKey)
+		if err != nil {
+			return true, err
+		}
+		if v != nil && e.ReadAt != nil {
+			if err := sink.ParseImage(v, &im.scratch); err != nil {
+				return true, err
+			}
+			if !e.ReadAt.Sees(im.scratch.XID) {
+				im.cur.active = false
+				return false, nil // the stream holds a newer state of the record
+			}
+		}
+		im.collect(e)
+	case audit.OpInsert:
+		im.collect(e)
+	case audit.OpUpdate, audit.OpDelete:
+		im.cur.oldKey = im.cur.newKey
+		if e.Before != nil {
+			im.cur.oldKey = im.imageKey(e, e.Key, e.Before)
+		}
+		var img *sink.Image
+		if e.BeforeSource == audit.BeforeUnknown {
+			v, err := im.lookup(im.cur.t, im.cur.oldKey)
+			if err != nil {
+				return true, err
+			}
+			if v != nil {
+				if err := sink.ParseImage(v, &im.scratch); err != nil {
+					return true, err
+				}
+				if !im.scratch.Deleted {
+					img = &im.scratch
+				}
+			}
+		}
+		if img != nil && im.reconstruct(e, img) {
+			e.BeforeSource = audit.BeforeReconstructed
+		} else if e.Op == audit.OpUpdate {
+			im.collect(e)
+		}
+	}
+	return true, nil
+}
+
+// imageKey encodes the key of e's record from the key's columns in row
+// (e.Key when row is nil): secret values as tokens.
+func (im *imageCache) imageKey(e *audit.Event, key, row audit.Row) []byte {
+	b := im.keyBuf[:0]
+	for _, c := range key {
+		v := c.Value
+		if row != nil {
+			if v, _ = row.Get(c.Name); v == nil {
+				v = c.Value // not in the old tuple: the key did not change
+			}
+		}
+		if im.secret != nil && !audit.IsNull(v) && im.secret(e, c.Name) {
+			v = redact.Token(im.mac, v)
+		}
+		b = sink.AppendImageKeyValue(b, v)
+	}
+	im.keyBuf = b
+	return bytes.Clone(b)
+}
+
+// reconstruct fills e's before-image from img, TOAST-unchanged values of
+// its after-image, and Changed exactly as the decoder does for a FULL
+// table. It reports false (e untouched) when img was written for other
+// columns than the table has now (DDL since): an unknown before-image is
+// honest, a guessed one is not.
+func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) bool {
+	cols := im.shape.Columns()
+	if cols == nil {
+		cols = rowNames(e)
+	}
+	if len(img.Cols) != len(cols) {
+		return false
+	}
+	for i := range cols {
+		if img.Cols[i].Name != cols[i] {
+			return false
+		}
+	}
+	before := make(audit.Row, 0, len(cols))
+	for i := range img.Cols {
+		c := &img.Cols[i]
+		switch c.Kind {
+		case sink.ColUnknown:
+			continue
+		case sink.ColToken:
+			im.cur.fixes = append(im.cur.fixes, fix{before: true, i: len(before), token: c.Value})
+		}
+		before = append(before, audit.Column{Name: c.Name, Value: imageValue(c)})
+	}
+	if e.Op == audit.OpDelete {
+		e.Before = before
+		return true
+	}
+	after := make(audit.Row, 0, len(cols))
+	var changed, toast []string
+	known := true
+	nChanged := 0
+	j := 0
+	for i, name := range cols {
+		c := &img.Cols[i]
+		if j < len(e.After) && e.After[j].Name == name {
+			v := e.After[j].Value
+			j++
+			after = append(after, audit.Column{Name: name, Value: v})
+			kind, kv := newKind(im.shape, i, v)
+			im.cur.cols = append(im.cur.cols, sink.ImageColumn{Name: name, Kind: kind, Value: kv})
+			null := kind == sink.ColNull
+			var differs bool
+			switch c.Kind {
+			case sink.ColUnknown:
+				known = false
+			case sink.ColNull:
+				differs = !null
+			case sink.ColValue:
+				differs = null || !bytes.Equal(c.Value, v)
+			case sink.ColToken:
+				differs = null || !bytes.Equal(c.Value, redact.Token(im.mac, v))
+			}
+			if differs {
+				changed = append(changed, name)
+				nChanged++
+			}
+			continue
+		}
+		// Not sent: an unchanged TOASTed value, kept as the image has it.
+		im.cur.cols = append(im.cur.cols, *c)
+		if c.Kind == sink.ColUnknown {
+			toast = append(toast, name)
+			continue
+		}
+		if c.Kind == sink.ColToken {
+			im.cur.fixes = append(im.cur.fixes, fix{i: len(after), token: c.Value})
+		}
+		after = append(after, audit.Column{Name: name, Value: imageValue(c)})
+	}
+	e.Before, e.After, e.UnchangedToast = before, after, toast
+	e.Changed = nil
+	if known {
+		e.Changed = make([]string, nChanged)
+		copy(e.Changed, changed)
+	}
+	return true
+}
+
+// imageValue is the encoded value an image column stands for (a token
+// for a secret: redaction then shows it as it shows the value).
+func imageValue(c *sink.ImageColumn) []byte {
+	if c.Kind == sink.ColNull {
+		return []byte("null")
+	}
+	return c.Value
+}
+
+// rowNames is the column list of an event that did not come through the
+// decoder (a snapshot row): its after-image has them all.
+func rowNames(e *audit.Event) []string {
+	names := make([]string, len(e.After))
+	for i := range e.After {
+		names[i] = e.After[i].Name
+	}
+	return names
+}
+
+// collect notes the row e leaves (its after-image, values as received),
+// in the table's column order; columns not in it are unknown (an
+// unchanged TOASTed value without an image).
+func (im *imageCache) collect(e *audit.Event) {
+	cols := im.shape.Columns()
+	if cols == nil {
+		for i := range e.After {
+			c := sink.ImageColumn{Name: e.After[i].Name, Kind: sink.ColValue, Value: e.After[i].Value}
+			if audit.IsNull(c.Value) {
+				c.Kind, c.Value = sink.ColNull, nil
+			}
+			im.cur.cols = append(im.cur.cols, c)
+		}
+		return
+	}
+	j := 0
+	for i, name := range cols {
+		c := sink.ImageColumn{Name: name, Kind: sink.ColUnknown}
+		if j < len(e.After) && e.After[j].Name == name {
+			c.Kind, c.Value = newKind(im.shape, i, e.After[j].Value)
+			j++
+		}
+		im.cur.cols = append(im.cur.cols, c)
+	}
+}
+
+// newKind is how the image keeps a value of the new row: column i.
+func newKind(shape shapeSource, i int, v []byte) (sink.ColumnKind, []byte) {
+	if shape.NewNull(i) {
+		return sink.ColNull, nil
+	}
+	return sink.ColValue, v
+}
+
+// record runs after redaction: it restores the before- and after-image
+// values that came from tokens to what redaction shows for the original
+// value, and writes the record's new image (secret values as tokens).
+func (im *imageCache) record(e *audit.Event) {
+	if !im.cur.active {
+		return
+	}
+	t := im.cur.t
+	for _, f := range im.cur.fixes {
+		row := e.After
+		if f.before {
+			row = e.Before
+		}
+		if f.i < len(row) && slices.Contains(e.Redacted, row[f.i].Name) {
+			if im.keyed {
+				row[f.i].Value = f.token // exactly redaction's HMAC of the value
+			} else {
+				row[f.i].Value = redact.PlaceholderJSON()
+			}
+		}
+	}
+	switch e.Op {
+	case audit.OpTruncate:
+		clear(t.entries)
+		t.dropped = im.seq + 1
+		im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDrop, Table: t.name})
+		im.touched = append(im.touched, touch{t: t, drop: true})
+	case audit.OpDelete:
+		if im.tombstones != nil && im.tombstones(e.Schema, e.Table) {
+			im.put(t, im.cur.oldKey, sink.AppendImage(nil, &sink.Image{LSN: e.CommitLSN, XID: e.XID, Deleted: true}))
+		} else {
+			im.del(t, im.cur.oldKey)
+		}
+	case audit.OpUpdate, audit.OpInsert, audit.OpSnapshot:
+		if e.Op == audit.OpUpdate && !bytes.Equal(im.cur.oldKey, im.cur.newKey) {
+			im.del(t, im.cur.oldKey)
+		}
+		for i := range im.cur.cols {
+			c := &im.cur.cols[i]
+			if c.Kind == sink.ColValue && len(e.Redacted) > 0 && slices.Contains(e.Redacted, c.Name) {
+				c.Kind, c.Value = sink.ColToken, redact.Token(im.mac, c.Value)
+			}
+		}
+		xid := e.XID
+		if e.Op == audit.OpSnapshot {
+			xid = 0
+		}
+		im.put(t, im.cur.newKey, sink.AppendImage(nil, &sink.Image{LSN: e.CommitLSN, XID: xid, Cols: im.cur.cols}))
+	}
+	clear(im.cur.cols) // the values belong to the event
+	im.cur.active = false
+}
+
+func (im *imageCache) put(t *tableOverlay, key, val []byte) {
+	t.entries[string(key)] = overlayEntry{val: val, seq: im.seq + 1}
+	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImagePut, Table: t.name, Key: key, Value: val})
+	im.touched = append(im.touched, touch{t: t, key: string(key)})
+}
+
+func (im *imageCache) del(t *tableOverlay, key []byte) {
+	t.entries[string(key)] = overlayEntry{seq: im.seq + 1}
+	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDelete, Table: t.name, Key: key})
+	im.touched = append(im.touched, touch{t: t, key: string(key)})
+}
+
+// sweep removes the tombstones of a table whose snapshot is complete,
+// with the next batch.
+func (im *imageCache) sweep(schema, table string) {
+	t := im.table(schema, table)
+	for k, en := range t.entries {
+		if sink.IsTombstone(en.val) {
+			t.entries[k] = overlayEntry{seq: im.seq + 1}
+			im.touched = append(im.touched, touch{t: t, key: k})
+		}
+	}
+	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageSweep, Table: t.name})
+}
