@@ -95,12 +95,12 @@ type inflightBatch struct {
 
 // current is what apply learnt of an event for record.
 type current struct {
-	active  bool
-	t       *tableOverlay
-	oldKey  []byte // the record's key before the change (update, delete)
-	newKey  []byte
-	cols    []sink.ImageColumn // the row to keep, values as received (not redacted)
-	fixes   []fix
+	active bool
+	t      *tableOverlay
+	oldKey []byte // the record's key before the change (update, delete)
+	newKey []byte
+	cols   []sink.ImageColumn // the row to keep, values as received (not redacted)
+	fixes  []fix
 }
 
 // fix is a value of a reconstructed row that came from a token: redaction
