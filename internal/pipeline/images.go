@@ -263,7 +263,9 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 	case audit.OpUpdate, audit.OpDelete:
 		im.cur.oldKey = im.cur.newKey
 		if e.Before != nil {
-			im.cur.oldKey = im.imageKey(e, e.Key, e.Before)
+			if old := im.imageKey(e, e.Key, e.Before); !bytes.Equal(old, im.cur.newKey) {
+				im.cur.oldKey = old
+			}
 		}
 		var img *sink.Image
 		if e.BeforeSource == audit.BeforeUnknown {
@@ -493,23 +495,29 @@ func (im *imageCache) record(e *audit.Event) {
 		if e.Op == audit.OpSnapshot {
 			xid = 0
 		}
-		im.put(t, im.cur.newKey, sink.AppendImage(nil, &sink.Image{LSN: e.CommitLSN, XID: xid, Cols: im.cur.cols}))
+		size := 32
+		for i := range im.cur.cols {
+			size += len(im.cur.cols[i].Name) + len(im.cur.cols[i].Value) + 8
+		}
+		im.put(t, im.cur.newKey, sink.AppendImage(make([]byte, 0, size), &sink.Image{LSN: e.CommitLSN, XID: xid, Cols: im.cur.cols}))
 	}
 	clear(im.cur.cols) // the values belong to the event
 	im.cur.active = false
 }
 
+// put writes an image (val nil: removes it) with the batch being built.
 func (im *imageCache) put(t *tableOverlay, key, val []byte) {
-	t.entries[string(key)] = overlayEntry{val: val, seq: im.seq + 1}
-	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImagePut, Table: t.name, Key: key, Value: val})
-	im.touched = append(im.touched, touch{t: t, key: string(key)})
+	k := string(key)
+	t.entries[k] = overlayEntry{val: val, seq: im.seq + 1}
+	w := sink.ImageWrite{Op: sink.ImagePut, Table: t.name, Key: key, Value: val}
+	if val == nil {
+		w.Op = sink.ImageDelete
+	}
+	im.writes = append(im.writes, w)
+	im.touched = append(im.touched, touch{t: t, key: k})
 }
 
-func (im *imageCache) del(t *tableOverlay, key []byte) {
-	t.entries[string(key)] = overlayEntry{seq: im.seq + 1}
-	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDelete, Table: t.name, Key: key})
-	im.touched = append(im.touched, touch{t: t, key: string(key)})
-}
+func (im *imageCache) del(t *tableOverlay, key []byte) { im.put(t, key, nil) }
 
 // sweep removes the tombstones of a table whose snapshot is complete,
 // with the next batch.
