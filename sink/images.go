@@ -11,7 +11,9 @@ import (
 
 // bucketImages holds each audited record's last image: one nested bucket
 // per table ("schema.table"), key = AppendImageKey of the record's key,
-// value = AppendImage. Written in the same transaction as the events that
+// value = AppendImage; and, under ShapeKey(id) (keys beginning with a zero
+// byte, which no record key does), the column names of the images that
+// name shape id, so that an image holds its values only. Written in the same transaction as the events that
 // produced the images, so after a crash they are exactly as of the
 // checkpoint. A store made before the bucket existed gets it at its first
 // image write.
@@ -39,19 +41,73 @@ type ImageWrite struct {
 // Image is a record's last image: the row as the change with commit LSN
 // LSN in transaction XID (0: read by a snapshot) left it, or a tombstone
 // (Deleted: the record was deleted while a snapshot of its table ran).
+// Shape names its columns (ShapeID of their names, stored once per table).
 type Image struct {
 	LSN     uint64
 	XID     uint32
 	Deleted bool
+	Shape   uint64
 	Cols    []ImageColumn
 }
 
 // ImageColumn is one column of an image. Value aliases the bytes the image
-// was parsed from.
+// was parsed from. Name is not encoded: it comes from the image's shape.
 type ImageColumn struct {
 	Name  string
 	Kind  ColumnKind
 	Value []byte // the encoded value (ColValue) or token (ColToken)
+}
+
+// ShapeID identifies a list of column names (FNV-1a, 64 bits, over the
+// length-prefixed names).
+func ShapeID(names []string) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for _, n := range names {
+		for _, c := range binary.AppendUvarint(make([]byte, 0, 10), uint64(len(n))) {
+			h = (h ^ uint64(c)) * prime
+		}
+		for i := 0; i < len(n); i++ {
+			h = (h ^ uint64(n[i])) * prime
+		}
+	}
+	return h
+}
+
+// ShapeKey is the key of a shape record in a table's images bucket.
+func ShapeKey(id uint64) []byte { return binary.BigEndian.AppendUint64([]byte{0}, id) }
+
+func isShapeKey(k []byte) bool { return len(k) > 0 && k[0] == 0 }
+
+// AppendShape encodes column names: a count, then each length-prefixed.
+func AppendShape(b []byte, names []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, n := range names {
+		b = binary.AppendUvarint(b, uint64(len(n)))
+		b = append(b, n...)
+	}
+	return b
+}
+
+// ParseShape decodes AppendShape's encoding.
+func ParseShape(b []byte) ([]string, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errBadImage
+	}
+	b = b[k:]
+	names := make([]string, n)
+	for i := range names {
+		var name []byte
+		if name, b = uvarintBytes(b); b == nil {
+			return nil, errBadImage
+		}
+		names[i] = string(name)
+	}
+	if len(b) != 0 {
+		return nil, errBadImage
+	}
+	return names, nil
 }
 
 // ColumnKind says what an image knows of a column.
@@ -80,8 +136,8 @@ func (im *Image) Partial() bool {
 }
 
 // AppendImage appends the compact encoding of im: flags (1 byte), LSN (8),
-// XID (4), the column count, then per column its name, kind and value,
-// lengths as uvarints.
+// XID (4), shape (8), the column count, then per column its kind and value
+// (length-prefixed).
 func AppendImage(b []byte, im *Image) []byte {
 	var flags byte
 	if im.Deleted {
@@ -90,11 +146,10 @@ func AppendImage(b []byte, im *Image) []byte {
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, im.LSN)
 	b = binary.BigEndian.AppendUint32(b, im.XID)
+	b = binary.BigEndian.AppendUint64(b, im.Shape)
 	b = binary.AppendUvarint(b, uint64(len(im.Cols)))
 	for i := range im.Cols {
 		c := &im.Cols[i]
-		b = binary.AppendUvarint(b, uint64(len(c.Name)))
-		b = append(b, c.Name...)
 		b = append(b, byte(c.Kind))
 		if c.Kind == ColValue || c.Kind == ColToken {
 			b = binary.AppendUvarint(b, uint64(len(c.Value)))
@@ -107,16 +162,16 @@ func AppendImage(b []byte, im *Image) []byte {
 var errBadImage = errors.New("sink: malformed record image")
 
 // ParseImage decodes AppendImage's encoding into im, reusing im.Cols.
-// Values alias b; names are copied only when they differ from those im
-// already holds (a table's images share their names).
+// Values alias b; names are left as they were (the shape's names go there).
 func ParseImage(b []byte, im *Image) error {
-	if len(b) < 13 {
+	if len(b) < 21 {
 		return errBadImage
 	}
 	im.Deleted = b[0]&imageDeleted != 0
 	im.LSN = binary.BigEndian.Uint64(b[1:])
 	im.XID = binary.BigEndian.Uint32(b[9:])
-	b = b[13:]
+	im.Shape = binary.BigEndian.Uint64(b[13:])
+	b = b[21:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
 		return errBadImage
@@ -130,12 +185,8 @@ func ParseImage(b []byte, im *Image) error {
 	im.Cols = im.Cols[:n]
 	for i := range im.Cols {
 		c := &im.Cols[i]
-		var name []byte
-		if name, b = uvarintBytes(b); b == nil || len(b) < 1 {
+		if len(b) < 1 {
 			return errBadImage
-		}
-		if c.Name != string(name) {
-			c.Name = string(name)
 		}
 		c.Kind, b = ColumnKind(b[0]), b[1:]
 		c.Value = nil
@@ -217,6 +268,9 @@ func putImages(tx *bolt.Tx, writes []ImageWrite, tables map[string]*bolt.Bucket)
 			if b, err = root.CreateBucketIfNotExists([]byte(w.Table)); err != nil {
 				return fmt.Errorf("sink: images of %s: %w", w.Table, err)
 			}
+			// Keys mostly arrive in ascending order (serial keys), and an
+			// update rewrites an image in place: fuller pages, fewer written.
+			b.FillPercent = 0.9
 			tables[w.Table] = b
 		}
 		if w.Op == ImagePut {
@@ -237,7 +291,7 @@ func sweepTombstones(b *bolt.Bucket) error {
 	}
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; {
-		if IsTombstone(v) {
+		if !isShapeKey(k) && IsTombstone(v) {
 			if err := c.Delete(); err != nil {
 				return err
 			}
@@ -284,12 +338,22 @@ func (r *ImageReader) Get(table string, key []byte) (v []byte, err error) {
 	return r.b.Get(key), nil
 }
 
+// Shape returns the column names of shape id in table (nil when unknown).
+func (r *ImageReader) Shape(table string, id uint64) ([]string, error) {
+	v, err := r.Get(table, ShapeKey(id))
+	if v == nil || err != nil {
+		return nil, err
+	}
+	return ParseShape(v)
+}
+
 // Close ends the read transaction.
 func (r *ImageReader) Close() { r.tx.Rollback() }
 
-// ForEachImage calls fn for every image of table in key order (tests,
-// tools); key and value are valid only during the call.
-func (s *Store) ForEachImage(table string, fn func(key, value []byte) error) error {
+// ForEachImage calls fn for every image of table in key order, names
+// filled from its shape (tests, tools); key and im are valid only during
+// the call.
+func (s *Store) ForEachImage(table string, fn func(key []byte, im *Image) error) error {
 	return s.view(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketImages)
 		if root == nil {
@@ -299,6 +363,24 @@ func (s *Store) ForEachImage(table string, fn func(key, value []byte) error) err
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(guarded(fn))
+		var im Image
+		return b.ForEach(guarded(func(k, v []byte) error {
+			if isShapeKey(k) {
+				return nil
+			}
+			if err := ParseImage(v, &im); err != nil {
+				return fmt.Errorf("sink: image %x of %s: %w", k, table, err)
+			}
+			if !im.Deleted {
+				names, err := ParseShape(b.Get(ShapeKey(im.Shape)))
+				if err != nil || len(names) != len(im.Cols) {
+					return fmt.Errorf("sink: image %x of %s: its shape is missing or does not fit", k, table)
+				}
+				for i := range im.Cols {
+					im.Cols[i].Name = names[i]
+				}
+			}
+			return fn(k, &im)
+		}))
 	})
 }

@@ -7,13 +7,19 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 )
 
+var testShape = []string{"id", "note", "big", "password"}
+
 func imagePut(table string, id string, lsn uint64, deleted bool) ImageWrite {
 	key := AppendImageKey(nil, audit.Row{{Name: "id", Value: []byte(id)}})
-	im := &Image{LSN: lsn, XID: 7, Deleted: deleted, Cols: []ImageColumn{
-		{Name: "id", Value: []byte(id)}, {Name: "note", Kind: ColNull}, {Name: "big", Kind: ColUnknown},
-		{Name: "password", Kind: ColToken, Value: []byte(`"hmac-sha256:00"`)},
+	im := &Image{LSN: lsn, XID: 7, Deleted: deleted, Shape: ShapeID(testShape), Cols: []ImageColumn{
+		{Value: []byte(id)}, {Kind: ColNull}, {Kind: ColUnknown},
+		{Kind: ColToken, Value: []byte(`"hmac-sha256:00"`)},
 	}}
 	return ImageWrite{Op: ImagePut, Table: table, Key: key, Value: AppendImage(nil, im)}
+}
+
+func shapePut(table string) ImageWrite {
+	return ImageWrite{Op: ImagePut, Table: table, Key: ShapeKey(ShapeID(testShape)), Value: AppendShape(nil, testShape)}
 }
 
 func readImage(t *testing.T, s *Store, table, id string) *Image {
@@ -43,8 +49,8 @@ func TestImageEncoding(t *testing.T) {
 	if err := ParseImage(w.Value, &im); err != nil {
 		t.Fatal(err)
 	}
-	if im.LSN != 0x1234 || im.XID != 7 || !im.Deleted || !im.Partial() || len(im.Cols) != 4 ||
-		im.Cols[0].Name != "id" || string(im.Cols[0].Value) != "42" || im.Cols[1].Kind != ColNull ||
+	if im.LSN != 0x1234 || im.XID != 7 || !im.Deleted || !im.Partial() || len(im.Cols) != 4 || im.Shape != ShapeID(testShape) ||
+		string(im.Cols[0].Value) != "42" || im.Cols[1].Kind != ColNull ||
 		im.Cols[3].Kind != ColToken || string(im.Cols[3].Value) != `"hmac-sha256:00"` {
 		t.Fatalf("round trip: %+v", im)
 	}
@@ -55,6 +61,13 @@ func TestImageEncoding(t *testing.T) {
 		if err := ParseImage(w.Value[:i], &im); err == nil {
 			t.Fatalf("truncated image of %d bytes accepted", i)
 		}
+	}
+	names, err := ParseShape(AppendShape(nil, testShape))
+	if err != nil || len(names) != 4 || names[3] != "password" {
+		t.Fatalf("shape round trip: %v %v", names, err)
+	}
+	if ShapeID([]string{"ab", "c"}) == ShapeID([]string{"a", "bc"}) || ShapeKey(1)[0] != 0 {
+		t.Fatal("shape ids or keys collide")
 	}
 	// Keys: deterministic, and distinct for (1,23) and (12,3).
 	a := AppendImageKey(nil, audit.Row{{Name: "a", Value: []byte("1")}, {Name: "b", Value: []byte("23")}})
@@ -80,7 +93,7 @@ func TestImagesInAppend(t *testing.T) {
 	}
 
 	b := txBatch(0x200, 1)
-	b.Images = []ImageWrite{imagePut("public.t", "1", 0x200, false), imagePut("public.t", "2", 0x200, false), imagePut("public.u", "1", 0x200, true)}
+	b.Images = []ImageWrite{shapePut("public.t"), imagePut("public.t", "1", 0x200, false), imagePut("public.t", "2", 0x200, false), shapePut("public.u"), imagePut("public.u", "1", 0x200, true)}
 	mustAppend(t, s, b)
 	if im := readImage(t, s, "public.t", "2"); im == nil || im.LSN != 0x200 {
 		t.Fatalf("image not stored: %+v", im)
@@ -101,6 +114,7 @@ func TestImagesInAppend(t *testing.T) {
 	b.Images = []ImageWrite{
 		{Op: ImageDelete, Table: "public.t", Key: imagePut("public.t", "1", 0, false).Key},
 		{Op: ImageDrop, Table: "public.t"},
+		shapePut("public.t"),
 		imagePut("public.t", "3", 0x300, false),
 		imagePut("public.u", "2", 0x300, false),
 		{Op: ImageSweep, Table: "public.u"},
@@ -119,7 +133,13 @@ func TestImagesInAppend(t *testing.T) {
 		t.Fatal("image-only batch not stored")
 	}
 	n := 0
-	if err := s.ForEachImage("public.u", func(k, v []byte) error { n++; return nil }); err != nil || n != 1 {
-		t.Fatalf("ForEachImage: %d, %v", n, err)
+	err := s.ForEachImage("public.u", func(k []byte, im *Image) error {
+		if n++; im.Cols[3].Name != "password" || im.Cols[3].Kind != ColToken {
+			t.Errorf("ForEachImage: %+v", im)
+		}
+		return nil
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("ForEachImage: %d, %v (the shape record is no image)", n, err)
 	}
 }

@@ -74,6 +74,10 @@ type tableOverlay struct {
 	name    string // "schema.table"
 	entries map[string]overlayEntry
 	dropped uint64 // batch seq of a TRUNCATE not yet durable: the store's images are gone
+	// shapes known to be stored (or written with the batch being built)
+	shapes    map[uint64][]string
+	lastNames []string // the decoder's names slice of lastShape
+	lastShape uint64
 }
 
 // overlayEntry is an image write not yet durable: val nil = no image.
@@ -100,6 +104,7 @@ type current struct {
 	oldKey []byte // the record's key before the change (update, delete)
 	newKey []byte
 	cols   []sink.ImageColumn // the row to keep, values as received (not redacted)
+	names  []string           // its column names: the decoder's (nil: from cols)
 	fixes  []fix
 }
 
@@ -195,31 +200,95 @@ func (im *imageCache) evict() {
 func (im *imageCache) table(schema, name string) *tableOverlay {
 	t := im.tables[tableRef{schema, name}]
 	if t == nil {
-		t = &tableOverlay{name: schema + "." + name, entries: make(map[string]overlayEntry)}
+		t = &tableOverlay{name: schema + "." + name, entries: make(map[string]overlayEntry), shapes: make(map[uint64][]string)}
 		im.tables[tableRef{schema, name}] = t
 	}
 	return t
 }
 
-// lookup returns the encoded image of key (nil: none), from the overlay
-// or else the store. The bytes are the caller's to alias.
-func (im *imageCache) lookup(t *tableOverlay, key []byte) ([]byte, error) {
+// lookup returns the image of key (nil: none), from the overlay or else
+// the store, parsed into im.scratch with its column names.
+func (im *imageCache) lookup(t *tableOverlay, key []byte) (*sink.Image, error) {
+	var v []byte
+	var r *sink.ImageReader
+	defer func() {
+		if r != nil {
+			r.Close()
+		}
+	}()
 	if e, ok := t.entries[string(key)]; ok {
-		return e.val, nil
+		v = e.val
+	} else if t.dropped == 0 {
+		var err error
+		if r, err = im.store.ReadImages(); err != nil {
+			return nil, err
+		}
+		if v, err = r.Get(t.name, key); err != nil {
+			return nil, err
+		}
+		v = bytes.Clone(v)
 	}
-	if t.dropped != 0 {
+	if v == nil {
 		return nil, nil
 	}
-	r, err := im.store.ReadImages()
-	if err != nil {
-		return nil, err
+	img := &im.scratch
+	if err := sink.ParseImage(v, img); err != nil {
+		return nil, fmt.Errorf("image of %s: %w", t.name, err)
 	}
-	defer r.Close()
-	v, err := r.Get(t.name, key)
-	if v == nil || err != nil {
-		return nil, err
+	if img.Deleted {
+		return img, nil
 	}
-	return bytes.Clone(v), nil
+	names := t.shapes[img.Shape]
+	if names == nil && t.dropped == 0 {
+		var err error
+		if r == nil {
+			if r, err = im.store.ReadImages(); err != nil {
+				return nil, err
+			}
+		}
+		if names, err = r.Shape(t.name, img.Shape); err != nil {
+			return nil, fmt.Errorf("image of %s: %w", t.name, err)
+		}
+		if names != nil {
+			t.shapes[img.Shape] = names
+		}
+	}
+	if len(names) != len(img.Cols) {
+		return nil, nil // its shape is gone: as good as no image
+	}
+	for i := range img.Cols {
+		img.Cols[i].Name = names[i]
+	}
+	return img, nil
+}
+
+// shapeID returns the shape id of names, writing the shape with the batch
+// being built when the store may not have it.
+func (im *imageCache) shapeID(t *tableOverlay, names []string) (uint64, error) {
+	if len(names) > 0 && len(names) == len(t.lastNames) && &names[0] == &t.lastNames[0] {
+		return t.lastShape, nil
+	}
+	id := sink.ShapeID(names)
+	if _, ok := t.shapes[id]; !ok {
+		var stored []string
+		if t.dropped == 0 {
+			r, err := im.store.ReadImages()
+			if err != nil {
+				return 0, err
+			}
+			stored, err = r.Shape(t.name, id)
+			r.Close()
+			if err != nil {
+				return 0, err
+			}
+		}
+		if stored == nil {
+			im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImagePut, Table: t.name, Key: sink.ShapeKey(id), Value: sink.AppendShape(nil, names)})
+		}
+		t.shapes[id] = slices.Clone(names)
+	}
+	t.lastNames, t.lastShape = names, id
+	return id, nil
 }
 
 // apply runs for every event in stream order, before attribution and
@@ -244,15 +313,12 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 	im.cur.newKey = im.imageKey(e, e.Key, nil)
 	switch e.Op {
 	case audit.OpSnapshot:
-		v, err := im.lookup(im.cur.t, im.cur.newKey)
-		if err != nil {
-			return true, err
-		}
-		if v != nil && e.ReadAt != nil {
-			if err := sink.ParseImage(v, &im.scratch); err != nil {
+		if e.ReadAt != nil {
+			img, err := im.lookup(im.cur.t, im.cur.newKey)
+			if err != nil {
 				return true, err
 			}
-			if !e.ReadAt.Sees(im.scratch.XID) {
+			if img != nil && !e.ReadAt.Sees(img.XID) {
 				im.cur.active = false
 				return false, nil // the stream holds a newer state of the record
 			}
@@ -269,17 +335,12 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 		}
 		var img *sink.Image
 		if e.BeforeSource == audit.BeforeUnknown {
-			v, err := im.lookup(im.cur.t, im.cur.oldKey)
-			if err != nil {
+			var err error
+			if img, err = im.lookup(im.cur.t, im.cur.oldKey); err != nil {
 				return true, err
 			}
-			if v != nil {
-				if err := sink.ParseImage(v, &im.scratch); err != nil {
-					return true, err
-				}
-				if !im.scratch.Deleted {
-					img = &im.scratch
-				}
+			if img != nil && img.Deleted {
+				img = nil
 			}
 		}
 		if img != nil && im.reconstruct(e, img) {
@@ -321,6 +382,7 @@ func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) bool {
 	if cols == nil {
 		cols = rowNames(e)
 	}
+	im.cur.names = cols
 	if len(img.Cols) != len(cols) {
 		return false
 	}
@@ -419,6 +481,7 @@ func rowNames(e *audit.Event) []string {
 // unchanged TOASTed value without an image).
 func (im *imageCache) collect(e *audit.Event) {
 	cols := im.shape.Columns()
+	im.cur.names = cols
 	if cols == nil {
 		for i := range e.After {
 			c := sink.ImageColumn{Name: e.After[i].Name, Kind: sink.ColValue, Value: e.After[i].Value}
@@ -451,9 +514,9 @@ func newKind(shape shapeSource, i int, v []byte) (sink.ColumnKind, []byte) {
 // record runs after redaction: it restores the before- and after-image
 // values that came from tokens to what redaction shows for the original
 // value, and writes the record's new image (secret values as tokens).
-func (im *imageCache) record(e *audit.Event) {
+func (im *imageCache) record(e *audit.Event) error {
 	if !im.cur.active {
-		return
+		return nil
 	}
 	t := im.cur.t
 	for _, f := range im.cur.fixes {
@@ -472,6 +535,8 @@ func (im *imageCache) record(e *audit.Event) {
 	switch e.Op {
 	case audit.OpTruncate:
 		clear(t.entries)
+		clear(t.shapes) // dropped with the bucket
+		t.lastNames = nil
 		t.dropped = im.seq + 1
 		im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDrop, Table: t.name})
 		im.touched = append(im.touched, touch{t: t, drop: true})
@@ -495,14 +560,26 @@ func (im *imageCache) record(e *audit.Event) {
 		if e.Op == audit.OpSnapshot {
 			xid = 0
 		}
+		names := im.cur.names
+		if names == nil {
+			names = make([]string, len(im.cur.cols))
+			for i := range im.cur.cols {
+				names[i] = im.cur.cols[i].Name
+			}
+		}
+		shape, err := im.shapeID(t, names)
+		if err != nil {
+			return err
+		}
 		size := 32
 		for i := range im.cur.cols {
-			size += len(im.cur.cols[i].Name) + len(im.cur.cols[i].Value) + 8
+			size += len(im.cur.cols[i].Value) + 4
 		}
-		im.put(t, im.cur.newKey, sink.AppendImage(make([]byte, 0, size), &sink.Image{LSN: e.CommitLSN, XID: xid, Cols: im.cur.cols}))
+		im.put(t, im.cur.newKey, sink.AppendImage(make([]byte, 0, size), &sink.Image{LSN: e.CommitLSN, XID: xid, Shape: shape, Cols: im.cur.cols}))
 	}
 	clear(im.cur.cols) // the values belong to the event
 	im.cur.active = false
+	return nil
 }
 
 // put writes an image (val nil: removes it) with the batch being built.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/cdcaudit/cdcaudit/audit"
@@ -58,7 +59,9 @@ func (r *cacheRig) event(op audit.Op, xid uint32, id, v string, readAt *audit.Vi
 		r.t.Fatal(err)
 	}
 	if keep {
-		r.im.record(e)
+		if err := r.im.record(e); err != nil {
+			r.t.Fatal(err)
+		}
 	}
 	return e, keep
 }
@@ -75,10 +78,14 @@ func (r *cacheRig) store() {
 
 func (r *cacheRig) stored(id string) *sink.Image {
 	imgs := map[string]*sink.Image{}
-	if err := r.st.ForEachImage("public.t", func(k, v []byte) error {
-		im := &sink.Image{}
-		imgs[string(k)] = im
-		return sink.ParseImage(append([]byte(nil), v...), im)
+	if err := r.st.ForEachImage("public.t", func(k []byte, im *sink.Image) error {
+		c := *im
+		c.Cols = slices.Clone(im.Cols)
+		for i := range c.Cols {
+			c.Cols[i].Value = slices.Clone(c.Cols[i].Value)
+		}
+		imgs[string(k)] = &c
+		return nil
 	}); err != nil {
 		r.t.Fatal(err)
 	}

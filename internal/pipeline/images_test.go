@@ -127,12 +127,13 @@ func storedImages(t *testing.T, dir, table string) map[string]*sink.Image {
 	}
 	defer st.Close()
 	out := map[string]*sink.Image{}
-	err = st.ForEachImage(table, func(k, v []byte) error {
-		im := &sink.Image{}
-		if err := sink.ParseImage(bytes.Clone(v), im); err != nil {
-			return err
+	err = st.ForEachImage(table, func(k []byte, im *sink.Image) error {
+		c := *im
+		c.Cols = slices.Clone(im.Cols)
+		for i := range c.Cols {
+			c.Cols[i].Value = bytes.Clone(c.Cols[i].Value)
 		}
-		out[string(k)] = im
+		out[string(k)] = &c
 		return nil
 	})
 	if err != nil {

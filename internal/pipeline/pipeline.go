@@ -502,7 +502,9 @@ func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
 		return nil
 	}
 	c.enrich.observe(e)
-	c.images.record(e)
+	if err := c.images.record(e); err != nil {
+		return fmt.Errorf("record images: %w", err)
+	}
 	if e.BeforeSource == audit.BeforeReconstructed {
 		size = valuesLen(e)
 	}
