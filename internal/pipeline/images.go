@@ -56,6 +56,12 @@ type imageCache struct {
 	writes   []sink.ImageWrite // of the batch being built
 	touched  []touch           // of the batch being built
 
+	// reader is the store's read transaction for lookups, open from the
+	// first lookup until release (before anything waits for the writer)
+	// or until overlay entries are evicted (then it may be older than
+	// what left the overlay).
+	reader *sink.ImageReader
+
 	// Of the event between apply and record.
 	cur     current
 	scratch sink.Image
@@ -144,8 +150,11 @@ func (im *imageCache) released(b sink.Batch) {
 	}
 }
 
-// take returns the image writes of the batch being handed to the store.
+// take returns the image writes of the batch being handed to the store,
+// and ends the lookups' read transaction: the batch is about to wait for
+// the writer.
 func (im *imageCache) take() []sink.ImageWrite {
+	im.release()
 	if len(im.writes) == 0 {
 		return nil
 	}
@@ -159,6 +168,7 @@ func (im *imageCache) take() []sink.ImageWrite {
 // reset forgets the overlay after a reconnect: everything handed to the
 // store is durable (the writer was flushed), the rest is received again.
 func (im *imageCache) reset() {
+	im.release()
 	clear(im.tables)
 	im.inflight, im.writes, im.touched = nil, nil, nil
 	im.durable.Store(im.seq)
@@ -195,6 +205,30 @@ func (im *imageCache) evict() {
 	}
 	clear(im.inflight[:n])
 	im.inflight = im.inflight[n:]
+	im.release()
+}
+
+// release ends the read transaction of lookups. The consumer calls it
+// before anything that may wait for the writer (a Submit, a Flush): the
+// writer may have to wait for every read transaction to grow the file's
+// mapping.
+func (im *imageCache) release() {
+	if im.reader != nil {
+		im.reader.Close()
+		im.reader = nil
+	}
+}
+
+// read returns the read transaction of lookups, opening it when needed.
+func (im *imageCache) read() (*sink.ImageReader, error) {
+	if im.reader == nil {
+		r, err := im.store.ReadImages()
+		if err != nil {
+			return nil, err
+		}
+		im.reader = r
+	}
+	return im.reader, nil
 }
 
 func (im *imageCache) table(schema, name string) *tableOverlay {
@@ -210,17 +244,11 @@ func (im *imageCache) table(schema, name string) *tableOverlay {
 // the store, parsed into im.scratch with its column names.
 func (im *imageCache) lookup(t *tableOverlay, key []byte) (*sink.Image, error) {
 	var v []byte
-	var r *sink.ImageReader
-	defer func() {
-		if r != nil {
-			r.Close()
-		}
-	}()
 	if e, ok := t.entries[string(key)]; ok {
 		v = e.val
 	} else if t.dropped == 0 {
-		var err error
-		if r, err = im.store.ReadImages(); err != nil {
+		r, err := im.read()
+		if err != nil {
 			return nil, err
 		}
 		if v, err = r.Get(t.name, key); err != nil {
@@ -240,11 +268,9 @@ func (im *imageCache) lookup(t *tableOverlay, key []byte) (*sink.Image, error) {
 	}
 	names := t.shapes[img.Shape]
 	if names == nil && t.dropped == 0 {
-		var err error
-		if r == nil {
-			if r, err = im.store.ReadImages(); err != nil {
-				return nil, err
-			}
+		r, err := im.read()
+		if err != nil {
+			return nil, err
 		}
 		if names, err = r.Shape(t.name, img.Shape); err != nil {
 			return nil, fmt.Errorf("image of %s: %w", t.name, err)
@@ -272,13 +298,11 @@ func (im *imageCache) shapeID(t *tableOverlay, names []string) (uint64, error) {
 	if _, ok := t.shapes[id]; !ok {
 		var stored []string
 		if t.dropped == 0 {
-			r, err := im.store.ReadImages()
+			r, err := im.read()
 			if err != nil {
 				return 0, err
 			}
-			stored, err = r.Shape(t.name, id)
-			r.Close()
-			if err != nil {
+			if stored, err = r.Shape(t.name, id); err != nil {
 				return 0, err
 			}
 		}
@@ -328,10 +352,8 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 		im.collect(e)
 	case audit.OpUpdate, audit.OpDelete:
 		im.cur.oldKey = im.cur.newKey
-		if e.Before != nil {
-			if old := im.imageKey(e, e.Key, e.Before); !bytes.Equal(old, im.cur.newKey) {
-				im.cur.oldKey = old
-			}
+		if e.Before != nil && keyMoved(e) {
+			im.cur.oldKey = im.imageKey(e, e.Key, e.Before)
 		}
 		var img *sink.Image
 		if e.BeforeSource == audit.BeforeUnknown {
@@ -350,6 +372,17 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 		}
 	}
 	return true, nil
+}
+
+// keyMoved reports whether the before-image holds other key values than
+// the key (an update of the primary key; a delete's key is its old one).
+func keyMoved(e *audit.Event) bool {
+	for _, c := range e.Key {
+		if v, ok := e.Before.Get(c.Name); ok && !bytes.Equal(v, c.Value) {
+			return true
+		}
+	}
+	return false
 }
 
 // imageKey encodes the key of e's record from the key's columns in row

@@ -34,6 +34,7 @@ func newCacheRig(t *testing.T) *cacheRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(im.release) // before the store closes: Close waits for read transactions
 	return &cacheRig{t: t, st: st, im: im, lsn: 0x1000}
 }
 
@@ -77,6 +78,7 @@ func (r *cacheRig) store() {
 }
 
 func (r *cacheRig) stored(id string) *sink.Image {
+	r.im.release()
 	imgs := map[string]*sink.Image{}
 	if err := r.st.ForEachImage("public.t", func(k []byte, im *sink.Image) error {
 		c := *im

@@ -168,6 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	c.images.release() // a transaction may have been cut short: the store is closed below
 	if replication.IsFatal(err) {
 		recordSlotLoss(cfg, store, c.writer, log)
 	}
@@ -458,6 +459,7 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.enrich.reset()
 	c.feedEvts = nil
 	c.dropPartial()
+	c.images.release() // before waiting for the writer
 	if err := c.writer.Flush(ctx); err != nil {
 		if c.writer.Err() != nil {
 			c.storeFailed()
