@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"slices"
 	"testing"
 
 	"github.com/cdcaudit/cdcaudit/audit"
@@ -81,12 +80,7 @@ func (r *cacheRig) stored(id string) *sink.Image {
 	r.im.release()
 	imgs := map[string]*sink.Image{}
 	if err := r.st.ForEachImage("public.t", func(k []byte, im *sink.Image) error {
-		c := *im
-		c.Cols = slices.Clone(im.Cols)
-		for i := range c.Cols {
-			c.Cols[i].Value = slices.Clone(c.Cols[i].Value)
-		}
-		imgs[string(k)] = &c
+		imgs[string(k)] = cloneImage(im)
 		return nil
 	}); err != nil {
 		r.t.Fatal(err)

@@ -66,14 +66,16 @@ func runImages(t *testing.T, cfg Config, conn *pgx.Conn, lsn uint64) {
 	}
 }
 
-func waitConfirmed(t *testing.T, conn *pgx.Conn, slot string, lsn uint64, done chan error) {
+// waitConfirmed waits until the slot is confirmed at or past lsn by an
+// active stream, failing when the pipeline stops first (done).
+func waitConfirmed(t testing.TB, conn *pgx.Conn, slot string, lsn uint64, done chan error) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		select {
 		case err := <-done:
 			t.Fatalf("pipeline stopped early: %v", err)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 		var s string
 		err := conn.QueryRow(context.Background(), `SELECT coalesce(s.confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots s
@@ -128,18 +130,23 @@ func storedImages(t *testing.T, dir, table string) map[string]*sink.Image {
 	defer st.Close()
 	out := map[string]*sink.Image{}
 	err = st.ForEachImage(table, func(k []byte, im *sink.Image) error {
-		c := *im
-		c.Cols = slices.Clone(im.Cols)
-		for i := range c.Cols {
-			c.Cols[i].Value = bytes.Clone(c.Cols[i].Value)
-		}
-		out[string(k)] = &c
+		out[string(k)] = cloneImage(im)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// cloneImage copies an image that ForEachImage lends.
+func cloneImage(im *sink.Image) *sink.Image {
+	c := *im
+	c.Cols = slices.Clone(im.Cols)
+	for i := range c.Cols {
+		c.Cols[i].Value = bytes.Clone(c.Cols[i].Value)
+	}
+	return &c
 }
 
 func idKey(id int) string {
