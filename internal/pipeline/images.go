@@ -585,8 +585,15 @@ func (im *imageCache) record(e *audit.Event) error {
 		}
 		for i := range im.cur.cols {
 			c := &im.cur.cols[i]
-			if c.Kind == sink.ColValue && len(e.Redacted) > 0 && slices.Contains(e.Redacted, c.Name) {
+			switch {
+			case c.Kind == sink.ColValue && len(e.Redacted) > 0 && slices.Contains(e.Redacted, c.Name):
 				c.Kind, c.Value = sink.ColToken, redact.Token(im.mac, c.Value)
+			case len(c.Value) >= hugeEvent:
+				// A huge value is not copied into the image: it would
+				// double what it costs in memory (see hugeEvent). The
+				// record's next update then lists it in unchanged_toast,
+				// as without an image, when it is unchanged.
+				c.Kind, c.Value = sink.ColUnknown, nil
 			}
 		}
 		xid := e.XID
