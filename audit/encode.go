@@ -51,6 +51,13 @@ func (e *Event) AppendBody(b []byte) []byte {
 	b = appendRow(b, e.Key)
 	b = append(b, `,"before":`...)
 	b = appendRow(b, e.Before)
+	if e.BeforeSource != BeforeNone && (e.Op == OpUpdate || e.Op == OpDelete) {
+		// Only on update and delete, and only when set: every event
+		// encoded before the member existed encodes as it did.
+		b = append(b, `,"before_source":"`...)
+		b = append(b, e.BeforeSource.String()...)
+		b = append(b, '"')
+	}
 	b = append(b, `,"after":`...)
 	b = appendRow(b, e.After)
 	b = append(b, `,"changed":`...)
@@ -368,6 +375,7 @@ type Record struct {
 	Op             string          `json:"op"`
 	Key            json.RawMessage `json:"key"`
 	Before         json.RawMessage `json:"before"`
+	BeforeSource   string          `json:"before_source,omitempty"` // "" on events without one
 	After          json.RawMessage `json:"after"`
 	Changed        json.RawMessage `json:"changed"`
 	UnchangedToast json.RawMessage `json:"unchanged_toast"`

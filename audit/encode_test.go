@@ -277,3 +277,39 @@ func TestVisibilitySees(t *testing.T) {
 		}
 	}
 }
+
+// before_source follows before on update and delete events only, is read
+// back by ParseRecord, and an event without it encodes as it always did.
+func TestBeforeSource(t *testing.T) {
+	e := sampleEvent()
+	plain := string(e.AppendBody(nil))
+	if strings.Contains(plain, "before_source") {
+		t.Fatalf("unset before_source encoded: %s", plain)
+	}
+	for src, want := range map[BeforeSource]string{BeforeWAL: "wal", BeforeReconstructed: "reconstructed", BeforeUnknown: "unknown"} {
+		e.BeforeSource = src
+		rec, _ := Seal(nil, e.AppendBody(nil), Genesis)
+		if _, _, _, err := Check(rec); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(rec), `"before":{"id":42,"state":"draft"},"before_source":"`+want+`","after":`) {
+			t.Fatalf("%s: %s", want, rec)
+		}
+		r, err := ParseRecord(rec)
+		if err != nil || r.BeforeSource != want {
+			t.Fatalf("read back %q, %v", r.BeforeSource, err)
+		}
+		if got := strings.Replace(string(e.AppendBody(nil)), `,"before_source":"`+want+`"`, "", 1); got != plain {
+			t.Fatalf("before_source changed more than its member:\n%s\n%s", got, plain)
+		}
+	}
+	for _, op := range []Op{OpInsert, OpTruncate, OpSnapshot} {
+		e.Op = op
+		if b := string(e.AppendBody(nil)); strings.Contains(b, "before_source") {
+			t.Fatalf("%s carries before_source: %s", op, b)
+		}
+	}
+	if r, _ := ParseRecord([]byte(plain[:len(plain)-1] + "}")); r == nil || r.BeforeSource != "" {
+		t.Fatalf("old record: %+v", r)
+	}
+}

@@ -78,6 +78,7 @@ type Decoder struct {
 
 	tx      *Tx // nil outside Begin…Commit
 	ordinal uint32
+	cur     *relation // of the row change being handed to Handler.Event
 
 	// Scratch reused between messages.
 	oldT, newT []field
@@ -322,7 +323,34 @@ func (d *Decoder) change(ctx context.Context, t byte, walStart uint64, r *reader
 	// message would otherwise live as long as the decoder's next change).
 	clear(d.oldT)
 	clear(d.newT)
-	return h.Event(d.tx, e)
+	d.cur = rel
+	err := h.Event(d.tx, e)
+	d.cur = nil
+	return err
+}
+
+// Columns returns the column names of the relation whose row change is
+// being handed to Handler.Event, in the table's order (nil outside that
+// call). The slice is shared: read it, do not keep or change it.
+func (d *Decoder) Columns() []string {
+	rel := d.cur
+	if rel == nil {
+		return nil
+	}
+	if rel.names == nil {
+		rel.names = make([]string, len(rel.cols))
+		for i, c := range rel.cols {
+			rel.names[i] = c.name
+		}
+	}
+	return rel.names
+}
+
+// NewNull reports whether column i (of Columns) of the new row of the
+// insert or update being handed to Handler.Event is SQL NULL: a json value
+// null encodes the same, and only the wire tells them apart.
+func (d *Decoder) NewNull(i int) bool {
+	return d.cur != nil && i < len(d.newS) && d.newS[i].null
 }
 
 // badMarker is the error for an unexpected 'N', 'K' or 'O' byte.
@@ -466,6 +494,15 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 	}
 	if oldKind != 0 {
 		e.Before = image(d.oldS)
+	}
+	switch {
+	case op == audit.OpInsert:
+	case oldKind == 'O':
+		e.BeforeSource = audit.BeforeWAL
+	default:
+		// Key only, or nothing: whoever keeps the records' last images
+		// may reconstruct it.
+		e.BeforeSource = audit.BeforeUnknown
 	}
 	if op != audit.OpDelete {
 		e.After = image(d.newS)

@@ -3,6 +3,7 @@ package decoder
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -556,5 +557,63 @@ func TestSchemaChanged(t *testing.T) {
 		mInsert(500, txt("2"), txt("c")), mCommit(0x70, 0x80, commitTime))
 	if got := h.commits[3].SchemaChanged; got != nil {
 		t.Errorf("after Reset: SchemaChanged %q", got)
+	}
+}
+
+// shapeRecorder records what Columns and NewNull say during Event.
+type shapeRecorder struct {
+	recorder
+	d     *Decoder
+	cols  [][]string
+	nulls [][]bool
+}
+
+func (r *shapeRecorder) Event(tx *Tx, e *audit.Event) error {
+	cols := r.d.Columns()
+	r.cols = append(r.cols, slices.Clone(cols))
+	var nulls []bool
+	for i := range cols {
+		nulls = append(nulls, r.d.NewNull(i))
+	}
+	r.nulls = append(r.nulls, nulls)
+	return r.recorder.Event(tx, e)
+}
+
+// Update and delete events say whether the server sent the whole old row
+// (BeforeSource wal) or not (unknown: key only or nothing); during Event
+// the decoder tells the table's columns and which new values are SQL NULL.
+func TestBeforeSourceAndShape(t *testing.T) {
+	d := New("db", &resolver{pk: map[uint32][]string{16501: {"id"}}})
+	h := &shapeRecorder{recorder: recorder{t: t}, d: d}
+	cols := []col{{"id", oidInt4, true}, {"v", oidJSONB, false}, {"big", oidText, false}}
+	full := []col{{"id", oidInt4, true}, {"v", oidJSONB, true}, {"big", oidText, true}}
+	feed(t, d, h, 100,
+		mBegin(0x3000, commitTime, 9),
+		mRelation(16500, "public", "d", 'd', cols...),
+		mInsert(16500, txt("1"), null, txt("x")),
+		mUpdate(16500, 0, nil, []val{txt("1"), txt("null"), toast}),
+		mUpdate(16500, 'K', []val{txt("1"), null, null}, []val{txt("2"), null, toast}),
+		mDelete(16500, 'K', txt("2"), null, null),
+		mRelation(16501, "public", "f", 'f', full...),
+		mUpdate(16501, 'O', []val{txt("1"), null, txt("a")}, []val{txt("1"), null, toast}),
+		mDelete(16501, 'O', txt("1"), null, txt("a")),
+		mCommit(0x3000, 0x3010, commitTime),
+	)
+	want := []audit.BeforeSource{audit.BeforeNone, audit.BeforeUnknown, audit.BeforeUnknown, audit.BeforeUnknown, audit.BeforeWAL, audit.BeforeWAL}
+	for i, e := range h.events {
+		if e.BeforeSource != want[i] {
+			t.Errorf("event %d (%s): before source %v, want %v", i, e.Op, e.BeforeSource, want[i])
+		}
+		if got := strings.Join(h.cols[i], ","); got != "id,v,big" {
+			t.Errorf("event %d: columns %s", i, got)
+		}
+	}
+	for i, w := range [][]bool{{false, true, false}, {false, false, false}, {false, true, false}} {
+		if !slices.Equal(h.nulls[i], w) {
+			t.Errorf("event %d: NewNull %v, want %v", i, h.nulls[i], w)
+		}
+	}
+	if d.Columns() != nil {
+		t.Error("Columns outside Event")
 	}
 }

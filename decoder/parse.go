@@ -165,6 +165,8 @@ type relation struct {
 	// for FULL and NOTHING it is resolved (once) at the first row change.
 	key     []int
 	keyDone bool
+
+	names []string // the column names, made at the first Columns call
 }
 
 // sameShape reports whether two descriptions of a relation have the same

@@ -70,7 +70,8 @@ var Formats = []string{"jsonl", "csv"}
 
 // Columns is the CSV header.
 var Columns = []string{"id", "lsn", "commit_lsn", "xid", "commit_time", "database", "schema", "table", "model", "op",
-	"key", "before", "after", "changed", "unchanged_toast", "redacted", "actor", "flags", "prev_hash", "hash"}
+	"key", "before", "after", "changed", "unchanged_toast", "redacted", "actor", "flags", "prev_hash", "hash",
+	"before_source"} // added last, so the columns before it keep their places
 
 // ContentType returns the HTTP media type of a format.
 func ContentType(format string) string {
@@ -159,5 +160,6 @@ func csvRow(row []string, r *audit.Record) {
 		string(audit.AppendTime(nil, r.CommitTime)), r.Database, r.Schema, r.Table, model, r.Op,
 		string(r.Key), string(r.Before), string(r.After), string(r.Changed), string(r.UnchangedToast),
 		string(r.Redacted), string(r.Actor), string(r.Flags), r.PrevHash, r.Hash,
+		r.BeforeSource,
 	})
 }

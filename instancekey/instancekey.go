@@ -6,6 +6,7 @@ package instancekey
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -113,4 +114,13 @@ func ParsePublic(s string) (ed25519.PublicKey, error) {
 func Fingerprint(public string) string {
 	h := sha256.Sum256([]byte(public))
 	return hex.EncodeToString(h[:8])
+}
+
+// Derive returns a 32-byte secret for one purpose, derived from the key
+// (HMAC-SHA256 of the purpose under its seed): another key kept as safe as
+// this one, without another file.
+func (k *Key) Derive(purpose string) []byte {
+	m := hmac.New(sha256.New, k.priv.Seed())
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }

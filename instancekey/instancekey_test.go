@@ -48,3 +48,26 @@ func TestBadKeyFileIsNotReplaced(t *testing.T) {
 		}
 	}
 }
+
+func TestDerive(t *testing.T) {
+	dir := t.TempDir()
+	k, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := k.Derive("images"), again.Derive("images")
+	if len(a) != 32 || string(a) != string(b) {
+		t.Fatal("a derived key must be the same for the same instance key and purpose")
+	}
+	if string(k.Derive("other")) == string(a) {
+		t.Fatal("two purposes derived the same key")
+	}
+	other, _ := LoadOrCreate(t.TempDir())
+	if string(other.Derive("images")) == string(a) {
+		t.Fatal("two instances derived the same key")
+	}
+}

@@ -187,6 +187,38 @@ func (r *Redactor) Apply(e *audit.Event) {
 	r.redactRow(p, e.After, active, e)
 }
 
+// Secret reports whether a rule or classifier names the column of e's
+// table, conditionally or not: a value that must never be kept in the
+// clear, not even as a lookup key.
+func (r *Redactor) Secret(e *audit.Event, column string) bool {
+	if r.Empty() {
+		return false
+	}
+	p := (*r.tables.Load())[tableRef{e.Schema, e.Table}]
+	if p == nil || !p.whole && !p.covers(e) {
+		p = r.learn(e)
+	}
+	return p.cols[column] != 0
+}
+
+// Token returns the keyed token of an encoded value as redaction writes it
+// with a key: the JSON string "hmac-sha256:<hex>" of HMAC-SHA256(key, v).
+func Token(mac hash.Hash, v []byte) []byte {
+	mac.Reset()
+	mac.Write(v)
+	var sum [sha256.Size]byte
+	mac.Sum(sum[:0])
+	out := make([]byte, 0, 2+len(HMACPrefix)+2*sha256.Size)
+	out = append(out, '"')
+	out = append(out, HMACPrefix...)
+	out = hex.AppendEncode(out, sum[:])
+	return append(out, '"')
+}
+
+// PlaceholderJSON returns the encoded value of a redacted column without a
+// key ("[redacted]").
+func PlaceholderJSON() []byte { return placeholderJSON[:len(placeholderJSON):len(placeholderJSON)] }
+
 func (r *Redactor) redactRow(p *plan, row audit.Row, active uint64, e *audit.Event) {
 	for i := range row {
 		c := &row[i]
@@ -204,19 +236,12 @@ func (r *Redactor) redactRow(p *plan, row audit.Row, active uint64, e *audit.Eve
 // replacement returns the stored form of a secret value.
 func (r *Redactor) replacement(v []byte) []byte {
 	if r.key == nil {
-		return placeholderJSON[:len(placeholderJSON):len(placeholderJSON)]
+		return PlaceholderJSON()
 	}
 	m := r.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(v)
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
+	out := Token(m, v)
 	r.macs.Put(m)
-	out := make([]byte, 0, 2+len(HMACPrefix)+2*sha256.Size)
-	out = append(out, '"')
-	out = append(out, HMACPrefix...)
-	out = hex.AppendEncode(out, sum[:])
-	return append(out, '"')
+	return out
 }
 
 // addName adds a column to e.Redacted, keeping it sorted and unique.

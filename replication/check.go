@@ -286,59 +286,54 @@ func (f *findings) checkFilters(cfg *Config, rels []relation) {
 // checkTables reports, for every table in scope, what its REPLICA
 // IDENTITY means for the audit trail. Partitions are checked themselves:
 // changes are published per partition, under the partition's name.
+//
+// FULL and DEFAULT (or USING INDEX) are both complete: FULL has the server
+// send whole before-images (more WAL on every UPDATE and DELETE); with
+// DEFAULT cdcaudit fills them from the last image it keeps of each record
+// (no extra WAL), and says before_source unknown for a record it has not
+// seen since capture began. Only tables without a usable identity warn.
 func (f *findings) checkTables(cfg *Config, rels []relation) {
-	full := 0
-	var keyOnly []finding // DEFAULT with a key, USING INDEX: before-images hold the key only
+	var full, keyOnly []string
 	for _, r := range rels {
 		if r.kind != 'r' || !r.inScope(cfg) {
 			continue
 		}
 		name := qualified(r.schema, r.name)
-		fix := fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL;", name)
 		switch {
 		case r.persistence == 'u':
 			f.add("warn", "unlogged_table", fmt.Sprintf("%s is UNLOGGED: its changes never reach the WAL and are not audited", name),
 				fmt.Sprintf("ALTER TABLE %s SET LOGGED;", name))
 		case r.replident == 'f':
-			full++
+			full = append(full, name)
 		case r.identityProblem() != "":
-			f.add("warn", "replica_identity", fmt.Sprintf("%s: %s: its UPDATEs and DELETEs are NOT captured, only its inserts and truncates (cdcaudit keeps it out of publication %s, so the application's writes never fail)", name, r.identityProblem(), cfg.changesPub()), fix)
-		case r.replident == 'd':
-			keyOnly = append(keyOnly, finding{name, fmt.Sprintf("%s has REPLICA IDENTITY DEFAULT: before-images will hold the key only", name), fix})
-		case r.replident == 'i':
-			keyOnly = append(keyOnly, finding{name, fmt.Sprintf("%s has REPLICA IDENTITY USING INDEX: before-images will hold the index columns only", name), fix})
+			f.add("warn", "replica_identity", fmt.Sprintf("%s: %s: its UPDATEs and DELETEs are NOT captured, only its inserts and truncates (cdcaudit keeps it out of publication %s, so the application's writes never fail)", name, r.identityProblem(), cfg.changesPub()),
+				fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL;", name))
+		default: // DEFAULT with a primary key, USING INDEX
+			keyOnly = append(keyOnly, name)
 		}
 	}
-	f.keyOnly(keyOnly)
-	if full > 0 {
-		f.add("ok", "replica_identity", fmt.Sprintf("%d tables have REPLICA IDENTITY FULL: full before-images", full), "")
+	if len(keyOnly) > 0 {
+		f.add("ok", "replica_identity", fmt.Sprintf("%s REPLICA IDENTITY DEFAULT or USING INDEX: cdcaudit fills their before-images from the last image it keeps of each record (no extra WAL); an update or delete of a record not seen since capture began has before_source unknown. REPLICA IDENTITY FULL would have the server send them instead, at the cost of more WAL on every UPDATE and DELETE",
+			someTables(keyOnly)), "")
+	}
+	if len(full) > 0 {
+		f.add("ok", "replica_identity", fmt.Sprintf("%s REPLICA IDENTITY FULL: the server sends whole before-images (more WAL on every UPDATE and DELETE; DEFAULT would do, cdcaudit fills them)",
+			someTables(full)), "")
 	}
 }
 
-// keyOnly reports tables whose before-images hold the key only: one
-// finding each for a few, one for all of them when there are many (an ERP
-// has hundreds, all DEFAULT, and a page of identical warnings hides the
-// findings that matter).
-func (f *findings) keyOnly(tables []finding) {
+// someTables says how many tables, naming the first few: an ERP has
+// hundreds, and a page of names hides the findings that matter.
+func someTables(names []string) string {
 	const each = 10
-	if len(tables) <= each {
-		for _, t := range tables {
-			f.add("warn", "replica_identity", t.msg, t.fix)
-		}
-		return
+	if len(names) == 1 {
+		return fmt.Sprintf("1 table has (%s)", names[0])
 	}
-	names := make([]string, each)
-	for i := range names {
-		names[i] = tables[i].table
+	if len(names) <= each {
+		return fmt.Sprintf("%d tables have (%s)", len(names), strings.Join(names, ", "))
 	}
-	f.add("warn", "replica_identity", fmt.Sprintf("%d tables have REPLICA IDENTITY DEFAULT or USING INDEX: before-images will hold the key only: %s and %d more",
-		len(tables), strings.Join(names, ", "), len(tables)-each),
-		"ALTER TABLE <table> REPLICA IDENTITY FULL; for each table whose full before-images you need")
+	return fmt.Sprintf("%d tables have (%s and %d more)", len(names), strings.Join(names[:each], ", "), len(names)-each)
 }
-
-// finding is one table's finding before it is known whether it is listed
-// on its own.
-type finding struct{ table, msg, fix string }
 
 // checkGenerated lists stored generated columns of tables in scope:
 // pgoutput does not send them (before PostgreSQL 18), so their values are

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Encoded is one event ready to store: its key and its body from
@@ -33,6 +34,9 @@ type Batch struct {
 	// State is derived state (sessions, model names …) that the events of
 	// this batch changed: stored in the same transaction as the events.
 	State []StateRecord
+	// Images are the changes to the records' last images that the events
+	// of this batch made, in stream order: stored in the same transaction.
+	Images []ImageWrite
 	// CommitTime is the commit time of the transaction Checkpoint ends
 	// (zero for an idle advance or a partial batch); it feeds the lag metric.
 	CommitTime time.Time
@@ -69,6 +73,7 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 	defer tx.Rollback() // no-op after a successful Commit
 	events := tx.Bucket(bucketEvents)
 	wroteState := false
+	var imageTables map[string]*bolt.Bucket
 	events.FillPercent = 1.0 // keys only ever arrive in ascending order: fill pages completely
 
 	for bi := range batches {
@@ -106,7 +111,13 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 		if err := putState(tx, b.State); err != nil {
 			return Result{Checkpoint: old}, err
 		}
-		wroteState = wroteState || len(b.State) > 0
+		if len(b.Images) > 0 && imageTables == nil {
+			imageTables = make(map[string]*bolt.Bucket)
+		}
+		if err := putImages(tx, b.Images, imageTables); err != nil {
+			return Result{Checkpoint: old}, err
+		}
+		wroteState = wroteState || len(b.State) > 0 || len(b.Images) > 0
 	}
 
 	if res.Stored == 0 && st.checkpoint == old && !wroteState {

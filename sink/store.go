@@ -12,6 +12,8 @@
 //	        ordinal 0 holds the chain records (chain.go), first the genesis
 //	meta    format, checkpoint, head_key, head_hash (the last record of the
 //	        chain), count (row events), identity
+//	state   derived state of the stages (state.go)
+//	images  each record's last image, per table (images.go)
 package sink
 
 import (

@@ -111,6 +111,9 @@ func batchBytes(b Batch) int64 {
 	for i := range b.Events {
 		n += int64(len(b.Events[i].Body))
 	}
+	for i := range b.Images {
+		n += int64(len(b.Images[i].Key) + len(b.Images[i].Value))
+	}
 	return n
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 )
 
@@ -21,9 +23,11 @@ func TestCheckAgainstAServer(t *testing.T) {
 	ctx := context.Background()
 	dsn := cl.DSN("erp")
 
-	// A published table with REPLICA IDENTITY DEFAULT: a warning, exit 0.
+	// A published table with REPLICA IDENTITY DEFAULT and a key: no
+	// warning (cdcaudit fills its before-images); the choice is explained.
 	out, errOut, code := runCLI(t, nil, "check", "--dsn", dsn, "--tables", "public.ok_table")
-	if code != 0 || !strings.Contains(out, "OK ") || !strings.Contains(out, "WARN") || strings.Contains(out, "FAIL") {
+	if code != 0 || !strings.Contains(out, "OK ") || strings.Contains(out, "replica_identity       public.ok_table") ||
+		!strings.Contains(out, "1 table has (public.ok_table) REPLICA IDENTITY DEFAULT or USING INDEX: cdcaudit fills their before-images") || strings.Contains(out, "FAIL") {
 		t.Errorf("ready server: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// With every table (DSN from the environment), the one without a key
@@ -61,6 +65,22 @@ func TestCheckAgainstAServer(t *testing.T) {
 		CREATE TABLE made_from_select AS SELECT 1 AS x;`); err != nil {
 		t.Fatal(err)
 	}
+	// Tables with a primary key keep DEFAULT (cdcaudit fills their
+	// before-images: no extra WAL); one without gets FULL, its only identity.
+	idents := map[string]string{}
+	conn, err := pgx.Connect(ctx, cl.DSN("compose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := conn.Query(ctx, `SELECT relname::text, relreplident::text FROM pg_class WHERE relname IN ('res_partner', 'res_groups_users_rel', 'made_from_select')`)
+	var name, ident string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &ident}, func() error { idents[name] = ident; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if idents["res_partner"] != "d" || idents["res_groups_users_rel"] != "d" || idents["made_from_select"] != "f" {
+		t.Errorf("replica identities after the compose trigger: %v, want DEFAULT (d) with a key, FULL (f) without", idents)
+	}
 	composeDSN := strings.Replace(cl.DSN("compose"), "postgres@", "cdcaudit:cdcaudit@", 1)
 	out, errOut, code = runCLI(t, nil, "check", "--dsn", composeDSN)
 	t.Logf("compose check:\n%s", out)
@@ -82,9 +102,9 @@ func TestCheckAgainstAServer(t *testing.T) {
 	}
 	// A table the trigger did not list (created while it was disabled): the
 	// unprivileged role cannot add it; check says so, with the fix.
-	if err := cl.Exec(ctx, "compose", `ALTER EVENT TRIGGER cdcaudit_replica_identity_full DISABLE;
+	if err := cl.Exec(ctx, "compose", `ALTER EVENT TRIGGER cdcaudit_prepare_new_table DISABLE;
 		CREATE TABLE late (id int PRIMARY KEY);
-		ALTER EVENT TRIGGER cdcaudit_replica_identity_full ENABLE;`); err != nil {
+		ALTER EVENT TRIGGER cdcaudit_prepare_new_table ENABLE;`); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code = runCLI(t, nil, "check", "--dsn", composeDSN)

@@ -251,7 +251,7 @@ func TestStoreTooling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the CSV does not parse: %v", err)
 	}
-	header := "id,lsn,commit_lsn,xid,commit_time,database,schema,table,model,op,key,before,after,changed,unchanged_toast,redacted,actor,flags,prev_hash,hash"
+	header := "id,lsn,commit_lsn,xid,commit_time,database,schema,table,model,op,key,before,after,changed,unchanged_toast,redacted,actor,flags,prev_hash,hash,before_source"
 	if len(recs) == 0 || strings.Join(recs[0], ",") != header {
 		t.Fatalf("CSV header %v, want %s", recs[:min(1, len(recs))], header)
 	}
@@ -350,8 +350,12 @@ func exportLines(t *testing.T, dataDir string, args ...string) []string {
 
 // csvToJSON rebuilds the canonical JSON record from a CSV row.
 func csvToJSON(r []string) string {
-	if len(r) != 20 {
+	if len(r) != 21 {
 		return fmt.Sprintf("<%d columns>", len(r))
+	}
+	beforeSource := ""
+	if r[20] != "" {
+		beforeSource = `,"before_source":` + string(audit.AppendString(nil, r[20]))
 	}
 	str := func(s string) string { return string(audit.AppendString(nil, s)) }
 	model := "null"
@@ -360,7 +364,7 @@ func csvToJSON(r []string) string {
 	}
 	return `{"id":` + str(r[0]) + `,"lsn":` + str(r[1]) + `,"commit_lsn":` + str(r[2]) + `,"xid":` + r[3] +
 		`,"commit_time":` + str(r[4]) + `,"database":` + str(r[5]) + `,"schema":` + str(r[6]) + `,"table":` + str(r[7]) +
-		`,"model":` + model + `,"op":` + str(r[9]) + `,"key":` + r[10] + `,"before":` + r[11] + `,"after":` + r[12] +
+		`,"model":` + model + `,"op":` + str(r[9]) + `,"key":` + r[10] + `,"before":` + r[11] + beforeSource + `,"after":` + r[12] +
 		`,"changed":` + r[13] + `,"unchanged_toast":` + r[14] + `,"redacted":` + r[15] + `,"actor":` + r[16] +
 		`,"flags":` + r[17] + `,"prev_hash":` + str(r[18]) + `,"hash":` + str(r[19]) + `}`
 }

@@ -148,8 +148,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// A store that fails stops the stream at once (storeFailed).
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	defer stopStream()
-	c := newConsumer(decoder.New(ident.Database, catalog), store, cfg, log, anchors)
+	dec := decoder.New(ident.Database, catalog)
+	c := newConsumer(dec, store, cfg, log, anchors)
 	c.enrich = enrich
+	if c.images, err = newImageCache(store, dec, cfg.RedactKey, cfg.DataDir); err != nil {
+		return err
+	}
+	c.images.secret = enrich.redact.Secret
 	c.stopStream = stopStream
 	c.database = ident.Database
 	defer c.close()
@@ -178,6 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	c.images.release() // a transaction may have been cut short: the store is closed below
 	if replication.IsFatal(err) {
 		recordSlotLoss(cfg, store, c.writer, log)
 	}
@@ -272,6 +278,7 @@ type consumer struct {
 	notify chan struct{}
 
 	enrich     *enricher
+	images     *imageCache
 	tx         *decoder.Tx // the last begun
 	stopStream func()
 	snapActive bool // a snapshot was in progress when the transaction began
@@ -340,7 +347,12 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		bodyHint:  512,
 	}
 	c.writer = sink.NewWriter(store, 4096)
-	c.writer.Release = releaseHuge
+	c.writer.Release = func(b sink.Batch) {
+		if c.images != nil {
+			c.images.released(b)
+		}
+		releaseHuge(b)
+	}
 	c.durable = sync.NewCond(&sync.Mutex{})
 	var lastAnchor time.Time
 	c.writer.OnCommit = func(ci sink.CommitInfo) {
@@ -473,12 +485,14 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.snap.reset()
 	c.feedEvts = nil
 	c.dropPartial()
+	c.images.release() // before waiting for the writer
 	if err := c.writer.Flush(ctx); err != nil {
 		if c.writer.Err() != nil {
 			c.storeFailed()
 		}
 		return 0, err
 	}
+	c.images.reset()
 	return c.writer.Durable(), nil
 }
 
@@ -503,19 +517,28 @@ func (c *consumer) Begin(tx *decoder.Tx) error {
 // Event implements decoder.Handler.
 func (c *consumer) Event(tx *decoder.Tx, e *audit.Event) error {
 	c.txOrdinal = max(c.txOrdinal, e.Ordinal)
-	// Every event passes here in stream order, snapshot rows included: the
-	// one place for the image cache's apply (DESIGN7 §1), which replaces
-	// this stand-in of its rule.
-	if !c.snap.guard.keep(e, c.snapActive) {
-		return nil
-	}
 	size := valuesLen(e)
 	if len(c.txEvents) >= chunkEvents || (len(c.txEvents) > 0 && c.txBytes+size > chunkBytes) {
 		if err := c.flushTx(tx, 0); err != nil {
 			return err
 		}
 	}
+	// The record's last image first: a reconstructed before-image is
+	// attributed and redacted like one the server sent.
+	keep, err := c.images.apply(e)
+	if err != nil {
+		return fmt.Errorf("record images: %w", err)
+	}
+	if !keep {
+		return nil
+	}
 	c.enrich.observe(e)
+	if err := c.images.record(e); err != nil {
+		return fmt.Errorf("record images: %w", err)
+	}
+	if e.BeforeSource == audit.BeforeReconstructed {
+		size = valuesLen(e)
+	}
 	c.txEvents = append(c.txEvents, e)
 	c.txBytes += size
 	if e.Op == audit.OpSnapshot {
@@ -723,6 +746,7 @@ func (c *consumer) publishStats() {
 
 func (c *consumer) submit(checkpoint uint64) error {
 	c.batch.Checkpoint = checkpoint
+	c.batch.Images = c.images.take()
 	if err := c.writer.Submit(context.Background(), c.batch); err != nil {
 		if c.writer.Err() != nil {
 			c.storeFailed()

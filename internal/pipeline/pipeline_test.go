@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runChild() // TestImagesAcrossSIGKILL's pipeline process
+	}
 	pgtest.Main(m, pgtest.Options{Settings: map[string]string{"wal_sender_timeout": "'2s'"}})
 }
 
@@ -78,28 +82,8 @@ func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn
 			Feed:        feed,
 		})
 	}()
-	deadline := time.Now().Add(5 * time.Minute)
-	var took time.Duration
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("pipeline stopped early: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		var s string
-		err := conn.QueryRow(context.Background(), `SELECT coalesce(s.confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots s
-			JOIN pg_stat_replication r ON r.pid = s.active_pid
-			WHERE s.slot_name = $1 AND r.state IN ('streaming', 'catchup')`, slot).Scan(&s)
-		if err == nil {
-			if v, _ := audit.ParseLSN(s); v >= lsn {
-				took = time.Since(start)
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("pipeline did not catch up in 5 minutes")
-		}
-	}
+	waitConfirmed(t, conn, slot, lsn, done)
+	took := time.Since(start)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("pipeline: %v", err)

@@ -43,8 +43,6 @@ type snapshotFeed struct {
 
 	mu      sync.Mutex
 	waiting []delivery // submitted, oldest first
-
-	guard snapshotGuard
 }
 
 type delivery struct {
@@ -115,6 +113,7 @@ var nothingChanged = []string{}
 // table's tombstones (c.images.sweep), in the same batch; its tombstones
 // rule is c.snap.src.Copying.
 func (c *consumer) snapshotDone(schema, table string) {
+	c.images.sweep(schema, table)
 	c.log.Debug("snapshot of a table stored", "table", schema+"."+table)
 }
 
@@ -140,69 +139,6 @@ func (f *snapshotFeed) submitted(end uint64, ids []string) {
 
 func (f *snapshotFeed) reset() {
 	f.markers, f.state = f.markers[:0], nil
-}
-
-// snapshotGuard is a STAND-IN for the image cache's reconciliation rule
-// (DESIGN7 §1, imageCache.apply, helper "images"): a snapshot row is
-// dropped when the stream already delivered a change of its record that
-// the row's read did not see. It remembers, while a snapshot is active,
-// the last transaction that changed each key. Delete it once the image
-// cache is merged: apply does the same from the stored images.
-type snapshotGuard struct {
-	last      map[string]uint32 // "schema.table\x00key" → xid of its last change
-	truncated map[string]uint32 // "schema.table" → xid of its last truncate
-}
-
-func (g *snapshotGuard) keep(e *audit.Event, active bool) bool {
-	if !active {
-		g.last, g.truncated = nil, nil
-		return true
-	}
-	if g.last == nil {
-		g.last, g.truncated = map[string]uint32{}, map[string]uint32{}
-	}
-	table := e.Schema + "." + e.Table
-	switch e.Op {
-	case audit.OpTruncate:
-		g.truncated[table] = e.XID
-		return true
-	case audit.OpSnapshot:
-		if xid, ok := g.truncated[table]; ok && !e.ReadAt.Sees(xid) {
-			return false
-		}
-		if len(e.Key) == 0 {
-			return true
-		}
-		xid, ok := g.last[guardKey(table, e.Key)]
-		return !ok || e.ReadAt.Sees(xid)
-	default:
-		if len(e.Key) > 0 {
-			g.last[guardKey(table, e.Key)] = e.XID
-			if e.Op == audit.OpUpdate && len(e.Before) > 0 {
-				// A key change also ends the record under the old key.
-				old := make(audit.Row, 0, len(e.Key))
-				for _, k := range e.Key {
-					if v, ok := e.Before.Get(k.Name); ok {
-						old = append(old, audit.Column{Name: k.Name, Value: v})
-					}
-				}
-				if len(old) == len(e.Key) {
-					g.last[guardKey(table, old)] = e.XID
-				}
-			}
-		}
-		return true
-	}
-}
-
-func guardKey(table string, key audit.Row) string {
-	var b strings.Builder
-	b.WriteString(table)
-	for _, k := range key {
-		b.WriteByte(0)
-		b.Write(k.Value)
-	}
-	return b.String()
 }
 
 // startSnapshot plans or resumes the tables' snapshot and starts copying
@@ -231,6 +167,7 @@ func startSnapshot(ctx context.Context, cfg Config, store *sink.Store, c *consum
 	})
 	// Set before anything is stored: the writer's goroutine reads it.
 	c.snap.src = s
+	c.images.tombstones = s.Copying
 	// Fresh: the slot was just made (its snapshot exported), or the store
 	// holds nothing yet.
 	if err := s.Start(ctx, store.LoadState, exported != nil || checkpoint == 0, exported); err != nil {

@@ -18,15 +18,19 @@ CREATE PUBLICATION cdcaudit FOR ALL TABLES WITH (publish = 'insert, truncate');
 CREATE PUBLICATION cdcaudit_changes WITH (publish = 'update, delete');
 ALTER PUBLICATION cdcaudit_changes OWNER TO cdcaudit;
 
--- Before-images need REPLICA IDENTITY FULL. The ERP creates its tables
--- later (Odoo on its first start, and again when modules are installed): set
--- it on every new table as it is created, and list the table for updates and
--- deletes. Nothing here may make the application's statement fail: temporary
--- and unlogged tables are left alone, and any error is swallowed (the table
--- then has its inserts captured, and cdcaudit check names it).
+-- The ERP creates its tables later (Odoo on its first start, and again when
+-- modules are installed): list every new table for updates and deletes as it
+-- is created. A table with a primary key keeps REPLICA IDENTITY DEFAULT:
+-- cdcaudit fills its before-images from the last image it keeps of each
+-- record, and the ERP writes no extra WAL. A table without one gets
+-- REPLICA IDENTITY FULL, the only identity it can have (without it, its
+-- updates and deletes could not be captured). Nothing here may make the
+-- application's statement fail: temporary and unlogged tables are left
+-- alone, and any error is swallowed (the table then has its inserts
+-- captured, and cdcaudit check names it).
 -- SECURITY DEFINER: it runs as the superuser who made it, whoever creates
 -- the table.
-CREATE FUNCTION cdcaudit_replica_identity_full() RETURNS event_trigger
+CREATE FUNCTION cdcaudit_prepare_new_table() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
     obj record;
@@ -38,7 +42,9 @@ BEGIN
           AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
     LOOP
         BEGIN
-            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', obj.object_identity);
+            IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = obj.objid AND i.indisprimary) THEN
+                EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', obj.object_identity);
+            END IF;
             EXECUTE format('ALTER PUBLICATION cdcaudit_changes ADD TABLE %s', obj.object_identity);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'cdcaudit: % not prepared for auditing updates: %', obj.object_identity, SQLERRM;
@@ -47,9 +53,9 @@ BEGIN
 END
 $$;
 
-CREATE EVENT TRIGGER cdcaudit_replica_identity_full ON ddl_command_end
+CREATE EVENT TRIGGER cdcaudit_prepare_new_table ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-    EXECUTE FUNCTION cdcaudit_replica_identity_full();
+    EXECUTE FUNCTION cdcaudit_prepare_new_table();
 
 -- A listed table whose replica identity becomes unusable (primary key
 -- dropped, REPLICA IDENTITY NOTHING, identity index dropped) would make the

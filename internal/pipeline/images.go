@@ -1,0 +1,667 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"slices"
+	"sync/atomic"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/instancekey"
+	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// imageCache keeps each audited record's last image, so that an update or
+// delete on a table whose before-image the server sends key-only (REPLICA
+// IDENTITY DEFAULT or USING INDEX) gets the whole before-image, an exact
+// Changed and its unchanged TOASTed values, as if the table were FULL.
+//
+// The images live in the store (written with the events that made them)
+// and, until those are durable, in an overlay here: a lookup that misses
+// the overlay reads the store, whose read transactions never wait for the
+// writer. It runs on the consumer goroutine, in stream order.
+//
+// A secret column is never kept in the clear: its image holds a keyed
+// token (the redaction's own HMAC when a redaction key is configured, else
+// an HMAC under a key derived from the instance key), so Changed stays
+// exact and a reconstructed before-image shows what redaction shows.
+type imageCache struct {
+	store *sink.Store
+	shape shapeSource
+	// secret reports whether a column of e's table is ever redacted (nil:
+	// none is): such key values are tokens in image keys too.
+	secret func(e *audit.Event, column string) bool
+	// tombstones reports whether a snapshot of the table is in progress:
+	// its deleted records are kept as tombstones until it completes, so a
+	// snapshot row read before the delete is recognised as older. Nil: no
+	// snapshot ever runs. (Set by the snapshot side.)
+	tombstones func(schema, table string) bool
+
+	mac   hash.Hash // HMAC-SHA256 under the token key
+	keyed bool      // the token key is the redaction key: a token is what redaction shows
+
+	// Events whose store key is at or before replayHead are stored
+	// already, with their images: a replay after a crash or reconnect
+	// leaves the images alone.
+	replayHead []byte
+
+	tables   map[tableRef]*tableOverlay
+	seq      uint64        // batches with image writes handed to the store
+	durable  atomic.Uint64 // of which the store has this many (writer goroutine)
+	inflight []inflightBatch
+	writes   []sink.ImageWrite // of the batch being built
+	touched  []touch           // of the batch being built
+
+	// reader is the store's read transaction for lookups, open from the
+	// first lookup until release (before anything waits for the writer)
+	// or until overlay entries are evicted (then it may be older than
+	// what left the overlay).
+	reader *sink.ImageReader
+
+	// Of the event between apply and record.
+	cur     current
+	scratch sink.Image
+	keyBuf  []byte
+}
+
+// shapeSource describes the row change being handled: the decoder.
+type shapeSource interface {
+	Columns() []string
+	NewNull(i int) bool
+}
+
+type tableRef struct{ schema, table string }
+
+type tableOverlay struct {
+	name    string // "schema.table"
+	entries map[string]overlayEntry
+	dropped uint64 // batch seq of a TRUNCATE not yet durable: the store's images are gone
+	// truncXID is the transaction of the table's last TRUNCATE while its
+	// snapshot was under way (0: none): a snapshot row whose read did not
+	// see it is older than the empty table. Memory is enough: a restart
+	// drops the chunks in flight, and chunks read after it see the truncate.
+	truncXID uint32
+	// shapes known to be stored (or written with the batch being built)
+	shapes    map[uint64][]string
+	lastNames []string // the decoder's names slice of lastShape
+	lastShape uint64
+}
+
+// overlayEntry is an image write not yet durable: val nil = no image.
+type overlayEntry struct {
+	val []byte
+	seq uint64
+}
+
+type touch struct {
+	t    *tableOverlay
+	key  string
+	drop bool
+}
+
+type inflightBatch struct {
+	seq     uint64
+	touched []touch
+}
+
+// current is what apply learnt of an event for record.
+type current struct {
+	active bool
+	t      *tableOverlay
+	oldKey []byte // the record's key before the change (update, delete)
+	newKey []byte
+	cols   []sink.ImageColumn // the row to keep, values as received (not redacted)
+	names  []string           // its column names: the decoder's (nil: from cols)
+	fixes  []fix
+}
+
+// fix is a value of a reconstructed row that came from a token: redaction
+// must leave it as redaction would have shown the original.
+type fix struct {
+	before bool
+	i      int
+	token  []byte
+}
+
+// imageTokenPurpose names the key derived from the instance key for tokens.
+const imageTokenPurpose = "cdcaudit record image tokens v1"
+
+// newImageCache returns the cache of store. redactKey, when set, keys the
+// tokens of secret values; else a key derived from dir's instance key does.
+func newImageCache(store *sink.Store, shape shapeSource, redactKey []byte, dir string) (*imageCache, error) {
+	key, keyed := redactKey, len(redactKey) > 0
+	if !keyed {
+		ik, err := instancekey.LoadOrCreate(dir)
+		if err != nil {
+			return nil, fmt.Errorf("record images: %w", err)
+		}
+		key = ik.Derive(imageTokenPurpose)
+	}
+	im := &imageCache{store: store, shape: shape, mac: hmac.New(sha256.New, key), keyed: keyed,
+		tables: make(map[tableRef]*tableOverlay)}
+	im.replayHead, _, _ = store.Head()
+	return im, nil
+}
+
+// released is the writer's Release hook: a batch with image writes is
+// stored (or the writer failed, and everything stops).
+func (im *imageCache) released(b sink.Batch) {
+	if len(b.Images) > 0 {
+		im.durable.Add(1)
+	}
+}
+
+// take returns the image writes of the batch being handed to the store,
+// and ends the lookups' read transaction: the batch is about to wait for
+// the writer.
+func (im *imageCache) take() []sink.ImageWrite {
+	im.release()
+	if len(im.writes) == 0 {
+		return nil
+	}
+	w := im.writes
+	im.seq++
+	im.inflight = append(im.inflight, inflightBatch{seq: im.seq, touched: im.touched})
+	im.writes, im.touched = nil, nil
+	return w
+}
+
+// reset forgets the overlay after a reconnect: everything handed to the
+// store is durable (the writer was flushed), the rest is received again.
+func (im *imageCache) reset() {
+	im.release()
+	clear(im.tables)
+	im.inflight, im.writes, im.touched = nil, nil, nil
+	im.durable.Store(im.seq)
+	im.replayHead, _, _ = im.store.Head()
+	im.cur = current{}
+}
+
+// evict drops the overlay entries whose batch is durable. The store is
+// read only after the count is loaded, so what leaves the overlay is in
+// what the store shows.
+func (im *imageCache) evict() {
+	if len(im.inflight) == 0 || im.inflight[0].seq > im.durable.Load() {
+		return
+	}
+	d := im.durable.Load()
+	n := 0
+	for _, b := range im.inflight {
+		if b.seq > d {
+			break
+		}
+		for _, tc := range b.touched {
+			switch {
+			case tc.drop:
+				if tc.t.dropped == b.seq {
+					tc.t.dropped = 0
+				}
+			default:
+				if e, ok := tc.t.entries[tc.key]; ok && e.seq == b.seq {
+					delete(tc.t.entries, tc.key)
+				}
+			}
+		}
+		n++
+	}
+	clear(im.inflight[:n])
+	im.inflight = im.inflight[n:]
+	im.release()
+}
+
+// release ends the read transaction of lookups. The consumer calls it
+// before anything that may wait for the writer (a Submit, a Flush): the
+// writer may have to wait for every read transaction to grow the file's
+// mapping.
+func (im *imageCache) release() {
+	if im.reader != nil {
+		im.reader.Close()
+		im.reader = nil
+	}
+}
+
+// read returns the read transaction of lookups, opening it when needed.
+func (im *imageCache) read() (*sink.ImageReader, error) {
+	if im.reader == nil {
+		r, err := im.store.ReadImages()
+		if err != nil {
+			return nil, err
+		}
+		im.reader = r
+	}
+	return im.reader, nil
+}
+
+func (im *imageCache) table(schema, name string) *tableOverlay {
+	t := im.tables[tableRef{schema, name}]
+	if t == nil {
+		t = &tableOverlay{name: schema + "." + name, entries: make(map[string]overlayEntry), shapes: make(map[uint64][]string)}
+		im.tables[tableRef{schema, name}] = t
+	}
+	return t
+}
+
+// lookup returns the image of key (nil: none), from the overlay or else
+// the store, parsed into im.scratch with its column names.
+func (im *imageCache) lookup(t *tableOverlay, key []byte) (*sink.Image, error) {
+	var v []byte
+	if e, ok := t.entries[string(key)]; ok {
+		v = e.val
+	} else if t.dropped == 0 {
+		r, err := im.read()
+		if err != nil {
+			return nil, err
+		}
+		if v, err = r.Get(t.name, key); err != nil {
+			return nil, err
+		}
+		v = bytes.Clone(v)
+	}
+	if v == nil {
+		return nil, nil
+	}
+	img := &im.scratch
+	if err := sink.ParseImage(v, img); err != nil {
+		return nil, fmt.Errorf("image of %s: %w", t.name, err)
+	}
+	if img.Deleted {
+		return img, nil
+	}
+	names := t.shapes[img.Shape]
+	if names == nil && t.dropped == 0 {
+		r, err := im.read()
+		if err != nil {
+			return nil, err
+		}
+		if names, err = r.Shape(t.name, img.Shape); err != nil {
+			return nil, fmt.Errorf("image of %s: %w", t.name, err)
+		}
+		if names != nil {
+			t.shapes[img.Shape] = names
+		}
+	}
+	if len(names) != len(img.Cols) {
+		return nil, nil // its shape is gone: as good as no image
+	}
+	for i := range img.Cols {
+		img.Cols[i].Name = names[i]
+	}
+	return img, nil
+}
+
+// shapeID returns the shape id of names, writing the shape with the batch
+// being built when the store may not have it.
+func (im *imageCache) shapeID(t *tableOverlay, names []string) (uint64, error) {
+	if len(names) > 0 && len(names) == len(t.lastNames) && &names[0] == &t.lastNames[0] {
+		return t.lastShape, nil
+	}
+	id := sink.ShapeID(names)
+	if _, ok := t.shapes[id]; !ok {
+		var stored []string
+		if t.dropped == 0 {
+			r, err := im.read()
+			if err != nil {
+				return 0, err
+			}
+			if stored, err = r.Shape(t.name, id); err != nil {
+				return 0, err
+			}
+		}
+		if stored == nil {
+			im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImagePut, Table: t.name, Key: sink.ShapeKey(id), Value: sink.AppendShape(nil, names)})
+		}
+		t.shapes[id] = slices.Clone(names)
+	}
+	t.lastNames, t.lastShape = names, id
+	return id, nil
+}
+
+// apply runs for every event in stream order, before attribution and
+// redaction. It fills the before-image of an update or delete whose server
+// sent it key-only, and decides what record will keep. keep is false for
+// a snapshot row that the stream has already overtaken: it must be
+// dropped.
+func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
+	im.cur = current{cols: im.cur.cols[:0], fixes: im.cur.fixes[:0]}
+	if k := e.StoreKey(); bytes.Compare(k[:], im.replayHead) <= 0 {
+		return true, nil // stored already: so are its images
+	}
+	im.evict()
+	if e.Op != audit.OpTruncate && e.Key == nil {
+		return true, nil // no key, no image
+	}
+	im.cur.active = true
+	im.cur.t = im.table(e.Schema, e.Table)
+	if e.Op == audit.OpTruncate {
+		return true, nil
+	}
+	im.cur.newKey = im.imageKey(e, e.Key, nil)
+	switch e.Op {
+	case audit.OpSnapshot:
+		if e.ReadAt != nil {
+			img, err := im.lookup(im.cur.t, im.cur.newKey)
+			if err != nil {
+				return true, err
+			}
+			if (img != nil && !e.ReadAt.Sees(img.XID)) || (im.cur.t.truncXID != 0 && !e.ReadAt.Sees(im.cur.t.truncXID)) {
+				im.cur.active = false
+				return false, nil // the stream holds a newer state of the record
+			}
+		}
+		im.collect(e)
+	case audit.OpInsert:
+		im.collect(e)
+	case audit.OpUpdate, audit.OpDelete:
+		im.cur.oldKey = im.cur.newKey
+		if e.Before != nil && keyMoved(e) {
+			im.cur.oldKey = im.imageKey(e, e.Key, e.Before)
+		}
+		var img *sink.Image
+		if e.BeforeSource == audit.BeforeUnknown {
+			var err error
+			if img, err = im.lookup(im.cur.t, im.cur.oldKey); err != nil {
+				return true, err
+			}
+			if img != nil && img.Deleted {
+				img = nil
+			}
+		}
+		if img != nil && im.reconstruct(e, img) {
+			e.BeforeSource = audit.BeforeReconstructed
+		} else if e.Op == audit.OpUpdate {
+			im.collect(e)
+		}
+	}
+	return true, nil
+}
+
+// keyMoved reports whether the before-image holds other key values than
+// the key (an update of the primary key; a delete's key is its old one).
+func keyMoved(e *audit.Event) bool {
+	for _, c := range e.Key {
+		if v, ok := e.Before.Get(c.Name); ok && !bytes.Equal(v, c.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+// imageKey encodes the key of e's record from the key's columns in row
+// (e.Key when row is nil): secret values as tokens.
+func (im *imageCache) imageKey(e *audit.Event, key, row audit.Row) []byte {
+	b := im.keyBuf[:0]
+	for _, c := range key {
+		v := c.Value
+		if row != nil {
+			if v, _ = row.Get(c.Name); v == nil {
+				v = c.Value // not in the old tuple: the key did not change
+			}
+		}
+		if im.secret != nil && !audit.IsNull(v) && im.secret(e, c.Name) {
+			v = redact.Token(im.mac, v)
+		}
+		b = sink.AppendImageKeyValue(b, v)
+	}
+	im.keyBuf = b
+	return bytes.Clone(b)
+}
+
+// reconstruct fills e's before-image from img, TOAST-unchanged values of
+// its after-image, and Changed exactly as the decoder does for a FULL
+// table. It reports false (e untouched) when img was written for other
+// columns than the table has now (DDL since): an unknown before-image is
+// honest, a guessed one is not.
+func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) bool {
+	cols := im.shape.Columns()
+	if cols == nil {
+		cols = rowNames(e)
+	}
+	im.cur.names = cols
+	if len(img.Cols) != len(cols) {
+		return false
+	}
+	for i := range cols {
+		if img.Cols[i].Name != cols[i] {
+			return false
+		}
+	}
+	before := make(audit.Row, 0, len(cols))
+	for i := range img.Cols {
+		c := &img.Cols[i]
+		switch c.Kind {
+		case sink.ColUnknown:
+			continue
+		case sink.ColToken:
+			im.cur.fixes = append(im.cur.fixes, fix{before: true, i: len(before), token: c.Value})
+		}
+		before = append(before, audit.Column{Name: c.Name, Value: imageValue(c)})
+	}
+	if e.Op == audit.OpDelete {
+		e.Before = before
+		return true
+	}
+	after := make(audit.Row, 0, len(cols))
+	var changed, toast []string
+	known := true
+	nChanged := 0
+	j := 0
+	for i, name := range cols {
+		c := &img.Cols[i]
+		if j < len(e.After) && e.After[j].Name == name {
+			v := e.After[j].Value
+			j++
+			after = append(after, audit.Column{Name: name, Value: v})
+			kind, kv := newKind(im.shape, i, v)
+			im.cur.cols = append(im.cur.cols, sink.ImageColumn{Name: name, Kind: kind, Value: kv})
+			null := kind == sink.ColNull
+			var differs bool
+			switch c.Kind {
+			case sink.ColUnknown:
+				known = false
+			case sink.ColNull:
+				differs = !null
+			case sink.ColValue:
+				differs = null || !bytes.Equal(c.Value, v)
+			case sink.ColToken:
+				differs = null || !bytes.Equal(c.Value, redact.Token(im.mac, v))
+			}
+			if differs {
+				changed = append(changed, name)
+				nChanged++
+			}
+			continue
+		}
+		// Not sent: an unchanged TOASTed value, kept as the image has it.
+		im.cur.cols = append(im.cur.cols, *c)
+		if c.Kind == sink.ColUnknown {
+			toast = append(toast, name)
+			continue
+		}
+		if c.Kind == sink.ColToken {
+			im.cur.fixes = append(im.cur.fixes, fix{i: len(after), token: c.Value})
+		}
+		after = append(after, audit.Column{Name: name, Value: imageValue(c)})
+	}
+	e.Before, e.After, e.UnchangedToast = before, after, toast
+	e.Changed = nil
+	if known {
+		e.Changed = make([]string, nChanged)
+		copy(e.Changed, changed)
+	}
+	return true
+}
+
+// imageValue is the encoded value an image column stands for (a token
+// for a secret: redaction then shows it as it shows the value).
+func imageValue(c *sink.ImageColumn) []byte {
+	if c.Kind == sink.ColNull {
+		return []byte("null")
+	}
+	return c.Value
+}
+
+// rowNames is the column list of an event that did not come through the
+// decoder (a snapshot row): its after-image has them all.
+func rowNames(e *audit.Event) []string {
+	names := make([]string, len(e.After))
+	for i := range e.After {
+		names[i] = e.After[i].Name
+	}
+	return names
+}
+
+// collect notes the row e leaves (its after-image, values as received),
+// in the table's column order; columns not in it are unknown (an
+// unchanged TOASTed value without an image).
+func (im *imageCache) collect(e *audit.Event) {
+	cols := im.shape.Columns()
+	im.cur.names = cols
+	if cols == nil {
+		for i := range e.After {
+			c := sink.ImageColumn{Name: e.After[i].Name, Kind: sink.ColValue, Value: e.After[i].Value}
+			if audit.IsNull(c.Value) {
+				c.Kind, c.Value = sink.ColNull, nil
+			}
+			im.cur.cols = append(im.cur.cols, c)
+		}
+		return
+	}
+	j := 0
+	for i, name := range cols {
+		c := sink.ImageColumn{Name: name, Kind: sink.ColUnknown}
+		if j < len(e.After) && e.After[j].Name == name {
+			c.Kind, c.Value = newKind(im.shape, i, e.After[j].Value)
+			j++
+		}
+		im.cur.cols = append(im.cur.cols, c)
+	}
+}
+
+// newKind is how the image keeps a value of the new row: column i.
+func newKind(shape shapeSource, i int, v []byte) (sink.ColumnKind, []byte) {
+	if shape.NewNull(i) {
+		return sink.ColNull, nil
+	}
+	return sink.ColValue, v
+}
+
+// record runs after redaction: it restores the before- and after-image
+// values that came from tokens to what redaction shows for the original
+// value, and writes the record's new image (secret values as tokens).
+func (im *imageCache) record(e *audit.Event) error {
+	if !im.cur.active {
+		return nil
+	}
+	t := im.cur.t
+	for _, f := range im.cur.fixes {
+		row := e.After
+		if f.before {
+			row = e.Before
+		}
+		if f.i < len(row) && slices.Contains(e.Redacted, row[f.i].Name) {
+			if im.keyed {
+				row[f.i].Value = f.token // exactly redaction's HMAC of the value
+			} else {
+				row[f.i].Value = redact.PlaceholderJSON()
+			}
+		}
+	}
+	switch e.Op {
+	case audit.OpTruncate:
+		clear(t.entries)
+		clear(t.shapes) // dropped with the bucket
+		t.lastNames = nil
+		t.dropped = im.seq + 1
+		t.truncXID = 0
+		if im.tombstones != nil && im.tombstones(e.Schema, e.Table) {
+			t.truncXID = e.XID
+		}
+		im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDrop, Table: t.name})
+		im.touched = append(im.touched, touch{t: t, drop: true})
+	case audit.OpDelete:
+		im.gone(t, e, im.cur.oldKey)
+	case audit.OpUpdate, audit.OpInsert, audit.OpSnapshot:
+		if e.Op == audit.OpUpdate && !bytes.Equal(im.cur.oldKey, im.cur.newKey) {
+			im.gone(t, e, im.cur.oldKey) // the record lives on under its new key
+		}
+		for i := range im.cur.cols {
+			c := &im.cur.cols[i]
+			switch {
+			case c.Kind == sink.ColValue && len(e.Redacted) > 0 && slices.Contains(e.Redacted, c.Name):
+				c.Kind, c.Value = sink.ColToken, redact.Token(im.mac, c.Value)
+			case len(c.Value) >= hugeEvent:
+				// A huge value is not copied into the image: it would
+				// double what it costs in memory (see hugeEvent). The
+				// record's next update then lists it in unchanged_toast,
+				// as without an image, when it is unchanged.
+				c.Kind, c.Value = sink.ColUnknown, nil
+			}
+		}
+		xid := e.XID
+		if e.Op == audit.OpSnapshot {
+			xid = 0
+		}
+		names := im.cur.names
+		if names == nil {
+			names = make([]string, len(im.cur.cols))
+			for i := range im.cur.cols {
+				names[i] = im.cur.cols[i].Name
+			}
+		}
+		shape, err := im.shapeID(t, names)
+		if err != nil {
+			return err
+		}
+		size := 32
+		for i := range im.cur.cols {
+			size += len(im.cur.cols[i].Value) + 4
+		}
+		im.put(t, im.cur.newKey, sink.AppendImage(make([]byte, 0, size), &sink.Image{LSN: e.CommitLSN, XID: xid, Shape: shape, Cols: im.cur.cols}))
+	}
+	clear(im.cur.cols) // the values belong to the event
+	im.cur.active = false
+	return nil
+}
+
+// put writes an image (val nil: removes it) with the batch being built.
+func (im *imageCache) put(t *tableOverlay, key, val []byte) {
+	k := string(key)
+	t.entries[k] = overlayEntry{val: val, seq: im.seq + 1}
+	w := sink.ImageWrite{Op: sink.ImagePut, Table: t.name, Key: key, Value: val}
+	if val == nil {
+		w.Op = sink.ImageDelete
+	}
+	im.writes = append(im.writes, w)
+	im.touched = append(im.touched, touch{t: t, key: k})
+}
+
+func (im *imageCache) del(t *tableOverlay, key []byte) { im.put(t, key, nil) }
+
+// gone removes the image of a key whose record e deleted or moved: kept as
+// a tombstone while a snapshot of the table is under way, so that a row it
+// read before e is known to be older.
+func (im *imageCache) gone(t *tableOverlay, e *audit.Event, key []byte) {
+	if im.tombstones != nil && im.tombstones(e.Schema, e.Table) {
+		im.put(t, key, sink.AppendImage(nil, &sink.Image{LSN: e.CommitLSN, XID: e.XID, Deleted: true}))
+		return
+	}
+	im.del(t, key)
+}
+
+// sweep removes the tombstones of a table whose snapshot is complete,
+// with the next batch.
+func (im *imageCache) sweep(schema, table string) {
+	t := im.table(schema, table)
+	t.truncXID = 0
+	for k, en := range t.entries {
+		if sink.IsTombstone(en.val) {
+			t.entries[k] = overlayEntry{seq: im.seq + 1}
+			im.touched = append(im.touched, touch{t: t, key: k})
+		}
+	}
+	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageSweep, Table: t.name})
+}
