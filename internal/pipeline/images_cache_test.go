@@ -149,3 +149,57 @@ func TestImageCacheSnapshotRule(t *testing.T) {
 		t.Fatalf("update read from the store: %v %v %v", e.BeforeSource, e.Before, e.Changed)
 	}
 }
+
+// While a table is copied, a key change and a TRUNCATE that the chunk's
+// read did not see outrank its rows: neither the record under its old key
+// nor a truncated record comes back.
+func TestImageCacheSnapshotRuleKeyChangeAndTruncate(t *testing.T) {
+	r := newCacheRig(t)
+	r.im.tombstones = func(schema, table string) bool { return table == "t" }
+	sawUpTo := &audit.Visibility{Xmin: 500, Xmax: 500}
+
+	r.event(audit.OpInsert, 400, "1", `"a"`, nil)
+	// Key 1 becomes 2 in xid 600, which the read did not see.
+	r.lsn += 0x100
+	moved := &audit.Event{CommitLSN: r.lsn, Ordinal: 1, XID: 600, Schema: "public", Table: "t", Op: audit.OpUpdate,
+		Key:    audit.Row{{Name: "id", Value: []byte("2")}},
+		Before: audit.Row{{Name: "id", Value: []byte("1")}}, BeforeSource: audit.BeforeUnknown,
+		After: audit.Row{{Name: "id", Value: []byte("2")}, {Name: "v", Value: []byte(`"a"`)}}}
+	if keep, err := r.im.apply(moved); err != nil || !keep {
+		t.Fatal(keep, err)
+	}
+	if moved.BeforeSource != audit.BeforeReconstructed {
+		t.Fatalf("key change: before_source %v", moved.BeforeSource)
+	}
+	if err := r.im.record(moved); err != nil {
+		t.Fatal(err)
+	}
+	r.store()
+	if _, keep := r.event(audit.OpSnapshot, 0, "1", `"a"`, sawUpTo); keep {
+		t.Fatal("a row read under the old key before the key change came back")
+	}
+	if im := r.stored("1"); im == nil || !im.Deleted || im.XID != 600 {
+		t.Fatalf("the old key is no tombstone: %+v", im)
+	}
+
+	// A truncate in xid 700: rows read before it are older than the empty table.
+	r.lsn += 0x100
+	tr := &audit.Event{CommitLSN: r.lsn, Ordinal: 1, XID: 700, Schema: "public", Table: "t", Op: audit.OpTruncate}
+	if keep, err := r.im.apply(tr); err != nil || !keep {
+		t.Fatal(keep, err)
+	}
+	if err := r.im.record(tr); err != nil {
+		t.Fatal(err)
+	}
+	r.store()
+	if _, keep := r.event(audit.OpSnapshot, 0, "5", `"e"`, &audit.Visibility{Xmin: 650, Xmax: 650}); keep {
+		t.Fatal("a row read before the truncate came back")
+	}
+	if _, keep := r.event(audit.OpSnapshot, 0, "6", `"f"`, &audit.Visibility{Xmin: 800, Xmax: 800}); !keep {
+		t.Fatal("a row read after the truncate was dropped")
+	}
+	r.im.sweep("public", "t")
+	if _, keep := r.event(audit.OpSnapshot, 0, "7", `"g"`, &audit.Visibility{Xmin: 650, Xmax: 650}); !keep {
+		t.Fatal("the truncate outlived the table's snapshot")
+	}
+}
