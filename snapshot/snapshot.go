@@ -85,7 +85,12 @@ type Config struct {
 }
 
 // Row is one row read: the stream's key columns and the whole row.
-type Row struct{ Key, After audit.Row }
+type Row struct {
+	Key, After audit.Row
+	// JSONNull lists the columns holding a json or jsonb null: encoded
+	// like SQL NULL, they are not one (nil when there is none).
+	JSONNull []int
+}
 
 // Chunk is one read of one table, waiting to be stored.
 type Chunk struct {
@@ -665,6 +670,7 @@ func (r *rowReader) line(line []byte) error {
 	r.keyText = append(r.keyText[:0], ctid...)
 	r.keyEnds = slices.Grow(r.keyEnds[:0], max(len(t.Key), 1))[:max(len(t.Key), 1)]
 	r.keyEnds[0] = [2]int{0, len(ctid)}
+	var jsonNull []int
 	for i, raw := range vals {
 		null := isNull(raw)
 		if !null {
@@ -675,6 +681,9 @@ func (r *rowReader) line(line []byte) error {
 			}
 		}
 		arena = decoder.AppendText(arena, t.Columns[i].Type, r.scratch, null)
+		if !null && audit.IsNull(arena[spans[i]:]) {
+			jsonNull = append(jsonNull, i)
+		}
 		spans[i+1] = len(arena)
 		if j := slices.Index(t.Key, i); j >= 0 {
 			lo := len(r.keyText)
@@ -686,7 +695,7 @@ func (r *rowReader) line(line []byte) error {
 		after[i] = audit.Column{Name: t.Columns[i].Name, Value: arena[spans[i]:spans[i+1]:spans[i+1]]}
 	}
 	n := len(after)
-	row := Row{After: after[:n:n]}
+	row := Row{After: after[:n:n], JSONNull: jsonNull}
 	if len(t.Key) > 0 {
 		for _, k := range t.Key { // in the slice's spare room
 			after = append(after, after[k])

@@ -370,9 +370,17 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 				img = nil
 			}
 		}
-		if img != nil && im.reconstruct(e, img) {
+		rebuilt := noImage
+		if img != nil {
+			rebuilt = im.reconstruct(e, img)
+		}
+		switch {
+		case rebuilt == wholeImage:
 			e.BeforeSource = audit.BeforeReconstructed
-		} else if e.Op == audit.OpUpdate {
+		case rebuilt == partImage:
+			// The image lacks values (a TOASTed one never sent, a column
+			// added since): the before-image stays as the server sent it.
+		case e.Op == audit.OpUpdate:
 			im.collect(e)
 		}
 	}
@@ -415,19 +423,33 @@ func (im *imageCache) imageKey(e *audit.Event, key, row audit.Row) []byte {
 // table. It reports false (e untouched) when img was written for other
 // columns than the table has now (DDL since): an unknown before-image is
 // honest, a guessed one is not.
-func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) bool {
+// What reconstruct made of an image.
+type rebuild uint8
+
+const (
+	noImage    rebuild = iota // none, or one of other columns: unusable
+	wholeImage                // before complete, changed exact
+	partImage                 // some values unknown: only after's known unchanged values filled
+)
+
+func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) rebuild {
 	cols := im.shape.Columns()
 	if cols == nil {
 		cols = rowNames(e)
 	}
 	im.cur.names = cols
 	if len(img.Cols) != len(cols) {
-		return false
+		return noImage
 	}
+	partial := false
 	for i := range cols {
 		if img.Cols[i].Name != cols[i] {
-			return false
+			return noImage
 		}
+		partial = partial || img.Cols[i].Kind == sink.ColUnknown
+	}
+	if partial && e.Op == audit.OpDelete {
+		return partImage // the image is removed all the same
 	}
 	before := make(audit.Row, 0, len(cols))
 	for i := range img.Cols {
@@ -442,7 +464,7 @@ func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) bool {
 	}
 	if e.Op == audit.OpDelete {
 		e.Before = before
-		return true
+		return wholeImage
 	}
 	after := make(audit.Row, 0, len(cols))
 	var changed, toast []string
@@ -486,13 +508,15 @@ func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) bool {
 		}
 		after = append(after, audit.Column{Name: name, Value: imageValue(c)})
 	}
-	e.Before, e.After, e.UnchangedToast = before, after, toast
-	e.Changed = nil
-	if known {
-		e.Changed = make([]string, nChanged)
-		copy(e.Changed, changed)
+	e.After, e.UnchangedToast = after, toast
+	if partial || !known {
+		im.cur.fixes = slices.DeleteFunc(im.cur.fixes, func(f fix) bool { return f.before })
+		return partImage
 	}
-	return true
+	e.Before = before
+	e.Changed = make([]string, nChanged)
+	copy(e.Changed, changed)
+	return wholeImage
 }
 
 // imageValue is the encoded value an image column stands for (a token

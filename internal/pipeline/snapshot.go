@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -84,7 +85,17 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 			cols[i] = profile.Column{Name: col.Name, Type: col.Type}
 		}
 		c.enrich.redact.Relation(ch.Schema, ch.Table, cols)
-		for _, r := range ch.Rows {
+		// The image cache learns the row's columns and its SQL NULLs from
+		// the chunk, as it learns a change's from the decoder.
+		shape := &chunkRowShape{names: make([]string, len(ch.Columns))}
+		for i, col := range ch.Columns {
+			shape.names[i] = col.Name
+		}
+		decoderShape := c.images.shape
+		c.images.shape = shape
+		for i := range ch.Rows {
+			r := &ch.Rows[i]
+			shape.row = r
 			c.txOrdinal++
 			e := &audit.Event{
 				LSN: m.LSN, CommitLSN: tx.CommitLSN, Ordinal: c.txOrdinal, XID: tx.XID, CommitTime: tx.CommitTime,
@@ -92,9 +103,11 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 				Key: r.Key, After: r.After, ReadAt: ch.ReadAt, Changed: nothingChanged,
 			}
 			if err := c.Event(tx, e); err != nil {
+				c.images.shape = decoderShape
 				return nil, err
 			}
 		}
+		c.images.shape = decoderShape
 		if ch.Done() {
 			c.snapshotDone(ch.Schema, ch.Table)
 		}
@@ -103,6 +116,18 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 	}
 	f.markers = f.markers[:0]
 	return ids, nil
+}
+
+// chunkRowShape describes a snapshot row to the image cache.
+type chunkRowShape struct {
+	names []string
+	row   *snapshot.Row
+}
+
+func (s *chunkRowShape) Columns() []string { return s.names }
+
+func (s *chunkRowShape) NewNull(i int) bool {
+	return i < len(s.row.After) && audit.IsNull(s.row.After[i].Value) && !slices.Contains(s.row.JSONNull, i)
 }
 
 // nothingChanged is the changed list of every snapshot row (never written to).
