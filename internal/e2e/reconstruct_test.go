@@ -43,6 +43,14 @@ import (
 const (
 	rcFull    = "dx_full"
 	rcDefault = "dx_default"
+	rcIndex   = "dx_index" // REPLICA IDENTITY USING INDEX: key-only too
+)
+
+// rcTables are the tables every statement runs on; rcKeyOnly, the ones
+// whose before-images cdcaudit reconstructs, each compared with rcFull.
+var (
+	rcTables  = []string{rcFull, rcDefault, rcIndex}
+	rcKeyOnly = []string{rcDefault, rcIndex}
 )
 
 // rcDDL creates both tables. A composite key (w: the worker owning the row,
@@ -50,6 +58,11 @@ const (
 // large, Odoo's four log-access columns (so orm_bypass is judged, and
 // password and totp_secret are secrets by Odoo's naming).
 func rcDDL(table, identity string) string {
+	using := ""
+	if identity == "INDEX" {
+		using = `CREATE UNIQUE INDEX ` + table + `_key ON ` + table + ` (w, id);`
+		identity = "USING INDEX " + table + "_key"
+	}
 	return `CREATE TABLE ` + table + ` (
 	w           int2,
 	id          int8,
@@ -82,6 +95,7 @@ func rcDDL(table, identity string) string {
 	write_uid   int4,
 	write_date  timestamp,
 	PRIMARY KEY (w, id));
+` + using + `
 ALTER TABLE ` + table + ` REPLICA IDENTITY ` + identity + `;
 -- Random text does not compress; EXTERNAL does not even try.
 ALTER TABLE ` + table + ` ALTER c_big SET STORAGE EXTERNAL;
@@ -416,10 +430,8 @@ func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, st
 		return err
 	}
 	for _, s := range stmts {
-		tables := []string{rcFull, rcDefault}
-		if r.IntN(2) == 0 {
-			tables[0], tables[1] = tables[1], tables[0]
-		}
+		tables := slices.Clone(rcTables)
+		r.Shuffle(len(tables), func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
 		if s.op == "truncate" {
 			if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(tables, ", ")); err != nil {
 				return fmt.Errorf("truncate: %w", err)
@@ -573,7 +585,8 @@ func newRCRig(t *testing.T, rng *rand.Rand, s uint64) *rcRig {
 	if err := odoosim.Load(context.Background(), ctl); err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, ctl, `CREATE TYPE dx_mood AS ENUM ('sad', 'ok', 'it''s "complicated"');`+rcDDL(rcFull, "FULL")+rcDDL(rcDefault, "DEFAULT"))
+	mustExec(t, ctl, `CREATE TYPE dx_mood AS ENUM ('sad', 'ok', 'it''s "complicated"');`+
+		rcDDL(rcFull, "FULL")+rcDDL(rcDefault, "DEFAULT")+rcDDL(rcIndex, "INDEX"))
 	workers, perTx := rcSettings(t)
 	return &rcRig{t: t, db: db, dataDir: t.TempDir(), ctl: ctl, wl: newRCWorkload(s, workers, perTx), rng: rng}
 }
@@ -678,10 +691,13 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 	// The stored events of both tables, by transaction and table, in
 	// stored (commit, ordinal) order; snapshot rows by table and key.
 	byXID := map[uint32]map[string][]*rcEvent{}
-	snaps := map[string]map[string]*rcEvent{rcFull: {}, rcDefault: {}}
+	snaps := map[string]map[string]*rcEvent{}
+	for _, table := range rcTables {
+		snaps[table] = map[string]*rcEvent{}
+	}
 	stored := map[string]int{}
 	for _, e := range evs {
-		if e.Table != rcFull && e.Table != rcDefault {
+		if !slices.Contains(rcTables, e.Table) {
 			if e.Op != "snapshot" {
 				c.errorf("an event of %s.%s, which the workload does not touch: %s", e.Schema, e.Table, tail(e.Raw, 300))
 			}
@@ -707,7 +723,7 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 	preRows := map[string]bool{}
 	for _, tx := range wl.txs {
 		for _, s := range tx.stmts {
-			for _, table := range []string{rcFull, rcDefault} {
+			for _, table := range rcTables {
 				if tx.pre {
 					for _, k := range s.keys {
 						preRows[table+" "+k] = true
@@ -730,23 +746,29 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 	// Snapshot rows (only where rows predate the daemon): each row that
 	// existed, once per table, the same on both.
 	if snapshot {
-		for _, table := range []string{rcFull, rcDefault} {
+		for _, table := range rcTables {
 			for k := range preRows {
 				if strings.HasPrefix(k, table+" ") && snaps[table][strings.TrimPrefix(k, table+" ")] == nil {
 					c.errorf("%s: no snapshot row of %s, which existed when the daemon started", table, strings.TrimPrefix(k, table+" "))
 				}
 			}
-			if len(snaps[table]) != len(preRows)/2 {
-				c.errorf("%s: %d snapshot rows, %d rows existed when the daemon started", table, len(snaps[table]), len(preRows)/2)
+			if len(snaps[table]) != len(preRows)/len(rcTables) {
+				c.errorf("%s: %d snapshot rows, %d rows existed when the daemon started", table, len(snaps[table]), len(preRows)/len(rcTables))
 			}
 		}
 		for k, f := range snaps[rcFull] {
-			if d := snaps[rcDefault][k]; d != nil {
-				c.comparePair("snapshot of "+k, f, d)
+			for _, table := range rcKeyOnly {
+				if d := snaps[table][k]; d != nil {
+					c.comparePair("snapshot of "+k, f, d)
+				}
 			}
 		}
-	} else if n := len(snaps[rcFull]) + len(snaps[rcDefault]); n > 0 {
-		c.errorf("%d snapshot rows of tables that were empty when the daemon started", n)
+	} else {
+		for _, table := range rcTables {
+			if n := len(snaps[table]); n > 0 {
+				c.errorf("%s: %d snapshot rows, the table was empty when the daemon started", table, n)
+			}
+		}
 	}
 
 	// Transaction by transaction, statement by statement: the events of
@@ -762,18 +784,29 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 		for _, s := range tx.stmts {
 			want += len(s.keys)
 		}
-		if len(got[rcFull]) != want || len(got[rcDefault]) != want {
-			c.errorf("xid %d: %d events of %s and %d of %s, the transaction made %d changes on each (%s)",
-				tx.xid, len(got[rcFull]), rcFull, len(got[rcDefault]), rcDefault, want, describeStmts(tx.stmts))
+		complete := true
+		for _, table := range rcTables {
+			if len(got[table]) != want {
+				complete = false
+				c.errorf("xid %d: %d events of %s, the transaction made %d changes on each table (%s)",
+					tx.xid, len(got[table]), table, want, describeStmts(tx.stmts))
+			}
+		}
+		if !complete {
 			continue
 		}
 		i := 0
 		for _, s := range tx.stmts {
-			f := slices.Clone(got[rcFull][i : i+len(s.keys)])
-			d := slices.Clone(got[rcDefault][i : i+len(s.keys)])
+			// This statement's events on each table, sorted by key (the
+			// order of a statement's rows is the heap's, not the same on
+			// every table).
+			group := map[string][]*rcEvent{}
+			for _, table := range rcTables {
+				group[table] = slices.Clone(got[table][i : i+len(s.keys)])
+			}
 			i += len(s.keys)
 			wantKeys := slices.Sorted(slices.Values(s.keys))
-			for _, side := range [][]*rcEvent{f, d} {
+			for _, side := range group {
 				sort.Slice(side, func(a, b int) bool { return side[a].key < side[b].key })
 				var keys []string
 				for _, e := range side {
@@ -786,13 +819,16 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 					c.errorf("xid %d, %s of %s: events of keys %v, the statement changed %v: %s", tx.xid, s.op, side[0].Table, keys, wantKeys, abbrev(s.sql))
 				}
 			}
-			for j := range f {
-				c.comparePair(fmt.Sprintf("xid %d %s %s", tx.xid, s.op, f[j].key), f[j], d[j])
+			for j, f := range group[rcFull] {
+				for _, table := range rcKeyOnly {
+					c.comparePair(fmt.Sprintf("xid %d %s %s", tx.xid, s.op, f.key), f, group[table][j])
+				}
 			}
 		}
 	}
 	for x, m := range byXID {
-		c.errorf("xid %d: %d+%d events, of no workload transaction", x, len(m[rcFull]), len(m[rcDefault]))
+		c.errorf("xid %d: events of no workload transaction: %d of %s, %d of %s, %d of %s", x,
+			len(m[rcFull]), rcFull, len(m[rcDefault]), rcDefault, len(m[rcIndex]), rcIndex)
 	}
 	c.replayFull(evs)
 	if c.problems > 0 {
@@ -839,7 +875,7 @@ func (c *rcCheck) replayFull(evs []*event) {
 // comparePair requires the DEFAULT event to equal its FULL twin.
 func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 	c.t.Helper()
-	if f.Table != rcFull || d.Table != rcDefault {
+	if f.Table != rcFull || !slices.Contains(rcKeyOnly, d.Table) {
 		c.errorf("%s: pairing %s of %s with %s of %s", what, f.ID, f.Table, d.ID, d.Table)
 		return
 	}
@@ -851,13 +887,13 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 	if f.Op == "update" || f.Op == "delete" {
 		wantF, wantD = "wal", "reconstructed"
 	}
-	if f.source != wantF {
+	if f.source != wantF && d.Table == rcDefault { // once per FULL event
 		c.fields["before_source(full)"]++
 		c.errorf("%s: %s %s has before_source %q, want %q", what, rcFull, f.ID, f.source, wantF)
 	}
 	if d.source != wantD {
-		c.fields["before_source"]++
-		c.errorf("%s: %s %s has before_source %q, want %q", what, rcDefault, d.ID, d.source, wantD)
+		c.fields["before_source("+d.Table+")"]++
+		c.errorf("%s: %s %s has before_source %q, want %q", what, d.Table, d.ID, d.source, wantD)
 	}
 	hints := 0
 	for _, x := range []struct {
@@ -874,14 +910,17 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 		{"actor", compactJSON(f.Actor), compactJSON(d.Actor)},
 	} {
 		if x.f != x.d {
-			c.fields[x.field]++
+			c.fields[x.field+"("+d.Table+")"]++
 			var hint string
 			if hints++; hints == 1 && c.problems < 3 { // the whole events, once
 				hint = fmt.Sprintf("\n  %s\n  %s", diffHint(f), diffHint(d))
 			}
 			c.errorf("%s: %s differs:\n  %s %s: %s\n  %s %s: %s%s", what, x.field,
-				rcFull, f.ID, tail(x.f, 300), rcDefault, d.ID, tail(x.d, 300), hint)
+				rcFull, f.ID, tail(x.f, 300), d.Table, d.ID, tail(x.d, 300), hint)
 		}
+	}
+	if d.Table != rcDefault { // count each FULL event once
+		return
 	}
 	c.exercised[f.Op]++
 	if f.Op == "update" {
