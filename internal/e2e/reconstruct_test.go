@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/jackc/pgx/v5"
 )
@@ -350,6 +351,33 @@ func (k *rcWorker) insert(n int) rcStmt {
 	return rcStmt{"insert", "INSERT INTO {T} (" + strings.Join(names, ", ") + ") VALUES " + strings.Join(rows, ", "), keys}
 }
 
+// bulkRows is the size of the one huge transaction of a run: with its
+// updates and deletes on three tables it holds more events (and values)
+// than the daemon hands to its store at once, so it is stored in chunks
+// before its commit, and a SIGKILL between them replays it.
+const bulkRows = 200
+
+// bulk returns the statements of the huge transaction: bulkRows rows
+// inserted with TOASTed values, then updated without touching them,
+// updated with new ones, updated again without, and half of them deleted.
+func (k *rcWorker) bulk() []rcStmt {
+	ins := k.insert(bulkRows)
+	ids := slices.Clone(k.live[len(k.live)-bulkRows:])
+	big := colNamed("c_big")
+	stmts := []rcStmt{ins,
+		{"update", "UPDATE {T} SET c_big = " + literal(big, ptr(randB64(k.rng, 10000))) + " WHERE " + k.where(ids), k.keys(ids)},
+		{"update", "UPDATE {T} SET c_i4 = coalesce(c_i4, 0) / 2 + 1 WHERE " + k.where(ids), k.keys(ids)},
+		{"update", "UPDATE {T} SET c_big = c_big || id WHERE " + k.where(ids), k.keys(ids)},
+		{"update", "UPDATE {T} SET c_text = 'bulk ' || id, write_date = now() AT TIME ZONE 'UTC' WHERE " + k.where(ids), k.keys(ids)},
+	}
+	gone := ids[:bulkRows/2]
+	for _, id := range gone {
+		k.live = slices.DeleteFunc(k.live, func(x int64) bool { return x == id })
+		k.dead = append(k.dead, id)
+	}
+	return append(stmts, rcStmt{"delete", "DELETE FROM {T} WHERE " + k.where(gone), k.keys(gone)})
+}
+
 // plan returns one statement on the worker's rows and applies it to the
 // worker's model of them.
 func (k *rcWorker) plan() rcStmt {
@@ -402,6 +430,9 @@ type rcWorkload struct {
 	workers []*rcWorker
 	perTx   int // transactions per worker
 
+	bulkAt   int           // worker 1's transaction that is the huge one
+	bulkDone chan struct{} // closed when it has committed
+
 	gate sync.RWMutex // shared: a transaction runs; exclusive: a truncate
 	mu   sync.Mutex
 	txs  []rcTx
@@ -409,7 +440,8 @@ type rcWorkload struct {
 }
 
 func newRCWorkload(seed uint64, workers, perTx int) *rcWorkload {
-	wl := &rcWorkload{perTx: perTx}
+	wl := &rcWorkload{perTx: perTx, bulkDone: make(chan struct{})}
+	wl.bulkAt = rand.New(rand.NewPCG(seed, 99)).IntN(perTx/2+1) + perTx/4
 	for i := range workers {
 		wl.workers = append(wl.workers, &rcWorker{w: i + 1, rng: rand.New(rand.NewPCG(seed, uint64(100+i)))})
 	}
@@ -485,8 +517,13 @@ func (wl *rcWorkload) run(dsn string) error {
 				for i := range wl.perTx {
 					wl.gate.RLock()
 					stmts := make([]rcStmt, 1+k.rng.IntN(5))
-					for j := range stmts {
-						stmts[j] = k.plan()
+					bulk := k.w == 1 && i == wl.bulkAt
+					if bulk {
+						stmts = k.bulk()
+					} else {
+						for j := range stmts {
+							stmts[j] = k.plan()
+						}
 					}
 					err := wl.exec(ctx, conn, k.rng, stmts, false)
 					wl.gate.RUnlock()
@@ -494,6 +531,9 @@ func (wl *rcWorkload) run(dsn string) error {
 						return fmt.Errorf("worker %d, transaction %d: %w", k.w, i+1, err)
 					}
 					wl.done.Add(1)
+					if bulk {
+						close(wl.bulkDone)
+					}
 				}
 				return nil
 			}()
@@ -646,9 +686,20 @@ func (rr *rcRig) run(kills, truncates int) []*event {
 	}()
 	for i := range kills {
 		waitSlotActive(t, rr.db.dsn, rr.db.slot, 0, rr.d)
-		time.Sleep(time.Duration(rr.rng.IntN(400)) * time.Millisecond)
+		var bulkEnd uint64
+		if i == 0 { // the first kill aims at the storing of the huge transaction
+			<-wl.bulkDone
+			bulkEnd = currentLSN(t, rr.db.dsn)
+			time.Sleep(time.Duration(rr.rng.IntN(1000)) * time.Millisecond)
+		} else {
+			time.Sleep(time.Duration(rr.rng.IntN(400)) * time.Millisecond)
+		}
+		confirmed, _ := confirmedFlush(rr.db.dsn, rr.db.slot)
 		rr.d.kill()
-		t.Logf("SIGKILL %d/%d after %d of %d workload transactions", i+1, kills, wl.done.Load()-start, total)
+		t.Logf("SIGKILL %d/%d after %d of %d workload transactions (slot confirmed at %s)", i+1, kills, wl.done.Load()-start, total, audit.FormatLSN(confirmed))
+		if bulkEnd != 0 {
+			t.Logf("  the huge transaction ends before %s: %s", audit.FormatLSN(bulkEnd), map[bool]string{true: "not yet durable when killed", false: "already durable when killed"}[confirmed < bulkEnd])
+		}
 		rr.d.start()
 	}
 	if err := <-wlDone; err != nil {
