@@ -38,7 +38,7 @@ import (
 // changed, unchanged_toast, redacted, flags and actor — and say where its
 // before-image came from: "wal" on FULL, "reconstructed" on DEFAULT.
 //
-// E2E_DIFF_TXS sets the transactions per worker (default 150) for longer
+// E2E_DIFF_TXS sets the transactions per worker (default 250) for longer
 // local runs; E2E_SEED replays a run's random choices.
 
 const (
@@ -595,7 +595,7 @@ func rcDecode(t *testing.T, e *event) *rcEvent {
 // rcSettings are the sizes of a run: E2E_DIFF_TXS (transactions per
 // worker) scales it.
 func rcSettings(t *testing.T) (workers, perTx int) {
-	workers, perTx = 4, 150
+	workers, perTx = 4, 250
 	if v := os.Getenv("E2E_DIFF_TXS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -684,15 +684,37 @@ func (rr *rcRig) run(kills, truncates int) []*event {
 			return nil
 		}()
 	}()
+	// One kill aims at the storing of the huge transaction, the others at
+	// random points of the workload (the daemon keeps up with it: a kill
+	// after the workload's end would find it idle).
+	bulkAt := int64(wl.bulkAt) * int64(len(wl.workers))
+	var killAt []int64
 	for i := range kills {
+		if i == 0 {
+			killAt = append(killAt, -1) // the huge transaction
+			continue
+		}
+		killAt = append(killAt, total/10+rr.rng.Int64N(total*8/10))
+	}
+	when := func(at int64) int64 { // about when in the workload
+		if at < 0 {
+			return bulkAt
+		}
+		return at
+	}
+	sort.Slice(killAt, func(i, j int) bool { return when(killAt[i]) < when(killAt[j]) })
+	for i, at := range killAt {
 		waitSlotActive(t, rr.db.dsn, rr.db.slot, 0, rr.d)
 		var bulkEnd uint64
-		if i == 0 { // the first kill aims at the storing of the huge transaction
+		if at < 0 {
 			<-wl.bulkDone
 			bulkEnd = currentLSN(t, rr.db.dsn)
-			time.Sleep(time.Duration(rr.rng.IntN(1000)) * time.Millisecond)
+			time.Sleep(time.Duration(rr.rng.IntN(500)) * time.Millisecond)
 		} else {
-			time.Sleep(time.Duration(rr.rng.IntN(400)) * time.Millisecond)
+			for wl.done.Load()-start < at && wl.done.Load()-start < total {
+				time.Sleep(2 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(rr.rng.IntN(100)) * time.Millisecond)
 		}
 		confirmed, _ := confirmedFlush(rr.db.dsn, rr.db.slot)
 		rr.d.kill()
@@ -952,8 +974,8 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 		f, d  string
 	}{
 		{"key", f.KeyRow.String(), d.KeyRow.String()},
-		{"before", f.BeforeRow.String(), d.BeforeRow.String()},
-		{"after", f.AfterRow.String(), d.AfterRow.String()},
+		{"before", rowDiff(f.BeforeRow, d.BeforeRow), ""},
+		{"after", rowDiff(f.AfterRow, d.AfterRow), ""},
 		{"changed", jsonList(f.ChangedList), jsonList(d.ChangedList)},
 		{"unchanged_toast", jsonList(f.Toast), jsonList(d.Toast)},
 		{"redacted", compactJSON(f.Redacted), compactJSON(d.Redacted)},
@@ -965,6 +987,10 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 			var hint string
 			if hints++; hints == 1 && c.problems < 3 { // the whole events, once
 				hint = fmt.Sprintf("\n  %s\n  %s", diffHint(f), diffHint(d))
+			}
+			if x.d == "" { // a row: x.f says how it differs
+				c.errorf("%s: %s of %s %s differs from %s %s: %s%s", what, x.field, d.Table, d.ID, rcFull, f.ID, x.f, hint)
+				continue
 			}
 			c.errorf("%s: %s differs:\n  %s %s: %s\n  %s %s: %s%s", what, x.field,
 				rcFull, f.ID, tail(x.f, 300), d.Table, d.ID, tail(x.d, 300), hint)
@@ -1000,6 +1026,46 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 	}
 }
 
+// rowDiff says how row d differs from row f ("" when equal): the columns
+// that differ, with both values shortened.
+func rowDiff(f, d row) string {
+	if f.String() == d.String() {
+		return ""
+	}
+	if f == nil || d == nil {
+		return fmt.Sprintf("%s, want %s", shorten(d.String()), shorten(f.String()))
+	}
+	var out []string
+	for _, c := range f {
+		v, ok := d.get(c.Name)
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s missing (want %s)", c.Name, shorten(string(c.Value))))
+		case string(v) != string(c.Value):
+			out = append(out, fmt.Sprintf("%s = %s (want %s)", c.Name, shorten(string(v)), shorten(string(c.Value))))
+		}
+	}
+	for _, c := range d {
+		if _, ok := f.get(c.Name); !ok {
+			out = append(out, fmt.Sprintf("%s = %s not in FULL's", c.Name, shorten(string(c.Value))))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("column order %v (want %v)", d.names(), f.names()))
+	}
+	return strings.Join(out, "; ")
+}
+
+var longValue = regexp.MustCompile(`"[A-Za-z0-9+/\\x]{100,}"`)
+
+// shorten replaces long (TOASTed) values by their length and first bytes.
+func shorten(s string) string {
+	s = longValue.ReplaceAllStringFunc(s, func(v string) string {
+		return fmt.Sprintf(`"<%d chars %s…>"`, len(v)-2, v[1:9])
+	})
+	return tail(s, 600)
+}
+
 func keyOf(r row) string {
 	w, _ := r.get("w")
 	id, _ := r.get("id")
@@ -1009,10 +1075,7 @@ func keyOf(r row) string {
 // diffHint is the event with its big values shortened, for a failure
 // message.
 func diffHint(e *rcEvent) string {
-	s := regexp.MustCompile(`"[A-Za-z0-9+/\\x]{200,}"`).ReplaceAllStringFunc(e.Raw, func(v string) string {
-		return fmt.Sprintf(`"<%d chars %s…>"`, len(v)-2, v[1:9])
-	})
-	return tail(s, 2500)
+	return shorten(e.Raw)
 }
 
 func jsonList(l []string) string {
