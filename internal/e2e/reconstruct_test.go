@@ -385,7 +385,7 @@ func (k *rcWorker) plan() rcStmt {
 	if len(k.live) < 3 || r.IntN(6) == 0 {
 		return k.insert(1 + r.IntN(3))
 	}
-	switch op := r.IntN(11); op {
+	switch op := r.IntN(13); op {
 	case 0, 1: // one column of one row: every column in turn, over the run
 		ids := k.pick(1)
 		return rcStmt{"update", "UPDATE {T} SET " + k.setList(1) + " WHERE " + k.where(ids), k.keys(ids)}
@@ -415,6 +415,14 @@ func (k *rcWorker) plan() rcStmt {
 		k.live[slices.Index(k.live, ids[0])] = to
 		k.dead = append(k.dead, ids[0])
 		return rcStmt{"update", "UPDATE {T} SET " + set + " WHERE " + k.where(ids), []string{rcKey(k.w, to)}}
+	case 8: // an upsert of an existing row: an update
+		ids := k.pick(1)
+		return rcStmt{"update", fmt.Sprintf(`INSERT INTO {T} (w, id, c_text, c_i8) VALUES (%d, %d, %s, %s)
+			ON CONFLICT (w, id) DO UPDATE SET c_text = EXCLUDED.c_text, c_i8 = {T}.c_i8 / 3`,
+			k.w, ids[0], colNamed("c_text").random(r), colNamed("c_i8").random(r)), k.keys(ids)}
+	case 9: // rolled back to a savepoint: no event at all
+		ids := k.pick(1)
+		return rcStmt{"rollback", "UPDATE {T} SET " + k.setList(2) + " WHERE " + k.where(ids), nil}
 	default: // delete
 		ids := k.pick(1 + r.IntN(min(3, len(k.live))))
 		for _, id := range ids {
@@ -470,14 +478,25 @@ func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, st
 			}
 			continue
 		}
+		rollback := s.op == "rollback"
+		if rollback {
+			if _, err := tx.Exec(ctx, "SAVEPOINT undone"); err != nil {
+				return err
+			}
+		}
 		for _, table := range tables {
 			sql := strings.ReplaceAll(s.sql, "{T}", table)
 			tag, err := tx.Exec(ctx, sql)
 			if err != nil {
 				return fmt.Errorf("%s: %w", abbrev(sql), err)
 			}
-			if tag.RowsAffected() != int64(len(s.keys)) {
+			if !rollback && tag.RowsAffected() != int64(len(s.keys)) {
 				return fmt.Errorf("%s: %d rows, want %d", abbrev(sql), tag.RowsAffected(), len(s.keys))
+			}
+		}
+		if rollback {
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT undone"); err != nil {
+				return err
 			}
 		}
 	}
@@ -617,6 +636,8 @@ type rcRig struct {
 	d       *daemon
 	wl      *rcWorkload
 	rng     *rand.Rand
+
+	walsender int // the pid streaming to the daemon
 }
 
 func newRCRig(t *testing.T, rng *rand.Rand, s uint64) *rcRig {
@@ -639,7 +660,7 @@ func (rr *rcRig) start() {
 	}
 	rr.d = startDaemon(t, "--dsn", rr.db.dsn, "--data-dir", rr.dataDir, "--slot", rr.db.slot,
 		"--profile", "odoo", "--redact-key-file", keyFile)
-	waitSlotActive(t, rr.db.dsn, rr.db.slot, 0, rr.d)
+	rr.walsender = waitSlotActive(t, rr.db.dsn, rr.db.slot, 0, rr.d)
 }
 
 // run runs the workload while both tables are truncated at random points
@@ -704,7 +725,6 @@ func (rr *rcRig) run(kills, truncates int) []*event {
 	}
 	sort.Slice(killAt, func(i, j int) bool { return when(killAt[i]) < when(killAt[j]) })
 	for i, at := range killAt {
-		waitSlotActive(t, rr.db.dsn, rr.db.slot, 0, rr.d)
 		var bulkEnd uint64
 		if at < 0 {
 			<-wl.bulkDone
@@ -723,6 +743,10 @@ func (rr *rcRig) run(kills, truncates int) []*event {
 			t.Logf("  the huge transaction ends before %s: %s", audit.FormatLSN(bulkEnd), map[bool]string{true: "not yet durable when killed", false: "already durable when killed"}[confirmed < bulkEnd])
 		}
 		rr.d.start()
+		// Streaming again (a new walsender) before the next kill, the
+		// catch-up (the slot may be confirmed already) and SIGTERM (a
+		// daemon still starting has no handler for it).
+		rr.walsender = waitSlotActive(t, rr.db.dsn, rr.db.slot, rr.walsender, rr.d)
 	}
 	if err := <-wlDone; err != nil {
 		t.Fatalf("workload: %v", err)
