@@ -265,6 +265,12 @@ type rcTx struct {
 	xid   uint32
 	stmts []rcStmt
 	pre   bool // committed before the daemon started: not in the stream
+
+	// Exceptions of the schema-change test: dx_default was REPLICA
+	// IDENTITY FULL at the time (its before-images come from the WAL), or
+	// a DEFAULT before-image may honestly be "unknown" (a column added
+	// with a default the stream never showed for this row).
+	defaultFull, mayBeUnknown bool
 }
 
 func rcKey(w int, id int64) string { return fmt.Sprintf("%d/%d", w, id) }
@@ -460,6 +466,12 @@ func newRCWorkload(seed uint64, workers, perTx int) *rcWorkload {
 // table first is random: the pairing must not depend on it), and records
 // it.
 func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, stmts []rcStmt, pre bool) error {
+	return wl.execTx(ctx, conn, r, rcTx{stmts: stmts, pre: pre})
+}
+
+// execTx is exec of a transaction with exceptions (rcTx without its xid).
+func (wl *rcWorkload) execTx(ctx context.Context, conn *pgx.Conn, r *rand.Rand, rec rcTx) error {
+	stmts := rec.stmts
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -478,6 +490,12 @@ func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, st
 			}
 			continue
 		}
+		if s.op == "ddl" && !strings.Contains(s.sql, "{T}") { // one statement
+			if _, err := tx.Exec(ctx, s.sql); err != nil {
+				return fmt.Errorf("%s: %w", abbrev(s.sql), err)
+			}
+			continue
+		}
 		rollback := s.op == "rollback"
 		if rollback {
 			if _, err := tx.Exec(ctx, "SAVEPOINT undone"); err != nil {
@@ -490,7 +508,7 @@ func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, st
 			if err != nil {
 				return fmt.Errorf("%s: %w", abbrev(sql), err)
 			}
-			if !rollback && tag.RowsAffected() != int64(len(s.keys)) {
+			if !rollback && s.op != "ddl" && tag.RowsAffected() != int64(len(s.keys)) {
 				return fmt.Errorf("%s: %d rows, want %d", abbrev(sql), tag.RowsAffected(), len(s.keys))
 			}
 		}
@@ -504,7 +522,8 @@ func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, st
 		return err
 	}
 	wl.mu.Lock()
-	wl.txs = append(wl.txs, rcTx{xid: uint32(xid), stmts: stmts, pre: pre})
+	rec.xid = uint32(xid)
+	wl.txs = append(wl.txs, rec)
 	wl.mu.Unlock()
 	return nil
 }
@@ -856,7 +875,7 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 		for k, f := range snaps[rcFull] {
 			for _, table := range rcKeyOnly {
 				if d := snaps[table][k]; d != nil {
-					c.comparePair("snapshot of "+k, f, d)
+					c.comparePair("snapshot of "+k, f, d, rcTx{})
 				}
 			}
 		}
@@ -918,7 +937,7 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 			}
 			for j, f := range group[rcFull] {
 				for _, table := range rcKeyOnly {
-					c.comparePair(fmt.Sprintf("xid %d %s %s", tx.xid, s.op, f.key), f, group[table][j])
+					c.comparePair(fmt.Sprintf("xid %d %s %s", tx.xid, s.op, f.key), f, group[table][j], tx)
 				}
 			}
 		}
@@ -927,7 +946,9 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 		c.errorf("xid %d: events of no workload transaction: %d of %s, %d of %s, %d of %s", x,
 			len(m[rcFull]), rcFull, len(m[rcDefault]), rcDefault, len(m[rcIndex]), rcIndex)
 	}
-	c.replayFull(evs)
+	if !wl.changedShape() {
+		c.replayFull(evs)
+	}
 	if c.problems > 0 {
 		var fs []string
 		for _, f := range sortedKeys(c.fields) {
@@ -936,6 +957,19 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snapshot bool) *rcCheck
 		t.Errorf("%d problems in all (%d shown); DEFAULT ≠ FULL per field: %s", c.problems, min(c.problems, 15), strings.Join(fs, ", "))
 	}
 	return c
+}
+
+// changedShape reports whether the workload altered the tables (then an
+// image of the FULL table is not its before-image of the next change).
+func (wl *rcWorkload) changedShape() bool {
+	for _, tx := range wl.txs {
+		for _, s := range tx.stmts {
+			if s.op == "ddl" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // replayFull checks the oracle itself: replayed in stored order, each
@@ -970,7 +1004,7 @@ func (c *rcCheck) replayFull(evs []*event) {
 }
 
 // comparePair requires the DEFAULT event to equal its FULL twin.
-func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
+func (c *rcCheck) comparePair(what string, f, d *rcEvent, tx rcTx) {
 	c.t.Helper()
 	if f.Table != rcFull || !slices.Contains(rcKeyOnly, d.Table) {
 		c.errorf("%s: pairing %s of %s with %s of %s", what, f.ID, f.Table, d.ID, d.Table)
@@ -983,6 +1017,14 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent) {
 	wantF, wantD := "", ""
 	if f.Op == "update" || f.Op == "delete" {
 		wantF, wantD = "wal", "reconstructed"
+		if tx.defaultFull && d.Table == rcDefault {
+			wantD = "wal"
+		}
+		if tx.mayBeUnknown && d.source == "unknown" {
+			// Honest: it claims nothing.
+			c.exercised["unknown (allowed)"]++
+			return
+		}
 	}
 	if f.source != wantF && d.Table == rcDefault { // once per FULL event
 		c.fields["before_source(full)"]++
@@ -1243,4 +1285,66 @@ func httpGet(url string) (string, error) {
 		err = errors.New(resp.Status)
 	}
 	return string(b), err
+}
+
+// TestReconstructedBeforeImagesAcrossSchemaChange: the tables change shape
+// under the images (columns added without and with defaults, the way Odoo
+// installs a module: ALTER TABLE and UPDATEs in one transaction; dropped,
+// renamed, retyped), and dx_default is FULL for a while. A reconstructed
+// before-image must still equal FULL's; where cdcaudit cannot know a value
+// (a default PostgreSQL fills in without a WAL record of the row) it may
+// say "unknown", never a wrong "reconstructed". Once every row has been
+// rewritten whole, everything is reconstructed again.
+func TestReconstructedBeforeImagesAcrossSchemaChange(t *testing.T) {
+	s := seed(t)
+	rng := rand.New(rand.NewPCG(s, 10))
+	rr := newRCRig(t, rng, s)
+	rr.start()
+	ctx := context.Background()
+	k := rr.wl.workers[0]
+	run := func(rec rcTx) {
+		t.Helper()
+		if err := rr.wl.execTx(ctx, rr.ctl, rng, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := func(op, set string) rcStmt {
+		return rcStmt{op, "UPDATE {T} SET " + set + " WHERE " + k.where(k.live), k.keys(k.live)}
+	}
+	ddl := func(sql string) rcStmt { return rcStmt{op: "ddl", sql: sql} }
+
+	run(rcTx{stmts: []rcStmt{k.insert(6), k.insert(6)}})
+	run(rcTx{stmts: []rcStmt{all("update", "c_text = 'before any change'")}})
+	// A column without a default: NULL in every existing row.
+	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE {T} ADD COLUMN c_add1 text")}})
+	run(rcTx{stmts: []rcStmt{all("update", "c_i8 = coalesce(c_i8, 0) / 2")}, mayBeUnknown: true})
+	// Columns with defaults PostgreSQL keeps in the catalog (5, the
+	// transaction's now()) or writes by rewriting the table (random()).
+	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE {T} ADD COLUMN c_add2 int4 DEFAULT 5, ADD COLUMN c_add3 timestamp DEFAULT now()"),
+		ddl("ALTER TABLE {T} ADD COLUMN c_add4 text DEFAULT md5(random()::text)")}})
+	run(rcTx{stmts: []rcStmt{all("update", "c_bool = NOT coalesce(c_bool, false)")}, mayBeUnknown: true})
+	// Odoo installing a module: the column and its values in one transaction.
+	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE {T} ADD COLUMN x_studio int4"), all("update", "x_studio = w * 1000 + id")}, mayBeUnknown: true})
+	run(rcTx{stmts: []rcStmt{all("update", "c_text = 'after the install'")}, mayBeUnknown: true})
+	// Dropped, renamed, retyped (a rewrite: every row's values the same).
+	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE {T} DROP COLUMN c_i2"), ddl("ALTER TABLE {T} RENAME COLUMN c_vc TO c_vc_renamed"),
+		ddl("ALTER TABLE {T} ALTER COLUMN c_i4 TYPE int8")}})
+	run(rcTx{stmts: []rcStmt{all("update", "c_num = 1.5")}, mayBeUnknown: true})
+	// Every value written whole (c_big too): from here on all is known.
+	run(rcTx{stmts: []rcStmt{all("update", "c_big = c_big || '', c_bytea = c_bytea || '\\x00'::bytea")}, mayBeUnknown: true})
+	run(rcTx{stmts: []rcStmt{all("update", "c_text = 'known again'")}})
+	// dx_default FULL for a while: its images must follow the WAL's.
+	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE " + rcDefault + " REPLICA IDENTITY FULL")}})
+	run(rcTx{stmts: []rcStmt{all("update", "c_text = 'while FULL', c_big = 'short while FULL'")}, defaultFull: true})
+	run(rcTx{stmts: []rcStmt{all("update", "c_i8 = 7")}, defaultFull: true})
+	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE " + rcDefault + " REPLICA IDENTITY DEFAULT")}})
+	run(rcTx{stmts: []rcStmt{all("update", "c_text = 'DEFAULT again'")}})
+	ids := slices.Clone(k.live)
+	run(rcTx{stmts: []rcStmt{{"delete", "DELETE FROM {T} WHERE " + k.where(ids), k.keys(ids)}}})
+	k.live = nil
+
+	waitCaughtUp(t, rr.db.dsn, rr.db.slot, currentLSN(t, rr.db.dsn), rr.d)
+	rr.d.stopClean()
+	c := checkRC(t, rr.wl, readStore(t, rr.dataDir), false)
+	c.requireExercised(t, "insert", "update", "delete")
 }
