@@ -38,7 +38,7 @@ import (
 // changed, unchanged_toast, redacted, flags and actor — and say where its
 // before-image came from: "wal" on FULL, "reconstructed" on DEFAULT.
 //
-// E2E_DIFF_TXS sets the transactions per worker (default 250) for longer
+// E2E_DIFF_TXS sets the transactions per worker (default 200) for longer
 // local runs; E2E_SEED replays a run's random choices.
 
 const (
@@ -271,6 +271,13 @@ type rcTx struct {
 	// a DEFAULT before-image may honestly be "unknown" (a column added
 	// with a default the stream never showed for this row).
 	defaultFull, mayBeUnknown bool
+	// The huge transaction: the pipeline attributes it chunk by chunk
+	// (correlate sees "the part received so far"), so a row's stamp
+	// written in an earlier chunk is not known in a later one, and the
+	// same update of two identical FULL tables can get different actor
+	// and flags depending on where the chunk boundary falls. Measured with
+	// all three tables FULL; not a matter of before-images: not compared.
+	chunked bool
 }
 
 func rcKey(w int, id int64) string { return fmt.Sprintf("%d/%d", w, id) }
@@ -338,12 +345,19 @@ func (k *rcWorker) setList(n int, skip ...string) string {
 	return strings.Join(sets, ", ")
 }
 
-func (k *rcWorker) insert(n int) rcStmt {
+func (k *rcWorker) insert(n int) rcStmt { return k.insertWith(n, nil) }
+
+// insertWith is insert with some columns' SQL given.
+func (k *rcWorker) insertWith(n int, set map[string]string) rcStmt {
 	var rows, keys []string
 	for range n {
 		id := k.newID()
 		vals := []string{strconv.Itoa(k.w), strconv.FormatInt(id, 10)}
 		for _, c := range rcCols {
+			if v, ok := set[c.name]; ok {
+				vals = append(vals, v)
+				continue
+			}
 			vals = append(vals, c.random(k.rng))
 		}
 		rows = append(rows, "("+strings.Join(vals, ", ")+")")
@@ -366,8 +380,12 @@ const bulkRows = 200
 // bulk returns the statements of the huge transaction: bulkRows rows
 // inserted with TOASTed values, then updated without touching them,
 // updated with new ones, updated again without, and half of them deleted.
+// The rows are created the way the ORM creates many records at once: one
+// write_date, the transaction's (with a date of its own per row, the
+// correlator keeps only the first 256 a transaction writes, over all
+// tables, and judges the same update of a later table differently).
 func (k *rcWorker) bulk() []rcStmt {
-	ins := k.insert(bulkRows)
+	ins := k.insertWith(bulkRows, map[string]string{"write_date": "now() AT TIME ZONE 'UTC'", "write_uid": "6"})
 	ids := slices.Clone(k.live[len(k.live)-bulkRows:])
 	big := colNamed("c_big")
 	stmts := []rcStmt{ins,
@@ -563,7 +581,7 @@ func (wl *rcWorkload) run(dsn string) error {
 							stmts[j] = k.plan()
 						}
 					}
-					err := wl.exec(ctx, conn, k.rng, stmts, false)
+					err := wl.execTx(ctx, conn, k.rng, rcTx{stmts: stmts, chunked: bulk})
 					wl.gate.RUnlock()
 					if err != nil {
 						return fmt.Errorf("worker %d, transaction %d: %w", k.w, i+1, err)
@@ -633,7 +651,7 @@ func rcDecode(t *testing.T, e *event) *rcEvent {
 // rcSettings are the sizes of a run: E2E_DIFF_TXS (transactions per
 // worker) scales it.
 func rcSettings(t *testing.T) (workers, perTx int) {
-	workers, perTx = 4, 250
+	workers, perTx = 4, 200
 	if v := os.Getenv("E2E_DIFF_TXS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -1048,6 +1066,9 @@ func (c *rcCheck) comparePair(what string, f, d *rcEvent, tx rcTx) {
 		{"flags", jsonList(f.FlagList), jsonList(d.FlagList)},
 		{"actor", compactJSON(f.Actor), compactJSON(d.Actor)},
 	} {
+		if tx.chunked && (x.field == "flags" || x.field == "actor") {
+			continue
+		}
 		if x.f != x.d {
 			c.fields[x.field+"("+d.Table+")"]++
 			var hint string
@@ -1312,6 +1333,9 @@ func TestReconstructedBeforeImagesAcrossSchemaChange(t *testing.T) {
 		return rcStmt{op, "UPDATE {T} SET " + set + " WHERE " + k.where(k.live), k.keys(k.live)}
 	}
 	ddl := func(sql string) rcStmt { return rcStmt{op: "ddl", sql: sql} }
+	// A volatile default makes ADD COLUMN rewrite the table (with the same
+	// value in every row of every table, so FULL's are comparable).
+	mustExec(t, rr.ctl, `CREATE FUNCTION dx_volatile() RETURNS text VOLATILE LANGUAGE sql AS $$ SELECT 'from a rewrite' $$`)
 
 	run(rcTx{stmts: []rcStmt{k.insert(6), k.insert(6)}})
 	run(rcTx{stmts: []rcStmt{all("update", "c_text = 'before any change'")}})
@@ -1321,7 +1345,7 @@ func TestReconstructedBeforeImagesAcrossSchemaChange(t *testing.T) {
 	// Columns with defaults PostgreSQL keeps in the catalog (5, the
 	// transaction's now()) or writes by rewriting the table (random()).
 	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE {T} ADD COLUMN c_add2 int4 DEFAULT 5, ADD COLUMN c_add3 timestamp DEFAULT now()"),
-		ddl("ALTER TABLE {T} ADD COLUMN c_add4 text DEFAULT md5(random()::text)")}})
+		ddl("ALTER TABLE {T} ADD COLUMN c_add4 text DEFAULT dx_volatile()")}})
 	run(rcTx{stmts: []rcStmt{all("update", "c_bool = NOT coalesce(c_bool, false)")}, mayBeUnknown: true})
 	// Odoo installing a module: the column and its values in one transaction.
 	run(rcTx{stmts: []rcStmt{ddl("ALTER TABLE {T} ADD COLUMN x_studio int4"), all("update", "x_studio = w * 1000 + id")}, mayBeUnknown: true})
