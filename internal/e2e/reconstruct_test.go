@@ -1244,11 +1244,31 @@ func TestReconstructedBeforeImagesAfterSnapshot(t *testing.T) {
 	s := seed(t)
 	rng := rand.New(rand.NewPCG(s, 8))
 	rr := newRCRig(t, rng, s)
-	if err := rr.wl.preload(context.Background(), rr.ctl, 25); err != nil {
+	ctx := context.Background()
+	if err := rr.wl.preload(ctx, rr.ctl, 25); err != nil {
 		t.Fatal(err)
+	}
+	// JSON's null is a value, not SQL NULL (the event shows both as null;
+	// only FULL's changed tells them apart): one row of each, and the TOAST.
+	k := rr.wl.workers[0]
+	for _, v := range []string{"NULL", "'null'"} {
+		err := rr.wl.exec(ctx, rr.ctl, rng, []rcStmt{k.insertWith(1, map[string]string{
+			"c_json": v + "::json", "c_jsonb": v + "::jsonb", "c_big": "'" + randB64(rng, 9000) + "'"})}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	rr.start()
 	waitSnapshotDone(t, rr.d)
+	// The first change of every snapshotted row, none of its values
+	// changed: FULL's changed is [], no orm_bypass.
+	var touch []rcStmt
+	for _, k := range rr.wl.workers {
+		touch = append(touch, rcStmt{"update", "UPDATE {T} SET c_i2 = c_i2 WHERE " + k.where(k.live), k.keys(k.live)})
+	}
+	if err := rr.wl.exec(ctx, rr.ctl, rng, touch, false); err != nil {
+		t.Fatal(err)
+	}
 	evs := rr.run(2, 1)
 	c := checkRC(t, rr.wl, evs, true)
 	c.requireExercised(t, "snapshot", "update", "delete", "key change", "TOASTed value unchanged")
