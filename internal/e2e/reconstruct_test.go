@@ -38,7 +38,7 @@ import (
 // changed, unchanged_toast, redacted, flags and actor — and say where its
 // before-image came from: "wal" on FULL, "reconstructed" on DEFAULT.
 //
-// E2E_DIFF_TXS sets the transactions per worker (default 200) for longer
+// E2E_DIFF_TXS sets the transactions per worker (default 150) for longer
 // local runs; E2E_SEED replays a run's random choices.
 
 const (
@@ -651,7 +651,7 @@ func rcDecode(t *testing.T, e *event) *rcEvent {
 // rcSettings are the sizes of a run: E2E_DIFF_TXS (transactions per
 // worker) scales it.
 func rcSettings(t *testing.T) (workers, perTx int) {
-	workers, perTx = 4, 200
+	workers, perTx = 4, 150
 	if v := os.Getenv("E2E_DIFF_TXS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
