@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -114,14 +113,6 @@ func ptr(s string) *string { return &s }
 
 func oneOf(r *rand.Rand, vs ...string) *string { return ptr(vs[r.IntN(len(vs))]) }
 
-func randB64(r *rand.Rand, n int) string {
-	raw := make([]byte, n*3/4+3)
-	for i := range raw {
-		raw[i] = byte(r.Uint32())
-	}
-	return base64.StdEncoding.EncodeToString(raw)[:n]
-}
-
 var odooUsers = []string{"2", "6", "7"} // admin, alice, bob of the odoosim fixture
 
 var rcCols = []rcCol{
@@ -158,7 +149,7 @@ var rcCols = []rcCol{
 		if r.IntN(3) == 0 {
 			return ptr("small " + strconv.Itoa(r.IntN(1000)))
 		}
-		return ptr(randB64(r, 9000+r.IntN(4000))) // > 8 KB, stored out of line
+		return ptr(bigText(r, 9000+r.IntN(4000))) // > 8 KB, stored out of line
 	}},
 	{"c_bytea", "bytea", func(r *rand.Rand) *string {
 		n := r.IntN(8)
@@ -213,9 +204,9 @@ var rcCols = []rcCol{
 		return oneOf(r, "empty", "(,5]", fmt.Sprintf("[%d,%d)", r.IntN(50), 50+r.IntN(50)))
 	}},
 	{"password", "varchar", func(r *rand.Rand) *string {
-		return ptr(fmt.Sprintf("$pbkdf2-sha512$600000$%s", randB64(r, 22)))
+		return ptr(fmt.Sprintf("$pbkdf2-sha512$600000$%s", bigText(r, 22)))
 	}},
-	{"totp_secret", "varchar", func(r *rand.Rand) *string { return ptr(strings.ToUpper(randB64(r, 16))) }},
+	{"totp_secret", "varchar", func(r *rand.Rand) *string { return ptr(strings.ToUpper(bigText(r, 16))) }},
 	{"create_uid", "int4", func(r *rand.Rand) *string { return oneOf(r, odooUsers...) }},
 	{"create_date", "timestamp", func(r *rand.Rand) *string {
 		return ptr(fmt.Sprintf("2026-01-%02d 08:00:00", 1+r.IntN(28)))
@@ -389,7 +380,7 @@ func (k *rcWorker) bulk() []rcStmt {
 	ids := slices.Clone(k.live[len(k.live)-bulkRows:])
 	big := colNamed("c_big")
 	stmts := []rcStmt{ins,
-		{"update", "UPDATE {T} SET c_big = " + literal(big, ptr(randB64(k.rng, 10000))) + " WHERE " + k.where(ids), k.keys(ids)},
+		{"update", "UPDATE {T} SET c_big = " + literal(big, ptr(bigText(k.rng, 10000))) + " WHERE " + k.where(ids), k.keys(ids)},
 		{"update", "UPDATE {T} SET c_i4 = coalesce(c_i4, 0) / 2 + 1 WHERE " + k.where(ids), k.keys(ids)},
 		{"update", "UPDATE {T} SET c_big = c_big || id WHERE " + k.where(ids), k.keys(ids)},
 		{"update", "UPDATE {T} SET c_text = 'bulk ' || id, write_date = now() AT TIME ZONE 'UTC' WHERE " + k.where(ids), k.keys(ids)},
@@ -1269,7 +1260,7 @@ func TestReconstructedBeforeImagesAfterSnapshot(t *testing.T) {
 	k := rr.wl.workers[0]
 	for _, v := range []string{"NULL", "'null'"} {
 		err := rr.wl.exec(ctx, rr.ctl, rng, []rcStmt{k.insertWith(1, map[string]string{
-			"c_json": v + "::json", "c_jsonb": v + "::jsonb", "c_big": "'" + randB64(rng, 9000) + "'"})}, true)
+			"c_json": v + "::json", "c_jsonb": v + "::jsonb", "c_big": "'" + bigText(rng, 9000) + "'"})}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
