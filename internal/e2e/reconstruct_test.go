@@ -28,14 +28,19 @@ import (
 )
 
 // The FULL-versus-DEFAULT differential test (issue 7, "Exactness"): one
-// workload applies the same statements, in the same transactions, to two
-// tables of identical definition, one REPLICA IDENTITY FULL (PostgreSQL
-// sends whole before-images) and one DEFAULT (it sends the key only, and
-// leaves unchanged TOASTed values out). cdcaudit reconstructs the DEFAULT
-// table's before-images from each record's last image; every event of the
-// DEFAULT table must then equal its twin of the FULL table — before, after,
-// changed, unchanged_toast, redacted, flags and actor — and say where its
-// before-image came from: "wal" on FULL, "reconstructed" on DEFAULT.
+// workload applies the same statements, in the same transactions, to three
+// tables of identical definition: REPLICA IDENTITY FULL (PostgreSQL sends
+// whole before-images), DEFAULT and USING INDEX (it sends the key only, and
+// leaves unchanged TOASTed values out). cdcaudit reconstructs the key-only
+// tables' before-images from each record's last image; every event of them
+// must then equal its twin of the FULL table — key, before, after, changed,
+// unchanged_toast, redacted, flags and actor — and say where its
+// before-image came from: "wal" on FULL, "reconstructed" on the others.
+//
+// TestReconstructedBeforeImagesMatchFull is the test of the issue's point
+// and needs no snapshot; ...AcrossSchemaChange alters the tables under the
+// images; ...AfterSnapshot and ...DuringSnapshot need the initial snapshot
+// (rows that exist before the daemon starts).
 //
 // E2E_DIFF_TXS sets the transactions per worker (default 150) for longer
 // local runs; E2E_SEED replays a run's random choices.
@@ -53,7 +58,7 @@ var (
 	rcKeyOnly = []string{rcDefault, rcIndex}
 )
 
-// rcDDL creates both tables. A composite key (w: the worker owning the row,
+// rcDDL creates one of the tables. A composite key (w: the worker owning the row,
 // id), every type family, a TOASTed text and a bytea that is TOASTed when
 // large, Odoo's four log-access columns (so orm_bypass is judged, and
 // password and totp_secret are secrets by Odoo's naming).
@@ -242,7 +247,7 @@ func (c rcCol) random(r *rand.Rand) string {
 	return literal(c, c.gen(r))
 }
 
-// rcStmt is one statement of the workload, run on both tables; sql has
+// rcStmt is one statement of the workload, run on every table; sql has
 // {T} where the table name goes. keys are the keys ("w/id") of the events
 // it must produce on each table (the new key for an update, the old one
 // for a delete; one empty key for a truncate), in no particular order.
@@ -257,10 +262,10 @@ type rcTx struct {
 	stmts []rcStmt
 	pre   bool // committed before the daemon started: not in the stream
 
-	// Exceptions of the schema-change test: dx_default was REPLICA
-	// IDENTITY FULL at the time (its before-images come from the WAL), or
-	// a DEFAULT before-image may honestly be "unknown" (a column added
-	// with a default the stream never showed for this row).
+	// Exceptions: dx_default was REPLICA IDENTITY FULL at the time (its
+	// before-images come from the WAL), or a key-only table's before-image
+	// may honestly be "unknown" (after a column was added with a default
+	// the stream never showed for the row, or while the snapshot copies).
 	defaultFull, mayBeUnknown bool
 	// The huge transaction: the pipeline attributes it chunk by chunk
 	// (correlate sees "the part received so far"), so a row's stamp
@@ -473,7 +478,7 @@ func newRCWorkload(seed uint64, workers, perTx int) *rcWorkload {
 	return wl
 }
 
-// exec runs stmts in one transaction, each statement on both tables (which
+// exec runs stmts in one transaction, each statement on every table (which
 // table first is random: the pairing must not depend on it), and records
 // it.
 func (wl *rcWorkload) exec(ctx context.Context, conn *pgx.Conn, r *rand.Rand, stmts []rcStmt, pre bool) error {
@@ -597,7 +602,7 @@ func (wl *rcWorkload) run(dsn string) error {
 	return first
 }
 
-// truncate empties both tables with no worker transaction in flight (a
+// truncate empties the tables with no worker transaction in flight (a
 // truncate ends every worker's rows), and re-inserts a row in the same
 // transaction.
 func (wl *rcWorkload) truncate(ctx context.Context, conn *pgx.Conn, r *rand.Rand) error {
@@ -656,7 +661,7 @@ func rcSettings(t *testing.T) (workers, perTx int) {
 	return workers, perTx
 }
 
-// rcRig is a database with the Odoo fixture and both tables, and the daemon
+// rcRig is a database with the Odoo fixture and the three tables, and the daemon
 // on it (--profile odoo, an HMAC key for redacted values).
 type rcRig struct {
 	t       *testing.T
@@ -693,7 +698,7 @@ func (rr *rcRig) start() {
 	rr.walsender = waitSlotActive(t, rr.db.dsn, rr.db.slot, 0, rr.d)
 }
 
-// run runs the workload while both tables are truncated at random points
+// run runs the workload while the tables are truncated at random points
 // of it, and the daemon is SIGKILLed and restarted at random moments of
 // its streaming (each kill waits for the restarted daemon to stream again:
 // the workload is faster than the daemon, so later kills land while it
@@ -824,7 +829,7 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snap rcSnap) *rcCheck {
 	t.Helper()
 	c := &rcCheck{t: t, fields: map[string]int{}, exercised: map[string]int{}}
 
-	// The stored events of both tables, by transaction and table, in
+	// The stored events of the three tables, by transaction and table, in
 	// stored (commit, ordinal) order; snapshot rows by table and key.
 	byXID := map[uint32]map[string][]*rcEvent{}
 	snaps := map[string]map[string]*rcEvent{}
@@ -880,7 +885,7 @@ func checkRC(t *testing.T, wl *rcWorkload, evs []*event, snap rcSnap) *rcCheck {
 	}
 
 	// Snapshot rows (only where rows predate the daemon): each row that
-	// existed, once per table, the same on both. (Copied while the
+	// existed, once per table, the same on all. (Copied while the
 	// workload ran, a row the stream changed first is rightly not stored,
 	// a copy resumed after a SIGKILL reads rows inserted since, and the
 	// twins' rows may be read at different moments: nothing to compare.)
@@ -1229,7 +1234,7 @@ func (c *rcCheck) requireExercised(t *testing.T, what ...string) {
 // TestReconstructedBeforeImagesMatchFull is the differential test of issue
 // 7's "Exactness": every record is inserted after the daemon started, so
 // every DEFAULT update and delete must be reconstructed, and equal FULL's.
-// It does not depend on the initial snapshot (both tables start empty).
+// It does not depend on the initial snapshot (the tables start empty).
 func TestReconstructedBeforeImagesMatchFull(t *testing.T) {
 	s := seed(t)
 	rng := rand.New(rand.NewPCG(s, 7))
@@ -1245,7 +1250,7 @@ func TestReconstructedBeforeImagesMatchFull(t *testing.T) {
 // (helper snapshot, branch i7-snapshot): the rows exist before the daemon
 // starts, so only the snapshot makes them seen. Once it has completed, the
 // same workload runs on them; every DEFAULT update and delete of them must
-// be reconstructed, and equal FULL's, and the snapshot rows of both tables
+// be reconstructed, and equal FULL's, and the snapshot rows of the tables
 // must be the same.
 func TestReconstructedBeforeImagesAfterSnapshot(t *testing.T) {
 	s := seed(t)
