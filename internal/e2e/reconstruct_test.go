@@ -570,6 +570,9 @@ func (wl *rcWorkload) run(dsn string) error {
 				}
 				defer conn.Close(ctx)
 				for i := range wl.perTx {
+					// Paced a little, so that the SIGKILLs land while it
+					// runs even on an idle machine.
+					time.Sleep(time.Duration(k.rng.IntN(20)) * time.Millisecond)
 					wl.gate.RLock()
 					stmts := make([]rcStmt, 1+k.rng.IntN(5))
 					bulk := k.w == 1 && i == wl.bulkAt
