@@ -15,8 +15,11 @@
 //
 // The initial snapshot reads every chunk in the snapshot the replication
 // slot exported when it was created (SET TRANSACTION SNAPSHOT): snapshot
-// and stream then meet exactly. After a restart, and for tables asked for
-// later, each chunk is read in a REPEATABLE READ transaction of its own.
+// and stream then meet exactly. The exporting replication connection stays
+// idle meanwhile, and each chunk imports its snapshot in a short
+// transaction of its own, so the ERP's tables are never locked for longer
+// than one chunk's read. After a restart, and for tables asked for later,
+// each chunk is read in a REPEATABLE READ transaction of its own.
 package snapshot
 
 import (
@@ -153,11 +156,15 @@ type Snapshotter struct {
 	lastLog  time.Time
 	complete bool // logged "snapshot complete" for the current jobs
 
-	conn    *pgx.Conn // reads the tables
-	tx      pgx.Tx    // the exported snapshot's transaction, while the initial copy runs
-	txVis   *audit.Visibility
-	markQ   chan *Chunk // chunks whose markers are to be committed
-	markErr error       // the first marker that failed, until copyPending starts afresh
+	conn *pgx.Conn // reads the tables
+	// The slot's exported snapshot, kept while the planned tables are
+	// copied: each chunk imports it in a transaction of its own, so no lock
+	// on the ERP's tables is held between chunks (a TRUNCATE or ALTER TABLE
+	// of the application waits for one chunk, never for the whole copy).
+	exported *replication.Exported
+	txVis    *audit.Visibility // the exported snapshot's visibility
+	markQ    chan *Chunk       // chunks whose markers are to be committed
+	markErr  error             // the first marker that failed, until copyPending starts afresh
 }
 
 // New returns a Snapshotter; Start it, then Run it.
@@ -178,7 +185,11 @@ type LoadFunc func(bucket string, fn func(k, v []byte) error) error
 // With the snapshot the slot exported (nil: none), it opens the
 // transaction that imports it and then releases it. Run does the copying.
 func (s *Snapshotter) Start(ctx context.Context, load LoadFunc, fresh bool, exported *replication.Exported) (err error) {
-	defer exported.Release()
+	defer func() {
+		if err != nil || s.exported != exported {
+			exported.Release() // not (or no longer) needed
+		}
+	}()
 	planned := false
 	err = load(StateBucket, func(k, v []byte) error {
 		key := string(k)
@@ -215,12 +226,14 @@ func (s *Snapshotter) Start(ctx context.Context, load LoadFunc, fresh bool, expo
 		return nil
 	}
 	if exported != nil {
-		// Imported first, released at once: the exporting connection only
-		// has to live until this SET.
-		if s.tx, err = importSnapshot(ctx, s.conn, exported.Name); err != nil {
+		// Imported once now, so that a snapshot that cannot be imported
+		// fails the start rather than the first chunk.
+		tx, err := importSnapshot(ctx, s.conn, exported.Name)
+		if err != nil {
 			return err
 		}
-		exported.Release()
+		tx.Rollback(context.Background())
+		s.exported = exported
 	}
 	var names []string
 	mode := "profile" // the application's users, models and sessions only
@@ -254,7 +267,7 @@ func (s *Snapshotter) Start(ctx context.Context, load LoadFunc, fresh bool, expo
 	if err := s.cfg.Store(ctx, recs); err != nil {
 		return fmt.Errorf("snapshot: storing the plan: %w", err)
 	}
-	s.log.Info("snapshot planned", "mode", mode, "tables", len(names), "exported_snapshot", s.tx != nil)
+	s.log.Info("snapshot planned", "mode", mode, "tables", len(names), "exported_snapshot", s.exported != nil)
 	return nil
 }
 
@@ -281,14 +294,17 @@ func (s *Snapshotter) connect(ctx context.Context) (*pgx.Conn, error) {
 }
 
 func (s *Snapshotter) close() {
-	if s.tx != nil {
-		s.tx.Rollback(context.Background())
-		s.tx, s.txVis = nil, nil
-	}
+	s.dropExported()
 	if s.conn != nil {
 		s.conn.Close(context.Background())
 		s.conn = nil
 	}
+}
+
+// dropExported lets the slot's exported snapshot go (its connection closes).
+func (s *Snapshotter) dropExported() {
+	s.exported.Release()
+	s.exported, s.txVis = nil, nil
 }
 
 func importSnapshot(ctx context.Context, conn *pgx.Conn, name string) (pgx.Tx, error) {
@@ -317,10 +333,7 @@ func (s *Snapshotter) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := s.copyPending(ctx)
 		if err == nil {
-			if s.tx != nil {
-				s.tx.Commit(context.Background()) // read only: nothing to keep
-				s.tx, s.txVis = nil, nil
-			}
+			s.dropExported()
 			select {
 			case <-ctx.Done():
 			case <-s.requests:
@@ -357,11 +370,10 @@ func (s *Snapshotter) copyPending(ctx context.Context) error {
 			return err
 		}
 		j := s.next(false)
-		if j == nil && s.tx != nil {
+		if j == nil && s.exported != nil {
 			// The planned tables are done: the exported snapshot has served.
 			// (A table asked for later may not even exist in it.)
-			s.tx.Commit(context.Background())
-			s.tx, s.txVis = nil, nil
+			s.dropExported()
 		}
 		if j == nil {
 			j = s.next(true)
@@ -569,15 +581,20 @@ func (s *Snapshotter) sendMarkers(ctx context.Context) {
 // transaction while it lasts, else in a REPEATABLE READ transaction of its
 // own. cut: rows were left out to keep the chunk under maxChunkBytes.
 func (s *Snapshotter) read(ctx context.Context, t *table, last []string, limit int) (ch *Chunk, cut bool, err error) {
-	tx := s.tx
-	if tx == nil {
-		if tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}); err != nil {
-			return nil, false, fmt.Errorf("snapshot: begin: %w", err)
-		}
-		defer tx.Rollback(context.Background()) // read only: nothing to keep
+	// A transaction per chunk, ended before the chunk waits for the stream:
+	// its lock on the table lasts one read.
+	var tx pgx.Tx
+	if s.exported != nil {
+		tx, err = importSnapshot(ctx, s.conn, s.exported.Name)
+	} else if tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}); err != nil {
+		err = fmt.Errorf("snapshot: begin: %w", err)
 	}
-	vis := s.txVis // the exported snapshot's is the same for every chunk
-	if tx != s.tx || vis == nil {
+	if err != nil {
+		return nil, false, err
+	}
+	defer tx.Rollback(context.Background()) // read only: nothing to keep
+	vis := s.txVis                          // the exported snapshot's is the same for every chunk
+	if s.exported == nil || vis == nil {
 		var snap string
 		if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
 			return nil, false, fmt.Errorf("snapshot: reading the transaction's snapshot: %w", err)
@@ -585,7 +602,7 @@ func (s *Snapshotter) read(ctx context.Context, t *table, last []string, limit i
 		if vis, err = parseVisibility(snap); err != nil {
 			return nil, false, err
 		}
-		if tx == s.tx {
+		if s.exported != nil {
 			s.txVis = vis
 		}
 	}

@@ -626,3 +626,69 @@ func TestSnapshotNeverLoadsTheProfileTables(t *testing.T) {
 		t.Error("the transaction with a forged marker lost its own change")
 	}
 }
+
+// TestSnapshotLocksOneChunkAtATime: the initial copy holds a table's lock
+// only while it reads one chunk, so the application can lock a table
+// (TRUNCATE, ALTER TABLE, a module upgrade) while the copy still runs: a
+// table copied already at once, the table being copied between two chunks.
+func TestSnapshotLocksOneChunkAtATime(t *testing.T) {
+	db := newDB(t)
+	conn := connect(t, db.dsn)
+	const rows = 300_000
+	mustExec(t, conn, `CREATE TABLE aa_small (id int PRIMARY KEY, s text); CREATE TABLE zz_big (id int PRIMARY KEY, s text)`)
+	mustExec(t, conn, `INSERT INTO aa_small SELECT g, 's' || g FROM generate_series(1, 10) g`)
+	mustExec(t, conn, `INSERT INTO zz_big SELECT g, 'row ' || g FROM generate_series(1, $1::int) g`, rows)
+	dir := t.TempDir()
+	d := startDaemon(t, "--dsn", db.dsn, "--data-dir", dir, "--slot", db.slot)
+
+	// Wait until the copy reads the big table (tables go in name order).
+	ctx := context.Background()
+	deadline := time.Now().Add(catchUpTimeout)
+	for {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'cdcaudit snapshot' AND query LIKE '%zz_big%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if err := d.exited(); err != nil || time.Now().After(deadline) {
+			t.Fatalf("the copy never read zz_big (%v)\n%s", err, d.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The table copied already: not locked any more.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE aa_small IN ACCESS EXCLUSIVE MODE NOWAIT`); err != nil {
+		t.Fatalf("a table copied already is still locked by the copy: %v", err)
+	}
+	tx.Rollback(ctx)
+	// The table being copied: its lock is granted between two chunks, long
+	// before the copy ends, and the copy goes on after it.
+	tx, err = conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE zz_big IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(d.log(), "snapshot complete") {
+		t.Fatal("the lock on the table being copied was granted only once the copy was complete")
+	}
+	time.Sleep(200 * time.Millisecond) // the copy waits for the lock meanwhile
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d.log, "snapshot complete", 1, d)
+	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
+	d.stopClean()
+	snaps := snapshotsOf(t, readStore(t, dir), "zz_big")
+	if len(snaps) != rows {
+		t.Fatalf("%d keys of zz_big have snapshot records, want %d", len(snaps), rows)
+	}
+	verifyOK(t, dir, 0)
+}
