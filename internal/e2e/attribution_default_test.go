@@ -26,7 +26,9 @@ func TestAttributionDefaultIdentity(t *testing.T) {
 		// Bob saved partner 14 through Odoo an hour before cdcaudit started.
 		mustExec(t, ctl, `UPDATE res_partner SET phone = '+32 9 555 00 14', write_uid = 7,
 			write_date = (now() AT TIME ZONE 'UTC') - interval '1 hour' WHERE id = 14`)
-	})
+	}, "--snapshot", "never") // partner 14 stays a record never seen: its before-image unknown
+	// (With the initial snapshot it is seen, and the same edit is orm_bypass:
+	// TestReconstructedBeforeImagesAfterSnapshot.)
 	alice := r.sim.NewDevice(odoosim.Alice, aliceLaptop)
 	admin := r.sim.NewDevice(odoosim.Admin, adminDesk)
 	bob := r.sim.NewDevice(odoosim.Bob, bobDesktop)
