@@ -299,6 +299,7 @@ wait:
 	d.say("  %s export --data-dir %s --format csv --table 'sale_*' --op update,delete --out changes.csv", self, dir)
 	d.say("  %s verify --data-dir %s", self, dir)
 	d.say("  %s sessions --data-dir %s", self, dir)
+	d.say("  %s events --data-dir %s --record public.sale_order:1   # one order's history (--at TIME: as it was then)", self, dir)
 	if pipeErr != nil {
 		return exitFail
 	}

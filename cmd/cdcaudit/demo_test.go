@@ -21,7 +21,7 @@ func TestDemo(t *testing.T) {
 	// flagged (the first comes 7 requests in).
 	for _, s := range []string{" INSERT ", " UPDATE ", " DELETE ", " → ", "session_row/same_tx", "row_user/only_active",
 		"⚠ ORM BYPASS", "metrics     http://127.0.0.1:", "store       " + dir, "verify --data-dir " + dir,
-		"sessions --data-dir " + dir} {
+		"sessions --data-dir " + dir, "events --data-dir " + dir + " --record public.sale_order:1"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("demo output lacks %q", s)
 		}
