@@ -192,7 +192,10 @@ func startSnapshot(ctx context.Context, cfg Config, store *sink.Store, c *consum
 	})
 	// Set before anything is stored: the writer's goroutine reads it.
 	c.snap.src = s
-	c.images.tombstones = s.Copying
+	// snapActive is decided at each Begin, which the stream sends after the
+	// transaction committed: a table whose copy begins later reads its
+	// changes, so they need no tombstone.
+	c.images.tombstones = func(schema, table string) bool { return c.snapActive && s.Copying(schema, table) }
 	// Fresh: the slot was just made (its snapshot exported), or the store
 	// holds nothing yet.
 	if err := s.Start(ctx, store.LoadState, exported != nil || checkpoint == 0, exported); err != nil {
