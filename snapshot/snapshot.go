@@ -737,13 +737,13 @@ func parseVisibility(s string) (*audit.Visibility, error) {
 	var err1, err2 error
 	v.Xmin, err1 = strconv.ParseUint(parts[0], 10, 64)
 	v.Xmax, err2 = strconv.ParseUint(parts[1], 10, 64)
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || v.Xmin > v.Xmax {
 		return nil, fmt.Errorf("snapshot: malformed pg_current_snapshot() %q", s)
 	}
 	if parts[2] != "" {
 		for _, x := range strings.Split(parts[2], ",") {
 			xid, err := strconv.ParseUint(x, 10, 64)
-			if err != nil {
+			if err != nil || xid < v.Xmin || xid >= v.Xmax {
 				return nil, fmt.Errorf("snapshot: malformed pg_current_snapshot() %q", s)
 			}
 			v.Xip = append(v.Xip, xid)
