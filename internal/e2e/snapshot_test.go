@@ -315,8 +315,8 @@ func writer(t *testing.T, dsn string, rows int, stop <-chan struct{}) func() int
 // TestSnapshotWithConcurrentWriter: changes committed while the tables are
 // copied are neither lost nor doubled: for every key, its snapshot record
 // (when kept) followed by the stream's events gives exactly the table's
-// final content. (The rule that drops a snapshot row the stream already
-// changed is the image cache's, DESIGN7 §1; this branch has a stand-in.)
+// final content. (The image cache drops a snapshot row whose record the
+// stream changed in a transaction the row's read did not see.)
 func TestSnapshotWithConcurrentWriter(t *testing.T) {
 	db := newDB(t)
 	conn := connect(t, db.dsn)

@@ -134,9 +134,8 @@ func (s *chunkRowShape) NewNull(i int) bool {
 var nothingChanged = []string{}
 
 // snapshotDone: a table's snapshot completes with the transaction being
-// received. The one place where the image cache (DESIGN7 §1) sweeps the
-// table's tombstones (c.images.sweep), in the same batch; its tombstones
-// rule is c.snap.src.Copying.
+// received: the image cache sweeps the table's tombstones in the same batch
+// (they were kept while c.snap.src.Copying said so).
 func (c *consumer) snapshotDone(schema, table string) {
 	c.images.sweep(schema, table)
 	c.log.Debug("snapshot of a table stored", "table", schema+"."+table)
