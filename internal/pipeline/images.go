@@ -68,7 +68,8 @@ type imageCache struct {
 	keyBuf  []byte
 }
 
-// shapeSource describes the row change being handled: the decoder.
+// shapeSource describes the row being handled: the decoder for the
+// stream's changes, the chunk for a snapshot row.
 type shapeSource interface {
 	Columns() []string
 	NewNull(i int) bool
@@ -434,9 +435,6 @@ const (
 
 func (im *imageCache) reconstruct(e *audit.Event, img *sink.Image) rebuild {
 	cols := im.shape.Columns()
-	if cols == nil {
-		cols = rowNames(e)
-	}
 	im.cur.names = cols
 	if len(img.Cols) != len(cols) {
 		return noImage
@@ -528,32 +526,12 @@ func imageValue(c *sink.ImageColumn) []byte {
 	return c.Value
 }
 
-// rowNames is the column list of an event that did not come through the
-// decoder (a snapshot row): its after-image has them all.
-func rowNames(e *audit.Event) []string {
-	names := make([]string, len(e.After))
-	for i := range e.After {
-		names[i] = e.After[i].Name
-	}
-	return names
-}
-
 // collect notes the row e leaves (its after-image, values as received),
 // in the table's column order; columns not in it are unknown (an
 // unchanged TOASTed value without an image).
 func (im *imageCache) collect(e *audit.Event) {
 	cols := im.shape.Columns()
 	im.cur.names = cols
-	if cols == nil {
-		for i := range e.After {
-			c := sink.ImageColumn{Name: e.After[i].Name, Kind: sink.ColValue, Value: e.After[i].Value}
-			if audit.IsNull(c.Value) {
-				c.Kind, c.Value = sink.ColNull, nil
-			}
-			im.cur.cols = append(im.cur.cols, c)
-		}
-		return
-	}
 	j := 0
 	for i, name := range cols {
 		c := sink.ImageColumn{Name: name, Kind: sink.ColUnknown}
