@@ -40,6 +40,9 @@ type imageCache struct {
 	// snapshot row read before the delete is recognised as older. Nil: no
 	// snapshot ever runs. (Set by the snapshot side.)
 	tombstones func(schema, table string) bool
+	// sweepStored: a snapshot was under way when the store was last
+	// closed, so tombstones this process did not write may be stored.
+	sweepStored bool
 
 	mac   hash.Hash // HMAC-SHA256 under the token key
 	keyed bool      // the token key is the redaction key: a token is what redaction shows
@@ -86,6 +89,9 @@ type tableOverlay struct {
 	// see it is older than the empty table. Memory is enough: a restart
 	// drops the chunks in flight, and chunks read after it see the truncate.
 	truncXID uint32
+	// tombstoned: this process stored a tombstone of the table since its
+	// last sweep, so the sweep has stored ones to remove.
+	tombstoned bool
 	// shapes known to be stored (or written with the batch being built)
 	shapes    map[uint64][]string
 	lastNames []string // the decoder's names slice of lastShape
@@ -649,6 +655,7 @@ func (im *imageCache) del(t *tableOverlay, key []byte) { im.put(t, key, nil) }
 func (im *imageCache) gone(t *tableOverlay, e *audit.Event, key []byte) {
 	if im.tombstones != nil && im.tombstones(e.Schema, e.Table) {
 		im.put(t, key, sink.AppendImage(nil, &sink.Image{LSN: e.CommitLSN, XID: e.XID, Deleted: true}))
+		t.tombstoned = true
 		return
 	}
 	im.del(t, key)
@@ -665,5 +672,10 @@ func (im *imageCache) sweep(schema, table string) {
 			im.touched = append(im.touched, touch{t: t, key: k})
 		}
 	}
-	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageSweep, Table: t.name})
+	if t.tombstoned || im.sweepStored {
+		// The store's tombstones: a scan of the table's images, so only
+		// when there can be some.
+		im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageSweep, Table: t.name})
+	}
+	t.tombstoned = false
 }

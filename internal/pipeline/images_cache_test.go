@@ -203,3 +203,35 @@ func TestImageCacheSnapshotRuleKeyChangeAndTruncate(t *testing.T) {
 		t.Fatal("the truncate outlived the table's snapshot")
 	}
 }
+
+// The sweep scans the store only when it can hold tombstones: ones this
+// process wrote, or ones of a snapshot resumed from a previous run.
+func TestImageCacheSweepOnlyWhenNeeded(t *testing.T) {
+	r := newCacheRig(t)
+	r.im.tombstones = func(schema, table string) bool { return true }
+	r.event(audit.OpInsert, 400, "1", `"a"`, nil)
+	r.event(audit.OpDelete, 410, "1", "", nil)
+	r.store()
+	if im := r.stored("1"); im == nil || !im.Deleted {
+		t.Fatalf("no tombstone stored: %+v", im)
+	}
+
+	// A restart: a cache that wrote no tombstone of its own.
+	r.im.release()
+	fresh, err := newImageCache(r.st, rowShape{"id", "v"}, nil, r.st.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fresh.release)
+	fresh.sweep("public", "t")
+	if w := fresh.take(); len(w) != 0 {
+		t.Fatalf("a sweep with no tombstone to remove wrote %+v", w)
+	}
+	fresh.sweepStored = true // the snapshot was resumed from the previous run
+	fresh.sweep("public", "t")
+	r.im = fresh
+	r.store()
+	if im := r.stored("1"); im != nil {
+		t.Fatalf("the previous run's tombstone outlived the sweep: %+v", im)
+	}
+}

@@ -197,9 +197,12 @@ func startSnapshot(ctx context.Context, cfg Config, store *sink.Store, c *consum
 	c.images.tombstones = func(schema, table string) bool { return c.snapActive && s.Copying(schema, table) }
 	// Fresh: the slot was just made (its snapshot exported), or the store
 	// holds nothing yet.
-	if err := s.Start(ctx, store.LoadState, exported != nil || checkpoint == 0, exported); err != nil {
+	fresh := exported != nil || checkpoint == 0
+	if err := s.Start(ctx, store.LoadState, fresh, exported); err != nil {
 		return nil, nil, err
 	}
+	// A snapshot resumed from a previous run may have stored tombstones.
+	c.images.sweepStored = !fresh && s.Active()
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
