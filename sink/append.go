@@ -22,6 +22,9 @@ type Encoded struct {
 	// Snapshot marks a snapshot record: a row as read, not a change, so
 	// not counted among the store's events.
 	Snapshot bool
+	// Terms are what the event is indexed by (nil for chain records; for a
+	// row event without them the store parses the body).
+	Terms *audit.Terms
 }
 
 // Batch is a run of events and the checkpoint they complete.
