@@ -103,6 +103,9 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 			if err := events.Put(k, rec); err != nil {
 				return Result{Checkpoint: old}, fmt.Errorf("sink: put event %s: %w", keyID(k), err)
 			}
+			if err := s.index.addBlock(tx, k, [][]byte{k}, [][]byte{rec}, []*audit.Terms{e.Terms}); err != nil {
+				return Result{Checkpoint: old}, fmt.Errorf("sink: index event %s: %w", keyID(k), err)
+			}
 			st.headKey, st.hasHead = e.Key, true
 			if !IsChainRecord(k) && !e.Snapshot {
 				st.count++

@@ -74,6 +74,7 @@ type Store struct {
 	db       *bolt.DB
 	dir      string
 	readOnly bool
+	index    blockIndexer // told of every block written or removed
 
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
@@ -149,7 +150,7 @@ func openPath(dir, path string, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, dir: dir, readOnly: readOnly}
+	s := &Store{db: db, dir: dir, readOnly: readOnly, index: noIndex{}}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
