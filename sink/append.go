@@ -74,10 +74,29 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 		return res, fmt.Errorf("sink: append: %w", err)
 	}
 	defer tx.Rollback() // no-op after a successful Commit
-	events := tx.Bucket(bucketEvents)
 	wroteState := false
 	var imageTables map[string]*bolt.Bucket
-	events.FillPercent = 1.0 // keys only ever arrive in ascending order: fill pages completely
+	if s.enc == nil {
+		s.enc = newBlockEncoder()
+	}
+	enc := s.enc
+	enc.reset()
+	defer enc.reset()
+	// flush writes the block being built (a block never spans Appends:
+	// it is never rewritten by a later one).
+	flush := func() error {
+		if enc.len() == 0 {
+			return nil
+		}
+		keys, recs := enc.slices()
+		v := enc.encode()
+		if err := s.writeBlock(tx, keys, recs, enc.terms, v); err != nil {
+			return err
+		}
+		res.Bytes += int64(len(keys[0]) + len(v))
+		enc.reset()
+		return nil
+	}
 
 	for bi := range batches {
 		b := &batches[bi]
@@ -85,7 +104,14 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 			e := &b.Events[i]
 			k := e.Key[:]
 			if st.hasHead && bytes.Compare(k, st.headKey[:]) <= 0 {
-				if events.Get(k) == nil {
+				if err := flush(); err != nil { // a replay of this very append reads it back
+					return Result{Checkpoint: old}, err
+				}
+				rec, err := getRecord(tx, k)
+				if err != nil {
+					return Result{Checkpoint: old}, damaged(s.db.Path(), "%v: run 'cdcaudit verify'", err)
+				}
+				if rec == nil {
 					return Result{Checkpoint: old}, fmt.Errorf("sink: event %s is not after the chain head %s and is not stored: "+
 						"events arrived out of order; nothing of this append was stored", keyID(k), keyID(st.headKey[:]))
 				}
@@ -95,23 +121,37 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 			if err := checkBody(k, e.Body); err != nil {
 				return Result{Checkpoint: old}, err
 			}
-			// Sealed in the body's own spare capacity (the producer sizes it
-			// with SealedLen): no copy. bbolt keeps the value until the
-			// commit; the body is ours until Append returns.
-			var rec []byte
-			rec, st.headHash = audit.SealInPlace(e.Body, st.headHash)
-			if err := events.Put(k, rec); err != nil {
-				return Result{Checkpoint: old}, fmt.Errorf("sink: put event %s: %w", keyID(k), err)
-			}
-			if err := s.index.addBlock(tx, k, [][]byte{k}, [][]byte{rec}, []*audit.Terms{e.Terms}); err != nil {
-				return Result{Checkpoint: old}, fmt.Errorf("sink: index event %s: %w", keyID(k), err)
+			n := audit.SealedLen(len(e.Body))
+			if n >= hugeRecord {
+				// Alone and bare, sealed in the body's own spare capacity
+				// (the producer sizes it with SealedLen): no copy. bbolt
+				// keeps the value until the commit; the body is ours until
+				// Append returns.
+				if err := flush(); err != nil {
+					return Result{Checkpoint: old}, err
+				}
+				var rec []byte
+				rec, st.headHash = audit.SealInPlace(e.Body, st.headHash)
+				if err := s.writeBlock(tx, [][]byte{k}, [][]byte{rec}, []*audit.Terms{e.Terms}, rec); err != nil {
+					return Result{Checkpoint: old}, err
+				}
+				res.Bytes += int64(len(k) + len(rec))
+			} else {
+				if !enc.fits(n) {
+					if err := flush(); err != nil {
+						return Result{Checkpoint: old}, err
+					}
+				}
+				st.headHash = enc.seal(k, e.Body, st.headHash, e.Terms)
 			}
 			st.headKey, st.hasHead = e.Key, true
 			if !IsChainRecord(k) && !e.Snapshot {
 				st.count++
 			}
 			res.Stored++
-			res.Bytes += int64(len(k) + len(rec))
+		}
+		if err := flush(); err != nil {
+			return Result{Checkpoint: old}, err
 		}
 		st.checkpoint = max(st.checkpoint, b.Checkpoint)
 		if err := putState(tx, b.State); err != nil {
@@ -153,6 +193,18 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 	s.state.Store(&st)
 	res.Checkpoint = st.checkpoint
 	return res, nil
+}
+
+// writeBlock stores a block (its stored value v) and tells the index,
+// in the same transaction.
+func (s *Store) writeBlock(tx *bolt.Tx, keys, recs [][]byte, terms []*audit.Terms, v []byte) error {
+	if err := putBlock(tx, keys[0], v); err != nil {
+		return fmt.Errorf("sink: put block %s: %w", keyID(keys[0]), err)
+	}
+	if err := s.index.addBlock(tx, keys[0], keys, recs, terms); err != nil {
+		return fmt.Errorf("sink: index block %s: %w", keyID(keys[0]), err)
+	}
+	return nil
 }
 
 // checkBody catches a body that is not AppendBody's output for this key

@@ -1,59 +1,144 @@
 package sink
 
 import (
+	"bytes"
+	"sync"
+
 	"github.com/cdcaudit/cdcaudit/audit"
 	bolt "go.etcd.io/bbolt"
 )
 
 // recordCursor walks the stored records (row events and chain records) in
-// key order inside one transaction, whatever their on-disk form: every
-// reader of the events bucket goes through it. key and record are valid
-// only until the cursor moves or the transaction ends; a nil key means the
-// end was reached.
+// key order inside one transaction, whatever their on-disk form (block.go):
+// every reader of the events bucket goes through it. key and record are
+// valid only until the cursor moves or the transaction ends; a nil key
+// means the end was reached. A block that cannot be decoded is an error
+// wrapping ErrDamaged (a *blockError naming the block); the cursor is then
+// spent.
 type recordCursor struct {
-	c *bolt.Cursor
+	c   *bolt.Cursor
+	blk block // the current block, decoded once
+	i   int   // the current record's slot in blk
 }
 
 func newRecordCursor(tx *bolt.Tx) *recordCursor {
 	return &recordCursor{c: tx.Bucket(bucketEvents).Cursor()}
 }
 
+// load decodes the block at k (none when k is nil) and stands on slot i
+// (-1: its last).
+func (rc *recordCursor) load(k, v []byte, i int) (key, record []byte, err error) {
+	if k == nil {
+		rc.blk.keys, rc.blk.recs = rc.blk.keys[:0], rc.blk.recs[:0]
+		return nil, nil, nil
+	}
+	if err := decodeBlock(&rc.blk, k, v); err != nil {
+		return nil, nil, err
+	}
+	if i < 0 {
+		i = len(rc.blk.keys) - 1
+	}
+	rc.i = i
+	return rc.blk.keys[i], rc.blk.recs[i], nil
+}
+
 func (rc *recordCursor) First() (key, record []byte, err error) {
 	k, v := rc.c.First()
-	return k, v, nil
+	return rc.load(k, v, 0)
 }
 
 func (rc *recordCursor) Last() (key, record []byte, err error) {
 	k, v := rc.c.Last()
-	return k, v, nil
+	return rc.load(k, v, -1)
 }
 
 // Seek moves to the first record whose key is >= key.
 func (rc *recordCursor) Seek(key []byte) (k, record []byte, err error) {
 	k, v := rc.c.Seek(key)
-	return k, v, nil
+	if k != nil && bytes.Equal(k, key) {
+		return rc.load(k, v, 0)
+	}
+	// The block before the one at or after key may hold it, or records
+	// after it.
+	var pk, pv []byte
+	if k == nil {
+		pk, pv = rc.c.Last()
+	} else {
+		pk, pv = rc.c.Prev()
+	}
+	if pk != nil && !isBare(pv) {
+		if err := decodeBlock(&rc.blk, pk, pv); err != nil {
+			return nil, nil, err
+		}
+		for i, bk := range rc.blk.keys {
+			if bytes.Compare(bk, key) >= 0 {
+				rc.i = i
+				return bk, rc.blk.recs[i], nil
+			}
+		}
+	}
+	if pk != nil {
+		k, v = rc.c.Next()
+	}
+	return rc.load(k, v, 0)
 }
 
 func (rc *recordCursor) Next() (key, record []byte, err error) {
+	if rc.i+1 < len(rc.blk.keys) {
+		rc.i++
+		return rc.blk.keys[rc.i], rc.blk.recs[rc.i], nil
+	}
 	k, v := rc.c.Next()
-	return k, v, nil
+	return rc.load(k, v, 0)
 }
 
 func (rc *recordCursor) Prev() (key, record []byte, err error) {
+	if rc.i > 0 && rc.i-1 < len(rc.blk.keys) {
+		rc.i--
+		return rc.blk.keys[rc.i], rc.blk.recs[rc.i], nil
+	}
 	k, v := rc.c.Prev()
-	return k, v, nil
+	return rc.load(k, v, -1)
+}
+
+// blockOf finds the block that holds key: its key and stored value, and
+// key's slot in it (-1 when the store does not hold key). It reads block
+// headers only.
+func blockOf(tx *bolt.Tx, key []byte) (blockKey, v []byte, slot int, err error) {
+	c := tx.Bucket(bucketEvents).Cursor()
+	k, v := c.Seek(key)
+	if k != nil && bytes.Equal(k, key) {
+		return k, v, 0, nil
+	}
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || isBare(v) {
+		return nil, nil, -1, nil
+	}
+	slot, err = blockHas(k, v, key)
+	return k, v, slot, err
 }
 
 // getRecord returns the record stored under key (nil when there is none),
 // valid for the transaction.
 func getRecord(tx *bolt.Tx, key []byte) ([]byte, error) {
-	return tx.Bucket(bucketEvents).Get(key), nil
+	bk, v, slot, err := blockOf(tx, key)
+	if err != nil || slot < 0 {
+		return nil, err
+	}
+	_, recs, err := cachedBlock(bk, v)
+	if err != nil {
+		return nil, err
+	}
+	return recs[slot], nil
 }
 
 // A block is the unit records are stored in: a run of consecutive records
 // of the chain written by one Append, stored under the key of its first
-// record. Each record has a slot: its position in its block. (Until
-// records are compressed in blocks, every record is a block of its own.)
+// record (block.go). Each record has a slot: its position in its block.
 
 // readBlock returns the keys and records of the block stored under
 // blockKey (none when there is no such block), valid for the transaction.
@@ -62,7 +147,58 @@ func readBlock(tx *bolt.Tx, blockKey []byte) (keys, records [][]byte, err error)
 	if v == nil {
 		return nil, nil, nil
 	}
-	return [][]byte{blockKey}, [][]byte{v}, nil
+	return cachedBlock(blockKey, v)
+}
+
+// lastBlock caches the last block decoded by getRecord and readBlock, so
+// that readers going through a block record by record (an index's
+// postings, a replay's duplicates) decompress it once. An entry is its key
+// and stored bytes: equal bytes decode to equal records, whatever store
+// or transaction they come from. Its records are never reused, so readers
+// in other goroutines may hold them.
+var lastBlock struct {
+	sync.Mutex
+	key, stored []byte
+	keys, recs  [][]byte
+}
+
+func cachedBlock(blockKey, v []byte) (keys, recs [][]byte, err error) {
+	if isBare(v) || (len(v) > 0 && v[0] == blockRaw) {
+		// Nothing to decompress: the records are slices of v.
+		var b block
+		err := decodeBlock(&b, blockKey, v)
+		return b.keys, b.recs, err
+	}
+	lastBlock.Lock()
+	if bytes.Equal(lastBlock.key, blockKey) && bytes.Equal(lastBlock.stored, v) {
+		keys, recs = lastBlock.keys, lastBlock.recs
+	}
+	lastBlock.Unlock()
+	if keys != nil {
+		return keys, recs, nil
+	}
+	var b block
+	if err := decodeBlock(&b, blockKey, v); err != nil {
+		return nil, nil, err
+	}
+	lastBlock.Lock()
+	lastBlock.key, lastBlock.stored = append(lastBlock.key[:0:0], blockKey...), append(lastBlock.stored[:0:0], v...)
+	lastBlock.keys, lastBlock.recs = b.keys, b.recs
+	lastBlock.Unlock()
+	return b.keys, b.recs, nil
+}
+
+// putBlock stores a block's value under its key; the events bucket is
+// only ever appended to in key order, so its pages are filled completely.
+func putBlock(tx *bolt.Tx, blockKey, v []byte) error {
+	b := tx.Bucket(bucketEvents)
+	b.FillPercent = 1.0
+	return b.Put(blockKey, v)
+}
+
+// deleteBlock removes the block stored under blockKey.
+func deleteBlock(tx *bolt.Tx, blockKey []byte) error {
+	return tx.Bucket(bucketEvents).Delete(blockKey)
 }
 
 // blockIndexer keeps the indexes of the blocks: whatever writes a block

@@ -44,8 +44,12 @@ const (
 	// serves to make ErrLocked say who holds the lock.
 	PidFileName = "cdcaudit.pid"
 	// FormatVersion is the layout version recorded in meta. 2: the chain
-	// begins with a genesis record.
-	FormatVersion = 2
+	// begins with a genesis record. 3: records are stored in blocks
+	// (block.go); a format-2 store opens, its records stay bare, and it is
+	// marked 3 when opened for writing.
+	FormatVersion = 3
+	// oldestFormat is the oldest format this version reads.
+	oldestFormat = 2
 )
 
 var (
@@ -75,6 +79,7 @@ type Store struct {
 	dir      string
 	readOnly bool
 	index    blockIndexer // told of every block written or removed
+	enc      *blockEncoder // the writer path's (under wmu)
 
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
@@ -233,11 +238,8 @@ func (s *Store) load() error {
 		if meta == nil || events == nil {
 			return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", s.dir)
 		}
-		if v := meta.Get(metaFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != FormatVersion {
-			if len(v) == 8 && binary.BigEndian.Uint64(v) == 1 {
-				return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", s.dir)
-			}
-			return fmt.Errorf("sink: %s: unsupported store format %x (want %d)", s.dir, v, FormatVersion)
+		if err := checkFormat(s.dir, meta.Get(metaFormat)); err != nil {
+			return err
 		}
 		st.checkpoint = getUint64(meta, metaCheckpoint)
 		st.count = getUint64(meta, metaCount)
@@ -255,7 +257,7 @@ func (s *Store) load() error {
 			// record; verify says what happened to the first.
 			return damaged(s.db.Path(), "it holds no chain head, not even its genesis record (wiped?): run 'cdcaudit verify'")
 		}
-		if g := events.Get(genesisKey[:]); g != nil {
+		if g, err := getRecord(tx, genesisKey[:]); err == nil && g != nil {
 			if _, _, gh, err := audit.Check(g); err == nil {
 				st.genesis = gh
 			}
@@ -272,13 +274,34 @@ func (s *Store) load() error {
 					return err
 				}
 			}
-			return read(tx)
+			if err := read(tx); err != nil {
+				return err
+			}
+			// A format-2 store gets blocks from now on: an older cdcaudit
+			// must refuse it.
+			return tx.Bucket(bucketMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, FormatVersion))
 		})
 	}
 	if err != nil {
 		return err
 	}
 	s.state.Store(st)
+	return nil
+}
+
+// checkFormat refuses a store of a format this version does not read.
+func checkFormat(dir string, v []byte) error {
+	if len(v) != 8 {
+		return fmt.Errorf("sink: %s: unsupported store format %x (want %d)", dir, v, FormatVersion)
+	}
+	switch f := binary.BigEndian.Uint64(v); {
+	case f == 1:
+		return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", dir)
+	case f > FormatVersion:
+		return fmt.Errorf("sink: %s: written by a newer cdcaudit (store format %d; this one reads %d and %d): upgrade cdcaudit", dir, f, oldestFormat, FormatVersion)
+	case f < oldestFormat:
+		return fmt.Errorf("sink: %s: unsupported store format %d (this cdcaudit reads %d and %d)", dir, f, oldestFormat, FormatVersion)
+	}
 	return nil
 }
 
@@ -289,8 +312,7 @@ func create(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	events, err := tx.CreateBucket(bucketEvents)
-	if err != nil {
+	if _, err := tx.CreateBucket(bucketEvents); err != nil {
 		return err
 	}
 	rec, h := audit.Seal(nil, genesisBody(time.Now()), audit.Genesis)
@@ -303,7 +325,7 @@ func create(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return events.Put(genesisKey[:], rec)
+	return putBlock(tx, genesisKey[:], rec) // bare, like a huge record: one record alone needs no block
 }
 
 func getUint64(b *bolt.Bucket, key []byte) uint64 {
@@ -415,16 +437,23 @@ func (s *Store) SetIdentity(id Identity) error {
 func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 	fn = guarded(fn)
 	return s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEvents).Cursor()
+		c := newRecordCursor(tx)
 		var k, v []byte
+		var err error
 		if from == nil {
-			k, v = c.First()
+			k, v, err = c.First()
 		} else {
-			k, v = c.Seek(from)
+			k, v, err = c.Seek(from)
 		}
 		linked := from == nil
 		prev := audit.Genesis
-		for ; k != nil; k, v = c.Next() {
+		for ; ; k, v, err = c.Next() {
+			if err != nil {
+				return damaged(s.db.Path(), "%v: run 'cdcaudit verify'", err)
+			}
+			if k == nil {
+				break
+			}
 			if to != nil && bytes.Compare(k, to) >= 0 {
 				return nil
 			}
@@ -481,7 +510,11 @@ func (s *Store) Get(id string) ([]byte, error) {
 	key := audit.MakeKey(lsn, ord)
 	var rec []byte
 	err = s.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketEvents).Get(key[:]); v != nil {
+		v, err := getRecord(tx, key[:])
+		if err != nil {
+			return damaged(s.db.Path(), "%v: run 'cdcaudit verify'", err)
+		}
+		if v != nil {
 			if _, err := s.checkRecord(key[:], v, audit.Genesis, false); err != nil {
 				return err
 			}

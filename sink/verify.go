@@ -83,14 +83,25 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 		var (
 			n                  uint64 // records, chain records included
 			events             uint64
-			prevKey            []byte // valid in this transaction
+			prevKey            []byte // a copy: the cursor reuses its keys
+			keyBufs            [2][audit.KeyLen]byte
 			prevHash           = audit.Genesis
 			beforePrevHash     audit.Hash
 			beforePrevKey      []byte
 			recordedHeadPassed bool
 		)
-		c := tx.Bucket(bucketEvents).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		c := newRecordCursor(tx)
+		k, v, err := c.First()
+		for ; ; k, v, err = c.Next() {
+			if be := (*blockError)(nil); errors.As(err, &be) {
+				return &VerifyError{ID: keyID(be.key), Reason: "the block of records stored here cannot be read (damaged or altered: " +
+					be.what + ")"}
+			} else if err != nil {
+				return err
+			}
+			if k == nil {
+				break
+			}
 			if n%1024 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -160,7 +171,8 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 				w.Found, w.Hash = true, h
 			}
 			beforePrevKey, beforePrevHash = prevKey, prevHash
-			prevKey, prevHash = k, h
+			keyBufs[n%2] = [audit.KeyLen]byte(k)
+			prevKey, prevHash = keyBufs[n%2][:], h
 			n++
 		}
 		res.Events = events
