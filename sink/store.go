@@ -78,7 +78,7 @@ type Store struct {
 	db       *bolt.DB
 	dir      string
 	readOnly bool
-	index    blockIndexer // told of every block written or removed
+	index    blockIndexer  // told of every block written or removed
 	enc      *blockEncoder // the writer path's (under wmu)
 
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
