@@ -150,9 +150,6 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 			}
 			res.Stored++
 		}
-		if err := flush(); err != nil {
-			return Result{Checkpoint: old}, err
-		}
 		st.checkpoint = max(st.checkpoint, b.Checkpoint)
 		if err := putState(tx, b.State); err != nil {
 			return Result{Checkpoint: old}, err
@@ -166,6 +163,9 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 		wroteState = wroteState || len(b.State) > 0 || len(b.Images) > 0
 	}
 
+	if err := flush(); err != nil {
+		return Result{Checkpoint: old}, err
+	}
 	if res.Stored == 0 && st.checkpoint == old && !wroteState {
 		return res, nil // a pure replay: nothing to write, spare the fsync
 	}

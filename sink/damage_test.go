@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
-	bolt "go.etcd.io/bbolt"
 )
 
 // A store of events, closed; returns its file's bytes up to what bbolt uses.
@@ -72,28 +71,59 @@ func TestTruncatedStore(t *testing.T) {
 // A record whose bytes changed is never handed on by Scan or Get, and a
 // fault or corrupt page is an error, not a crash.
 func TestScanChecksRecords(t *testing.T) {
-	_, data := damageStore(t)
-	i := bytes.Index(data, []byte(`"state":"sale"`))
-	if i < 0 {
-		t.Fatal("no record found in the file")
-	}
-	d := bytes.Clone(data)
-	d[i+9] = 'S'
-	s, err := OpenReadOnly(writeStore(t, d))
-	if err != nil {
+	dir, data := damageStore(t)
+	// A record altered inside its block (the block still decodes).
+	altered := filepath.Join(t.TempDir(), "altered")
+	if err := os.CopyFS(altered, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	n := 0
-	err = s.Scan(nil, nil, func(k, v []byte) error {
-		if _, _, _, err := audit.Check(v); err != nil {
-			t.Fatalf("Scan handed on a record that does not verify: %s", v)
-		}
-		n++
-		return nil
+	tamper(t, altered, func(e *recordEditor) error {
+		rec := e.get(mkey(100<<8, 2))
+		i := bytes.Index(rec, []byte(`"state":"sale"`))
+		rec[i+9] = 'S'
+		return e.put(mkey(100<<8, 2), rec)
 	})
-	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "does not match its hash") {
-		t.Fatalf("Scan over an altered record: %v after %d records", err, n)
+	// A byte of a block's compressed payload flipped.
+	flipped := filepath.Join(t.TempDir(), "flipped")
+	if err := os.CopyFS(flipped, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, flipped, func(e *recordEditor) error {
+		v := bytes.Clone(e.b.Get(mkey(100<<8, 1)))
+		if v[0] != blockZstd {
+			t.Fatalf("block stored with format %d, want zstd", v[0])
+		}
+		v[len(v)-10] ^= 0x55
+		return e.b.Put(mkey(100<<8, 1), v)
+	})
+	for _, c := range []struct{ dir, want string }{
+		{altered, "record 0000000000006400-000002 does not match its hash"},
+		{flipped, "0000000000006400-00000"},
+	} {
+		s, err := OpenReadOnly(c.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		err = s.Scan(nil, nil, func(k, v []byte) error {
+			if _, _, _, err := audit.Check(v); err != nil {
+				t.Fatalf("Scan handed on a record that does not verify: %s", v)
+			}
+			n++
+			return nil
+		})
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want) || n < 99*3 {
+			t.Errorf("Scan over an altered record: %v after %d records, want %q", err, n, c.want)
+		}
+		_, err = s.Get(audit.FormatID(100<<8, 2))
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Get of an altered record: %v, want %q", err, c.want)
+		}
+		s.Close()
+		ve := verifyErr(t, c.dir)
+		if !strings.HasPrefix(ve.ID, "0000000000006400-00000") {
+			t.Errorf("Verify blames %s: %s", ve.ID, ve.Reason)
+		}
 	}
 
 	// Flip bytes all over the file: never a panic, only errors or intact data.
@@ -208,13 +238,13 @@ func TestWipedStoreRefusedForWriting(t *testing.T) {
 	s := mustOpen(t, dir)
 	mustAppend(t, s, txBatch(0x100, 2))
 	s.Close()
-	tamper(t, dir, func(b *bolt.Bucket) error {
+	tamper(t, dir, func(e *recordEditor) error {
 		for _, k := range [][]byte{mkey(0, 0), key(1), mkey(0x100, 2)} {
-			if err := b.Delete(k); err != nil {
+			if err := e.del(k); err != nil {
 				return err
 			}
 		}
-		meta := b.Tx().Bucket(bucketMeta)
+		meta := e.b.Tx().Bucket(bucketMeta)
 		meta.Delete(metaHeadHash)
 		meta.Put(metaCount, make([]byte, 8))
 		return meta.Delete(metaHeadKey)

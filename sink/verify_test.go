@@ -3,21 +3,34 @@ package sink
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cdcaudit/cdcaudit/audit"
-	bolt "go.etcd.io/bbolt"
 )
 
-// chainStore makes a store of 10 events (commit LSNs 0x100…0xA00) and
-// returns its directory, closed.
-func chainStore(t *testing.T) string {
+// chainStore makes a store of 10 events (commit LSNs 0x100…0xA00), one
+// block each, and returns its directory, closed.
+func chainStore(t *testing.T) string { return chainStoreIn(t, false) }
+
+// chainStoreIn is chainStore; oneBlock appends the 10 events at once, so
+// they share a block.
+func chainStoreIn(t *testing.T, oneBlock bool) string {
 	dir := t.TempDir()
 	s := mustOpen(t, dir)
-	for c := uint64(1); c <= 10; c++ {
-		mustAppend(t, s, txBatch(c<<8, 1))
+	if oneBlock {
+		var bs []Batch
+		for c := uint64(1); c <= 10; c++ {
+			bs = append(bs, txBatch(c<<8, 1))
+		}
+		mustAppend(t, s, bs...)
+		if blocks, recs := blockCount(t, s); blocks != 2 || recs != 11 {
+			t.Fatalf("%d blocks of %d records, want the genesis record and one block of 10", blocks, recs)
+		}
+	} else {
+		for c := uint64(1); c <= 10; c++ {
+			mustAppend(t, s, txBatch(c<<8, 1))
+		}
 	}
 	var done []uint64
 	res, err := s.Verify(t.Context(), func(n uint64) { done = append(done, n) })
@@ -36,19 +49,6 @@ func id(c uint64) string { return audit.FormatID(c<<8, 1) }
 func key(c uint64) []byte { return mkey(c<<8, 1) }
 
 func mkey(commit uint64, ord uint32) []byte { k := audit.MakeKey(commit, ord); return k[:] }
-
-// tamper edits the events bucket directly, as an attacker with the file would.
-func tamper(t *testing.T, dir string, fn func(b *bolt.Bucket) error) {
-	t.Helper()
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucketEvents)) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-}
 
 func verifyErr(t *testing.T, dir string) *VerifyError {
 	t.Helper()
@@ -77,48 +77,53 @@ func forge(prevRec []byte, commit uint64) []byte {
 func TestVerifyDetects(t *testing.T) {
 	cases := []struct {
 		name   string
-		edit   func(b *bolt.Bucket) error
+		edit   func(e *recordEditor) error
 		wantID string
 		reason string
 	}{
-		{"altered byte", func(b *bolt.Bucket) error {
-			rec := append([]byte(nil), b.Get(key(5))...)
+		{"altered byte", func(e *recordEditor) error {
+			rec := e.get(key(5))
 			i := strings.Index(string(rec), `"sale"`)
 			rec[i+1] = 'S'
-			return b.Put(key(5), rec)
+			return e.put(key(5), rec)
 		}, id(5), "altered"},
-		{"deleted middle", func(b *bolt.Bucket) error { return b.Delete(key(5)) }, id(6), "removed"},
-		{"deleted first", func(b *bolt.Bucket) error { return b.Delete(key(1)) }, id(2), "removed"},
-		{"deleted genesis", func(b *bolt.Bucket) error { return b.Delete(mkey(0, 0)) }, id(1), "genesis"},
-		{"deleted last", func(b *bolt.Bucket) error { return b.Delete(key(10)) }, id(10), "removed from the end"},
-		{"forged insert", func(b *bolt.Bucket) error {
+		{"deleted middle", func(e *recordEditor) error { return e.del(key(5)) }, id(6), "removed"},
+		{"deleted first", func(e *recordEditor) error { return e.del(key(1)) }, id(2), "removed"},
+		{"deleted genesis", func(e *recordEditor) error { return e.del(mkey(0, 0)) }, id(1), "genesis"},
+		{"deleted last", func(e *recordEditor) error { return e.del(key(10)) }, id(10), "removed from the end"},
+		{"forged insert", func(e *recordEditor) error {
 			// Chained correctly to event 5, between 5 and 6.
-			return b.Put(mkey(5<<8|0x80, 1), forge(b.Get(key(5)), 5<<8|0x80))
+			return e.put(mkey(5<<8|0x80, 1), forge(e.get(key(5)), 5<<8|0x80))
 		}, audit.FormatID(5<<8|0x80, 1), "inserted"},
-		{"forged first", func(b *bolt.Bucket) error {
+		{"forged first", func(e *recordEditor) error {
 			rec, _ := audit.Seal(nil, ev(0x10, 1).Body, audit.Genesis)
-			return b.Put(mkey(0x10, 1), rec)
+			return e.put(mkey(0x10, 1), rec)
 		}, audit.FormatID(0x10, 1), "inserted"},
-		{"forged append", func(b *bolt.Bucket) error {
-			return b.Put(key(11), forge(b.Get(key(10)), 11<<8))
+		{"forged append", func(e *recordEditor) error {
+			return e.put(key(11), forge(e.get(key(10)), 11<<8))
 		}, id(11), "outside cdcaudit"},
-		{"moved record", func(b *bolt.Bucket) error {
-			rec := append([]byte(nil), b.Get(key(5))...)
-			if err := b.Delete(key(5)); err != nil {
+		{"moved record", func(e *recordEditor) error {
+			rec := e.get(key(5))
+			if err := e.del(key(5)); err != nil {
 				return err
 			}
-			return b.Put(mkey(5<<8, 2), rec)
+			return e.put(mkey(5<<8, 2), rec)
 		}, audit.FormatID(5<<8, 2), "moved"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			dir := chainStore(t)
-			tamper(t, dir, c.edit)
-			ve := verifyErr(t, dir)
-			if ve.ID != c.wantID || !strings.Contains(ve.Reason, c.reason) {
-				t.Fatalf("got %q %q, want event %s (%s)", ve.ID, ve.Reason, c.wantID, c.reason)
-			}
-		})
+	for _, layout := range []struct {
+		name     string
+		oneBlock bool
+	}{{"a block per event", false}, {"one block", true}} {
+		for _, c := range cases {
+			t.Run(layout.name+"/"+c.name, func(t *testing.T) {
+				dir := chainStoreIn(t, layout.oneBlock)
+				tamper(t, dir, c.edit)
+				ve := verifyErr(t, dir)
+				if ve.ID != c.wantID || !strings.Contains(ve.Reason, c.reason) {
+					t.Fatalf("got %q %q, want event %s (%s)", ve.ID, ve.Reason, c.wantID, c.reason)
+				}
+			})
+		}
 	}
 }
 
@@ -160,9 +165,9 @@ func TestVerifyCheckpointBeforeFirstEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	tamper(t, dir, func(b *bolt.Bucket) error {
+	tamper(t, dir, func(e *recordEditor) error {
 		rec, _ := audit.Seal(nil, ev(0x100, 1).Body, audit.Genesis)
-		return b.Put(mkey(0x100, 1), rec)
+		return e.put(mkey(0x100, 1), rec)
 	})
 	if ve := verifyErr(t, dir); !strings.Contains(ve.Reason, "outside cdcaudit") {
 		t.Fatalf("forged event in an empty store: %q", ve.Reason)
