@@ -434,20 +434,18 @@ func TestExportAndVerifyOnAStore(t *testing.T) {
 
 func TestVerifyReportsTampering(t *testing.T) {
 	dir := makeStore(t, 5)
-	// Flip a byte inside a stored note (same length, so the file stays a
-	// valid bbolt file).
-	path := filepath.Join(dir, sink.FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(data, []byte(`quoted`))
-	if i < 0 {
-		t.Fatal("event text not found in the store file")
-	}
-	data[i] = 'Q'
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
+	// Change a byte inside a stored note (records are stored compressed:
+	// edit it inside its block).
+	found := false
+	if err := sink.EditRecords(dir, func(k, rec []byte) ([]byte, error) {
+		if i := bytes.Index(rec, []byte(`quoted`)); i >= 0 && !found {
+			found = true
+			rec = bytes.Clone(rec)
+			rec[i] = 'Q'
+		}
+		return rec, nil
+	}); err != nil || !found {
+		t.Fatalf("event text not found in the store: %v", err)
 	}
 	out, errOut, code := runCLI(t, nil, "verify", "--data-dir", dir)
 	if code != exitFail || !strings.Contains(out, "FAIL:") || !strings.Contains(out, "first bad event: 0000000000001080-000001") {

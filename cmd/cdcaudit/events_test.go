@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -248,18 +247,16 @@ func TestEventsOnALockedStore(t *testing.T) {
 // An altered event is never shown: events stops naming it, exit 1.
 func TestEventsOnATamperedStore(t *testing.T) {
 	dir, ids := recordStore(t)
-	path := filepath.Join(dir, sink.FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(data, []byte(`alice@example.com`))
-	if i < 0 {
-		t.Fatal("event text not found in the store file")
-	}
-	data[i] = 'A' // same length: still a valid bbolt file
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
+	found := false
+	if err := sink.EditRecords(dir, func(k, rec []byte) ([]byte, error) {
+		if i := bytes.Index(rec, []byte(`alice@example.com`)); i >= 0 && !found {
+			found = true
+			rec = bytes.Clone(rec)
+			rec[i] = 'A'
+		}
+		return rec, nil
+	}); err != nil || !found {
+		t.Fatalf("event text not found in the store: %v", err)
 	}
 	for _, args := range [][]string{{"--record", "sale_order:42"}, {"--record", "sale_order:42", "--at", "2026-11-24"}} {
 		out, errOut, code := runCLI(t, nil, append([]string{"events", "--data-dir", dir}, args...)...)

@@ -17,7 +17,6 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/jackc/pgx/v5"
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestLargeTransaction: 500k rows inserted in ONE transaction are all
@@ -307,22 +306,19 @@ func TestStoreTooling(t *testing.T) {
 	// One byte of one record changed: verify fails and names the event.
 	victim := evs[4]
 	key := audit.MakeKey(victim.commitLSN, victim.ordinal)
-	db2, err := bolt.Open(filepath.Join(dataDir, sink.FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db2.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("events"))
-		rec := bytes.Clone(b.Get(key[:]))
+	err = sink.EditRecords(dataDir, func(k, rec []byte) ([]byte, error) {
+		if !bytes.Equal(k, key[:]) {
+			return rec, nil
+		}
+		rec = bytes.Clone(rec)
 		i := bytes.Index(rec, []byte(`"after":{"id":1,"s":"comma`))
 		if i < 0 {
-			return fmt.Errorf("event %s is not the expected one: %s", victim.ID, rec)
+			return nil, fmt.Errorf("event %s is not the expected one: %s", victim.ID, rec)
 		}
 		i += len(`"after":{"id":1,"s":"`)
 		rec[i] = 'X'
-		return b.Put(key[:], rec)
+		return rec, nil
 	})
-	db2.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -296,17 +296,42 @@ func TestBackupWhileDaemonWrites(t *testing.T) {
 	}
 }
 
-// attack edits a stopped store's file as someone holding it would.
-func attack(t *testing.T, dir string, fn func(events, meta *bolt.Bucket) error) {
+// attack edits a stopped store's file as someone holding it would: its
+// records (in key order: return the record to keep, another to replace
+// it, nil to remove it), then its meta.
+type attackEdit struct {
+	records func(k, rec []byte) ([]byte, error)
+	meta    func(meta *bolt.Bucket) error
+}
+
+func attack(t *testing.T, dir string, a attackEdit) {
 	t.Helper()
+	if a.records != nil {
+		if err := sink.EditRecords(dir, a.records); err != nil {
+			t.Fatal(err)
+		}
+	}
 	db, err := bolt.Open(filepath.Join(dir, sink.FileName), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket([]byte("events")), tx.Bucket([]byte("meta"))) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error { return a.meta(tx.Bucket([]byte("meta"))) }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// storeKeys returns the keys of a stopped store's records and their hashes.
+func storeKeys(t *testing.T, dir string) (keys [][]byte, hashes []audit.Hash) {
+	t.Helper()
+	if err := sink.EditRecords(dir, func(k, rec []byte) ([]byte, error) {
+		_, _, h, _ := audit.Check(rec)
+		keys, hashes = append(keys, bytes.Clone(k)), append(hashes, h)
+		return rec, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys, hashes
 }
 
 // reseal recomputes a record's hash after prev, as an attacker rewriting
@@ -357,73 +382,57 @@ func TestTamperingContradictsAnchors(t *testing.T) {
 
 	attacks := []struct {
 		name       string
-		edit       func(events, meta *bolt.Bucket) error
+		edit       func(dir string) attackEdit
 		plainFails bool   // whether verify alone sees it
 		reason     string // in verify --anchor's message
 	}{
-		{"an edit with the chain recomputed", func(events, meta *bolt.Bucket) error {
+		{"an edit with the chain recomputed", func(string) attackEdit {
 			var prev audit.Hash
 			edited := false
-			c := events.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				rec := bytes.Clone(v)
+			return attackEdit{records: func(k, rec []byte) ([]byte, error) {
 				if !edited && bytes.Contains(rec, []byte(`"owner":"owner 3"`)) {
 					rec = bytes.Replace(rec, []byte(`"balance":"100"`), []byte(`"balance":"999"`), 1)
 					edited = true
 				}
 				if edited {
-					var h audit.Hash
-					rec, h = reseal(rec, prev)
-					if err := events.Put(bytes.Clone(k), rec); err != nil {
-						return err
-					}
-					prev = h
-					continue
+					rec, prev = reseal(rec, prev)
+					return rec, nil
 				}
 				_, _, prev, _ = audit.Check(rec)
-			}
-			if !edited {
-				return fmt.Errorf("no record to edit")
-			}
-			return meta.Put([]byte("head_hash"), prev[:])
+				return rec, nil
+			}, meta: func(meta *bolt.Bucket) error {
+				if !edited {
+					return fmt.Errorf("no record to edit")
+				}
+				return meta.Put([]byte("head_hash"), prev[:])
+			}}
 		}, false, "rewritten"},
-		{"the tail deleted and meta fixed", func(events, meta *bolt.Bucket) error {
-			var keys [][]byte
-			c := events.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				keys = append(keys, bytes.Clone(k))
-			}
-			for _, k := range keys[len(keys)-4:] {
-				if err := events.Delete(k); err != nil {
-					return err
+		{"the tail deleted and meta fixed", func(dir string) attackEdit {
+			keys, hashes := storeKeys(t, dir)
+			cut := keys[len(keys)-4]
+			return attackEdit{records: func(k, rec []byte) ([]byte, error) {
+				if bytes.Compare(k, cut) >= 0 {
+					return nil, nil
 				}
-			}
-			last := keys[len(keys)-5]
-			_, _, h, _ := audit.Check(events.Get(last))
-			count := binenc.BigEndian.Uint64(meta.Get([]byte("count")))
-			meta.Put([]byte("head_key"), last)
-			meta.Put([]byte("head_hash"), h[:])
-			return meta.Put([]byte("count"), binenc.BigEndian.AppendUint64(nil, count-4))
+				return rec, nil
+			}, meta: func(meta *bolt.Bucket) error {
+				count := binenc.BigEndian.Uint64(meta.Get([]byte("count")))
+				meta.Put([]byte("head_key"), keys[len(keys)-5])
+				meta.Put([]byte("head_hash"), hashes[len(keys)-5][:])
+				return meta.Put([]byte("count"), binenc.BigEndian.AppendUint64(nil, count-4))
+			}}
 		}, false, "removed"},
-		{"a wipe keeping the checkpoint", func(events, meta *bolt.Bucket) error {
-			var keys [][]byte
-			c := events.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				keys = append(keys, bytes.Clone(k))
-			}
-			for _, k := range keys {
-				if err := events.Delete(k); err != nil {
-					return err
-				}
-			}
-			meta.Delete([]byte("head_key"))
-			meta.Delete([]byte("head_hash"))
-			return meta.Put([]byte("count"), binenc.BigEndian.AppendUint64(nil, 0))
+		{"a wipe keeping the checkpoint", func(string) attackEdit {
+			return attackEdit{records: func(k, rec []byte) ([]byte, error) { return nil, nil }, meta: func(meta *bolt.Bucket) error {
+				meta.Delete([]byte("head_key"))
+				meta.Delete([]byte("head_hash"))
+				return meta.Put([]byte("count"), binenc.BigEndian.AppendUint64(nil, 0))
+			}}
 		}, true, "genesis"},
 	}
 	attacks = append(attacks, struct {
 		name       string
-		edit       func(events, meta *bolt.Bucket) error
+		edit       func(dir string) attackEdit
 		plainFails bool
 		reason     string
 	}{"a new store in its place", nil, false, "another chain"})
@@ -431,7 +440,7 @@ func TestTamperingContradictsAnchors(t *testing.T) {
 		t.Run(a.name, func(t *testing.T) {
 			dir := copyStoreDir(t, dataDir)
 			if a.edit != nil {
-				attack(t, dir, a.edit)
+				attack(t, dir, a.edit(dir))
 			} else {
 				// Same instance key, a fresh chain: consistent, and empty.
 				os.Remove(filepath.Join(dir, sink.FileName))
