@@ -14,10 +14,11 @@ import (
 // audit.Event.AppendBody (the store seals it).
 type Encoded struct {
 	Key [audit.KeyLen]byte
-	// Body is the event's AppendBody encoding. Append seals the record in
-	// Body's spare capacity when there is room (give it
-	// audit.SealedLen(len(Body))), so Body must own that capacity: no other
-	// slice may live there. Append never changes Body[:len(Body)].
+	// Body is the event's AppendBody encoding. Append seals a huge record
+	// (hugeRecord and above, stored alone) in Body's spare capacity when
+	// there is room (give it audit.SealedLen(len(Body))), so Body must own
+	// that capacity: no other slice may live there. Others are sealed into
+	// their block. Append never changes Body[:len(Body)].
 	Body []byte
 	// Snapshot marks a snapshot record: a row as read, not a change, so
 	// not counted among the store's events.

@@ -7,9 +7,11 @@
 //
 // Layout of the file dir/cdcaudit.db:
 //
-//	events  key = audit.MakeKey (commit LSN BE + ordinal BE), value = the
-//	        record exactly as audit.Seal returned it (an export is a copy);
-//	        ordinal 0 holds the chain records (chain.go), first the genesis
+//	events  blocks of records (block.go), each under the key of its first
+//	        record: key = audit.MakeKey (commit LSN BE + ordinal BE); the
+//	        records in them exactly as audit.Seal returned them (an export
+//	        is a copy); ordinal 0 holds the chain records (chain.go), first
+//	        the genesis. Only records.go reads and writes this bucket.
 //	meta    format, checkpoint, head_key, head_hash (the last record of the
 //	        chain), count (row events), identity
 //	state   derived state of the stages (state.go)
