@@ -34,6 +34,7 @@ func BenchmarkAppend(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	commit := uint64(0x1000)
+	var stored int64
 	for b.Loop() {
 		commit += 0x100
 		for i := range batch.Events {
@@ -42,11 +43,14 @@ func BenchmarkAppend(b *testing.B) {
 			copy(ev.Body[len(`{"id":"`):], audit.FormatID(commit, uint32(i+1)))
 		}
 		batch.Checkpoint = commit + 8
-		if _, err := s.Append([]Batch{batch}); err != nil {
+		res, err := s.Append([]Batch{batch})
+		if err != nil {
 			b.Fatal(err)
 		}
+		stored += res.Bytes
 	}
 	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(stored)/float64(b.N*perBatch), "stored-B/event")
 	b.ReportMetric(float64(len(template)), "body-bytes")
 }
 
