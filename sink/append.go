@@ -108,11 +108,11 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 				if err := flush(); err != nil { // a replay of this very append reads it back
 					return Result{Checkpoint: old}, err
 				}
-				rec, err := getRecord(tx, k)
+				stored, err := hasRecord(tx, k)
 				if err != nil {
 					return Result{Checkpoint: old}, damaged(s.db.Path(), "%v: run 'cdcaudit verify'", err)
 				}
-				if rec == nil {
+				if !stored {
 					return Result{Checkpoint: old}, fmt.Errorf("sink: event %s is not after the chain head %s and is not stored: "+
 						"events arrived out of order; nothing of this append was stored", keyID(k), keyID(st.headKey[:]))
 				}

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -72,8 +71,8 @@ type block struct {
 // isBare reports whether a stored value is one bare record.
 func isBare(v []byte) bool { return len(v) > 0 && v[0] == '{' }
 
-// blockHeader is a block's header, parsed: the keys (into keyBuf), the
-// record lengths, and where the payload begins.
+// parseHeader parses the header of the block stored as v at blockKey: the
+// keys (into b), the record lengths (appended to lens), and the payload.
 func parseHeader(b *block, blockKey, v []byte, lens []int) ([]int, []byte, error) {
 	bad := func(format string, args ...any) error {
 		return &blockError{key: blockKey, what: fmt.Sprintf(format, args...)}
@@ -204,7 +203,7 @@ var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 	// and keeps a pool of GOMAXPROCS block decoders. The cap limit makes a
 	// frame that claims more than the header's lengths fail, not allocate.
 	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxBlockRaw),
-		zstd.WithDecodeAllCapLimit(true))
+		zstd.WithDecoderMaxWindow(maxBlockRaw), zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		panic(err) // constant options
 	}
@@ -308,5 +307,3 @@ func (e *blockEncoder) encode() []byte {
 	v = append(v, hdr...)
 	return append(v, payload...)
 }
-
-var errNoRecords = errors.New("sink: a block of no records")

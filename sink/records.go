@@ -122,6 +122,13 @@ func blockOf(tx *bolt.Tx, key []byte) (blockKey, v []byte, slot int, err error) 
 	return k, v, slot, err
 }
 
+// hasRecord reports whether the store holds a record under key, reading
+// block headers only.
+func hasRecord(tx *bolt.Tx, key []byte) (bool, error) {
+	_, _, slot, err := blockOf(tx, key)
+	return slot >= 0, err
+}
+
 // getRecord returns the record stored under key (nil when there is none),
 // valid for the transaction.
 func getRecord(tx *bolt.Tx, key []byte) ([]byte, error) {
