@@ -101,21 +101,25 @@ func (rc *recordCursor) Prev() (key, record []byte, err error) {
 	return rc.load(k, v, -1)
 }
 
+// seekBlock puts c on the block that holds key if any does: the block
+// stored under key, or else the one before it (none: nil).
+func seekBlock(c *bolt.Cursor, key []byte) (k, v []byte) {
+	k, v = c.Seek(key)
+	switch {
+	case k != nil && bytes.Equal(k, key):
+		return k, v
+	case k == nil:
+		return c.Last()
+	}
+	return c.Prev()
+}
+
 // blockOf finds the block that holds key: its key and stored value, and
 // key's slot in it (-1 when the store does not hold key). It reads block
 // headers only.
 func blockOf(tx *bolt.Tx, key []byte) (blockKey, v []byte, slot int, err error) {
-	c := tx.Bucket(bucketEvents).Cursor()
-	k, v := c.Seek(key)
-	if k != nil && bytes.Equal(k, key) {
-		return k, v, 0, nil
-	}
+	k, v := seekBlock(tx.Bucket(bucketEvents).Cursor(), key)
 	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	if k == nil || isBare(v) {
 		return nil, nil, -1, nil
 	}
 	slot, err = blockHas(k, v, key)

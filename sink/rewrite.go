@@ -29,17 +29,9 @@ func (s *Store) rewriteBlocks(tx *bolt.Tx, from, to []byte, keep func(key, rec [
 	// bucket is changed while they are rewritten.
 	var blockKeys [][]byte
 	c := tx.Bucket(bucketEvents).Cursor()
-	k, _ := c.Seek(from)
-	if k == nil || !bytes.Equal(k, from) {
-		// The block before may reach into the range.
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
-		if k == nil {
-			k, _ = c.First()
-		}
+	k, _ := seekBlock(c, from)
+	if k == nil {
+		k, _ = c.First()
 	}
 	for ; k != nil && bytes.Compare(k, to) < 0; k, _ = c.Next() {
 		blockKeys = append(blockKeys, bytes.Clone(k))

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/cdcaudit/cdcaudit/audit"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -39,15 +38,7 @@ func tamper(t *testing.T, dir string, fn func(e *recordEditor) error) {
 // would go into (the last block starting at or before it): its key and
 // its records, copied.
 func (e *recordEditor) block(key []byte) (bk []byte, keys, recs [][]byte) {
-	c := e.b.Cursor()
-	k, v := c.Seek(key)
-	if k == nil || !bytes.Equal(k, key) {
-		if k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-	}
+	k, v := seekBlock(e.b.Cursor(), key)
 	if k == nil {
 		return nil, nil, nil
 	}
@@ -137,5 +128,3 @@ func blockCount(t testing.TB, s *Store) (blocks, records int) {
 	}
 	return blocks, records
 }
-
-var _ = audit.KeyLen
