@@ -9,6 +9,10 @@ import (
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
+func init() {
+	commandFlags["compact"] = []string{"data-dir", "out", "config"}
+}
+
 // compact leaves every event's JSON as it was: an export before and after
 // is byte for byte the same.
 func TestCompactKeepsTheExport(t *testing.T) {
