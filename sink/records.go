@@ -134,7 +134,7 @@ func hasRecord(tx *bolt.Tx, key []byte) (bool, error) {
 }
 
 // getRecord returns the record stored under key (nil when there is none),
-// valid for the transaction.
+// valid for the transaction and shared with other readers: never modify it.
 func getRecord(tx *bolt.Tx, key []byte) ([]byte, error) {
 	bk, v, slot, err := blockOf(tx, key)
 	if err != nil || slot < 0 {
@@ -152,7 +152,8 @@ func getRecord(tx *bolt.Tx, key []byte) ([]byte, error) {
 // record (block.go). Each record has a slot: its position in its block.
 
 // readBlock returns the keys and records of the block stored under
-// blockKey (none when there is no such block), valid for the transaction.
+// blockKey (none when there is no such block), valid for the transaction
+// and shared with other readers: never modify them.
 func readBlock(tx *bolt.Tx, blockKey []byte) (keys, records [][]byte, err error) {
 	v := tx.Bucket(bucketEvents).Get(blockKey)
 	if v == nil {
