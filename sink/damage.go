@@ -52,11 +52,16 @@ func catchDamage(path string, err *error) func() {
 type callerPanic struct{ v any }
 
 // guarded runs a caller's callback so that its panic is not taken for
-// damage of the file.
+// damage of the file. A fault reading the key or value it was handed (a
+// damaged page pointing outside the file: SetPanicOnFault's error, which
+// has an Addr; a nil dereference has none) is damage all the same.
 func guarded(fn func(k, v []byte) error) func(k, v []byte) error {
 	return func(k, v []byte) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
+				if _, fault := r.(interface{ Addr() uintptr }); fault {
+					panic(r)
+				}
 				panic(callerPanic{r})
 			}
 		}()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,4 +276,27 @@ func TestCallerPanicIsNotDamage(t *testing.T) {
 	}()
 	err := s.Scan(nil, nil, func(k, v []byte) error { panic("caller bug") })
 	t.Fatalf("Scan returned %v instead of panicking", err)
+}
+
+// A fault reading what a callback was handed (a damaged page pointing
+// outside the file) is damage, not the caller's panic: never a crash.
+func TestFaultInCallbackIsDamage(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	mustAppend(t, s, txBatch(0x100, 2))
+	gone, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := syscall.Munmap(gone); err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	err = s.Scan(nil, nil, func(k, v []byte) error {
+		sum += int(gone[100]) // as a key pointing into a page the file no longer maps
+		return nil
+	})
+	if !errors.Is(err, ErrDamaged) || sum != 0 {
+		t.Fatalf("a fault in a callback: %v, want ErrDamaged", err)
+	}
 }
