@@ -55,9 +55,8 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkWriterSmallTx(b *testing.B) {
 	s := mustOpen(b, b.TempDir())
 	defer s.Close()
-	w := NewWriter(s, 1024)
 	var appends int
-	w.OnCommit = func(CommitInfo) { appends++ }
+	w := NewWriter(s, WriterOptions{Queue: 1024, OnCommit: func(CommitInfo) { appends++ }})
 	c := uint64(0)
 	for b.Loop() {
 		c++
