@@ -17,6 +17,14 @@ const (
 	maxGroupBytes  = 16 << 20
 )
 
+// A group of fewer than lingerEvents events, when the last commit was less
+// than minCommitInterval ago, waits for more until then: at most about 100
+// commits (fsyncs) a second under a stream of small transactions.
+const (
+	minCommitInterval = 10 * time.Millisecond
+	lingerEvents      = 4096
+)
+
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("sink: writer closed")
 
@@ -196,7 +204,14 @@ func (w *Writer) run() {
 	defer close(w.done)
 	var group []Batch
 	var waiters []chan struct{}
-	for it := range w.ch {
+	var lastCommit time.Time
+	linger := time.NewTimer(0)
+	<-linger.C
+	for open := true; open; {
+		it, ok := <-w.ch
+		if !ok {
+			return
+		}
 		events, size := 0, 0
 		var weight int64
 		add := func(it item) {
@@ -217,6 +232,7 @@ func (w *Writer) run() {
 			select {
 			case it, ok := <-w.ch:
 				if !ok {
+					open = false
 					break drain
 				}
 				add(it)
@@ -224,7 +240,34 @@ func (w *Writer) run() {
 				break drain
 			}
 		}
+		// A trickle of small transactions is gathered for a moment: an
+		// fsync for each would cost the disk, which the database usually
+		// shares, far more than those milliseconds cost the slot's
+		// confirmation. A Flush, or a group big enough, goes at once.
+		if wait := time.Until(lastCommit.Add(minCommitInterval)); open && wait > 0 && len(waiters) == 0 && events < lingerEvents {
+			linger.Reset(wait)
+		gather:
+			for len(waiters) == 0 && events < lingerEvents && size < maxGroupBytes {
+				select {
+				case it, ok := <-w.ch:
+					if !ok {
+						open = false
+						break gather
+					}
+					add(it)
+				case <-linger.C:
+					break gather
+				}
+			}
+			if !linger.Stop() {
+				select { // fired and not yet received
+				case <-linger.C:
+				default:
+				}
+			}
+		}
 		w.commit(group)
+		lastCommit = time.Now()
 		w.room.Release(weight)
 		for _, c := range waiters {
 			close(c)
