@@ -110,7 +110,7 @@ func runAttached(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, o optio
 	var cmd *exec.Cmd
 	if cons.profile == "" {
 		cmd = exec.Command(filepath.Join(c.BinDir, "pg_recvlogical"), "-d", c.DSN(db), "-S", slot, "--start", "-f", "/dev/null",
-			"-o", "proto_version=1", "-o", "publication_names=bench,bench_changes", "-s", "1")
+			"-o", "proto_version=1", "-o", "publication_names=bench,bench_changes", "-s", "1", "-F", "0") // -F 0: reports what it wrote as flushed
 	} else {
 		dataDir, err := os.MkdirTemp("", "cdcaudit-bench-attached-")
 		if err != nil {
