@@ -18,8 +18,9 @@ const (
 )
 
 // A group of fewer than lingerEvents events, when the last commit was less
-// than minCommitInterval ago, waits for more until then: at most about 100
-// commits (fsyncs) a second under a stream of small transactions.
+// than minCommitInterval ago, waits until then and takes what came
+// meanwhile: at most about 100 commits (fsyncs) a second under a stream of
+// small transactions.
 const (
 	minCommitInterval = 10 * time.Millisecond
 	lingerEvents      = 4096
@@ -205,8 +206,6 @@ func (w *Writer) run() {
 	var group []Batch
 	var waiters []chan struct{}
 	var lastCommit time.Time
-	linger := time.NewTimer(0)
-	<-linger.C
 	for open := true; open; {
 		it, ok := <-w.ch
 		if !ok {
@@ -226,45 +225,32 @@ func (w *Writer) run() {
 				size += len(it.b.Events[i].Body)
 			}
 		}
-		add(it)
-	drain:
-		for events < maxGroupEvents && size < maxGroupBytes {
-			select {
-			case it, ok := <-w.ch:
-				if !ok {
-					open = false
-					break drain
-				}
-				add(it)
-			default:
-				break drain
-			}
-		}
-		// A trickle of small transactions is gathered for a moment: an
-		// fsync for each would cost the disk, which the database usually
-		// shares, far more than those milliseconds cost the slot's
-		// confirmation. A Flush, or a group big enough, goes at once.
-		if wait := time.Until(lastCommit.Add(minCommitInterval)); open && wait > 0 && len(waiters) == 0 && events < lingerEvents {
-			linger.Reset(wait)
-		gather:
-			for len(waiters) == 0 && events < lingerEvents && size < maxGroupBytes {
+		// drain takes what is queued, up to the group's limits; false once
+		// the queue is closed.
+		drain := func() bool {
+			for events < maxGroupEvents && size < maxGroupBytes {
 				select {
 				case it, ok := <-w.ch:
 					if !ok {
-						open = false
-						break gather
+						return false
 					}
 					add(it)
-				case <-linger.C:
-					break gather
-				}
-			}
-			if !linger.Stop() {
-				select { // fired and not yet received
-				case <-linger.C:
 				default:
+					return true
 				}
 			}
+			return true
+		}
+		add(it)
+		open = drain()
+		// A trickle of small transactions is gathered for a moment: an
+		// fsync for each would cost the disk, which the database usually
+		// shares, far more than those milliseconds cost the slot's
+		// confirmation. Sleeping (rather than waking for every Submit)
+		// spares the CPU too. A Flush, or a group big enough, goes at once.
+		if wait := time.Until(lastCommit.Add(minCommitInterval)); open && wait > 0 && len(waiters) == 0 && events < lingerEvents {
+			time.Sleep(wait)
+			open = drain()
 		}
 		w.commit(group)
 		lastCommit = time.Now()
