@@ -288,7 +288,7 @@ type consumer struct {
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	txBytes    int            // the size of their values
 	batch      sink.Batch
-	bodyHint   int
+	bodies     bodies // the records of batch are carved from its chunks
 	msgStart   uint64     // WAL start of the message being decoded
 	txCounts   []tableRun // event counts of the transaction in progress
 	lastAnchor time.Time  // of the writer goroutine
@@ -346,7 +346,6 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		notify:    make(chan struct{}, 1),
 		durCounts: make(map[tableOp]int),
 		feed:      cfg.Feed,
-		bodyHint:  512,
 	}
 	c.writer = sink.NewWriter(store, sink.WriterOptions{Queue: 4096, OnCommit: c.committed, Release: c.released})
 	c.durable = sync.NewCond(&sync.Mutex{})
@@ -388,6 +387,7 @@ func (c *consumer) committed(ci sink.CommitInfo) {
 
 // released is the writer's Release: the store is done with a batch.
 func (c *consumer) released(b sink.Batch) {
+	c.bodies.released(b)
 	if c.images != nil {
 		c.images.released(b)
 	}
@@ -483,6 +483,7 @@ func (c *consumer) Notify() <-chan struct{} { return c.notify }
 func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.dec.Reset()
 	c.batch = sink.Batch{}
+	c.bodies.dropped()
 	clear(c.txEvents) // a huge value's decoded copy must not outlive it
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.enrich.reset()
@@ -690,14 +691,7 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 				c.txEvents[i] = nil // its decoded values are garbage now
 			}
 		} else {
-			// Size the body from the previous one (growing it by appends
-			// costs more than the encoding), with room for the store to seal
-			// it in place.
-			body = e.AppendBody(make([]byte, 0, c.bodyHint))
-			if cap(body) < audit.SealedLen(len(body)) {
-				body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
-			}
-			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
+			body = c.bodies.encode(e) // with room for the store to seal it in place
 		}
 		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot})
 		if c.feed != nil && e.Op != audit.OpSnapshot {
@@ -743,8 +737,10 @@ func (c *consumer) submit(checkpoint uint64) error {
 		if c.writer.Err() != nil {
 			c.storeFailed()
 		}
+		c.bodies.dropped()
 		return err
 	}
+	c.bodies.submitted(&c.batch)
 	if c.feed != nil && len(c.feedEvts) > 0 {
 		if checkpoint != 0 {
 			c.feedQ <- feedItem{end: checkpoint, events: c.feedEvts}
