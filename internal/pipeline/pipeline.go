@@ -288,7 +288,7 @@ type consumer struct {
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	txBytes    int            // the size of their values
 	batch      sink.Batch
-	bodies     bodies // the records of batch are carved from its chunks
+	bodies     bodies     // the records of batch are carved from its chunks
 	msgStart   uint64     // WAL start of the message being decoded
 	txCounts   []tableRun // event counts of the transaction in progress
 	lastAnchor time.Time  // of the writer goroutine
