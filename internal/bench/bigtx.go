@@ -27,18 +27,11 @@ type bigTxResult struct {
 // grow with the transaction's size.
 func benchBigTx(ctx context.Context, c *pgtest.Cluster, o options, snapshots bool) (*bigTxResult, error) {
 	const db = "bigtx"
-	if err := c.CreateDatabase(ctx, db); err != nil {
-		return nil, err
-	}
-	defer dropDatabase(ctx, c, db)
-	conn, err := pgx.Connect(ctx, c.DSN(db))
+	conn, done, err := benchDB(ctx, c, db, table+identityDDL("sale_order_line", "full")+publications)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, table+identityDDL("sale_order_line", "full")+publications); err != nil {
-		return nil, err
-	}
+	defer done()
 	const slot = "cdcaudit_bigtx"
 	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot); err != nil {
 		return nil, err
@@ -77,4 +70,25 @@ func printBigTx(r *bigTxResult) {
 		float64(r.Rows)/r.WallSeconds, r.CPUSeconds*1e6/float64(r.Rows))
 	fmt.Printf("%-50s%.1f MiB (anonymous: %.1f MiB; goal < 200 MiB)\n", "  cdcaudit peak RSS:", float64(r.PeakRSSKiB)/1024, float64(r.PeakAnonRSSKiB)/1024)
 	fmt.Printf("%-50s%.0f bytes/row\n\n", "  store:", float64(r.StoreBytes)/float64(r.Rows))
+}
+
+// benchDB creates database db, runs schema in it and connects to it; done
+// closes the connection and drops db.
+func benchDB(ctx context.Context, c *pgtest.Cluster, db, schema string) (conn *pgx.Conn, done func(), err error) {
+	if err := c.CreateDatabase(ctx, db); err != nil {
+		return nil, nil, err
+	}
+	if conn, err = pgx.Connect(ctx, c.DSN(db)); err != nil {
+		dropDatabase(ctx, c, db)
+		return nil, nil, err
+	}
+	done = func() {
+		conn.Close(ctx)
+		dropDatabase(ctx, c, db)
+	}
+	if _, err := conn.Exec(ctx, schema); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return conn, done, nil
 }
