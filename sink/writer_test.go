@@ -280,3 +280,47 @@ func TestWriterSubmitHonoursContextWaitingForRoom(t *testing.T) {
 		t.Fatalf("%d events stored, %d pending; want %d, 0", n, w.Pending(), submitted)
 	}
 }
+
+// A trickle of small transactions is gathered: two commits of small groups
+// are at least minCommitInterval apart (so at most about 100 fsyncs a
+// second), and a Flush does not wait for the gathering.
+func TestWriterGathersATrickle(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	var mu sync.Mutex
+	var at []time.Time
+	var batches int
+	w := NewWriter(s, WriterOptions{Queue: 64, OnCommit: func(ci CommitInfo) {
+		mu.Lock()
+		at = append(at, time.Now())
+		batches += ci.Batches
+		mu.Unlock()
+	}})
+	defer w.Close()
+	ctx := t.Context()
+	const txs = 40
+	for c := uint64(1); c <= txs; c++ {
+		if err := w.Submit(ctx, txBatch(c<<8, 4)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if batches != txs {
+		t.Fatalf("%d batches committed of %d", batches, txs)
+	}
+	// The last commit may be the Flush's, which does not wait.
+	for i := 1; i < len(at)-1; i++ {
+		if gap := at[i].Sub(at[i-1]); gap < minCommitInterval-time.Millisecond {
+			t.Errorf("commits %d and %d only %v apart", i-1, i, gap)
+		}
+	}
+	if len(at) >= txs {
+		t.Errorf("%d commits for %d small transactions: nothing gathered", len(at), txs)
+	}
+	t.Logf("%d transactions in %d commits", txs, len(at))
+}
