@@ -261,6 +261,11 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight plain ASCII bytes at a time: most text needs no escape.
+		if i+8 <= len(s) && plain8(load8(s, i)) {
+			i += 8
+			continue
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -310,6 +315,11 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 func StringLen[T string | []byte](s T) int {
 	n := 2
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && plain8(load8(s, i)) {
+			n += 8
+			i += 8
+			continue
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			switch {
 			case c >= 0x20 && c != '"' && c != '\\':
@@ -331,6 +341,26 @@ func StringLen[T string | []byte](s T) int {
 		i += size
 	}
 	return n
+}
+
+// load8 reads s[i:i+8] as a little-endian word.
+func load8[T string | []byte](s T, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// plain8 reports whether each of the 8 bytes of x stands for itself in a
+// JSON string: ASCII from 0x20, neither '"' nor '\\'. (The bit tricks
+// are exact about whether any byte matches, which is all this asks.)
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (x - 0x20*ones) &^ x & highs // some byte < 0x20
+	q := x ^ ('"' * ones)
+	quote := (q - ones) &^ q & highs // some byte == '"'
+	bs := x ^ ('\\' * ones)
+	backslash := (bs - ones) &^ bs & highs // some byte == '\\'
+	return (control | quote | backslash | x&highs) == 0
 }
 
 // decodeRune decodes the UTF-8 sequence at s[i] like utf8.DecodeRune, for

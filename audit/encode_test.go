@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -312,4 +313,110 @@ func TestBeforeSource(t *testing.T) {
 	if r, _ := ParseRecord([]byte(plain[:len(plain)-1] + "}")); r == nil || r.BeforeSource != "" {
 		t.Fatalf("old record: %+v", r)
 	}
+}
+
+// BenchmarkAppendBody encodes a FULL update of a 15-column ERP row (the
+// bench's), without sealing it.
+func BenchmarkAppendBody(b *testing.B) {
+	e := sampleEvent()
+	names := []string{"id", "order_id", "product_id", "name", "product_uom_qty", "price_unit", "discount", "price_subtotal",
+		"state", "sequence", "is_downpayment", "create_uid", "create_date", "write_uid", "write_date"}
+	before := []string{"4242", "424", "254", `"Product 4242 — \"Widget\", size L"`, `"42.500"`, `"54.34"`, `"0.00"`, `"2309.45"`,
+		`"draft"`, "2", "false", "2", `"2026-12-03 11:30:00.123456"`, "2", `"2026-12-03 11:30:00.123456"`}
+	e.Before, e.After = nil, nil
+	for i, n := range names {
+		e.Before = append(e.Before, Column{n, []byte(before[i])})
+		v := before[i]
+		switch n {
+		case "state":
+			v = `"sale"`
+		case "discount":
+			v = `"5.00"`
+		case "write_uid":
+			v = "6"
+		}
+		e.After = append(e.After, Column{n, []byte(v)})
+	}
+	e.Changed = []string{"discount", "state", "write_date", "write_uid"}
+	body := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		body = e.AppendBody(body[:0])
+	}
+	b.SetBytes(int64(len(body)))
+}
+
+// appendStringRef is AppendString's rule, rune by rune: the reference the
+// eight-bytes-at-a-time path must match byte for byte.
+func appendStringRef(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\n':
+			b = append(b, `\n`...)
+		case r == '\r':
+			b = append(b, `\r`...)
+		case r == '\t':
+			b = append(b, `\t`...)
+		case r < 0x20:
+			b = append(b, fmt.Sprintf(`\u%04x`, r)...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, fmt.Sprintf(`\u%04x`, r)...)
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// Every byte that needs care, at every offset of a word and across word
+// boundaries, in strings of plain text.
+func TestAppendStringMatchesTheReference(t *testing.T) {
+	specials := []string{"\"", "\\", "\n", "\x00", "\x1f", "\x7f", " ", "~", "é", "\xff", "\xe2\x80\xa8", "€", "\xf0\x9f\x98\x80", "\xe2\x80"}
+	for n := 0; n <= 24; n++ {
+		for at := 0; at <= n; at++ {
+			for _, sp := range specials {
+				s := strings.Repeat("a", at) + sp + strings.Repeat("Z", n-at)
+				want := string(appendStringRef(nil, s))
+				if got := string(AppendString(nil, s)); got != want {
+					t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
+				}
+				if got := string(AppendString(nil, []byte(s))); got != want {
+					t.Fatalf("AppendString([]byte(%q)) = %s, want %s", s, got, want)
+				}
+				if n := StringLen(s); n != len(want) {
+					t.Fatalf("StringLen(%q) = %d, want %d", s, n, len(want))
+				}
+			}
+		}
+	}
+	for x := range 256 { // each byte value in every lane of a word
+		for lane := range 8 {
+			w := []byte("abcdefghijklmnop")
+			w[lane] = byte(x)
+			if got, want := string(AppendString(nil, w)), string(appendStringRef(nil, string(w))); got != want {
+				t.Fatalf("byte %#x in lane %d: %s, want %s", x, lane, got, want)
+			}
+		}
+	}
+}
+
+func FuzzAppendStringMatchesTheReference(f *testing.F) {
+	f.Add("Product 4242 — \"Widget\", size L")
+	f.Add("0123456789abcdef\x00\u2028\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		want := appendStringRef(nil, s)
+		if got := AppendString(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+		if n := StringLen(s); n != len(want) {
+			t.Fatalf("StringLen(%q) = %d, want %d", s, n, len(want))
+		}
+	})
 }

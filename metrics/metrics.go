@@ -36,6 +36,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,9 +65,7 @@ type Metrics struct {
 	writtenBytes  prometheus.Counter
 	duplicates    prometheus.Counter
 	storeSize     prometheus.Gauge
-	sessionsOpen  prometheus.Gauge
-	usersKnown    prometheus.Gauge
-	appSkipped    prometheus.Gauge
+	sessions      sessionsCollector
 	checkpoint    prometheus.Gauge
 	lastCommit    prometheus.Gauge
 	walEnd        prometheus.Gauge
@@ -125,18 +124,7 @@ func newMetrics(now func() time.Time) *Metrics {
 		Namespace: namespace, Name: "duplicate_events_total",
 		Help: "Events received again after a restart or reconnect and already in the store (absorbed by their idempotent id).",
 	})
-	m.sessionsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "sessions_open",
-		Help: "Application login sessions open (active or idle), as rebuilt from the stream.",
-	})
-	m.usersKnown = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "application_users",
-		Help: "Application users known to attribution.",
-	})
-	m.appSkipped = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "session_rows_skipped",
-		Help: "Rows of the application's user and session tables skipped for missing or malformed values since start.",
-	})
+	m.sessions = newSessionsCollector()
 	m.storeSize = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "store_size_bytes",
 		Help: "Size of the store file on disk.",
@@ -191,7 +179,7 @@ func newMetrics(now func() time.Time) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 		m.events, m.transactions, m.commitSeconds, m.batchEvents, m.writtenBytes,
-		m.duplicates, m.storeSize, m.sessionsOpen, m.usersKnown, m.appSkipped, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
+		m.duplicates, m.storeSize, &m.sessions, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
 		m.connected, m.reconnects, m.skipped, m.slotStatus, m.slotRetained,
 		lagBytes, lagSeconds,
 	)
@@ -366,11 +354,45 @@ func (m *Metrics) SetConnected(up bool) {
 // StoreSize records the size of the store file.
 func (m *Metrics) StoreSize(bytes int64) { m.storeSize.Set(float64(bytes)) }
 
-// Sessions reports the session tracker's figures.
-func (m *Metrics) Sessions(open, users int, skipped uint64) {
-	m.sessionsOpen.Set(float64(open))
-	m.usersKnown.Set(float64(users))
-	m.appSkipped.Set(float64(skipped))
+// SessionsFrom makes the session gauges read f when they are scraped (f
+// must be safe for concurrent use; before it is set they read 0): nothing
+// is published from the stream's path.
+func (m *Metrics) SessionsFrom(f func() (open, users int, skipped uint64)) {
+	m.sessions.from.Store(&f)
+}
+
+// sessionsCollector reads the session tracker's figures once per scrape.
+type sessionsCollector struct {
+	open, users, skipped *prometheus.Desc
+	from                 atomic.Pointer[func() (open, users int, skipped uint64)]
+}
+
+func newSessionsCollector() sessionsCollector {
+	return sessionsCollector{
+		open: prometheus.NewDesc(namespace+"_sessions_open",
+			"Application login sessions open (active or idle), as rebuilt from the stream.", nil, nil),
+		users: prometheus.NewDesc(namespace+"_application_users",
+			"Application users known to attribution.", nil, nil),
+		skipped: prometheus.NewDesc(namespace+"_session_rows_skipped",
+			"Rows of the application's user and session tables skipped for missing or malformed values since start.", nil, nil),
+	}
+}
+
+func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.users
+	ch <- c.skipped
+}
+
+func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
+	var open, users int
+	var skipped uint64
+	if f := c.from.Load(); f != nil {
+		open, users, skipped = (*f)()
+	}
+	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(open))
+	ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(users))
+	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.GaugeValue, float64(skipped))
 }
 
 // lag computes replication_lag_bytes and replication_lag_seconds.

@@ -397,16 +397,36 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 }
 
-func TestSessionsGauges(t *testing.T) {
+func TestSessionsGaugesReadTheirSourceWhenScraped(t *testing.T) {
 	m := New()
-	m.Sessions(3, 12, 2)
-	if got := testutil.ToFloat64(m.sessionsOpen); got != 3 {
-		t.Errorf("sessions_open = %v", got)
+	gauges := func() (open, users, skipped float64) {
+		t.Helper()
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			v := mf.GetMetric()[0].GetGauge().GetValue()
+			switch mf.GetName() {
+			case "cdcaudit_sessions_open":
+				open = v
+			case "cdcaudit_application_users":
+				users = v
+			case "cdcaudit_session_rows_skipped":
+				skipped = v
+			}
+		}
+		return
 	}
-	if got := testutil.ToFloat64(m.usersKnown); got != 12 {
-		t.Errorf("application_users = %v", got)
+	if o, u, s := gauges(); o != 0 || u != 0 || s != 0 {
+		t.Fatalf("without a source: %v %v %v", o, u, s)
 	}
-	if got := testutil.ToFloat64(m.appSkipped); got != 2 {
-		t.Errorf("session_rows_skipped = %v", got)
+	calls := 0
+	m.SessionsFrom(func() (int, int, uint64) { calls++; return 3 * calls, 12, 2 })
+	if o, u, s := gauges(); o != 3 || u != 12 || s != 2 {
+		t.Errorf("sessions_open %v, application_users %v, session_rows_skipped %v; want 3, 12, 2", o, u, s)
+	}
+	if o, _, _ := gauges(); o != 6 || calls != 2 {
+		t.Errorf("second scrape: sessions_open %v after %d reads; want 6 after 2 (one read per scrape)", o, calls)
 	}
 }

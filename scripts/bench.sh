@@ -4,10 +4,13 @@
 # rates and CPU per change (each consumer and its walsender, read from /proc:
 # run as root to read the server's processes); medians over --runs. Also the
 # WAL and ingest cost of REPLICA IDENTITY DEFAULT against FULL, and (with
-# --snapshot-rows) the initial snapshot against COPY. See README.md.
+# --snapshot-rows) the initial snapshot against COPY; --pgbench: pgbench's tps
+# with cdcaudit streaming beside it against with pg_recvlogical; --big-tx N:
+# cdcaudit's peak RSS through one transaction of N rows. See README.md.
 # Usage: scripts/bench.sh [--rows 500000] [--tx-rows 1000] [--runs 3]
 #   [--identity full|default|both] [--pgbench-tx 10000] [--snapshot-rows N]
-#   [--json FILE] [--keep]
+#   [--pgbench [--pgbench-seconds 30] [--pgbench-clients 2] [--pgbench-scale 10]]
+#   [--big-tx N] [--json FILE] [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin

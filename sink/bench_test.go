@@ -63,9 +63,8 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkWriterSmallTx(b *testing.B) {
 	s := mustOpen(b, b.TempDir())
 	defer s.Close()
-	w := NewWriter(s, 1024)
 	var appends int
-	w.OnCommit = func(CommitInfo) { appends++ }
+	w := NewWriter(s, WriterOptions{Queue: 1024, OnCommit: func(CommitInfo) { appends++ }})
 	c := uint64(0)
 	for b.Loop() {
 		c++
@@ -189,4 +188,29 @@ func BenchmarkScan(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100_000), "ns/event")
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*100_000), "cpu-ns/event")
+}
+
+// BenchmarkWriterTrickle submits a 4-event transaction every 300 µs, as
+// pgbench's commits arrive from the stream: the writer should gather them
+// rather than fsync each. cpu-µs/tx counts every goroutine.
+func BenchmarkWriterTrickle(b *testing.B) {
+	s := mustOpen(b, b.TempDir())
+	defer s.Close()
+	var appends int
+	w := NewWriter(s, WriterOptions{Queue: 1024, OnCommit: func(CommitInfo) { appends++ }})
+	c := uint64(0)
+	cpu0 := cpuTime()
+	for b.Loop() {
+		c++
+		if err := w.Submit(b.Context(), txBatch(c<<8, 4)); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(300 * time.Microsecond)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/tx")
+	b.ReportMetric(float64(b.N)/float64(max(appends, 1)), "tx/append")
 }

@@ -12,12 +12,14 @@ import (
 func TestWriterGroupCommit(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
-	w := NewWriter(s, 64)
 	var mu sync.Mutex
 	var commits []CommitInfo
 	var released atomic.Int64
-	w.OnCommit = func(ci CommitInfo) { mu.Lock(); commits = append(commits, ci); mu.Unlock() }
-	w.Release = func(b Batch) { released.Add(1) }
+	w := NewWriter(s, WriterOptions{
+		Queue:    64,
+		OnCommit: func(ci CommitInfo) { mu.Lock(); commits = append(commits, ci); mu.Unlock() },
+		Release:  func(b Batch) { released.Add(1) },
+	})
 
 	const txs = 500
 	ctx := t.Context()
@@ -88,7 +90,7 @@ func TestWriterStopsOnError(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
 	mustAppend(t, s, txBatch(0x300, 1))
-	w := NewWriter(s, 4)
+	w := NewWriter(s, WriterOptions{Queue: 4})
 	ctx := t.Context()
 	if err := w.Submit(ctx, txBatch(0x100, 1)); err != nil { // below the head, not stored
 		t.Fatal(err)
@@ -114,7 +116,7 @@ func TestWriterStopsOnError(t *testing.T) {
 func TestWriterSubmitBlocksWhenFull(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
-	w := NewWriter(s, 1)
+	w := NewWriter(s, WriterOptions{Queue: 1})
 	defer w.Close()
 	// Hold the store's write lock so the writer cannot drain.
 	s.wmu.Lock()
@@ -140,7 +142,7 @@ func TestWriterSubmitBlocksWhenFull(t *testing.T) {
 func TestReadWhileWriting(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
-	w := NewWriter(s, 16)
+	w := NewWriter(s, WriterOptions{Queue: 16})
 	ctx := t.Context()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -188,7 +190,7 @@ func TestReadWhileWriting(t *testing.T) {
 func TestWriterBoundsQueuedBytes(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
-	w := NewWriter(s, 1<<16)
+	w := NewWriter(s, WriterOptions{Queue: 1 << 16})
 	defer w.Close()
 	s.wmu.Lock() // the writer cannot drain
 	pad := make([]byte, 8<<20)
@@ -218,4 +220,107 @@ func TestWriterBoundsQueuedBytes(t *testing.T) {
 	}
 	s.wmu.Unlock()
 	<-done // the writer fails on the fake pad bodies, which must release the waiters too
+}
+
+// Waiting for room in the queue's bytes honours the context: a stalled
+// store never holds a Submit whose caller gave up.
+func TestWriterSubmitHonoursContextWaitingForRoom(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	w := NewWriter(s, WriterOptions{Queue: 1 << 16})
+	defer w.Close()
+	s.wmu.Lock() // the writer cannot drain
+	pad := make([]byte, maxQueuedBytes/4)
+	big := func(c uint64) Batch {
+		e := ev(c<<8, 1)
+		return Batch{Events: []Encoded{e, {Key: e.Key, Body: pad}}}
+	}
+	// Fill the room: the writer holds the first batch (blocked on the
+	// store's lock), the queue the next ones, until Submit must wait.
+	submitted := 0
+	for c := uint64(1); submitted < 20; c++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		err := w.Submit(ctx, big(c))
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		submitted++
+	}
+	if submitted == 0 || submitted >= 20 {
+		t.Fatalf("%d batches of %d MiB submitted before Submit waited", submitted, len(pad)>>20)
+	}
+	// Cancelled while waiting: it returns the context's error, and gave
+	// back nothing it did not take.
+	ctx, cancel := context.WithCancel(t.Context())
+	res := make(chan error, 1)
+	go func() { res <- w.Submit(ctx, big(100)) }()
+	select {
+	case err := <-res:
+		t.Fatalf("Submit returned %v with the queue full", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Submit on a full queue, cancelled: %v", err)
+	}
+	if got := w.Pending(); got != int64(submitted) {
+		t.Fatalf("Pending %d, want the %d batches submitted", got, submitted)
+	}
+	s.wmu.Unlock()
+	// What was submitted is stored (each pad, under its event's key, is
+	// taken for a replay of it); the cancelled batch is not.
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, n := s.Head(); n != uint64(submitted) || w.Pending() != 0 {
+		t.Fatalf("%d events stored, %d pending; want %d, 0", n, w.Pending(), submitted)
+	}
+}
+
+// A trickle of small transactions is gathered: two commits of small groups
+// are at least minCommitInterval apart (so at most about 100 fsyncs a
+// second), and a Flush does not wait for the gathering.
+func TestWriterGathersATrickle(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	var mu sync.Mutex
+	var at []time.Time
+	var batches int
+	w := NewWriter(s, WriterOptions{Queue: 64, OnCommit: func(ci CommitInfo) {
+		mu.Lock()
+		at = append(at, time.Now())
+		batches += ci.Batches
+		mu.Unlock()
+	}})
+	defer w.Close()
+	ctx := t.Context()
+	const txs = 40
+	for c := uint64(1); c <= txs; c++ {
+		if err := w.Submit(ctx, txBatch(c<<8, 4)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if batches != txs {
+		t.Fatalf("%d batches committed of %d", batches, txs)
+	}
+	// The last commit may be the Flush's, which does not wait.
+	for i := 1; i < len(at)-1; i++ {
+		if gap := at[i].Sub(at[i-1]); gap < 9*time.Millisecond { // about 100 fsyncs a second at most
+			t.Errorf("commits %d and %d only %v apart", i-1, i, gap)
+		}
+	}
+	if len(at) >= txs {
+		t.Errorf("%d commits for %d small transactions: nothing gathered", len(at), txs)
+	}
+	t.Logf("%d transactions in %d commits", txs, len(at))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 // commandFlags are the flags each command must offer (operators' scripts
 // depend on these names).
 var commandFlags = map[string][]string{
-	"run": {"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude", "accept-gap",
+	"run": {"dsn", "data-dir", "config", "http-addr", "pprof", "slot", "publication", "tables", "exclude", "accept-gap",
 		"anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "snapshot", "snapshot-tables"},
 	"check":    {"dsn", "config", "slot", "publication", "tables", "exclude"},
 	"export":   {"data-dir", "format", "since", "until", "table", "op", "out", "config"},
@@ -483,7 +484,7 @@ func TestHTTPServer(t *testing.T) {
 	m := metrics.New()
 	m.AddEvents("public", "sale_order", "insert", 2)
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP("127.0.0.1:0", m, log)
+	hs, err := startHTTP("127.0.0.1:0", m, log, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,12 +513,48 @@ func TestHTTPServer(t *testing.T) {
 	if code, _ := get("/nope"); code != 404 {
 		t.Errorf("/nope: %d", code)
 	}
+	if code, _ := get("/debug/pprof/"); code != 404 {
+		t.Errorf("/debug/pprof/ without pprof: %d", code)
+	}
+}
+
+// With pprof on, the profiler answers loopback clients, and only them.
+func TestHTTPServerPprof(t *testing.T) {
+	log := newLogger(io.Discard, "text", "error")
+	hs, err := startHTTP("127.0.0.1:0", metrics.New(), log, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hs.shutdown()
+	resp, err := http.Get("http://" + hs.addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile:") {
+		t.Errorf("/debug/pprof/goroutine: %d %.200q", resp.StatusCode, b)
+	}
+	// A client from elsewhere (as the server sees it) is refused.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/debug/pprof/heap", nil)
+	req.RemoteAddr = "192.0.2.7:40000"
+	hs.srv.Handler.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("/debug/pprof/heap from 192.0.2.7: %d, want 403", rec.Code)
+	}
+	req.RemoteAddr = "[::1]:40000"
+	rec = httptest.NewRecorder()
+	hs.srv.Handler.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("/debug/pprof/heap from [::1]: %d, want 200", rec.Code)
+	}
 }
 
 func TestRunHTTPAddrInUse(t *testing.T) {
 	m := metrics.New()
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP("127.0.0.1:0", m, log)
+	hs, err := startHTTP("127.0.0.1:0", m, log, false)
 	if err != nil {
 		t.Fatal(err)
 	}

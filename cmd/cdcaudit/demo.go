@@ -159,7 +159,7 @@ func (d *demo) run() int {
 
 	log := newLogger(d.stderr, "text", d.logLevel)
 	m := metrics.New()
-	hs, err := startHTTP(d.httpAddr, m, log.With("component", "http"))
+	hs, err := startHTTP(d.httpAddr, m, log.With("component", "http"), false)
 	if err != nil {
 		return d.fail("demo", fmt.Errorf("--http-addr %s: %w", d.httpAddr, err))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -67,7 +68,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
   CDCAUDIT_DSN=postgres://cdcaudit@db/erp CDCAUDIT_DATA_DIR=/data cdcaudit run --http-addr 0.0.0.0:9187`
 
 // runFlagOrder is the order of run's flags in --help.
-var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "slot", "publication", "tables", "exclude",
+var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "pprof", "slot", "publication", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
 	"snapshot", "snapshot-tables", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
@@ -107,7 +108,7 @@ func (c *cli) run(args []string) int {
 	defer stop()
 
 	m := metrics.New()
-	hs, err := startHTTP(cfg.HTTPAddr, m, log)
+	hs, err := startHTTP(cfg.HTTPAddr, m, log, cfg.Pprof)
 	if err != nil {
 		return c.fail("run", fmt.Errorf("http_addr %s: %w", cfg.HTTPAddr, err))
 	}
@@ -191,7 +192,8 @@ type httpServer struct {
 	done chan struct{}
 }
 
-func startHTTP(addr string, m *metrics.Metrics, log *slog.Logger) (*httpServer, error) {
+// startHTTP serves /metrics, /healthz and, with withPprof, /debug/pprof.
+func startHTTP(addr string, m *metrics.Metrics, log *slog.Logger, withPprof bool) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -199,9 +201,18 @@ func startHTTP(addr string, m *metrics.Metrics, log *slog.Logger) (*httpServer, 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", m.HealthHandler())
+	index := "/metrics  Prometheus metrics\n/healthz  health (200 ok, 503 with the reason)\n"
+	if withPprof {
+		mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", loopbackOnly(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", loopbackOnly(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
+		index += "/debug/pprof/  Go profiler (loopback clients only)\n"
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "cdcaudit %s\n\n/metrics  Prometheus metrics\n/healthz  health (200 ok, 503 with the reason)\n", versionString())
+		fmt.Fprintf(w, "cdcaudit %s\n\n%s", versionString(), index)
 	})
 	hs := &httpServer{
 		srv: &http.Server{
@@ -223,6 +234,20 @@ func startHTTP(addr string, m *metrics.Metrics, log *slog.Logger) (*httpServer, 
 	}()
 	log.Info("serving metrics", "addr", hs.addr, "url", "http://"+hs.addr+"/metrics")
 	return hs, nil
+}
+
+// loopbackOnly answers clients connecting from a loopback address only:
+// the profiler shows what an outsider should not see, whatever address the
+// server listens on.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, "/debug/pprof answers loopback clients only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (hs *httpServer) shutdown() {

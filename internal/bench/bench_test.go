@@ -217,3 +217,46 @@ func TestHelpHasFlag(t *testing.T) {
 		t.Error("--snapshot not found once listed")
 	}
 }
+
+// pgbench 15's report, abridged.
+const pgbenchReport = `pgbench (15.8)
+transaction type: <builtin: TPC-B (sort of)>
+scaling factor: 10
+query mode: simple
+number of clients: 2
+number of threads: 2
+duration: 30 s
+number of transactions actually processed: 41523
+number of failed transactions: 0 (0.000%)
+latency average = 1.445 ms
+initial connection time = 4.391 ms
+tps = 1384.254119 (without initial connection time)
+`
+
+func TestParsePgbench(t *testing.T) {
+	tps, txs, err := parsePgbench(pgbenchReport)
+	if err != nil || tps != 1384.254119 || txs != 41523 {
+		t.Fatalf("parsePgbench = %v, %v, %v", tps, txs, err)
+	}
+	if _, _, err := parsePgbench(strings.Replace(pgbenchReport, "tps = ", "tps: ", 1)); err == nil {
+		t.Error("a report without its tps line was accepted")
+	}
+}
+
+func TestStatusFieldAndPairedRatios(t *testing.T) {
+	status := "Name:\tcdcaudit\nVmHWM:\t  251904 kB\nVmRSS:\t  200000 kB\nRssAnon:\t   92160 kB\nRssFile:\t  107840 kB\n"
+	if got := statusField(status, "VmHWM"); got != 251904 {
+		t.Errorf("VmHWM = %d", got)
+	}
+	if got := statusField(status, "RssAnon"); got != 92160 {
+		t.Errorf("RssAnon = %d", got)
+	}
+	if got := statusField(status, "RssShmem"); got != 0 {
+		t.Errorf("a missing field = %d", got)
+	}
+	// Within each run: 90/100, 100/100 (a run without a denominator has no ratio).
+	got := spread{90, 100, 5}.pairedWith(spread{100, 100, 0})
+	if got.format("%.2f") != "0.95 (0.90 to 1.00)" {
+		t.Errorf("pairedWith = %v", got)
+	}
+}

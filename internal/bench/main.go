@@ -31,6 +31,11 @@ func main() {
 	identity := flag.String("identity", "both", "REPLICA IDENTITY of the bench tables: full, default, or both (each drained in every run, and compared)")
 	pgbenchTx := flag.Int("pgbench-tx", 10000, "pgbench transactions whose WAL is measured under each replica identity in every run (0: none)")
 	snapshotRows := flag.Int("snapshot-rows", 0, "also time cdcaudit's initial snapshot of a table of this many rows against COPY … TO '/dev/null' of it (0: not)")
+	attachedMode := flag.Bool("pgbench", false, "instead of the drains, run pgbench in each run once with pg_recvlogical and once with cdcaudit streaming its changes (FULL tables, the same slot type), and compare the tps")
+	pgbenchSeconds := flag.Int("pgbench-seconds", 30, "with --pgbench: how long each pgbench runs")
+	pgbenchClients := flag.Int("pgbench-clients", 2, "with --pgbench: pgbench's clients (and threads)")
+	pgbenchScale := flag.Int("pgbench-scale", 10, "with --pgbench: pgbench's scale factor")
+	bigTx := flag.Int("big-tx", 0, "also drain ONE transaction inserting this many rows of the bench table through cdcaudit, for its peak RSS (0: not)")
 	jsonOut := flag.String("json", "", "also write every figure of every run to this file, as JSON")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
 	flag.Parse()
@@ -38,14 +43,19 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if *runs < 0 || *rows < 1 || *txRows < 1 || *pgbenchTx < 0 || *snapshotRows < 0 {
-		log.Fatal("--rows and --tx-rows must be at least 1, --runs, --pgbench-tx and --snapshot-rows at least 0")
+	if *runs < 0 || *rows < 1 || *txRows < 1 || *pgbenchTx < 0 || *snapshotRows < 0 || *bigTx < 0 {
+		log.Fatal("--rows and --tx-rows must be at least 1, --runs, --pgbench-tx, --snapshot-rows and --big-tx at least 0")
 	}
-	if *runs == 0 && *snapshotRows == 0 {
-		log.Fatal("--runs 0 measures nothing without --snapshot-rows")
+	if *pgbenchSeconds < 1 || *pgbenchClients < 1 || *pgbenchScale < 1 {
+		log.Fatal("--pgbench-seconds, --pgbench-clients and --pgbench-scale must be at least 1")
+	}
+	if *runs == 0 && *snapshotRows == 0 && *bigTx == 0 {
+		log.Fatal("--runs 0 measures nothing without --snapshot-rows or --big-tx")
 	}
 	opts := options{bin: *bin, rows: *rows, txRows: *txRows, runs: *runs, identities: ids,
-		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep}
+		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep,
+		attached: *attachedMode, pgbenchSeconds: *pgbenchSeconds, pgbenchClients: *pgbenchClients, pgbenchScale: *pgbenchScale,
+		bigTx: *bigTx}
 	if err := run(opts); err != nil {
 		log.Fatal(err)
 	}
@@ -57,6 +67,10 @@ type options struct {
 	identities                                  []string
 	jsonOut                                     string
 	keep                                        bool
+	// --pgbench: the runs compare pgbench with each consumer attached.
+	attached                                     bool
+	pgbenchSeconds, pgbenchClients, pgbenchScale int
+	bigTx                                        int
 }
 
 // parseIdentities reads --identity: the replica identities to measure, FULL
@@ -124,8 +138,10 @@ var consumers = []consumer{
 
 // drain is what one consumer's drain measured.
 type drain struct {
-	wall  time.Duration // until the last change was received (cdcaudit: durable and confirmed)
-	rssKB int64         // the consumer's peak resident set
+	wall   time.Duration // until the last change was received (cdcaudit: durable and confirmed)
+	rssKB  int64         // the consumer's peak resident set (VmHWM: the store's mapped pages too)
+	anonKB int64         // its peak anonymous resident memory (heap, stacks), sampled
+	wchar  int64         // bytes it passed to write calls during the drain (cdcaudit: its store's pages)
 	// CPU (user+system) of the consumer process and of the walsender(s)
 	// serving it, up to the end of the drain.
 	cpu, walsenderCPU time.Duration
@@ -176,6 +192,9 @@ func run(o options) error {
 	defer c.Stop()
 	changes := 2 * o.rows
 	rep := report{Rows: o.rows, TxRows: o.txRows, Changes: changes, Identities: o.identities, PgbenchTransactions: o.pgbenchTx}
+	if o.attached {
+		return runAttachedMode(ctx, c, o, rep, snapshots)
+	}
 	if o.runs > 0 {
 		fmt.Printf("workload: %d inserts + %d updates of a 15-column table (REPLICA IDENTITY %s), %d rows per transaction; %d run(s)\n",
 			o.rows, o.rows, strings.ToUpper(strings.Join(o.identities, " and ")), o.txRows, o.runs)
@@ -210,10 +229,18 @@ func run(o options) error {
 			return fmt.Errorf("snapshot: %w", err)
 		}
 	}
+	if o.bigTx > 0 {
+		if rep.BigTx, err = benchBigTx(ctx, c, o, snapshots); err != nil {
+			return fmt.Errorf("big transaction: %w", err)
+		}
+	}
 	rep.LoadAverageEnd = loadAverage()
 	fmt.Printf("load average at end:   %s\n\n", rep.LoadAverageEnd)
 	rep.Runs = jsonRuns(results)
 	printReport(o, results, rep.Snapshot)
+	if rep.BigTx != nil {
+		printBigTx(rep.BigTx)
+	}
 	if o.jsonOut != "" {
 		return writeJSON(o.jsonOut, rep)
 	}
@@ -235,8 +262,9 @@ func helpHasFlag(help, name string) bool {
 }
 
 func (d drain) summary(changes int) string {
-	return fmt.Sprintf("%6.2fs %8.0f changes/s  CPU %5.2f µs/change  walsender %5.2f µs/change  peak RSS %6.1f MiB",
-		d.wall.Seconds(), float64(changes)/d.wall.Seconds(), perChange(d.cpu, changes), perChange(d.walsenderCPU, changes), float64(d.rssKB)/1024)
+	return fmt.Sprintf("%6.2fs %8.0f changes/s  CPU %5.2f µs/change  walsender %5.2f µs/change  peak RSS %6.1f MiB (anon %.1f)",
+		d.wall.Seconds(), float64(changes)/d.wall.Seconds(), perChange(d.cpu, changes), perChange(d.walsenderCPU, changes),
+		float64(d.rssKB)/1024, float64(d.anonKB)/1024)
 }
 
 func perChange(cpu time.Duration, changes int) float64 {
@@ -446,6 +474,7 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 			return d, nil
 		case <-time.After(20 * time.Millisecond):
 			d.rssKB = max(d.rssKB, peakRSS(cmd.Process.Pid))
+			d.anonKB = max(d.anonKB, anonRSS(cmd.Process.Pid))
 		}
 		// Asked only until found: the server does no other work meanwhile.
 		if pid == 0 {
@@ -488,6 +517,7 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 			return drain{}, fmt.Errorf("cdcaudit exited early: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
+		d.anonKB = max(d.anonKB, anonRSS(cmd.Process.Pid))
 		// The slot is confirmed only up to what is durable in the store.
 		var pid int
 		var lsn string
@@ -507,6 +537,7 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 	d.walsenderCPU = ws.total()
 	ws.warnIfUnseen(slot)
 	d.rssKB = peakRSS(cmd.Process.Pid)
+	d.wchar = writtenBytes(cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
 		return drain{}, fmt.Errorf("cdcaudit did not exit cleanly: %v", err)
@@ -524,4 +555,41 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// runAttachedMode is --pgbench: every run compares pgbench with each
+// consumer attached (then --big-tx, when asked).
+func runAttachedMode(ctx context.Context, c *pgtest.Cluster, o options, rep report, snapshots bool) error {
+	if !snapshots {
+		return fmt.Errorf("--pgbench: %s has no --snapshot flag (it would copy pgbench's tables first)", o.bin)
+	}
+	rep.LoadAverageStart = loadAverage()
+	fmt.Printf("load average at start: %s\n", rep.LoadAverageStart)
+	var runs [][]attached
+	for r := 1; r <= o.runs; r++ {
+		a, err := benchAttached(ctx, c, o, r)
+		if err != nil {
+			return fmt.Errorf("run %d, --pgbench: %w", r, err)
+		}
+		runs = append(runs, a)
+	}
+	if o.bigTx > 0 {
+		var err error
+		if rep.BigTx, err = benchBigTx(ctx, c, o, snapshots); err != nil {
+			return fmt.Errorf("big transaction: %w", err)
+		}
+	}
+	rep.LoadAverageEnd = loadAverage()
+	fmt.Printf("load average at end:   %s\n\n", rep.LoadAverageEnd)
+	if len(runs) > 0 {
+		printAttached(o, runs)
+	}
+	if rep.BigTx != nil {
+		printBigTx(rep.BigTx)
+	}
+	rep.Attached = runs
+	if o.jsonOut != "" {
+		return writeJSON(o.jsonOut, rep)
+	}
+	return nil
 }

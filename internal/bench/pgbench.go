@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -26,15 +23,7 @@ func pgbenchWAL(ctx context.Context, c *pgtest.Cluster, db, id string, tx int) (
 		return walSpan{}, err
 	}
 	defer dropDatabase(ctx, c, db)
-	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "postgres"}
-	pgbench := func(args ...string) error {
-		out, err := exec.CommandContext(ctx, filepath.Join(c.BinDir, "pgbench"), append(append(conn, args...), db)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pgbench %v: %v\n%s", args, err, out)
-		}
-		return nil
-	}
-	if err := pgbench("-i", "-q", "-s", "1"); err != nil {
+	if err := pgbench(ctx, c, db, "-i", "-q", "-s", "1"); err != nil {
 		return walSpan{}, err
 	}
 	pg, err := pgx.Connect(ctx, c.DSN(db))
@@ -59,7 +48,7 @@ func pgbenchWAL(ctx context.Context, c *pgtest.Cluster, db, id string, tx int) (
 		return walSpan{}, err
 	}
 	// -n: no vacuum before the run (autovacuum is off as well).
-	if err := pgbench("-n", "-c", "1", "-t", strconv.Itoa(tx)); err != nil {
+	if err := pgbench(ctx, c, db, "-n", "-c", "1", "-t", strconv.Itoa(tx)); err != nil {
 		return walSpan{}, err
 	}
 	wal, _, err := walSince(ctx, c, pg, start)

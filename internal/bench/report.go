@@ -40,20 +40,25 @@ func printDrains(results [][]drain, changes int) {
 		}
 		return s
 	}
-	cell := "%-26s"
+	// CPU per change is printed as seconds per million changes (the same
+	// number as µs per change).
+	cell := "%-24s"
 	fmt.Printf("median (min to max) of %d run(s), %d changes each\n", len(results), changes)
-	fmt.Printf("%-38s "+cell+cell+cell+cell+"%s\n", "", "changes/s", "CPU µs/change", "walsender µs/change", "peak RSS MiB", "store bytes/event")
+	fmt.Printf("%-38s "+strings.Repeat(cell, 6)+"%s\n", "", "changes/s", "CPU s/1M changes", "walsender s/1M changes",
+		"peak RSS MiB", "peak anon RSS MiB", "written bytes/change", "store bytes/event")
 	for i, cons := range consumers {
-		store := "–"
+		store, written := "–", "–"
 		if cons.profile != "" {
 			store = over(i, func(d drain) float64 { return float64(d.storeBytes) / float64(changes) }).format("%.0f")
+			written = over(i, func(d drain) float64 { return float64(d.wchar) / float64(changes) }).format("%.0f")
 		}
-		fmt.Printf("%-38s "+cell+cell+cell+cell+"%s\n", cons.name,
+		fmt.Printf("%-38s "+strings.Repeat(cell, 6)+"%s\n", cons.name,
 			over(i, func(d drain) float64 { return float64(changes) / d.wall.Seconds() }).format("%.0f"),
 			over(i, func(d drain) float64 { return perChange(d.cpu, changes) }).format("%.2f"),
 			over(i, func(d drain) float64 { return perChange(d.walsenderCPU, changes) }).format("%.2f"),
 			over(i, func(d drain) float64 { return float64(d.rssKB) / 1024 }).format("%.1f"),
-			store)
+			over(i, func(d drain) float64 { return float64(d.anonKB) / 1024 }).format("%.1f"),
+			written, store)
 	}
 	// CPU per change is steadier than throughput on a busy machine: the
 	// ratios of both are printed.
@@ -72,6 +77,14 @@ func printDrains(results [][]drain, changes int) {
 	fmt.Printf("CPU/change with walsender, cdcaudit / lower pg_recvlogical:     %s×\n", plainCPU.format("%.2f"))
 	fmt.Printf("attribution (--profile odoo), against cdcaudit without it:     throughput %s%%, CPU per change %s%%\n",
 		attribution.format("%+.0f"), attributionCPU.format("%+.0f"))
+	// The goal of issue 8: cdcaudit's CPU per change at most its
+	// walsender's, measured in the same drain.
+	for _, c := range []int{1, 2} {
+		fmt.Printf("CPU per 1M changes, %s: %s s, its walsender %s s: %s× the walsender's (goal ≤ 1×)\n", consumers[c].name,
+			over(c, func(d drain) float64 { return perChange(d.cpu, changes) }).format("%.2f"),
+			over(c, func(d drain) float64 { return perChange(d.walsenderCPU, changes) }).format("%.2f"),
+			over(c, func(d drain) float64 { return d.cpu.Seconds() / d.walsenderCPU.Seconds() }).format("%.2f"))
+	}
 }
 
 // identityFigure is one line of the identity comparison: a figure of one
@@ -275,6 +288,9 @@ type report struct {
 	LoadAverageEnd      string          `json:"load_average_end"`
 	Runs                []jsonRun       `json:"runs"`
 	Snapshot            *snapshotResult `json:"snapshot,omitempty"`
+	BigTx               *bigTxResult    `json:"big_tx,omitempty"`
+	// --pgbench: per run, pg_recvlogical's then cdcaudit's figures.
+	Attached [][]attached `json:"attached,omitempty"`
 }
 
 type jsonRun struct {
@@ -296,6 +312,8 @@ type jsonDrain struct {
 	CPUSeconds       float64 `json:"cpu_seconds"`
 	WalsenderSeconds float64 `json:"walsender_cpu_seconds"`
 	PeakRSSKiB       int64   `json:"peak_rss_kib"`
+	PeakAnonRSSKiB   int64   `json:"peak_anon_rss_kib"`
+	WrittenBytes     int64   `json:"written_bytes,omitempty"` // passed to write calls (cdcaudit)
 	StoreBytes       int64   `json:"store_bytes,omitempty"`
 }
 
@@ -308,7 +326,7 @@ func jsonRuns(results []runResult) []jsonRun {
 			for i, d := range ir.drains {
 				ji.Drains = append(ji.Drains, jsonDrain{Consumer: consumers[i].name, Profile: consumers[i].profile,
 					WallSeconds: d.wall.Seconds(), CPUSeconds: d.cpu.Seconds(), WalsenderSeconds: d.walsenderCPU.Seconds(),
-					PeakRSSKiB: d.rssKB, StoreBytes: d.storeBytes})
+					PeakRSSKiB: d.rssKB, PeakAnonRSSKiB: d.anonKB, WrittenBytes: d.wchar, StoreBytes: d.storeBytes})
 			}
 			jr.Identities[id] = ji
 		}

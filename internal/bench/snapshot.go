@@ -58,18 +58,11 @@ const snapshotFillRows = 1000000
 // /dev/null, then cdcaudit's initial snapshot of it, then COPY again.
 func benchSnapshot(ctx context.Context, c *pgtest.Cluster, o options) (*snapshotResult, error) {
 	const db = "snapshot"
-	if err := c.CreateDatabase(ctx, db); err != nil {
-		return nil, err
-	}
-	defer dropDatabase(ctx, c, db)
-	conn, err := pgx.Connect(ctx, c.DSN(db))
+	conn, done, err := benchDB(ctx, c, db, table)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, table); err != nil {
-		return nil, err
-	}
+	defer done()
 	t0 := time.Now()
 	for lo := 1; lo <= o.snapshotRows; lo += snapshotFillRows {
 		if _, err := conn.Exec(ctx, insertRows, lo, min(lo+snapshotFillRows-1, o.snapshotRows)); err != nil {

@@ -29,3 +29,15 @@ func (s spread) format(verb string) string {
 	}
 	return fmt.Sprintf("%s ("+verb+" to "+verb+")", m, slices.Min(s), slices.Max(s))
 }
+
+// pairedWith divides each value by den's of the same run (runs where
+// either is missing or den is 0 give none).
+func (s spread) pairedWith(den spread) spread {
+	var out spread
+	for i := range min(len(s), len(den)) {
+		if den[i] != 0 {
+			out = append(out, s[i]/den[i])
+		}
+	}
+	return out
+}

@@ -8,6 +8,7 @@
 //	dsn              PostgreSQL connection URL or key=value string     (required by run, check)
 //	data_dir         directory of the audit store                       (required by run, export, verify)
 //	http_addr        address of /metrics and /healthz                  default 127.0.0.1:9187
+//	pprof            serve /debug/pprof to loopback clients             default false
 //	slot             logical replication slot name                      default cdcaudit
 //	publication      publication name                                   default cdcaudit
 //	tables           schema-qualified globs of tables to publish        default: all tables
@@ -61,6 +62,7 @@ const (
 	KeyDSN            = "dsn"
 	KeyDataDir        = "data_dir"
 	KeyHTTPAddr       = "http_addr"
+	KeyPprof          = "pprof"
 	KeySlot           = "slot"
 	KeyPublication    = "publication"
 	KeyTables         = "tables"
@@ -105,9 +107,12 @@ const (
 
 // Config is the resolved configuration.
 type Config struct {
-	DSN            string
-	DataDir        string
-	HTTPAddr       string
+	DSN      string
+	DataDir  string
+	HTTPAddr string
+	// Pprof serves Go's profiler at /debug/pprof on the HTTP server, to
+	// clients on the loopback interface only.
+	Pprof          bool
 	Slot           string
 	Publication    string
 	Tables         []string
@@ -192,6 +197,7 @@ var keys = []keyInfo{
 	{KeyDSN, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string", func(c *Config) any { return &c.DSN }},
 	{KeyDataDir, "`directory` of the audit store (created if missing)", func(c *Config) any { return &c.DataDir }},
 	{KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)", func(c *Config) any { return &c.HTTPAddr }},
+	{KeyPprof, "serve Go's profiler at /debug/pprof on the HTTP server, answering loopback clients only", func(c *Config) any { return &c.Pprof }},
 	{KeySlot, "logical replication slot `name` (created if missing)", func(c *Config) any { return &c.Slot }},
 	{KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes", func(c *Config) any { return &c.Publication }},
 	{KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert", func(c *Config) any { return &c.Tables }},

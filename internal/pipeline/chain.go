@@ -46,7 +46,7 @@ func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Pub
 // recordGap adds a gap record to the chain, in the same store transaction
 // as the new checkpoint, when streaming starts past the store's checkpoint:
 // Prepare allows that only with --accept-gap.
-func recordGap(ctx context.Context, store *sink.Store, w *sink.Writer, checkpoint, start uint64, log *slog.Logger) error {
+func recordGap(ctx context.Context, store *sink.Store, w submitter, checkpoint, start uint64, log *slog.Logger) error {
 	if checkpoint == 0 || start <= checkpoint {
 		return nil
 	}
@@ -64,7 +64,7 @@ func recordGap(ctx context.Context, store *sink.Store, w *sink.Writer, checkpoin
 // because the slot is gone (dropped, or invalidated: wal_status lost):
 // whatever happens next, the trail says that events after the checkpoint
 // were never received.
-func recordSlotLoss(cfg Config, store *sink.Store, w *sink.Writer, log *slog.Logger) {
+func recordSlotLoss(cfg Config, store *sink.Store, w submitter, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	slot, err := replication.InspectSlot(ctx, cfg.Replication)

@@ -33,7 +33,7 @@ type coverageRecords struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	pending []sink.StateRecord
-	w       *sink.Writer
+	w       submitter
 }
 
 func (r *coverageRecords) add(c replication.Coverage) {
@@ -51,7 +51,7 @@ func (r *coverageRecords) add(c replication.Coverage) {
 }
 
 // attach submits what waited and sends later records straight to w.
-func (r *coverageRecords) attach(w *sink.Writer) error {
+func (r *coverageRecords) attach(w submitter) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.w = w

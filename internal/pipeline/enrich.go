@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -48,12 +49,14 @@ type enricher struct {
 	// auto: profile auto found no application at start; the first of
 	// Odoo's tables to appear in the stream switches to the Odoo profile.
 	auto    bool
-	settled string                // the profile auto settled on ("" before)
-	prof    profile.Profile       // in use, when tracker is set
-	tracker *sessions.Tracker     // nil without a profile
-	corr    *correlate.Correlator // nil without a profile
-	redact  *redact.Redactor
-	pending []sink.StateRecord // state to store with the next batch
+	settled string            // the profile auto settled on ("" before)
+	prof    profile.Profile   // in use, when tracker is set
+	tracker *sessions.Tracker // nil without a profile
+	// published is tracker, for the metrics' scrapes (other goroutines).
+	published atomic.Pointer[sessions.Tracker]
+	corr      *correlate.Correlator // nil without a profile
+	redact    *redact.Redactor
+	pending   []sink.StateRecord // state to store with the next batch
 
 	// Of the transaction in progress.
 	rows []correlate.SessionRow
@@ -117,6 +120,7 @@ func (x *enricher) start(p profile.Profile, present []string) error {
 	if err != nil {
 		return err
 	}
+	x.published.Store(x.tracker)
 	x.corr = correlate.New(p, x.tracker)
 	if err := x.store.LoadState(stateSessions, func(k, v []byte) error { return x.tracker.Load(string(k), v) }); err != nil {
 		return fmt.Errorf("loading session state: %w", err)
@@ -534,4 +538,14 @@ func (x *enricher) snapshotTables() []string {
 		tables = append(tables, st.Table)
 	}
 	return tables
+}
+
+// sessionFigures is what the session gauges show (zero without a profile).
+func (x *enricher) sessionFigures() (open, users int, skipped uint64) {
+	t := x.published.Load()
+	if t == nil {
+		return 0, 0, 0
+	}
+	st := t.Stats()
+	return st.Open, st.Users, st.Skipped
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/decoder"
-	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -30,7 +29,7 @@ type Config struct {
 	Replication replication.Config
 	DataDir     string
 	Logger      *slog.Logger
-	Metrics     *metrics.Metrics // may be nil
+	Metrics     Metrics // may be nil
 	// Feed, when set, is called with every event once its transaction is
 	// durable in the store, in commit order, from a goroutine of its own.
 	// Snapshot records (rows as read, not changes) are not fed.
@@ -138,6 +137,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		}
 		return err
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.SessionsFrom(enrich.sessionFigures)
 	}
 	catalog := replication.NewCatalog(cfg.Replication.DSN).Expect(ident)
 	defer catalog.Close()
@@ -272,8 +274,8 @@ func checkIdentity(store *sink.Store, ident replication.Identity, slot string) e
 type consumer struct {
 	dec    *decoder.Decoder
 	store  *sink.Store
-	writer *sink.Writer
-	m      *metrics.Metrics
+	writer storeWriter
+	m      Metrics
 	log    *slog.Logger
 	notify chan struct{}
 
@@ -286,10 +288,10 @@ type consumer struct {
 	txEvents   []*audit.Event // of the transaction in progress, not yet encoded
 	txBytes    int            // the size of their values
 	batch      sink.Batch
-	bodyHint   int
+	bodies     bodies     // the records of batch are carved from its chunks
 	msgStart   uint64     // WAL start of the message being decoded
 	txCounts   []tableRun // event counts of the transaction in progress
-	lastStats  time.Time
+	lastAnchor time.Time  // of the writer goroutine
 
 	// Transactions received and not yet durable, oldest first, with the
 	// event counts of the committed ones: the lag metrics count them, and
@@ -344,41 +346,9 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		notify:    make(chan struct{}, 1),
 		durCounts: make(map[tableOp]int),
 		feed:      cfg.Feed,
-		bodyHint:  512,
 	}
-	c.writer = sink.NewWriter(store, 4096)
-	c.writer.Release = func(b sink.Batch) {
-		if c.images != nil {
-			c.images.released(b)
-		}
-		releaseHuge(b)
-	}
+	c.writer = sink.NewWriter(store, sink.WriterOptions{Queue: 4096, OnCommit: c.committed, Release: c.released})
 	c.durable = sync.NewCond(&sync.Mutex{})
-	var lastAnchor time.Time
-	c.writer.OnCommit = func(ci sink.CommitInfo) {
-		if ci.Stored > 0 && time.Since(lastAnchor) >= anchorEvery {
-			select { // published off this goroutine: see publishAnchors
-			case c.anchorQ <- struct{}{}:
-			default:
-			}
-			lastAnchor = time.Now()
-		}
-		if c.m != nil {
-			c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
-			c.m.StoreSize(store.Size())
-			c.countDurable(ci.Checkpoint)
-		}
-		if c.snap.src != nil {
-			c.snap.delivered(ci.Checkpoint)
-		}
-		select {
-		case c.notify <- struct{}{}:
-		default:
-		}
-		c.durable.L.Lock()
-		c.durable.Broadcast()
-		c.durable.L.Unlock()
-	}
 	c.anchorQ, c.anchorDone = make(chan struct{}, 1), make(chan struct{})
 	go c.publishAnchors(anchors, store)
 	if c.feed != nil {
@@ -387,6 +357,41 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		go c.runFeed()
 	}
 	return c
+}
+
+// committed is the writer's OnCommit: a group of batches is durable.
+func (c *consumer) committed(ci sink.CommitInfo) {
+	if ci.Stored > 0 && time.Since(c.lastAnchor) >= anchorEvery {
+		select { // published off this goroutine: see publishAnchors
+		case c.anchorQ <- struct{}{}:
+		default:
+		}
+		c.lastAnchor = time.Now()
+	}
+	if c.m != nil {
+		c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
+		c.m.StoreSize(c.store.Size())
+		c.countDurable(ci.Checkpoint)
+	}
+	if c.snap.src != nil {
+		c.snap.delivered(ci.Checkpoint)
+	}
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	c.durable.L.Lock()
+	c.durable.Broadcast()
+	c.durable.L.Unlock()
+}
+
+// released is the writer's Release: the store is done with a batch.
+func (c *consumer) released(b sink.Batch) {
+	c.bodies.released(b)
+	if c.images != nil {
+		c.images.released(b)
+	}
+	releaseHuge(b)
 }
 
 // storeFailed reports a failed store write, once, as what it is, and stops
@@ -454,10 +459,9 @@ func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) err
 	return err
 }
 
-// Position implements replication.Consumer. The stream calls it at least
-// every status interval: it also publishes the session figures.
+// Position implements replication.Consumer: the durable position, and
+// whether anything received is not durable yet.
 func (c *consumer) Position() (uint64, bool) {
-	c.publishStats()
 	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0
 }
 
@@ -479,6 +483,7 @@ func (c *consumer) Notify() <-chan struct{} { return c.notify }
 func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.dec.Reset()
 	c.batch = sink.Batch{}
+	c.bodies.dropped()
 	clear(c.txEvents) // a huge value's decoded copy must not outlive it
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.enrich.reset()
@@ -592,7 +597,6 @@ func (c *consumer) Commit(tx *decoder.Tx) error {
 		return err
 	}
 	c.enrich.endTx()
-	c.publishStats()
 	return nil
 }
 
@@ -687,14 +691,7 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 				c.txEvents[i] = nil // its decoded values are garbage now
 			}
 		} else {
-			// Size the body from the previous one (growing it by appends
-			// costs more than the encoding), with room for the store to seal
-			// it in place.
-			body = e.AppendBody(make([]byte, 0, c.bodyHint))
-			if cap(body) < audit.SealedLen(len(body)) {
-				body = append(make([]byte, 0, audit.SealedLen(len(body))), body...)
-			}
-			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
+			body = c.bodies.encode(e) // with room for the store to seal it in place
 		}
 		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot})
 		if c.feed != nil && e.Op != audit.OpSnapshot {
@@ -733,17 +730,6 @@ func releaseHuge(b sink.Batch) {
 	}
 }
 
-// publishStats reports the session tracker's figures, at most five times a
-// second.
-func (c *consumer) publishStats() {
-	if c.m == nil || c.enrich.tracker == nil || time.Since(c.lastStats) < 200*time.Millisecond {
-		return
-	}
-	c.lastStats = time.Now()
-	st := c.enrich.tracker.Stats()
-	c.m.Sessions(st.Open, st.Users, st.Skipped)
-}
-
 func (c *consumer) submit(checkpoint uint64) error {
 	c.batch.Checkpoint = checkpoint
 	c.batch.Images = c.images.take()
@@ -751,8 +737,10 @@ func (c *consumer) submit(checkpoint uint64) error {
 		if c.writer.Err() != nil {
 			c.storeFailed()
 		}
+		c.bodies.dropped()
 		return err
 	}
+	c.bodies.submitted(&c.batch)
 	if c.feed != nil && len(c.feedEvts) > 0 {
 		if checkpoint != 0 {
 			c.feedQ <- feedItem{end: checkpoint, events: c.feedEvts}

@@ -200,7 +200,7 @@ func TestCoverageKeepsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := sink.NewWriter(st, 16)
+	w := sink.NewWriter(st, sink.WriterOptions{Queue: 16})
 	r := &coverageRecords{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if err := r.attach(w); err != nil {
 		t.Fatal(err)
