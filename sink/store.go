@@ -75,6 +75,7 @@ type Store struct {
 	dir      string
 	readOnly bool
 	index    blockIndexer // told of every block written or removed
+	idx      indexState   // how a read-write store keeps its indexes (reindex.go)
 
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
@@ -156,6 +157,10 @@ func openPath(dir, path string, readOnly bool) (*Store, error) {
 		return nil, err
 	}
 	if !readOnly {
+		if err := s.openIndex(); err != nil {
+			db.Close()
+			return nil, err
+		}
 		// Best effort: the pid only improves the ErrLocked message.
 		_ = os.WriteFile(filepath.Join(dir, PidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	}
@@ -315,6 +320,7 @@ func getUint64(b *bolt.Bucket, key []byte) uint64 {
 
 // Close closes the store and, for a read-write store, removes the pid file.
 func (s *Store) Close() error {
+	s.stopIndexBuild()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.done {
