@@ -23,7 +23,10 @@ func TestIndexFromPipeline(t *testing.T) {
 	r.request(a, writeOrder(1, odoosim.Vals{"state": "sent"}))
 	r.request(b, writePartner(12, odoosim.Vals{"phone": "+1 555 0112"}))
 	r.request(p, writeOrder(2, odoosim.Vals{"note": "from the phone"}))
-	r.request(b, func(e *odoosim.Env) error { _, _, err := e.CreateOrderWithLines(12, []odoosim.Line{{Product: "Desk", Qty: 2, Price: 5}}); return err })
+	r.request(b, func(e *odoosim.Env) error {
+		_, _, err := e.CreateOrderWithLines(12, []odoosim.Line{{Product: "Desk", Qty: 2, Price: 5}})
+		return err
+	})
 	r.request(a, func(e *odoosim.Env) error { return e.DeleteOrder(3) })
 	evs := r.stop()
 
