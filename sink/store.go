@@ -14,6 +14,8 @@
 //	        chain), count (row events), identity
 //	state   derived state of the stages (state.go)
 //	images  each record's last image, per table (images.go)
+//	index   the indexes of the events, by record, user, session, table and
+//	        op, flag and time (index.go)
 package sink
 
 import (
