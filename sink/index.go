@@ -21,7 +21,8 @@ import (
 //
 //	terms  kind byte + string → term id (4 bytes BE, from the bucket's
 //	       sequence): postings carry the short id, not the string
-//	rec    table id + 8-byte hash of the record term + block key → slots
+//	rec    table id + the record term's key part (a hash of a long one) +
+//	       block key → slots
 //	user   user id + block key → slots
 //	sess   session id + block key → slots
 //	table  table id + op byte + block key → slots
@@ -237,11 +238,23 @@ func lookupTerm(root *bolt.Bucket, kind byte, s string) (uint32, bool) {
 	return binary.BigEndian.Uint32(v), true
 }
 
-// recordHash is the 8-byte hash of a record term in the record index.
-func recordHash(term []byte) uint64 {
+// maxRecordKey is the longest key part of a record term the record index
+// holds as it is; longer ones are hashed.
+const maxRecordKey = 32
+
+// appendRecordPrefix appends the record index's prefix of a record term
+// after its table id: the term's key part, self-delimiting and in key
+// order, so that the postings of records written together (new ids, a
+// range updated) lie together and an append touches few pages; a long key
+// part by its hash (0xFF, which begins no key part, and 8 bytes).
+func appendRecordPrefix(b, term []byte) []byte {
+	key := audit.RecordTermKey(term)
+	if len(key) <= maxRecordKey {
+		return append(b, key...)
+	}
 	h := fnv.New64a()
-	h.Write(term)
-	return h.Sum64()
+	h.Write(key)
+	return binary.BigEndian.AppendUint64(append(b, 0xFF), h.Sum64())
 }
 
 func (ix *indexer) addBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]byte, terms []*audit.Terms) error {
@@ -339,7 +352,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 		id, ok := lookupTerm(st.root, kind, s)
 		return id, ok, nil
 	}
-	var buf [4 + 1 + 8]byte
+	buf := make([]byte, 0, 4+1+maxRecordKey+1)
 	for slot, k := range keys {
 		if IsChainRecord(k) {
 			continue
@@ -360,12 +373,10 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 			return nil, 0, err
 		}
 		if ok {
-			binary.BigEndian.PutUint32(buf[:4], tableID)
-			buf[4] = byte(t.Op)
-			add(bTable, buf[:5], slot)
+			buf = binary.BigEndian.AppendUint32(buf[:0], tableID)
+			add(bTable, append(buf, byte(t.Op)), slot)
 			for _, r := range t.Records {
-				binary.BigEndian.PutUint64(buf[4:], recordHash(r))
-				add(bRecord, buf[:12], slot)
+				add(bRecord, appendRecordPrefix(buf[:4], r), slot)
 			}
 		}
 		// Snapshot records carry no actor: none has user, session or flag
@@ -384,8 +395,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 					return nil, 0, err
 				}
 				if ok {
-					binary.BigEndian.PutUint32(buf[:4], tid)
-					add(term.bucket, buf[:4], slot)
+					add(term.bucket, binary.BigEndian.AppendUint32(buf[:0], tid), slot)
 				}
 			}
 			for _, f := range t.Flags {
@@ -394,8 +404,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 					return nil, 0, err
 				}
 				if ok {
-					binary.BigEndian.PutUint32(buf[:4], tid)
-					add(bFlag, buf[:4], slot)
+					add(bFlag, binary.BigEndian.AppendUint32(buf[:0], tid), slot)
 				}
 			}
 		}

@@ -165,7 +165,7 @@ func TestAddBlockPostings(t *testing.T) {
 		if v := get(ixTable, append(slices.Clone(table), byte(audit.OpUpdate))); len(v) != 8 || binary.LittleEndian.Uint64(v) != 0x3FF {
 			t.Errorf("table posting %x", v)
 		}
-		rec1 := binary.BigEndian.AppendUint64(slices.Clone(table), recordHash(audit.RecordTerm("public", "sale_order", audit.KeyValue{Text: "1"})))
+		rec1 := appendRecordPrefix(slices.Clone(table), audit.RecordTerm("public", "sale_order", audit.KeyValue{Text: "1"}))
 		if v := get(ixRecord, rec1); !bytes.Equal(v, []byte{1, 4, 7}) {
 			t.Errorf("record posting %x", v)
 		}

@@ -293,7 +293,7 @@ func (p *plan) streams(root *bolt.Bucket) (bucket []byte, prefixes [][]byte, ok 
 			return ixRecord, nil, true
 		}
 		pre := binary.BigEndian.AppendUint32(nil, tid)
-		return ixRecord, [][]byte{binary.BigEndian.AppendUint64(pre, recordHash(p.recTerm))}, true
+		return ixRecord, [][]byte{appendRecordPrefix(pre, p.recTerm)}, true
 	case q.Session != "":
 		return ixSession, id(kindSession, q.Session), true
 	case q.User != "":

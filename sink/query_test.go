@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -394,6 +395,7 @@ func TestQueryEachFilter(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
 	uid := int64(9)
+	long := strings.Repeat("reference-", 5)
 	mk := func(lsn uint64, ord uint32, edit func(e *audit.Event)) Encoded {
 		e := &audit.Event{CommitLSN: lsn, Ordinal: ord, CommitTime: t0.Add(time.Duration(lsn) * time.Second), Schema: "public",
 			Table: "sale_order", Op: audit.OpUpdate, Key: audit.Row{{Name: "id", Value: []byte("1")}},
@@ -411,8 +413,12 @@ func TestQueryEachFilter(t *testing.T) {
 			e.Key = audit.Row{{Name: "id", Value: []byte("5")}}
 			e.Before = audit.Row{{Name: "id", Value: []byte("1")}}
 		}),
+		// Keys too long for the record index as they are: hashed there.
+		mk(7, 1, func(e *audit.Event) { e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `a"`)}} }),
+		mk(8, 1, func(e *audit.Event) { e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `b"`)}} }),
 	}})
 	id := func(lsn uint64) string { return audit.FormatID(lsn, 1) }
+	all := []string{id(1), id(2), id(3), id(4), id(6), id(7), id(8)}
 	rec := func(s string) *audit.RecordRef {
 		r, err := audit.ParseRecordRef(s)
 		if err != nil {
@@ -424,7 +430,9 @@ func TestQueryEachFilter(t *testing.T) {
 		q    Query
 		want []string
 	}{
-		{Query{}, []string{id(1), id(2), id(3), id(4), id(6)}},
+		{Query{}, all},
+		{Query{Record: rec("doc:" + long + "b")}, []string{id(8)}},
+		{Query{Record: rec("doc:" + long)}, nil},
 		{Query{User: "alice"}, []string{id(1)}},
 		{Query{User: "#9"}, []string{id(2)}},
 		{Query{Session: "S"}, []string{id(2)}},
@@ -434,7 +442,7 @@ func TestQueryEachFilter(t *testing.T) {
 		{Query{Tables: []string{"res_*"}}, []string{id(4)}},
 		{Query{Tables: []string{"public.res_partner"}}, []string{id(4)}},
 		{Query{Since: t0.Add(3 * time.Second), Until: t0.Add(5 * time.Second)}, []string{id(3), id(4)}},
-		{Query{Since: t0.Add(3*time.Second + time.Nanosecond)}, []string{id(4), id(6)}},
+		{Query{Since: t0.Add(3*time.Second + time.Nanosecond)}, all[3:]},
 		{Query{Record: rec("sale_order:1")}, []string{id(1), id(2), id(3), id(6)}},
 		{Query{Record: rec("sale_order:1"), Ops: []audit.Op{audit.OpSnapshot, audit.OpUpdate}}, []string{id(1), id(2), id(5), id(6)}},
 		{Query{Record: rec("sale_order:5")}, []string{id(6)}},
@@ -442,7 +450,7 @@ func TestQueryEachFilter(t *testing.T) {
 		{Query{Record: rec(`sale_order:{"code":5}`)}, nil},
 		{Query{Record: rec("res_partner:1")}, nil},
 		{Query{Record: rec("sale_order:1"), Desc: true, User: "#9"}, []string{id(2)}},
-		{Query{Desc: true, Limit: 2}, []string{id(6), id(4)}},
+		{Query{Desc: true, Limit: 2}, []string{id(8), id(7)}},
 	} {
 		var got []string
 		_, err := s.Query(context.Background(), c.q, func(k, _ []byte) error { got = append(got, keyID(k)); return nil })
