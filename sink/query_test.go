@@ -414,8 +414,12 @@ func TestQueryEachFilter(t *testing.T) {
 			e.Before = audit.Row{{Name: "id", Value: []byte("1")}}
 		}),
 		// Keys too long for the record index as they are: hashed there.
-		mk(7, 1, func(e *audit.Event) { e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `a"`)}} }),
-		mk(8, 1, func(e *audit.Event) { e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `b"`)}} }),
+		mk(7, 1, func(e *audit.Event) {
+			e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `a"`)}}
+		}),
+		mk(8, 1, func(e *audit.Event) {
+			e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `b"`)}}
+		}),
 	}})
 	id := func(lsn uint64) string { return audit.FormatID(lsn, 1) }
 	all := []string{id(1), id(2), id(3), id(4), id(6), id(7), id(8)}
