@@ -103,9 +103,10 @@ func (g *genStore) grow(t testing.TB, n int) {
 		var batches []Batch
 		for range 1 + g.rng.IntN(4) {
 			g.lsn += 0x100
-			step := time.Duration(g.rng.IntN(4000)) * time.Millisecond
+			// Steps below the time index's precision (1 ms) too.
+			step := time.Duration(g.rng.IntN(400)) * 10 * time.Microsecond
 			if g.rng.IntN(10) == 0 {
-				step = -time.Duration(g.rng.IntN(3000)) * time.Millisecond // the clock stepped back
+				step = -time.Duration(g.rng.IntN(300)) * 10 * time.Microsecond // the clock stepped back
 			}
 			g.at = g.at.Add(step)
 			b := Batch{Checkpoint: g.lsn + 8}
@@ -315,7 +316,7 @@ func randomQuery(rng *rand.Rand, ref []refEvent) Query {
 		q.Since = ref[rng.IntN(len(ref))].r.CommitTime.Add(time.Duration(rng.IntN(3)-1) * time.Microsecond)
 	}
 	if pick() && len(ref) > 0 {
-		q.Until = ref[rng.IntN(len(ref))].r.CommitTime.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		q.Until = ref[rng.IntN(len(ref))].r.CommitTime.Add(time.Duration(rng.IntN(3000)) * time.Microsecond)
 		if !q.Since.IsZero() && !q.Since.Before(q.Until) {
 			q.Since, q.Until = q.Until.Add(-time.Minute), q.Since.Add(time.Microsecond)
 		}
@@ -647,5 +648,37 @@ func TestIndexBuildWhileAppending(t *testing.T) {
 	g.s = mustOpen(t, dir)
 	if want := dumpIndex(t, g.s); got != want {
 		t.Fatalf("index built during appends differs from a rebuild:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A store appended to without its indexes (by a cdcaudit that kept none,
+// after this one indexed it) has its indexes caught up at the next open.
+func TestIndexCatchesUpWithUnindexedAppends(t *testing.T) {
+	g := newGenStore(t, 31, 40)
+	g.s.wmu.Lock()
+	g.s.index = noIndex{}
+	g.s.wmu.Unlock()
+	g.grow(t, 30)
+	ref := readRef(t, g.s)
+	dir := g.s.Dir()
+	g.s.Close()
+	g.s = mustOpen(t, dir)
+	<-g.s.idx.done
+	if ok, _ := g.s.IndexComplete(); !ok {
+		t.Fatal("not complete")
+	}
+	for _, q := range []Query{{}, {User: "bob"}, {Tables: []string{"sale_order"}, Desc: true}, {Session: "s1"}} {
+		if got, _ := queryAll(t, g.s, q, 4); !slices.Equal(got, refIDs(q, ref)) {
+			t.Fatalf("%+v:\n got %v\nwant %v", q, got, refIDs(q, ref))
+		}
+	}
+	got := dumpIndex(t, g.s)
+	g.s.Close()
+	if err := Reindex(context.Background(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	g.s = mustOpen(t, dir)
+	if want := dumpIndex(t, g.s); got != want {
+		t.Fatalf("caught-up index differs from a rebuild:\n%s\nwant\n%s", got, want)
 	}
 }
