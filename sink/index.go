@@ -104,11 +104,11 @@ type ixTx struct {
 	arena   arena
 	// head state, read from ixState at the first block and written back
 	// after each block at the head.
-	head             [audit.KeyLen]byte // the last block indexed at the head
-	hasHead          bool
-	timeMax, skew    int64
-	lastEntry        int64 // the time of the last time entry
-	stateRead        bool
+	head          [audit.KeyLen]byte // the last block indexed at the head
+	hasHead       bool
+	timeMax, skew int64
+	lastEntry     int64 // the time of the last time entry
+	stateRead     bool
 	// scratch
 	posts []posting
 	tk    []byte
