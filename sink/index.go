@@ -199,24 +199,30 @@ func (st *ixTx) writeState() error {
 	return st.root.Put(ixState, v)
 }
 
-// termKey is the dictionary key of a term: its kind and its string (a
-// hash of it when long: bbolt keys are bounded).
-func termKey(b []byte, kind byte, s string) []byte {
+// termKey is the dictionary key of a term: its kind and its string, the
+// parts joined by a 0 byte (a hash of it when long: bbolt keys are
+// bounded).
+func termKey(b []byte, kind byte, parts ...string) []byte {
 	b = append(b[:0], kind)
-	if len(s) > 512 {
-		h := sha256.Sum256([]byte(s))
-		return append(append(b, 0xFF), h[:]...)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
 	}
-	return append(b, s...)
+	if len(b) > 1+512 {
+		h := sha256.Sum256(b[1:])
+		return append(append(b[:1], 0xFF), h[:]...)
+	}
+	return b
 }
 
-// tableTerm is the dictionary string of a table.
-func tableTerm(schema, table string) string { return schema + "\x00" + table }
+// A table's term is its schema and its name.
 
 // termID returns the id of a term, making one when it is new.
-func (ix *indexer) termID(kind byte, s string) (uint32, error) {
+func (ix *indexer) termID(kind byte, parts ...string) (uint32, error) {
 	st := &ix.st
-	st.tk = termKey(st.tk, kind, s)
+	st.tk = termKey(st.tk, kind, parts...)
 	if id, ok := ix.cache[string(st.tk)]; ok {
 		return id, nil
 	}
@@ -251,8 +257,8 @@ func (ix *indexer) termID(kind byte, s string) (uint32, error) {
 }
 
 // lookupTerm finds a term's id in a read transaction.
-func lookupTerm(root *bolt.Bucket, kind byte, s string) (uint32, bool) {
-	v := root.Bucket(ixTerms).Get(termKey(nil, kind, s))
+func lookupTerm(root *bolt.Bucket, kind byte, parts ...string) (uint32, bool) {
+	v := root.Bucket(ixTerms).Get(termKey(nil, kind, parts...))
 	if len(v) != 4 {
 		return 0, false
 	}
@@ -347,12 +353,12 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 		}
 		st.posts = append(st.posts, posting{bucket: bucket, prefix: st.arena.copy(prefix), slots: 1 << slot})
 	}
-	id := func(kind byte, s string) (uint32, bool, error) {
+	id := func(kind byte, parts ...string) (uint32, bool, error) {
 		if create {
-			id, err := ix.termID(kind, s)
+			id, err := ix.termID(kind, parts...)
 			return id, err == nil, err
 		}
-		id, ok := lookupTerm(st.root, kind, s)
+		id, ok := lookupTerm(st.root, kind, parts...)
 		return id, ok, nil
 	}
 	buf := make([]byte, 0, 4+1+maxRecordKey+1)
@@ -371,7 +377,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 			}
 			t = &pt
 		}
-		tableID, ok, err := id(kindTable, tableTerm(t.Schema, t.Table))
+		tableID, ok, err := id(kindTable, t.Schema, t.Table)
 		if err != nil {
 			return nil, 0, err
 		}

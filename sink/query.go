@@ -288,7 +288,7 @@ func (p *plan) streams(root *bolt.Bucket) (bucket []byte, prefixes [][]byte, ok 
 	}
 	switch {
 	case q.Record != nil:
-		tid, ok := lookupTerm(root, kindTable, tableTerm(q.Record.Schema, q.Record.Table))
+		tid, ok := lookupTerm(root, kindTable, q.Record.Schema, q.Record.Table)
 		if !ok {
 			return ixRecord, nil, true
 		}
