@@ -109,6 +109,10 @@ type ixTx struct {
 	timeMax, skew int64
 	lastEntry     int64 // the time of the last time entry
 	stateRead     bool
+	// per posting bucket: the greatest key, and whether every put of this
+	// transaction went past it (see put)
+	maxKey   [7][]byte
+	appended [7]int8 // 0: no put yet, 1: only appends, -1: not
 	// scratch
 	posts []posting
 	tk    []byte
@@ -139,9 +143,11 @@ func (ix *indexer) begin(tx *bolt.Tx) error {
 			return fmt.Errorf("sink: the index bucket %s is missing", name)
 		}
 	}
-	// Only the time index is appended to at its end: its pages split there
-	// can be left full. (The postings of a term grow at the term's end,
-	// which lies amid other terms': full pages would split again at once.)
+	// The time index is appended to at its end: its pages split there can
+	// be left full. So can the others' in a transaction that only appends
+	// at their end (one table, one user: bench loads, imports); postings
+	// that go amid other terms' need room (full pages would split again at
+	// once): see put.
 	st.b[bTime].FillPercent = 1.0
 	tx.OnCommit(func() {
 		if len(ix.cache)+len(st.pending) > termCacheMax {
@@ -197,6 +203,31 @@ func (st *ixTx) writeState() error {
 	binary.BigEndian.PutUint64(v[audit.KeyLen+8:], uint64(st.skew))
 	binary.BigEndian.PutUint64(v[audit.KeyLen+16:], uint64(st.lastEntry))
 	return st.root.Put(ixState, v)
+}
+
+// put stores a posting, and gives its bucket full pages while every put of
+// the transaction appends at its end (but the record index's).
+func (st *ixTx) put(bucket int, k, v []byte) error {
+	b := st.b[bucket]
+	if bucket == bRecord {
+		// Records are written again later (an insert, then its updates):
+		// their postings go amid full pages then, half-full ones take them.
+		return b.Put(k, v)
+	}
+	if st.appended[bucket] == 0 {
+		st.maxKey[bucket], _ = b.Cursor().Last()
+		st.appended[bucket] = 1
+	}
+	if st.appended[bucket] == 1 {
+		if bytes.Compare(k, st.maxKey[bucket]) > 0 {
+			st.maxKey[bucket] = k // in the arena: valid for the transaction
+			b.FillPercent = 1.0
+		} else {
+			st.appended[bucket] = -1
+			b.FillPercent = bolt.DefaultFillPercent
+		}
+	}
+	return b.Put(k, v)
 }
 
 // termKey is the dictionary key of a term: its kind and its string, the
@@ -300,7 +331,7 @@ func (ix *indexer) addBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]byte
 	for _, p := range posts {
 		k := st.arena.alloc(len(p.prefix) + len(blockKey))
 		copy(k[copy(k, p.prefix):], blockKey)
-		if err := st.b[p.bucket].Put(k, st.arena.slots(p.slots)); err != nil {
+		if err := st.put(p.bucket, k, st.arena.slots(p.slots)); err != nil {
 			return fmt.Errorf("sink: index block %s: %w", keyID(blockKey), err)
 		}
 	}
