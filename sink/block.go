@@ -32,7 +32,7 @@ const (
 	// A block holds at most maxBlockRecords records and is closed once its
 	// records reach blockTargetRaw bytes: measured, 64 records compress to
 	// about 82 B each and decode in ~2 µs each; a reader of one record
-	// decodes its whole block.
+	// decodes its whole block. Index slots fit a 64-bit bitmap.
 	maxBlockRecords = 64
 	blockTargetRaw  = 256 << 10
 	// hugeRecord and above is stored bare, sealed in place in the producer's

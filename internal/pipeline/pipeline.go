@@ -693,7 +693,8 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		} else {
 			body = c.bodies.encode(e) // with room for the store to seal it in place
 		}
-		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot})
+		terms := e.Terms() // what the store indexes the event by, from the event rather than its record
+		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: &terms})
 		if c.feed != nil && e.Op != audit.OpSnapshot {
 			c.feedEvts = append(c.feedEvts, e)
 		}
