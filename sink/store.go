@@ -79,6 +79,8 @@ type Store struct {
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
 	done  bool                  // closed; guarded by wmu
+
+	cuts atomic.Pointer[cutSet] // retention's cuts as last read (cut.go)
 }
 
 // state mirrors meta. Only this process writes the store (it holds the
@@ -415,6 +417,10 @@ func (s *Store) SetIdentity(id Identity) error {
 func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 	fn = guarded(fn)
 	return s.view(func(tx *bolt.Tx) error {
+		cuts, err := s.cutsOf(tx)
+		if err != nil {
+			return err
+		}
 		c := tx.Bucket(bucketEvents).Cursor()
 		var k, v []byte
 		if from == nil {
@@ -424,6 +430,7 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 		}
 		linked := from == nil
 		prev := audit.Genesis
+		var prevKey [audit.KeyLen]byte
 		for ; k != nil; k, v = c.Next() {
 			if to != nil && bytes.Compare(k, to) >= 0 {
 				return nil
@@ -431,11 +438,16 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 			if linked && prev == audit.Genesis && !bytes.Equal(k, genesisKey[:]) {
 				return damaged(s.db.Path(), "the chain does not begin with its genesis record: run 'cdcaudit verify'")
 			}
-			h, err := s.checkRecord(k, v, prev, linked)
+			want, check := prev, linked
+			if linked { // across a cut's range: the link the cut names
+				want, check = cuts.linkTarget(prevKey[:], prev, k)
+			}
+			h, err := s.checkRecord(k, v, want, check)
 			if err != nil {
 				return err
 			}
 			prev, linked = h, true
+			copy(prevKey[:], k)
 			if IsChainRecord(k) {
 				continue
 			}
