@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -105,6 +106,47 @@ func FormatWindow(d time.Duration) string {
 		return "forever"
 	}
 	return d.String()
+}
+
+// maxWindow keeps a window within what a time.Duration holds.
+const maxWindow = 200 * 365 * 24 * time.Hour
+
+var windowRE = regexp.MustCompile(`^([0-9]+)([a-z]+)$`)
+
+// ParseWindow reads a retention window: a whole number and a unit — s, h,
+// d, w or y (365 days) — or "forever" (0).
+func ParseWindow(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "forever" {
+		return 0, nil
+	}
+	m := windowRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a window (want a whole number and a unit: 36h, 400d, 12w, 10y; or forever)", s)
+	}
+	const day = 24 * time.Hour
+	var unit time.Duration
+	switch m[2] {
+	case "s":
+		unit = time.Second
+	case "h":
+		unit = time.Hour
+	case "d":
+		unit = day
+	case "w":
+		unit = 7 * day
+	case "y":
+		unit = 365 * day
+	case "m", "min", "mo":
+		return 0, fmt.Errorf("%q: %s is ambiguous (minutes or months?): use h or d", s, m[2])
+	default:
+		return 0, fmt.Errorf("%q: unknown unit %q (want s, h, d, w or y)", s, m[2])
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n <= 0 || n > int64(maxWindow/unit) {
+		return 0, fmt.Errorf("%q is out of range (want 1s to 200y; forever to keep)", s)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 // Pruner removes expired events from a store, one bounded batch per write
