@@ -117,3 +117,12 @@ func applyRetention(c *Config, n *yaml.Node) error {
 	c.Retention = r
 	return nil
 }
+
+// Policy returns the store's retention policy.
+func (r Retention) Policy() sink.Retention {
+	p := sink.Retention{Default: r.Default}
+	for _, t := range r.Tables {
+		p.Tables = append(p.Tables, sink.TableRetention{Glob: t.Glob, Keep: t.Keep})
+	}
+	return p
+}
