@@ -110,6 +110,9 @@ type Chain struct {
 	Checkpoint uint64
 	// Lookup returns the hash of the record id, when the chain holds it.
 	Lookup func(id string) (hash string, ok bool)
+	// Pruned, when set, reports whether retention removed the record id
+	// under a cut of the chain (which verified).
+	Pruned func(id string) bool
 }
 
 // Mine returns the anchors of the chain that begins with genesis, oldest
@@ -130,7 +133,8 @@ func Mine(anchors []Anchor, genesis string) []Anchor {
 // chain at all (the chain was replaced or wiped), an anchored record
 // missing (records removed) or with another hash (the chain was rewritten),
 // a checkpoint behind an anchored one (the store was rolled back), or an
-// anchor signed by another key than the instance's.
+// anchor signed by another key than the instance's. An anchored record
+// that retention removed under a cut is not missing.
 func Check(anchors []Anchor, c Chain) (newest Anchor, err error) {
 	mine := Mine(anchors, c.Genesis)
 	if len(mine) == 0 {
@@ -160,6 +164,9 @@ func Check(anchors []Anchor, c Chain) (newest Anchor, err error) {
 		}
 		h, ok := c.Lookup(a.HeadID)
 		switch {
+		case !ok && c.Pruned != nil && c.Pruned(a.HeadID):
+			// Removed by retention under a cut that verified: its hash went
+			// with it; the checkpoint is still checked below.
 		case !ok:
 			return a, fmt.Errorf("record %s, the chain head anchored at %s (%d events), is not in the store: records were removed", a.HeadID, at, a.Events)
 		case h != a.HeadHash:

@@ -117,6 +117,23 @@ func TestCheck(t *testing.T) {
 	if _, err := Check(nil, chain()); err == nil {
 		t.Error("no anchors at all passed")
 	}
+	// An anchored record that retention removed under a cut is not missing;
+	// the checkpoint is still checked.
+	store = map[string]string{a2.HeadID: a2.HeadHash}
+	ch := chain()
+	ch.Pruned = func(id string) bool { return id == a1.HeadID }
+	if _, err := Check([]Anchor{a1, a2}, ch); err != nil {
+		t.Errorf("pruned anchored record: %v", err)
+	}
+	ch.Checkpoint = 0x1000040
+	if _, err := Check([]Anchor{a1, a2}, ch); err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Errorf("pruned, rolled back: %v", err)
+	}
+	ch = chain()
+	ch.Pruned = func(id string) bool { return false }
+	if _, err := Check([]Anchor{a1, a2}, ch); err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Errorf("removed without a cut: %v", err)
+	}
 }
 
 // Anchors reach a syslog server, and a bad address is refused up front.

@@ -330,3 +330,19 @@ func (s *Store) cutsOf(tx *bolt.Tx) (*cutSet, error) {
 	}
 	return cs, nil
 }
+
+// Covering returns the cut in force whose range holds the record id: a
+// record retention removed there (or kept).
+func (r *VerifyResult) Covering(id string) (Cut, bool) {
+	lsn, ord, err := audit.ParseID(id)
+	if err != nil {
+		return Cut{}, false
+	}
+	k := audit.MakeKey(lsn, ord)
+	for _, c := range r.Cuts {
+		if bytes.Compare(k[:], c.from[:]) >= 0 && bytes.Compare(k[:], c.to[:]) <= 0 {
+			return c, true
+		}
+	}
+	return Cut{}, false
+}

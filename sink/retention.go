@@ -307,7 +307,7 @@ func (w *walker) expired(key, rec []byte, head []byte) (bool, time.Time) {
 func (w *walker) plan() (*batch, error) {
 	s := w.p.s
 	head, _, _ := s.Head()
-	newest := w.now.Add(-w.p.r.shortest())
+	newest := w.now.Add(-w.p.r.Shortest())
 	var b *batch
 	err := s.view(func(tx *bolt.Tx) error {
 		cs, err := s.cutsOf(tx)
@@ -362,7 +362,7 @@ func (w *walker) plan() (*batch, error) {
 				break
 			}
 			if !IsChainRecord(k) {
-				if at, _, _, ok := recordHead(v); ok && !at.Before(newest) {
+				if at, _, _, ok := recordHead(v); ok && at.After(newest) {
 					w.done = true // nothing from here on can have expired
 					break
 				}
@@ -400,8 +400,8 @@ func nextRange(cs *cutSet, key []byte) int {
 	return -1
 }
 
-// shortest returns the shortest window of any rule (0: none expires).
-func (r Retention) shortest() time.Duration {
+// Shortest returns the shortest window of any rule (0: none expires).
+func (r Retention) Shortest() time.Duration {
 	d := r.Default
 	for _, t := range r.Tables {
 		if t.Keep > 0 && (d == 0 || t.Keep < d) {
