@@ -216,6 +216,7 @@ func (p *Pruner) Prune(ctx context.Context) (PruneStats, error) {
 		if err := ctx.Err(); err != nil {
 			return stats, err
 		}
+		started := time.Now()
 		b, err := w.plan()
 		if err != nil {
 			return stats, err
@@ -244,6 +245,13 @@ func (p *Pruner) Prune(ctx context.Context) (PruneStats, error) {
 				stats.Removed += n
 				stats.Cuts++
 				stats.LastCut = cut
+				// Pace: capture gets the store (and the CPU) at least as
+				// long as the batch took.
+				select {
+				case <-ctx.Done():
+					return stats, ctx.Err()
+				case <-time.After(time.Since(started)):
+				}
 			}
 		}
 		w.pos = w.next
@@ -332,7 +340,13 @@ func (w *walker) plan() (*batch, error) {
 			// A range already cut: cut again when a record it kept expired.
 			w.next = nextKey(c.to[:])
 			any := false
+			var seen keptHasher
 			for ; k != nil && bytes.Compare(k, c.to[:]) <= 0; k, v, err = rc.Next() {
+				h, err := w.check(k, v, nil)
+				if err != nil {
+					return err
+				}
+				seen.add(h)
 				exp, due := w.expired(k, v, head)
 				any = any || exp
 				if !exp && due.Before(w.minDue) {
@@ -341,6 +355,11 @@ func (w *walker) plan() (*batch, error) {
 			}
 			if err != nil {
 				return err
+			}
+			// Never launder a removal into a new cut: the range must hold
+			// what its cut kept.
+			if uint64(seen.n) != c.Kept || seen.sum() != c.KeptHash {
+				return damaged(s.db.Path(), "cut %s's range does not hold the records it kept: pruning stopped (run 'cdcaudit verify')", c.ID)
 			}
 			if any {
 				b = &batch{from: c.from[:], to: w.next, recut: c}
@@ -353,6 +372,7 @@ func (w *walker) plan() (*batch, error) {
 		}
 		from := append([]byte(nil), k...)
 		any := false
+		var prev *audit.Hash
 		for n := 0; ; n++ {
 			if k == nil || bytes.Compare(k, head) >= 0 {
 				w.done = true
@@ -367,6 +387,11 @@ func (w *walker) plan() (*batch, error) {
 					break
 				}
 			}
+			h, err := w.check(k, v, prev)
+			if err != nil {
+				return err
+			}
+			prev = &h
 			exp, due := w.expired(k, v, head)
 			any = any || exp
 			if !exp && due.Before(w.minDue) {
@@ -387,6 +412,37 @@ func (w *walker) plan() (*batch, error) {
 		return nil
 	})
 	return b, err
+}
+
+// check checks a record against its hash and, when prev is set, its link
+// to the record before it: a cut must only ever describe a sound chain.
+func (w *walker) check(k, v []byte, prev *audit.Hash) (audit.Hash, error) {
+	_, p, h, err := audit.Check(v)
+	if err != nil {
+		return h, damaged(w.p.s.db.Path(), "record %s does not match its hash: pruning stopped (run 'cdcaudit verify')", keyID(k))
+	}
+	if prev != nil && p != *prev {
+		return h, damaged(w.p.s.db.Path(), "record %s does not chain to the record before it: pruning stopped (run 'cdcaudit verify')", keyID(k))
+	}
+	return h, nil
+}
+
+// storedLinks reads the prev_hash and hash members at the end of a sealed
+// record, as stored: `"prev_hash":"<64 hex>","hash":"<64 hex>"}`.
+func storedLinks(rec []byte) (prev, h audit.Hash, ok bool) {
+	const hexLen = 2 * audit.HashLen
+	const tail = len(`"prev_hash":"`) + hexLen + len(`","hash":"`) + hexLen + len(`"}`)
+	n := len(rec)
+	if n < tail || string(rec[n-tail:n-tail+13]) != `"prev_hash":"` || string(rec[n-hexLen-12:n-hexLen-2]) != `","hash":"` || string(rec[n-2:]) != `"}` {
+		return prev, h, false
+	}
+	if _, err := hex.Decode(prev[:], rec[n-tail+13:n-tail+13+hexLen]); err != nil {
+		return prev, h, false
+	}
+	if _, err := hex.Decode(h[:], rec[n-hexLen-2:n-2]); err != nil {
+		return prev, h, false
+	}
+	return prev, h, true
 }
 
 // nextRange returns the index of the first range in force that begins
@@ -469,28 +525,21 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 		kept       []keptRecord
 		first      = true
 		before     audit.Hash
-		prevHash   audit.Hash
-		havePrev   bool
 		events     uint64
 		byRule     = map[int]int{}
 		head       = st.headKey[:]
-		rangeCheck = b.recut == nil
 	)
 	keep := func(key, rec []byte) bool {
 		if checkErr != nil {
 			return true
 		}
-		_, prev, h, err := audit.Check(rec)
-		if err != nil {
-			checkErr = damaged(s.db.Path(), "record %s does not match its hash: pruning stopped (run 'cdcaudit verify')", keyID(key))
+		// The plan checked every record of the range against its hash and
+		// its link (outside the lock): the stored values are sound.
+		prev, h, ok := storedLinks(rec)
+		if !ok {
+			checkErr = damaged(s.db.Path(), "record %s is malformed: pruning stopped (run 'cdcaudit verify')", keyID(key))
 			return true
 		}
-		// Never cut away a broken link: a cut must describe a sound chain.
-		if rangeCheck && havePrev && prev != prevHash {
-			checkErr = damaged(s.db.Path(), "record %s does not chain to the record before it: pruning stopped (run 'cdcaudit verify')", keyID(key))
-			return true
-		}
-		prevHash, havePrev = h, true
 		seen.add(h)
 		exp, _ := w.expired(key, rec, head)
 		if !exp {
@@ -797,11 +846,8 @@ func (s *Store) rewriteBlocks(tx *bolt.Tx, from, to []byte, keep func(key, rec [
 			inStretch = false
 			continue
 		}
-		var h audit.Hash
-		if len(v) < 2+2*audit.HashLen {
-			return nil, fmt.Errorf("record %s is malformed", keyID(k))
-		}
-		if _, err := hex.Decode(h[:], v[len(v)-2-2*audit.HashLen:len(v)-2]); err != nil {
+		_, h, ok := storedLinks(v)
+		if !ok {
 			return nil, fmt.Errorf("record %s is malformed", keyID(k))
 		}
 		key := append([]byte(nil), k...)

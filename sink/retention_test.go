@@ -430,6 +430,14 @@ func TestRecordHead(t *testing.T) {
 	if !ok || !at.Equal(rbase) || schema != "public" || table != `we"ird\table` {
 		t.Fatalf("%v %q %q %v", at, schema, table, ok)
 	}
+	if prev, h, ok := storedLinks(rec); !ok || prev != audit.Genesis {
+		t.Fatalf("stored links %v %x", ok, prev)
+	} else if _, _, want, _ := audit.Check(rec); h != want {
+		t.Fatalf("stored hash %x, want %x", h, want)
+	}
+	if _, _, ok := storedLinks(rec[:len(rec)-1]); ok {
+		t.Fatal("links of a cut-off record")
+	}
 	if _, _, _, ok := recordHead([]byte(`{"id":"x"}`)); ok {
 		t.Fatal("a record without a head")
 	}
