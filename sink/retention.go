@@ -735,11 +735,7 @@ func (s *Store) deleteState(bucket string, keys [][]byte, still func(k, v []byte
 	defer s.wmu.Unlock()
 	n := 0
 	err := s.update(func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketState)
-		if root == nil {
-			return nil
-		}
-		b := root.Bucket([]byte(bucket))
+		b := stateBucketOf(tx, bucket)
 		if b == nil {
 			return nil
 		}
