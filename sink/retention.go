@@ -340,30 +340,26 @@ func (w *walker) plan() (*batch, error) {
 			// A range already cut: cut again when a record it kept expired.
 			w.next = nextKey(c.to[:])
 			any := false
-			var seen keptHasher
 			for ; k != nil && bytes.Compare(k, c.to[:]) <= 0; k, v, err = rc.Next() {
-				h, err := w.check(k, v, nil)
-				if err != nil {
-					return err
-				}
-				seen.add(h)
 				exp, due := w.expired(k, v, head)
 				any = any || exp
 				if !exp && due.Before(w.minDue) {
 					w.minDue = due
 				}
 			}
-			if err != nil {
+			if err != nil || !any {
 				return err
 			}
 			// Never launder a removal into a new cut: the range must hold
 			// what its cut kept.
+			seen, err := w.checkRange(tx, c.from[:], w.next, false)
+			if err != nil {
+				return err
+			}
 			if uint64(seen.n) != c.Kept || seen.sum() != c.KeptHash {
 				return damaged(s.db.Path(), "cut %s's range does not hold the records it kept: pruning stopped (run 'cdcaudit verify')", c.ID)
 			}
-			if any {
-				b = &batch{from: c.from[:], to: w.next, recut: c}
-			}
+			b = &batch{from: c.from[:], to: w.next, recut: c}
 			return nil
 		}
 		var limit []byte // the next range in force: a batch stops before it
@@ -372,7 +368,6 @@ func (w *walker) plan() (*batch, error) {
 		}
 		from := append([]byte(nil), k...)
 		any := false
-		var prev *audit.Hash
 		for n := 0; ; n++ {
 			if k == nil || bytes.Compare(k, head) >= 0 {
 				w.done = true
@@ -387,11 +382,6 @@ func (w *walker) plan() (*batch, error) {
 					break
 				}
 			}
-			h, err := w.check(k, v, prev)
-			if err != nil {
-				return err
-			}
-			prev = &h
 			exp, due := w.expired(k, v, head)
 			any = any || exp
 			if !exp && due.Before(w.minDue) {
@@ -406,12 +396,38 @@ func (w *walker) plan() (*batch, error) {
 		} else {
 			w.next = append([]byte(nil), k...)
 		}
-		if any {
-			b = &batch{from: from, to: w.next}
+		if !any {
+			return nil
 		}
+		// Only a sound chain is cut.
+		if _, err := w.checkRange(tx, from, w.next, true); err != nil {
+			return err
+		}
+		b = &batch{from: from, to: w.next}
 		return nil
 	})
 	return b, err
+}
+
+// checkRange checks the records in [from, to) against their hashes and,
+// when linked, their links to each other (a cut must only ever describe a
+// sound chain), and returns their hashes.
+func (w *walker) checkRange(tx *bolt.Tx, from, to []byte, linked bool) (keptHasher, error) {
+	var seen keptHasher
+	var prev *audit.Hash
+	rc := newRecordCursor(tx)
+	k, v, err := rc.Seek(from)
+	for ; err == nil && k != nil && bytes.Compare(k, to) < 0; k, v, err = rc.Next() {
+		h, err := w.check(k, v, prev)
+		if err != nil {
+			return seen, err
+		}
+		if linked {
+			prev = &h
+		}
+		seen.add(h)
+	}
+	return seen, err
 }
 
 // check checks a record against its hash and, when prev is set, its link

@@ -478,3 +478,34 @@ func FuzzParseCut(f *testing.F) {
 		}
 	})
 }
+
+// Retention never launders a removal into a cut: a record removed by hand
+// (or altered) in the range of a batch stops pruning, and verify still
+// names it.
+func TestPruneRefusesABrokenChain(t *testing.T) {
+	for _, edit := range []string{"removed", "altered"} {
+		t.Run(edit, func(t *testing.T) {
+			s, dir := retentionStore(t)
+			s.Close()
+			tamper(t, dir, func(b *bolt.Bucket) error {
+				k := audit.MakeKey(10<<8, 2)
+				if edit == "removed" {
+					return b.Delete(k[:])
+				}
+				v := bytes.Replace(b.Get(k[:]), []byte(`"sale"`), []byte(`"void"`), 1)
+				return b.Put(k[:], v)
+			})
+			s = mustOpen(t, dir)
+			p, _ := s.NewPruner(testRetention(rbase.Add(100 * time.Hour)))
+			st, err := p.Prune(t.Context())
+			// The batches before the damage are cut; the one holding it is not.
+			if err == nil || !strings.Contains(err.Error(), "pruning stopped") || st.LastCut == nil || st.LastCut.To >= audit.FormatID(10<<8, 1) {
+				t.Fatalf("pruned a broken chain: %+v %v", st, err)
+			}
+			s.Close()
+			if ve := verifyErr(t, dir); !strings.HasPrefix(ve.ID, "0000000000000A00-") {
+				t.Fatalf("verify names %s", ve.ID)
+			}
+		})
+	}
+}
