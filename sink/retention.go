@@ -584,7 +584,7 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 	}
 	var removed uint64
 	for _, r := range stretches {
-		removed += uint64(r.count)
+		removed += r.Count
 	}
 	c := &Cut{Removed: removed, MadeAt: now.UTC(), Reason: reason(p.r, byRule)}
 	last := stretches[len(stretches)-1]
@@ -599,12 +599,12 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 		c.Replaces = old.ID
 		c.Reason += " (again: " + old.ID + ")"
 	} else {
-		c.From, c.To = keyID(stretches[0].first), keyID(last.last)
-		c.Before, c.Chain = before, last.lastHash
+		c.From, c.To = keyID(stretches[0].First[:]), keyID(last.Last[:])
+		c.Before, c.Chain = before, last.LastHash
 	}
 	var kh keptHasher
 	for _, r := range kept {
-		if b.recut != nil || bytes.Compare(r.key, stretches[0].first) > 0 && bytes.Compare(r.key, last.last) < 0 {
+		if b.recut != nil || bytes.Compare(r.key, stretches[0].First[:]) > 0 && bytes.Compare(r.key, last.Last[:]) < 0 {
 			kh.add(r.hash)
 		}
 	}
@@ -834,19 +834,21 @@ func jsonString(b []byte) (string, int, bool) {
 	return "", 0, false
 }
 
-// removedStretch is a run of consecutive records a rewrite removed.
+// removedStretch is a run of consecutive records of the chain that
+// rewriteBlocks removed: what a cut must describe. (As on i8-blocks.)
 type removedStretch struct {
-	first, last []byte
-	count       int
-	lastHash    audit.Hash // the hash of the last record removed
+	First, Last [audit.KeyLen]byte
+	Count       uint64
+	LastHash    audit.Hash // the hash of Last: what the record after it chains to
 }
 
 // rewriteBlocks removes the records in [from, to) that keep rejects (keep
 // sees every record of the range, in key order), telling the index of
 // every block it rewrites, and returns the removed stretches.
 //
-// Stand-in with the signature of DESIGN8.md §1 until the blocks land: today
-// every record is a block of its own, so a rewrite removes whole blocks.
+// Stand-in with the signature (and the stretch type) of i8-blocks's, until
+// the blocks land: today every record is a block of its own, so a rewrite
+// removes whole blocks. Call it with s.wmu held.
 func (s *Store) rewriteBlocks(tx *bolt.Tx, from, to []byte, keep func(key, rec []byte) bool) ([]removedStretch, error) {
 	var out []removedStretch
 	var gone [][]byte
@@ -867,12 +869,12 @@ func (s *Store) rewriteBlocks(tx *bolt.Tx, from, to []byte, keep func(key, rec [
 			return nil, err
 		}
 		if !inStretch {
-			out = append(out, removedStretch{first: key})
+			out = append(out, removedStretch{First: [audit.KeyLen]byte(key)})
 			inStretch = true
 		}
 		r := &out[len(out)-1]
-		r.last, r.lastHash = key, h
-		r.count++
+		r.Last, r.LastHash = [audit.KeyLen]byte(key), h
+		r.Count++
 		gone = append(gone, key)
 	}
 	if err != nil {
