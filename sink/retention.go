@@ -536,14 +536,14 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 	s := p.s
 	w := &walker{p: p, now: now, rules: map[string]int{}, minDue: farFuture}
 	var (
-		checkErr   error
-		seen       keptHasher // every record of a recut's range, before
-		kept       []keptRecord
-		first      = true
-		before     audit.Hash
-		events     uint64
-		byRule     = map[int]int{}
-		head       = st.headKey[:]
+		checkErr error
+		seen     keptHasher // every record of a recut's range, before
+		kept     []keptRecord
+		first    = true
+		before   audit.Hash
+		events   uint64
+		byRule   = map[int]int{}
+		head     = st.headKey[:]
 	)
 	keep := func(key, rec []byte) bool {
 		if checkErr != nil {
