@@ -180,13 +180,31 @@ func prunedStore(t *testing.T) (string, VerifyResult) {
 	return dir, res
 }
 
-// storedKeys lists every key of the events bucket.
+// storedKeys lists the key of every record of the stopped store in dir.
 func storedKeys(t *testing.T, dir string) [][]byte {
 	var keys [][]byte
-	tamper(t, dir, func(b *bolt.Bucket) error {
-		return b.ForEach(func(k, _ []byte) error { keys = append(keys, append([]byte(nil), k...)); return nil })
-	})
+	editRecords(t, dir, func(k, v []byte) []byte { keys = append(keys, bytes.Clone(k)); return v })
 	return keys
+}
+
+// editRecords edits the records of the stopped store in dir, as an
+// attacker with the file would (EditRecords).
+func editRecords(t *testing.T, dir string, fn func(k, v []byte) []byte) {
+	t.Helper()
+	if err := EditRecords(dir, func(k, v []byte) ([]byte, error) { return fn(k, v), nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// removeRecord removes the record at key from the stopped store in dir.
+func removeRecord(t *testing.T, dir string, key []byte) {
+	t.Helper()
+	editRecords(t, dir, func(k, v []byte) []byte {
+		if bytes.Equal(k, key) {
+			return nil
+		}
+		return v
+	})
 }
 
 func inCut(c Cut, k []byte) bool {
@@ -246,7 +264,7 @@ func TestPruneVerifyDetectsOtherRemovals(t *testing.T) {
 			if k == nil || IsChainRecord(k) {
 				t.Fatalf("no record to remove (%x)", k)
 			}
-			tamper(t, dir, func(b *bolt.Bucket) error { return b.Delete(k) })
+			removeRecord(t, dir, k)
 			fixCount(t, dir)
 			verifyErr(t, dir)
 		})
@@ -256,14 +274,14 @@ func TestPruneVerifyDetectsOtherRemovals(t *testing.T) {
 // fixCount sets meta's count to what the store holds, as a careful
 // attacker would.
 func fixCount(t *testing.T, dir string) {
+	n := uint64(0)
+	editRecords(t, dir, func(k, v []byte) []byte {
+		if !IsChainRecord(k) && !audit.IsSnapshotRecord(v) {
+			n++
+		}
+		return v
+	})
 	tamperTx(t, dir, func(tx *bolt.Tx) error {
-		n := uint64(0)
-		tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			if !IsChainRecord(k) && !audit.IsSnapshotRecord(v) {
-				n++
-			}
-			return nil
-		})
 		var b [8]byte
 		for i := range 8 {
 			b[7-i] = byte(n >> (8 * i))
@@ -292,19 +310,19 @@ func TestForgedCutsFail(t *testing.T) {
 		keys := storedKeys(t, dir)
 		victim := keys[len(keys)-20]
 		s := mustOpen(t, dir)
-		var prev, h audit.Hash
-		s.view(func(tx *bolt.Tx) error {
-			_, prev, h, _ = audit.Check(tx.Bucket(bucketEvents).Get(victim))
-			return nil
-		})
+		v, err := s.Get(keyID(victim))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, prev, h, _ := audit.Check(v)
 		st := *s.state.Load()
 		forged := &Cut{From: keyID(victim), To: keyID(victim), Removed: 1, KeptHash: (&keptHasher{}).sum(), Before: prev, Chain: h, MadeAt: rbase, Reason: "forged"}
 		key := audit.MakeKey(0x10000, 0)
 		rec, _ := audit.Seal(nil, chainBody(key, MarkCut, rbase, cutFields(forged)), audit.Hash{1}) // no key to the chain
 		s.Close()
+		removeRecord(t, dir, victim)
 		tamperTx(t, dir, func(tx *bolt.Tx) error {
-			tx.Bucket(bucketEvents).Delete(victim)
-			tx.Bucket(bucketEvents).Put(key[:], rec)
+			tx.Bucket(bucketEvents).Put(key[:], rec) // a record of its own, after every block
 			tx.Bucket(bucketCuts).Put(key[:], rec)
 			st.headKey, st.headHash = key, audit.Hash{}
 			_, _, st.headHash, _ = audit.Check(rec)
@@ -334,7 +352,7 @@ func TestForgedCutsFail(t *testing.T) {
 	})
 	t.Run("a cut record removed from the chain", func(t *testing.T) {
 		dir, res := prunedStore(t)
-		tamper(t, dir, func(b *bolt.Bucket) error { return b.Delete(res.Cuts[0].key[:]) })
+		removeRecord(t, dir, res.Cuts[0].key[:])
 		verifyErr(t, dir)
 	})
 	t.Run("a cut's copy without its record", func(t *testing.T) {
@@ -487,13 +505,15 @@ func TestPruneRefusesABrokenChain(t *testing.T) {
 		t.Run(edit, func(t *testing.T) {
 			s, dir := retentionStore(t)
 			s.Close()
-			tamper(t, dir, func(b *bolt.Bucket) error {
-				k := audit.MakeKey(10<<8, 2)
-				if edit == "removed" {
-					return b.Delete(k[:])
+			k := audit.MakeKey(10<<8, 2)
+			editRecords(t, dir, func(key, v []byte) []byte {
+				switch {
+				case !bytes.Equal(key, k[:]):
+					return v
+				case edit == "removed":
+					return nil
 				}
-				v := bytes.Replace(b.Get(k[:]), []byte(`"sale"`), []byte(`"void"`), 1)
-				return b.Put(k[:], v)
+				return bytes.Replace(v, []byte(`"sale"`), []byte(`"void"`), 1)
 			})
 			s = mustOpen(t, dir)
 			p, _ := s.NewPruner(testRetention(rbase.Add(100 * time.Hour)))
