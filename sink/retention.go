@@ -189,6 +189,12 @@ func (s *Store) NewPruner(r Retention) (*Pruner, error) {
 	return &Pruner{s: s, r: r, batch: b}, nil
 }
 
+// pruneRest paces the pruner: after a batch it rests this many times as
+// long as the batch took, so that capture has the store (its write lock,
+// its fsyncs) and the CPU for at least two thirds of the time, even while a
+// large backlog is pruned.
+const pruneRest = 2
+
 // errBusy: there is no room for a cut after the chain head yet (apply).
 var errBusy = errors.New("no room for a cut after the chain head")
 
@@ -245,12 +251,11 @@ func (p *Pruner) Prune(ctx context.Context) (PruneStats, error) {
 				stats.Removed += n
 				stats.Cuts++
 				stats.LastCut = cut
-				// Pace: capture gets the store (and the CPU) at least as
-				// long as the batch took.
+				// Pace (pruneRest).
 				select {
 				case <-ctx.Done():
 					return stats, ctx.Err()
-				case <-time.After(time.Since(started)):
+				case <-time.After(pruneRest * time.Since(started)):
 				}
 			}
 		}
