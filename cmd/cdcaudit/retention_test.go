@@ -50,6 +50,12 @@ func TestVerifyAfterRetention(t *testing.T) {
 		t.Fatalf("verify: %d\n%s\n%s", code, out, errOut)
 	}
 
+	// Exports read across the cuts.
+	out, errOut, code = runCLI(t, nil, "export", "--data-dir", dir)
+	if code != exitOK || strings.Count(out, "\n") != 9 {
+		t.Fatalf("export: %d\n%s\n%s", code, out, errOut)
+	}
+
 	// One more event removed by hand: verify fails.
 	k := audit.MakeKey(0x1080+35*0x100, 1)
 	err = sink.EditRecords(dir, func(key, rec []byte) ([]byte, error) {
