@@ -81,7 +81,7 @@ func TestRetentionSoak(t *testing.T) {
 	}
 	t.Logf("file size per round (MiB): %v", mib(sizes))
 	res := mustVerify(t, s)
-	if res.Events > 11*perRound || res.Pruned != pruned || pruned < (rounds-11)*perRound {
+	if res.Events > 11*perRound || res.Pruned != pruned || pruned < (rounds-11)*perRound || res.Events+res.Pruned != rounds*perRound {
 		t.Fatalf("events %d pruned %d/%d", res.Events, res.Pruned, pruned)
 	}
 	// Levelled off: the last 20 rounds (a third of the events) grew the
