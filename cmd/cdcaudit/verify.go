@@ -139,7 +139,7 @@ func (c *cli) verify(args []string) int {
 				}
 				return "", false
 			},
-			Pruned: func(id string) bool { _, ok := res.Covering(id); return ok },
+			Pruned: func(id string) (string, bool) { c, ok := res.Covering(id); return c.ID, ok },
 		})
 		if err != nil {
 			return failed("the store contradicts its anchors: " + err.Error())
