@@ -276,7 +276,7 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 type walker struct {
 	p      *Pruner
 	now    time.Time
-	rules  map[string]int // "schema\x00table" → rule
+	rules  map[string]int // the JSON of schema through table → rule
 	pos    []byte         // where the next batch begins (nil: the start)
 	next   []byte         // where the one after it begins
 	done   bool           // the batch planned last is the pass's last
@@ -290,28 +290,33 @@ type batch struct {
 	recut    *Cut
 }
 
-// expired reports whether the record at key has expired; due is when it
-// will (farFuture: never). Chain records and the chain head never expire.
-func (w *walker) expired(key, rec []byte, head []byte) (bool, time.Time) {
+// expired reports whether the record at key has expired, under which
+// rule; due is when it will (farFuture: never). Chain records and the chain
+// head never expire.
+func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time, rule int) {
 	if IsChainRecord(key) || bytes.Equal(key, head) {
-		return false, farFuture
+		return false, farFuture, 0
 	}
-	at, schema, table, ok := recordHead(rec)
+	at, names, ok := headFields(rec)
 	if !ok {
-		return false, farFuture // unreadable: left for verify to report
+		return false, farFuture, 0 // unreadable: left for verify to report
 	}
-	k := schema + "\x00" + table
-	rule, seen := w.rules[k]
+	// Keyed by the record's own bytes: no allocation once a table is known.
+	rule, seen := w.rules[string(names)]
 	if !seen {
+		schema, table, ok := decodeNames(names)
+		if !ok {
+			return false, farFuture, 0
+		}
 		rule = w.p.r.rule(schema, table)
-		w.rules[k] = rule
+		w.rules[string(names)] = rule
 	}
 	win := w.p.r.window(rule)
 	if win <= 0 {
-		return false, farFuture
+		return false, farFuture, rule
 	}
-	due := at.Add(win)
-	return !due.After(w.now), due
+	due = at.Add(win)
+	return !due.After(w.now), due, rule
 }
 
 // plan looks, in a read transaction, at the records from w.pos on, and
@@ -346,7 +351,7 @@ func (w *walker) plan() (*batch, error) {
 			w.next = nextKey(c.to[:])
 			any := false
 			for ; k != nil && bytes.Compare(k, c.to[:]) <= 0; k, v, err = rc.Next() {
-				exp, due := w.expired(k, v, head)
+				exp, due, _ := w.expired(k, v, head)
 				any = any || exp
 				if !exp && due.Before(w.minDue) {
 					w.minDue = due
@@ -382,12 +387,12 @@ func (w *walker) plan() (*batch, error) {
 				break
 			}
 			if !IsChainRecord(k) {
-				if at, _, _, ok := recordHead(v); ok && at.After(newest) {
+				if at, _, ok := headFields(v); ok && at.After(newest) {
 					w.done = true // nothing from here on can have expired
 					break
 				}
 			}
-			exp, due := w.expired(k, v, head)
+			exp, due, _ := w.expired(k, v, head)
 			any = any || exp
 			if !exp && due.Before(w.minDue) {
 				w.minDue = due
@@ -562,7 +567,7 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 			return true
 		}
 		seen.add(h)
-		exp, _ := w.expired(key, rec, head)
+		exp, _, rule := w.expired(key, rec, head)
 		if !exp {
 			kept = append(kept, keptRecord{key: append([]byte(nil), key...), hash: h})
 			return true
@@ -573,8 +578,7 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 		if !audit.IsSnapshotRecord(rec) {
 			events++
 		}
-		_, schema, table, _ := recordHead(rec)
-		byRule[p.r.rule(schema, table)]++
+		byRule[rule]++
 		return false
 	}
 	stretches, err := s.rewriteBlocks(tx, b.from, b.to, keep)
@@ -778,65 +782,118 @@ func (s *Store) deleteState(bucket string, keys [][]byte, still func(k, v []byte
 // before any value of the row: {"id":…,"lsn":…,"commit_lsn":…,"xid":…,
 // "commit_time":"…","database":…,"schema":…,"table":…,
 func recordHead(rec []byte) (at time.Time, schema, table string, ok bool) {
+	at, names, ok := headFields(rec)
+	if !ok {
+		return at, "", "", false
+	}
+	schema, table, ok = decodeNames(names)
+	return at, schema, table, ok
+}
+
+// headFields is recordHead without decoding: the commit time, and the
+// record's bytes from the schema's value to the end of the table's,
+// `"public","table":"sale_order"`. It allocates nothing.
+func headFields(rec []byte) (at time.Time, names []byte, ok bool) {
 	const ct = `,"commit_time":"`
 	i := bytes.Index(rec[:min(len(rec), 160)], []byte(ct))
 	if i < 0 {
-		return at, "", "", false
+		return at, nil, false
 	}
 	rest := rec[i+len(ct):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
-		return at, "", "", false
+		return at, nil, false
 	}
-	at, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
-	if err != nil {
-		return at, "", "", false
+	if at, ok = parseCommitTime(rest[:j]); !ok {
+		return at, nil, false
 	}
 	rest = rest[j+1:]
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{`,"database":`, nil}, {`,"schema":`, &schema}, {`,"table":`, &table}} {
-		if !bytes.HasPrefix(rest, []byte(f.name)) {
-			return at, "", "", false
+	var start int
+	for _, f := range []string{`,"database":`, `,"schema":`, `,"table":`} {
+		if !bytes.HasPrefix(rest, []byte(f)) {
+			return at, nil, false
 		}
-		rest = rest[len(f.name):]
-		v, n, good := jsonString(rest)
+		rest = rest[len(f):]
+		if f == `,"schema":` {
+			start = len(rec) - len(rest)
+		}
+		n, good := jsonStringLen(rest)
 		if !good {
-			return at, "", "", false
-		}
-		if f.dst != nil {
-			*f.dst = v
+			return at, nil, false
 		}
 		rest = rest[n:]
 	}
-	return at, schema, table, true
+	return at, rec[start : len(rec)-len(rest)], true
 }
 
-// jsonString decodes the JSON string at the start of b and returns it and
-// the bytes it took.
-func jsonString(b []byte) (string, int, bool) {
-	if len(b) < 2 || b[0] != '"' {
-		return "", 0, false
+// decodeNames decodes what headFields returns into schema and table.
+func decodeNames(names []byte) (schema, table string, ok bool) {
+	n, _ := jsonStringLen(names)
+	schema, ok1 := jsonString(names[:n])
+	rest := names[n:]
+	const t = `,"table":`
+	if !ok1 || !bytes.HasPrefix(rest, []byte(t)) {
+		return "", "", false
 	}
-	esc := false
+	table, ok2 := jsonString(rest[len(t):])
+	return schema, table, ok2
+}
+
+// parseCommitTime reads AppendTime's form, 2026-11-23T13:34:33.559831Z,
+// without allocating; any other RFC 3339 time the slow way.
+func parseCommitTime(b []byte) (time.Time, bool) {
+	if len(b) == 27 && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' && b[19] == '.' && b[26] == 'Z' {
+		num := func(from, to int) (int, bool) {
+			n := 0
+			for _, c := range b[from:to] {
+				if c < '0' || c > '9' {
+					return 0, false
+				}
+				n = n*10 + int(c-'0')
+			}
+			return n, true
+		}
+		y, ok1 := num(0, 4)
+		mo, ok2 := num(5, 7)
+		d, ok3 := num(8, 10)
+		h, ok4 := num(11, 13)
+		mi, ok5 := num(14, 16)
+		sec, ok6 := num(17, 19)
+		us, ok7 := num(20, 26)
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec < 60 {
+			t := time.Date(y, time.Month(mo), d, h, mi, sec, us*1000, time.UTC)
+			if t.Day() == d { // not 31 February
+				return t, true
+			}
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	return t, err == nil
+}
+
+// jsonStringLen returns the length of the JSON string at the start of b.
+func jsonStringLen(b []byte) (int, bool) {
+	if len(b) < 2 || b[0] != '"' {
+		return 0, false
+	}
 	for i := 1; i < len(b); i++ {
 		switch b[i] {
 		case '\\':
 			i++
-			esc = true
 		case '"':
-			if !esc {
-				return string(b[1:i]), i + 1, true
-			}
-			var s string
-			if json.Unmarshal(b[:i+1], &s) != nil {
-				return "", 0, false
-			}
-			return s, i + 1, true
+			return i + 1, true
 		}
 	}
-	return "", 0, false
+	return 0, false
+}
+
+// jsonString decodes the JSON string b (quotes included).
+func jsonString(b []byte) (string, bool) {
+	if bytes.IndexByte(b, '\\') < 0 && len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		return string(b[1 : len(b)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(b, &s) == nil
 }
 
 // removedStretch is a run of consecutive records of the chain that

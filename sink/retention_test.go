@@ -529,3 +529,16 @@ func TestPruneRefusesABrokenChain(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseCommitTime(f *testing.F) {
+	f.Add([]byte("2026-11-23T13:34:33.559831Z"))
+	f.Add([]byte("2026-02-31T13:34:33.559831Z"))
+	f.Add([]byte("2026-11-23T13:34:33Z"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseCommitTime(b)
+		want, err := time.Parse(time.RFC3339Nano, string(b))
+		if ok != (err == nil) || ok && !got.Equal(want) {
+			t.Fatalf("%q: %v %v, time.Parse %v %v", b, got, ok, want, err)
+		}
+	})
+}
