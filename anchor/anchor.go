@@ -110,6 +110,9 @@ type Chain struct {
 	Checkpoint uint64
 	// Lookup returns the hash of the record id, when the chain holds it.
 	Lookup func(id string) (hash string, ok bool)
+	// Pruned, when set, returns the cut of the chain (which verified) under
+	// which retention removed the record id, if it did.
+	Pruned func(id string) (cut string, ok bool)
 }
 
 // Mine returns the anchors of the chain that begins with genesis, oldest
@@ -130,7 +133,9 @@ func Mine(anchors []Anchor, genesis string) []Anchor {
 // chain at all (the chain was replaced or wiped), an anchored record
 // missing (records removed) or with another hash (the chain was rewritten),
 // a checkpoint behind an anchored one (the store was rolled back), or an
-// anchor signed by another key than the instance's.
+// anchor signed by another key than the instance's. An anchored record
+// that retention removed under a cut is not missing, provided an anchor of
+// a later record covers the cut.
 func Check(anchors []Anchor, c Chain) (newest Anchor, err error) {
 	mine := Mine(anchors, c.Genesis)
 	if len(mine) == 0 {
@@ -159,7 +164,16 @@ func Check(anchors []Anchor, c Chain) (newest Anchor, err error) {
 				at, instancekey.Fingerprint(a.Key), instancekey.Fingerprint(c.Key))
 		}
 		h, ok := c.Lookup(a.HeadID)
+		cut, pruned := "", false
+		if !ok && c.Pruned != nil {
+			cut, pruned = c.Pruned(a.HeadID)
+		}
 		switch {
+		case pruned && !anchored(mine, c, cut):
+			return a, fmt.Errorf("record %s, the chain head anchored at %s, was removed under cut %s, but no anchor covers that cut: a cut made after the newest anchor cannot be told from a forged one (verify the store once 'cdcaudit run' has stopped: it anchors its head)", a.HeadID, at, cut)
+		case pruned:
+			// Removed by retention under a cut that an anchor covers: its
+			// hash went with it; the checkpoint is still checked below.
 		case !ok:
 			return a, fmt.Errorf("record %s, the chain head anchored at %s (%d events), is not in the store: records were removed", a.HeadID, at, a.Events)
 		case h != a.HeadHash:
@@ -171,6 +185,21 @@ func Check(anchors []Anchor, c Chain) (newest Anchor, err error) {
 		}
 	}
 	return mine[len(mine)-1], nil
+}
+
+// anchored reports whether an anchor of the chain names a record at or
+// after the cut that the chain holds with its anchored hash: the cut was in
+// the chain when that anchor was signed, so it is not a later forgery.
+func anchored(mine []Anchor, c Chain, cut string) bool {
+	for _, b := range mine {
+		if b.HeadID < cut { // ids sort in chain order
+			continue
+		}
+		if h, ok := c.Lookup(b.HeadID); ok && h == b.HeadHash {
+			return true
+		}
+	}
+	return false
 }
 
 func short(h string) string {

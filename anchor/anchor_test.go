@@ -117,6 +117,32 @@ func TestCheck(t *testing.T) {
 	if _, err := Check(nil, chain()); err == nil {
 		t.Error("no anchors at all passed")
 	}
+	// An anchored record that retention removed under a cut that a later
+	// anchor covers is not missing; the checkpoint is still checked.
+	store = map[string]string{a2.HeadID: a2.HeadHash}
+	pruned := func(cut string) func(string) (string, bool) {
+		return func(id string) (string, bool) { return cut, id == a1.HeadID }
+	}
+	ch := chain()
+	ch.Pruned = pruned("0000000001800000-000000")
+	if _, err := Check([]Anchor{a1, a2}, ch); err != nil {
+		t.Errorf("pruned anchored record: %v", err)
+	}
+	ch.Checkpoint = 0x1000040
+	if _, err := Check([]Anchor{a1, a2}, ch); err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Errorf("pruned, rolled back: %v", err)
+	}
+	// A cut after the newest anchor may be a forgery: refused.
+	ch = chain()
+	ch.Pruned = pruned("0000000003000000-000000")
+	if _, err := Check([]Anchor{a1, a2}, ch); err == nil || !strings.Contains(err.Error(), "no anchor covers that cut") {
+		t.Errorf("pruned under a cut no anchor covers: %v", err)
+	}
+	ch = chain()
+	ch.Pruned = func(string) (string, bool) { return "", false }
+	if _, err := Check([]Anchor{a1, a2}, ch); err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Errorf("removed without a cut: %v", err)
+	}
 }
 
 // Anchors reach a syslog server, and a bad address is refused up front.

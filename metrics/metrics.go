@@ -27,6 +27,9 @@
 //	skipped_messages_total{kind}              counter  unknown/unexpected pgoutput messages skipped
 //	slot_wal_status{status}                   gauge    1 for the slot's current wal_status
 //	slot_retained_wal_bytes                   gauge    WAL the slot holds back on the server
+//	retention_pruned_events_total             counter  records removed by retention
+//	retention_cuts_total                      counter  cut records retention added to the chain
+//	retention_last_cut_timestamp_seconds      gauge    when retention last cut the chain
 //
 // plus the standard go_* and process_* collectors and go_build_info.
 package metrics
@@ -76,6 +79,7 @@ type Metrics struct {
 	slotStatus    *prometheus.GaugeVec
 	slotRetained  prometheus.Gauge
 	snap          snapshotMetrics
+	ret           retentionMetrics
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -187,6 +191,7 @@ func newMetrics(now func() time.Time) *Metrics {
 		m.slotStatus.WithLabelValues(s).Set(0)
 	}
 	m.registerSnapshot()
+	m.registerRetention()
 	return m
 }
 

@@ -65,14 +65,19 @@ func (s *Store) LoadState(bucket string, fn func(key, value []byte) error) error
 		return err
 	}
 	return s.view(func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketState)
-		if root == nil {
-			return nil
-		}
-		b := root.Bucket([]byte(bucket))
+		b := stateBucketOf(tx, bucket)
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(guarded(fn))
 	})
+}
+
+// stateBucketOf returns a stage's state bucket (nil: never written).
+func stateBucketOf(tx *bolt.Tx, name string) *bolt.Bucket {
+	root := tx.Bucket(bucketState)
+	if root == nil {
+		return nil
+	}
+	return root.Bucket([]byte(name))
 }

@@ -89,6 +89,8 @@ type Store struct {
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
 	done  bool                  // closed; guarded by wmu
+
+	cuts atomic.Pointer[cutSet] // retention's cuts as last read (cut.go)
 }
 
 // state mirrors meta. Only this process writes the store (it holds the
@@ -447,9 +449,12 @@ func (s *Store) SetIdentity(id Identity) error {
 func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 	fn = guarded(fn)
 	return s.view(func(tx *bolt.Tx) error {
+		cuts, err := s.cutsOf(tx)
+		if err != nil {
+			return err
+		}
 		c := newRecordCursor(tx)
 		var k, v []byte
-		var err error
 		if from == nil {
 			k, v, err = c.First()
 		} else {
@@ -457,6 +462,7 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 		}
 		linked := from == nil
 		prev := audit.Genesis
+		var prevKey [audit.KeyLen]byte
 		for ; ; k, v, err = c.Next() {
 			if err != nil {
 				return damaged(s.db.Path(), "%v: run 'cdcaudit verify'", err)
@@ -470,11 +476,16 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 			if linked && prev == audit.Genesis && !bytes.Equal(k, genesisKey[:]) {
 				return damaged(s.db.Path(), "the chain does not begin with its genesis record: run 'cdcaudit verify'")
 			}
-			h, err := s.checkRecord(k, v, prev, linked)
+			want, check := prev, linked
+			if linked { // across a cut's range: the link the cut names
+				want, check = cuts.linkTarget(prevKey[:], prev, k)
+			}
+			h, err := s.checkRecord(k, v, want, check)
 			if err != nil {
 				return err
 			}
 			prev, linked = h, true
+			copy(prevKey[:], k)
 			if IsChainRecord(k) {
 				continue
 			}

@@ -40,6 +40,10 @@ type VerifyResult struct {
 	// slots, in chain order. The chain is intact, but events are missing
 	// from the trail there.
 	Marks []Mark
+	// Cuts are the cuts in force (retention removed the events of their
+	// ranges), in chain order of their ranges; Pruned sums their removals.
+	Cuts   []Cut
+	Pruned uint64
 }
 
 // Mark is a chain record that admits missing events.
@@ -90,6 +94,11 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 			beforePrevKey      []byte
 			recordedHeadPassed bool
 		)
+		cs, err := loadCuts(tx)
+		if err != nil {
+			return &VerifyError{Reason: "the store's list of cuts: " + err.Error()}
+		}
+		cw := newCutWalk(cs)
 		c := newRecordCursor(tx)
 		k, v, err := c.First()
 		for ; ; k, v, err = c.Next() {
@@ -133,8 +142,17 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 			if !bytes.HasPrefix(v, []byte(`{"id":"`+id+`"`)) {
 				return &VerifyError{ID: id, Reason: "record's id does not match its key (the record was moved)"}
 			}
-			if prev != prevHash {
+			want, linked, cerr := cw.step(k, prevHash)
+			if cerr != nil {
+				return cerr
+			}
+			if !linked {
+				cw.keep(h) // kept inside a cut's range: its hash is in the cut's kept_hash
+			} else if prev != want {
 				switch {
+				case want != prevHash:
+					return &VerifyError{ID: id, Reason: "prev_hash is not the chain value of cut " + cw.passed.ID +
+						" (the last record of its range): a record after the range was removed or replaced"}
 				case prevKey == nil:
 					return &VerifyError{ID: id, Reason: "first event's prev_hash is not the genesis hash: events were removed from the start"}
 				case prev == audit.Genesis:
@@ -159,6 +177,10 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 					res.Genesis = h
 				case op == MarkGenesis:
 					return &VerifyError{ID: id, Reason: "a second genesis record: the chain of another store was spliced in"}
+				case op == MarkCut:
+					if err := cw.meet(k, v); err != nil {
+						return err
+					}
 				default:
 					res.Marks = append(res.Marks, Mark{ID: id, Op: op, Record: string(v)})
 				}
@@ -174,6 +196,15 @@ func (s *Store) VerifyThrough(ctx context.Context, progress func(done uint64), p
 			keyBufs[n%2] = [audit.KeyLen]byte(k)
 			prevKey, prevHash = keyBufs[n%2][:], h
 			n++
+		}
+		if n > 0 {
+			if err := cw.finish(); err != nil {
+				return err
+			}
+		}
+		for _, c := range cs.effective {
+			res.Cuts = append(res.Cuts, *c)
+			res.Pruned += c.Removed
 		}
 		res.Events = events
 		if prevKey != nil {

@@ -70,7 +70,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
 // runFlagOrder is the order of run's flags in --help.
 var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "pprof", "slot", "publication", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
-	"snapshot", "snapshot-tables", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
+	"snapshot", "snapshot-tables", "retention", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
 func (c *cli) run(args []string) int {
 	fs := c.flagSet("run", "--dsn URL --data-dir DIR [flags]", runAbout, runExamples)
@@ -166,6 +166,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		AnchorSyslog:    cfg.AnchorSyslog,
 		Snapshot:        cfg.Snapshot,
 		SnapshotTables:  cfg.SnapshotTables,
+		Retention:       cfg.Retention.Policy(),
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}

@@ -24,6 +24,13 @@ missing: a gap accepted with --accept-gap, a replication slot lost while
 running. verify lists them and exits 3: the chain is intact, the trail is
 not complete.
 
+Retention (the retention key of 'cdcaudit run') removes expired events in
+batches; each batch leaves a cut record in the chain that says which records
+it removed, which it kept between them and which chain value the trail goes
+on from. verify checks every cut against the records around and inside its
+range, and says it verified the events "from cut …": a removal that no cut
+describes exactly still breaks the chain.
+
 A store rewritten as a whole (every hash recomputed), cut short with its
 meta fixed, or wiped, is consistent in itself: only something kept outside
 the store can contradict it. 'cdcaudit run' signs its chain head with the
@@ -132,20 +139,32 @@ func (c *cli) verify(args []string) int {
 				}
 				return "", false
 			},
+			Pruned: func(id string) (string, bool) { c, ok := res.Covering(id); return c.ID, ok },
 		})
 		if err != nil {
 			return failed("the store contradicts its anchors: " + err.Error())
 		}
 	}
 
+	fromCut := ""
+	if n := len(res.Cuts); n > 0 {
+		// The trail is whole after the last range retention cut.
+		last := res.Cuts[n-1]
+		fromCut = " from cut " + last.ID + " made " + last.MadeAt.UTC().Format("2006-01-02 15:04:05 MST")
+	}
 	switch {
 	case len(res.Marks) > 0:
-		fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact, but it records %d place(s) where events are missing from the trail (below).\n",
-			paint(color, ansiRed+ansiBold, "INCOMPLETE:"), thousands(res.Events), len(res.Marks))
+		fmt.Fprintf(c.stdout, "%s %s events verified%s; the hash chain is intact, but it records %d place(s) where events are missing from the trail (below).\n",
+			paint(color, ansiRed+ansiBold, "INCOMPLETE:"), thousands(res.Events), fromCut, len(res.Marks))
 	case res.Events == 0 && res.Snapshots == 0:
 		fmt.Fprintf(c.stdout, "%s the store in %s holds no events yet; its chain is intact.\n", paint(color, ansiGreen, "OK:"), cfg.DataDir)
 	default:
-		fmt.Fprintf(c.stdout, "%s %s events verified; the hash chain is intact.\n", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Events))
+		fmt.Fprintf(c.stdout, "%s %s events verified%s; the hash chain is intact.\n", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Events), fromCut)
+	}
+	if len(res.Cuts) > 0 {
+		last := res.Cuts[len(res.Cuts)-1]
+		fmt.Fprintf(c.stdout, "retention:   %s records removed under %d cut(s), each verified; the last: %s … %s (%s)\n",
+			thousands(res.Pruned), len(res.Cuts), last.From, last.To, last.Reason)
 	}
 	if res.Snapshots > 0 {
 		fmt.Fprintf(c.stdout, "snapshots:   %s records verified too (rows as table snapshots read them, not counted as events)\n", thousands(res.Snapshots))

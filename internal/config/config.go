@@ -26,6 +26,8 @@
 //	geoip_db         MaxMind/DB-IP .mmdb file for session locations
 //	snapshot         initial or never: copy the tables on a fresh start  default initial
 //	snapshot_tables  schema-qualified globs of the tables to snapshot   default: all published
+//	retention        how long events are kept: a window, and windows    default: forever
+//	                 per table (default=400d,public.account_move*=10y)
 //
 // Lists are YAML sequences (or one comma-separated string); in the
 // environment and on the command line they are comma-separated, and list
@@ -84,6 +86,8 @@ const (
 
 	KeySnapshot       = "snapshot"
 	KeySnapshotTables = "snapshot_tables"
+
+	KeyRetention = "retention"
 )
 
 // SnapshotModes are the values of the snapshot key.
@@ -146,6 +150,9 @@ type Config struct {
 	// profile's users, models and sessions tables are loaded either way.
 	Snapshot       string
 	SnapshotTables []string
+
+	// Retention is how long events are kept (zero: forever).
+	Retention Retention
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -217,6 +224,7 @@ var keys = []keyInfo{
 	{KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses", func(c *Config) any { return &c.GeoIPDB }},
 	{KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)", func(c *Config) any { return &c.Snapshot }},
 	{KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)", func(c *Config) any { return &c.SnapshotTables }},
+	{KeyRetention, "how long events are kept: a `window` (400d) for every table, and windows per table glob, first match wins: default=400d,public.account_move*=10y (units h, d, w, y = 365d; forever keeps; default: keep everything forever)", func(c *Config) any { return &c.Retention }},
 }
 
 func lookupKey(name string) (keyInfo, bool) {
@@ -416,6 +424,8 @@ func isEmpty(c *Config, k keyInfo) bool {
 		return *p == 0
 	case *bool:
 		return !*p
+	case *Retention:
+		return p.IsZero()
 	}
 	panic("config: unhandled field type of " + k.name)
 }
@@ -437,6 +447,8 @@ func format(c *Config, k keyInfo) string {
 		return p.String()
 	case *bool:
 		return strconv.FormatBool(*p)
+	case *Retention:
+		return p.String()
 	}
 	panic("config: unhandled field type of " + k.name)
 }
@@ -469,6 +481,12 @@ func setString(c *Config, k keyInfo, v string) error {
 			return fmt.Errorf("invalid boolean %q (want true or false)", v)
 		}
 		*p = b
+	case *Retention:
+		r, err := ParseRetention(v)
+		if err != nil {
+			return err
+		}
+		*p = r
 	default:
 		return setList(c, k, splitList(v))
 	}
@@ -568,6 +586,8 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 	switch k.field(c).(type) {
 	case *[]profile.ColumnRule:
 		return applyRules(c, k, n)
+	case *Retention:
+		return applyRetention(c, n)
 	case *[]string:
 		switch n.Kind {
 		case yaml.ScalarNode:

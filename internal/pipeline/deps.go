@@ -28,6 +28,7 @@ type Metrics interface {
 	// SessionsFrom gives the function the session figures are read from
 	// when they are scraped (safe for concurrent use).
 	SessionsFrom(f func() (open, users int, skipped uint64))
+	pruneMetrics
 }
 
 // submitter is where chain records, coverage and snapshot state go: the

@@ -59,6 +59,8 @@ type Config struct {
 	// sessions tables.
 	Snapshot       string
 	SnapshotTables []string
+	// Retention, when enabled, prunes expired events in the background.
+	Retention sink.Retention
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -172,6 +174,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := coverage.attach(c.writer); err != nil {
 		return err
 	}
+	// After the gap record: a cut placed at the head first would take its place.
+	stopRetention, err := startRetention(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	defer stopRetention()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -185,6 +193,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	// Retention stops before a slot_lost record is placed at the head.
+	stopRetention()
 	c.images.release() // a transaction may have been cut short: the store is closed below
 	if replication.IsFatal(err) {
 		recordSlotLoss(cfg, store, c.writer, log)

@@ -1,0 +1,156 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/metrics"
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// The daemon prunes while it captures: with a window of two seconds every
+// event goes but the chain head, each batch under a cut, and the store
+// still verifies; capture goes on after the cuts.
+func TestRetentionWhileStreaming(t *testing.T) {
+	dsn, conn := newDB(t)
+	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY, name text); ALTER TABLE item REPLICA IDENTITY FULL")
+	dir := t.TempDir()
+	runUntil(t, dsn, dir, "ret", conn, currentLSN(t, conn), nil)
+	exec(t, conn, "INSERT INTO item SELECT g, 'n' || g FROM generate_series(1, 3000) g")
+	exec(t, conn, "UPDATE item SET name = 'x' WHERE id <= 1000")
+
+	m := metrics.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Replication: replication.Config{DSN: dsn, Slot: "ret", Publication: "ret"},
+			DataDir:     dir, Metrics: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Retention: sink.Retention{Default: 2 * time.Second},
+		})
+	}()
+	waitConfirmed(t, conn, "ret", currentLSN(t, conn), done)
+	// The records: 4,000 changes, and the rows of a snapshot of the table
+	// if it was copied only now (the first run may have stopped before).
+	total := func() float64 { return 4000 + metricSum(t, m, "cdcaudit_snapshot_rows_total") }
+	for metricSum(t, m, "cdcaudit_retention_pruned_events_total") < total()-1 {
+		select {
+		case err := <-done:
+			t.Fatalf("pipeline stopped: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if metricSum(t, m, "cdcaudit_retention_last_cut_timestamp_seconds") == 0 || metricSum(t, m, "cdcaudit_retention_cuts_total") == 0 {
+		t.Fatal("no cut in the metrics")
+	}
+	records := uint64(total())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	// Everything expired but the chain head: the last event, or (once a
+	// cut is the head) not even that.
+	res := verifyStore(t, dir)
+	if res.Events > 1 || res.Events+res.Snapshots+res.Pruned != records || len(res.Cuts) == 0 {
+		t.Fatalf("after pruning: %d events, %d snapshot records, %d pruned of %d, %d cuts", res.Events, res.Snapshots, res.Pruned, records, len(res.Cuts))
+	}
+
+	// Capture goes on after the cuts (without retention now).
+	exec(t, conn, "DELETE FROM item WHERE id <= 10")
+	runUntil(t, dsn, dir, "ret", conn, currentLSN(t, conn), nil)
+	if res2 := verifyStore(t, dir); res2.Events != res.Events+10 || res2.Pruned != res.Pruned {
+		t.Fatalf("after more changes: %d events, %d pruned", res2.Events, res2.Pruned)
+	}
+}
+
+func verifyStore(t *testing.T, dir string) sink.VerifyResult {
+	t.Helper()
+	st, err := sink.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, err := st.Verify(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return res
+}
+
+// The daemon with a short window (3s) under a steady workload: the store
+// file levels off, bbolt reusing the pages retention frees. A soak: run it
+// with CDCAUDIT_SOAK=1 (about a minute).
+func TestRetentionSoakDaemon(t *testing.T) {
+	if os.Getenv("CDCAUDIT_SOAK") == "" {
+		t.Skip("set CDCAUDIT_SOAK=1 to run the soak")
+	}
+	dsn, conn := newDB(t)
+	exec(t, conn, `CREATE TABLE line (id bigserial PRIMARY KEY, order_id int, name text, qty numeric(16,3), price numeric(16,2),
+		state varchar(16), write_uid int, write_date timestamp); ALTER TABLE line REPLICA IDENTITY FULL`)
+	dir := t.TempDir()
+	runUntil(t, dsn, dir, "soak", conn, currentLSN(t, conn), nil)
+	m := metrics.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	window := 3 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("CDCAUDIT_SOAK_WINDOW")); err == nil {
+		window = d
+	}
+	go func() {
+		done <- Run(ctx, Config{
+			Replication: replication.Config{DSN: dsn, Slot: "soak", Publication: "soak"},
+			DataDir:     dir, Metrics: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Retention: sink.Retention{Default: window},
+		})
+	}()
+	rounds := 60
+	if n, err := strconv.Atoi(os.Getenv("CDCAUDIT_SOAK_ROUNDS")); err == nil {
+		rounds = n
+	}
+	sizes := make([]int64, rounds)
+	for r := range sizes {
+		// 2,000 changes a round: 1,000 inserts, 1,000 updates.
+		exec(t, conn, `INSERT INTO line (order_id, name, qty, price, state, write_uid, write_date)
+			SELECT g/10, 'Product ' || g, g%50 + 0.5, 12.34 + g%100, 'draft', 2, now() FROM generate_series(1, 1000) g`)
+		exec(t, conn, "UPDATE line SET state = 'sale', write_date = now() WHERE id > (SELECT max(id) - 1000 FROM line)")
+		waitConfirmed(t, conn, "soak", currentLSN(t, conn), done)
+		time.Sleep(500 * time.Millisecond)
+		sizes[r] = int64(metricSum(t, m, "cdcaudit_store_size_bytes"))
+	}
+	pruned := metricSum(t, m, "cdcaudit_retention_pruned_events_total")
+	records := uint64(rounds*2000) + uint64(metricSum(t, m, "cdcaudit_snapshot_rows_total"))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("store size per round (MiB), %d changes, %.0f pruned: %v", rounds*2000, pruned, mibs(sizes))
+	res := verifyStore(t, dir)
+	recut, kept := 0, uint64(0)
+	for _, c := range res.Cuts {
+		if c.Replaces != "" {
+			recut++
+		}
+		kept += c.Kept
+	}
+	t.Logf("%d cuts in force (%d cut again), %d records kept in their ranges", len(res.Cuts), recut, kept)
+	if res.Pruned == 0 || res.Events+res.Snapshots+res.Pruned != records {
+		t.Fatalf("verify: %d events, %d snapshot records, %d pruned of %d", res.Events, res.Snapshots, res.Pruned, records)
+	}
+	if grew := sizes[rounds-1] - sizes[rounds*2/3]; grew > sizes[rounds*2/3]/10 {
+		t.Fatalf("the file grew by %d bytes in the last third (from %d): freed pages are not reused", grew, sizes[rounds*2/3])
+	}
+}
+
+func mibs(s []int64) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strconv.FormatFloat(float64(v)/(1<<20), 'f', 1, 64)
+	}
+	return out
+}
