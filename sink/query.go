@@ -542,10 +542,18 @@ func (r *run) records() error {
 			}
 		}
 	}
+	if err != nil {
+		return err
+	}
+	cuts, err := r.s.cutsOf(r.tx) // retention's cuts: links that legitimately skip
+	if err != nil {
+		return err
+	}
 	var (
 		linked  bool
-		link    audit.Hash // asc: the hash the record must chain to; desc: the later record's prev_hash
-		laterID string     // desc: the record read before (the later one)
+		link    audit.Hash         // asc: the hash the record must chain to; desc: the later record's prev_hash
+		near    [audit.KeyLen]byte // asc: the record read before; desc: the later one
+		laterID string             // desc: the record read before (the later one)
 	)
 	for ; err == nil && k != nil; k, v, err = r.step(rc) {
 		in, past := r.inRange(k)
@@ -560,14 +568,25 @@ func (r *run) records() error {
 		if err != nil {
 			return err
 		}
-		if linked && (!desc && prev != link || desc && h != link) {
-			at := keyID(k)
+		if linked {
+			ok := true
 			if desc {
-				at = laterID // the record whose link is wrong, as Scan names it
+				want, check := cuts.linkTarget(k, h, near[:])
+				ok = !check || want == link
+			} else {
+				want, check := cuts.linkTarget(near[:], link, k)
+				ok = !check || want == prev
 			}
-			return damaged(r.s.db.Path(), "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", at)
+			if !ok {
+				at := keyID(k)
+				if desc {
+					at = laterID // the record whose link is wrong, as Scan names it
+				}
+				return damaged(r.s.db.Path(), "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", at)
+			}
 		}
 		linked = true
+		copy(near[:], k)
 		if desc {
 			link, laterID = prev, keyID(k)
 		} else {
