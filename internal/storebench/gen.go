@@ -252,7 +252,7 @@ func appendBody(arena *[]byte, e *audit.Event) []byte {
 	end := len(*arena)
 	sealed := audit.SealedLen(end - start)
 	*arena = append(*arena, make([]byte, sealed-(end-start))...)
-	return (*arena)[start:end:start+sealed]
+	return (*arena)[start : end : start+sealed]
 }
 
 func (g *Generator) transientTable() *table {
