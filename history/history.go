@@ -345,7 +345,7 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 				prev = key
 			}
 		}
-		match := ref.Key.matches
+		match := ref.Key.Matches
 		if cur != nil {
 			match = func(k Key) bool { return slices.Equal(cur, k) }
 		}

@@ -1,4 +1,4 @@
-package history
+package audit
 
 import (
 	"slices"
@@ -11,22 +11,22 @@ func TestParseRef(t *testing.T) {
 	for _, c := range []struct {
 		in            string
 		schema, table string
-		key           Key
+		key           RecordKey
 	}{
-		{"public.sale_order:42", "public", "sale_order", Key{{Text: "42"}}},
-		{"res_partner:abc", "public", "res_partner", Key{{Text: "abc"}}},
-		{"res_partner: abc ", "public", "res_partner", Key{{Text: " abc "}}},
-		{"erp.t:a:b", "erp", "t", Key{{Text: "a:b"}}},
-		{"t:2026-11-23 13:00:00", "public", "t", Key{{Text: "2026-11-23 13:00:00"}}},
-		{`public.t:{"a":1,"b":"x"}`, "public", "t", Key{{"a", "1"}, {"b", "x"}}},
-		{`t:{"b":"x", "a":-1.5}`, "public", "t", Key{{"a", "-1.5"}, {"b", "x"}}},
-		{`t:{"ok":true}`, "public", "t", Key{{"ok", "true"}}},
-		{`t:{"id":"42"}`, "public", "t", Key{{"id", "42"}}},
-		{`"my.schema"."t:x":1`, "my.schema", "t:x", Key{{Text: "1"}}},
-		{`"a""b":1`, "public", `a"b`, Key{{Text: "1"}}},
-		{`Sale_Order:1`, "public", "Sale_Order", Key{{Text: "1"}}},
+		{"public.sale_order:42", "public", "sale_order", RecordKey{{Text: "42"}}},
+		{"res_partner:abc", "public", "res_partner", RecordKey{{Text: "abc"}}},
+		{"res_partner: abc ", "public", "res_partner", RecordKey{{Text: " abc "}}},
+		{"erp.t:a:b", "erp", "t", RecordKey{{Text: "a:b"}}},
+		{"t:2026-11-23 13:00:00", "public", "t", RecordKey{{Text: "2026-11-23 13:00:00"}}},
+		{`public.t:{"a":1,"b":"x"}`, "public", "t", RecordKey{{"a", "1"}, {"b", "x"}}},
+		{`t:{"b":"x", "a":-1.5}`, "public", "t", RecordKey{{"a", "-1.5"}, {"b", "x"}}},
+		{`t:{"ok":true}`, "public", "t", RecordKey{{"ok", "true"}}},
+		{`t:{"id":"42"}`, "public", "t", RecordKey{{"id", "42"}}},
+		{`"my.schema"."t:x":1`, "my.schema", "t:x", RecordKey{{Text: "1"}}},
+		{`"a""b":1`, "public", `a"b`, RecordKey{{Text: "1"}}},
+		{`Sale_Order:1`, "public", "Sale_Order", RecordKey{{Text: "1"}}},
 	} {
-		r, err := ParseRef(c.in)
+		r, err := ParseRecordRef(c.in)
 		if err != nil {
 			t.Errorf("%s: %v", c.in, err)
 			continue
@@ -60,9 +60,9 @@ func TestParseRefErrors(t *testing.T) {
 		{`t:{"a":1}{"b":2}`, "something follows"},
 		{`t:{a:1}`, "not a JSON object"},
 	} {
-		_, err := ParseRef(c.in)
+		_, err := ParseRecordRef(c.in)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ParseRef(%q): %v, want an error containing %q", c.in, err, c.want)
+			t.Errorf("ParseRecordRef(%q): %v, want an error containing %q", c.in, err, c.want)
 		}
 	}
 }
@@ -81,9 +81,9 @@ func TestRefString(t *testing.T) {
 	}
 }
 
-func ref(t *testing.T, s string) Ref {
+func ref(t *testing.T, s string) RecordRef {
 	t.Helper()
-	r, err := ParseRef(s)
+	r, err := ParseRecordRef(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func FuzzParseRef(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := ParseRef(s)
+		r, err := ParseRecordRef(s)
 		if err != nil {
 			return
 		}
@@ -111,7 +111,7 @@ func FuzzParseRef(f *testing.F) {
 		if !utf8.ValidString(s) {
 			return // String cannot print invalid UTF-8 inside JSON
 		}
-		back, err := ParseRef(r.String())
+		back, err := ParseRecordRef(r.String())
 		if err != nil {
 			t.Fatalf("%q: String %q does not parse: %v", s, r.String(), err)
 		}
