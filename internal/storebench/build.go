@@ -15,7 +15,7 @@ import (
 
 // genVersion names the generator's output: change it whenever the events
 // a Workload yields change, so that cached stores are rebuilt.
-const genVersion = 1
+const genVersion = 2
 
 // Built is what Build made.
 type Built struct {
@@ -26,8 +26,8 @@ type Built struct {
 }
 
 // Build writes w's events into a new store in dir through Store.Append,
-// about batchEvents events per Append (whole transactions), with each
-// event's terms from termsOf (nil: the store parses them). progress, when
+// about batchEvents events per Append (whole transactions), each event
+// with its Terms as the pipeline gives them. progress, when
 // set, is called after every Append with the events written so far.
 func Build(dir string, w Workload, batchEvents int, progress func(done int)) (*Built, error) {
 	start := time.Now()
@@ -63,7 +63,10 @@ func Build(dir string, w Workload, batchEvents int, progress func(done int)) (*B
 }
 
 // termsOf gives Build's events their terms as the pipeline does.
-func termsOf(e *audit.Event) *audit.Terms { return nil }
+func termsOf(e *audit.Event) *audit.Terms {
+	t := e.Terms()
+	return &t
+}
 
 // Cached returns the directory of the store of w under root, building it
 // there first when it is missing (logging its progress), and what Build
