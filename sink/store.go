@@ -14,6 +14,8 @@
 //	        chain), count (row events), identity
 //	state   derived state of the stages (state.go)
 //	images  each record's last image, per table (images.go)
+//	index   the indexes of the events, by record, user, session, table and
+//	        op, flag and time (index.go)
 package sink
 
 import (
@@ -75,6 +77,7 @@ type Store struct {
 	dir      string
 	readOnly bool
 	index    blockIndexer // told of every block written or removed
+	idx      indexState   // how a read-write store keeps its indexes (reindex.go)
 
 	wmu   sync.Mutex            // serializes Append, SetIdentity and Close
 	state atomic.Pointer[state] // as of the last commit; readers never wait for an fsync
@@ -156,6 +159,10 @@ func openPath(dir, path string, readOnly bool) (*Store, error) {
 		return nil, err
 	}
 	if !readOnly {
+		if err := s.openIndex(); err != nil {
+			db.Close()
+			return nil, err
+		}
 		// Best effort: the pid only improves the ErrLocked message.
 		_ = os.WriteFile(filepath.Join(dir, PidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	}
@@ -315,6 +322,7 @@ func getUint64(b *bolt.Bucket, key []byte) uint64 {
 
 // Close closes the store and, for a read-write store, removes the pid file.
 func (s *Store) Close() error {
+	s.stopIndexBuild()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.done {

@@ -38,6 +38,7 @@ var commandFlags = map[string][]string{
 	"export":   {"data-dir", "format", "since", "until", "table", "op", "out", "config"},
 	"events":   {"data-dir", "record", "at", "format", "config"},
 	"verify":   {"data-dir", "anchor", "config"},
+	"reindex":  {"data-dir", "config"},
 	"backup":   {"data-dir", "out", "config"},
 	"demo":     {"data-dir", "http-addr", "rate"},
 	"status":   {"data-dir", "format", "config"},

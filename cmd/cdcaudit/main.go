@@ -6,6 +6,7 @@
 //	cdcaudit export  --data-dir DIR             events as JSON Lines or CSV
 //	cdcaudit events  --data-dir DIR --record T:K  one record's history, or its row --at a time
 //	cdcaudit verify  --data-dir DIR             recompute the hash chain
+//	cdcaudit reindex --data-dir DIR             rebuild the store's indexes
 //	cdcaudit sessions --data-dir DIR            the application's login sessions
 //	cdcaudit status  --data-dir DIR             a running daemon's state
 //	cdcaudit snapshot --data-dir DIR --table G  snapshot tables again
@@ -71,6 +72,7 @@ func init() {
 		{"export", "write stored events as JSON Lines or CSV", (*cli).export},
 		{"events", "one record's events, or the record as it was at a moment (--at)", (*cli).events},
 		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
+		{"reindex", "rebuild the store's indexes (by record, user, session, table, flag and time)", (*cli).reindex},
 		{"backup", "write a consistent copy of the store, also while 'cdcaudit run' holds it", (*cli).backup},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
 		{"status", "show a running daemon's checkpoint, slot and snapshot progress", (*cli).status},

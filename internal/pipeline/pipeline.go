@@ -696,7 +696,8 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 			}
 			c.bodyHint = audit.SealedLen(len(body) + len(body)/8)
 		}
-		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot})
+		terms := e.Terms() // what the store indexes the event by, from the event rather than its record
+		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: &terms})
 		if c.feed != nil && e.Op != audit.OpSnapshot {
 			c.feedEvts = append(c.feedEvts, e)
 		}
