@@ -67,8 +67,9 @@ func goldenFilters() []struct {
 }
 
 // openGolden unpacks the golden store into a new directory and opens it
-// as export opens a store: read-only.
-func openGolden(t *testing.T) *sink.Store {
+// as export opens a store: read-only. indexed builds its indexes first
+// (cdcaudit reindex); without them, queries read every event.
+func openGolden(t *testing.T, indexed bool) *sink.Store {
 	t.Helper()
 	dir := t.TempDir()
 	in, err := os.Open(goldenStore)
@@ -90,11 +91,19 @@ func openGolden(t *testing.T) *sink.Store {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if indexed {
+		if err := sink.Reindex(t.Context(), dir, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s, err := sink.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	if complete, err := s.IndexComplete(); err != nil || complete != indexed {
+		t.Fatalf("indexes complete: %v, %v; want %v", complete, err, indexed)
+	}
 	return s
 }
 
@@ -113,7 +122,14 @@ func TestExportByteIdentical(t *testing.T) {
 	if *writeStore {
 		writeGoldenStore(t)
 	}
-	s := openGolden(t)
+	// The store as the cdcaudit of before left it (queries read every
+	// event), and with its indexes built.
+	for _, indexed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("indexed=%v", indexed), func(t *testing.T) { checkGolden(t, openGolden(t, indexed)) })
+	}
+}
+
+func checkGolden(t *testing.T, s *sink.Store) {
 	var got []string
 	for _, c := range goldenFilters() {
 		for _, format := range Formats {
