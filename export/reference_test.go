@@ -184,3 +184,57 @@ func describe(f Filter) string {
 	}
 	return s
 }
+
+// Commit times follow commit order only as closely as the server's clock
+// does: a time window selects by each event's own time, as before.
+func TestTimeWindowsWithClockSkew(t *testing.T) {
+	dir := t.TempDir()
+	s, err := sink.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var batches []sink.Batch
+	for i := 0; i < 400; i++ {
+		// Mostly ascending, every fifth transaction 0–40 minutes behind.
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if i%5 == 0 {
+			at = at.Add(-time.Duration(i*7%41) * time.Minute)
+		}
+		commit := uint64(i+1) << 12
+		var b sink.Batch
+		for j := 0; j < 1+i%3; j++ {
+			e := &audit.Event{LSN: commit - 0x100 + uint64(j), CommitLSN: commit, Ordinal: uint32(j + 1), XID: uint32(700 + i),
+				CommitTime: at, Database: "odoo", Schema: "public", Table: []string{"sale_order", "res_partner"}[j%2],
+				Op: audit.OpInsert, Key: audit.Row{{Name: "id", Value: fmt.Appendf(nil, "%d", i)}}}
+			b.Events = append(b.Events, sink.Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
+		}
+		b.Checkpoint = commit + 8
+		batches = append(batches, b)
+	}
+	if _, err := s.Append(batches); err != nil {
+		t.Fatal(err)
+	}
+	all := scanAll(t, s)
+	// The window [100, 140) holds events committed after minute 140's.
+	if w := reference(t, all, Filter{Since: t0.Add(100 * time.Minute), Until: t0.Add(140 * time.Minute)}); !bytes.Contains(w, []byte(`"key":{"id":145}`)) {
+		t.Fatal("the skewed event 145 (at minute 114) is not in the window: the test tests nothing")
+	}
+	for _, w := range [][2]int{{0, 10}, {30, 31}, {100, 140}, {395, 500}, {-50, 3}, {200, 0}} {
+		f := Filter{Since: t0.Add(time.Duration(w[0]) * time.Minute)}
+		if w[1] != 0 {
+			f.Until = t0.Add(time.Duration(w[1]) * time.Minute)
+		}
+		for _, tables := range [][]string{nil, {"res_partner"}} {
+			f.Tables = tables
+			want := reference(t, all, f)
+			var got bytes.Buffer
+			if _, err := Write(&got, s, f, "jsonl"); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%s: %d events, the scan %d", describe(f), bytes.Count(got.Bytes(), []byte{'\n'}), bytes.Count(want, []byte{'\n'}))
+			}
+		}
+	}
+}
