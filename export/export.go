@@ -49,6 +49,12 @@ type Filter struct {
 	Record *audit.RecordRef
 }
 
+// Empty reports whether f selects every event (snapshot records aside).
+func (f *Filter) Empty() bool {
+	return f.Since.IsZero() && f.Until.IsZero() && len(f.Tables) == 0 && len(f.Ops) == 0 &&
+		f.User == "" && f.Session == "" && f.Record == nil
+}
+
 // query is the store query of f.
 func (f *Filter) query() sink.Query {
 	return sink.Query{Since: f.Since, Until: f.Until, Tables: f.Tables, Ops: f.Ops,

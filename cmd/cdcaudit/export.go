@@ -111,6 +111,9 @@ func (c *cli) export(args []string) int {
 		return c.fail("export", err)
 	}
 	defer store.Close()
+	if !opts.filter.Empty() {
+		c.warnUnindexed("export", store)
+	}
 
 	start := time.Now()
 	if opts.out == "" {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +81,55 @@ func TestExportSelections(t *testing.T) {
 		}
 		if got := strings.Join(minutes, " "); got != c.want {
 			t.Errorf("%v: events of minutes %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
+// A store written before the indexes (the golden store of the export
+// tests): export and events answer the same before and after its indexes
+// are built, and say so while they are missing.
+func TestQueriesOnAStoreWithoutIndexes(t *testing.T) {
+	dir := t.TempDir()
+	in, err := os.Open("../../export/testdata/golden-store.db.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	zr, err := gzip.NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, sink.FileName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	queries := [][]string{
+		{"export", "--data-dir", dir, "--table", "sale_order*", "--op", "update"},
+		{"export", "--data-dir", dir, "--user", "anna.meier1@example.com", "--format", "csv"},
+		{"events", "--data-dir", dir, "--record", "public.sale_order:1"},
+		{"events", "--data-dir", dir, "--record", "stock_lot:REF/2026/100001", "--format", "jsonl"},
+	}
+	var before []string
+	for _, q := range queries {
+		out, errOut, code := runCLI(t, nil, q...)
+		if code != 0 || out == "" || !strings.Contains(errOut, "indexes are not complete") || !strings.Contains(errOut, "cdcaudit reindex --data-dir "+dir) {
+			t.Fatalf("%v: exit %d, %d bytes, stderr %q", q, code, len(out), errOut)
+		}
+		before = append(before, out)
+	}
+	if _, errOut, code := runCLI(t, nil, "reindex", "--data-dir", dir); code != 0 {
+		t.Fatalf("reindex: %d %s", code, errOut)
+	}
+	for i, q := range queries {
+		out, errOut, code := runCLI(t, nil, q...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("%v after reindex: exit %d, stderr %q", q, code, errOut)
+		}
+		if out != before[i] {
+			t.Errorf("%v: the answer changed once the indexes were built", q)
 		}
 	}
 }
