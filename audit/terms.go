@@ -161,6 +161,20 @@ func RecordTerm(schema, table string, key ...KeyValue) []byte {
 	return b
 }
 
+// RecordTermKey returns the part of a record term that holds the key
+// (what follows its schema and table); nil when term is not a record term.
+func RecordTermKey(term []byte) []byte {
+	rest := term
+	for range 2 {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil
+		}
+		rest = rest[w+int(n):]
+	}
+	return rest
+}
+
 func appendField(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)

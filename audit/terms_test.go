@@ -150,6 +150,12 @@ func TestRecordTerm(t *testing.T) {
 		bytes.Equal(RecordTerm("a", "b", KeyValue{"x", "1"}, KeyValue{"y", "2"}), RecordTerm("a", "b", KeyValue{"x", "12"}, KeyValue{"y", ""})) {
 		t.Fatal("ambiguous terms")
 	}
+	if k := RecordTermKey(RecordTerm("s", "tab", KeyValue{"a", "1"}, KeyValue{"b", "2"})); !bytes.Equal(k, RecordTermKey(RecordTerm("other", "t", KeyValue{"a", "1"}, KeyValue{"b", "2"}))) || len(k) == 0 {
+		t.Fatalf("RecordTermKey depends on the table: %x", k)
+	}
+	if RecordTermKey([]byte{5, 'a'}) != nil || RecordTermKey(nil) != nil {
+		t.Fatal("RecordTermKey of junk")
+	}
 	rec := sealed(e)
 	for s, want := range map[string]bool{"sale_order:42": true, `sale_order:{"id":"42"}`: true, `sale_order:{"code":"42"}`: false,
 		"sale_order:43": false, "x.sale_order:42": false} {

@@ -21,7 +21,8 @@ import (
 //
 //	terms  kind byte + string → term id (4 bytes BE, from the bucket's
 //	       sequence): postings carry the short id, not the string
-//	rec    table id + 8-byte hash of the record term + block key → slots
+//	rec    table id + the record term's key part (a hash of a long one) +
+//	       block key → slots
 //	user   user id + block key → slots
 //	sess   session id + block key → slots
 //	table  table id + op byte + block key → slots
@@ -30,12 +31,17 @@ import (
 //
 // Postings are per block: the value lists the slots (positions in the
 // block) of the records that have the term, one byte each, or as a 64-bit
-// bitmap from 8 slots on. A block's time is the latest commit time of its
-// row events and of every block before it (so it never goes backwards):
-// a block whose time is before Since holds no event at or after it.
+// bitmap from 8 slots on.
+//
+// The time index is sparse. A block's time is the latest commit time of
+// its row events and of every block before it (so it never goes
+// backwards); a block gets an entry when its time is at least
+// timeStep past the last entry's. So a block whose entry's time is before
+// Since, and every block before it, holds no event at or after Since.
 // Commit times of later events may still lie before a block's time; the
-// largest such step back (skew) is kept, so that a block after one whose
-// time is at or past Until+skew holds no event before Until.
+// largest such step back (skew) is kept, so that the blocks after the
+// entry following one whose time is at or past Until+skew hold no event
+// before Until.
 //
 // While the bucket holds indexed_through, the indexes are incomplete
 // (being built: buildIndex) and queries read the events instead.
@@ -51,7 +57,10 @@ var (
 	ixTime    = []byte("time")
 
 	// ixState: the last block indexed at the head (12 bytes), the latest
-	// block time (8) and the skew (8, µs).
+	// block time (8), the skew (8, µs) and the time of the last time entry
+	// (8). A store whose last block is
+	// another was appended to without its indexes (by an older cdcaudit):
+	// they are built on from there.
 	ixState          = []byte("state")
 	ixIndexedThrough = []byte("indexed_through")
 
@@ -65,6 +74,10 @@ const (
 	kindSession = 's'
 	kindFlag    = 'f'
 )
+
+// timeStep is how far a block's time must be past the last time entry's
+// for the block to get one (µs): the precision of a time range's bounds.
+const timeStep = 1000
 
 // maxBlockRecords is the most records a block may hold: slots fit a
 // 64-bit bitmap.
@@ -91,10 +104,11 @@ type ixTx struct {
 	arena   arena
 	// head state, read from ixState at the first block and written back
 	// after each block at the head.
-	head             [audit.KeyLen]byte
-	timeMax, skew    int64
-	stateRead, dirty bool
-	removedT         map[[audit.KeyLen]byte]int64 // time of the blocks removed in this transaction
+	head          [audit.KeyLen]byte // the last block indexed at the head
+	hasHead       bool
+	timeMax, skew int64
+	lastEntry     int64 // the time of the last time entry
+	stateRead     bool
 	// scratch
 	posts []posting
 	tk    []byte
@@ -125,7 +139,10 @@ func (ix *indexer) begin(tx *bolt.Tx) error {
 			return fmt.Errorf("sink: the index bucket %s is missing", name)
 		}
 	}
-	st.b[bucketNo(ixTime)].FillPercent = 1.0 // appended in key order
+	// Only the time index is appended to at its end: its pages split there
+	// can be left full. (The postings of a term grow at the term's end,
+	// which lies amid other terms': full pages would split again at once.)
+	st.b[bTime].FillPercent = 1.0
 	tx.OnCommit(func() {
 		if len(ix.cache)+len(st.pending) > termCacheMax {
 			clear(ix.cache)
@@ -156,24 +173,29 @@ var (
 	bTime    = bucketNo(ixTime)
 )
 
+const stateLen = audit.KeyLen + 24
+
 func (st *ixTx) readState() {
 	if st.stateRead {
 		return
 	}
 	st.stateRead = true
-	st.timeMax = math.MinInt64
-	if v := st.root.Get(ixState); len(v) == audit.KeyLen+16 {
+	st.timeMax, st.lastEntry = math.MinInt64, math.MinInt64
+	if v := st.root.Get(ixState); len(v) == stateLen {
+		st.hasHead = true
 		copy(st.head[:], v)
 		st.timeMax = int64(binary.BigEndian.Uint64(v[audit.KeyLen:]))
 		st.skew = int64(binary.BigEndian.Uint64(v[audit.KeyLen+8:]))
+		st.lastEntry = int64(binary.BigEndian.Uint64(v[audit.KeyLen+16:]))
 	}
 }
 
 func (st *ixTx) writeState() error {
-	v := st.arena.alloc(audit.KeyLen + 16)
+	v := st.arena.alloc(stateLen)
 	copy(v, st.head[:])
 	binary.BigEndian.PutUint64(v[audit.KeyLen:], uint64(st.timeMax))
 	binary.BigEndian.PutUint64(v[audit.KeyLen+8:], uint64(st.skew))
+	binary.BigEndian.PutUint64(v[audit.KeyLen+16:], uint64(st.lastEntry))
 	return st.root.Put(ixState, v)
 }
 
@@ -237,11 +259,23 @@ func lookupTerm(root *bolt.Bucket, kind byte, s string) (uint32, bool) {
 	return binary.BigEndian.Uint32(v), true
 }
 
-// recordHash is the 8-byte hash of a record term in the record index.
-func recordHash(term []byte) uint64 {
+// maxRecordKey is the longest key part of a record term the record index
+// holds as it is; longer ones are hashed.
+const maxRecordKey = 32
+
+// appendRecordPrefix appends the record index's prefix of a record term
+// after its table id: the term's key part, self-delimiting and in key
+// order, so that the postings of records written together (new ids, a
+// range updated) lie together and an append touches few pages; a long key
+// part by its hash (0xFF, which begins no key part, and 8 bytes).
+func appendRecordPrefix(b, term []byte) []byte {
+	key := audit.RecordTermKey(term)
+	if len(key) <= maxRecordKey {
+		return append(b, key...)
+	}
 	h := fnv.New64a()
-	h.Write(term)
-	return h.Sum64()
+	h.Write(key)
+	return binary.BigEndian.AppendUint64(append(b, 0xFF), h.Sum64())
 }
 
 func (ix *indexer) addBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]byte, terms []*audit.Terms) error {
@@ -264,46 +298,28 @@ func (ix *indexer) addBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]byte
 			return fmt.Errorf("sink: index block %s: %w", keyID(blockKey), err)
 		}
 	}
-	if tmax == math.MinInt64 {
-		return nil // no row event: no time
+	if st.hasHead && bytes.Compare(blockKey, st.head[:]) <= 0 {
+		// A block rewritten in place (retention) holds some of the records
+		// of a block removed before it: its time is within what the
+		// entries around it say, and it needs no entry of its own.
+		return nil
 	}
-	var t int64
-	var bk [audit.KeyLen]byte
-	copy(bk[:], blockKey)
-	if bytes.Compare(blockKey, st.head[:]) > 0 || st.head == ([audit.KeyLen]byte{}) {
-		// At the head: the time never goes backwards.
-		t = max(st.timeMax, tmax)
+	copy(st.head[:], blockKey)
+	st.hasHead = true
+	if tmax != math.MinInt64 { // a block of row events
+		st.timeMax = max(st.timeMax, tmax) // never backwards
 		st.skew = max(st.skew, ix.lastSkew)
-		st.timeMax, st.head = t, bk
-		if err := st.writeState(); err != nil {
-			return err
-		}
-	} else {
-		// A block rewritten in place holds some of the records of the block
-		// removed before it: it keeps that block's time.
-		var ok bool
-		t, ok = st.rewrittenTime(bk)
-		if !ok {
-			return fmt.Errorf("sink: index: block %s is not after the indexed head %s and replaces no removed block", keyID(blockKey), keyID(st.head[:]))
+		if st.lastEntry == math.MinInt64 || st.timeMax >= st.lastEntry+timeStep {
+			st.lastEntry = st.timeMax
+			k := st.arena.alloc(8 + len(blockKey))
+			binary.BigEndian.PutUint64(k, timeKey(st.timeMax))
+			copy(k[8:], blockKey)
+			if err := st.b[bTime].Put(k, st.arena.alloc(0)); err != nil {
+				return err
+			}
 		}
 	}
-	k := st.arena.alloc(8 + len(blockKey))
-	binary.BigEndian.PutUint64(k, timeKey(t))
-	copy(k[8:], blockKey)
-	return st.b[bTime].Put(k, st.arena.alloc(0))
-}
-
-// rewrittenTime is the time of the removed block a rewritten block comes
-// from: the last one removed at or before its key.
-func (st *ixTx) rewrittenTime(bk [audit.KeyLen]byte) (int64, bool) {
-	var best []byte
-	var t int64
-	for k, v := range st.removedT {
-		if bytes.Compare(k[:], bk[:]) <= 0 && (best == nil || bytes.Compare(k[:], best) > 0) {
-			best, t = append([]byte(nil), k[:]...), v
-		}
-	}
-	return t, best != nil
+	return st.writeState()
 }
 
 // timeKey is a time (µs since the epoch) as a key that sorts like it.
@@ -339,7 +355,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 		id, ok := lookupTerm(st.root, kind, s)
 		return id, ok, nil
 	}
-	var buf [4 + 1 + 8]byte
+	buf := make([]byte, 0, 4+1+maxRecordKey+1)
 	for slot, k := range keys {
 		if IsChainRecord(k) {
 			continue
@@ -360,12 +376,10 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 			return nil, 0, err
 		}
 		if ok {
-			binary.BigEndian.PutUint32(buf[:4], tableID)
-			buf[4] = byte(t.Op)
-			add(bTable, buf[:5], slot)
+			buf = binary.BigEndian.AppendUint32(buf[:0], tableID)
+			add(bTable, append(buf, byte(t.Op)), slot)
 			for _, r := range t.Records {
-				binary.BigEndian.PutUint64(buf[4:], recordHash(r))
-				add(bRecord, buf[:12], slot)
+				add(bRecord, appendRecordPrefix(buf[:4], r), slot)
 			}
 		}
 		// Snapshot records carry no actor: none has user, session or flag
@@ -384,8 +398,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 					return nil, 0, err
 				}
 				if ok {
-					binary.BigEndian.PutUint32(buf[:4], tid)
-					add(term.bucket, buf[:4], slot)
+					add(term.bucket, binary.BigEndian.AppendUint32(buf[:0], tid), slot)
 				}
 			}
 			for _, f := range t.Flags {
@@ -394,8 +407,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 					return nil, 0, err
 				}
 				if ok {
-					binary.BigEndian.PutUint32(buf[:4], tid)
-					add(bFlag, buf[:4], slot)
+					add(bFlag, binary.BigEndian.AppendUint32(buf[:0], tid), slot)
 				}
 			}
 		}
@@ -428,20 +440,15 @@ func (ix *indexer) removeBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]b
 		return nil
 	}
 	// The block's time is at least its latest commit time; the entries
-	// from there on are in block order.
+	// from there on are in block order. (Removing an entry only makes the
+	// time index sparser.)
 	c := st.b[bTime].Cursor()
 	for tk, _ := c.Seek(binary.BigEndian.AppendUint64(k[:0], timeKey(tmax))); tk != nil; tk, _ = c.Next() {
 		switch bytes.Compare(tk[8:], blockKey) {
 		case 0:
-			var bk [audit.KeyLen]byte
-			copy(bk[:], blockKey)
-			if st.removedT == nil {
-				st.removedT = make(map[[audit.KeyLen]byte]int64)
-			}
-			st.removedT[bk] = timeOfKey(tk)
 			return c.Delete()
 		case 1:
-			return nil // not indexed
+			return nil // the block has no entry
 		}
 	}
 	return nil

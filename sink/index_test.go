@@ -69,12 +69,19 @@ func virtualBlocks(t *testing.T, s *Store, rng *rand.Rand, maxSize int) map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := queryReadBlock
+	oldRead, oldNext := queryReadBlock, queryNextBlock
 	queryReadBlock = func(tx *bolt.Tx, bk []byte) ([][]byte, [][]byte, error) {
 		b := blocks[string(bk)]
 		return b[0], b[1], nil
 	}
-	t.Cleanup(func() { queryReadBlock = old })
+	queryNextBlock = func(tx *bolt.Tx, bk []byte) []byte {
+		i, _ := slices.BinarySearchFunc(order, bk, bytes.Compare)
+		if i+1 < len(order) {
+			return order[i+1]
+		}
+		return nil
+	}
+	t.Cleanup(func() { queryReadBlock, queryNextBlock = oldRead, oldNext })
 	return blocks
 }
 
@@ -110,7 +117,7 @@ func TestQueryMultiRecordBlocks(t *testing.T) {
 // A hand-made block of several records: one posting per term and block,
 // listing the slots that have it (bytes, then a bitmap from 8 on), one
 // time entry; removing the block removes them all; a block rewritten
-// without some records keeps the removed block's time.
+// without some records gets its postings, and no time entry.
 func TestAddBlockPostings(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
@@ -165,7 +172,7 @@ func TestAddBlockPostings(t *testing.T) {
 		if v := get(ixTable, append(slices.Clone(table), byte(audit.OpUpdate))); len(v) != 8 || binary.LittleEndian.Uint64(v) != 0x3FF {
 			t.Errorf("table posting %x", v)
 		}
-		rec1 := binary.BigEndian.AppendUint64(slices.Clone(table), recordHash(audit.RecordTerm("public", "sale_order", audit.KeyValue{Text: "1"})))
+		rec1 := appendRecordPrefix(slices.Clone(table), audit.RecordTerm("public", "sale_order", audit.KeyValue{Text: "1"}))
 		if v := get(ixRecord, rec1); !bytes.Equal(v, []byte{1, 4, 7}) {
 			t.Errorf("record posting %x", v)
 		}
@@ -188,9 +195,8 @@ func TestAddBlockPostings(t *testing.T) {
 		if err := ix.addBlock(tx, keys[3], keys[3:], recs[3:], nil); err != nil {
 			return err
 		}
-		tk, _ = root.Bucket(ixTime).Cursor().First()
-		if tk == nil || timeOfKey(tk) != t0.UnixMicro() || !bytes.Equal(tk[8:], keys[3]) {
-			t.Errorf("rewritten block's time entry %x", tk)
+		if tk, _ = root.Bucket(ixTime).Cursor().First(); tk != nil {
+			t.Errorf("a rewritten block got a time entry %x (the entries around it bound it)", tk)
 		}
 		if v := root.Bucket(ixUser).Get(append(id(kindUser, "alice"), keys[3]...)); !bytes.Equal(v, []byte{0, 1, 2, 3, 4, 5}) {
 			t.Errorf("rewritten alice posting %x", v)

@@ -293,7 +293,7 @@ func (p *plan) streams(root *bolt.Bucket) (bucket []byte, prefixes [][]byte, ok 
 			return ixRecord, nil, true
 		}
 		pre := binary.BigEndian.AppendUint32(nil, tid)
-		return ixRecord, [][]byte{binary.BigEndian.AppendUint64(pre, recordHash(p.recTerm))}, true
+		return ixRecord, [][]byte{appendRecordPrefix(pre, p.recTerm)}, true
 	case q.Session != "":
 		return ixSession, id(kindSession, q.Session), true
 	case q.User != "":
@@ -430,21 +430,28 @@ func (r *run) timeBounds(root *bolt.Bucket) (empty bool) {
 	}
 	c := root.Bucket(ixTime).Cursor()
 	if !q.Since.IsZero() {
+		// From the last entry before Since: the blocks up to it hold
+		// nothing at or after Since (its own records are checked).
 		k, _ := c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(ceilMicro(q.Since))))
 		if k == nil {
-			return true
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
 		}
-		r.lo = slices.Clone(k[8:])
+		if k != nil {
+			r.lo = slices.Clone(k[8:])
+		}
 	}
 	if !q.Until.IsZero() {
 		var skew int64
-		if v := root.Get(ixState); len(v) == audit.KeyLen+16 {
+		if v := root.Get(ixState); len(v) == stateLen {
 			skew = int64(binary.BigEndian.Uint64(v[audit.KeyLen+8:]))
 		}
-		k, _ := c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(ceilMicro(q.Until)+skew)))
-		if k != nil {
-			if k, _ = c.Next(); k != nil {
-				r.hi = slices.Clone(k[8:])
+		// Up to the block of the first entry at or past Until+skew: the
+		// blocks after it hold nothing before Until.
+		if k, _ := c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(ceilMicro(q.Until)+skew))); k != nil {
+			if next := queryNextBlock(r.tx, k[8:]); next != nil {
+				r.hi = slices.Clone(next)
 			}
 		}
 	}
@@ -735,9 +742,12 @@ func (r *run) load(st *stream, k, v []byte) error {
 	return nil
 }
 
-// queryReadBlock reads a block for Query (a test reads blocks of its own
-// making through it).
-var queryReadBlock = readBlock
+// queryReadBlock and queryNextBlock read blocks for Query (a test reads
+// blocks of its own making through them).
+var (
+	queryReadBlock = readBlock
+	queryNextBlock = nextBlockKey
+)
 
 // block hands on the records of the slots set of a block, checked.
 func (r *run) block(bk []byte, set uint64) error {

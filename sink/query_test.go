@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,9 +103,10 @@ func (g *genStore) grow(t testing.TB, n int) {
 		var batches []Batch
 		for range 1 + g.rng.IntN(4) {
 			g.lsn += 0x100
-			step := time.Duration(g.rng.IntN(4000)) * time.Millisecond
+			// Steps below the time index's precision (1 ms) too.
+			step := time.Duration(g.rng.IntN(400)) * 10 * time.Microsecond
 			if g.rng.IntN(10) == 0 {
-				step = -time.Duration(g.rng.IntN(3000)) * time.Millisecond // the clock stepped back
+				step = -time.Duration(g.rng.IntN(300)) * 10 * time.Microsecond // the clock stepped back
 			}
 			g.at = g.at.Add(step)
 			b := Batch{Checkpoint: g.lsn + 8}
@@ -314,7 +316,7 @@ func randomQuery(rng *rand.Rand, ref []refEvent) Query {
 		q.Since = ref[rng.IntN(len(ref))].r.CommitTime.Add(time.Duration(rng.IntN(3)-1) * time.Microsecond)
 	}
 	if pick() && len(ref) > 0 {
-		q.Until = ref[rng.IntN(len(ref))].r.CommitTime.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		q.Until = ref[rng.IntN(len(ref))].r.CommitTime.Add(time.Duration(rng.IntN(3000)) * time.Microsecond)
 		if !q.Since.IsZero() && !q.Since.Before(q.Until) {
 			q.Since, q.Until = q.Until.Add(-time.Minute), q.Since.Add(time.Microsecond)
 		}
@@ -394,6 +396,7 @@ func TestQueryEachFilter(t *testing.T) {
 	s := mustOpen(t, t.TempDir())
 	defer s.Close()
 	uid := int64(9)
+	long := strings.Repeat("reference-", 5)
 	mk := func(lsn uint64, ord uint32, edit func(e *audit.Event)) Encoded {
 		e := &audit.Event{CommitLSN: lsn, Ordinal: ord, CommitTime: t0.Add(time.Duration(lsn) * time.Second), Schema: "public",
 			Table: "sale_order", Op: audit.OpUpdate, Key: audit.Row{{Name: "id", Value: []byte("1")}},
@@ -411,8 +414,16 @@ func TestQueryEachFilter(t *testing.T) {
 			e.Key = audit.Row{{Name: "id", Value: []byte("5")}}
 			e.Before = audit.Row{{Name: "id", Value: []byte("1")}}
 		}),
+		// Keys too long for the record index as they are: hashed there.
+		mk(7, 1, func(e *audit.Event) {
+			e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `a"`)}}
+		}),
+		mk(8, 1, func(e *audit.Event) {
+			e.Table, e.Key = "doc", audit.Row{{Name: "ref", Value: []byte(`"` + long + `b"`)}}
+		}),
 	}})
 	id := func(lsn uint64) string { return audit.FormatID(lsn, 1) }
+	all := []string{id(1), id(2), id(3), id(4), id(6), id(7), id(8)}
 	rec := func(s string) *audit.RecordRef {
 		r, err := audit.ParseRecordRef(s)
 		if err != nil {
@@ -424,7 +435,9 @@ func TestQueryEachFilter(t *testing.T) {
 		q    Query
 		want []string
 	}{
-		{Query{}, []string{id(1), id(2), id(3), id(4), id(6)}},
+		{Query{}, all},
+		{Query{Record: rec("doc:" + long + "b")}, []string{id(8)}},
+		{Query{Record: rec("doc:" + long)}, nil},
 		{Query{User: "alice"}, []string{id(1)}},
 		{Query{User: "#9"}, []string{id(2)}},
 		{Query{Session: "S"}, []string{id(2)}},
@@ -434,7 +447,7 @@ func TestQueryEachFilter(t *testing.T) {
 		{Query{Tables: []string{"res_*"}}, []string{id(4)}},
 		{Query{Tables: []string{"public.res_partner"}}, []string{id(4)}},
 		{Query{Since: t0.Add(3 * time.Second), Until: t0.Add(5 * time.Second)}, []string{id(3), id(4)}},
-		{Query{Since: t0.Add(3*time.Second + time.Nanosecond)}, []string{id(4), id(6)}},
+		{Query{Since: t0.Add(3*time.Second + time.Nanosecond)}, all[3:]},
 		{Query{Record: rec("sale_order:1")}, []string{id(1), id(2), id(3), id(6)}},
 		{Query{Record: rec("sale_order:1"), Ops: []audit.Op{audit.OpSnapshot, audit.OpUpdate}}, []string{id(1), id(2), id(5), id(6)}},
 		{Query{Record: rec("sale_order:5")}, []string{id(6)}},
@@ -442,7 +455,7 @@ func TestQueryEachFilter(t *testing.T) {
 		{Query{Record: rec(`sale_order:{"code":5}`)}, nil},
 		{Query{Record: rec("res_partner:1")}, nil},
 		{Query{Record: rec("sale_order:1"), Desc: true, User: "#9"}, []string{id(2)}},
-		{Query{Desc: true, Limit: 2}, []string{id(6), id(4)}},
+		{Query{Desc: true, Limit: 2}, []string{id(8), id(7)}},
 	} {
 		var got []string
 		_, err := s.Query(context.Background(), c.q, func(k, _ []byte) error { got = append(got, keyID(k)); return nil })
@@ -635,5 +648,37 @@ func TestIndexBuildWhileAppending(t *testing.T) {
 	g.s = mustOpen(t, dir)
 	if want := dumpIndex(t, g.s); got != want {
 		t.Fatalf("index built during appends differs from a rebuild:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A store appended to without its indexes (by a cdcaudit that kept none,
+// after this one indexed it) has its indexes caught up at the next open.
+func TestIndexCatchesUpWithUnindexedAppends(t *testing.T) {
+	g := newGenStore(t, 31, 40)
+	g.s.wmu.Lock()
+	g.s.index = noIndex{}
+	g.s.wmu.Unlock()
+	g.grow(t, 30)
+	ref := readRef(t, g.s)
+	dir := g.s.Dir()
+	g.s.Close()
+	g.s = mustOpen(t, dir)
+	<-g.s.idx.done
+	if ok, _ := g.s.IndexComplete(); !ok {
+		t.Fatal("not complete")
+	}
+	for _, q := range []Query{{}, {User: "bob"}, {Tables: []string{"sale_order"}, Desc: true}, {Session: "s1"}} {
+		if got, _ := queryAll(t, g.s, q, 4); !slices.Equal(got, refIDs(q, ref)) {
+			t.Fatalf("%+v:\n got %v\nwant %v", q, got, refIDs(q, ref))
+		}
+	}
+	got := dumpIndex(t, g.s)
+	g.s.Close()
+	if err := Reindex(context.Background(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	g.s = mustOpen(t, dir)
+	if want := dumpIndex(t, g.s); got != want {
+		t.Fatalf("caught-up index differs from a rebuild:\n%s\nwant\n%s", got, want)
 	}
 }

@@ -44,6 +44,20 @@ func (s *Store) openIndex() error {
 			}
 		}
 		complete = root.Get(ixIndexedThrough) == nil
+		if complete {
+			// Blocks appended without their indexes (by a cdcaudit that
+			// kept none) are indexed from the last one indexed on.
+			var head []byte
+			if v := root.Get(ixState); len(v) >= len(genesisKey) {
+				head = v[:len(genesisKey)]
+			} else {
+				head = genesisKey[:] // a new store: the genesis record has no postings
+			}
+			if last := lastBlockKey(tx); last != nil && string(last) != string(head) {
+				complete = false
+				return root.Put(ixIndexedThrough, append([]byte(nil), head...))
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -225,6 +239,12 @@ func nextBlockKey(tx *bolt.Tx, after []byte) []byte {
 	if k != nil && string(k) == string(after) {
 		k, _ = c.Next()
 	}
+	return k
+}
+
+// lastBlockKey is the key of the last block (see nextBlockKey).
+func lastBlockKey(tx *bolt.Tx) []byte {
+	k, _ := tx.Bucket(bucketEvents).Cursor().Last()
 	return k
 }
 
