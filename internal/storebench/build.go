@@ -14,8 +14,9 @@ import (
 )
 
 // genVersion names the generator's output: change it whenever the events
-// a Workload yields change, so that cached stores are rebuilt.
-const genVersion = 2
+// a Workload yields change, or the store's layout changes within a format
+// (its indexes), so that cached stores are rebuilt.
+const genVersion = 3
 
 // Built is what Build made.
 type Built struct {
