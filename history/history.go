@@ -308,6 +308,9 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 		live bool   // the record exists (after its last event)
 		pos  []byte // the store key of the last event handled
 	)
+	// The record's events are those of one record term at a time: that of
+	// the key asked for, or, once the record moved, that of its key then.
+	want := ref
 	// truncatesBefore hands on the table's truncates that come before the
 	// store key k (all of them for nil) while the record exists.
 	truncatesBefore := func(k []byte) error {
@@ -322,12 +325,13 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 			if err := fn(newEvent(&t.s, audit.OpTruncate, t.record, nil)); err != nil {
 				return err
 			}
+			pos = t.key
+			if err := follow(&want, ref, cur); err != nil {
+				return err // gone from a key it had moved to: back to the key asked for
+			}
 		}
 		return nil
 	}
-	// The record's events are those of one record term at a time: that of
-	// the key asked for, or, once the record moved, that of its key then.
-	want := ref
 	for {
 		_, err := src.Query(ctx, sink.Query{Record: &want, Ops: recordOps}, func(k, rec []byte) error {
 			if pos != nil && bytes.Compare(k, pos) <= 0 {
@@ -386,11 +390,11 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 			}
 			return follow(&want, ref, cur)
 		})
-		if errors.Is(err, errMoved) {
-			continue
-		}
 		if err == nil {
 			err = truncatesBefore(nil)
+		}
+		if errors.Is(err, errMoved) {
+			continue
 		}
 		if err != nil {
 			return sum, err
