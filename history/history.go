@@ -42,6 +42,11 @@ type Filter struct {
 	Ref Ref
 	// Until, when set, keeps only events committed at or before it.
 	Until time.Time
+	// CountOnlyWhenNone leaves Summary.TableEvents 0 when the record has
+	// events: counting them costs a pass over the table's index entries,
+	// and the count only tells something (a misspelt table) when the
+	// record has none.
+	CountOnlyWhenNone bool
 }
 
 // Event is one event of a record's history.
@@ -72,7 +77,8 @@ type Summary struct {
 	Events int // events of the record handed on
 	// TableEvents counts the events of the record's table that name a
 	// record (inserts, updates, deletes, snapshot records), as the table
-	// index counts them.
+	// index counts them; At (and Record with CountOnlyWhenNone) count them
+	// only when the record has no event.
 	TableEvents int
 }
 
@@ -84,7 +90,7 @@ var ErrKeyColumns = errors.New("the key given does not name the table's key colu
 // inserts, updates, deletes, snapshot records, and the truncates of its
 // table while it existed. fn's error stops the scan and is returned.
 func Record(src Source, f Filter, fn func(*Event) error) (Summary, error) {
-	return scan(src, f.Ref, func(e *Event) error {
+	return scan(src, f.Ref, !f.CountOnlyWhenNone, func(e *Event) error {
 		if !f.Until.IsZero() && e.CommitTime.After(f.Until) {
 			return nil
 		}
@@ -130,7 +136,8 @@ type Image struct {
 	// Next is the record's first event after At, if any: the state held
 	// until then.
 	Next *Event
-	// Seen is what the scan read.
+	// Seen is what the query found (its TableEvents only when the record
+	// has no event).
 	Seen Summary
 }
 
@@ -178,7 +185,7 @@ func At(src Source, ref Ref, t time.Time) (*Image, error) {
 		missing    []string
 		err        error
 	)
-	im.Seen, err = scan(src, ref, func(e *Event) error {
+	im.Seen, err = scan(src, ref, false, func(e *Event) error {
 		switch e.Op {
 		case audit.OpInsert, audit.OpSnapshot, audit.OpUpdate:
 			after, err := Columns(e.After)
@@ -285,19 +292,28 @@ var errMoved = errors.New("history: the record moved to another key")
 // scan hands fn the record's events in commit order, following it as the
 // package comment says. It reads the record's events through the record
 // index, and its table's truncates through the table index: never the
-// events of other records.
-func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
+// events of other records. It counts the table's events (TableEvents)
+// always with countTable, else only when the record has none.
+func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary, error) {
 	var sum Summary
 	if ref.Table == "" || len(ref.Key) == 0 {
 		return sum, errors.New("history: a record needs a table and a key")
 	}
 	ctx := context.Background()
 	table := []string{exactGlob(ref.Schema + "." + ref.Table)}
-	n, err := src.Count(ctx, sink.Query{Tables: table, Ops: recordOps})
-	if err != nil {
-		return sum, fmt.Errorf("history: %w", err)
+	countEvents := func() error {
+		n, err := src.Count(ctx, sink.Query{Tables: table, Ops: recordOps})
+		if err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		sum.TableEvents = int(n)
+		return nil
 	}
-	sum.TableEvents = int(n)
+	if countTable {
+		if err := countEvents(); err != nil {
+			return sum, err
+		}
+	}
 	truncates, err := tableTruncates(ctx, src, ref, table)
 	if err != nil {
 		return sum, err
@@ -400,6 +416,11 @@ func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 			return sum, err
 		}
 		break
+	}
+	if sum.Events == 0 && !countTable {
+		if err := countEvents(); err != nil {
+			return sum, err
+		}
 	}
 	if sum.Events == 0 && sum.TableEvents > 0 {
 		columns, err := keyColumns(ctx, src, ref, table)
