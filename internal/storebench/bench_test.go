@@ -26,15 +26,17 @@ import (
 //	go test ./internal/storebench -run '^$' -bench . -benchtime 200x
 //	STOREBENCH_10M=1 go test ./internal/storebench -run '^$' -bench . -benchtime 200x -timeout 3h
 //
-// A scan runs a few times only, whatever -benchtime says (scanBudget).
+// A scan runs a few times only (once at 10M), whatever -benchtime says
+// (scanBudget).
 // Stores are built once per size and seed and kept under STOREBENCH_DIR
 // (default $TMPDIR/cdcaudit-storebench): delete them to rebuild.
 
 const benchSeed = 1
 
-// scanBudget bounds the full scans of one benchmark: a scan of 10M events
-// takes long, and its latency hardly varies.
-const scanBudget = 3
+// scanBudget bounds the full scans of one benchmark of a store of n
+// events: a scan of 10M events takes minutes, and its latency hardly
+// varies.
+func scanBudget(n int) int { return max(1, min(3, 1_000_000/n)) }
 
 func sizes() []int {
 	if os.Getenv("STOREBENCH_10M") != "" {
@@ -83,7 +85,7 @@ func BenchmarkQuestions(b *testing.B) {
 					var lat []time.Duration
 					events := 0
 					for i := 0; b.Loop(); i++ {
-						if how == "scan" && i >= scanBudget {
+						if how == "scan" && i >= scanBudget(n) {
 							continue // b.Loop wants its iterations; the budget is spent
 						}
 						t := time.Now()
