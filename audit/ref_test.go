@@ -90,9 +90,9 @@ func ref(t *testing.T, s string) RecordRef {
 	return r
 }
 
-// FuzzParseRef: the parser never panics, and what it accepts it prints
+// FuzzParseRecordRef: the parser never panics, and what it accepts it prints
 // back in a form it reads as the same record.
-func FuzzParseRef(f *testing.F) {
+func FuzzParseRecordRef(f *testing.F) {
 	for _, s := range []string{
 		"public.sale_order:42", "res_partner:abc", `public.t:{"a":1,"b":"x"}`, `"my.schema"."t:x":1`,
 		`"a""b":{"k":"v"}`, "t:a:b", `t:{"a":1,"a":2}`, `t:{"a":1} x`, `t:{"a":"\u00e9\ud800"}`, ":", `"`, `t:{`,

@@ -71,6 +71,10 @@ func (e *Event) Terms() Terms {
 	if len(e.Key) == 0 {
 		return t
 	}
+	if len(e.Key) == 1 {
+		t.Records = oneColumnTerms(e, t.Schema, t.Table)
+		return t
+	}
 	key := make(RecordKey, len(e.Key))
 	for i, c := range e.Key {
 		text, _ := KeyText(c.Value) // a null or structured value never matches a key given as text
@@ -80,7 +84,7 @@ func (e *Event) Terms() Terms {
 	if e.Op == OpUpdate && e.Before != nil {
 		prev = make(RecordKey, 0, len(e.Key))
 		for _, c := range e.Key {
-			v, ok := e.Before.Get(c.Name)
+			v, ok := beforeValue(e.Before, c.Name)
 			if !ok {
 				prev = nil // a before-image without the key: the key did not change
 				break
@@ -91,6 +95,83 @@ func (e *Event) Terms() Terms {
 	}
 	t.Records = recordTerms(t.Schema, t.Table, key, prev)
 	return t
+}
+
+// oneColumnTerms are the record terms of an event with a one-column key
+// (most are): built from the encoded values without the detour through
+// RecordKey.
+func oneColumnTerms(e *Event, schema, table string) [][]byte {
+	c := &e.Key[0]
+	text := keyTextBytes(c.Value)
+	var prev []byte
+	changed := false
+	if e.Op == OpUpdate && e.Before != nil {
+		if v, ok := beforeValue(e.Before, c.Name); ok {
+			prev = keyTextBytes(v)
+			changed = !bytes.Equal(prev, text)
+		}
+	}
+	n := 3*binary.MaxVarintLen32 + len(schema) + len(table)
+	b := make([]byte, 0, 2*n+len(text)+len(prev))
+	b = appendField(b, schema)
+	b = appendField(b, table)
+	b = binary.AppendUvarint(b, 1)
+	head := len(b)
+	b = binary.AppendUvarint(b, uint64(len(text)))
+	b = append(b, text...)
+	term := b[:len(b):len(b)]
+	if !changed {
+		return [][]byte{term}
+	}
+	b = append(b, term[:head]...)
+	b = binary.AppendUvarint(b, uint64(len(prev)))
+	b = append(b, prev...)
+	return [][]byte{term, b[len(term):]}
+}
+
+// beforeValue finds a key column in a before-image as a reader of the
+// record does: the first column whose name is the same once encoded
+// (invalid UTF-8 replaced).
+func beforeValue(r Row, name string) ([]byte, bool) {
+	valid := utf8.ValidString(name)
+	norm := validText(name)
+	for i := range r {
+		n := r[i].Name
+		if n == name || (!valid || !utf8.ValidString(n)) && validText(n) == norm {
+			return r[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// keyTextBytes is KeyText(raw) ("" when not ok), without a copy where the
+// text is raw's own bytes.
+func keyTextBytes(raw []byte) []byte {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		if len(raw) >= 2 && raw[len(raw)-1] == '"' && plainString(raw[1:len(raw)-1]) {
+			return raw[1 : len(raw)-1]
+		}
+		s, _ := jsonString(raw)
+		return []byte(s)
+	case c == '-' || c >= '0' && c <= '9', string(raw) == "true", string(raw) == "false":
+		return raw
+	}
+	return nil
+}
+
+// plainString reports whether a JSON string's content needs no decoding.
+func plainString(in []byte) bool {
+	for _, c := range in {
+		if c < 0x20 || c == '\\' || c == '"' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // validText is s as AppendString encodes it and JSON decodes it back:
@@ -453,15 +534,7 @@ func jsonString(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
-	in := raw[1 : len(raw)-1]
-	plain := true
-	for _, c := range in {
-		if c < 0x20 || c == '\\' || c == '"' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain {
+	if in := raw[1 : len(raw)-1]; plainString(in) {
 		return string(in), true
 	}
 	var s string

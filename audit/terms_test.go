@@ -333,6 +333,9 @@ func FuzzEventTerms(f *testing.F) {
 		if e.Op != OpTruncate {
 			e.Key = Row{{k1, valid(v1)}}
 			e.Before = Row{{k1, valid(v2)}, {k2, valid(v1)}}
+			if ns%2 == 0 && k1 != k2 {
+				e.Key = append(e.Key, Column{k2, valid(v2)}) // a composite key
+			}
 		}
 		if uid >= 0 {
 			e.Actor.UserID = &uid
@@ -343,4 +346,26 @@ func FuzzEventTerms(f *testing.F) {
 		}
 		checkTerms(t, "fuzz", e)
 	})
+}
+
+func BenchmarkEventTerms(b *testing.B) {
+	e := sampleEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		t := e.Terms()
+		if len(t.Records) != 1 {
+			b.Fatal(t)
+		}
+	}
+}
+
+func BenchmarkParseTerms(b *testing.B) {
+	rec := sealed(sampleEvent())
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		if _, err := ParseTerms(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -109,6 +109,10 @@ type ixTx struct {
 	timeMax, skew int64
 	lastEntry     int64 // the time of the last time entry
 	stateRead     bool
+	// per posting bucket: the greatest key, and whether every put of this
+	// transaction went past it (see put)
+	maxKey   [7][]byte
+	appended [7]int8 // 0: no put yet, 1: only appends, -1: not
 	// scratch
 	posts []posting
 	tk    []byte
@@ -139,9 +143,11 @@ func (ix *indexer) begin(tx *bolt.Tx) error {
 			return fmt.Errorf("sink: the index bucket %s is missing", name)
 		}
 	}
-	// Only the time index is appended to at its end: its pages split there
-	// can be left full. (The postings of a term grow at the term's end,
-	// which lies amid other terms': full pages would split again at once.)
+	// The time index is appended to at its end: its pages split there can
+	// be left full. So can the others' in a transaction that only appends
+	// at their end (one table, one user: bench loads, imports); postings
+	// that go amid other terms' need room (full pages would split again at
+	// once): see put.
 	st.b[bTime].FillPercent = 1.0
 	tx.OnCommit(func() {
 		if len(ix.cache)+len(st.pending) > termCacheMax {
@@ -199,24 +205,55 @@ func (st *ixTx) writeState() error {
 	return st.root.Put(ixState, v)
 }
 
-// termKey is the dictionary key of a term: its kind and its string (a
-// hash of it when long: bbolt keys are bounded).
-func termKey(b []byte, kind byte, s string) []byte {
-	b = append(b[:0], kind)
-	if len(s) > 512 {
-		h := sha256.Sum256([]byte(s))
-		return append(append(b, 0xFF), h[:]...)
+// put stores a posting, and gives its bucket full pages while every put of
+// the transaction appends at its end (but the record index's).
+func (st *ixTx) put(bucket int, k, v []byte) error {
+	b := st.b[bucket]
+	if bucket == bRecord {
+		// Records are written again later (an insert, then its updates):
+		// their postings go amid full pages then, half-full ones take them.
+		return b.Put(k, v)
 	}
-	return append(b, s...)
+	if st.appended[bucket] == 0 {
+		st.maxKey[bucket], _ = b.Cursor().Last()
+		st.appended[bucket] = 1
+	}
+	if st.appended[bucket] == 1 {
+		if bytes.Compare(k, st.maxKey[bucket]) > 0 {
+			st.maxKey[bucket] = k // in the arena: valid for the transaction
+			b.FillPercent = 1.0
+		} else {
+			st.appended[bucket] = -1
+			b.FillPercent = bolt.DefaultFillPercent
+		}
+	}
+	return b.Put(k, v)
 }
 
-// tableTerm is the dictionary string of a table.
-func tableTerm(schema, table string) string { return schema + "\x00" + table }
+// termKey is the dictionary key of a term: its kind and its string, the
+// parts joined by a 0 byte (a hash of it when long: bbolt keys are
+// bounded).
+func termKey(b []byte, kind byte, parts ...string) []byte {
+	b = append(b[:0], kind)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	if len(b) > 1+512 {
+		h := sha256.Sum256(b[1:])
+		return append(append(b[:1], 0xFF), h[:]...)
+	}
+	return b
+}
+
+// A table's term is its schema and its name.
 
 // termID returns the id of a term, making one when it is new.
-func (ix *indexer) termID(kind byte, s string) (uint32, error) {
+func (ix *indexer) termID(kind byte, parts ...string) (uint32, error) {
 	st := &ix.st
-	st.tk = termKey(st.tk, kind, s)
+	st.tk = termKey(st.tk, kind, parts...)
 	if id, ok := ix.cache[string(st.tk)]; ok {
 		return id, nil
 	}
@@ -251,8 +288,8 @@ func (ix *indexer) termID(kind byte, s string) (uint32, error) {
 }
 
 // lookupTerm finds a term's id in a read transaction.
-func lookupTerm(root *bolt.Bucket, kind byte, s string) (uint32, bool) {
-	v := root.Bucket(ixTerms).Get(termKey(nil, kind, s))
+func lookupTerm(root *bolt.Bucket, kind byte, parts ...string) (uint32, bool) {
+	v := root.Bucket(ixTerms).Get(termKey(nil, kind, parts...))
 	if len(v) != 4 {
 		return 0, false
 	}
@@ -294,7 +331,7 @@ func (ix *indexer) addBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]byte
 	for _, p := range posts {
 		k := st.arena.alloc(len(p.prefix) + len(blockKey))
 		copy(k[copy(k, p.prefix):], blockKey)
-		if err := st.b[p.bucket].Put(k, st.arena.slots(p.slots)); err != nil {
+		if err := st.put(p.bucket, k, st.arena.slots(p.slots)); err != nil {
 			return fmt.Errorf("sink: index block %s: %w", keyID(blockKey), err)
 		}
 	}
@@ -347,12 +384,12 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 		}
 		st.posts = append(st.posts, posting{bucket: bucket, prefix: st.arena.copy(prefix), slots: 1 << slot})
 	}
-	id := func(kind byte, s string) (uint32, bool, error) {
+	id := func(kind byte, parts ...string) (uint32, bool, error) {
 		if create {
-			id, err := ix.termID(kind, s)
+			id, err := ix.termID(kind, parts...)
 			return id, err == nil, err
 		}
-		id, ok := lookupTerm(st.root, kind, s)
+		id, ok := lookupTerm(st.root, kind, parts...)
 		return id, ok, nil
 	}
 	buf := make([]byte, 0, 4+1+maxRecordKey+1)
@@ -371,7 +408,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 			}
 			t = &pt
 		}
-		tableID, ok, err := id(kindTable, tableTerm(t.Schema, t.Table))
+		tableID, ok, err := id(kindTable, t.Schema, t.Table)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -168,7 +168,7 @@ func TestAddBlockPostings(t *testing.T) {
 		if v := get(ixFlag, id(kindFlag, "orm_bypass")); !bytes.Equal(v, []byte{4}) {
 			t.Errorf("flag posting %x", v)
 		}
-		table := id(kindTable, tableTerm("public", "sale_order"))
+		table := id(kindTable, "public\x00sale_order")
 		if v := get(ixTable, append(slices.Clone(table), byte(audit.OpUpdate))); len(v) != 8 || binary.LittleEndian.Uint64(v) != 0x3FF {
 			t.Errorf("table posting %x", v)
 		}

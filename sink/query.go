@@ -99,8 +99,9 @@ func (s *Store) Count(ctx context.Context, q Query) (uint64, error) {
 	var n uint64
 	err = s.view(func(tx *bolt.Tx) error {
 		if root := indexRoot(tx); root != nil {
-			var ok bool
-			if n, ok, err = p.countFromIndex(tx, root); ok || err != nil {
+			counted, ok, err := p.countFromIndex(tx, root)
+			if ok || err != nil {
+				n = counted
 				return err
 			}
 		}
@@ -178,7 +179,7 @@ func (p *plan) cursor(key []byte) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// fingerprint hashes what a query selects and its order.
+// fingerprint hashes what a query selects (its order is in the cursor).
 func fingerprint(q Query, recTerm []byte, namedOne bool) [8]byte {
 	h := sha256.New()
 	var b []byte
@@ -288,7 +289,7 @@ func (p *plan) streams(root *bolt.Bucket) (bucket []byte, prefixes [][]byte, ok 
 	}
 	switch {
 	case q.Record != nil:
-		tid, ok := lookupTerm(root, kindTable, tableTerm(q.Record.Schema, q.Record.Table))
+		tid, ok := lookupTerm(root, kindTable, q.Record.Schema, q.Record.Table)
 		if !ok {
 			return ixRecord, nil, true
 		}

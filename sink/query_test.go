@@ -507,6 +507,15 @@ func TestQueryCursorMisuse(t *testing.T) {
 	}
 }
 
+// waitIndexBuilt waits for the index build a store started at open.
+func waitIndexBuilt(t *testing.T, s *Store) {
+	t.Helper()
+	if s.idx.done == nil {
+		t.Fatal("no index build was started")
+	}
+	<-s.idx.done
+}
+
 // dropIndex removes the index bucket of a closed store, as a store written
 // before indexes existed has none.
 func dropIndex(t testing.TB, dir string) {
@@ -594,7 +603,7 @@ func TestIndexBuiltLater(t *testing.T) {
 	check(s, "half built")
 	s.Close()
 	s = mustOpen(t, dir)
-	<-s.idx.done
+	waitIndexBuilt(t, s)
 	if ok, _ := s.IndexComplete(); !ok {
 		t.Fatal("index not complete after the build")
 	}
@@ -636,10 +645,18 @@ func TestIndexBuildWhileAppending(t *testing.T) {
 	defer func() { indexBuildChunk = old }()
 	g.s = mustOpen(t, dir)
 	g.grow(t, 60)
-	<-g.s.idx.done
+	waitIndexBuilt(t, g.s)
 	if ok, _ := g.s.IndexComplete(); !ok {
 		t.Fatal("not complete")
 	}
+	sameAsRebuild(t, g, "index built during appends")
+}
+
+// sameAsRebuild checks that g's index is byte for byte the one reindex
+// builds (and leaves g's store reopened).
+func sameAsRebuild(t *testing.T, g *genStore, what string) {
+	t.Helper()
+	dir := g.s.Dir()
 	got := dumpIndex(t, g.s)
 	g.s.Close()
 	if err := Reindex(context.Background(), dir, nil); err != nil {
@@ -647,7 +664,7 @@ func TestIndexBuildWhileAppending(t *testing.T) {
 	}
 	g.s = mustOpen(t, dir)
 	if want := dumpIndex(t, g.s); got != want {
-		t.Fatalf("index built during appends differs from a rebuild:\n%s\nwant\n%s", got, want)
+		t.Fatalf("%s differs from a rebuild:\n%s\nwant\n%s", what, got, want)
 	}
 }
 
@@ -660,10 +677,9 @@ func TestIndexCatchesUpWithUnindexedAppends(t *testing.T) {
 	g.s.wmu.Unlock()
 	g.grow(t, 30)
 	ref := readRef(t, g.s)
-	dir := g.s.Dir()
 	g.s.Close()
-	g.s = mustOpen(t, dir)
-	<-g.s.idx.done
+	g.s = mustOpen(t, g.s.Dir())
+	waitIndexBuilt(t, g.s)
 	if ok, _ := g.s.IndexComplete(); !ok {
 		t.Fatal("not complete")
 	}
@@ -672,13 +688,5 @@ func TestIndexCatchesUpWithUnindexedAppends(t *testing.T) {
 			t.Fatalf("%+v:\n got %v\nwant %v", q, got, refIDs(q, ref))
 		}
 	}
-	got := dumpIndex(t, g.s)
-	g.s.Close()
-	if err := Reindex(context.Background(), dir, nil); err != nil {
-		t.Fatal(err)
-	}
-	g.s = mustOpen(t, dir)
-	if want := dumpIndex(t, g.s); got != want {
-		t.Fatalf("caught-up index differs from a rebuild:\n%s\nwant\n%s", got, want)
-	}
+	sameAsRebuild(t, g, "caught-up index")
 }
