@@ -1,29 +1,30 @@
 // Package export streams stored audit events as JSON Lines or CSV.
 //
 // Events come out in commit (key) order, one at a time: nothing holds the
-// whole export in memory, and a record is parsed only when a filter or the
-// CSV format needs its fields. JSON Lines output is the stored records
+// whole export in memory. The store's query API finds them (through its
+// indexes, so a narrow filter reads little of a large store); a record is
+// parsed only for the CSV format. JSON Lines output is the stored records
 // verbatim, so each line still verifies against its hash.
 package export
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"
 	"path"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/sink"
 )
 
-// Source is what an export reads: the store's ascending scan (sink.Store
-// implements it). from and to bound the keys (to exclusive; nil is open);
-// record is valid only during fn.
+// Source is what an export reads: the store's query API (sink.Store
+// implements it). record is valid only during fn.
 type Source interface {
-	Scan(from, to []byte, fn func(key, record []byte) error) error
+	Query(ctx context.Context, q sink.Query, fn func(key, record []byte) error) (next string, err error)
 }
 
 // Filter selects events; zero values select everything.
@@ -36,33 +37,28 @@ type Filter struct {
 	// Ops selects operations; snapshot records (audit.OpSnapshot: rows as
 	// read, not changes) are written only when it lists them.
 	Ops []audit.Op
+	// User selects the events of one application user: a login, or
+	// "#<user_id>" for a user known by id only (audit.UserTerm).
+	User string
+	// Session selects the events of one session (its pseudonym).
+	Session string
+	// Record selects the events that name one record: those whose key, or
+	// (an update that changed the key) whose before-image's key, is
+	// Record's. Unlike 'cdcaudit events', it does not follow the record
+	// through key changes.
+	Record *audit.RecordRef
 }
 
-func (f *Filter) empty() bool {
-	return f.Since.IsZero() && f.Until.IsZero() && len(f.Tables) == 0 && len(f.Ops) == 0
+// Empty reports whether f selects every event (snapshot records aside).
+func (f *Filter) Empty() bool {
+	return f.Since.IsZero() && f.Until.IsZero() && len(f.Tables) == 0 && len(f.Ops) == 0 &&
+		f.User == "" && f.Session == "" && f.Record == nil
 }
 
-func (f *Filter) match(r *audit.Record) bool {
-	if !f.Since.IsZero() && r.CommitTime.Before(f.Since) {
-		return false
-	}
-	if !f.Until.IsZero() && !r.CommitTime.Before(f.Until) {
-		return false
-	}
-	if len(f.Ops) > 0 && !slices.ContainsFunc(f.Ops, func(o audit.Op) bool { return o.String() == r.Op }) {
-		return false
-	}
-	if len(f.Tables) > 0 {
-		qualified := r.Schema + "." + r.Table
-		if !slices.ContainsFunc(f.Tables, func(p string) bool {
-			ok1, _ := path.Match(p, r.Table)
-			ok2, _ := path.Match(p, qualified)
-			return ok1 || ok2
-		}) {
-			return false
-		}
-	}
-	return true
+// query is the store query of f.
+func (f *Filter) query() sink.Query {
+	return sink.Query{Since: f.Since, Until: f.Until, Tables: f.Tables, Ops: f.Ops,
+		User: f.User, Session: f.Session, Record: f.Record}
 }
 
 // Formats are the supported export formats.
@@ -108,27 +104,15 @@ func Write(w io.Writer, st Source, f Filter, format string) (n uint64, err error
 			return 0, err
 		}
 	}
-	parse := format == "csv" || !f.empty()
-	snapshots := slices.Contains(f.Ops, audit.OpSnapshot)
-
-	err = st.Scan(nil, nil, func(key, record []byte) error {
-		if !snapshots && audit.IsSnapshotRecord(record) {
-			return nil
-		}
-		var r *audit.Record
-		if parse {
-			var err error
-			if r, err = audit.ParseRecord(record); err != nil {
-				return fmt.Errorf("export: event at key %x: %w", key, err)
-			}
-			if !f.match(r) {
-				return nil
-			}
-		}
+	_, err = st.Query(context.Background(), f.query(), func(key, record []byte) error {
 		n++
 		if cw == nil {
 			bw.Write(record)
 			return bw.WriteByte('\n') // bufio keeps the first error: checking the last write suffices
+		}
+		r, err := audit.ParseRecord(record)
+		if err != nil {
+			return fmt.Errorf("export: event at key %x: %w", key, err)
 		}
 		csvRow(row, r)
 		return cw.Write(row)

@@ -11,14 +11,14 @@
 // asked for while the record lives on under another key is not followed:
 // ask for it once the record has left (or by its key at that time).
 //
-// Today both functions scan the store in commit order, decoding only the
-// events of the record's table (a cheap byte test on the canonical
-// encoding comes first). A record index can replace the scan behind the
-// same functions.
+// Both read the record's events through the store's record index (and its
+// table's truncates through the table index): the cost is that of the
+// record's events, not of the store.
 package history
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,12 +27,14 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/sink"
 )
 
-// Source is what history reads: the store's ascending scan (sink.Store
+// Source is what history reads: the store's query API (sink.Store
 // implements it). record is valid only during fn.
 type Source interface {
-	Scan(from, to []byte, fn func(key, record []byte) error) error
+	Query(ctx context.Context, q sink.Query, fn func(key, record []byte) error) (next string, err error)
+	Count(ctx context.Context, q sink.Query) (uint64, error)
 }
 
 // Filter selects the events of one record.
@@ -40,6 +42,11 @@ type Filter struct {
 	Ref Ref
 	// Until, when set, keeps only events committed at or before it.
 	Until time.Time
+	// CountOnlyWhenNone leaves Summary.TableEvents 0 when the record has
+	// events: counting them costs a pass over the table's index entries,
+	// and the count only tells something (a misspelt table) when the
+	// record has none.
+	CountOnlyWhenNone bool
 }
 
 // Event is one event of a record's history.
@@ -67,8 +74,12 @@ type Event struct {
 
 // Summary says what a scan saw.
 type Summary struct {
-	Events      int // events of the record handed on
-	TableEvents int // events of the record's table (with a key) read
+	Events int // events of the record handed on
+	// TableEvents counts the events of the record's table that name a
+	// record (inserts, updates, deletes, snapshot records), as the table
+	// index counts them; At (and Record with CountOnlyWhenNone) count them
+	// only when the record has no event.
+	TableEvents int
 }
 
 // ErrKeyColumns is returned (wrapped) when no event matched and the key
@@ -79,7 +90,7 @@ var ErrKeyColumns = errors.New("the key given does not name the table's key colu
 // inserts, updates, deletes, snapshot records, and the truncates of its
 // table while it existed. fn's error stops the scan and is returned.
 func Record(src Source, f Filter, fn func(*Event) error) (Summary, error) {
-	return scan(src, f.Ref, func(e *Event) error {
+	return scan(src, f.Ref, !f.CountOnlyWhenNone, func(e *Event) error {
 		if !f.Until.IsZero() && e.CommitTime.After(f.Until) {
 			return nil
 		}
@@ -125,7 +136,8 @@ type Image struct {
 	// Next is the record's first event after At, if any: the state held
 	// until then.
 	Next *Event
-	// Seen is what the scan read.
+	// Seen is what the query found (its TableEvents only when the record
+	// has no event).
 	Seen Summary
 }
 
@@ -163,8 +175,8 @@ func timeText(t time.Time) string { return string(audit.AppendTime(nil, t)) }
 // send (its unchanged_toast) are taken from the record's row before it;
 // those that no earlier event holds either are listed in Image.Missing.
 //
-// The whole store is read even for an early t: commit timestamps follow
-// commit order only as closely as the server's clock and its commit
+// Every event of the record is read even for an early t: commit timestamps
+// follow commit order only as closely as the server's clock and its commit
 // sequence agree, so a later event may still carry a time at or before t.
 func At(src Source, ref Ref, t time.Time) (*Image, error) {
 	im := &Image{Ref: ref, At: t}
@@ -173,7 +185,7 @@ func At(src Source, ref Ref, t time.Time) (*Image, error) {
 		missing    []string
 		err        error
 	)
-	im.Seen, err = scan(src, ref, func(e *Event) error {
+	im.Seen, err = scan(src, ref, false, func(e *Event) error {
 		switch e.Op {
 		case audit.OpInsert, audit.OpSnapshot, audit.OpUpdate:
 			after, err := Columns(e.After)
@@ -270,154 +282,240 @@ type stored struct {
 	BeforeSource   string          `json:"before_source"`
 }
 
+// recordOps are the operations of events that name a record.
+var recordOps = []audit.Op{audit.OpInsert, audit.OpUpdate, audit.OpDelete, audit.OpSnapshot}
+
+// errMoved stops a query of the record's events when the record moved to
+// a key of another record term.
+var errMoved = errors.New("history: the record moved to another key")
+
 // scan hands fn the record's events in commit order, following it as the
-// package comment says.
-func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
+// package comment says. It reads the record's events through the record
+// index, and its table's truncates through the table index: never the
+// events of other records. It counts the table's events (TableEvents)
+// always with countTable, else only when the record has none.
+func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary, error) {
 	var sum Summary
 	if ref.Table == "" || len(ref.Key) == 0 {
 		return sum, errors.New("history: a record needs a table and a key")
 	}
-	// The canonical encoding writes schema and table side by side: records
-	// of other tables are skipped without decoding. (Embedded json values
-	// could hold these bytes too: the decoded names decide.)
-	needle := audit.AppendString([]byte(`,"schema":`), ref.Schema)
-	needle = append(needle, `,"table":`...)
-	needle = append(audit.AppendString(needle, ref.Table), ',')
+	ctx := context.Background()
+	table := []string{exactGlob(ref.Schema + "." + ref.Table)}
+	countEvents := func() error {
+		n, err := src.Count(ctx, sink.Query{Tables: table, Ops: recordOps})
+		if err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		sum.TableEvents = int(n)
+		return nil
+	}
+	if countTable {
+		if err := countEvents(); err != nil {
+			return sum, err
+		}
+	}
+	truncates, err := tableTruncates(ctx, src, ref, table)
+	if err != nil {
+		return sum, err
+	}
 
 	var (
-		cur     Key  // the record's key while it exists; nil: look for ref.Key
-		live    bool // the record exists (after its last event)
-		columns []string
+		cur  Key    // the record's key while it exists; nil: look for ref.Key
+		live bool   // the record exists (after its last event)
+		pos  []byte // the store key of the last event handled
 	)
-	err := src.Scan(nil, nil, func(k, rec []byte) error {
-		if !bytes.Contains(rec, needle) {
-			return nil
-		}
-		// Most events of the table are another record's: op, key and
-		// before are read first, the whole event only when it matches.
-		var s stored
-		decoded := false
-		decode := func() (ours bool, err error) {
-			s = stored{}
-			if err := json.Unmarshal(rec, &s); err != nil {
-				return false, fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
-			}
-			decoded = true
-			return s.Schema == ref.Schema && s.Table == ref.Table, nil
-		}
-		if !peek(rec, &s) {
-			if ours, err := decode(); !ours || err != nil {
-				return err
-			}
-		}
-		op, err := audit.ParseOp(s.Op)
-		if err != nil {
-			return fmt.Errorf("history: event at key %x: %w", k, err)
-		}
-		if op == audit.OpTruncate {
+	// The record's events are those of one record term at a time: that of
+	// the key asked for, or, once the record moved, that of its key then.
+	want := ref
+	// truncatesBefore hands on the table's truncates that come before the
+	// store key k (all of them for nil) while the record exists.
+	truncatesBefore := func(k []byte) error {
+		for len(truncates) > 0 && (k == nil || bytes.Compare(truncates[0].key, k) < 0) {
+			t := truncates[0]
+			truncates = truncates[1:]
 			if !live {
-				return nil
-			}
-			if !decoded {
-				if ours, err := decode(); !ours || err != nil {
-					return err
-				}
+				continue
 			}
 			cur, live = nil, false
 			sum.Events++
-			return fn(newEvent(&s, op, rec, nil))
+			if err := fn(newEvent(&t.s, audit.OpTruncate, t.record, nil)); err != nil {
+				return err
+			}
+			pos = t.key
+			if err := follow(&want, ref, cur); err != nil {
+				return err // gone from a key it had moved to: back to the key asked for
+			}
+		}
+		return nil
+	}
+	for {
+		_, err := src.Query(ctx, sink.Query{Record: &want, Ops: recordOps}, func(k, rec []byte) error {
+			if pos != nil && bytes.Compare(k, pos) <= 0 {
+				return nil // handled under the record's previous key
+			}
+			if err := truncatesBefore(k); err != nil {
+				return err
+			}
+			pos = append(pos[:0], k...)
+			var s stored
+			if err := json.Unmarshal(rec, &s); err != nil {
+				return fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
+			}
+			if s.Schema != ref.Schema || s.Table != ref.Table {
+				return nil
+			}
+			op, err := audit.ParseOp(s.Op)
+			if err != nil {
+				return fmt.Errorf("history: event at key %x: %w", k, err)
+			}
+			key, names, err := keyOf(s.Key)
+			if err != nil {
+				return fmt.Errorf("history: event at key %x: key: %w", k, err)
+			}
+			if key == nil {
+				return nil
+			}
+			prev := key
+			if op == audit.OpUpdate {
+				if prev, err = beforeKey(s.Before, names); err != nil {
+					return fmt.Errorf("history: event at key %x: before: %w", k, err)
+				}
+				if prev == nil {
+					prev = key
+				}
+			}
+			match := ref.Key.Matches
+			if cur != nil {
+				match = func(k Key) bool { return slices.Equal(cur, k) }
+			}
+			if !match(prev) && !match(key) {
+				return nil
+			}
+			var prevKey json.RawMessage
+			if !slices.Equal(prev, key) {
+				prevKey = rawKey(s.Before, names)
+			}
+			if op == audit.OpDelete {
+				cur, live = nil, false
+			} else {
+				cur, live = key, true
+			}
+			sum.Events++
+			if err := fn(newEvent(&s, op, rec, prevKey)); err != nil {
+				return err
+			}
+			return follow(&want, ref, cur)
+		})
+		if err == nil {
+			err = truncatesBefore(nil)
+		}
+		if errors.Is(err, errMoved) {
+			continue
+		}
+		if err != nil {
+			return sum, err
+		}
+		break
+	}
+	if sum.Events == 0 && !countTable {
+		if err := countEvents(); err != nil {
+			return sum, err
+		}
+	}
+	if sum.Events == 0 && sum.TableEvents > 0 {
+		columns, err := keyColumns(ctx, src, ref, table)
+		if err != nil {
+			return sum, err
+		}
+		if columns != nil && !shapeFits(ref.Key, columns) {
+			return sum, fmt.Errorf("%w: the key of %s.%s is (%s): give it as %s", ErrKeyColumns, ref.Schema, ref.Table,
+				strings.Join(columns, ", "), keyExample(columns))
+		}
+	}
+	return sum, nil
+}
+
+// follow points want at the record term that holds the record's next
+// events: its key's while it exists, the key asked for once it is gone.
+// It returns errMoved when that is another term than want's.
+func follow(want *Ref, ref Ref, cur Key) error {
+	next := ref
+	if cur != nil {
+		next.Key = cur
+	}
+	if bytes.Equal(next.Term(), want.Term()) {
+		return nil
+	}
+	*want = next
+	return errMoved
+}
+
+// storedEvent is a stored event with its store key.
+type storedEvent struct {
+	key, record []byte
+	s           stored
+}
+
+// tableTruncates returns the truncates of ref's table, in commit order.
+func tableTruncates(ctx context.Context, src Source, ref Ref, table []string) ([]storedEvent, error) {
+	var out []storedEvent
+	_, err := src.Query(ctx, sink.Query{Tables: table, Ops: []audit.Op{audit.OpTruncate}}, func(k, rec []byte) error {
+		t := storedEvent{key: bytes.Clone(k), record: bytes.Clone(rec)}
+		if err := json.Unmarshal(rec, &t.s); err != nil {
+			return fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
+		}
+		if t.s.Schema == ref.Schema && t.s.Table == ref.Table {
+			out = append(out, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return out, nil
+}
+
+// errFound stops a query once it found what it looked for.
+var errFound = errors.New("found")
+
+// keyColumns returns the key columns of ref's table as its latest event
+// with a key has them; nil when it has none.
+func keyColumns(ctx context.Context, src Source, ref Ref, table []string) ([]string, error) {
+	var columns []string
+	_, err := src.Query(ctx, sink.Query{Tables: table, Ops: recordOps, Desc: true}, func(k, rec []byte) error {
+		var s stored
+		if err := json.Unmarshal(rec, &s); err != nil {
+			return fmt.Errorf("history: event at key %x: %w: %v", k, audit.ErrMalformed, err)
+		}
+		if s.Schema != ref.Schema || s.Table != ref.Table {
+			return nil
 		}
 		key, names, err := keyOf(s.Key)
 		if err != nil {
 			return fmt.Errorf("history: event at key %x: key: %w", k, err)
 		}
 		if key == nil {
-			return nil // a table without a key: no record can be named
-		}
-		sum.TableEvents++
-		columns = names
-		prev := key
-		if op == audit.OpUpdate {
-			if prev, err = beforeKey(s.Before, names); err != nil {
-				return fmt.Errorf("history: event at key %x: before: %w", k, err)
-			}
-			if prev == nil {
-				prev = key
-			}
-		}
-		match := ref.Key.Matches
-		if cur != nil {
-			match = func(k Key) bool { return slices.Equal(cur, k) }
-		}
-		if !match(prev) && !match(key) {
 			return nil
 		}
-		if !decoded {
-			if ours, err := decode(); !ours || err != nil {
-				return err
-			}
-		}
-		var prevKey json.RawMessage
-		if !slices.Equal(prev, key) {
-			prevKey = rawKey(s.Before, names)
-		}
-		if op == audit.OpDelete {
-			cur, live = nil, false
-		} else {
-			cur, live = key, true
-		}
-		sum.Events++
-		return fn(newEvent(&s, op, rec, prevKey))
+		columns = names
+		return errFound
 	})
-	if err == nil && sum.Events == 0 && sum.TableEvents > 0 && !shapeFits(ref.Key, columns) {
-		err = fmt.Errorf("%w: the key of %s.%s is (%s): give it as %s", ErrKeyColumns, ref.Schema, ref.Table,
-			strings.Join(columns, ", "), keyExample(columns))
+	if err != nil && !errors.Is(err, errFound) {
+		return nil, fmt.Errorf("history: %w", err)
 	}
-	return sum, err
+	return columns, nil
 }
 
-// peek reads op, key and before out of a canonical record into s without
-// decoding the rest; false when the record is not laid out as expected.
-// Every name and value before "op" is a JSON string or number, in which a
-// '"' is always escaped: the first `,"op":"` is the member itself.
-func peek(rec []byte, s *stored) bool {
-	const opTag, keyTag, beforeTag = `,"op":"`, `","key":`, `,"before":`
-	i := bytes.Index(rec, []byte(opTag))
-	if i < 0 {
-		return false
+// exactGlob is a table glob (path.Match) that matches name only.
+func exactGlob(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
 	}
-	rest := rec[i+len(opTag):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 || !bytes.HasPrefix(rest[j:], []byte(keyTag)) {
-		return false
-	}
-	s.Op = string(rest[:j])
-	rest = rest[j+len(keyTag):]
-	n := valueLen(rest)
-	if n == 0 || !bytes.HasPrefix(rest[n:], []byte(beforeTag)) {
-		return false
-	}
-	s.Key = rest[:n]
-	rest = rest[n+len(beforeTag):]
-	if n = valueLen(rest); n == 0 {
-		return false
-	}
-	s.Before = rest[:n]
-	return true
-}
-
-// valueLen is the length of the JSON value at the start of b (0 when there
-// is none).
-func valueLen(b []byte) int {
-	if bytes.HasPrefix(b, []byte("null")) {
-		return 4
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	var v json.RawMessage
-	if dec.Decode(&v) != nil {
-		return 0
-	}
-	return int(dec.InputOffset())
+	return b.String()
 }
 
 func newEvent(s *stored, op audit.Op, rec []byte, prevKey json.RawMessage) *Event {

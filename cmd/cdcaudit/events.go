@@ -89,6 +89,7 @@ func (c *cli) events(args []string) int {
 		return c.fail("events", err)
 	}
 	defer store.Close()
+	c.warnUnindexed("events", store)
 	if opts.at.IsZero() {
 		return c.recordHistory(store, opts)
 	}
@@ -114,6 +115,16 @@ func parseEventsOptions(record, at, format string) (*eventsOptions, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// warnUnindexed says on stderr when the store's indexes are not complete
+// (a store written before them, whose build has not finished): queries
+// then read every event, which takes long on a large store.
+func (c *cli) warnUnindexed(command string, store *sink.Store) {
+	if complete, err := store.IndexComplete(); err == nil && !complete {
+		fmt.Fprintf(c.stderr, "cdcaudit %s: the store's indexes are not complete (written before them, or their build has not finished): every event is read; 'cdcaudit reindex --data-dir %s' builds them\n",
+			command, store.Dir())
+	}
 }
 
 // queryErr reports a failed query: a key that does not fit the table is a
@@ -157,7 +168,7 @@ func (c *cli) recordHistory(store *sink.Store, o *eventsOptions) int {
 			e.ID, e.Op, cell(who.who(ev.Actor)), cell(changeText(e, ev)))
 		return err
 	}
-	seen, err := history.Record(store, history.Filter{Ref: o.ref}, write)
+	seen, err := history.Record(store, history.Filter{Ref: o.ref, CountOnlyWhenNone: true}, write)
 	if tw != nil {
 		tw.Flush()
 	}
