@@ -192,10 +192,15 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// view runs a read transaction; a damaged file is an error, never a crash.
+// view runs a read transaction; a damaged file is an error, never a crash,
+// and a block that cannot be read is reported as the damage it is.
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 	defer catchDamage(s.db.Path(), &err)()
-	return s.db.View(fn)
+	err = s.db.View(fn)
+	if be := (*blockError)(nil); errors.As(err, &be) {
+		return damaged(s.db.Path(), "%v: run 'cdcaudit verify'", be)
+	}
+	return err
 }
 
 // update runs a write transaction; a damaged file is an error, never a crash.
