@@ -2,6 +2,8 @@ package sink
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"testing"
@@ -10,12 +12,15 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 )
 
-// soakEvent is an order-line update of about 900 bytes, at commit time at.
+// soakEvent is an order-line update of about 1 KB, at commit time at, with
+// a value that does not compress (a digest), as real rows have some.
 func soakEvent(commit uint64, ord uint32, at time.Time) Encoded {
 	uid := int64(6)
 	n := strconv.Itoa(int(commit>>8)*100 + int(ord))
+	digest := sha256.Sum256([]byte(n))
 	row := audit.Row{
-		{Name: "id", Value: []byte(n)}, {Name: "order_id", Value: []byte(strconv.Itoa(int(commit >> 10)))},
+		{Name: "id", Value: []byte(n)}, {Name: "reference", Value: []byte(`"` + hex.EncodeToString(digest[:]) + `"`)},
+		{Name: "order_id", Value: []byte(strconv.Itoa(int(commit >> 10)))},
 		{Name: "name", Value: []byte(`"[FURN_8888] Office Lamp, black, 40 W (` + n + `)"`)},
 		{Name: "price_unit", Value: []byte(`"123.45"`)}, {Name: "qty", Value: []byte(`"3.000"`)},
 		{Name: "state", Value: []byte(`"sale"`)}, {Name: "write_uid", Value: []byte("6")},
@@ -55,10 +60,10 @@ func TestRetentionSoak(t *testing.T) {
 	defer s.Close()
 	const (
 		rounds   = 60
-		perRound = 2000 // events: 200 transactions of 10
+		perRound = 6000 // events: 600 transactions of 10
 	)
 	// The window holds 10 rounds of events (commit time: 1 ms per transaction).
-	window := 10 * 200 * time.Millisecond
+	window := 10 * perRound / 10 * time.Millisecond
 	var now time.Time
 	p, err := s.NewPruner(Retention{Default: window, Now: func() time.Time { return now }})
 	if err != nil {
@@ -67,10 +72,11 @@ func TestRetentionSoak(t *testing.T) {
 	c, at := uint64(0x1000), rbase
 	sizes := make([]int64, rounds)
 	var pruned uint64
+	var written int64 // what the appends stored, compressed
 	for r := 0; r < rounds; r++ {
 		var b Batch
 		b, c, at = soakBatch(c, perRound/10, 10, at)
-		mustAppend(t, s, b)
+		written += mustAppend(t, s, b).Bytes
 		now = at
 		st, err := p.Prune(t.Context())
 		if err != nil {
@@ -83,6 +89,11 @@ func TestRetentionSoak(t *testing.T) {
 	res := mustVerify(t, s)
 	if res.Events > 11*perRound || res.Pruned != pruned || pruned < (rounds-11)*perRound || res.Events+res.Pruned != rounds*perRound {
 		t.Fatalf("events %d pruned %d/%d", res.Events, res.Pruned, pruned)
+	}
+	// The test proves reuse only if the records written would not have fit
+	// in the final file without it.
+	if written < 2*sizes[rounds-1] {
+		t.Fatalf("only %d bytes of records written for a file of %d: write more rounds or bigger events", written, sizes[rounds-1])
 	}
 	// Levelled off: the last 20 rounds (a third of the events) grew the
 	// file by less than a tenth of the size it reached after 40.
