@@ -85,7 +85,7 @@ func verifyStore(t *testing.T, dir string) sink.VerifyResult {
 
 // The daemon with a short window (3s) under a steady workload: the store
 // file levels off, bbolt reusing the pages retention frees. A soak: run it
-// with CDCAUDIT_SOAK=1 (about a minute).
+// with CDCAUDIT_SOAK=1 (about two minutes).
 func TestRetentionSoakDaemon(t *testing.T) {
 	if os.Getenv("CDCAUDIT_SOAK") == "" {
 		t.Skip("set CDCAUDIT_SOAK=1 to run the soak")
@@ -109,27 +109,31 @@ func TestRetentionSoakDaemon(t *testing.T) {
 			Retention: sink.Retention{Default: window},
 		})
 	}()
-	rounds := 60
+	rounds := 120
 	if n, err := strconv.Atoi(os.Getenv("CDCAUDIT_SOAK_ROUNDS")); err == nil {
 		rounds = n
 	}
+	// A table of a fixed 10,000 rows, updated whole every round with values
+	// that do not compress: the records' images stay as many, and what the
+	// file holds beyond them is the events of the window.
+	const perRound = 10000
+	exec(t, conn, `INSERT INTO line (order_id, name, qty, price, state, write_uid, write_date)
+		SELECT g/10, 'Product ' || g, g%50 + 0.5, 12.34 + g%100, 'draft', 2, now() FROM generate_series(1, $1::int) g`, perRound)
 	sizes := make([]int64, rounds)
 	for r := range sizes {
-		// 2,000 changes a round: 1,000 inserts, 1,000 updates.
-		exec(t, conn, `INSERT INTO line (order_id, name, qty, price, state, write_uid, write_date)
-			SELECT g/10, 'Product ' || g, g%50 + 0.5, 12.34 + g%100, 'draft', 2, now() FROM generate_series(1, 1000) g`)
-		exec(t, conn, "UPDATE line SET state = 'sale', write_date = now() WHERE id > (SELECT max(id) - 1000 FROM line)")
+		exec(t, conn, "UPDATE line SET name = md5(random()::text), qty = qty + 1, write_date = now()")
 		waitConfirmed(t, conn, "soak", currentLSN(t, conn), done)
 		time.Sleep(500 * time.Millisecond)
 		sizes[r] = int64(metricSum(t, m, "cdcaudit_store_size_bytes"))
 	}
+	written := int64(metricSum(t, m, "cdcaudit_store_written_bytes_total"))
 	pruned := metricSum(t, m, "cdcaudit_retention_pruned_events_total")
-	records := uint64(rounds*2000) + uint64(metricSum(t, m, "cdcaudit_snapshot_rows_total"))
+	records := uint64(perRound+rounds*perRound) + uint64(metricSum(t, m, "cdcaudit_snapshot_rows_total"))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("store size per round (MiB), %d changes, %.0f pruned: %v", rounds*2000, pruned, mibs(sizes))
+	t.Logf("store size per round (MiB), %d changes, %.0f pruned: %v", perRound+rounds*perRound, pruned, mibs(sizes))
 	res := verifyStore(t, dir)
 	recut, kept := 0, uint64(0)
 	for _, c := range res.Cuts {
@@ -141,6 +145,9 @@ func TestRetentionSoakDaemon(t *testing.T) {
 	t.Logf("%d cuts in force (%d cut again), %d records kept in their ranges", len(res.Cuts), recut, kept)
 	if res.Pruned == 0 || res.Events+res.Snapshots+res.Pruned != records {
 		t.Fatalf("verify: %d events, %d snapshot records, %d pruned of %d", res.Events, res.Snapshots, res.Pruned, records)
+	}
+	if written < 2*sizes[rounds-1] {
+		t.Fatalf("only %d bytes of records written for a file of %d: the soak proves nothing (more rounds)", written, sizes[rounds-1])
 	}
 	if grew := sizes[rounds-1] - sizes[rounds*2/3]; grew > sizes[rounds*2/3]/10 {
 		t.Fatalf("the file grew by %d bytes in the last third (from %d): freed pages are not reused", grew, sizes[rounds*2/3])
