@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/export"
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -32,8 +34,8 @@ the --table globs, one of the --op operations, and --user, --session and
 reads little of a large store.
 
 --user is the application user's login (or #ID for a user known by id only);
---session a session id as the events hold it (s…, as 'cdcaudit sessions'
-shows). --record is TABLE:KEY as for 'cdcaudit events' (public.sale_order:42,
+--session a session id as the events hold it (s…), or the start of one
+as 'cdcaudit sessions' shows it. --record is TABLE:KEY as for 'cdcaudit events' (public.sale_order:42,
 'public.t:{"a":1,"b":"x"}'): the events whose key, or whose before-image's
 key, is KEY; unlike 'cdcaudit events', the export does not follow the
 record through key changes.
@@ -114,6 +116,14 @@ func (c *cli) export(args []string) int {
 	if !opts.filter.Empty() {
 		c.warnUnindexed("export", store)
 	}
+	known, err := readSessions(store)
+	if err != nil {
+		return c.fail("export", err)
+	}
+	if opts.filter.Session, err = expandSession(known, opts.filter.Session); err != nil {
+		return c.usageErr("export", err)
+	}
+	defer func() { c.hintUser(known, opts.filter.User) }()
 
 	start := time.Now()
 	if opts.out == "" {
@@ -133,6 +143,60 @@ func (c *cli) export(args []string) int {
 	fmt.Fprintf(c.stderr, "cdcaudit export: %s events (%s) written to %s in %s\n",
 		thousands(n), humanBytes(size), opts.out, time.Since(start).Round(time.Millisecond))
 	return exitOK
+}
+
+// readSessions reads the sessions the store knows (none in a store
+// without session state).
+func readSessions(store *sink.Store) (*sessions.State, error) {
+	return sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
+}
+
+// expandSession turns the short session id 'cdcaudit sessions' shows into
+// the full pseudonym the events hold, when exactly one known session begins
+// with it; an id no known session begins with is taken as given (its
+// session may have been pruned while its events are kept).
+func expandSession(st *sessions.State, id string) (string, error) {
+	if id == "" {
+		return id, nil
+	}
+	var found []string
+	for i := range st.Sessions {
+		switch full := st.Sessions[i].ID; {
+		case full == id:
+			return id, nil
+		case strings.HasPrefix(full, id):
+			found = append(found, full)
+		}
+	}
+	if len(found) > 1 {
+		return "", fmt.Errorf("--session: %q begins %d sessions (%s): give more of it", id, len(found), strings.Join(found, ", "))
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	return id, nil
+}
+
+// hintUser, when --user named no login the store's sessions know, names
+// those that contain it: logins are matched exactly (bob is not
+// bob@example.com).
+func (c *cli) hintUser(st *sessions.State, user string) {
+	if user == "" || strings.HasPrefix(user, "#") {
+		return
+	}
+	var like []string
+	for _, login := range st.Users {
+		if login == user {
+			return
+		}
+		if strings.Contains(strings.ToLower(login), strings.ToLower(user)) {
+			like = append(like, login)
+		}
+	}
+	if len(like) > 0 {
+		slices.Sort(like)
+		fmt.Fprintf(c.stderr, "cdcaudit export: no user logs in as %q; --user takes a login exactly: %s\n", user, strings.Join(like, ", "))
+	}
 }
 
 // selection holds the flags that pick one user, session or record.
