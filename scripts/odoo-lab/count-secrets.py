@@ -3,7 +3,9 @@
 
 SECRETS.tsv: kind<TAB>label<TAB>value per line (live-check.sh writes it from the
 lab database, Odoo's session directory and the driver's typed passwords). Files
-are searched as raw bytes (the bbolt store included: it does not compress).
+are searched as raw bytes: the bbolt store's records are compressed, so pass a
+full export of them (every op, snapshot records included) next to the store file,
+whose raw bytes still cover the images and the derived state.
 Besides the listed values, every `$pbkdf2-sha512$` hash (old hashes of changed
 passwords are no longer in the database) and the TOTP secret in the grouped,
 lower-case form the wizard shows are counted. Prints one line per

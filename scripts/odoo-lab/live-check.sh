@@ -119,6 +119,10 @@ echo "PostgreSQL ERRORs of the odoo role: $(grep '"error_severity":"ERROR"' "$LA
 echo "== 4. the store, exports, sessions, log and metrics"
 "$BIN" export --data-dir "$DATA" --format jsonl >"$OUT/export.jsonl"
 "$BIN" export --data-dir "$DATA" --format csv >"$OUT/export.csv"
+# The store's records are compressed: a byte search of the file finds only
+# what is stored raw (images, state). Every record, snapshot rows included,
+# is searched through this export.
+"$BIN" export --data-dir "$DATA" --op insert,update,delete,truncate,snapshot >"$OUT/records.jsonl"
 "$BIN" sessions --data-dir "$DATA" --format json >"$OUT/sessions.json"
 "$BIN" verify --data-dir "$DATA" | tee "$OUT/verify.txt" || fail=1
 "$BIN" check --dsn "$DSN" >"$OUT/check.txt" 2>&1 || true
@@ -140,7 +144,7 @@ q() { $LABSH psql -Atq -F $'\t' -c "$1"; }
   grep -o '"[a-z]*-lab-pw-[0-9]"' internal/odoolab/scenarios.go | tr -d '"' | sed 's/^/typed_password\t-\t/'
 } >"$S"
 echo "secrets searched: $(wc -l <"$S")"
-python3 scripts/odoo-lab/count-secrets.py "$S" "$DATA/cdcaudit.db" "$OUT/export.jsonl" "$OUT/export.csv" \
+python3 scripts/odoo-lab/count-secrets.py "$S" "$DATA/cdcaudit.db" "$OUT/records.jsonl" "$OUT/export.jsonl" "$OUT/export.csv" \
   "$OUT/sessions.json" "$OUT/cdcaudit.log" "$OUT/metrics.txt" || fail=1
 echo "positive control (PostgreSQL's statement log must hold them):"
 python3 scripts/odoo-lab/count-secrets.py "$S" "$LAB/pg/log/pg.log" | tail -1 || true
