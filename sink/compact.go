@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cdcaudit/cdcaudit/audit"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -315,28 +314,17 @@ func (c *copier) copyRecords(ctx context.Context, stx *bolt.Tx, res *CompactResu
 			res.LegacyRecords++
 		}
 	}
-	rc := newRecordCursor(stx)
-	prev := audit.Genesis
+	cuts, err := loadCuts(stx)
+	if err != nil {
+		return damaged(path, "its list of cuts: %v: run 'cdcaudit verify'", err)
+	}
 	n := uint64(0)
-	k, v, err := rc.First()
-	for ; k != nil && err == nil; k, v, err = rc.Next() {
+	prev, err := walkChain(stx, path, cuts, nil, nil, func(k, v []byte) error {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		if n == 0 && !bytes.Equal(k, genesisKey[:]) {
-			return damaged(path, "the chain does not begin with its genesis record: run 'cdcaudit verify'")
-		}
-		_, p2, h, cerr := audit.Check(v)
-		id := keyID(k)
-		if cerr != nil || !bytes.HasPrefix(v, []byte(`{"id":"`+id+`"`)) {
-			return damaged(path, "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
-		}
-		if p2 != prev {
-			return damaged(path, "record %s does not chain to the record before it: run 'cdcaudit verify'", id)
-		}
-		prev = h
 		if len(v) >= hugeRecord {
 			if err := flush(); err != nil {
 				return err
@@ -358,9 +346,10 @@ func (c *copier) copyRecords(ctx context.Context, stx *bolt.Tx, res *CompactResu
 			p.Records = n
 			progress(p)
 		}
-	}
+		return nil
+	})
 	if err != nil {
-		return damaged(path, "%v: run 'cdcaudit verify'", err)
+		return err
 	}
 	if err := flush(); err != nil {
 		return err

@@ -155,3 +155,17 @@ func TestCompactRefuses(t *testing.T) {
 		t.Errorf("files left behind: %v", ents)
 	}
 }
+
+// A store retention has pruned compacts: the links its cuts skip are the
+// cuts' to check, as Scan and Verify check them; the cuts come along.
+func TestCompactPrunedStore(t *testing.T) {
+	dir, before := prunedStore(t)
+	res, err := Compact(t.Context(), dir, "", nil)
+	if err != nil {
+		t.Fatalf("compact of a pruned store: %v", err)
+	}
+	if res.Verified.Events != before.Events || res.Verified.Pruned != before.Pruned || len(res.Verified.Cuts) != len(before.Cuts) {
+		t.Errorf("after compact: %d events, %d pruned, %d cuts; before: %d, %d, %d",
+			res.Verified.Events, res.Verified.Pruned, len(res.Verified.Cuts), before.Events, before.Pruned, len(before.Cuts))
+	}
+}

@@ -458,50 +458,19 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 		if err != nil {
 			return err
 		}
-		c := newRecordCursor(tx)
-		var k, v []byte
-		if from == nil {
-			k, v, err = c.First()
-		} else {
-			k, v, err = c.Seek(from)
-		}
-		linked := from == nil
-		prev := audit.Genesis
-		var prevKey [audit.KeyLen]byte
-		for ; ; k, v, err = c.Next() {
-			if err != nil {
-				return damaged(s.db.Path(), "%v: run 'cdcaudit verify'", err)
-			}
-			if k == nil {
-				break
-			}
-			if to != nil && bytes.Compare(k, to) >= 0 {
+		last, err := walkChain(tx, s.db.Path(), cuts, from, to, func(k, v []byte) error {
+			if IsChainRecord(k) {
 				return nil
 			}
-			if linked && prev == audit.Genesis && !bytes.Equal(k, genesisKey[:]) {
-				return damaged(s.db.Path(), "the chain does not begin with its genesis record: run 'cdcaudit verify'")
-			}
-			want, check := prev, linked
-			if linked { // across a cut's range: the link the cut names
-				want, check = cuts.linkTarget(prevKey[:], prev, k)
-			}
-			h, err := s.checkRecord(k, v, want, check)
-			if err != nil {
-				return err
-			}
-			prev, linked = h, true
-			copy(prevKey[:], k)
-			if IsChainRecord(k) {
-				continue
-			}
-			if err := fn(k, v); err != nil {
-				return err
-			}
+			return fn(k, v)
+		})
+		if err != nil {
+			return err
 		}
 		// A whole scan ends at the head meta records: a page bbolt misread
 		// must not end an export early without a word.
 		if from == nil && to == nil {
-			if head := tx.Bucket(bucketMeta).Get(metaHeadHash); !bytes.Equal(head, prev[:]) {
+			if head := tx.Bucket(bucketMeta).Get(metaHeadHash); !bytes.Equal(head, last[:]) {
 				return damaged(s.db.Path(), "the chain ends before the head recorded in meta: run 'cdcaudit verify'")
 			}
 		}
@@ -509,19 +478,67 @@ func (s *Store) Scan(from, to []byte, fn func(key, record []byte) error) error {
 	})
 }
 
+// walkChain hands fn every record (chain records too) with from <= key <
+// to, in key order, each checked first: its hash, its key, and (from the
+// second record on, or from the first when from is nil) its link to the
+// record before it, or across a cut's range the link the cut names. It
+// returns the hash of the last record checked. path names the file in
+// damage errors.
+func walkChain(tx *bolt.Tx, path string, cuts *cutSet, from, to []byte, fn func(key, record []byte) error) (audit.Hash, error) {
+	c := newRecordCursor(tx)
+	var k, v []byte
+	var err error
+	if from == nil {
+		k, v, err = c.First()
+	} else {
+		k, v, err = c.Seek(from)
+	}
+	linked := from == nil
+	prev := audit.Genesis
+	var prevKey [audit.KeyLen]byte
+	for ; ; k, v, err = c.Next() {
+		if err != nil {
+			return prev, damaged(path, "%v: run 'cdcaudit verify'", err)
+		}
+		if k == nil || to != nil && bytes.Compare(k, to) >= 0 {
+			return prev, nil
+		}
+		if linked && prev == audit.Genesis && !bytes.Equal(k, genesisKey[:]) {
+			return prev, damaged(path, "the chain does not begin with its genesis record: run 'cdcaudit verify'")
+		}
+		want, check := prev, linked
+		if linked { // across a cut's range: the link the cut names
+			want, check = cuts.linkTarget(prevKey[:], prev, k)
+		}
+		h, err := checkRecordAt(path, k, v, want, check)
+		if err != nil {
+			return prev, err
+		}
+		prev, linked = h, true
+		copy(prevKey[:], k)
+		if err := fn(k, v); err != nil {
+			return prev, err
+		}
+	}
+}
+
 // checkRecord checks a record read back: its hash, that it is stored
 // under its own id, and (when linked) that it chains to prev.
 func (s *Store) checkRecord(k, v []byte, prev audit.Hash, linked bool) (audit.Hash, error) {
+	return checkRecordAt(s.db.Path(), k, v, prev, linked)
+}
+
+func checkRecordAt(path string, k, v []byte, prev audit.Hash, linked bool) (audit.Hash, error) {
 	id := keyID(k)
 	if len(k) != audit.KeyLen {
-		return audit.Hash{}, damaged(s.db.Path(), "malformed key %x: run 'cdcaudit verify'", k)
+		return audit.Hash{}, damaged(path, "malformed key %x: run 'cdcaudit verify'", k)
 	}
 	_, p, h, err := audit.Check(v)
 	if err != nil || len(v) < len(`{"id":"`)+len(id)+1 || string(v[len(`{"id":"`):len(`{"id":"`)+len(id)+1]) != id+`"` {
-		return h, damaged(s.db.Path(), "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
+		return h, damaged(path, "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
 	}
 	if linked && p != prev {
-		return h, damaged(s.db.Path(), "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", id)
+		return h, damaged(path, "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", id)
 	}
 	return h, nil
 }
