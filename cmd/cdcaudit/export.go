@@ -116,14 +116,16 @@ func (c *cli) export(args []string) int {
 	if !opts.filter.Empty() {
 		c.warnUnindexed("export", store)
 	}
-	known, err := readSessions(store)
-	if err != nil {
-		return c.fail("export", err)
+	if opts.filter.User != "" || opts.filter.Session != "" {
+		known, err := readSessions(store)
+		if err != nil {
+			return c.fail("export", err)
+		}
+		if opts.filter.Session, err = expandSession(known, opts.filter.Session); err != nil {
+			return c.usageErr("export", err)
+		}
+		defer c.hintUser(known, opts.filter.User)
 	}
-	if opts.filter.Session, err = expandSession(known, opts.filter.Session); err != nil {
-		return c.usageErr("export", err)
-	}
-	defer func() { c.hintUser(known, opts.filter.User) }()
 
 	start := time.Now()
 	if opts.out == "" {
@@ -148,7 +150,12 @@ func (c *cli) export(args []string) int {
 // readSessions reads the sessions the store knows (none in a store
 // without session state).
 func readSessions(store *sink.Store) (*sessions.State, error) {
-	return sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
+	st, err := sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
+	if err != nil && !errors.Is(err, sink.ErrDamaged) {
+		// The store read it, the state does not decode: its bytes changed.
+		err = fmt.Errorf("%w: the session state does not decode: %v", sink.ErrDamaged, err)
+	}
+	return st, err
 }
 
 // expandSession turns the short session id 'cdcaudit sessions' shows into

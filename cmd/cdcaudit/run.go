@@ -139,7 +139,7 @@ func (c *cli) run(args []string) int {
 
 // pipelineConfig maps the configuration onto the pipeline's.
 func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, feed func(*audit.Event)) pipeline.Config {
-	return pipeline.Config{
+	pc := pipeline.Config{
 		Replication: replication.Config{
 			DSN:            cfg.DSN,
 			Slot:           cfg.Slot,
@@ -149,11 +149,9 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 			StatusInterval: cfg.StatusInterval,
 			AcceptGap:      cfg.AcceptGap,
 			Logger:         log,
-			Observer:       m,
 		},
 		DataDir: cfg.DataDir,
 		Logger:  log,
-		Metrics: m,
 		Feed:    feed,
 
 		Profile:         cfg.Profile,
@@ -170,6 +168,10 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}
+	if m != nil { // a nil *Metrics in an interface would not be nil
+		pc.Replication.Observer, pc.Metrics = m, m
+	}
+	return pc
 }
 
 // newLogger returns a slog logger writing text or JSON at the given level

@@ -27,6 +27,10 @@ func TestPipelineConfigAttribution(t *testing.T) {
 	if pc := pipelineConfig(&def, nil, nil, nil); pc.Profile != "auto" || pc.IdleAfter != 5*time.Minute || pc.SessionLifetime != 168*time.Hour {
 		t.Fatalf("defaults: %+v", pc)
 	}
+	// Without metrics the pipeline gets none: not a nil *Metrics it would call.
+	if pc.Metrics != nil || pc.Replication.Observer != nil {
+		t.Fatalf("no metrics given, yet the pipeline has %#v and %#v", pc.Metrics, pc.Replication.Observer)
+	}
 }
 
 // A bad file named by the configuration stops run before it connects, with

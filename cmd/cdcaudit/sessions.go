@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -77,11 +76,7 @@ func (c *cli) sessions(args []string) int {
 		return c.fail("sessions", err)
 	}
 	defer store.Close()
-	st, err := sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
-	if err != nil && !errors.Is(err, sink.ErrDamaged) {
-		// The store read it, the state does not decode: its bytes changed.
-		err = fmt.Errorf("%w: the session state does not decode: %v", sink.ErrDamaged, err)
-	}
+	st, err := readSessions(store)
 	if err != nil {
 		return c.fail("sessions", err)
 	}
