@@ -30,13 +30,14 @@ type indexState struct {
 // resuming where an interrupted build stopped. Until they are complete,
 // appends index nothing (the build catches up with them) and queries read
 // the events.
-func (s *Store) openIndex() error {
+//
+// prepareIndex is its part in the transaction that opens the store (one
+// commit for both); openIndex starts the build it found necessary.
+func (s *Store) prepareIndex(tx *bolt.Tx, st *state) (complete bool, err error) {
 	s.idx.ix = newIndexer()
-	complete := false
-	err := s.update(func(tx *bolt.Tx) error {
+	err = func() error {
 		root := tx.Bucket(bucketIndex)
 		if root == nil {
-			st := s.state.Load()
 			fresh := st.hasHead && st.headKey == genesisKey
 			var err error
 			if root, err = createIndex(tx, !fresh); err != nil {
@@ -59,13 +60,17 @@ func (s *Store) openIndex() error {
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
-		return fmt.Errorf("sink: open the indexes: %w", err)
+		return false, fmt.Errorf("sink: open the indexes: %w", err)
 	}
+	return complete, nil
+}
+
+func (s *Store) openIndex(complete bool) {
 	if complete {
 		s.index = s.idx.ix
-		return nil
+		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.idx.cancel, s.idx.done = cancel, make(chan struct{})
@@ -90,7 +95,6 @@ func (s *Store) openIndex() error {
 			log.Info("the store's indexes are complete", "took", time.Since(start).Round(time.Millisecond))
 		}
 	}()
-	return nil
 }
 
 // createIndex creates the index buckets; building marks them incomplete

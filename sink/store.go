@@ -163,15 +163,13 @@ func openPath(dir, path string, readOnly bool) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dir: dir, readOnly: readOnly, index: noIndex{}}
-	if err := s.load(); err != nil {
+	indexed, err := s.load()
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	if !readOnly {
-		if err := s.openIndex(); err != nil {
-			db.Close()
-			return nil, err
-		}
+		s.openIndex(indexed)
 		// Best effort: the pid only improves the ErrLocked message.
 		_ = os.WriteFile(filepath.Join(dir, PidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	}
@@ -247,7 +245,9 @@ func alive(pid int) bool {
 
 // load checks the layout (creating it in a new read-write store) and reads
 // meta into memory.
-func (s *Store) load() error {
+// A read-write store also prepares its indexes in that transaction:
+// indexed says whether they are complete.
+func (s *Store) load() (indexed bool, err error) {
 	st := &state{}
 	read := func(tx *bolt.Tx) error {
 		meta, events := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
@@ -280,7 +280,6 @@ func (s *Store) load() error {
 		}
 		return nil
 	}
-	var err error
 	if s.readOnly {
 		err = s.view(read)
 	} else {
@@ -293,16 +292,22 @@ func (s *Store) load() error {
 			if err := read(tx); err != nil {
 				return err
 			}
+			if indexed, err = s.prepareIndex(tx, st); err != nil {
+				return err
+			}
 			// A format-2 store gets blocks from now on: an older cdcaudit
 			// must refuse it.
+			if getUint64(tx.Bucket(bucketMeta), metaFormat) == FormatVersion {
+				return nil
+			}
 			return tx.Bucket(bucketMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, FormatVersion))
 		})
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.state.Store(st)
-	return nil
+	return indexed, nil
 }
 
 // checkFormat refuses a store of a format this version does not read.
