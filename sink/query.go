@@ -564,7 +564,7 @@ func (r *run) records() error {
 			linked = false
 			continue
 		}
-		prev, h, err := r.s.checkStored(k, v)
+		prev, h, err := checkStored(r.s.db.Path(), k, v)
 		if err != nil {
 			return err
 		}
@@ -604,18 +604,6 @@ func (r *run) step(rc *recordCursor) ([]byte, []byte, error) {
 		return rc.Prev()
 	}
 	return rc.Next()
-}
-
-// checkStored checks a record read back: its hash, and that it is stored
-// under its own id (as checkRecord), returning its prev_hash and hash.
-func (s *Store) checkStored(k, v []byte) (prev, h audit.Hash, err error) {
-	id := keyID(k)
-	_, prev, h, err = audit.Check(v)
-	if err != nil || len(k) != audit.KeyLen || !bytes.HasPrefix(v, []byte(`{"id":"`)) ||
-		len(v) < len(`{"id":"`)+len(id)+1 || string(v[len(`{"id":"`):len(`{"id":"`)+len(id)+1]) != id+`"` {
-		return prev, h, damaged(s.db.Path(), "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
-	}
-	return prev, h, nil
 }
 
 // stream is one posting list being merged.
@@ -792,7 +780,7 @@ func (r *run) block(bk []byte, set uint64) error {
 		} else if !in {
 			continue
 		}
-		if _, _, err := r.s.checkStored(k, v); err != nil {
+		if _, _, err := checkStored(r.s.db.Path(), k, v); err != nil {
 			return err
 		}
 		if err := r.emit(k, v); err != nil {

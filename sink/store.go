@@ -534,18 +534,25 @@ func (s *Store) checkRecord(k, v []byte, prev audit.Hash, linked bool) (audit.Ha
 }
 
 func checkRecordAt(path string, k, v []byte, prev audit.Hash, linked bool) (audit.Hash, error) {
-	id := keyID(k)
+	p, h, err := checkStored(path, k, v)
+	if err == nil && linked && p != prev {
+		err = damaged(path, "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", keyID(k))
+	}
+	return h, err
+}
+
+// checkStored checks a record read back: its hash, and that it is stored
+// under its own id; it returns its prev_hash and hash.
+func checkStored(path string, k, v []byte) (prev, h audit.Hash, err error) {
 	if len(k) != audit.KeyLen {
-		return audit.Hash{}, damaged(path, "malformed key %x: run 'cdcaudit verify'", k)
+		return prev, h, damaged(path, "malformed key %x: run 'cdcaudit verify'", k)
 	}
-	_, p, h, err := audit.Check(v)
+	id := keyID(k)
+	_, prev, h, err = audit.Check(v)
 	if err != nil || len(v) < len(`{"id":"`)+len(id)+1 || string(v[len(`{"id":"`):len(`{"id":"`)+len(id)+1]) != id+`"` {
-		return h, damaged(path, "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
+		return prev, h, damaged(path, "record %s does not match its hash or its key (damaged or altered): run 'cdcaudit verify'", id)
 	}
-	if linked && p != prev {
-		return h, damaged(path, "record %s does not chain to the record before it (removed, inserted or damaged records): run 'cdcaudit verify'", id)
-	}
-	return h, nil
+	return prev, h, nil
 }
 
 // Get returns a copy of the stored record of the event id, or an error
