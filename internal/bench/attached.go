@@ -108,6 +108,7 @@ func runAttached(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, o optio
 	}
 	defer c.Exec(ctx, "postgres", "SELECT pg_drop_replication_slot($1)", slot)
 	var cmd *exec.Cmd
+	stopProfile := func() {}
 	if cons.profile == "" {
 		cmd = exec.Command(filepath.Join(c.BinDir, "pg_recvlogical"), "-d", c.DSN(db), "-S", slot, "--start", "-f", "/dev/null",
 			"-o", "proto_version=1", "-o", "publication_names=bench,bench_changes", "-s", "1", "-F", "0") // -F 0: reports what it wrote as flushed
@@ -117,8 +118,15 @@ func runAttached(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, o optio
 			return attached{}, err
 		}
 		defer os.RemoveAll(dataDir)
-		cmd = exec.Command(o.bin, "run", "--dsn", c.DSN(db), "--data-dir", dataDir, "--slot", slot,
-			"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--profile", cons.profile, "--snapshot", "never")
+		args, stop, err := profiled([]string{"run", "--dsn", c.DSN(db), "--data-dir", dataDir, "--slot", slot,
+			"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--profile", cons.profile, "--snapshot", "never"},
+			o.cpuProfile, "pgbench-"+slot)
+		if err != nil {
+			return attached{}, err
+		}
+		stopProfile = stop
+		defer stop()
+		cmd = exec.Command(o.bin, args...)
 	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -218,6 +226,7 @@ func runAttached(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, o optio
 	}
 	a.CPUSeconds, a.WalsenderSeconds = (cpu1 - cpu0).Seconds(), (ws1 - ws0).Seconds()
 	a.PeakRSSKiB = peakRSS(pid)
+	stopProfile()
 	cmd.Process.Signal(syscall.SIGINT) // both stop cleanly on it
 	stopped = true
 	if err := <-exited; err != nil {

@@ -38,6 +38,7 @@ func main() {
 	bigTx := flag.Int("big-tx", 0, "also drain ONE transaction inserting this many rows of the bench table through cdcaudit, for its peak RSS (0: not)")
 	jsonOut := flag.String("json", "", "also write every figure of every run to this file, as JSON")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
+	cpuProfile := flag.String("cpuprofile", "", "collect cdcaudit's CPU profile (through its --pprof endpoint) of every drain or attached run into this directory, in one-second pieces: go tool pprof -top DIR/SLOT-*.pb.gz")
 	flag.Parse()
 	ids, err := parseIdentities(*identity)
 	if err != nil {
@@ -53,7 +54,7 @@ func main() {
 		log.Fatal("--runs 0 measures nothing without --snapshot-rows or --big-tx")
 	}
 	opts := options{bin: *bin, rows: *rows, txRows: *txRows, runs: *runs, identities: ids,
-		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep,
+		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep, cpuProfile: *cpuProfile,
 		attached: *attachedMode, pgbenchSeconds: *pgbenchSeconds, pgbenchClients: *pgbenchClients, pgbenchScale: *pgbenchScale,
 		bigTx: *bigTx}
 	if err := run(opts); err != nil {
@@ -67,6 +68,7 @@ type options struct {
 	identities                                  []string
 	jsonOut                                     string
 	keep                                        bool
+	cpuProfile                                  string // directory, or ""
 	// --pgbench: the runs compare pgbench with each consumer attached.
 	attached                                     bool
 	pgbenchSeconds, pgbenchClients, pgbenchScale int
@@ -331,7 +333,7 @@ func compare(ctx context.Context, c *pgtest.Cluster, o options, run int, order [
 			if cons.profile == "" {
 				d, err = runRecvlogical(ctx, b.conn, c, b.db, b.slot(cons), b.end)
 			} else {
-				d, err = runCdcaudit(ctx, b.conn, o.bin, c, b.db, b.slot(cons), cons.profile, b.end, o.keep, snapshots)
+				d, err = runCdcaudit(ctx, b.conn, o, c, b.db, b.slot(cons), cons.profile, b.end, snapshots)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("identity %s, %s: %w", b.id, cons.name, err)
@@ -487,21 +489,27 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 	}
 }
 
-func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Cluster, db, slot, prof string, end uint64, keep, snapshots bool) (drain, error) {
+func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Cluster, db, slot, prof string, end uint64, snapshots bool) (drain, error) {
 	dataDir, err := os.MkdirTemp("", "cdcaudit-bench-"+slot+"-")
 	if err != nil {
 		return drain{}, err
 	}
-	if keep {
+	if o.keep {
 		log.Printf("store of %s kept in %s", slot, dataDir)
 	} else {
 		defer os.RemoveAll(dataDir)
 	}
-	cmd := exec.Command(bin, "run", "--dsn", c.DSN(db), "--data-dir", dataDir, "--slot", slot,
-		"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--profile", prof)
+	args := []string{"run", "--dsn", c.DSN(db), "--data-dir", dataDir, "--slot", slot,
+		"--publication", "bench", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--profile", prof}
 	if snapshots {
-		cmd.Args = append(cmd.Args, "--snapshot", "never") // a drain measures the stream alone
+		args = append(args, "--snapshot", "never") // a drain measures the stream alone
 	}
+	args, stopProfile, err := profiled(args, o.cpuProfile, slot)
+	if err != nil {
+		return drain{}, err
+	}
+	defer stopProfile()
+	cmd := exec.Command(o.bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -530,6 +538,7 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, bin string, c *pgtest.Clus
 			break
 		}
 	}
+	stopProfile()
 	// Read before it is told to stop: its shutdown is not part of the drain.
 	if d.cpu, err = processCPU(cmd.Process.Pid); err != nil {
 		return drain{}, err
