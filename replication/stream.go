@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -314,7 +315,6 @@ func (s *session) run(ctx context.Context) error {
 	notify := s.c.Notify()
 	pending := false // durable moved since the last status update
 	var win readWindow
-	defer win.close()
 	for {
 		if ctx.Err() != nil {
 			return s.finish()
@@ -344,7 +344,13 @@ func (s *session) run(ctx context.Context) error {
 		if due := s.lastStatus.Add(s.cfg.StatusInterval); due.Before(end) {
 			end = due
 		}
-		msg, err := s.conn.ReceiveMessage(win.get(ctx, now, end))
+		if err := win.set(s.conn.Conn(), now, end); err != nil {
+			return fmt.Errorf("replication: %w", err)
+		}
+		// No context: ctx is checked between reads (each ends by the
+		// window's deadline), and pgconn would register and remove a
+		// watch of a cancellable context for every message.
+		msg, err := s.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) {
 				continue
@@ -509,27 +515,16 @@ func (s *session) finish() error {
 	return nil
 }
 
-// readWindow gives every read a deadline without a new context per
-// message: one window serves all reads until it expires.
-type readWindow struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	end    time.Time
-}
+// readWindow gives reads a deadline on the connection itself: one
+// deadline serves every read until it passes, so a busy stream costs no
+// call per message.
+type readWindow struct{ end time.Time }
 
-// get returns the current window, or a new one ending at end when the
-// current one has expired.
-func (w *readWindow) get(parent context.Context, now, end time.Time) context.Context {
-	if w.ctx == nil || !now.Before(w.end) {
-		w.close()
-		w.end = end
-		w.ctx, w.cancel = context.WithDeadline(parent, end)
+// set gives conn's reads the deadline end when the current one has passed.
+func (w *readWindow) set(conn net.Conn, now, end time.Time) error {
+	if !w.end.IsZero() && now.Before(w.end) {
+		return nil
 	}
-	return w.ctx
-}
-
-func (w *readWindow) close() {
-	if w.cancel != nil {
-		w.cancel()
-	}
+	w.end = end
+	return conn.SetReadDeadline(end)
 }
