@@ -315,6 +315,7 @@ func (s *session) run(ctx context.Context) error {
 	notify := s.c.Notify()
 	pending := false // durable moved since the last status update
 	var win readWindow
+	received := false // a message arrived since the last loop
 	for {
 		if ctx.Err() != nil {
 			return s.finish()
@@ -325,6 +326,11 @@ func (s *session) run(ctx context.Context) error {
 		default:
 		}
 		now := time.Now()
+		if received {
+			// When it was handled, near enough for deadAfter: one clock
+			// read per message, not two.
+			s.lastRecv, received = now, false
+		}
 		if (pending && now.Sub(s.lastStatus) >= minStatusGap) || now.Sub(s.lastStatus) >= s.cfg.StatusInterval {
 			if err := s.sendStatus(false); err != nil {
 				return err
@@ -360,7 +366,7 @@ func (s *session) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("replication: receive: %w", err)
 		}
-		s.lastRecv = time.Now()
+		received = true
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := s.copyData(ctx, m.Data); err != nil {
