@@ -493,6 +493,10 @@ func TestPublicationRecreatedAndSlotMissingInGerman(t *testing.T) {
 		t.Fatalf("publication recreated: %v", err)
 	}
 
+	// The walsender exits a moment after the stream's connection closed.
+	waitFor(t, 10*time.Second, "the slot to be released", func() bool {
+		return !query[bool](t, dsn, "SELECT active FROM pg_replication_slots WHERE slot_name = 'recreated'")
+	})
 	exec(t, dsn, "SELECT pg_drop_replication_slot('recreated')")
 	err = stream(t, cfg, start, newConsumer()).wait(t, 20*time.Second)
 	if !IsFatal(err) || !strings.Contains(err.Error(), `replication slot "recreated" does not exist`) {
