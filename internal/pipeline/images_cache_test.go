@@ -13,6 +13,7 @@ type rowShape []string
 
 func (s rowShape) Columns() []string { return s }
 func (rowShape) NewNull(int) bool    { return false }
+func (rowShape) FullIdentity() bool  { return false }
 
 type cacheRig struct {
 	t     *testing.T
