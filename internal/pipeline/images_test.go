@@ -182,8 +182,9 @@ func short(b []byte) string {
 // its FULL twin says — before, after, changed, unchanged_toast, redacted and
 // flags (orm_bypass) — for every column type, a TOASTed value left
 // unchanged, a secret column, a key change, deletes; a record never seen is
-// before_source unknown; a truncate drops the table's images; the store
-// holds no secret value in the clear. With and without a redaction key.
+// before_source unknown; a truncate drops the table's images; the FULL
+// twin keeps none; the store holds no secret value in the clear. With and
+// without a redaction key.
 func TestReconstructedBeforeImages(t *testing.T) {
 	for _, keyed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "placeholder", true: "hmac"}[keyed], func(t *testing.T) {
@@ -329,6 +330,10 @@ func testReconstruction(t *testing.T, keyed bool) {
 			}
 		}
 	}
+	// The FULL twin needs none: the server sends its before-images.
+	if f := storedImages(t, cfg.DataDir, "public.f"); len(f) != 0 {
+		t.Errorf("the FULL table f has %d images", len(f))
+	}
 	if tr := storedImages(t, cfg.DataDir, "public.tr"); len(tr) != 1 || tr[idKey(42)] == nil {
 		t.Errorf("tr has %d images after its truncate and one insert, want that one", len(tr))
 	}
@@ -439,6 +444,9 @@ func TestImagesAcrossSIGKILL(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if f := storedImages(t, dir, "public.f"); len(f) != 0 {
+		t.Errorf("the FULL table f has %d images", len(f))
 	}
 	imgs := storedImages(t, dir, "public.d")
 	if len(imgs) != len(live) {
@@ -561,5 +569,119 @@ func TestFullTableEventsUnchanged(t *testing.T) {
 	}
 	if imgs != 0 {
 		t.Errorf("%d images of a FULL table stored", imgs)
+	}
+}
+
+// changeOf finds the one update of table's record id whose after-image has
+// n = n.
+func changeOf(t *testing.T, recs []*audit.Record, table string, id, n int) *audit.Record {
+	t.Helper()
+	var found *audit.Record
+	for _, r := range ofTable(recs, table) {
+		if r.Op == "update" && string(r.Key) == fmt.Sprintf(`{"id":%d}`, id) && bytes.Contains(r.After, []byte(fmt.Sprintf(`"n":%d,`, n))) {
+			if found != nil {
+				t.Fatalf("two updates of %s %d to n = %d", table, id, n)
+			}
+			found = r
+		}
+	}
+	if found == nil {
+		t.Fatalf("no update of %s %d to n = %d", table, id, n)
+	}
+	return found
+}
+
+// TestImagesAcrossIdentityChanges: a table's images follow its REPLICA
+// IDENTITY as the stream's Relation messages give it, change by change. A
+// FULL table keeps none (it needs none). A DEFAULT table made FULL and then
+// DEFAULT again reconstructs nothing from an image older than its FULL
+// spell: a record changed while FULL would get a wrong before-image. Its
+// records say "unknown" until their first change under DEFAULT, and are
+// reconstructed from the next. Both when the FULL spell begins in a new
+// process and when it begins in the running one.
+func TestImagesAcrossIdentityChanges(t *testing.T) {
+	dsn, conn := newDB(t)
+	exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY, n int, s text); CREATE TABLE u (id int PRIMARY KEY, n int, s text);
+		ALTER TABLE u REPLICA IDENTITY FULL`)
+	cfg := Config{
+		Replication: replication.Config{DSN: dsn, Slot: "ident", Publication: "ident"},
+		DataDir:     t.TempDir(),
+		Profile:     "none",
+		Snapshot:    "never",
+	}
+	runImages(t, cfg, conn, currentLSN(t, conn)) // creates the slot
+	exec(t, conn, "INSERT INTO t SELECT g, 0, 's' FROM generate_series(1, 3) g; INSERT INTO u SELECT g, 0, 's' FROM generate_series(1, 2) g")
+	exec(t, conn, "UPDATE t SET n = 1 WHERE id = 1")
+	exec(t, conn, "UPDATE u SET n = 1 WHERE id = 1")
+	exec(t, conn, "DELETE FROM u WHERE id = 2")
+	runImages(t, cfg, conn, currentLSN(t, conn))
+	if imgs := storedImages(t, cfg.DataDir, "public.u"); len(imgs) != 0 {
+		t.Errorf("the FULL table u has %d images", len(imgs))
+	}
+	if imgs := storedImages(t, cfg.DataDir, "public.t"); len(imgs) != 3 {
+		t.Errorf("the DEFAULT table t has %d images, want 3", len(imgs))
+	}
+
+	// While the pipeline is stopped: a FULL spell that begins in the next
+	// process.
+	exec(t, conn, "ALTER TABLE t REPLICA IDENTITY FULL")
+	exec(t, conn, "UPDATE t SET n = 2 WHERE id = 1") // never in t's images
+	exec(t, conn, "ALTER TABLE t REPLICA IDENTITY DEFAULT")
+	exec(t, conn, "UPDATE t SET n = 3 WHERE id = 1")  // unknown: the image says n = 1
+	exec(t, conn, "UPDATE t SET n = 4 WHERE id = 1")  // reconstructed: n = 3
+	exec(t, conn, "UPDATE t SET n = 10 WHERE id = 2") // unknown: not changed since FULL
+	// u, FULL since it was made, becomes DEFAULT.
+	exec(t, conn, "ALTER TABLE u REPLICA IDENTITY DEFAULT")
+	exec(t, conn, "UPDATE u SET n = 2 WHERE id = 1") // unknown
+	exec(t, conn, "UPDATE u SET n = 3 WHERE id = 1") // reconstructed: n = 2
+	// A second FULL spell of t, in the same process as the first: the
+	// images of the DEFAULT spell between must go too.
+	exec(t, conn, "ALTER TABLE t REPLICA IDENTITY FULL")
+	exec(t, conn, "UPDATE t SET n = 5 WHERE id = 1")
+	exec(t, conn, "DELETE FROM t WHERE id = 3")
+	exec(t, conn, "ALTER TABLE t REPLICA IDENTITY DEFAULT")
+	exec(t, conn, "UPDATE t SET n = 6 WHERE id = 1") // unknown: the image says n = 4
+	exec(t, conn, "UPDATE t SET n = 7 WHERE id = 1") // reconstructed: n = 6
+	// And within one transaction: FULL and back.
+	exec(t, conn, `BEGIN; ALTER TABLE t REPLICA IDENTITY FULL; UPDATE t SET n = 8 WHERE id = 1;
+		ALTER TABLE t REPLICA IDENTITY DEFAULT; UPDATE t SET n = 9 WHERE id = 1; COMMIT`) // unknown: the image says n = 7
+	runImages(t, cfg, conn, currentLSN(t, conn))
+
+	recs := storedRecords(t, cfg.DataDir)
+	for _, c := range []struct {
+		table     string
+		id, n     int
+		source    string
+		beforeHas string
+	}{
+		{"t", 1, 1, "reconstructed", `"n":0,`},
+		{"t", 1, 2, "wal", `"n":1,`},
+		{"t", 1, 3, "unknown", ""},
+		{"t", 1, 4, "reconstructed", `"n":3,`},
+		{"t", 2, 10, "unknown", ""},
+		{"u", 1, 1, "wal", `"n":0,`},
+		{"u", 1, 2, "unknown", ""},
+		{"u", 1, 3, "reconstructed", `"n":2,`},
+		{"t", 1, 5, "wal", `"n":4,`},
+		{"t", 1, 6, "unknown", ""},
+		{"t", 1, 7, "reconstructed", `"n":6,`},
+		{"t", 1, 8, "wal", `"n":7,`},
+		{"t", 1, 9, "unknown", ""},
+	} {
+		r := changeOf(t, recs, c.table, c.id, c.n)
+		if r.BeforeSource != c.source || !bytes.Contains(r.Before, []byte(c.beforeHas)) {
+			t.Errorf("%s %d to n = %d: before_source %s, before %s; want %s with %s", c.table, c.id, c.n, r.BeforeSource, r.Before, c.source, c.beforeHas)
+		}
+		if c.source == "unknown" && (string(r.Before) != "null" || string(r.Changed) != "null") {
+			t.Errorf("%s %d to n = %d: unknown, yet before %s, changed %s", c.table, c.id, c.n, r.Before, r.Changed)
+		}
+	}
+	// What is left: the images written since the last FULL spell.
+	imgs := storedImages(t, cfg.DataDir, "public.t")
+	if im := imgs[idKey(1)]; len(imgs) != 1 || im == nil || string(im.Cols[1].Value) != "9" {
+		t.Errorf("t's images: %d, of 1: %+v; want one, n = 9", len(imgs), im)
+	}
+	if imgs := storedImages(t, cfg.DataDir, "public.u"); len(imgs) != 1 || imgs[idKey(1)] == nil {
+		t.Errorf("u's images: %d, want record 1's", len(imgs))
 	}
 }
