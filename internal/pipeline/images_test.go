@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -684,4 +687,180 @@ func TestImagesAcrossIdentityChanges(t *testing.T) {
 	if imgs := storedImages(t, cfg.DataDir, "public.u"); len(imgs) != 1 || imgs[idKey(1)] == nil {
 		t.Errorf("u's images: %d, want record 1's", len(imgs))
 	}
+}
+
+// lockedLog is a log the pipeline writes while the test reads it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Contains(l.b.Bytes(), []byte(s))
+}
+
+// TestFullTableSnapshotWithConcurrentWriter: a REPLICA IDENTITY FULL
+// table is copied while writers update, move, delete and insert its
+// records: its images are kept while the copy runs (a row read before a
+// change the stream already showed must be dropped), so that every key
+// has at most one snapshot record and the snapshot records followed by the
+// stream's events give exactly the table's content; once the copy is
+// complete, its images go.
+func TestFullTableSnapshotWithConcurrentWriter(t *testing.T) {
+	dsn, conn := newDB(t)
+	const rows = 30_000
+	exec(t, conn, `CREATE TABLE big (id int PRIMARY KEY, n int8, s text); ALTER TABLE big REPLICA IDENTITY FULL`)
+	exec(t, conn, `INSERT INTO big SELECT g, g, 'r' || g FROM generate_series(1, $1::int) g`, rows)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var txs atomic.Int64
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wc := connect(t, dsn)
+			rng := rand.New(rand.NewPCG(uint64(w), 8))
+			next := 1_000_000 * (w + 1)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var sql []string
+				for range 3 {
+					id := 1 + rng.IntN(rows)
+					switch rng.IntN(10) {
+					case 0:
+						sql = append(sql, fmt.Sprintf("DELETE FROM big WHERE id = %d", id))
+					case 1:
+						next++
+						sql = append(sql, fmt.Sprintf("UPDATE big SET id = %d, s = 'moved' WHERE id = %d", next, id))
+					case 2:
+						next++
+						sql = append(sql, fmt.Sprintf("INSERT INTO big VALUES (%d, 0, 'new')", next))
+					default:
+						sql = append(sql, fmt.Sprintf("UPDATE big SET n = n + 1, s = 'w%d' WHERE id = %d", w, id))
+					}
+				}
+				if _, err := wc.Exec(context.Background(), "BEGIN; "+strings.Join(sql, "; ")+"; COMMIT"); err != nil {
+					t.Error(err)
+					return
+				}
+				txs.Add(1)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // the writers are busy when the slot is made
+	logs := &lockedLog{}
+	cfg := Config{
+		Replication: replication.Config{DSN: dsn, Slot: "fullsnap", Publication: "fullsnap"},
+		DataDir:     t.TempDir(),
+		Profile:     "none",
+		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	deadline := time.Now().Add(5 * time.Minute)
+	for !logs.has("snapshot complete") {
+		select {
+		case err := <-done:
+			t.Fatalf("pipeline stopped early: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the snapshot did not complete in 5 minutes")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // changes after the copy, images not kept
+	close(stop)
+	wg.Wait()
+	exec(t, conn, "UPDATE big SET s = 'last' WHERE id = (SELECT min(id) FROM big)")
+	waitConfirmed(t, conn, cfg.Replication.Slot, currentLSN(t, conn), done)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	if txs.Load() < 20 {
+		t.Fatalf("the writers committed only %d transactions", txs.Load())
+	}
+
+	// The table as the records tell it, key → "n s".
+	got := map[string]string{}
+	snaps := map[string]int{}
+	value := func(r json.RawMessage) (string, string) {
+		var v struct {
+			ID int             `json:"id"`
+			N  json.RawMessage `json:"n"`
+			S  json.RawMessage `json:"s"`
+		}
+		if err := json.Unmarshal(r, &v); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(v.ID), string(v.N) + " " + string(v.S)
+	}
+	recs := ofTable(storedRecords(t, cfg.DataDir), "big")
+	for _, r := range recs {
+		switch r.Op {
+		case "snapshot", "insert", "update":
+			if r.Op == "snapshot" {
+				snaps[string(r.Key)]++
+			}
+			if r.Op == "update" {
+				if r.BeforeSource != "wal" {
+					t.Fatalf("update %s: before_source %s", r.ID, r.BeforeSource)
+				}
+				old, _ := value(r.Before)
+				delete(got, old)
+			}
+			id, v := value(r.After)
+			got[id] = v
+		case "delete":
+			id, _ := value(r.Before)
+			delete(got, id)
+		}
+	}
+	for k, n := range snaps {
+		if n > 1 {
+			t.Fatalf("key %s has %d snapshot records", k, n)
+		}
+	}
+	want := map[string]string{}
+	dbRows, err := conn.Query(context.Background(), "SELECT id, to_json(n)::text, to_json(s)::text FROM big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id int
+	var n, s string
+	if _, err := pgx.ForEachRow(dbRows, []any{&id, &n, &s}, func() error {
+		want[fmt.Sprint(id)] = n + " " + s
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			if bad++; bad <= 10 {
+				t.Errorf("key %s: the records say %q, the table has %q", k, g, w)
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("the records tell %d rows, the table has %d", len(got), len(want))
+	}
+	if imgs := storedImages(t, cfg.DataDir, "public.big"); len(imgs) != 0 {
+		t.Errorf("%d images of the FULL table left after its snapshot", len(imgs))
+	}
+	t.Logf("%d writer transactions, %d snapshot records, %d events", txs.Load(), len(snaps), len(recs))
 }
