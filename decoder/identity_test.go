@@ -18,8 +18,9 @@ func (r *identityRecorder) Event(tx *Tx, e *audit.Event) error {
 	return r.recorder.Event(tx, e)
 }
 
-// TestFullIdentityFollowsRelation: FullIdentity follows the table's Relation message change by change: an
-// ALTER … REPLICA IDENTITY sends it again, mid-transaction too.
+// TestFullIdentityFollowsRelation: FullIdentity follows the table's
+// Relation message change by change: an ALTER … REPLICA IDENTITY sends it
+// again, mid-transaction too.
 func TestFullIdentityFollowsRelation(t *testing.T) {
 	d := New("db", nil)
 	r := &identityRecorder{recorder: recorder{t: t}, d: d}
