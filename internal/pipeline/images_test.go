@@ -369,6 +369,19 @@ func runChild() {
 	os.Exit(3)
 }
 
+// startChild starts runChild on slot and dir: kill it with SIGKILL.
+func startChild(t *testing.T, dsn, slot, dir string) *osexec.Cmd {
+	t.Helper()
+	child := osexec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{dsn, slot, dir}, "\n"))
+	child.Stderr = os.Stderr
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return child
+}
+
 // TestImagesAcrossSIGKILL: the pipeline is killed (no clean stop) while a
 // workload with a transaction larger than a chunk streams; after a restart
 // every reconstructed before-image still equals the FULL twin's, and the
@@ -382,13 +395,7 @@ func TestImagesAcrossSIGKILL(t *testing.T) {
 
 	both(t, conn, `INSERT INTO $T (id, n, s, big) SELECT g, g, 's' || g, CASE WHEN g % 500 = 0 THEN repeat(md5(g::text), 100) END
 		FROM generate_series(1, 6000) g`)
-	child := osexec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{dsn, "kill", dir}, "\n"))
-	child.Stderr = os.Stderr
-	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := startChild(t, dsn, "kill", dir)
 	// A transaction of 3 × 6000 changes per table (chunks of 2000), small
 	// ones around it; the kill lands while they stream.
 	for round := range 3 {
@@ -880,17 +887,7 @@ func TestImagesIdentityFlipsAcrossSIGKILL(t *testing.T) {
 	runImages(t, cfg, conn, currentLSN(t, conn))
 	both(t, conn, `INSERT INTO $T (id, n, s) SELECT g, g, 's' || g FROM generate_series(1, 3000) g`)
 
-	start := func() *osexec.Cmd {
-		child := osexec.Command(os.Args[0], "-test.run=^$")
-		child.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{dsn, "flip", dir}, "\n"))
-		child.Stderr = os.Stderr
-		child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := child.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return child
-	}
-	child := start()
+	child := startChild(t, dsn, "flip", dir)
 	rng := rand.New(rand.NewPCG(8, 8))
 	full := false
 	for round := range 24 {
@@ -911,7 +908,7 @@ func TestImagesIdentityFlipsAcrossSIGKILL(t *testing.T) {
 			time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond)
 			child.Process.Signal(syscall.SIGKILL)
 			child.Wait()
-			child = start()
+			child = startChild(t, dsn, "flip", dir)
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
