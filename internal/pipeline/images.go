@@ -76,6 +76,9 @@ type imageCache struct {
 type shapeSource interface {
 	Columns() []string
 	NewNull(i int) bool
+	// FullIdentity: the change's table is REPLICA IDENTITY FULL (as the
+	// stream's Relation says now), so the server sends its whole old row.
+	FullIdentity() bool
 }
 
 type tableRef struct{ schema, table string }
@@ -92,6 +95,12 @@ type tableOverlay struct {
 	// tombstoned: this process stored a tombstone of the table since its
 	// last sweep, so the sweep has stored ones to remove.
 	tombstoned bool
+	// unkept: the table's images are dropped and its changes not recorded
+	// (FULL identity, no snapshot of it in progress). False at first: the
+	// store may hold images of it, so the first change not recorded drops
+	// them; and after any change recorded, as images then exist again.
+	unkept bool
+	full   bool // its last change seen was of REPLICA IDENTITY FULL
 	// shapes known to be stored (or written with the batch being built)
 	shapes    map[uint64][]string
 	lastNames []string // the decoder's names slice of lastShape
@@ -341,8 +350,21 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 	if e.Op != audit.OpTruncate && e.Key == nil {
 		return true, nil // no key, no image
 	}
+	t := im.table(e.Schema, e.Table)
+	if e.Op != audit.OpTruncate && e.Op != audit.OpSnapshot {
+		t.full = im.shape.FullIdentity()
+		if t.full && !im.copying(e) {
+			// The server sends the whole before-image: nothing to keep.
+			// Images are kept for it only while its snapshot runs (see
+			// record); what was kept before goes, as it would be stale
+			// once a change goes unrecorded.
+			im.unkeep(t)
+			return true, nil
+		}
+	}
+	t.unkept = false
 	im.cur.active = true
-	im.cur.t = im.table(e.Schema, e.Table)
+	im.cur.t = t
 	if e.Op == audit.OpTruncate {
 		return true, nil
 	}
@@ -580,16 +602,11 @@ func (im *imageCache) record(e *audit.Event) error {
 	}
 	switch e.Op {
 	case audit.OpTruncate:
-		clear(t.entries)
-		clear(t.shapes) // dropped with the bucket
-		t.lastNames = nil
-		t.dropped = im.seq + 1
+		im.drop(t)
 		t.truncXID = 0
-		if im.tombstones != nil && im.tombstones(e.Schema, e.Table) {
+		if im.copying(e) {
 			t.truncXID = e.XID
 		}
-		im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDrop, Table: t.name})
-		im.touched = append(im.touched, touch{t: t, drop: true})
 	case audit.OpDelete:
 		im.gone(t, e, im.cur.oldKey)
 	case audit.OpUpdate, audit.OpInsert, audit.OpSnapshot:
@@ -635,6 +652,34 @@ func (im *imageCache) record(e *audit.Event) error {
 	return nil
 }
 
+// copying reports whether a snapshot of e's table is in progress.
+func (im *imageCache) copying(e *audit.Event) bool {
+	return im.tombstones != nil && im.tombstones(e.Schema, e.Table)
+}
+
+// drop removes every image of a table with the batch being built.
+func (im *imageCache) drop(t *tableOverlay) {
+	clear(t.entries)
+	clear(t.shapes) // dropped with the bucket
+	t.lastNames = nil
+	t.dropped = im.seq + 1
+	t.tombstoned = false
+	im.writes = append(im.writes, sink.ImageWrite{Op: sink.ImageDrop, Table: t.name})
+	im.touched = append(im.touched, touch{t: t, drop: true})
+}
+
+// unkeep stops keeping a table's images, dropping those stored: a record
+// changed while they are not kept would otherwise keep an older image,
+// and a later update under another identity would get a wrong
+// before-image from it. Once per process (and after each spell of keeping
+// them): dropping a table without images costs a lookup.
+func (im *imageCache) unkeep(t *tableOverlay) {
+	if !t.unkept {
+		im.drop(t)
+		t.unkept = true
+	}
+}
+
 // put writes an image (val nil: removes it) with the batch being built.
 func (im *imageCache) put(t *tableOverlay, key, val []byte) {
 	k := string(key)
@@ -653,7 +698,7 @@ func (im *imageCache) del(t *tableOverlay, key []byte) { im.put(t, key, nil) }
 // a tombstone while a snapshot of the table is under way, so that a row it
 // read before e is known to be older.
 func (im *imageCache) gone(t *tableOverlay, e *audit.Event, key []byte) {
-	if im.tombstones != nil && im.tombstones(e.Schema, e.Table) {
+	if im.copying(e) {
 		im.put(t, key, sink.AppendImage(nil, &sink.Image{LSN: e.CommitLSN, XID: e.XID, Deleted: true}))
 		t.tombstoned = true
 		return
@@ -662,10 +707,15 @@ func (im *imageCache) gone(t *tableOverlay, e *audit.Event, key []byte) {
 }
 
 // sweep removes the tombstones of a table whose snapshot is complete,
-// with the next batch.
+// with the next batch; or all its images when its last change was of
+// REPLICA IDENTITY FULL: they were kept for the snapshot only.
 func (im *imageCache) sweep(schema, table string) {
 	t := im.table(schema, table)
 	t.truncXID = 0
+	if t.full {
+		im.unkeep(t)
+		return
+	}
 	for k, en := range t.entries {
 		if sink.IsTombstone(en.val) {
 			t.entries[k] = overlayEntry{seq: im.seq + 1}

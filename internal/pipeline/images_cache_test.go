@@ -13,6 +13,7 @@ type rowShape []string
 
 func (s rowShape) Columns() []string { return s }
 func (rowShape) NewNull(int) bool    { return false }
+func (rowShape) FullIdentity() bool  { return false }
 
 type cacheRig struct {
 	t     *testing.T
@@ -233,5 +234,162 @@ func TestImageCacheSweepOnlyWhenNeeded(t *testing.T) {
 	r.store()
 	if im := r.stored("1"); im != nil {
 		t.Fatalf("the previous run's tombstone outlived the sweep: %+v", im)
+	}
+}
+
+// identityShape is rowShape with the identity the stream's Relation gives
+// the table now.
+type identityShape struct {
+	rowShape
+	full bool
+}
+
+func (s *identityShape) FullIdentity() bool { return s.full }
+
+// fullUpdate runs an update of a FULL table through the cache: the server
+// sent its whole old row.
+func (r *cacheRig) fullUpdate(xid uint32, id, old, v string) *audit.Event {
+	r.t.Helper()
+	r.lsn += 0x100
+	e := &audit.Event{CommitLSN: r.lsn, Ordinal: 1, XID: xid, Schema: "public", Table: "t", Op: audit.OpUpdate,
+		Key:          audit.Row{{Name: "id", Value: []byte(id)}},
+		Before:       audit.Row{{Name: "id", Value: []byte(id)}, {Name: "v", Value: []byte(old)}},
+		BeforeSource: audit.BeforeWAL,
+		After:        audit.Row{{Name: "id", Value: []byte(id)}, {Name: "v", Value: []byte(v)}},
+		Changed:      []string{"v"}}
+	if keep, err := r.im.apply(e); err != nil || !keep {
+		r.t.Fatal(keep, err)
+	}
+	if e.BeforeSource != audit.BeforeWAL || string(e.Before[1].Value) != old {
+		r.t.Fatalf("a FULL table's before-image was touched: %v %v", e.BeforeSource, e.Before)
+	}
+	if err := r.im.record(e); err != nil {
+		r.t.Fatal(err)
+	}
+	return e
+}
+
+// pending returns the image writes of the batch being built (left there).
+func (r *cacheRig) pending() []sink.ImageWrite { return r.im.writes }
+
+// A FULL table's changes keep no image and read none; the first of them
+// drops the table's stored images, once per spell (in a process, and again
+// after images were kept), so that a record changed while FULL never gets
+// a stale before-image once the table is DEFAULT again, whether the drop
+// is durable yet or not.
+func TestImageCacheFullIdentity(t *testing.T) {
+	r := newCacheRig(t)
+	shape := &identityShape{rowShape: rowShape{"id", "v"}}
+	r.im.shape = shape
+	update := func(xid uint32, id, v string) *audit.Event {
+		e, _ := r.event(audit.OpUpdate, xid, id, v, nil)
+		return e
+	}
+
+	r.event(audit.OpInsert, 400, "1", `"a"`, nil)
+	r.event(audit.OpInsert, 400, "2", `"b"`, nil)
+	r.store()
+
+	shape.full = true
+	r.fullUpdate(410, "1", `"a"`, `"a2"`)
+	r.fullUpdate(411, "1", `"a2"`, `"a3"`)
+	if w := r.pending(); len(w) != 1 || w[0].Op != sink.ImageDrop || w[0].Table != "public.t" {
+		t.Fatalf("FULL changes wrote %+v, want one drop of the table's images", w)
+	}
+	// DEFAULT again before the drop is durable: the overlay knows.
+	shape.full = false
+	if e := update(420, "1", `"a4"`); e.BeforeSource != audit.BeforeUnknown {
+		t.Fatalf("first update after FULL: before_source %v from a stale image (%v)", e.BeforeSource, e.Before)
+	}
+	if e := update(421, "1", `"a5"`); e.BeforeSource != audit.BeforeReconstructed || string(e.Before[1].Value) != `"a4"` {
+		t.Fatalf("second update after FULL: %v %v", e.BeforeSource, e.Before)
+	}
+	if e := update(422, "2", `"b2"`); e.BeforeSource != audit.BeforeUnknown {
+		t.Fatalf("a record not changed since FULL: before_source %v", e.BeforeSource)
+	}
+	r.store()
+	if im := r.stored("1"); im == nil || string(im.Cols[1].Value) != `"a5"` {
+		t.Fatalf("image of 1: %+v", im)
+	}
+
+	// A second FULL spell in the same process drops what the DEFAULT one
+	// kept, this time once the drop is durable.
+	shape.full = true
+	r.fullUpdate(430, "1", `"a5"`, `"a6"`)
+	if w := r.pending(); len(w) != 1 || w[0].Op != sink.ImageDrop {
+		t.Fatalf("second FULL spell wrote %+v, want a drop", w)
+	}
+	r.store()
+	r.im.evict()
+	if im := r.stored("1"); im != nil {
+		t.Fatalf("an image outlived its table's FULL spell: %+v", im)
+	}
+	shape.full = false
+	if e := update(440, "1", `"a7"`); e.BeforeSource != audit.BeforeUnknown {
+		t.Fatalf("after the second FULL spell: before_source %v", e.BeforeSource)
+	}
+	r.store()
+
+	// A restart: the new process does not know what the store holds, so
+	// its first FULL change drops again.
+	r.im.release()
+	fresh, err := newImageCache(r.st, shape, nil, r.st.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fresh.release)
+	r.im = fresh
+	shape.full = true
+	r.fullUpdate(450, "1", `"a7"`, `"a8"`)
+	if w := r.pending(); len(w) != 1 || w[0].Op != sink.ImageDrop {
+		t.Fatalf("first FULL change after a restart wrote %+v, want a drop", w)
+	}
+	r.store()
+	shape.full = false
+	if e := update(460, "1", `"a9"`); e.BeforeSource != audit.BeforeUnknown {
+		t.Fatalf("after a restart and FULL: before_source %v", e.BeforeSource)
+	}
+}
+
+// While a FULL table's snapshot runs, its changes keep images (the
+// snapshot rule needs them); when the snapshot completes they are dropped,
+// and changes seen before the snapshotter says so keep them until the next
+// change outside the snapshot drops them again.
+func TestImageCacheFullIdentityDuringSnapshot(t *testing.T) {
+	r := newCacheRig(t)
+	shape := &identityShape{rowShape: rowShape{"id", "v"}, full: true}
+	r.im.shape = shape
+	snapshotOn := true
+	r.im.tombstones = func(schema, table string) bool { return snapshotOn }
+	sawUpTo := &audit.Visibility{Xmin: 500, Xmax: 500}
+
+	r.fullUpdate(600, "1", `"a"`, `"b"`)
+	r.store()
+	if im := r.stored("1"); im == nil || im.XID != 600 {
+		t.Fatalf("a FULL change while its table is copied kept no image: %+v", im)
+	}
+	if _, keep := r.event(audit.OpSnapshot, 0, "1", `"a"`, sawUpTo); keep {
+		t.Fatal("a snapshot row older than a FULL table's change was kept")
+	}
+	if _, keep := r.event(audit.OpSnapshot, 0, "2", `"c"`, sawUpTo); !keep {
+		t.Fatal("a snapshot row of a record the stream never showed was dropped")
+	}
+	r.im.sweep("public", "t")            // the last chunk
+	r.fullUpdate(610, "2", `"c"`, `"d"`) // the snapshotter does not know yet
+	r.store()
+	if im := r.stored("1"); im != nil {
+		t.Fatalf("a FULL table's image outlived its snapshot: %+v", im)
+	}
+	if im := r.stored("2"); im == nil || im.XID != 610 {
+		t.Fatalf("image of 2: %+v", im)
+	}
+	snapshotOn = false
+	r.fullUpdate(620, "2", `"d"`, `"e"`)
+	if w := r.pending(); len(w) != 1 || w[0].Op != sink.ImageDrop {
+		t.Fatalf("the first change after the snapshot wrote %+v, want a drop", w)
+	}
+	r.store()
+	if im := r.stored("2"); im != nil {
+		t.Fatalf("an image kept after the snapshot: %+v", im)
 	}
 }

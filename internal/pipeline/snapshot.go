@@ -126,6 +126,10 @@ type chunkRowShape struct {
 
 func (s *chunkRowShape) Columns() []string { return s.names }
 
+// FullIdentity is never asked of a snapshot row: it is kept whatever the
+// table's identity (its snapshot is in progress).
+func (s *chunkRowShape) FullIdentity() bool { return false }
+
 func (s *chunkRowShape) NewNull(i int) bool {
 	return i < len(s.row.After) && audit.IsNull(s.row.After[i].Value) && !slices.Contains(s.row.JSONNull, i)
 }
