@@ -523,11 +523,11 @@ func (p *Pruner) apply(b *batch, now time.Time) (*Cut, uint64, error) {
 	if hl, _, _ := audit.SplitKey(st.headKey[:]); !st.hasHead || hl+1 > st.checkpoint {
 		return nil, 0, errBusy
 	}
-	var cut *Cut
+	var cuts *cutSet
 	var removed uint64
 	err := s.update(func(tx *bolt.Tx) error {
 		var err error
-		cut, removed, err = p.cutBatch(tx, &st, b, now)
+		cuts, removed, err = p.cutBatch(tx, &st, b, now)
 		return err
 	})
 	if errors.Is(err, errNothing) {
@@ -537,15 +537,21 @@ func (p *Pruner) apply(b *batch, now time.Time) (*Cut, uint64, error) {
 		return nil, 0, err
 	}
 	s.state.Store(&st)
-	return cut, removed, nil
+	s.publishCuts(cuts)
+	return cuts.all[len(cuts.all)-1], removed, nil
 }
 
 // errNothing rolls back a batch that removed nothing.
 var errNothing = errors.New("nothing to prune")
 
-// cutBatch removes the expired records of b and appends the cut, in tx.
-func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut, uint64, error) {
+// cutBatch removes the expired records of b and appends the cut, in tx,
+// and returns the store's cuts with it.
+func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*cutSet, uint64, error) {
 	s := p.s
+	cuts, err := s.cutsOf(tx)
+	if err != nil {
+		return nil, 0, err
+	}
 	w := &walker{p: p, now: now, rules: map[string]int{}, minDue: farFuture}
 	var (
 		checkErr error
@@ -629,7 +635,8 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := cb.NextSequence(); err != nil {
+	seq, err := cb.NextSequence()
+	if err != nil {
 		return nil, 0, err
 	}
 	if err := cb.Put(append([]byte(nil), st.headKey[:]...), rec); err != nil {
@@ -639,11 +646,15 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 	if err != nil {
 		return nil, 0, fmt.Errorf("sink: retention: the cut just made does not read back: %w", err)
 	}
+	parsed.record = rec
+	if cuts, err = cuts.with(parsed, seq); err != nil {
+		return nil, 0, fmt.Errorf("sink: retention: the cut just made does not fit the store's cuts: %w", err)
+	}
 	st.count -= min(events, st.count)
 	if err := putHead(tx, st); err != nil {
 		return nil, 0, err
 	}
-	return parsed, removed, nil
+	return cuts, removed, nil
 }
 
 type keptRecord struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -597,4 +598,44 @@ func TestPruneRemovesPostings(t *testing.T) {
 	if n := count(Query{Since: rbase, Until: rbase.Add(21 * time.Hour)}); n != 20 {
 		t.Errorf("hours 1–20: %d events through the index, want the 20 of res_partner", n)
 	}
+}
+
+// Every pruning batch publishes its cut into the store's cached cuts: the
+// next reader finds them current, as the bucket would read, rather than
+// parse every cut ever made again.
+func TestPrunePublishesCuts(t *testing.T) {
+	s, _ := retentionStore(t)
+	defer s.Close()
+	now := rbase.Add(100*time.Hour + 30*time.Minute)
+	check := func(when string) {
+		t.Helper()
+		cached := s.cuts.Load()
+		err := s.view(func(tx *bolt.Tx) error {
+			fresh, err := loadCuts(tx)
+			if err != nil {
+				return err
+			}
+			if cached == nil || cached.seq != fresh.seq {
+				t.Fatalf("%s: the cached cuts are stale (bucket at sequence %d)", when, fresh.seq)
+			}
+			if !reflect.DeepEqual(cached, fresh) {
+				t.Fatalf("%s: the cached cuts differ from the bucket's:\n%+v\n%+v", when, cached, fresh)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := mustPrune(t, s, testRetention(now)); st.Cuts < 2 {
+		t.Fatalf("prune: %+v", st)
+	}
+	check("after the first pass")
+	for i := uint64(101); i <= 130; i++ {
+		retentionTx(t, s, i)
+	}
+	if st := mustPrune(t, s, testRetention(now.Add(30*time.Hour))); st.Cuts == 0 {
+		t.Fatalf("second prune: %+v", st)
+	}
+	check("after cutting again")
 }
