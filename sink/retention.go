@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -215,7 +213,7 @@ func (p *Pruner) Prune(ctx context.Context) (PruneStats, error) {
 		return stats, nil
 	}
 	now := p.r.Now()
-	w := &walker{p: p, now: now, rules: map[string]int{}, minDue: farFuture}
+	w := &walker{p: p, now: now, rules: map[string]map[string]int{}, minDue: farFuture}
 	if p.settled != nil && now.Before(p.settledDue) {
 		w.pos, w.minDue = p.settled, p.settledDue
 	}
@@ -278,11 +276,11 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 type walker struct {
 	p      *Pruner
 	now    time.Time
-	rules  map[string]int // the JSON of schema through table → rule
-	pos    []byte         // where the next batch begins (nil: the start)
-	next   []byte         // where the one after it begins
-	done   bool           // the batch planned last is the pass's last
-	minDue time.Time      // the earliest expiry of the records looked at and kept
+	rules  map[string]map[string]int // the JSON strings of schema and table → rule
+	pos    []byte                    // where the next batch begins (nil: the start)
+	next   []byte                    // where the one after it begins
+	done   bool                      // the batch planned last is the pass's last
+	minDue time.Time                 // the earliest expiry of the records looked at and kept
 }
 
 // batch is a range of records to prune: [from, to), or the range of a cut
@@ -299,25 +297,24 @@ func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time,
 	if IsChainRecord(key) || bytes.Equal(key, head) {
 		return false, farFuture, 0
 	}
-	at, names, ok := headFields(rec)
+	h, ok := audit.RecordHead(rec)
 	if !ok {
 		return false, farFuture, 0 // unreadable: left for verify to report
 	}
 	// Keyed by the record's own bytes: no allocation once a table is known.
-	rule, seen := w.rules[string(names)]
+	rule, seen := w.rules[string(h.Schema)][string(h.Table)]
 	if !seen {
-		schema, table, ok := decodeNames(names)
-		if !ok {
-			return false, farFuture, 0
+		rule = w.p.r.rule(h.Names())
+		if w.rules[string(h.Schema)] == nil {
+			w.rules[string(h.Schema)] = map[string]int{}
 		}
-		rule = w.p.r.rule(schema, table)
-		w.rules[string(names)] = rule
+		w.rules[string(h.Schema)][string(h.Table)] = rule
 	}
 	win := w.p.r.window(rule)
 	if win <= 0 {
 		return false, farFuture, rule
 	}
-	due = at.Add(win)
+	due = h.CommitTime.Add(win)
 	return !due.After(w.now), due, rule
 }
 
@@ -389,7 +386,7 @@ func (w *walker) plan() (*batch, error) {
 				break
 			}
 			if !IsChainRecord(k) {
-				if at, _, ok := headFields(v); ok && at.After(newest) {
+				if h, ok := audit.RecordHead(v); ok && h.CommitTime.After(newest) {
 					w.done = true // nothing from here on can have expired
 					break
 				}
@@ -453,24 +450,6 @@ func (w *walker) check(k, v []byte, prev *audit.Hash) (audit.Hash, error) {
 		return h, damaged(w.p.s.db.Path(), "record %s does not chain to the record before it: pruning stopped (run 'cdcaudit verify')", keyID(k))
 	}
 	return h, nil
-}
-
-// storedLinks reads the prev_hash and hash members at the end of a sealed
-// record, as stored: `"prev_hash":"<64 hex>","hash":"<64 hex>"}`.
-func storedLinks(rec []byte) (prev, h audit.Hash, ok bool) {
-	const hexLen = 2 * audit.HashLen
-	const tail = len(`"prev_hash":"`) + hexLen + len(`","hash":"`) + hexLen + len(`"}`)
-	n := len(rec)
-	if n < tail || string(rec[n-tail:n-tail+13]) != `"prev_hash":"` || string(rec[n-hexLen-12:n-hexLen-2]) != `","hash":"` || string(rec[n-2:]) != `"}` {
-		return prev, h, false
-	}
-	if _, err := hex.Decode(prev[:], rec[n-tail+13:n-tail+13+hexLen]); err != nil {
-		return prev, h, false
-	}
-	if _, err := hex.Decode(h[:], rec[n-hexLen-2:n-2]); err != nil {
-		return prev, h, false
-	}
-	return prev, h, true
 }
 
 // nextRange returns the index of the first range in force that begins
@@ -552,7 +531,7 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*cut
 	if err != nil {
 		return nil, 0, err
 	}
-	w := &walker{p: p, now: now, rules: map[string]int{}, minDue: farFuture}
+	w := &walker{p: p, now: now, rules: map[string]map[string]int{}, minDue: farFuture}
 	var (
 		checkErr error
 		seen     keptHasher // every record of a recut's range, before
@@ -569,7 +548,7 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*cut
 		}
 		// The plan checked every record of the range against its hash and
 		// its link (outside the lock): the stored values are sound.
-		prev, h, ok := storedLinks(rec)
+		prev, h, ok := audit.Links(rec)
 		if !ok {
 			checkErr = damaged(s.db.Path(), "record %s is malformed: pruning stopped (run 'cdcaudit verify')", keyID(key))
 			return true
@@ -785,123 +764,4 @@ func (s *Store) deleteState(bucket string, keys [][]byte, still func(k, v []byte
 		return nil
 	})
 	return n, err
-}
-
-// recordHead reads the commit time, schema and table of a row event's
-// record from its first members, which AppendBody writes in a fixed order
-// before any value of the row: {"id":…,"lsn":…,"commit_lsn":…,"xid":…,
-// "commit_time":"…","database":…,"schema":…,"table":…,
-func recordHead(rec []byte) (at time.Time, schema, table string, ok bool) {
-	at, names, ok := headFields(rec)
-	if !ok {
-		return at, "", "", false
-	}
-	schema, table, ok = decodeNames(names)
-	return at, schema, table, ok
-}
-
-// headFields is recordHead without decoding: the commit time, and the
-// record's bytes from the schema's value to the end of the table's,
-// `"public","table":"sale_order"`. It allocates nothing.
-func headFields(rec []byte) (at time.Time, names []byte, ok bool) {
-	const ct = `,"commit_time":"`
-	i := bytes.Index(rec[:min(len(rec), 160)], []byte(ct))
-	if i < 0 {
-		return at, nil, false
-	}
-	rest := rec[i+len(ct):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
-		return at, nil, false
-	}
-	if at, ok = parseCommitTime(rest[:j]); !ok {
-		return at, nil, false
-	}
-	rest = rest[j+1:]
-	var start int
-	for _, f := range []string{`,"database":`, `,"schema":`, `,"table":`} {
-		if !bytes.HasPrefix(rest, []byte(f)) {
-			return at, nil, false
-		}
-		rest = rest[len(f):]
-		if f == `,"schema":` {
-			start = len(rec) - len(rest)
-		}
-		n, good := jsonStringLen(rest)
-		if !good {
-			return at, nil, false
-		}
-		rest = rest[n:]
-	}
-	return at, rec[start : len(rec)-len(rest)], true
-}
-
-// decodeNames decodes what headFields returns into schema and table.
-func decodeNames(names []byte) (schema, table string, ok bool) {
-	n, _ := jsonStringLen(names)
-	schema, ok1 := jsonString(names[:n])
-	rest := names[n:]
-	const t = `,"table":`
-	if !ok1 || !bytes.HasPrefix(rest, []byte(t)) {
-		return "", "", false
-	}
-	table, ok2 := jsonString(rest[len(t):])
-	return schema, table, ok2
-}
-
-// parseCommitTime reads AppendTime's form, 2026-11-23T13:34:33.559831Z,
-// without allocating; any other RFC 3339 time the slow way.
-func parseCommitTime(b []byte) (time.Time, bool) {
-	if len(b) == 27 && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' && b[19] == '.' && b[26] == 'Z' {
-		num := func(from, to int) (int, bool) {
-			n := 0
-			for _, c := range b[from:to] {
-				if c < '0' || c > '9' {
-					return 0, false
-				}
-				n = n*10 + int(c-'0')
-			}
-			return n, true
-		}
-		y, ok1 := num(0, 4)
-		mo, ok2 := num(5, 7)
-		d, ok3 := num(8, 10)
-		h, ok4 := num(11, 13)
-		mi, ok5 := num(14, 16)
-		sec, ok6 := num(17, 19)
-		us, ok7 := num(20, 26)
-		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec < 60 {
-			t := time.Date(y, time.Month(mo), d, h, mi, sec, us*1000, time.UTC)
-			if t.Day() == d { // not 31 February
-				return t, true
-			}
-		}
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(b))
-	return t, err == nil
-}
-
-// jsonStringLen returns the length of the JSON string at the start of b.
-func jsonStringLen(b []byte) (int, bool) {
-	if len(b) < 2 || b[0] != '"' {
-		return 0, false
-	}
-	for i := 1; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, true
-		}
-	}
-	return 0, false
-}
-
-// jsonString decodes the JSON string b (quotes included).
-func jsonString(b []byte) (string, bool) {
-	if bytes.IndexByte(b, '\\') < 0 && len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
-		return string(b[1 : len(b)-1]), true
-	}
-	var s string
-	return s, json.Unmarshal(b, &s) == nil
 }

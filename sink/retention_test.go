@@ -96,10 +96,11 @@ func mustPrune(t *testing.T, s *Store, r Retention) PruneStats {
 func remaining(t *testing.T, s *Store) map[string]int {
 	out := map[string]int{}
 	err := s.Scan(nil, nil, func(k, v []byte) error {
-		_, _, table, ok := recordHead(v)
+		h, ok := audit.RecordHead(v)
 		if !ok {
 			t.Fatalf("record %s: no head", keyID(k))
 		}
+		_, table := h.Names()
 		out[table]++
 		return nil
 	})
@@ -442,46 +443,6 @@ func TestRetentionRules(t *testing.T) {
 	}
 }
 
-func TestRecordHead(t *testing.T) {
-	e := rev(0x100, 1, `we"ird\table`, rbase)
-	rec, _ := audit.Seal(nil, e.Body, audit.Genesis)
-	at, schema, table, ok := recordHead(rec)
-	if !ok || !at.Equal(rbase) || schema != "public" || table != `we"ird\table` {
-		t.Fatalf("%v %q %q %v", at, schema, table, ok)
-	}
-	if prev, h, ok := storedLinks(rec); !ok || prev != audit.Genesis {
-		t.Fatalf("stored links %v %x", ok, prev)
-	} else if _, _, want, _ := audit.Check(rec); h != want {
-		t.Fatalf("stored hash %x, want %x", h, want)
-	}
-	if _, _, ok := storedLinks(rec[:len(rec)-1]); ok {
-		t.Fatal("links of a cut-off record")
-	}
-	if _, _, _, ok := recordHead([]byte(`{"id":"x"}`)); ok {
-		t.Fatal("a record without a head")
-	}
-}
-
-func FuzzRecordHead(f *testing.F) {
-	rec, _ := audit.Seal(nil, rev(0x100, 1, "sale_order", rbase).Body, audit.Genesis)
-	f.Add(rec)
-	f.Add([]byte(`{"id":"0","lsn":"0/0","commit_lsn":"0/0","xid":1,"commit_time":"2026-01-01T00:00:00Z","database":"a\u0022","schema":"\\","table":"t"`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		at, schema, table, ok := recordHead(b)
-		if !ok {
-			return
-		}
-		if at.IsZero() && schema == "" && table == "" {
-			return
-		}
-		// What it read is what a JSON decoder reads.
-		i := bytes.Index(b, []byte(`,"table":`))
-		if i < 0 {
-			t.Fatalf("ok without a table member: %q", b)
-		}
-	})
-}
-
 func FuzzParseCut(f *testing.F) {
 	c := &Cut{From: audit.FormatID(1, 1), To: audit.FormatID(2, 1), Removed: 3, Kept: 1, MadeAt: rbase, Reason: "r"}
 	key := audit.MakeKey(5, 0)
@@ -529,19 +490,6 @@ func TestPruneRefusesABrokenChain(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzParseCommitTime(f *testing.F) {
-	f.Add([]byte("2026-11-23T13:34:33.559831Z"))
-	f.Add([]byte("2026-02-31T13:34:33.559831Z"))
-	f.Add([]byte("2026-11-23T13:34:33Z"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := parseCommitTime(b)
-		want, err := time.Parse(time.RFC3339Nano, string(b))
-		if ok != (err == nil) || ok && !got.Equal(want) {
-			t.Fatalf("%q: %v %v, time.Parse %v %v", b, got, ok, want, err)
-		}
-	})
 }
 
 // TestPruneRemovesPostings: what retention removes is gone from every
