@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,11 +37,23 @@ type Retention struct {
 	Now func() time.Time
 }
 
-// TableRetention is a per-table window: Glob matches "schema.table" or the
-// table name alone (as export's --table); Keep 0 keeps forever.
+// TableRetention is a per-table window: Glob matches a table as
+// MatchTable says; Keep 0 keeps forever.
 type TableRetention struct {
 	Glob string
 	Keep time.Duration
+}
+
+// MatchTable reports whether a table glob, a path.Match pattern, matches
+// "schema.table" or the table name alone: "sale_*", "public.res_*". It is
+// the one rule of a query's tables (export's --table), retention's table
+// windows and the tables a snapshot copies.
+func MatchTable(glob, schema, table string) bool {
+	if ok, _ := path.Match(glob, table); ok {
+		return true
+	}
+	ok, _ := path.Match(glob, schema+"."+table)
+	return ok
 }
 
 // StateExpiry reports whether a derived-state record is history older than
@@ -62,16 +75,7 @@ func (r Retention) Enabled() bool {
 
 // rule returns the index of the rule for a table (-1: Default).
 func (r Retention) rule(schema, table string) int {
-	qualified := schema + "." + table
-	for i, t := range r.Tables {
-		if ok, _ := path.Match(t.Glob, qualified); ok {
-			return i
-		}
-		if ok, _ := path.Match(t.Glob, table); ok {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(r.Tables, func(t TableRetention) bool { return MatchTable(t.Glob, schema, table) })
 }
 
 func (r Retention) window(rule int) time.Duration {

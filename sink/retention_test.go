@@ -417,6 +417,26 @@ func TestPruneState(t *testing.T) {
 	}
 }
 
+func TestMatchTable(t *testing.T) {
+	for _, c := range []struct {
+		glob, schema, table string
+		want                bool
+	}{
+		{"sale_*", "public", "sale_order", true},
+		{"sale_order", "acct", "sale_order", true},
+		{"public.res_*", "public", "res_partner", true},
+		{"public.res_*", "acct", "res_partner", false},
+		{"pub*", "public", "sale_order", true}, // * matches the dot of schema.table
+		{"*.a.b", "s", "a.b", true},
+		{"sale_[", "public", "sale_order", false},
+		{"res_partner", "public", "res_partner_bank", false},
+	} {
+		if got := MatchTable(c.glob, c.schema, c.table); got != c.want {
+			t.Errorf("MatchTable(%q, %q, %q) = %v", c.glob, c.schema, c.table, got)
+		}
+	}
+}
+
 func TestRetentionRules(t *testing.T) {
 	r := Retention{Default: 400 * 24 * time.Hour, Tables: []TableRetention{
 		{Glob: "public.account_move*", Keep: 10 * 365 * 24 * time.Hour},

@@ -73,7 +73,7 @@ func (l *listFlag) Set(s string) error {
 type exportOptions struct {
 	dataDir string
 	format  string
-	filter  export.Filter
+	filter  sink.Query
 	out     string
 }
 
@@ -113,7 +113,7 @@ func (c *cli) export(args []string) int {
 		return c.fail("export", err)
 	}
 	defer store.Close()
-	if !opts.filter.Empty() {
+	if !unfiltered(opts.filter) {
 		c.warnUnindexed("export", store)
 	}
 	if opts.filter.User != "" || opts.filter.Session != "" {
@@ -256,7 +256,7 @@ func parseExportOptions(dataDir, format, since, until string, tables, ops []stri
 }
 
 // parseSelection reads --user, --session and --record into f.
-func parseSelection(f *export.Filter, sel selection) error {
+func parseSelection(f *sink.Query, sel selection) error {
 	f.User, f.Session = sel.user, sel.session
 	if sel.record != "" {
 		ref, err := audit.ParseRecordRef(sel.record)
@@ -266,6 +266,13 @@ func parseSelection(f *export.Filter, sel selection) error {
 		f.Record = &ref
 	}
 	return nil
+}
+
+// unfiltered reports whether q selects every event (snapshot records
+// aside): what no index narrows.
+func unfiltered(q sink.Query) bool {
+	return q.Since.IsZero() && q.Until.IsZero() && len(q.Tables) == 0 && len(q.Ops) == 0 &&
+		q.User == "" && q.Session == "" && q.Record == nil
 }
 
 // parseTime parses an RFC 3339 time or a date (midnight UTC); "" is the
