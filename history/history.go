@@ -368,21 +368,12 @@ func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary,
 			if err != nil {
 				return fmt.Errorf("history: event at key %x: %w", k, err)
 			}
-			key, names, err := keyOf(s.Key)
+			key, prev, prevKey, err := keysOf(&s, op)
 			if err != nil {
-				return fmt.Errorf("history: event at key %x: key: %w", k, err)
+				return fmt.Errorf("history: event at key %x: %w", k, err)
 			}
 			if key == nil {
 				return nil
-			}
-			prev := key
-			if op == audit.OpUpdate {
-				if prev, err = beforeKey(s.Before, names); err != nil {
-					return fmt.Errorf("history: event at key %x: before: %w", k, err)
-				}
-				if prev == nil {
-					prev = key
-				}
 			}
 			match := ref.Key.Matches
 			if cur != nil {
@@ -390,10 +381,6 @@ func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary,
 			}
 			if !match(prev) && !match(key) {
 				return nil
-			}
-			var prevKey json.RawMessage
-			if !slices.Equal(prev, key) {
-				prevKey = rawKey(s.Before, names)
 			}
 			if op == audit.OpDelete {
 				cur, live = nil, false
@@ -548,39 +535,41 @@ func keyOf(raw json.RawMessage) (Key, []string, error) {
 	return k, names, nil
 }
 
-// beforeKey is the key held in an update's before-image: nil when it has
-// none (no before-image, or one without every key column).
-func beforeKey(before json.RawMessage, names []string) (Key, error) {
-	if audit.IsNull(before) {
-		return nil, nil
-	}
-	members, err := Columns(before)
+// keysOf reads an event's key (nil for a null key) and the key the record
+// had before it: for an update whose before-image holds other values of
+// the key columns, those, with the before-image's key object (prevKey);
+// else key itself. Each row is decoded once.
+func keysOf(s *stored, op audit.Op) (key, prev Key, prevKey json.RawMessage, err error) {
+	key, names, err := keyOf(s.Key)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, fmt.Errorf("key: %w", err)
 	}
-	k := make(Key, 0, len(names))
+	if key == nil || op != audit.OpUpdate || audit.IsNull(s.Before) {
+		return key, key, nil, nil
+	}
+	before, err := Columns(s.Before)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("before: %w", err)
+	}
+	// The key columns in key order; none when the before-image lacks one.
+	cols := make([]Column, 0, len(names))
 	for _, n := range names {
-		i := slices.IndexFunc(members, func(m Column) bool { return m.Name == n })
+		i := slices.IndexFunc(before, func(m Column) bool { return m.Name == n })
 		if i < 0 {
-			return nil, nil
+			return key, key, nil, nil
 		}
-		text, _ := valueText(members[i].Value)
-		k = append(k, KeyValue{Column: n, Text: text})
+		cols = append(cols, before[i])
 	}
-	sortKey(k)
-	return k, nil
-}
-
-// rawKey builds the JSON object of the key columns of before, in key order.
-func rawKey(before json.RawMessage, names []string) json.RawMessage {
-	members, _ := Columns(before) // decoded once already by beforeKey
-	var key []Column
-	for _, n := range names {
-		if i := slices.IndexFunc(members, func(m Column) bool { return m.Name == n }); i >= 0 {
-			key = append(key, members[i])
-		}
+	prev = make(Key, len(cols))
+	for i, c := range cols {
+		text, _ := valueText(c.Value)
+		prev[i] = KeyValue{Column: c.Name, Text: text}
 	}
-	return encodeRow(key)
+	sortKey(prev)
+	if slices.Equal(prev, key) {
+		return key, key, nil, nil
+	}
+	return key, prev, encodeRow(cols), nil
 }
 
 // Column is one column of a row read back from an event.

@@ -295,15 +295,15 @@ type batch struct {
 }
 
 // expired reports whether the record at key has expired, under which
-// rule; due is when it will (farFuture: never). Chain records and the chain
-// head never expire.
-func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time, rule int) {
+// rule; due is when it will (farFuture: never), at its commit time (zero
+// when it has none to read). Chain records and the chain head never expire.
+func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time, rule int, at time.Time) {
 	if IsChainRecord(key) || bytes.Equal(key, head) {
-		return false, farFuture, 0
+		return false, farFuture, 0, at
 	}
 	h, ok := audit.RecordHead(rec)
 	if !ok {
-		return false, farFuture, 0 // unreadable: left for verify to report
+		return false, farFuture, 0, at // unreadable: left for verify to report
 	}
 	// Keyed by the record's own bytes: no allocation once a table is known.
 	rule, seen := w.rules[string(h.Schema)][string(h.Table)]
@@ -316,10 +316,10 @@ func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time,
 	}
 	win := w.p.r.window(rule)
 	if win <= 0 {
-		return false, farFuture, rule
+		return false, farFuture, rule, h.CommitTime
 	}
 	due = h.CommitTime.Add(win)
-	return !due.After(w.now), due, rule
+	return !due.After(w.now), due, rule, h.CommitTime
 }
 
 // plan looks, in a read transaction, at the records from w.pos on, and
@@ -354,7 +354,7 @@ func (w *walker) plan() (*batch, error) {
 			w.next = nextKey(c.to[:])
 			any := false
 			for ; k != nil && bytes.Compare(k, c.to[:]) <= 0; k, v, err = rc.Next() {
-				exp, due, _ := w.expired(k, v, head)
+				exp, due, _, _ := w.expired(k, v, head)
 				any = any || exp
 				if !exp && due.Before(w.minDue) {
 					w.minDue = due
@@ -389,13 +389,11 @@ func (w *walker) plan() (*batch, error) {
 			if n == w.p.batch || limit != nil && bytes.Compare(k, limit) >= 0 {
 				break
 			}
-			if !IsChainRecord(k) {
-				if h, ok := audit.RecordHead(v); ok && h.CommitTime.After(newest) {
-					w.done = true // nothing from here on can have expired
-					break
-				}
+			exp, due, _, at := w.expired(k, v, head)
+			if at.After(newest) {
+				w.done = true // nothing from here on can have expired
+				break
 			}
-			exp, due, _ := w.expired(k, v, head)
 			any = any || exp
 			if !exp && due.Before(w.minDue) {
 				w.minDue = due
@@ -558,7 +556,7 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*cut
 			return true
 		}
 		seen.add(h)
-		exp, _, rule := w.expired(key, rec, head)
+		exp, _, rule, _ := w.expired(key, rec, head)
 		if !exp {
 			kept = append(kept, keptRecord{key: append([]byte(nil), key...), hash: h})
 			return true
