@@ -251,7 +251,7 @@ func TestIndexedHistoryMatchesScan(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Record(s, Filter{Ref: ref}, func(e *Event) error {
+		if _, err := Record(s, ref, func(e *Event) error {
 			got = append(got, e.ID+" "+string(e.PrevKey)+">"+string(e.Key))
 			return nil
 		}); err != nil {
