@@ -23,12 +23,13 @@ func (h Head) Names() (schema, table string) {
 }
 
 // RecordHead reads the commit_time, schema and table members of a stored
-// record, as encoding/json reads them (the last of a name that occurs
-// twice): ok is false when the record is no JSON object or one of them is
-// missing or not a string (a chain record has none). AppendBody's form is
-// read from its first members without allocating; any other order the slow
-// way. It reads no more of the record than it needs: the hash check is
-// what says the rest is sound.
+// record as encoding/json reads them: ok is false when the record is no
+// JSON object or one of them is missing or not a string (a chain record
+// has none). AppendBody's form is read from its first members without
+// allocating, and no further: the hash check is what says the rest is
+// sound (and holds no second member of those names, which encoding/json
+// would take instead). Members in any other order are read by scanning the
+// whole record.
 func RecordHead(record []byte) (h Head, ok bool) {
 	if h, ok = canonicalHead(record); ok {
 		return h, true
