@@ -175,21 +175,11 @@ func Check(record []byte) (id string, prev, h Hash, err error) {
 		return "", prev, h, ErrMalformed
 	}
 	id = string(record[len(idPrefix) : len(idPrefix)+idEnd])
-	hashStart := n - 2 - 2*HashLen
-	if string(record[hashStart-len(hashPrefix):hashStart]) != hashPrefix {
+	prev, h, ok := Links(record)
+	if !ok {
 		return id, prev, h, ErrMalformed
 	}
-	if _, err := hex.Decode(h[:], record[hashStart:n-2]); err != nil {
-		return id, prev, h, ErrMalformed
-	}
-	canonicalEnd := hashStart - len(hashPrefix)
-	prevStart := canonicalEnd - 1 - 2*HashLen
-	if string(record[prevStart-len(prevHashPrefix):prevStart]) != prevHashPrefix || record[canonicalEnd-1] != '"' {
-		return id, prev, h, ErrMalformed
-	}
-	if _, err := hex.Decode(prev[:], record[prevStart:canonicalEnd-1]); err != nil {
-		return id, prev, h, ErrMalformed
-	}
+	canonicalEnd := n - 2 - 2*HashLen - len(hashPrefix)
 	d := sha256.New()
 	d.Write(record[:canonicalEnd])
 	d.Write([]byte{'}'})

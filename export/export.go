@@ -15,7 +15,6 @@ import (
 	"io"
 	"path"
 	"strconv"
-	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -25,40 +24,6 @@ import (
 // implements it). record is valid only during fn.
 type Source interface {
 	Query(ctx context.Context, q sink.Query, fn func(key, record []byte) error) (next string, err error)
-}
-
-// Filter selects events; zero values select everything.
-type Filter struct {
-	Since time.Time // commit_time >= Since
-	Until time.Time // commit_time < Until
-	// Tables are matched against "table" and "schema.table" with
-	// path.Match globs ("sale_*", "public.res_*").
-	Tables []string
-	// Ops selects operations; snapshot records (audit.OpSnapshot: rows as
-	// read, not changes) are written only when it lists them.
-	Ops []audit.Op
-	// User selects the events of one application user: a login, or
-	// "#<user_id>" for a user known by id only (audit.UserTerm).
-	User string
-	// Session selects the events of one session (its pseudonym).
-	Session string
-	// Record selects the events that name one record: those whose key, or
-	// (an update that changed the key) whose before-image's key, is
-	// Record's. Unlike 'cdcaudit events', it does not follow the record
-	// through key changes.
-	Record *audit.RecordRef
-}
-
-// Empty reports whether f selects every event (snapshot records aside).
-func (f *Filter) Empty() bool {
-	return f.Since.IsZero() && f.Until.IsZero() && len(f.Tables) == 0 && len(f.Ops) == 0 &&
-		f.User == "" && f.Session == "" && f.Record == nil
-}
-
-// query is the store query of f.
-func (f *Filter) query() sink.Query {
-	return sink.Query{Since: f.Since, Until: f.Until, Tables: f.Tables, Ops: f.Ops,
-		User: f.User, Session: f.Session, Record: f.Record}
 }
 
 // Formats are the supported export formats.
@@ -77,19 +42,20 @@ func ContentType(format string) string {
 	return "application/x-ndjson"
 }
 
-// Write writes the events of st that pass f to w in format ("jsonl" or
-// "csv") and returns how many it wrote. Bad arguments fail before anything
-// is written.
-func Write(w io.Writer, st Source, f Filter, format string) (n uint64, err error) {
+// Write writes the events of st that q selects to w in format ("jsonl" or
+// "csv") and returns how many it wrote; the zero query selects every
+// event (snapshot records aside). Bad arguments fail before anything is
+// written.
+func Write(w io.Writer, st Source, q sink.Query, format string) (n uint64, err error) {
 	if format != "jsonl" && format != "csv" {
 		return 0, fmt.Errorf("export: unknown format %q (want jsonl or csv)", format)
 	}
-	for _, p := range f.Tables {
+	for _, p := range q.Tables {
 		if _, err := path.Match(p, ""); err != nil {
 			return 0, fmt.Errorf("export: bad table pattern %q: %w", p, err)
 		}
 	}
-	for _, o := range f.Ops {
+	for _, o := range q.Ops {
 		if _, err := audit.ParseOp(o.String()); err != nil {
 			return 0, fmt.Errorf("export: %w", err)
 		}
@@ -104,7 +70,7 @@ func Write(w io.Writer, st Source, f Filter, format string) (n uint64, err error
 			return 0, err
 		}
 	}
-	_, err = st.Query(context.Background(), f.query(), func(key, record []byte) error {
+	_, err = st.Query(context.Background(), q, func(key, record []byte) error {
 		n++
 		if cw == nil {
 			bw.Write(record)

@@ -67,7 +67,7 @@ func TestJSONLIsVerbatim(t *testing.T) {
 	var want bytes.Buffer
 	s.Scan(nil, nil, func(_, rec []byte) error { want.Write(rec); want.WriteByte('\n'); return nil })
 	var got bytes.Buffer
-	n, err := Write(&got, s, Filter{}, "jsonl")
+	n, err := Write(&got, s, sink.Query{}, "jsonl")
 	if err != nil || n != 5 {
 		t.Fatalf("n=%d err=%v", n, err)
 	}
@@ -96,7 +96,7 @@ func TestCSVRoundTrip(t *testing.T) {
 		{"public", "account_move", audit.OpTruncate, 2, nil},
 	})
 	var buf bytes.Buffer
-	n, err := Write(&buf, s, Filter{}, "csv")
+	n, err := Write(&buf, s, sink.Query{}, "csv")
 	if err != nil || n != 3 {
 		t.Fatalf("n=%d err=%v", n, err)
 	}
@@ -141,7 +141,7 @@ func TestCSVRoundTrip(t *testing.T) {
 	}
 }
 
-func ids(t *testing.T, s Source, f Filter) string {
+func ids(t *testing.T, s Source, f sink.Query) string {
 	t.Helper()
 	var buf bytes.Buffer
 	n, err := Write(&buf, s, f, "jsonl")
@@ -166,23 +166,23 @@ func TestFilters(t *testing.T) {
 	s := store(t, basic)
 	cases := []struct {
 		name string
-		f    Filter
+		f    sink.Query
 		want string
 	}{
-		{"none", Filter{}, "public.sale_order public.res_partner public.sale_order_line acct.res_partner public.account_move"},
-		{"since", Filter{Since: t0.Add(20 * time.Minute)}, "public.sale_order_line acct.res_partner public.account_move"},
-		{"until exclusive", Filter{Until: t0.Add(20 * time.Minute)}, "public.sale_order public.res_partner"},
-		{"window", Filter{Since: t0.Add(5 * time.Minute), Until: t0.Add(35 * time.Minute)},
+		{"none", sink.Query{}, "public.sale_order public.res_partner public.sale_order_line acct.res_partner public.account_move"},
+		{"since", sink.Query{Since: t0.Add(20 * time.Minute)}, "public.sale_order_line acct.res_partner public.account_move"},
+		{"until exclusive", sink.Query{Until: t0.Add(20 * time.Minute)}, "public.sale_order public.res_partner"},
+		{"window", sink.Query{Since: t0.Add(5 * time.Minute), Until: t0.Add(35 * time.Minute)},
 			"public.res_partner public.sale_order_line acct.res_partner"},
-		{"table", Filter{Tables: []string{"res_partner"}}, "public.res_partner acct.res_partner"},
-		{"schema.table", Filter{Tables: []string{"acct.res_partner"}}, "acct.res_partner"},
-		{"glob", Filter{Tables: []string{"sale_*"}}, "public.sale_order public.sale_order_line"},
-		{"schema glob", Filter{Tables: []string{"public.*"}},
+		{"table", sink.Query{Tables: []string{"res_partner"}}, "public.res_partner acct.res_partner"},
+		{"schema.table", sink.Query{Tables: []string{"acct.res_partner"}}, "acct.res_partner"},
+		{"glob", sink.Query{Tables: []string{"sale_*"}}, "public.sale_order public.sale_order_line"},
+		{"schema glob", sink.Query{Tables: []string{"public.*"}},
 			"public.sale_order public.res_partner public.sale_order_line public.account_move"},
-		{"ops", Filter{Ops: []audit.Op{audit.OpDelete, audit.OpTruncate}}, "public.sale_order_line public.account_move"},
-		{"combined", Filter{Tables: []string{"res_partner", "sale_*"}, Ops: []audit.Op{audit.OpUpdate},
+		{"ops", sink.Query{Ops: []audit.Op{audit.OpDelete, audit.OpTruncate}}, "public.sale_order_line public.account_move"},
+		{"combined", sink.Query{Tables: []string{"res_partner", "sale_*"}, Ops: []audit.Op{audit.OpUpdate},
 			Since: t0.Add(20 * time.Minute)}, "acct.res_partner"},
-		{"nothing", Filter{Tables: []string{"nope"}}, ""},
+		{"nothing", sink.Query{Tables: []string{"nope"}}, ""},
 	}
 	for _, c := range cases {
 		if got := ids(t, s, c.f); got != c.want {
@@ -191,7 +191,7 @@ func TestFilters(t *testing.T) {
 	}
 	// CSV filters the same way.
 	var buf bytes.Buffer
-	if n, err := Write(&buf, s, Filter{Ops: []audit.Op{audit.OpUpdate}}, "csv"); err != nil || n != 2 {
+	if n, err := Write(&buf, s, sink.Query{Ops: []audit.Op{audit.OpUpdate}}, "csv"); err != nil || n != 2 {
 		t.Fatalf("csv filter: n=%d err=%v", n, err)
 	}
 	if rows, _ := csv.NewReader(&buf).ReadAll(); len(rows) != 3 {
@@ -202,12 +202,12 @@ func TestFilters(t *testing.T) {
 func TestBadArguments(t *testing.T) {
 	s := store(t, basic)
 	for _, c := range []struct {
-		f      Filter
+		f      sink.Query
 		format string
 	}{
-		{Filter{}, "xml"},
-		{Filter{Tables: []string{"sale_["}}, "jsonl"},
-		{Filter{Ops: []audit.Op{9}}, "csv"},
+		{sink.Query{}, "xml"},
+		{sink.Query{Tables: []string{"sale_["}}, "jsonl"},
+		{sink.Query{Ops: []audit.Op{9}}, "csv"},
 	} {
 		var buf bytes.Buffer
 		if _, err := Write(&buf, s, c.f, c.format); err == nil || buf.Len() != 0 {
@@ -230,11 +230,11 @@ func TestWriteErrorStops(t *testing.T) {
 	// The bufio layer holds 64 KiB: with a small store the error shows at
 	// the final flush, and must still be reported.
 	for _, format := range Formats {
-		if _, err := Write(&failWriter{n: 100}, s, Filter{}, format); err == nil || !strings.Contains(err.Error(), "disk full") {
+		if _, err := Write(&failWriter{n: 100}, s, sink.Query{}, format); err == nil || !strings.Contains(err.Error(), "disk full") {
 			t.Errorf("%s: %v", format, err)
 		}
 	}
-	if _, err := Write(io.Discard, s, Filter{}, "csv"); err != nil {
+	if _, err := Write(io.Discard, s, sink.Query{}, "csv"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -249,13 +249,13 @@ func TestSnapshotRecordsOnlyWhenAsked(t *testing.T) {
 		{"public", "sale_order", audit.OpUpdate, 3, nil},
 	})
 	for _, c := range []struct {
-		f    Filter
+		f    sink.Query
 		want []string
 	}{
-		{Filter{}, []string{"insert", "update"}},
-		{Filter{Tables: []string{"sale_order"}}, []string{"insert", "update"}},
-		{Filter{Ops: []audit.Op{audit.OpSnapshot}}, []string{"snapshot", "snapshot"}},
-		{Filter{Ops: []audit.Op{audit.OpSnapshot, audit.OpUpdate}, Tables: []string{"sale_order"}}, []string{"snapshot", "update"}},
+		{sink.Query{}, []string{"insert", "update"}},
+		{sink.Query{Tables: []string{"sale_order"}}, []string{"insert", "update"}},
+		{sink.Query{Ops: []audit.Op{audit.OpSnapshot}}, []string{"snapshot", "snapshot"}},
+		{sink.Query{Ops: []audit.Op{audit.OpSnapshot, audit.OpUpdate}, Tables: []string{"sale_order"}}, []string{"snapshot", "update"}},
 	} {
 		for _, format := range Formats {
 			var buf bytes.Buffer

@@ -41,28 +41,28 @@ var goldenStart = time.Date(2026, 3, 9, 22, 0, 0, 0, time.UTC)
 
 func goldenFilters() []struct {
 	name string
-	f    Filter
+	f    sink.Query
 } {
 	day := func(d, h int) time.Time { return goldenStart.Add(time.Duration(d*24+h) * time.Hour) }
 	return []struct {
 		name string
-		f    Filter
+		f    sink.Query
 	}{
-		{"all", Filter{}},
-		{"since", Filter{Since: day(0, 9)}},
-		{"until", Filter{Until: day(0, 14)}},
-		{"window", Filter{Since: day(0, 2), Until: day(1, 2)}},
-		{"empty window", Filter{Since: day(5, 0), Until: day(6, 0)}},
-		{"table", Filter{Tables: []string{"sale_order"}}},
-		{"schema.table", Filter{Tables: []string{"acct.res_company"}}},
-		{"globs", Filter{Tables: []string{"sale_*", "public.stock_*"}}},
-		{"other schema glob", Filter{Tables: []string{"acct.*"}}},
-		{"ops", Filter{Ops: []audit.Op{audit.OpDelete, audit.OpTruncate}}},
-		{"update", Filter{Ops: []audit.Op{audit.OpUpdate}}},
-		{"snapshots", Filter{Ops: []audit.Op{audit.OpSnapshot}}},
-		{"snapshots and inserts", Filter{Ops: []audit.Op{audit.OpSnapshot, audit.OpInsert}, Tables: []string{"res_partner"}}},
-		{"combined", Filter{Since: day(0, 5), Until: day(1, 0), Tables: []string{"account_*", "mail_message"}, Ops: []audit.Op{audit.OpUpdate, audit.OpInsert}}},
-		{"no table", Filter{Tables: []string{"nope"}}},
+		{"all", sink.Query{}},
+		{"since", sink.Query{Since: day(0, 9)}},
+		{"until", sink.Query{Until: day(0, 14)}},
+		{"window", sink.Query{Since: day(0, 2), Until: day(1, 2)}},
+		{"empty window", sink.Query{Since: day(5, 0), Until: day(6, 0)}},
+		{"table", sink.Query{Tables: []string{"sale_order"}}},
+		{"schema.table", sink.Query{Tables: []string{"acct.res_company"}}},
+		{"globs", sink.Query{Tables: []string{"sale_*", "public.stock_*"}}},
+		{"other schema glob", sink.Query{Tables: []string{"acct.*"}}},
+		{"ops", sink.Query{Ops: []audit.Op{audit.OpDelete, audit.OpTruncate}}},
+		{"update", sink.Query{Ops: []audit.Op{audit.OpUpdate}}},
+		{"snapshots", sink.Query{Ops: []audit.Op{audit.OpSnapshot}}},
+		{"snapshots and inserts", sink.Query{Ops: []audit.Op{audit.OpSnapshot, audit.OpInsert}, Tables: []string{"res_partner"}}},
+		{"combined", sink.Query{Since: day(0, 5), Until: day(1, 0), Tables: []string{"account_*", "mail_message"}, Ops: []audit.Op{audit.OpUpdate, audit.OpInsert}}},
+		{"no table", sink.Query{Tables: []string{"nope"}}},
 	}
 }
 
@@ -108,7 +108,7 @@ func openGolden(t *testing.T, indexed bool) *sink.Store {
 }
 
 // goldenLine is one line of golden.txt.
-func goldenLine(t *testing.T, s Source, name string, f Filter, format string) string {
+func goldenLine(t *testing.T, s Source, name string, f sink.Query, format string) string {
 	t.Helper()
 	h := sha256.New()
 	n, err := Write(h, s, f, format)

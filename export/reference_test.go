@@ -39,7 +39,7 @@ func scanAll(t *testing.T, s *sink.Store) scanned {
 // reference is the export of before the indexes, kept as the measure of
 // the indexed one: every record of the scan, matched against the filter
 // (extended by the filters of the indexes: user, session, record).
-func reference(t *testing.T, all scanned, f Filter) []byte {
+func reference(t *testing.T, all scanned, f sink.Query) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	snapshots := slices.Contains(f.Ops, audit.OpSnapshot)
@@ -59,7 +59,7 @@ func reference(t *testing.T, all scanned, f Filter) []byte {
 	return out.Bytes()
 }
 
-func referenceMatch(f *Filter, r *audit.Record, record []byte) (bool, error) {
+func referenceMatch(f *sink.Query, r *audit.Record, record []byte) (bool, error) {
 	if !f.Since.IsZero() && r.CommitTime.Before(f.Since) {
 		return false, nil
 	}
@@ -137,24 +137,24 @@ func TestExportMatchesReference(t *testing.T) {
 		one(`stock_lot:REF/2026/100001`), one(`public.stock_lot:{"code":"REF/2026/100002"}`),
 		one(`sale_order_tag_rel:{"order_id":1,"tag_id":2}`), one("sale_order:999999"), one(`sale_order:{"nope":1}`))
 
-	var filters []Filter
+	var filters []sink.Query
 	for _, c := range goldenFilters() {
 		filters = append(filters, c.f)
 	}
 	day := goldenStart.Add(6 * time.Hour)
 	for i, u := range users {
-		filters = append(filters, Filter{User: u}, Filter{User: u, Since: day, Until: day.Add(12 * time.Hour)},
-			Filter{User: u, Tables: []string{"mail_*", "account_move"}}, Filter{User: u, Ops: []audit.Op{audit.OpDelete}})
+		filters = append(filters, sink.Query{User: u}, sink.Query{User: u, Since: day, Until: day.Add(12 * time.Hour)},
+			sink.Query{User: u, Tables: []string{"mail_*", "account_move"}}, sink.Query{User: u, Ops: []audit.Op{audit.OpDelete}})
 		if i < len(sessions) {
-			filters = append(filters, Filter{User: u, Session: sessions[i]})
+			filters = append(filters, sink.Query{User: u, Session: sessions[i]})
 		}
 	}
 	for _, ss := range sessions {
-		filters = append(filters, Filter{Session: ss}, Filter{Session: ss, Ops: []audit.Op{audit.OpUpdate}, Since: day})
+		filters = append(filters, sink.Query{Session: ss}, sink.Query{Session: ss, Ops: []audit.Op{audit.OpUpdate}, Since: day})
 	}
 	for _, r := range records {
-		filters = append(filters, Filter{Record: r}, Filter{Record: r, Ops: []audit.Op{audit.OpSnapshot}},
-			Filter{Record: r, Ops: []audit.Op{audit.OpSnapshot, audit.OpInsert, audit.OpUpdate}}, Filter{Record: r, Until: day})
+		filters = append(filters, sink.Query{Record: r}, sink.Query{Record: r, Ops: []audit.Op{audit.OpSnapshot}},
+			sink.Query{Record: r, Ops: []audit.Op{audit.OpSnapshot, audit.OpInsert, audit.OpUpdate}}, sink.Query{Record: r, Until: day})
 	}
 	nonEmpty := 0
 	all := scanAll(t, s)
@@ -177,7 +177,7 @@ func TestExportMatchesReference(t *testing.T) {
 	}
 }
 
-func describe(f Filter) string {
+func describe(f sink.Query) string {
 	s := fmt.Sprintf("since %v until %v tables %v ops %v user %q session %q", f.Since, f.Until, f.Tables, f.Ops, f.User, f.Session)
 	if f.Record != nil {
 		s += " record " + f.Record.String()
@@ -217,11 +217,11 @@ func TestTimeWindowsWithClockSkew(t *testing.T) {
 	}
 	all := scanAll(t, s)
 	// The window [100, 140) holds events committed after minute 140's.
-	if w := reference(t, all, Filter{Since: t0.Add(100 * time.Minute), Until: t0.Add(140 * time.Minute)}); !bytes.Contains(w, []byte(`"key":{"id":145}`)) {
+	if w := reference(t, all, sink.Query{Since: t0.Add(100 * time.Minute), Until: t0.Add(140 * time.Minute)}); !bytes.Contains(w, []byte(`"key":{"id":145}`)) {
 		t.Fatal("the skewed event 145 (at minute 114) is not in the window: the test tests nothing")
 	}
 	for _, w := range [][2]int{{0, 10}, {30, 31}, {100, 140}, {395, 500}, {-50, 3}, {200, 0}} {
-		f := Filter{Since: t0.Add(time.Duration(w[0]) * time.Minute)}
+		f := sink.Query{Since: t0.Add(time.Duration(w[0]) * time.Minute)}
 		if w[1] != 0 {
 			f.Until = t0.Add(time.Duration(w[1]) * time.Minute)
 		}

@@ -37,18 +37,6 @@ type Source interface {
 	Count(ctx context.Context, q sink.Query) (uint64, error)
 }
 
-// Filter selects the events of one record.
-type Filter struct {
-	Ref Ref
-	// Until, when set, keeps only events committed at or before it.
-	Until time.Time
-	// CountOnlyWhenNone leaves Summary.TableEvents 0 when the record has
-	// events: counting them costs a pass over the table's index entries,
-	// and the count only tells something (a misspelt table) when the
-	// record has none.
-	CountOnlyWhenNone bool
-}
-
 // Event is one event of a record's history.
 type Event struct {
 	ID         string
@@ -77,8 +65,9 @@ type Summary struct {
 	Events int // events of the record handed on
 	// TableEvents counts the events of the record's table that name a
 	// record (inserts, updates, deletes, snapshot records), as the table
-	// index counts them; At (and Record with CountOnlyWhenNone) count them
-	// only when the record has no event.
+	// index counts them, only when the record has no event: counting costs
+	// a pass over the table's index entries, and the count only tells
+	// something (a misspelt table, a key of the wrong shape) then.
 	TableEvents int
 }
 
@@ -86,16 +75,11 @@ type Summary struct {
 // given does not have the columns of the table's key.
 var ErrKeyColumns = errors.New("the key given does not name the table's key columns")
 
-// Record calls fn for every event of the record f names, oldest first:
+// Record calls fn for every event of the record ref names, oldest first:
 // inserts, updates, deletes, snapshot records, and the truncates of its
 // table while it existed. fn's error stops the scan and is returned.
-func Record(src Source, f Filter, fn func(*Event) error) (Summary, error) {
-	return scan(src, f.Ref, !f.CountOnlyWhenNone, func(e *Event) error {
-		if !f.Until.IsZero() && e.CommitTime.After(f.Until) {
-			return nil
-		}
-		return fn(e)
-	})
+func Record(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
+	return scan(src, ref, fn)
 }
 
 // State is what a record was at a moment.
@@ -185,7 +169,7 @@ func At(src Source, ref Ref, t time.Time) (*Image, error) {
 		missing    []string
 		err        error
 	)
-	im.Seen, err = scan(src, ref, false, func(e *Event) error {
+	im.Seen, err = scan(src, ref, func(e *Event) error {
 		switch e.Op {
 		case audit.OpInsert, audit.OpSnapshot, audit.OpUpdate:
 			after, err := Columns(e.After)
@@ -293,27 +277,14 @@ var errMoved = errors.New("history: the record moved to another key")
 // package comment says. It reads the record's events through the record
 // index, and its table's truncates through the table index: never the
 // events of other records. It counts the table's events (TableEvents)
-// always with countTable, else only when the record has none.
-func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary, error) {
+// only when the record has none.
+func scan(src Source, ref Ref, fn func(*Event) error) (Summary, error) {
 	var sum Summary
 	if ref.Table == "" || len(ref.Key) == 0 {
 		return sum, errors.New("history: a record needs a table and a key")
 	}
 	ctx := context.Background()
 	table := []string{exactGlob(ref.Schema + "." + ref.Table)}
-	countEvents := func() error {
-		n, err := src.Count(ctx, sink.Query{Tables: table, Ops: recordOps})
-		if err != nil {
-			return fmt.Errorf("history: %w", err)
-		}
-		sum.TableEvents = int(n)
-		return nil
-	}
-	if countTable {
-		if err := countEvents(); err != nil {
-			return sum, err
-		}
-	}
 	truncates, err := tableTruncates(ctx, src, ref, table)
 	if err != nil {
 		return sum, err
@@ -368,21 +339,12 @@ func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary,
 			if err != nil {
 				return fmt.Errorf("history: event at key %x: %w", k, err)
 			}
-			key, names, err := keyOf(s.Key)
+			key, prev, prevKey, err := keysOf(&s, op)
 			if err != nil {
-				return fmt.Errorf("history: event at key %x: key: %w", k, err)
+				return fmt.Errorf("history: event at key %x: %w", k, err)
 			}
 			if key == nil {
 				return nil
-			}
-			prev := key
-			if op == audit.OpUpdate {
-				if prev, err = beforeKey(s.Before, names); err != nil {
-					return fmt.Errorf("history: event at key %x: before: %w", k, err)
-				}
-				if prev == nil {
-					prev = key
-				}
 			}
 			match := ref.Key.Matches
 			if cur != nil {
@@ -390,10 +352,6 @@ func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary,
 			}
 			if !match(prev) && !match(key) {
 				return nil
-			}
-			var prevKey json.RawMessage
-			if !slices.Equal(prev, key) {
-				prevKey = rawKey(s.Before, names)
 			}
 			if op == audit.OpDelete {
 				cur, live = nil, false
@@ -417,12 +375,15 @@ func scan(src Source, ref Ref, countTable bool, fn func(*Event) error) (Summary,
 		}
 		break
 	}
-	if sum.Events == 0 && !countTable {
-		if err := countEvents(); err != nil {
-			return sum, err
-		}
+	if sum.Events > 0 {
+		return sum, nil
 	}
-	if sum.Events == 0 && sum.TableEvents > 0 {
+	n, err := src.Count(ctx, sink.Query{Tables: table, Ops: recordOps})
+	if err != nil {
+		return sum, fmt.Errorf("history: %w", err)
+	}
+	sum.TableEvents = int(n)
+	if sum.TableEvents > 0 {
 		columns, err := keyColumns(ctx, src, ref, table)
 		if err != nil {
 			return sum, err
@@ -548,39 +509,41 @@ func keyOf(raw json.RawMessage) (Key, []string, error) {
 	return k, names, nil
 }
 
-// beforeKey is the key held in an update's before-image: nil when it has
-// none (no before-image, or one without every key column).
-func beforeKey(before json.RawMessage, names []string) (Key, error) {
-	if audit.IsNull(before) {
-		return nil, nil
-	}
-	members, err := Columns(before)
+// keysOf reads an event's key (nil for a null key) and the key the record
+// had before it: for an update whose before-image holds other values of
+// the key columns, those, with the before-image's key object (prevKey);
+// else key itself. Each row is decoded once.
+func keysOf(s *stored, op audit.Op) (key, prev Key, prevKey json.RawMessage, err error) {
+	key, names, err := keyOf(s.Key)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, fmt.Errorf("key: %w", err)
 	}
-	k := make(Key, 0, len(names))
+	if key == nil || op != audit.OpUpdate || audit.IsNull(s.Before) {
+		return key, key, nil, nil
+	}
+	before, err := Columns(s.Before)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("before: %w", err)
+	}
+	// The key columns in key order; none when the before-image lacks one.
+	cols := make([]Column, 0, len(names))
 	for _, n := range names {
-		i := slices.IndexFunc(members, func(m Column) bool { return m.Name == n })
+		i := slices.IndexFunc(before, func(m Column) bool { return m.Name == n })
 		if i < 0 {
-			return nil, nil
+			return key, key, nil, nil
 		}
-		text, _ := valueText(members[i].Value)
-		k = append(k, KeyValue{Column: n, Text: text})
+		cols = append(cols, before[i])
 	}
-	sortKey(k)
-	return k, nil
-}
-
-// rawKey builds the JSON object of the key columns of before, in key order.
-func rawKey(before json.RawMessage, names []string) json.RawMessage {
-	members, _ := Columns(before) // decoded once already by beforeKey
-	var key []Column
-	for _, n := range names {
-		if i := slices.IndexFunc(members, func(m Column) bool { return m.Name == n }); i >= 0 {
-			key = append(key, members[i])
-		}
+	prev = make(Key, len(cols))
+	for i, c := range cols {
+		text, _ := valueText(c.Value)
+		prev[i] = KeyValue{Column: c.Name, Text: text}
 	}
-	return encodeRow(key)
+	sortKey(prev)
+	if slices.Equal(prev, key) {
+		return key, key, nil, nil
+	}
+	return key, prev, encodeRow(cols), nil
 }
 
 // Column is one column of a row read back from an event.

@@ -98,7 +98,7 @@ func ref(t *testing.T, s string) history.Ref {
 func record(t *testing.T, src history.Source, s string) []string {
 	t.Helper()
 	var got []string
-	if _, err := history.Record(src, history.Filter{Ref: ref(t, s)}, func(e *history.Event) error {
+	if _, err := history.Record(src, ref(t, s), func(e *history.Event) error {
 		got = append(got, e.Op.String()+" "+e.ID)
 		return nil
 	}); err != nil {

@@ -5,9 +5,6 @@ import "github.com/cdcaudit/cdcaudit/audit"
 // The names of a record live in audit (the store's record index uses them
 // too); these aliases keep history's API as it was.
 
-// DefaultSchema is the schema of a TABLE given without one.
-const DefaultSchema = audit.DefaultSchema
-
 // Ref names one record: its table and the values of its key.
 type Ref = audit.RecordRef
 
@@ -19,9 +16,6 @@ type KeyValue = audit.KeyValue
 
 // ParseRef parses TABLE:KEY (see audit.ParseRecordRef).
 func ParseRef(s string) (Ref, error) { return audit.ParseRecordRef(s) }
-
-// ParseKey parses the KEY of TABLE:KEY (see audit.ParseRecordKey).
-func ParseKey(s string) (Key, error) { return audit.ParseRecordKey(s) }
 
 func valueText(raw []byte) (string, bool) { return audit.KeyText(raw) }
 

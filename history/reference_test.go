@@ -90,24 +90,15 @@ func scanAll(src scanner, ref Ref, fn func(*Event) error) (Summary, error) {
 			sum.Events++
 			return fn(newEvent(&s, op, rec, nil))
 		}
-		key, names, err := keyOf(s.Key)
+		key, prev, prevKey, err := keysOf(&s, op)
 		if err != nil {
-			return fmt.Errorf("history: event at key %x: key: %w", k, err)
+			return fmt.Errorf("history: event at key %x: %w", k, err)
 		}
 		if key == nil {
 			return nil // a table without a key: no record can be named
 		}
 		sum.TableEvents++
-		columns = names
-		prev := key
-		if op == audit.OpUpdate {
-			if prev, err = beforeKey(s.Before, names); err != nil {
-				return fmt.Errorf("history: event at key %x: before: %w", k, err)
-			}
-			if prev == nil {
-				prev = key
-			}
-		}
+		_, columns, _ = keyOf(s.Key)
 		match := ref.Key.Matches
 		if cur != nil {
 			match = func(k Key) bool { return slices.Equal(cur, k) }
@@ -119,10 +110,6 @@ func scanAll(src scanner, ref Ref, fn func(*Event) error) (Summary, error) {
 			if ours, err := decode(); !ours || err != nil {
 				return err
 			}
-		}
-		var prevKey json.RawMessage
-		if !slices.Equal(prev, key) {
-			prevKey = rawKey(s.Before, names)
 		}
 		if op == audit.OpDelete {
 			cur, live = nil, false
@@ -264,7 +251,7 @@ func TestIndexedHistoryMatchesScan(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Record(s, Filter{Ref: ref}, func(e *Event) error {
+		if _, err := Record(s, ref, func(e *Event) error {
 			got = append(got, e.ID+" "+string(e.PrevKey)+">"+string(e.Key))
 			return nil
 		}); err != nil {

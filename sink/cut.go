@@ -46,6 +46,7 @@ type Cut struct {
 	Replaces string // the cut of the same range this one supersedes ("" for none)
 
 	key, from, to [audit.KeyLen]byte
+	record        []byte // the cut record as copied in the cuts bucket
 }
 
 // cutJSON is a cut record as stored.
@@ -129,67 +130,88 @@ func parseCut(key, record []byte) (*Cut, error) {
 	return c, nil
 }
 
-// cutSet is the cuts of a store: all of them (chain order), and the ones in
-// force — for each range the latest cut of it — ordered by range.
+// cutSet is the cuts of a store: all of them (chain order, which is key
+// order), and the ones in force — for each range the latest cut of it —
+// ordered by range. A set is never changed once published (Store.cuts):
+// with makes the next one.
 type cutSet struct {
 	seq       uint64 // the cuts bucket's sequence it was read at
 	all       []*Cut
 	effective []*Cut
-	records   map[[audit.KeyLen]byte][]byte // each cut's record as copied in the bucket
 }
 
 // loadCuts reads the cuts bucket. A copy that does not parse, a cut that
 // replaces another range, or overlapping ranges are errors: Verify turns
 // them into a broken chain.
 func loadCuts(tx *bolt.Tx) (*cutSet, error) {
-	cs := &cutSet{records: map[[audit.KeyLen]byte][]byte{}}
+	cs := &cutSet{}
 	b := tx.Bucket(bucketCuts)
 	if b == nil {
 		return cs, nil
 	}
 	cs.seq = b.Sequence()
-	byID := map[string]*Cut{}
 	err := b.ForEach(func(k, v []byte) error {
 		c, err := parseCut(k, v)
 		if err != nil {
 			return err
 		}
-		cs.all = append(cs.all, c)
-		cs.records[c.key] = slices.Clone(v)
-		byID[c.ID] = c
-		return nil
+		c.record = slices.Clone(v)
+		return cs.add(c)
 	})
 	if err != nil {
 		return nil, err
 	}
-	replaced := map[string]bool{}
-	for _, c := range cs.all {
-		if c.Replaces == "" {
-			continue
-		}
-		old := byID[c.Replaces]
-		switch {
-		case old == nil:
-			return nil, fmt.Errorf("cut %s replaces cut %s, which the store does not hold", c.ID, c.Replaces)
-		case bytes.Compare(old.key[:], c.key[:]) >= 0 || old.from != c.from || old.to != c.to || old.Before != c.Before || old.Chain != c.Chain || c.Removed <= old.Removed:
-			return nil, fmt.Errorf("cut %s replaces cut %s but does not describe the same range with more removed", c.ID, c.Replaces)
-		case replaced[c.Replaces]:
-			return nil, fmt.Errorf("cut %s is replaced twice", c.Replaces)
-		}
-		replaced[c.Replaces] = true
-	}
-	for _, c := range cs.all {
-		if !replaced[c.ID] {
-			cs.effective = append(cs.effective, c)
-		}
-	}
-	slices.SortFunc(cs.effective, func(a, b *Cut) int { return bytes.Compare(a.from[:], b.from[:]) })
-	for i := 1; i < len(cs.effective); i++ {
-		if a, b := cs.effective[i-1], cs.effective[i]; bytes.Compare(b.from[:], a.to[:]) <= 0 {
-			return nil, fmt.Errorf("cuts %s and %s describe overlapping ranges", a.ID, b.ID)
-		}
-	}
 	return cs, nil
+}
+
+// with returns a new set: cs and the cut c made after its cuts, read at
+// the cuts bucket's sequence seq. Pruning publishes it rather than have
+// the next reader parse every cut ever made again.
+func (cs *cutSet) with(c *Cut, seq uint64) (*cutSet, error) {
+	next := &cutSet{seq: seq, all: slices.Clone(cs.all), effective: slices.Clone(cs.effective)}
+	if err := next.add(c); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// add adds c, which comes after every cut of cs in the chain: a new range,
+// or the replacement of the one in force with the same bounds.
+func (cs *cutSet) add(c *Cut) error {
+	if n := len(cs.all); n > 0 && bytes.Compare(cs.all[n-1].key[:], c.key[:]) >= 0 {
+		return fmt.Errorf("cut %s does not come after cut %s", c.ID, cs.all[n-1].ID)
+	}
+	i, found := slices.BinarySearchFunc(cs.effective, c.from, func(e *Cut, from [audit.KeyLen]byte) int { return bytes.Compare(e.from[:], from[:]) })
+	if c.Replaces != "" {
+		if !found || cs.effective[i].ID != c.Replaces {
+			i := slices.IndexFunc(cs.all, func(o *Cut) bool { return o.ID == c.Replaces })
+			switch {
+			case i < 0:
+				return fmt.Errorf("cut %s replaces cut %s, which the store does not hold before it", c.ID, c.Replaces)
+			case slices.Contains(cs.effective, cs.all[i]):
+				return fmt.Errorf("cut %s replaces cut %s but does not describe the same range with more removed", c.ID, c.Replaces)
+			default:
+				return fmt.Errorf("cut %s is replaced twice", c.Replaces)
+			}
+		}
+		if old := cs.effective[i]; old.to != c.to || old.Before != c.Before || old.Chain != c.Chain || c.Removed <= old.Removed {
+			return fmt.Errorf("cut %s replaces cut %s but does not describe the same range with more removed", c.ID, c.Replaces)
+		}
+		cs.effective[i] = c
+	} else {
+		if found {
+			return fmt.Errorf("cuts %s and %s describe overlapping ranges", cs.effective[i].ID, c.ID)
+		}
+		if i > 0 && bytes.Compare(c.from[:], cs.effective[i-1].to[:]) <= 0 {
+			return fmt.Errorf("cuts %s and %s describe overlapping ranges", cs.effective[i-1].ID, c.ID)
+		}
+		if i < len(cs.effective) && bytes.Compare(cs.effective[i].from[:], c.to[:]) <= 0 {
+			return fmt.Errorf("cuts %s and %s describe overlapping ranges", c.ID, cs.effective[i].ID)
+		}
+		cs.effective = slices.Insert(cs.effective, i, c)
+	}
+	cs.all = append(cs.all, c)
+	return nil
 }
 
 // covering returns the cut in force whose range holds key.
@@ -287,12 +309,11 @@ func (w *cutWalk) keep(h audit.Hash) { w.kept.add(h) }
 
 // meet checks a cut record met in the chain against its copy.
 func (w *cutWalk) meet(key, record []byte) *VerifyError {
-	var k [audit.KeyLen]byte
-	copy(k[:], key)
-	if c, ok := w.cs.records[k]; !ok || !bytes.Equal(c, record) {
+	i, ok := slices.BinarySearchFunc(w.cs.all, key, func(c *Cut, k []byte) int { return bytes.Compare(c.key[:], k) })
+	if !ok || !bytes.Equal(w.cs.all[i].record, record) {
 		return &VerifyError{ID: keyID(key), Reason: "a cut record that the store's list of cuts does not hold as it is: cuts were altered"}
 	}
-	w.met[k] = true
+	w.met[w.cs.all[i].key] = true
 	return nil
 }
 
@@ -325,10 +346,18 @@ func (s *Store) cutsOf(tx *bolt.Tx) (*cutSet, error) {
 	if err != nil {
 		return nil, damaged(s.db.Path(), "its list of cuts: %v: run 'cdcaudit verify'", err)
 	}
-	if cached == nil || cs.seq > cached.seq {
-		s.cuts.Store(cs)
-	}
+	s.publishCuts(cs)
 	return cs, nil
+}
+
+// publishCuts makes cs the cached set unless a newer one is.
+func (s *Store) publishCuts(cs *cutSet) {
+	for {
+		cached := s.cuts.Load()
+		if cached != nil && cached.seq >= cs.seq || s.cuts.CompareAndSwap(cached, cs) {
+			return
+		}
+	}
 }
 
 // Covering returns the cut in force whose range holds the record id: a

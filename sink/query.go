@@ -261,12 +261,7 @@ func (p *plan) match(key, rec []byte) (bool, error) {
 }
 
 func tableMatches(globs []string, schema, table string) bool {
-	qualified := schema + "." + table
-	return slices.ContainsFunc(globs, func(g string) bool {
-		ok1, _ := path.Match(g, table)
-		ok2, _ := path.Match(g, qualified)
-		return ok1 || ok2
-	})
+	return slices.ContainsFunc(globs, func(g string) bool { return MatchTable(g, schema, table) })
 }
 
 // changeOps are the ops a query without Ops selects.

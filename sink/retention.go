@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,11 +37,23 @@ type Retention struct {
 	Now func() time.Time
 }
 
-// TableRetention is a per-table window: Glob matches "schema.table" or the
-// table name alone (as export's --table); Keep 0 keeps forever.
+// TableRetention is a per-table window: Glob matches a table as
+// MatchTable says; Keep 0 keeps forever.
 type TableRetention struct {
 	Glob string
 	Keep time.Duration
+}
+
+// MatchTable reports whether a table glob, a path.Match pattern, matches
+// "schema.table" or the table name alone: "sale_*", "public.res_*". It is
+// the one rule of a query's tables (export's --table), retention's table
+// windows and the tables a snapshot copies.
+func MatchTable(glob, schema, table string) bool {
+	if ok, _ := path.Match(glob, table); ok {
+		return true
+	}
+	ok, _ := path.Match(glob, schema+"."+table)
+	return ok
 }
 
 // StateExpiry reports whether a derived-state record is history older than
@@ -64,16 +75,7 @@ func (r Retention) Enabled() bool {
 
 // rule returns the index of the rule for a table (-1: Default).
 func (r Retention) rule(schema, table string) int {
-	qualified := schema + "." + table
-	for i, t := range r.Tables {
-		if ok, _ := path.Match(t.Glob, qualified); ok {
-			return i
-		}
-		if ok, _ := path.Match(t.Glob, table); ok {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(r.Tables, func(t TableRetention) bool { return MatchTable(t.Glob, schema, table) })
 }
 
 func (r Retention) window(rule int) time.Duration {
@@ -215,7 +217,7 @@ func (p *Pruner) Prune(ctx context.Context) (PruneStats, error) {
 		return stats, nil
 	}
 	now := p.r.Now()
-	w := &walker{p: p, now: now, rules: map[string]int{}, minDue: farFuture}
+	w := &walker{p: p, now: now, rules: map[string]map[string]int{}, minDue: farFuture}
 	if p.settled != nil && now.Before(p.settledDue) {
 		w.pos, w.minDue = p.settled, p.settledDue
 	}
@@ -278,11 +280,11 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 type walker struct {
 	p      *Pruner
 	now    time.Time
-	rules  map[string]int // the JSON of schema through table → rule
-	pos    []byte         // where the next batch begins (nil: the start)
-	next   []byte         // where the one after it begins
-	done   bool           // the batch planned last is the pass's last
-	minDue time.Time      // the earliest expiry of the records looked at and kept
+	rules  map[string]map[string]int // the JSON strings of schema and table → rule
+	pos    []byte                    // where the next batch begins (nil: the start)
+	next   []byte                    // where the one after it begins
+	done   bool                      // the batch planned last is the pass's last
+	minDue time.Time                 // the earliest expiry of the records looked at and kept
 }
 
 // batch is a range of records to prune: [from, to), or the range of a cut
@@ -293,32 +295,31 @@ type batch struct {
 }
 
 // expired reports whether the record at key has expired, under which
-// rule; due is when it will (farFuture: never). Chain records and the chain
-// head never expire.
-func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time, rule int) {
+// rule; due is when it will (farFuture: never), at its commit time (zero
+// when it has none to read). Chain records and the chain head never expire.
+func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time, rule int, at time.Time) {
 	if IsChainRecord(key) || bytes.Equal(key, head) {
-		return false, farFuture, 0
+		return false, farFuture, 0, at
 	}
-	at, names, ok := headFields(rec)
+	h, ok := audit.RecordHead(rec)
 	if !ok {
-		return false, farFuture, 0 // unreadable: left for verify to report
+		return false, farFuture, 0, at // unreadable: left for verify to report
 	}
 	// Keyed by the record's own bytes: no allocation once a table is known.
-	rule, seen := w.rules[string(names)]
+	rule, seen := w.rules[string(h.Schema)][string(h.Table)]
 	if !seen {
-		schema, table, ok := decodeNames(names)
-		if !ok {
-			return false, farFuture, 0
+		rule = w.p.r.rule(h.Names())
+		if w.rules[string(h.Schema)] == nil {
+			w.rules[string(h.Schema)] = map[string]int{}
 		}
-		rule = w.p.r.rule(schema, table)
-		w.rules[string(names)] = rule
+		w.rules[string(h.Schema)][string(h.Table)] = rule
 	}
 	win := w.p.r.window(rule)
 	if win <= 0 {
-		return false, farFuture, rule
+		return false, farFuture, rule, h.CommitTime
 	}
-	due = at.Add(win)
-	return !due.After(w.now), due, rule
+	due = h.CommitTime.Add(win)
+	return !due.After(w.now), due, rule, h.CommitTime
 }
 
 // plan looks, in a read transaction, at the records from w.pos on, and
@@ -353,7 +354,7 @@ func (w *walker) plan() (*batch, error) {
 			w.next = nextKey(c.to[:])
 			any := false
 			for ; k != nil && bytes.Compare(k, c.to[:]) <= 0; k, v, err = rc.Next() {
-				exp, due, _ := w.expired(k, v, head)
+				exp, due, _, _ := w.expired(k, v, head)
 				any = any || exp
 				if !exp && due.Before(w.minDue) {
 					w.minDue = due
@@ -388,13 +389,11 @@ func (w *walker) plan() (*batch, error) {
 			if n == w.p.batch || limit != nil && bytes.Compare(k, limit) >= 0 {
 				break
 			}
-			if !IsChainRecord(k) {
-				if at, _, ok := headFields(v); ok && at.After(newest) {
-					w.done = true // nothing from here on can have expired
-					break
-				}
+			exp, due, _, at := w.expired(k, v, head)
+			if at.After(newest) {
+				w.done = true // nothing from here on can have expired
+				break
 			}
-			exp, due, _ := w.expired(k, v, head)
 			any = any || exp
 			if !exp && due.Before(w.minDue) {
 				w.minDue = due
@@ -455,24 +454,6 @@ func (w *walker) check(k, v []byte, prev *audit.Hash) (audit.Hash, error) {
 	return h, nil
 }
 
-// storedLinks reads the prev_hash and hash members at the end of a sealed
-// record, as stored: `"prev_hash":"<64 hex>","hash":"<64 hex>"}`.
-func storedLinks(rec []byte) (prev, h audit.Hash, ok bool) {
-	const hexLen = 2 * audit.HashLen
-	const tail = len(`"prev_hash":"`) + hexLen + len(`","hash":"`) + hexLen + len(`"}`)
-	n := len(rec)
-	if n < tail || string(rec[n-tail:n-tail+13]) != `"prev_hash":"` || string(rec[n-hexLen-12:n-hexLen-2]) != `","hash":"` || string(rec[n-2:]) != `"}` {
-		return prev, h, false
-	}
-	if _, err := hex.Decode(prev[:], rec[n-tail+13:n-tail+13+hexLen]); err != nil {
-		return prev, h, false
-	}
-	if _, err := hex.Decode(h[:], rec[n-hexLen-2:n-2]); err != nil {
-		return prev, h, false
-	}
-	return prev, h, true
-}
-
 // nextRange returns the index of the first range in force that begins
 // after key (-1: none).
 func nextRange(cs *cutSet, key []byte) int {
@@ -523,11 +504,11 @@ func (p *Pruner) apply(b *batch, now time.Time) (*Cut, uint64, error) {
 	if hl, _, _ := audit.SplitKey(st.headKey[:]); !st.hasHead || hl+1 > st.checkpoint {
 		return nil, 0, errBusy
 	}
-	var cut *Cut
+	var cuts *cutSet
 	var removed uint64
 	err := s.update(func(tx *bolt.Tx) error {
 		var err error
-		cut, removed, err = p.cutBatch(tx, &st, b, now)
+		cuts, removed, err = p.cutBatch(tx, &st, b, now)
 		return err
 	})
 	if errors.Is(err, errNothing) {
@@ -537,16 +518,22 @@ func (p *Pruner) apply(b *batch, now time.Time) (*Cut, uint64, error) {
 		return nil, 0, err
 	}
 	s.state.Store(&st)
-	return cut, removed, nil
+	s.publishCuts(cuts)
+	return cuts.all[len(cuts.all)-1], removed, nil
 }
 
 // errNothing rolls back a batch that removed nothing.
 var errNothing = errors.New("nothing to prune")
 
-// cutBatch removes the expired records of b and appends the cut, in tx.
-func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut, uint64, error) {
+// cutBatch removes the expired records of b and appends the cut, in tx,
+// and returns the store's cuts with it.
+func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*cutSet, uint64, error) {
 	s := p.s
-	w := &walker{p: p, now: now, rules: map[string]int{}, minDue: farFuture}
+	cuts, err := s.cutsOf(tx)
+	if err != nil {
+		return nil, 0, err
+	}
+	w := &walker{p: p, now: now, rules: map[string]map[string]int{}, minDue: farFuture}
 	var (
 		checkErr error
 		seen     keptHasher // every record of a recut's range, before
@@ -563,13 +550,13 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 		}
 		// The plan checked every record of the range against its hash and
 		// its link (outside the lock): the stored values are sound.
-		prev, h, ok := storedLinks(rec)
+		prev, h, ok := audit.Links(rec)
 		if !ok {
 			checkErr = damaged(s.db.Path(), "record %s is malformed: pruning stopped (run 'cdcaudit verify')", keyID(key))
 			return true
 		}
 		seen.add(h)
-		exp, _, rule := w.expired(key, rec, head)
+		exp, _, rule, _ := w.expired(key, rec, head)
 		if !exp {
 			kept = append(kept, keptRecord{key: append([]byte(nil), key...), hash: h})
 			return true
@@ -629,7 +616,8 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := cb.NextSequence(); err != nil {
+	seq, err := cb.NextSequence()
+	if err != nil {
 		return nil, 0, err
 	}
 	if err := cb.Put(append([]byte(nil), st.headKey[:]...), rec); err != nil {
@@ -639,11 +627,15 @@ func (p *Pruner) cutBatch(tx *bolt.Tx, st *state, b *batch, now time.Time) (*Cut
 	if err != nil {
 		return nil, 0, fmt.Errorf("sink: retention: the cut just made does not read back: %w", err)
 	}
+	parsed.record = rec
+	if cuts, err = cuts.with(parsed, seq); err != nil {
+		return nil, 0, fmt.Errorf("sink: retention: the cut just made does not fit the store's cuts: %w", err)
+	}
 	st.count -= min(events, st.count)
 	if err := putHead(tx, st); err != nil {
 		return nil, 0, err
 	}
-	return parsed, removed, nil
+	return cuts, removed, nil
 }
 
 type keptRecord struct {
@@ -774,123 +766,4 @@ func (s *Store) deleteState(bucket string, keys [][]byte, still func(k, v []byte
 		return nil
 	})
 	return n, err
-}
-
-// recordHead reads the commit time, schema and table of a row event's
-// record from its first members, which AppendBody writes in a fixed order
-// before any value of the row: {"id":…,"lsn":…,"commit_lsn":…,"xid":…,
-// "commit_time":"…","database":…,"schema":…,"table":…,
-func recordHead(rec []byte) (at time.Time, schema, table string, ok bool) {
-	at, names, ok := headFields(rec)
-	if !ok {
-		return at, "", "", false
-	}
-	schema, table, ok = decodeNames(names)
-	return at, schema, table, ok
-}
-
-// headFields is recordHead without decoding: the commit time, and the
-// record's bytes from the schema's value to the end of the table's,
-// `"public","table":"sale_order"`. It allocates nothing.
-func headFields(rec []byte) (at time.Time, names []byte, ok bool) {
-	const ct = `,"commit_time":"`
-	i := bytes.Index(rec[:min(len(rec), 160)], []byte(ct))
-	if i < 0 {
-		return at, nil, false
-	}
-	rest := rec[i+len(ct):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
-		return at, nil, false
-	}
-	if at, ok = parseCommitTime(rest[:j]); !ok {
-		return at, nil, false
-	}
-	rest = rest[j+1:]
-	var start int
-	for _, f := range []string{`,"database":`, `,"schema":`, `,"table":`} {
-		if !bytes.HasPrefix(rest, []byte(f)) {
-			return at, nil, false
-		}
-		rest = rest[len(f):]
-		if f == `,"schema":` {
-			start = len(rec) - len(rest)
-		}
-		n, good := jsonStringLen(rest)
-		if !good {
-			return at, nil, false
-		}
-		rest = rest[n:]
-	}
-	return at, rec[start : len(rec)-len(rest)], true
-}
-
-// decodeNames decodes what headFields returns into schema and table.
-func decodeNames(names []byte) (schema, table string, ok bool) {
-	n, _ := jsonStringLen(names)
-	schema, ok1 := jsonString(names[:n])
-	rest := names[n:]
-	const t = `,"table":`
-	if !ok1 || !bytes.HasPrefix(rest, []byte(t)) {
-		return "", "", false
-	}
-	table, ok2 := jsonString(rest[len(t):])
-	return schema, table, ok2
-}
-
-// parseCommitTime reads AppendTime's form, 2026-11-23T13:34:33.559831Z,
-// without allocating; any other RFC 3339 time the slow way.
-func parseCommitTime(b []byte) (time.Time, bool) {
-	if len(b) == 27 && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' && b[19] == '.' && b[26] == 'Z' {
-		num := func(from, to int) (int, bool) {
-			n := 0
-			for _, c := range b[from:to] {
-				if c < '0' || c > '9' {
-					return 0, false
-				}
-				n = n*10 + int(c-'0')
-			}
-			return n, true
-		}
-		y, ok1 := num(0, 4)
-		mo, ok2 := num(5, 7)
-		d, ok3 := num(8, 10)
-		h, ok4 := num(11, 13)
-		mi, ok5 := num(14, 16)
-		sec, ok6 := num(17, 19)
-		us, ok7 := num(20, 26)
-		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec < 60 {
-			t := time.Date(y, time.Month(mo), d, h, mi, sec, us*1000, time.UTC)
-			if t.Day() == d { // not 31 February
-				return t, true
-			}
-		}
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(b))
-	return t, err == nil
-}
-
-// jsonStringLen returns the length of the JSON string at the start of b.
-func jsonStringLen(b []byte) (int, bool) {
-	if len(b) < 2 || b[0] != '"' {
-		return 0, false
-	}
-	for i := 1; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, true
-		}
-	}
-	return 0, false
-}
-
-// jsonString decodes the JSON string b (quotes included).
-func jsonString(b []byte) (string, bool) {
-	if bytes.IndexByte(b, '\\') < 0 && len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
-		return string(b[1 : len(b)-1]), true
-	}
-	var s string
-	return s, json.Unmarshal(b, &s) == nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,10 +96,11 @@ func mustPrune(t *testing.T, s *Store, r Retention) PruneStats {
 func remaining(t *testing.T, s *Store) map[string]int {
 	out := map[string]int{}
 	err := s.Scan(nil, nil, func(k, v []byte) error {
-		_, _, table, ok := recordHead(v)
+		h, ok := audit.RecordHead(v)
 		if !ok {
 			t.Fatalf("record %s: no head", keyID(k))
 		}
+		_, table := h.Names()
 		out[table]++
 		return nil
 	})
@@ -415,6 +417,26 @@ func TestPruneState(t *testing.T) {
 	}
 }
 
+func TestMatchTable(t *testing.T) {
+	for _, c := range []struct {
+		glob, schema, table string
+		want                bool
+	}{
+		{"sale_*", "public", "sale_order", true},
+		{"sale_order", "acct", "sale_order", true},
+		{"public.res_*", "public", "res_partner", true},
+		{"public.res_*", "acct", "res_partner", false},
+		{"pub*", "public", "sale_order", true}, // * matches the dot of schema.table
+		{"*.a.b", "s", "a.b", true},
+		{"sale_[", "public", "sale_order", false},
+		{"res_partner", "public", "res_partner_bank", false},
+	} {
+		if got := MatchTable(c.glob, c.schema, c.table); got != c.want {
+			t.Errorf("MatchTable(%q, %q, %q) = %v", c.glob, c.schema, c.table, got)
+		}
+	}
+}
+
 func TestRetentionRules(t *testing.T) {
 	r := Retention{Default: 400 * 24 * time.Hour, Tables: []TableRetention{
 		{Glob: "public.account_move*", Keep: 10 * 365 * 24 * time.Hour},
@@ -439,46 +461,6 @@ func TestRetentionRules(t *testing.T) {
 			t.Errorf("FormatWindow(%v) = %s, want %s", d, got, want)
 		}
 	}
-}
-
-func TestRecordHead(t *testing.T) {
-	e := rev(0x100, 1, `we"ird\table`, rbase)
-	rec, _ := audit.Seal(nil, e.Body, audit.Genesis)
-	at, schema, table, ok := recordHead(rec)
-	if !ok || !at.Equal(rbase) || schema != "public" || table != `we"ird\table` {
-		t.Fatalf("%v %q %q %v", at, schema, table, ok)
-	}
-	if prev, h, ok := storedLinks(rec); !ok || prev != audit.Genesis {
-		t.Fatalf("stored links %v %x", ok, prev)
-	} else if _, _, want, _ := audit.Check(rec); h != want {
-		t.Fatalf("stored hash %x, want %x", h, want)
-	}
-	if _, _, ok := storedLinks(rec[:len(rec)-1]); ok {
-		t.Fatal("links of a cut-off record")
-	}
-	if _, _, _, ok := recordHead([]byte(`{"id":"x"}`)); ok {
-		t.Fatal("a record without a head")
-	}
-}
-
-func FuzzRecordHead(f *testing.F) {
-	rec, _ := audit.Seal(nil, rev(0x100, 1, "sale_order", rbase).Body, audit.Genesis)
-	f.Add(rec)
-	f.Add([]byte(`{"id":"0","lsn":"0/0","commit_lsn":"0/0","xid":1,"commit_time":"2026-01-01T00:00:00Z","database":"a\u0022","schema":"\\","table":"t"`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		at, schema, table, ok := recordHead(b)
-		if !ok {
-			return
-		}
-		if at.IsZero() && schema == "" && table == "" {
-			return
-		}
-		// What it read is what a JSON decoder reads.
-		i := bytes.Index(b, []byte(`,"table":`))
-		if i < 0 {
-			t.Fatalf("ok without a table member: %q", b)
-		}
-	})
 }
 
 func FuzzParseCut(f *testing.F) {
@@ -528,19 +510,6 @@ func TestPruneRefusesABrokenChain(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzParseCommitTime(f *testing.F) {
-	f.Add([]byte("2026-11-23T13:34:33.559831Z"))
-	f.Add([]byte("2026-02-31T13:34:33.559831Z"))
-	f.Add([]byte("2026-11-23T13:34:33Z"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := parseCommitTime(b)
-		want, err := time.Parse(time.RFC3339Nano, string(b))
-		if ok != (err == nil) || ok && !got.Equal(want) {
-			t.Fatalf("%q: %v %v, time.Parse %v %v", b, got, ok, want, err)
-		}
-	})
 }
 
 // TestPruneRemovesPostings: what retention removes is gone from every
@@ -597,4 +566,44 @@ func TestPruneRemovesPostings(t *testing.T) {
 	if n := count(Query{Since: rbase, Until: rbase.Add(21 * time.Hour)}); n != 20 {
 		t.Errorf("hours 1–20: %d events through the index, want the 20 of res_partner", n)
 	}
+}
+
+// Every pruning batch publishes its cut into the store's cached cuts: the
+// next reader finds them current, as the bucket would read, rather than
+// parse every cut ever made again.
+func TestPrunePublishesCuts(t *testing.T) {
+	s, _ := retentionStore(t)
+	defer s.Close()
+	now := rbase.Add(100*time.Hour + 30*time.Minute)
+	check := func(when string) {
+		t.Helper()
+		cached := s.cuts.Load()
+		err := s.view(func(tx *bolt.Tx) error {
+			fresh, err := loadCuts(tx)
+			if err != nil {
+				return err
+			}
+			if cached == nil || cached.seq != fresh.seq {
+				t.Fatalf("%s: the cached cuts are stale (bucket at sequence %d)", when, fresh.seq)
+			}
+			if !reflect.DeepEqual(cached, fresh) {
+				t.Fatalf("%s: the cached cuts differ from the bucket's:\n%+v\n%+v", when, cached, fresh)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := mustPrune(t, s, testRetention(now)); st.Cuts < 2 {
+		t.Fatalf("prune: %+v", st)
+	}
+	check("after the first pass")
+	for i := uint64(101); i <= 130; i++ {
+		retentionTx(t, s, i)
+	}
+	if st := mustPrune(t, s, testRetention(now.Add(30*time.Hour))); st.Cuts == 0 {
+		t.Fatalf("second prune: %+v", st)
+	}
+	check("after cutting again")
 }

@@ -65,7 +65,7 @@ func (s *Store) rewriteBlocks(tx *bolt.Tx, from, to []byte, keep func(key, rec [
 			// The caller checked the records it removes (retention's plan
 			// checks every record of the range against its hash and link):
 			// the stored hash is read, not computed again.
-			_, h, ok := storedLinks(rec)
+			_, h, ok := audit.Links(rec)
 			if !ok {
 				return out, damaged(tx.DB().Path(), "record %s is malformed (damaged or altered): run 'cdcaudit verify'", keyID(key))
 			}

@@ -3,11 +3,12 @@ package snapshot
 import (
 	"context"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 // Column is one column of a snapshotted table.
@@ -43,15 +44,11 @@ func publishedTables(ctx context.Context, conn *pgx.Conn, publication string) ([
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// matchAny reports whether "schema.table" matches one of the globs, on the
-// qualified name or the table name alone (as export's --table).
+// matchAny reports whether "schema.table" matches one of the globs
+// (sink.MatchTable).
 func matchAny(globs []string, qualified string) bool {
-	_, name, _ := strings.Cut(qualified, ".")
-	return slices.ContainsFunc(globs, func(g string) bool {
-		ok1, _ := path.Match(g, qualified)
-		ok2, _ := path.Match(g, name)
-		return ok1 || ok2
-	})
+	schema, name, _ := strings.Cut(qualified, ".")
+	return slices.ContainsFunc(globs, func(g string) bool { return sink.MatchTable(g, schema, name) })
 }
 
 // describe reads a table's columns, key and size estimate. ok is false when

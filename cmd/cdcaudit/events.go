@@ -168,7 +168,7 @@ func (c *cli) recordHistory(store *sink.Store, o *eventsOptions) int {
 			e.ID, e.Op, cell(who.who(ev.Actor)), cell(changeText(e, ev)))
 		return err
 	}
-	seen, err := history.Record(store, history.Filter{Ref: o.ref, CountOnlyWhenNone: true}, write)
+	seen, err := history.Record(store, o.ref, write)
 	if tw != nil {
 		tw.Flush()
 	}

@@ -33,7 +33,9 @@ the --table globs, one of the --op operations, and --user, --session and
 --record when given. The store's indexes find the events, so a narrow filter
 reads little of a large store.
 
---user is the application user's login (or #ID for a user known by id only);
+--user names the application user by its login, as the events name it, or
+by its id, #ID: the events that name it by id only, and those under each
+login the session state knows for that user (which name it by id too);
 --session a session id as the events hold it (s…), or the start of one
 as 'cdcaudit sessions' shows it. --record is TABLE:KEY as for 'cdcaudit events' (public.sale_order:42,
 'public.t:{"a":1,"b":"x"}'): the events whose key, or whose before-image's
@@ -73,7 +75,7 @@ func (l *listFlag) Set(s string) error {
 type exportOptions struct {
 	dataDir string
 	format  string
-	filter  export.Filter
+	filter  sink.Query
 	out     string
 }
 
@@ -88,7 +90,7 @@ func (c *cli) export(args []string) int {
 	fs.Var(&tables, "table", "only events of tables matching a `glob`, on the table name or schema.table (sale_*, public.res_*); repeat the flag or separate globs with commas")
 	fs.Var(&ops, "op", "only these operations: insert, update, delete, truncate, snapshot (a comma-separated `list`, or repeat the flag; snapshot records are written only when snapshot is listed)")
 	var sel selection
-	fs.StringVar(&sel.user, "user", "", "only events of the application user `login` (#ID for a user known by id only)")
+	fs.StringVar(&sel.user, "user", "", "only events of the application user `login`, or of the user #ID (by id: also its events under the logins the session state knows for it)")
 	fs.StringVar(&sel.session, "session", "", "only events of the session `id` (a pseudonym, as the events hold it)")
 	fs.StringVar(&sel.record, "record", "", "only events of the record `TABLE:KEY` (e.g. public.sale_order:42, or public.t:{\"a\":1,\"b\":\"x\"} for a composite key)")
 	out := fs.String("out", "", "write to `file` (atomically) instead of standard output")
@@ -113,9 +115,10 @@ func (c *cli) export(args []string) int {
 		return c.fail("export", err)
 	}
 	defer store.Close()
-	if !opts.filter.Empty() {
+	if !unfiltered(opts.filter) {
 		c.warnUnindexed("export", store)
 	}
+	var src export.Source = store
 	if opts.filter.User != "" || opts.filter.Session != "" {
 		known, err := readSessions(store)
 		if err != nil {
@@ -124,12 +127,13 @@ func (c *cli) export(args []string) int {
 		if opts.filter.Session, err = expandSession(known, opts.filter.Session); err != nil {
 			return c.usageErr("export", err)
 		}
+		src = forUser(store, known, opts.filter.User)
 		defer c.hintUser(known, opts.filter.User)
 	}
 
 	start := time.Now()
 	if opts.out == "" {
-		n, err := export.Write(&ctxWriter{ctx: ctx, w: c.stdout}, store, opts.filter, opts.format)
+		n, err := export.Write(&ctxWriter{ctx: ctx, w: c.stdout}, src, opts.filter, opts.format)
 		if err != nil {
 			return c.fail("export", err)
 		}
@@ -138,7 +142,7 @@ func (c *cli) export(args []string) int {
 		}
 		return exitOK
 	}
-	n, size, err := c.exportToFile(ctx, store, opts)
+	n, size, err := c.exportToFile(ctx, src, opts)
 	if err != nil {
 		return c.fail("export", err)
 	}
@@ -256,7 +260,7 @@ func parseExportOptions(dataDir, format, since, until string, tables, ops []stri
 }
 
 // parseSelection reads --user, --session and --record into f.
-func parseSelection(f *export.Filter, sel selection) error {
+func parseSelection(f *sink.Query, sel selection) error {
 	f.User, f.Session = sel.user, sel.session
 	if sel.record != "" {
 		ref, err := audit.ParseRecordRef(sel.record)
@@ -266,6 +270,13 @@ func parseSelection(f *export.Filter, sel selection) error {
 		f.Record = &ref
 	}
 	return nil
+}
+
+// unfiltered reports whether q selects every event (snapshot records
+// aside): what no index narrows.
+func unfiltered(q sink.Query) bool {
+	return q.Since.IsZero() && q.Until.IsZero() && len(q.Tables) == 0 && len(q.Ops) == 0 &&
+		q.User == "" && q.Session == "" && q.Record == nil
 }
 
 // parseTime parses an RFC 3339 time or a date (midnight UTC); "" is the
@@ -287,7 +298,7 @@ func parseTime(flagName, s string) (time.Time, error) {
 
 // exportToFile writes the export to a temporary file next to opts.out and
 // renames it into place once complete and synced.
-func (c *cli) exportToFile(ctx context.Context, store *sink.Store, opts *exportOptions) (n uint64, size int64, err error) {
+func (c *cli) exportToFile(ctx context.Context, src export.Source, opts *exportOptions) (n uint64, size int64, err error) {
 	dir, base := filepath.Split(opts.out)
 	if dir == "" {
 		dir = "."
@@ -311,7 +322,7 @@ func (c *cli) exportToFile(ctx context.Context, store *sink.Store, opts *exportO
 		}
 		return s
 	})
-	n, err = export.Write(&ctxWriter{ctx: ctx, w: cw}, store, opts.filter, opts.format)
+	n, err = export.Write(&ctxWriter{ctx: ctx, w: cw}, src, opts.filter, opts.format)
 	stopProgress()
 	if err != nil {
 		return 0, 0, err

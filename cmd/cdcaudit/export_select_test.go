@@ -7,11 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -130,6 +133,90 @@ func TestQueriesOnAStoreWithoutIndexes(t *testing.T) {
 		}
 		if out != before[i] {
 			t.Errorf("%v: the answer changed once the indexes were built", q)
+		}
+	}
+}
+
+// --user '#9' finds user 9's events under its login as well as those that
+// name it by id only; an event under the same login that names another
+// user (the login passed on) is not user 9's.
+func TestExportUserByID(t *testing.T) {
+	tr, err := sessions.New(profile.Odoo(), sessions.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	tr.Observe(&audit.Event{CommitLSN: 0x100, Ordinal: 1, CommitTime: base, Schema: "public", Table: "res_users", Op: audit.OpInsert,
+		Key:   audit.Row{{Name: "id", Value: []byte("9")}},
+		After: audit.Row{{Name: "id", Value: []byte("9")}, {Name: "login", Value: []byte(`"carol@example.com"`)}, {Name: "password", Value: []byte(`"x"`)}}})
+	var state []sink.StateRecord
+	for _, u := range tr.Dirty() {
+		state = append(state, sink.StateRecord{Bucket: "sessions", Key: u.Key, Value: u.Value})
+	}
+	nine, twelve := int64(9), int64(12)
+	actors := []audit.Actor{
+		{UserID: &nine, UserVia: "row_user"},                             // login not known yet: under #9
+		{UserID: &nine, Login: "carol@example.com", UserVia: "row_user"}, // under the login
+		{UserID: &twelve, Login: "carol@example.com", UserVia: "row_user"},
+		{UserID: &twelve, UserVia: "row_user"},
+	}
+	dir := t.TempDir()
+	s, err := sink.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := []sink.Batch{{State: state}}
+	for i := 0; i < 12; i++ {
+		e := &audit.Event{LSN: uint64(0x1000 + i*0x100), CommitLSN: uint64(0x1080 + i*0x100), Ordinal: 1, XID: uint32(700 + i),
+			CommitTime: base.Add(time.Duration(i) * time.Minute), Database: "erp", Schema: "public", Table: "sale_order",
+			Op: audit.OpUpdate, Key: audit.Row{{Name: "id", Value: []byte("1")}}, After: audit.Row{{Name: "id", Value: []byte("1")}}, Actor: actors[i%4]}
+		batches = append(batches, sink.Batch{Events: []sink.Encoded{{Key: e.StoreKey(), Body: e.AppendBody(nil)}}, Checkpoint: e.CommitLSN + 8})
+	}
+	if _, err := s.Append(batches); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	page := exportPage
+	exportPage = 2 // each term's events come in pages, merged in commit order
+	t.Cleanup(func() { exportPage = page })
+	for _, c := range []struct {
+		args []string
+		want string // the minutes of the events written
+	}{
+		{[]string{"--user", "#9"}, "0 1 4 5 8 9"},
+		{[]string{"--user", "#9", "--since", "2026-11-23T10:04:00Z", "--until", "2026-11-23T10:09:00Z"}, "4 5 8"},
+		{[]string{"--user", "#9", "--format", "csv"}, "0 1 4 5 8 9"},
+		{[]string{"--user", "#12"}, "3 7 11"}, // no login known for 12
+		{[]string{"--user", "carol@example.com"}, "1 2 5 6 9 10"},
+	} {
+		out, errOut, code := runCLI(t, nil, append([]string{"export", "--data-dir", dir}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.args, code, errOut)
+		}
+		var minutes []string
+		for i, line := range slices.Collect(strings.Lines(out)) {
+			var at time.Time
+			if slices.Contains(c.args, "csv") {
+				if i == 0 {
+					continue // the header
+				}
+				at, err = time.Parse(time.RFC3339, strings.Split(line, ",")[4])
+			} else {
+				var ev struct {
+					CommitTime time.Time `json:"commit_time"`
+				}
+				err = json.Unmarshal([]byte(line), &ev)
+				at = ev.CommitTime
+			}
+			if err != nil {
+				t.Fatalf("%v: %q: %v", c.args, line, err)
+			}
+			minutes = append(minutes, fmt.Sprint(int(at.Sub(base)/time.Minute)))
+		}
+		if got := strings.Join(minutes, " "); got != c.want {
+			t.Errorf("%v: events of minutes %q, want %q", c.args, got, c.want)
 		}
 	}
 }

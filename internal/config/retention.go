@@ -16,14 +16,7 @@ import (
 // forever), or the window of the first of Tables whose glob matches.
 type Retention struct {
 	Default time.Duration
-	Tables  []RetentionRule
-}
-
-// RetentionRule is one table's window: Glob matches "schema.table" or the
-// table name alone; Keep 0 keeps forever.
-type RetentionRule struct {
-	Glob string
-	Keep time.Duration
+	Tables  []sink.TableRetention
 }
 
 // IsZero reports whether nothing is ever pruned.
@@ -78,7 +71,7 @@ func (r *Retention) add(name, win string) error {
 			return fmt.Errorf("%q is given twice", name)
 		}
 	}
-	r.Tables = append(r.Tables, RetentionRule{Glob: name, Keep: d})
+	r.Tables = append(r.Tables, sink.TableRetention{Glob: name, Keep: d})
 	return nil
 }
 
@@ -120,9 +113,5 @@ func applyRetention(c *Config, n *yaml.Node) error {
 
 // Policy returns the store's retention policy.
 func (r Retention) Policy() sink.Retention {
-	p := sink.Retention{Default: r.Default}
-	for _, t := range r.Tables {
-		p.Tables = append(p.Tables, sink.TableRetention{Glob: t.Glob, Keep: t.Keep})
-	}
-	return p
+	return sink.Retention{Default: r.Default, Tables: r.Tables}
 }

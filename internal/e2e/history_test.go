@@ -119,7 +119,7 @@ func TestRecordHistoryFromTheStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []string
-		if _, err := history.Record(store, history.Filter{Ref: r}, func(e *history.Event) error {
+		if _, err := history.Record(store, r, func(e *history.Event) error {
 			got = append(got, e.ID)
 			return nil
 		}); err != nil {

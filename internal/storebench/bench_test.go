@@ -222,7 +222,7 @@ func questions(tg *Targets) []question {
 		{name: "record-history", scan: scanRecord,
 			query: func(s *sink.Store, i int) (int, error) {
 				n := 0
-				_, err := history.Record(s, history.Filter{Ref: recs[i%len(recs)], CountOnlyWhenNone: true}, func(*history.Event) error { n++; return nil })
+				_, err := history.Record(s, recs[i%len(recs)], func(*history.Event) error { n++; return nil })
 				return n, err
 			}},
 		{name: "record-index",
