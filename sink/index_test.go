@@ -70,7 +70,7 @@ func virtualBlocks(t *testing.T, s *Store, rng *rand.Rand, maxSize int) map[stri
 		t.Fatal(err)
 	}
 	oldRead, oldNext := queryReadBlock, queryNextBlock
-	queryReadBlock = func(tx *bolt.Tx, bk []byte) ([][]byte, [][]byte, error) {
+	queryReadBlock = func(tx *bolt.Tx, bk []byte, _ *block) ([][]byte, [][]byte, error) {
 		b := blocks[string(bk)]
 		return b[0], b[1], nil
 	}
