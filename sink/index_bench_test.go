@@ -316,3 +316,38 @@ func writtenBytes(tb testing.TB) int64 {
 	}
 	return 0
 }
+
+// BenchmarkBlockPostings is the collecting of one block's postings (64
+// records, the bench and ERP workloads), bbolt's puts aside.
+func BenchmarkBlockPostings(b *testing.B) {
+	for _, wl := range []string{"bench", "erp"} {
+		b.Run(wl, func(b *testing.B) {
+			s := mustOpen(b, b.TempDir())
+			defer s.Close()
+			ix := s.idx.ix
+			gen := newIndexWorkload(wl, 64)
+			keys := make([][]byte, 64)
+			terms := make([]*audit.Terms, 64)
+			for i := range keys {
+				keys[i], terms[i] = gen.next()
+			}
+			recs := make([][]byte, 64)
+			err := s.update(func(tx *bolt.Tx) error {
+				if err := ix.begin(tx); err != nil {
+					return err
+				}
+				ix.st.readState()
+				for b.Loop() {
+					ix.st.arena.reset()
+					if _, _, err := ix.blockPostings(keys, recs, terms, true); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
