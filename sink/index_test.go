@@ -114,6 +114,29 @@ func TestQueryMultiRecordBlocks(t *testing.T) {
 	}
 }
 
+// TestBlockPostingsCollidingHashes: when the hashes that merge a block's
+// postings collide (here all of them), each posting is found by its
+// bytes, and queries still hand on exactly the brute force's events.
+func TestBlockPostingsCollidingHashes(t *testing.T) {
+	old := postingHash
+	postingHash = func([]byte) uint64 { return 7 }
+	t.Cleanup(func() { postingHash = old })
+	g := newGenStore(t, 300, 200)
+	ref := readRef(t, g.s)
+	rng := rand.New(rand.NewPCG(4, 5))
+	virtualBlocks(t, g.s, rng, 64)
+	for range 80 {
+		q := randomQuery(rng, ref)
+		want := refIDs(q, ref)
+		if got, _ := queryAll(t, g.s, q, 0); !slices.Equal(got, want) {
+			t.Fatalf("%+v:\n got %v\nwant %v", q, got, want)
+		}
+		if n, err := g.s.Count(context.Background(), q); err != nil || n != uint64(len(want)) {
+			t.Fatalf("count %+v: %d %v, want %d", q, n, err, len(want))
+		}
+	}
+}
+
 // A hand-made block of several records: one posting per term and block,
 // listing the slots that have it (bytes, then a bitmap from 8 on), one
 // time entry; removing the block removes them all; a block rewritten
