@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"hash/maphash"
 	"math"
 	"math/bits"
 
@@ -111,6 +112,7 @@ type ixTx struct {
 	appended [7]int8 // 0: no put yet, 1: only appends, -1: not
 	// scratch
 	posts []posting
+	at    map[uint64]int32 // a posting's hash → its index in posts
 	tk    []byte
 }
 
@@ -132,7 +134,7 @@ func (ix *indexer) begin(tx *bolt.Tx) error {
 		return errors.New("sink: the index bucket is missing")
 	}
 	st := &ix.st
-	*st = ixTx{tx: tx, root: root, arena: st.arena, posts: st.posts[:0], tk: st.tk}
+	*st = ixTx{tx: tx, root: root, arena: st.arena, posts: st.posts[:0], at: st.at, tk: st.tk}
 	st.arena.reset() // bbolt holds keys and values only until its transaction ends
 	for i, name := range ixBuckets {
 		if st.b[i] = root.Bucket(name); st.b[i] == nil {
@@ -368,24 +370,79 @@ func timeOfKey(k []byte) int64 { return int64(binary.BigEndian.Uint64(k) ^ 1<<63
 func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, create bool) (posts []posting, tmax int64, err error) {
 	st := &ix.st
 	st.posts = st.posts[:0]
+	if st.at == nil {
+		st.at = make(map[uint64]int32)
+	}
+	clear(st.at)
+	var last [7]int32 // per bucket, 1 + the posting added last
 	tmax = math.MinInt64
 	ix.lastSkew = 0
 	runMax := st.timeMax
+	// add merges a term's slot into the block's posting of it. The records
+	// of a block mostly share their table, user and session (the posting
+	// added last), and mostly differ in their record terms (found by hash).
 	add := func(bucket int, prefix []byte, slot int) {
-		for i := range st.posts {
-			if p := &st.posts[i]; p.bucket == bucket && bytes.Equal(p.prefix, prefix) {
-				p.slots |= 1 << slot
-				return
+		bit := uint64(1) << slot
+		if i := last[bucket] - 1; i >= 0 && bytes.Equal(st.posts[i].prefix, prefix) {
+			st.posts[i].slots |= bit
+			return
+		}
+		h := postingHash(prefix) ^ uint64(bucket)
+		i, ok := st.at[h]
+		if ok && (st.posts[i].bucket != bucket || !bytes.Equal(st.posts[i].prefix, prefix)) {
+			// Two postings' hashes collide: look for it in every one.
+			ok = false
+			for j := range st.posts {
+				if p := &st.posts[j]; p.bucket == bucket && bytes.Equal(p.prefix, prefix) {
+					i, ok = int32(j), true
+					break
+				}
 			}
 		}
-		st.posts = append(st.posts, posting{bucket: bucket, prefix: st.arena.copy(prefix), slots: 1 << slot})
-	}
-	id := func(kind byte, parts ...string) (uint32, bool, error) {
-		if create {
-			id, err := ix.termID(kind, parts...)
-			return id, err == nil, err
+		if ok {
+			st.posts[i].slots |= bit
+		} else {
+			i = int32(len(st.posts))
+			st.posts = append(st.posts, posting{bucket: bucket, prefix: st.arena.copy(prefix), slots: bit})
+			if _, taken := st.at[h]; !taken {
+				st.at[h] = i
+			}
 		}
-		id, ok := lookupTerm(st.root, kind, parts...)
+		last[bucket] = i + 1
+	}
+	// id returns a term's id, the one of the record before when its term
+	// is the same (they mostly are).
+	type memo struct {
+		a, b string
+		id   uint32
+		ok   bool
+		set  bool
+	}
+	var memos [3]memo // table, user, session
+	id := func(m *memo, kind byte, a, b string) (uint32, bool, error) {
+		if m != nil && m.set && m.a == a && m.b == b {
+			return m.id, m.ok, nil
+		}
+		var parts []string
+		if kind == kindTable {
+			parts = []string{a, b}
+		} else {
+			parts = []string{a}
+		}
+		var id uint32
+		ok := false
+		if create {
+			var err error
+			if id, err = ix.termID(kind, parts...); err != nil {
+				return 0, false, err
+			}
+			ok = true
+		} else {
+			id, ok = lookupTerm(st.root, kind, parts...)
+		}
+		if m != nil {
+			*m = memo{a: a, b: b, id: id, ok: ok, set: true}
+		}
 		return id, ok, nil
 	}
 	buf := make([]byte, 0, 4+1+maxRecordKey+1)
@@ -404,7 +461,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 			}
 			t = &pt
 		}
-		tableID, ok, err := id(kindTable, t.Schema, t.Table)
+		tableID, ok, err := id(&memos[0], kindTable, t.Schema, t.Table)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -418,7 +475,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 		// Snapshot records carry no actor: none has user, session or flag
 		// postings, so those postings count changes only.
 		if t.Op != audit.OpSnapshot {
-			for _, term := range []struct {
+			for i, term := range [2]struct {
 				kind   byte
 				s      string
 				bucket int
@@ -426,7 +483,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 				if term.s == "" {
 					continue
 				}
-				tid, ok, err := id(term.kind, term.s)
+				tid, ok, err := id(&memos[1+i], term.kind, term.s, "")
 				if err != nil {
 					return nil, 0, err
 				}
@@ -435,7 +492,7 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 				}
 			}
 			for _, f := range t.Flags {
-				tid, ok, err := id(kindFlag, f)
+				tid, ok, err := id(nil, kindFlag, f, "")
 				if err != nil {
 					return nil, 0, err
 				}
@@ -451,6 +508,12 @@ func (ix *indexer) blockPostings(keys, records [][]byte, terms []*audit.Terms, c
 	}
 	return st.posts, tmax, nil
 }
+
+// postingHash hashes a posting's prefix to find it again while a block's
+// postings are merged (a test makes every hash collide).
+var postingHash = func(prefix []byte) uint64 { return maphash.Bytes(postingSeed, prefix) }
+
+var postingSeed = maphash.MakeSeed()
 
 func (ix *indexer) removeBlock(tx *bolt.Tx, blockKey []byte, keys, records [][]byte) error {
 	if err := ix.begin(tx); err != nil {

@@ -2,6 +2,8 @@ package sink
 
 import (
 	"math/rand"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -215,4 +217,137 @@ func (w *indexWorkload) next() ([]byte, *audit.Terms) {
 	}
 	t.Records = [][]byte{audit.RecordTerm("public", t.Table, audit.KeyValue{Text: strconv.Itoa(id)})}
 	return k[:], t
+}
+
+// BenchmarkIndexScattered is the record index's cost under pgbench's
+// pattern: after a prefill of one posting for each of 1M records, commits
+// of `commit` changes to records drawn at random among them, in blocks of
+// 64, indexed alone (no events). bbolt copies every leaf page a commit
+// touches, so the bytes written per change follow the pages touched, not
+// the postings. merge=M puts M random postings, sorted, in one
+// transaction: what merging a queue of M postings into the record index
+// would cost.
+func BenchmarkIndexScattered(b *testing.B) {
+	const records = 1_000_000
+	if testing.Short() {
+		b.Skip("a 1M-record prefill")
+	}
+	s := mustOpen(b, b.TempDir())
+	defer s.Close()
+	ix := s.idx.ix
+	lsn := uint64(0x1000)
+	rng := rand.New(rand.NewSource(1))
+	// index writes n changes in one transaction, in blocks of 64, record
+	// ids from id.
+	index := func(n int, id func(i int) int) error {
+		keys := make([][]byte, 0, 64)
+		terms := make([]*audit.Terms, 0, 64)
+		return s.update(func(tx *bolt.Tx) error {
+			for i := 0; i < n; i += 64 {
+				keys, terms = keys[:0], terms[:0]
+				lsn += 0x100
+				for j := i; j < min(i+64, n); j++ {
+					k := audit.MakeKey(lsn, uint32(j-i+1))
+					keys = append(keys, k[:])
+					terms = append(terms, &audit.Terms{Schema: "public", Table: "pgbench_accounts", Op: audit.OpUpdate, CommitTime: t0,
+						Records: [][]byte{audit.RecordTerm("public", "pgbench_accounts", audit.KeyValue{Text: strconv.Itoa(id(j))})}})
+				}
+				if err := ix.addBlock(tx, keys[0], keys, make([][]byte, len(keys)), terms); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for start := 0; start < records; start += 100_000 {
+		if err := index(100_000, func(i int) int { return start + i + 1 }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	measure := func(b *testing.B, changes int, fn func() error) {
+		c0, w0 := cpuTime(), writtenBytes(b)
+		for range b.N {
+			if err := fn(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu, w := cpuTime()-c0, writtenBytes(b)-w0
+		n := float64(b.N * changes)
+		b.ReportMetric(float64(cpu.Nanoseconds())/1000/n, "cpu-µs/change")
+		b.ReportMetric(float64(w)/n, "written-B/change")
+	}
+	for _, commit := range []int{64, 1024, 4096} {
+		b.Run("commit="+strconv.Itoa(commit), func(b *testing.B) {
+			measure(b, commit, func() error {
+				return index(commit, func(int) int { return 1 + rng.Intn(records) })
+			})
+		})
+	}
+	for _, m := range []int{4096, 65536, 262144} {
+		b.Run("merge="+strconv.Itoa(m), func(b *testing.B) {
+			ids := make([]int, m)
+			measure(b, m, func() error {
+				for i := range ids {
+					ids[i] = 1 + rng.Intn(records)
+				}
+				// sorted as the record index orders them (by the key's text)
+				strs := make([]string, m)
+				for i, id := range ids {
+					strs[i] = strconv.Itoa(id)
+				}
+				slices.Sort(strs)
+				return index(m, func(i int) int { id, _ := strconv.Atoi(strs[i]); return id })
+			})
+		})
+	}
+}
+
+// writtenBytes is what this process has written so far (/proc/self/io).
+func writtenBytes(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		tb.Skip("no /proc/self/io")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// BenchmarkBlockPostings is the collecting of one block's postings (64
+// records, the bench and ERP workloads), bbolt's puts aside.
+func BenchmarkBlockPostings(b *testing.B) {
+	for _, wl := range []string{"bench", "erp"} {
+		b.Run(wl, func(b *testing.B) {
+			s := mustOpen(b, b.TempDir())
+			defer s.Close()
+			ix := s.idx.ix
+			gen := newIndexWorkload(wl, 64)
+			keys := make([][]byte, 64)
+			terms := make([]*audit.Terms, 64)
+			for i := range keys {
+				keys[i], terms[i] = gen.next()
+			}
+			recs := make([][]byte, 64)
+			err := s.update(func(tx *bolt.Tx) error {
+				if err := ix.begin(tx); err != nil {
+					return err
+				}
+				ix.st.readState()
+				for b.Loop() {
+					ix.st.arena.reset()
+					if _, _, err := ix.blockPostings(keys, recs, terms, true); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 }

@@ -70,7 +70,7 @@ func virtualBlocks(t *testing.T, s *Store, rng *rand.Rand, maxSize int) map[stri
 		t.Fatal(err)
 	}
 	oldRead, oldNext := queryReadBlock, queryNextBlock
-	queryReadBlock = func(tx *bolt.Tx, bk []byte) ([][]byte, [][]byte, error) {
+	queryReadBlock = func(tx *bolt.Tx, bk []byte, _ *block) ([][]byte, [][]byte, error) {
 		b := blocks[string(bk)]
 		return b[0], b[1], nil
 	}
@@ -110,6 +110,29 @@ func TestQueryMultiRecordBlocks(t *testing.T) {
 			if n, err := g.s.Count(context.Background(), q); err != nil || n != uint64(len(want)) {
 				t.Fatalf("seed %d: count %+v: %d %v, want %d", seed, q, n, err, len(want))
 			}
+		}
+	}
+}
+
+// TestBlockPostingsCollidingHashes: when the hashes that merge a block's
+// postings collide (here all of them), each posting is found by its
+// bytes, and queries still hand on exactly the brute force's events.
+func TestBlockPostingsCollidingHashes(t *testing.T) {
+	old := postingHash
+	postingHash = func([]byte) uint64 { return 7 }
+	t.Cleanup(func() { postingHash = old })
+	g := newGenStore(t, 300, 200)
+	ref := readRef(t, g.s)
+	rng := rand.New(rand.NewPCG(4, 5))
+	virtualBlocks(t, g.s, rng, 64)
+	for range 80 {
+		q := randomQuery(rng, ref)
+		want := refIDs(q, ref)
+		if got, _ := queryAll(t, g.s, q, 0); !slices.Equal(got, want) {
+			t.Fatalf("%+v:\n got %v\nwant %v", q, got, want)
+		}
+		if n, err := g.s.Count(context.Background(), q); err != nil || n != uint64(len(want)) {
+			t.Fatalf("count %+v: %d %v, want %d", q, n, err, len(want))
 		}
 	}
 }

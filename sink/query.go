@@ -379,6 +379,7 @@ type run struct {
 	seen   int    // records looked at
 	last   []byte // the last key handed on
 	full   bool   // Limit reached
+	blk    block  // the block being handed on
 }
 
 // errStop ends a run early (Limit reached).
@@ -748,13 +749,27 @@ func (r *run) load(st *stream, k, v []byte) error {
 // queryReadBlock and queryNextBlock read blocks for Query (a test reads
 // blocks of its own making through them).
 var (
-	queryReadBlock = readBlock
+	queryReadBlock = readBlockInto
 	queryNextBlock = nextBlockKey
 )
 
+// readBlockInto decodes the block at bk into b (no records when there is
+// none): a run decodes every block into its own buffers, which fn's
+// records may use only during the call.
+func readBlockInto(tx *bolt.Tx, bk []byte, b *block) (keys, records [][]byte, err error) {
+	v := tx.Bucket(bucketEvents).Get(bk)
+	if v == nil {
+		return nil, nil, nil
+	}
+	if err := decodeBlock(b, bk, v); err != nil {
+		return nil, nil, err
+	}
+	return b.keys, b.recs, nil
+}
+
 // block hands on the records of the slots set of a block, checked.
 func (r *run) block(bk []byte, set uint64) error {
-	keys, records, err := queryReadBlock(r.tx, bk)
+	keys, records, err := queryReadBlock(r.tx, bk, &r.blk)
 	if err != nil {
 		return err
 	}

@@ -200,17 +200,27 @@ func (s *Store) buildIndexChunk() (finished bool, n int, err error) {
 		if len(through) != len(genesisKey) {
 			through = nil // nothing indexed yet
 		}
-		var last []byte
-		bk := nextBlockKey(tx, through)
-		for ; bk != nil && n < indexBuildChunk; bk = nextBlockKey(tx, bk) {
-			keys, records, err := readBlock(tx, bk)
-			if err != nil {
+		// One cursor walks the blocks (see nextBlockKey), each decoded
+		// into the same buffers: addBlock keeps none of its records.
+		c := tx.Bucket(bucketEvents).Cursor()
+		var bk, v []byte
+		if through == nil {
+			bk, v = c.First()
+		} else if bk, v = c.Seek(through); bk != nil && string(bk) == string(through) {
+			bk, v = c.Next()
+		}
+		var (
+			last []byte
+			b    block
+		)
+		for ; bk != nil && n < indexBuildChunk; bk, v = c.Next() {
+			if err := decodeBlock(&b, bk, v); err != nil {
 				return err
 			}
-			if err := ix.addBlock(tx, bk, keys, records, nil); err != nil {
+			if err := ix.addBlock(tx, bk, b.keys, b.recs, nil); err != nil {
 				return err
 			}
-			n += len(keys)
+			n += len(b.keys)
 			last = bk
 		}
 		if bk == nil {
