@@ -176,6 +176,7 @@ type Correlator struct {
 	// Scratch of Attribute, reused.
 	evs        []evInfo
 	stamps     []stamp
+	open       []stamp // updated_at values of updates without a before-image, undecided
 	txStamps   []int64 // the transaction's plausible stamps (µs since the epoch)
 	manyStamps bool    // more distinct ones than txStamps holds
 	reflected  bool    // the transaction inserted into a reflection table: a new model or field
@@ -530,32 +531,49 @@ func (c *Correlator) Attribute(tx *Tx) {
 	}
 
 	// Pass 2: updates that may not have gone through the application. See
-	// the package documentation ("Through the application?").
+	// the package documentation ("Through the application?"). Updates
+	// without a before-image first: one judged the application's stamped
+	// its table, and an update with a whole before-image that repeats that
+	// stamp (its image may be the one that update left) is the ORM's
+	// second write of the row; one undecided leaves the repeat undecided.
 	if judge {
 		c.txStamps, c.manyStamps = txStamps(c.txStamps[:0], c.stamps, commit)
 		for i, e := range tx.Events {
 			ev := &evs[i]
-			switch ev.state {
-			case evUnchanged:
-				at, _ := ev.ti.updatedAt.get(e.After)
-				if c.stamped(ev.ti, at) {
-					ev.own = c.updatedBy(ev.ti, e)
-				} else if c.bypass(e, ev.ti) {
+			if ev.state != evUnknown {
+				continue
+			}
+			at, _ := ev.ti.updatedAt.get(e.After)
+			switch c.judge(ev, e, tx.XID, commit) {
+			case stampORM:
+				ev.own = c.updatedBy(ev.ti, e)
+				c.addStamp(ev.ti, at)
+			case stampRaw:
+				// The change set is unknown: a table with allowlisted
+				// raw columns may have had only those changed.
+				if !ev.ti.rawAll && len(ev.ti.raw) == 0 {
 					c.flag(tx, e, ev.ti)
 				}
-			case evUnknown:
-				switch c.judge(ev, e, tx.XID, commit) {
-				case stampORM:
-					ev.own = c.updatedBy(ev.ti, e)
-				case stampRaw:
-					// The change set is unknown: a table with allowlisted
-					// raw columns may have had only those changed.
-					if !ev.ti.rawAll && len(ev.ti.raw) == 0 {
-						c.flag(tx, e, ev.ti)
-					}
-				default:
-					ev.maybe = c.updatedBy(ev.ti, e)
+			default:
+				ev.maybe = c.updatedBy(ev.ti, e)
+				if !audit.IsNull(at) {
+					c.open = append(c.open, stamp{ev.ti, at})
 				}
+			}
+		}
+		for i, e := range tx.Events {
+			ev := &evs[i]
+			if ev.state != evUnchanged {
+				continue
+			}
+			at, _ := ev.ti.updatedAt.get(e.After)
+			switch {
+			case c.stamped(ev.ti, at):
+				ev.own = c.updatedBy(ev.ti, e)
+			case slices.ContainsFunc(c.open, func(s stamp) bool { return s.ti == ev.ti && bytes.Equal(s.value, at) }):
+				ev.maybe = c.updatedBy(ev.ti, e)
+			case c.bypass(e, ev.ti):
+				c.flag(tx, e, ev.ti)
 			}
 		}
 	}
@@ -634,6 +652,8 @@ func (c *Correlator) Attribute(tx *Tx) {
 	}
 	clear(c.stamps)
 	c.stamps = c.stamps[:0]
+	clear(c.open)
+	c.open = c.open[:0]
 	c.txStamps = c.txStamps[:0]
 	c.manyStamps = false
 	if len(c.ids) > 1024 {
