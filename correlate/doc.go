@@ -64,7 +64,10 @@
 //     in Changed, or when its value equals one another event of the same
 //     table stamped in this transaction (the ORM writes a record twice in
 //     one transaction — a second flush, a recompute — with the same
-//     timestamp). Otherwise it is unstamped.
+//     timestamp). An update without a before-image stamped its table when
+//     judged stamped (below); when it is undecided, so is an update here
+//     repeating its value (a reconstructed before-image may be the one it
+//     left). Otherwise it is unstamped.
 //   - Without one (REPLICA IDENTITY DEFAULT, Odoo's default; Changed nil),
 //     the value decides. The transaction's stamps are the values its
 //     inserts wrote and the values its updates provably wrote themselves:
