@@ -668,21 +668,16 @@ func candidateUsers(e *audit.Event) []int64 {
 	return ids
 }
 
-// Without a before-image (Odoo's default REPLICA IDENTITY), write_date's
-// value decides: row_user only when it is provably the transaction's own
-// stamp; orm_bypass when it provably is not (the value an earlier
-// transaction left, older than the transaction's own stamp, or older than
-// any transaction runs); otherwise no user, the write_uid's user a
-// candidate.
-func TestDefaultIdentity(t *testing.T) {
-	base := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC)
-	f := newFake()
-	c := New(profile.Odoo(), f)
-	run := func(commit time.Time, events ...*audit.Event) {
+// stampRig returns run, which attributes a transaction committed at a time
+// on one Odoo correlator, and check, which compares an event's attribution
+// and candidate users.
+func stampRig(t *testing.T) (run func(time.Time, ...*audit.Event), check func(string, *audit.Event, want, ...int64)) {
+	c := New(profile.Odoo(), newFake())
+	run = func(commit time.Time, events ...*audit.Event) {
 		t.Helper()
 		c.Attribute(&Tx{XID: uint32(commit.Unix()), CommitTime: commit, Events: events})
 	}
-	check := func(name string, e *audit.Event, w want, cands ...int64) {
+	check = func(name string, e *audit.Event, w want, cands ...int64) {
 		t.Helper()
 		if g := got(e); !(g.String() == w.String() && slices.Equal(g.flags, w.flags)) {
 			t.Errorf("%s:\n got  %s\n want %s", name, g, w)
@@ -691,6 +686,18 @@ func TestDefaultIdentity(t *testing.T) {
 			t.Errorf("%s: candidate users %v, want %v", name, g, cands)
 		}
 	}
+	return run, check
+}
+
+// Without a before-image (Odoo's default REPLICA IDENTITY), write_date's
+// value decides: row_user only when it is provably the transaction's own
+// stamp; orm_bypass when it provably is not (the value an earlier
+// transaction left, older than the transaction's own stamp, or older than
+// any transaction runs); otherwise no user, the write_uid's user a
+// candidate.
+func TestDefaultIdentity(t *testing.T) {
+	base := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC)
+	run, check := stampRig(t)
 	// The first transaction streamed sets the horizon: what came before it
 	// is unknown.
 	start := base
@@ -875,21 +882,7 @@ func TestParseStamp(t *testing.T) {
 // mismatch at random: E2E_SEED=1796308474272521377.)
 func TestSecondWriteAfterUpdateWithoutBeforeImage(t *testing.T) {
 	base := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC)
-	f := newFake()
-	c := New(profile.Odoo(), f)
-	run := func(commit time.Time, events ...*audit.Event) {
-		t.Helper()
-		c.Attribute(&Tx{XID: uint32(commit.Unix()), CommitTime: commit, Events: events})
-	}
-	check := func(name string, e *audit.Event, w want, cands ...int64) {
-		t.Helper()
-		if g := got(e); !(g.String() == w.String() && slices.Equal(g.flags, w.flags)) {
-			t.Errorf("%s:\n got  %s\n want %s", name, g, w)
-		}
-		if g := candidateUsers(e); !slices.Equal(g, cands) {
-			t.Errorf("%s: candidate users %v, want %v", name, g, cands)
-		}
-	}
+	run, check := stampRig(t)
 	// The ORM writes row 1 twice in the first transaction of the stream, on
 	// a FULL table and on its key-only twin: the twin's first write cannot
 	// be proven fresh (nothing is known of the rows before the stream), but
