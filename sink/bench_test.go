@@ -190,22 +190,27 @@ func BenchmarkScan(b *testing.B) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*100_000), "cpu-ns/event")
 }
 
-// BenchmarkWriterTrickle submits a 4-event transaction every 300 µs, as
-// pgbench's commits arrive from the stream: the writer should gather them
-// rather than fsync each. cpu-µs/tx counts every goroutine.
+// BenchmarkWriterTrickle submits 4-event transactions at 4,000 a second, as
+// pgbench's commits arrive from the stream (in bursts every 2 ms, so that
+// the benchmark's own sleeping costs little): the writer should gather
+// them rather than fsync each. cpu-µs/tx counts every goroutine.
 func BenchmarkWriterTrickle(b *testing.B) {
+	const rate = 4000 // transactions a second
 	s := mustOpen(b, b.TempDir())
 	defer s.Close()
 	var appends int
 	w := NewWriter(s, WriterOptions{Queue: 1024, OnCommit: func(CommitInfo) { appends++ }})
 	c := uint64(0)
 	cpu0 := cpuTime()
+	start := time.Now()
 	for b.Loop() {
 		c++
 		if err := w.Submit(b.Context(), txBatch(c<<8, 4)); err != nil {
 			b.Fatal(err)
 		}
-		time.Sleep(300 * time.Microsecond)
+		if due := start.Add(time.Duration(c) * time.Second / rate); time.Until(due) > 2*time.Millisecond {
+			time.Sleep(time.Until(due))
+		}
 	}
 	if err := w.Close(); err != nil {
 		b.Fatal(err)
