@@ -2,7 +2,6 @@ package sink
 
 import (
 	"bytes"
-	"sync"
 
 	"github.com/cdcaudit/cdcaudit/audit"
 	bolt "go.etcd.io/bbolt"
@@ -134,13 +133,13 @@ func hasRecord(tx *bolt.Tx, key []byte) (bool, error) {
 }
 
 // getRecord returns the record stored under key (nil when there is none),
-// valid for the transaction and shared with other readers: never modify it.
+// valid for the transaction: never modify it (it may be the stored bytes).
 func getRecord(tx *bolt.Tx, key []byte) ([]byte, error) {
 	bk, v, slot, err := blockOf(tx, key)
 	if err != nil || slot < 0 {
 		return nil, err
 	}
-	_, recs, err := cachedBlock(bk, v)
+	_, recs, err := decodeOwn(bk, v)
 	if err != nil {
 		return nil, err
 	}
@@ -152,52 +151,24 @@ func getRecord(tx *bolt.Tx, key []byte) ([]byte, error) {
 // record (block.go). Each record has a slot: its position in its block.
 
 // readBlock returns the keys and records of the block stored under
-// blockKey (none when there is no such block), valid for the transaction
-// and shared with other readers: never modify them.
+// blockKey (none when there is no such block), valid for the transaction:
+// never modify them (they may be the stored bytes).
 func readBlock(tx *bolt.Tx, blockKey []byte) (keys, records [][]byte, err error) {
 	v := tx.Bucket(bucketEvents).Get(blockKey)
 	if v == nil {
 		return nil, nil, nil
 	}
-	return cachedBlock(blockKey, v)
+	return decodeOwn(blockKey, v)
 }
 
-// lastBlock caches the last block decoded by getRecord and readBlock, so
-// that readers going through a block record by record (an index's
-// postings, a replay's duplicates) decompress it once. An entry is its key
-// and stored bytes: equal bytes decode to equal records, whatever store
-// or transaction they come from. Its records are never reused, so readers
-// in other goroutines may hold them.
-var lastBlock struct {
-	sync.Mutex
-	key, stored []byte
-	keys, recs  [][]byte
-}
-
-func cachedBlock(blockKey, v []byte) (keys, recs [][]byte, err error) {
-	if isBare(v) || (len(v) > 0 && v[0] == blockRaw) {
-		// Nothing to decompress: the records are slices of v.
-		var b block
-		err := decodeBlock(&b, blockKey, v)
-		return b.keys, b.recs, err
-	}
-	lastBlock.Lock()
-	if bytes.Equal(lastBlock.key, blockKey) && bytes.Equal(lastBlock.stored, v) {
-		keys, recs = lastBlock.keys, lastBlock.recs
-	}
-	lastBlock.Unlock()
-	if keys != nil {
-		return keys, recs, nil
-	}
+// decodeOwn decodes the block stored as v at blockKey into slices of its
+// own: each reader of a block reads it once (a query visits a block once
+// for all its slots, the index build each block once), so there is nothing
+// to cache.
+func decodeOwn(blockKey, v []byte) (keys, recs [][]byte, err error) {
 	var b block
-	if err := decodeBlock(&b, blockKey, v); err != nil {
-		return nil, nil, err
-	}
-	lastBlock.Lock()
-	lastBlock.key, lastBlock.stored = append(lastBlock.key[:0:0], blockKey...), append(lastBlock.stored[:0:0], v...)
-	lastBlock.keys, lastBlock.recs = b.keys, b.recs
-	lastBlock.Unlock()
-	return b.keys, b.recs, nil
+	err = decodeBlock(&b, blockKey, v)
+	return b.keys, b.recs, err
 }
 
 // putBlock stores a block's value under its key; the events bucket is
