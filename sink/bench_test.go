@@ -2,7 +2,6 @@ package sink
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,8 +9,6 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
-	"github.com/klauspost/compress/s2"
-	"github.com/klauspost/compress/zstd"
 )
 
 // BenchmarkAppend stores one 1000-event batch (~700-byte bodies) per
@@ -221,51 +218,4 @@ func BenchmarkWriterTrickle(b *testing.B) {
 	cpu := cpuTime() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/tx")
 	b.ReportMetric(float64(b.N)/float64(max(appends, 1)), "tx/append")
-}
-
-// BenchmarkBlockCodec compresses 64-record blocks of order-line records
-// with s2 (what blocks are now) and with zstd's fastest level (format 3):
-// cpu-ns and stored bytes per record, on the benchmark's thread.
-func BenchmarkBlockCodec(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 2))
-	var recs [][]byte
-	var prev audit.Hash
-	for i := range 1024 {
-		var rec []byte
-		rec, prev = audit.Seal(nil, orderLine(0x1000, uint32(i+1), r), prev)
-		recs = append(recs, rec)
-	}
-	z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, c := range []struct {
-		name string
-		enc  func(dst, src []byte) []byte
-	}{
-		{"s2", func(dst, src []byte) []byte { return s2.Encode(dst[:cap(dst)], src) }},
-		{"zstd", func(dst, src []byte) []byte { return z.EncodeAll(src, dst[:0]) }},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			runtime.LockOSThread() // RUSAGE_THREAD: this thread's CPU only
-			defer runtime.UnlockOSThread()
-			var ru0, ru1 syscall.Rusage
-			syscall.Getrusage(syscall.RUSAGE_THREAD, &ru0)
-			var raw []byte
-			out := make([]byte, 0, s2.MaxEncodedLen(maxBlockRecords*2048))
-			stored, n := 0, 0
-			for b.Loop() {
-				raw = raw[:0]
-				for j := range maxBlockRecords {
-					raw = append(raw, recs[(n*maxBlockRecords+j)%len(recs)]...)
-				}
-				n++
-				stored += len(c.enc(out, raw))
-			}
-			syscall.Getrusage(syscall.RUSAGE_THREAD, &ru1)
-			cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
-			b.ReportMetric(float64(cpu)/float64(b.N*maxBlockRecords), "cpu-ns/record")
-			b.ReportMetric(float64(stored)/float64(b.N*maxBlockRecords), "stored-B/record")
-		})
-	}
 }

