@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"path"
 	"regexp"
@@ -261,6 +262,14 @@ func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error)
 		return nil, err
 	}
 	cc.RuntimeParams["replication"] = "database"
+	dial := cc.Config.DialFunc
+	cc.Config.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &coalescingConn{Conn: c}, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	return pgconn.ConnectConfig(ctx, &cc.Config)
