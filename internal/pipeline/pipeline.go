@@ -299,6 +299,7 @@ type consumer struct {
 	txBytes    int            // the size of their values
 	batch      sink.Batch
 	bodies     bodies     // the records of batch are carved from its chunks
+	terms      termChunks // and their terms
 	msgStart   uint64     // WAL start of the message being decoded
 	txCounts   []tableRun // event counts of the transaction in progress
 	lastAnchor time.Time  // of the writer goroutine
@@ -703,8 +704,8 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		} else {
 			body = c.bodies.encode(e) // with room for the store to seal it in place
 		}
-		terms := e.Terms() // what the store indexes the event by, from the event rather than its record
-		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: &terms})
+		terms := c.terms.of(e) // what the store indexes the event by, from the event rather than its record
+		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: terms})
 		if c.feed != nil && e.Op != audit.OpSnapshot {
 			c.feedEvts = append(c.feedEvts, e)
 		}
