@@ -59,11 +59,12 @@ type Message struct {
 type Handler interface {
 	Begin(tx *Tx) error
 	// Event is called once per row change (once per table of a TRUNCATE).
-	// The handler owns e afterwards: the decoder never reuses it. The
-	// values of e's rows share one buffer; Key values alias Before/After
-	// ones. Events, rows and small values are carved from chunks shared
-	// with other events (a kept event keeps its chunks); rows and Changed
-	// are capped, so appending to them never reaches a neighbour.
+	// The handler owns e afterwards: the decoder does not reuse it until
+	// the handler calls Recycle. The values of e's rows share one buffer;
+	// Key values alias Before/After ones. Events, rows and small values are
+	// carved from chunks shared with other events (a kept event keeps its
+	// chunks); rows and Changed are capped, so appending to them never
+	// reaches a neighbour.
 	Event(tx *Tx, e *audit.Event) error
 	// Message: tx is nil for a non-transactional message.
 	Message(tx *Tx, m Message) error
@@ -110,6 +111,12 @@ func (d *Decoder) Reset() {
 	clear(d.rels)
 	clear(d.types)
 }
+
+// Recycle tells the decoder that nothing keeps any event it has handed to
+// Handler.Event so far, nor any part of one (rows, values, Changed): their
+// memory is reused for the next events. A handler that keeps events (or
+// may: a callback of someone else's) never calls it.
+func (d *Decoder) Recycle() { d.slab.recycle() }
 
 // InTransaction reports whether a Begin was decoded without its Commit.
 func (d *Decoder) InTransaction() bool { return d.tx != nil }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -685,6 +686,7 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	// Only a chunk whose values reach hugeEvent can hold a huge event; the
 	// events of the others are not measured again.
 	mayBeHuge := c.txBytes >= hugeEvent
+	c.batch.Events = slices.Grow(c.batch.Events, len(c.txEvents))
 	for i, e := range c.txEvents {
 		var body []byte
 		n := 0
@@ -723,7 +725,18 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		// into its pages (and the record and the pages in releaseHuge).
 		debug.FreeOSMemory()
 	}
-	return c.submit(checkpoint)
+	if err := c.submit(checkpoint); err != nil {
+		return err
+	}
+	if checkpoint != 0 && c.feed == nil {
+		// At the commit nothing keeps the decoder's events any more: the
+		// batch holds their records and terms, made from memory of its
+		// own; attribution and the images copy what they keep. (A chunk of
+		// a huge transaction is flushed while the decoder hands over the
+		// next event: not then.)
+		c.dec.Recycle()
+	}
+	return nil
 }
 
 // releaseHuge is the writer's Release: once a huge record is stored, its
