@@ -302,11 +302,11 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 			continue
 		}
 		c := s[i]
+		if plainByte[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
@@ -344,6 +344,15 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// plainByte tells the bytes that stand for themselves in a JSON string:
+// ASCII from 0x20, neither '"' nor '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // StringLen returns len(AppendString(nil, s)) without building it: one
 // pass over s, to size the buffer of a huge value exactly.
