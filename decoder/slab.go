@@ -1,22 +1,17 @@
 package decoder
 
-import (
-	"unsafe"
-
-	"github.com/cdcaudit/cdcaudit/audit"
-)
+import "github.com/cdcaudit/cdcaudit/audit"
 
 // slab hands out the memory of events in chunks: a few allocations for many
-// events instead of four per event, and fewer objects for the GC. Chunks
-// are reused only after the handler says it is done with every event handed
-// so far (Decoder.Recycle); otherwise a chunk is garbage once no event
-// carved from it is kept. Big value arenas get a buffer of their own, never
-// reused, so no small event keeps one alive, nor one a chunk.
+// events instead of four per event, and fewer objects for the GC. A chunk is
+// never reused (the handler owns what it was given): it is garbage once no
+// event carved from it is kept. Big value arenas get a buffer of their own,
+// so no small event keeps one alive, nor one a chunk.
 type slab struct {
-	events chunks[audit.Event]
-	cols   chunks[audit.Column]
-	names  chunks[string]
-	bytes  chunks[byte]
+	events []audit.Event
+	cols   []audit.Column
+	names  []string
+	bytes  []byte
 }
 
 // Chunk sizes: an event takes about 400 bytes, a column 40, a name 16.
@@ -28,61 +23,28 @@ const (
 	// ownArena: an event whose values need this much or more gets an arena
 	// of its own rather than a part of a chunk.
 	ownArena = slabBytes / 4
-	// slabKeep bounds what each kind keeps for reuse between recycles:
-	// enough for a chunk of a transaction as the pipeline stores it.
-	slabKeep = 4 << 20
 )
 
-// chunks of T, those since the last recycle kept for reuse (up to slabKeep).
-type chunks[T any] struct {
-	kept [][]T
-	next int // kept[next] is the next chunk to reuse
-	cur  []T
-}
-
-// room makes sure the current chunk has room for n more.
-func (c *chunks[T]) room(n, size int) {
-	if cap(c.cur)-len(c.cur) >= n {
-		return
+func (s *slab) event() *audit.Event {
+	if len(s.events) == cap(s.events) {
+		s.events = make([]audit.Event, 0, slabEvents)
 	}
-	if c.next < len(c.kept) {
-		c.cur = c.kept[c.next][:0]
-	} else {
-		c.cur = make([]T, 0, size)
-		if var0 := *new(T); (len(c.kept)+1)*size*int(unsafe.Sizeof(var0)) <= slabKeep {
-			c.kept = append(c.kept, c.cur)
-		}
-	}
-	c.next++
+	s.events = s.events[:len(s.events)+1]
+	return &s.events[len(s.events)-1]
 }
 
-// take returns n elements of the current chunk, capped: appending to them
-// cannot reach a neighbour. They hold what was there (zero in a new chunk).
-func (c *chunks[T]) take(n, size int) []T {
-	c.room(n, size)
-	lo := len(c.cur)
-	c.cur = c.cur[:lo+n]
-	return c.cur[lo : lo+n : lo+n]
-}
-
-// recycle makes every kept chunk reusable.
-func (c *chunks[T]) recycle() { c.next, c.cur = 0, nil }
-
-func (s *slab) recycle() {
-	s.events.recycle()
-	s.cols.recycle()
-	s.names.recycle()
-	s.bytes.recycle()
-}
-
-func (s *slab) event() *audit.Event { return &s.events.take(1, slabEvents)[0] }
-
-// row returns n columns to be set, capped.
+// row returns n zero columns, capped: appending to them cannot reach a
+// neighbour.
 func (s *slab) row(n int) audit.Row {
 	if n > slabCols/8 {
 		return make(audit.Row, n)
 	}
-	return s.cols.take(n, slabCols)
+	if cap(s.cols)-len(s.cols) < n {
+		s.cols = make([]audit.Column, 0, slabCols)
+	}
+	lo := len(s.cols)
+	s.cols = s.cols[:lo+n]
+	return s.cols[lo : lo+n : lo+n]
 }
 
 // strings returns room for n names (length 0, capacity n).
@@ -90,7 +52,12 @@ func (s *slab) strings(n int) []string {
 	if n > slabNames/8 {
 		return make([]string, 0, n)
 	}
-	return s.names.take(n, slabNames)[:0]
+	if cap(s.names)-len(s.names) < n {
+		s.names = make([]string, 0, slabNames)
+	}
+	lo := len(s.names)
+	s.names = s.names[:lo+n]
+	return s.names[lo : lo : lo+n]
 }
 
 // arena returns an empty buffer with room for at least size bytes: the
@@ -100,17 +67,17 @@ func (s *slab) arena(size int) []byte {
 	if size >= ownArena {
 		return make([]byte, 0, size)
 	}
-	b := &s.bytes
-	b.room(size, slabBytes)
-	return b.cur[len(b.cur):len(b.cur)]
+	if cap(s.bytes)-len(s.bytes) < size {
+		s.bytes = make([]byte, 0, slabBytes)
+	}
+	return s.bytes[len(s.bytes):len(s.bytes)]
 }
 
 // used takes what an arena from the current chunk holds out of the chunk;
 // an arena that grew elsewhere (or was its own) leaves the chunk as it is.
 func (s *slab) used(arena []byte) {
-	b := &s.bytes
-	if rest := cap(b.cur) - len(b.cur); rest > 0 && cap(arena) == rest && len(arena) > 0 &&
-		&arena[:1][0] == &b.cur[len(b.cur) : len(b.cur)+1][0] {
-		b.cur = b.cur[:len(b.cur)+len(arena)]
+	if rest := cap(s.bytes) - len(s.bytes); rest > 0 && cap(arena) == rest && len(arena) > 0 &&
+		&arena[:1][0] == &s.bytes[len(s.bytes) : len(s.bytes)+1][0] {
+		s.bytes = s.bytes[:len(s.bytes)+len(arena)]
 	}
 }

@@ -2,7 +2,6 @@ package decoder
 
 import (
 	"bytes"
-	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,81 +44,5 @@ func TestEventsFromChunksAreIndependent(t *testing.T) {
 		if v, _ := e.Key.Get("id"); string(v) != strconv.Itoa(i) {
 			t.Fatalf("event %d: key %s", i, v)
 		}
-	}
-}
-
-// After Recycle the decoder reuses the memory of the events it handed out,
-// and the events it makes then are exactly what a fresh decoder makes.
-func TestRecycleReusesMemory(t *testing.T) {
-	msgs := make([][]byte, 300)
-	for i := range msgs {
-		old, nw := append([]val(nil), erpOld...), append([]val(nil), erpNew...)
-		old[0], nw[0] = txt(strconv.Itoa(i)), txt(strconv.Itoa(i))
-		nw[10] = txt(strings.Repeat("note \"x\"\n", i%7))
-		if i%2 == 0 {
-			msgs[i] = mUpdate(1, 'O', old, nw)
-		} else {
-			msgs[i] = mInsert(1, nw...)
-		}
-	}
-	decodeAll := func(d *Decoder) []*audit.Event {
-		r := &recorder{t: t}
-		feed(t, d, r, 1, mBegin(0x10, commitTime, 1))
-		feed(t, d, r, 0x20, msgs...)
-		feed(t, d, r, 0x20+uint64(len(msgs)), mCommit(0x10, 0x90, commitTime))
-		return r.events
-	}
-	fresh := func() *Decoder {
-		d := New("odoo", &resolver{pk: map[uint32][]string{1: {"id"}}})
-		feed(t, d, &recorder{t: t}, 0, mRelation(1, "public", "sale_order", 'f', erpCols...))
-		return d
-	}
-	var want [][]byte
-	for _, e := range decodeAll(fresh()) {
-		want = append(want, seal(e))
-	}
-	d := fresh()
-	first := decodeAll(d)
-	for _, e := range first { // scribble: nothing of it may show in what follows
-		e.Changed = e.Changed[:cap(e.Changed)]
-		for i := range e.Changed {
-			e.Changed[i] = "scribbled"
-		}
-		for _, r := range []audit.Row{e.Key, e.Before, e.After} {
-			for i := range r {
-				r[i].Name = "scribbled"
-				for j := range r[i].Value {
-					r[i].Value[j] = 'X'
-				}
-			}
-		}
-		e.Table, e.Actor.Login = "scribbled", "scribbled"
-	}
-	d.Recycle()
-	second := decodeAll(d)
-	if first[0] != second[0] {
-		t.Error("the first event's memory was not reused")
-	}
-	for i, e := range second {
-		if got := seal(e); !bytes.Equal(got, want[i]) {
-			t.Fatalf("event %d after Recycle:\n%s\nwant\n%s", i, got, want[i])
-		}
-	}
-	if raceEnabled {
-		return // allocation counts differ under the race detector
-	}
-	ctx, h := context.Background(), &discard{}
-	begin, commit := mBegin(0x10, commitTime, 1), mCommit(0x10, 0x90, commitTime)
-	tx := append(append([][]byte{begin}, msgs...), commit)
-	n := testing.AllocsPerRun(5, func() {
-		d.Recycle()
-		for _, m := range tx {
-			if err := d.Decode(ctx, 0x20, m, h); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	if n > 1 { // the Tx
-		t.Errorf("%v allocations per %d events after Recycle", n, len(msgs))
 	}
 }
