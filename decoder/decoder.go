@@ -61,10 +61,7 @@ type Handler interface {
 	// Event is called once per row change (once per table of a TRUNCATE).
 	// The handler owns e afterwards: the decoder never reuses it. The
 	// values of e's rows share one buffer; Key values alias Before/After
-	// ones. Events, rows and small values are carved from chunks shared
-	// with other events (a kept event keeps its chunks); rows and Changed
-	// are capped, so appending to them never reaches a neighbour. An event
-	// with big values is made of memory of its own.
+	// ones.
 	Event(tx *Tx, e *audit.Event) error
 	// Message: tx is nil for a non-transactional message.
 	Message(tx *Tx, m Message) error
@@ -87,10 +84,7 @@ type Decoder struct {
 	oldT, newT []field
 	oldS, newS []span
 	keyS       []span
-	changed    []int
 	oids       []uint32
-
-	slab slab // what events are carved from
 }
 
 // New returns a decoder for the stream of the named database. keys may be
@@ -244,7 +238,7 @@ func (d *Decoder) truncate(walStart uint64, r *reader, h Handler) error {
 		if options&truncateRestartIdentity != 0 {
 			flags = append(flags, "truncate_restart_identity")
 		}
-		e := d.newEvent(audit.OpTruncate, walStart, rel, false)
+		e := d.newEvent(audit.OpTruncate, walStart, rel)
 		e.Changed, e.Flags = []string{}, flags
 		if err := h.Event(d.tx, e); err != nil {
 			return err
@@ -253,17 +247,10 @@ func (d *Decoder) truncate(walStart uint64, r *reader, h Handler) error {
 	return nil
 }
 
-// newEvent returns an event with the next ordinal of the transaction: of
-// its own (own), or from the slab.
-func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation, own bool) *audit.Event {
+// newEvent returns an event with the next ordinal of the transaction.
+func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation) *audit.Event {
 	d.ordinal++
-	var e *audit.Event
-	if own {
-		e = new(audit.Event)
-	} else {
-		e = d.slab.event()
-	}
-	*e = audit.Event{
+	return &audit.Event{
 		LSN:        walStart,
 		CommitLSN:  d.tx.CommitLSN,
 		Ordinal:    d.ordinal,
@@ -274,7 +261,6 @@ func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation, own bool
 		Table:      rel.table,
 		Op:         op,
 	}
-	return e
 }
 
 func (d *Decoder) change(ctx context.Context, t byte, walStart uint64, r *reader, h Handler) error {
@@ -415,9 +401,11 @@ var absent = span{lo: -1, hi: -1}
 func (s span) ok() bool { return s.lo >= 0 }
 
 // rowEvent builds the event of a row change. All encoded values go into one
-// arena; the three rows share one slice; all of them, the Event and Changed
-// come from the decoder's slab.
+// arena; the three rows share one slice: four allocations per event with
+// the Event and Changed.
 func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind byte, old, nw []field) *audit.Event {
+	e := d.newEvent(op, walStart, rel)
+
 	size := 0
 	for i := range old {
 		size += valueRoom(rel.cols[i].typ, old[i].kind, old[i].data)
@@ -425,12 +413,7 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 	for i := range nw {
 		size += valueRoom(rel.cols[i].typ, nw[i].kind, nw[i].data)
 	}
-	// An event with big values is made of memory of its own, not of the
-	// slab's chunks: they would keep its values alive after the handler
-	// dropped it (see pipeline's hugeEvent).
-	own := size >= ownArena
-	e := d.newEvent(op, walStart, rel, own)
-	arena := d.slab.arena(size) // grows only for escapes in small values
+	arena := make([]byte, 0, size) // grows only for escapes in small values
 
 	// The before-image: the whole row ('O') or only the key columns ('K':
 	// the other positions are placeholders, not nulls). complete: every
@@ -488,13 +471,7 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 
 	// Column values are capped slices of the arena, so appending to one
 	// cannot overwrite its neighbour.
-	d.slab.used(arena)
-	var rows audit.Row
-	if n := len(d.keyS) + nBefore + nAfter; own {
-		rows = make(audit.Row, n)
-	} else {
-		rows = d.slab.row(n)
-	}
+	rows := make(audit.Row, len(d.keyS)+nBefore+nAfter)
 	val := func(s span) []byte { return arena[s.lo:s.hi:s.hi] }
 	n := 0
 	if rel.key != nil {
@@ -541,23 +518,25 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 
 	switch {
 	case op == audit.OpInsert:
-		e.Changed = d.slab.strings(len(e.After))
+		e.Changed = make([]string, len(e.After))
 		for i := range e.After {
-			e.Changed = append(e.Changed, e.After[i].Name)
+			e.Changed[i] = e.After[i].Name
 		}
 	case op == audit.OpDelete:
 		e.Changed = []string{}
 	case complete:
 		// Compare encodings; a TOAST-filled value is the same span.
-		d.changed = d.changed[:0]
+		nChanged := 0
 		for i := range d.newS {
 			if differs(arena, d.oldS[i], d.newS[i]) {
-				d.changed = append(d.changed, i)
+				nChanged++
 			}
 		}
-		e.Changed = d.slab.strings(len(d.changed))
-		for _, i := range d.changed {
-			e.Changed = append(e.Changed, rel.cols[i].name)
+		e.Changed = make([]string, 0, nChanged)
+		for i := range d.newS {
+			if differs(arena, d.oldS[i], d.newS[i]) {
+				e.Changed = append(e.Changed, rel.cols[i].name)
+			}
 		}
 	default:
 		// An update without a complete before-image: unknowable, nil.
