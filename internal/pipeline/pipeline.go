@@ -725,7 +725,18 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		// into its pages (and the record and the pages in releaseHuge).
 		debug.FreeOSMemory()
 	}
-	return c.submit(checkpoint)
+	if err := c.submit(checkpoint); err != nil {
+		return err
+	}
+	if checkpoint != 0 && c.feed == nil {
+		// At the commit nothing keeps the decoder's events any more: the
+		// batch holds their records and terms, made from memory of its
+		// own; attribution and the images copy what they keep. (A chunk of
+		// a huge transaction is flushed while the decoder hands over the
+		// next event: not then.)
+		c.dec.Recycle()
+	}
+	return nil
 }
 
 // releaseHuge is the writer's Release: once a huge record is stored, its
