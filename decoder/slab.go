@@ -79,7 +79,10 @@ func (s *slab) event() *audit.Event { return &s.events.take(1, slabEvents)[0] }
 
 // row returns n columns to be set, capped.
 func (s *slab) row(n int) audit.Row {
-	if n > slabCols/8 {
+	switch {
+	case n == 0:
+		return audit.Row{} // not nil: an empty image is {}, a nil one null
+	case n > slabCols/8:
 		return make(audit.Row, n)
 	}
 	return s.cols.take(n, slabCols)

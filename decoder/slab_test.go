@@ -140,3 +140,14 @@ func TestNothingChangedIsEmptyNotNull(t *testing.T) {
 		}
 	}
 }
+
+// A row change of a table without columns has the empty image {}, not
+// null, even as the decoder's first event.
+func TestEmptyImageIsEmptyNotNull(t *testing.T) {
+	d := New("odoo", nil)
+	r := &recorder{t: t}
+	feed(t, d, r, 1, mRelation(1, "public", "nothing", 'd'), mBegin(0x10, commitTime, 1), mInsert(1))
+	if e := r.events[0]; e.After == nil || len(e.After) != 0 {
+		t.Errorf("After %#v, want {}", e.After)
+	}
+}
