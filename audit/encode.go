@@ -191,9 +191,44 @@ func Check(record []byte) (id string, prev, h Hash, err error) {
 	return id, prev, h, nil
 }
 
-// AppendTime appends t in UTC as RFC 3339 with exactly six fractional digits.
+// timeLayout is how AppendTime writes a time.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+// AppendTime appends t in UTC as RFC 3339 with exactly six fractional
+// digits: t.UTC().AppendFormat(b, timeLayout), digit by digit (every event
+// has a time; the layout need not be parsed for each).
 func AppendTime(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, timeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
+}
+
+// appendDigits appends the last width (at most 8) decimal digits of v ≥ 0,
+// zero-padded.
+func appendDigits(b []byte, v, width int) []byte {
+	var d [8]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:width]...)
 }
 
 func orNone(s string) string {
@@ -257,11 +292,11 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 			continue
 		}
 		c := s[i]
+		if plainByte[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
@@ -299,6 +334,15 @@ func AppendString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// plainByte tells the bytes that stand for themselves in a JSON string:
+// ASCII from 0x20, neither '"' nor '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // StringLen returns len(AppendString(nil, s)) without building it: one
 // pass over s, to size the buffer of a huge value exactly.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -417,6 +418,31 @@ func FuzzAppendStringMatchesTheReference(f *testing.F) {
 		}
 		if n := StringLen(s); n != len(want) {
 			t.Fatalf("StringLen(%q) = %d, want %d", s, n, len(want))
+		}
+	})
+}
+
+// AppendTime and AppendLSN write what the standard library's formatting
+// writes: time.AppendFormat with the layout, strconv's hex upper-cased.
+func FuzzTimeAndLSNMatchTheReference(f *testing.F) {
+	f.Add(int64(0), int64(0), uint64(0))
+	f.Add(int64(1796304600), int64(123456789), uint64(0x16_B374D848))
+	f.Add(int64(-62135596800), int64(999999999), uint64(1<<64-1))      // year 1
+	f.Add(int64(-62135596801), int64(0), uint64(0xFFFFFFFF))           // year 0
+	f.Add(int64(253402300799), int64(999999999), uint64(0x1_00000000)) // 9999-12-31
+	f.Add(int64(253402300800), int64(0), uint64(0x10))                 // year 10000
+	f.Add(int64(-1<<62), int64(5), uint64(0xABCDEF))
+	f.Fuzz(func(t *testing.T, sec, nsec int64, lsn uint64) {
+		tm := time.Unix(sec, nsec%1e9)
+		for _, at := range []time.Time{tm, tm.In(time.FixedZone("x", 5*3600+30*60))} {
+			want := at.UTC().AppendFormat([]byte("p"), "2006-01-02T15:04:05.000000Z")
+			if got := AppendTime([]byte("p"), at); !bytes.Equal(got, want) {
+				t.Fatalf("AppendTime(%v) = %s, want %s", at, got, want)
+			}
+		}
+		want := strings.ToUpper(strconv.FormatUint(lsn>>32, 16) + "/" + strconv.FormatUint(lsn&0xFFFFFFFF, 16))
+		if got := string(AppendLSN([]byte("p"), lsn)); got != "p"+want {
+			t.Fatalf("AppendLSN(%x) = %s, want %s", lsn, got, want)
 		}
 	})
 }

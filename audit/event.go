@@ -264,17 +264,26 @@ func FormatLSN(lsn uint64) string { return string(AppendLSN(nil, lsn)) }
 
 // AppendLSN appends FormatLSN(lsn) to b.
 func AppendLSN(b []byte, lsn uint64) []byte {
-	start := len(b)
-	b = strconv.AppendUint(b, lsn>>32, 16)
+	b = appendHex32(b, uint32(lsn>>32))
 	b = append(b, '/')
-	b = strconv.AppendUint(b, lsn&0xFFFFFFFF, 16)
-	// PostgreSQL prints upper-case hex.
-	for i := start; i < len(b); i++ {
-		if b[i] >= 'a' && b[i] <= 'f' {
-			b[i] -= 'a' - 'A'
+	return appendHex32(b, uint32(lsn))
+}
+
+// appendHex32 appends v in upper-case hex, as PostgreSQL prints LSNs:
+// without leading zeros.
+func appendHex32(b []byte, v uint32) []byte {
+	const hexDigits = "0123456789ABCDEF"
+	var d [8]byte
+	i := len(d)
+	for {
+		i--
+		d[i] = hexDigits[v&0xF]
+		v >>= 4
+		if v == 0 {
+			break
 		}
 	}
-	return b
+	return append(b, d[i:]...)
 }
 
 // ParseLSN parses "X/Y" as PostgreSQL prints it.

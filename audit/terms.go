@@ -49,8 +49,18 @@ func UserTerm(login string, id *int64) string {
 // Terms returns what the event is indexed by. They equal ParseTerms of the
 // event's stored record.
 func (e *Event) Terms() Terms {
+	var t Terms
+	e.AppendTerms(&t, nil, nil)
+	return t
+}
+
+// AppendTerms sets *t to e.Terms() with memory of the caller's: the record
+// terms go at the end of recs and their bytes at the end of buf, when there
+// is room (both are returned), so that many events' terms can be carved
+// from the same buffers. t.Records is capped.
+func (e *Event) AppendTerms(t *Terms, recs [][]byte, buf []byte) ([][]byte, []byte) {
 	// Strings as the record will hold them: invalid UTF-8 is replaced there.
-	t := Terms{
+	*t = Terms{
 		Schema: validText(e.Schema), Table: validText(e.Table), Op: e.Op,
 		User:    UserTerm(validText(e.Actor.Login), e.Actor.UserID),
 		Session: validText(e.Actor.SessionID),
@@ -69,12 +79,20 @@ func (e *Event) Terms() Terms {
 		}
 	}
 	if len(e.Key) == 0 {
-		return t
+		return recs, buf
 	}
+	start := len(recs)
 	if len(e.Key) == 1 {
-		t.Records = oneColumnTerms(e, t.Schema, t.Table)
-		return t
+		recs, buf = appendOneColumnTerms(recs, buf, e, t.Schema, t.Table)
+	} else {
+		recs = append(recs, e.keyTerms(t.Schema, t.Table)...)
 	}
+	t.Records = recs[start:len(recs):len(recs)]
+	return recs, buf
+}
+
+// keyTerms are the record terms of an event with a key of several columns.
+func (e *Event) keyTerms(schema, table string) [][]byte {
 	key := make(RecordKey, len(e.Key))
 	for i, c := range e.Key {
 		text, _ := KeyText(c.Value) // a null or structured value never matches a key given as text
@@ -93,14 +111,14 @@ func (e *Event) Terms() Terms {
 			prev = append(prev, KeyValue{Column: validText(c.Name), Text: text})
 		}
 	}
-	t.Records = recordTerms(t.Schema, t.Table, key, prev)
-	return t
+	return recordTerms(schema, table, key, prev)
 }
 
-// oneColumnTerms are the record terms of an event with a one-column key
-// (most are): built from the encoded values without the detour through
-// RecordKey.
-func oneColumnTerms(e *Event, schema, table string) [][]byte {
+// appendOneColumnTerms appends the record terms of an event with a
+// one-column key (most are) to recs, their bytes to buf (a buffer of their
+// own when it has no room): built from the encoded values without the
+// detour through RecordKey.
+func appendOneColumnTerms(recs [][]byte, buf []byte, e *Event, schema, table string) ([][]byte, []byte) {
 	c := &e.Key[0]
 	text := keyTextBytes(c.Value)
 	var prev []byte
@@ -112,21 +130,25 @@ func oneColumnTerms(e *Event, schema, table string) [][]byte {
 		}
 	}
 	n := 3*binary.MaxVarintLen32 + len(schema) + len(table)
-	b := make([]byte, 0, 2*n+len(text)+len(prev))
-	b = appendField(b, schema)
+	if need := 2*n + len(text) + len(prev); cap(buf)-len(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	start := len(buf)
+	b := appendField(buf, schema)
 	b = appendField(b, table)
 	b = binary.AppendUvarint(b, 1)
 	head := len(b)
 	b = binary.AppendUvarint(b, uint64(len(text)))
 	b = append(b, text...)
-	term := b[:len(b):len(b)]
+	mid := len(b)
+	recs = append(recs, b[start:mid:mid])
 	if !changed {
-		return [][]byte{term}
+		return recs, b
 	}
-	b = append(b, term[:head]...)
+	b = append(b, b[start:head]...)
 	b = binary.AppendUvarint(b, uint64(len(prev)))
 	b = append(b, prev...)
-	return [][]byte{term, b[len(term):]}
+	return append(recs, b[mid:len(b):len(b)]), b
 }
 
 // beforeValue finds a key column in a before-image as a reader of the

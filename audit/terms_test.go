@@ -33,6 +33,28 @@ func checkTerms(t *testing.T, name string, e *Event) Terms {
 	if !termsEqual(got, want) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s: ParseTerms\n%+v\nEvent.Terms\n%+v", name, got, want)
 	}
+	// Carved from buffers already in use, with little room or plenty.
+	for _, room := range []int{8, 4096} {
+		var carved Terms
+		junk := []byte("junk")
+		buf := append(make([]byte, 0, len(junk)+room), junk...)
+		recs, _ := e.AppendTerms(&carved, [][]byte{junk}, buf)
+		if !termsEqual(carved, want) || len(recs) != 1+len(want.Records) || string(recs[0]) != "junk" ||
+			string(buf[:4]) != "junk" {
+			t.Fatalf("%s: AppendTerms with room %d\n%+v\nEvent.Terms\n%+v", name, room, carved, want)
+		}
+		if len(carved.Records) != cap(carved.Records) {
+			t.Fatalf("%s: Records not capped", name)
+		}
+		for i := range carved.Records {
+			carved.Records[i] = append(carved.Records[i], "appended"...)
+		}
+		for i, r := range carved.Records {
+			if !bytes.Equal(r[:len(r)-8], want.Records[i]) {
+				t.Fatalf("%s: appending to a record term changed another", name)
+			}
+		}
+	}
 	return want
 }
 

@@ -63,7 +63,8 @@ func BenchmarkDecodeInsert(b *testing.B) { benchDecode(b, mInsert(1, erpNew...),
 func BenchmarkDecodeUpdateSealed(b *testing.B) { benchDecode(b, mUpdate(1, 'O', erpOld, erpNew), true) }
 func BenchmarkDecodeInsertSealed(b *testing.B) { benchDecode(b, mInsert(1, erpNew...), true) }
 
-// Per event: the Event, the value arena, the rows, Changed.
+// Per event: nothing. The Event, the value arena, the rows and Changed are
+// carved from chunks of many events (AllocsPerRun rounds down).
 func TestAllocsPerEvent(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under the race detector")
@@ -75,7 +76,7 @@ func TestAllocsPerEvent(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if n > 4 {
+		if n > 0 {
 			t.Errorf("%c: %v allocations per event", msg[0], n)
 		}
 	}

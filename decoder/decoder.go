@@ -59,9 +59,13 @@ type Message struct {
 type Handler interface {
 	Begin(tx *Tx) error
 	// Event is called once per row change (once per table of a TRUNCATE).
-	// The handler owns e afterwards: the decoder never reuses it. The
-	// values of e's rows share one buffer; Key values alias Before/After
-	// ones.
+	// The handler owns e afterwards: the decoder does not reuse it until
+	// the handler calls Recycle. The values of e's rows share one buffer;
+	// Key values alias Before/After ones. Events, rows and small values are
+	// carved from chunks shared with other events (a kept event keeps its
+	// chunks); rows and Changed are capped, so appending to them never
+	// reaches a neighbour. An event with big values is made of memory of
+	// its own.
 	Event(tx *Tx, e *audit.Event) error
 	// Message: tx is nil for a non-transactional message.
 	Message(tx *Tx, m Message) error
@@ -84,7 +88,10 @@ type Decoder struct {
 	oldT, newT []field
 	oldS, newS []span
 	keyS       []span
+	changed    []int
 	oids       []uint32
+
+	slab slab // what events are carved from
 }
 
 // New returns a decoder for the stream of the named database. keys may be
@@ -105,6 +112,12 @@ func (d *Decoder) Reset() {
 	clear(d.rels)
 	clear(d.types)
 }
+
+// Recycle tells the decoder that nothing keeps any event it has handed to
+// Handler.Event so far, nor any part of one (rows, values, Changed): their
+// memory is reused for the next events. A handler that keeps events (or
+// may: a callback of someone else's) never calls it.
+func (d *Decoder) Recycle() { d.slab.recycle() }
 
 // InTransaction reports whether a Begin was decoded without its Commit.
 func (d *Decoder) InTransaction() bool { return d.tx != nil }
@@ -238,7 +251,7 @@ func (d *Decoder) truncate(walStart uint64, r *reader, h Handler) error {
 		if options&truncateRestartIdentity != 0 {
 			flags = append(flags, "truncate_restart_identity")
 		}
-		e := d.newEvent(audit.OpTruncate, walStart, rel)
+		e := d.newEvent(audit.OpTruncate, walStart, rel, false)
 		e.Changed, e.Flags = []string{}, flags
 		if err := h.Event(d.tx, e); err != nil {
 			return err
@@ -247,10 +260,17 @@ func (d *Decoder) truncate(walStart uint64, r *reader, h Handler) error {
 	return nil
 }
 
-// newEvent returns an event with the next ordinal of the transaction.
-func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation) *audit.Event {
+// newEvent returns an event with the next ordinal of the transaction: of
+// its own (own), or from the slab.
+func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation, own bool) *audit.Event {
 	d.ordinal++
-	return &audit.Event{
+	var e *audit.Event
+	if own {
+		e = new(audit.Event)
+	} else {
+		e = d.slab.event()
+	}
+	*e = audit.Event{
 		LSN:        walStart,
 		CommitLSN:  d.tx.CommitLSN,
 		Ordinal:    d.ordinal,
@@ -261,6 +281,7 @@ func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation) *audit.E
 		Table:      rel.table,
 		Op:         op,
 	}
+	return e
 }
 
 func (d *Decoder) change(ctx context.Context, t byte, walStart uint64, r *reader, h Handler) error {
@@ -401,11 +422,9 @@ var absent = span{lo: -1, hi: -1}
 func (s span) ok() bool { return s.lo >= 0 }
 
 // rowEvent builds the event of a row change. All encoded values go into one
-// arena; the three rows share one slice: four allocations per event with
-// the Event and Changed.
+// arena; the three rows share one slice; all of them, the Event and Changed
+// come from the decoder's slab.
 func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind byte, old, nw []field) *audit.Event {
-	e := d.newEvent(op, walStart, rel)
-
 	size := 0
 	for i := range old {
 		size += valueRoom(rel.cols[i].typ, old[i].kind, old[i].data)
@@ -413,7 +432,12 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 	for i := range nw {
 		size += valueRoom(rel.cols[i].typ, nw[i].kind, nw[i].data)
 	}
-	arena := make([]byte, 0, size) // grows only for escapes in small values
+	// An event with big values is made of memory of its own, not of the
+	// slab's chunks: they would keep its values alive after the handler
+	// dropped it (see pipeline's hugeEvent).
+	own := size >= ownArena
+	e := d.newEvent(op, walStart, rel, own)
+	arena := d.slab.arena(size) // grows only for escapes in small values
 
 	// The before-image: the whole row ('O') or only the key columns ('K':
 	// the other positions are placeholders, not nulls). complete: every
@@ -471,7 +495,13 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 
 	// Column values are capped slices of the arena, so appending to one
 	// cannot overwrite its neighbour.
-	rows := make(audit.Row, len(d.keyS)+nBefore+nAfter)
+	d.slab.used(arena)
+	var rows audit.Row
+	if n := len(d.keyS) + nBefore + nAfter; own {
+		rows = make(audit.Row, n)
+	} else {
+		rows = d.slab.row(n)
+	}
 	val := func(s span) []byte { return arena[s.lo:s.hi:s.hi] }
 	n := 0
 	if rel.key != nil {
@@ -518,25 +548,23 @@ func (d *Decoder) rowEvent(op audit.Op, walStart uint64, rel *relation, oldKind 
 
 	switch {
 	case op == audit.OpInsert:
-		e.Changed = make([]string, len(e.After))
+		e.Changed = d.slab.strings(len(e.After))
 		for i := range e.After {
-			e.Changed[i] = e.After[i].Name
+			e.Changed = append(e.Changed, e.After[i].Name)
 		}
 	case op == audit.OpDelete:
 		e.Changed = []string{}
 	case complete:
 		// Compare encodings; a TOAST-filled value is the same span.
-		nChanged := 0
+		d.changed = d.changed[:0]
 		for i := range d.newS {
 			if differs(arena, d.oldS[i], d.newS[i]) {
-				nChanged++
+				d.changed = append(d.changed, i)
 			}
 		}
-		e.Changed = make([]string, 0, nChanged)
-		for i := range d.newS {
-			if differs(arena, d.oldS[i], d.newS[i]) {
-				e.Changed = append(e.Changed, rel.cols[i].name)
-			}
+		e.Changed = d.slab.strings(len(d.changed))
+		for _, i := range d.changed {
+			e.Changed = append(e.Changed, rel.cols[i].name)
 		}
 	default:
 		// An update without a complete before-image: unknowable, nil.

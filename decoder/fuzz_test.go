@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/cdcaudit/cdcaudit/audit"
@@ -99,10 +100,16 @@ type fuzzHandler struct {
 	ordinal uint32
 	events  []*audit.Event
 	records [][]byte
+	recycle *Decoder // when set, recycled at every commit (its events are not kept)
 }
 
-func (h *fuzzHandler) Begin(*Tx) error            { h.ordinal = 0; return nil }
-func (h *fuzzHandler) Commit(*Tx) error           { return nil }
+func (h *fuzzHandler) Begin(*Tx) error { h.ordinal = 0; return nil }
+func (h *fuzzHandler) Commit(*Tx) error {
+	if h.recycle != nil {
+		h.recycle.Recycle()
+	}
+	return nil
+}
 func (h *fuzzHandler) Message(*Tx, Message) error { return nil }
 func (h *fuzzHandler) Event(tx *Tx, e *audit.Event) error {
 	if tx == nil || e.CommitLSN != tx.CommitLSN || e.XID != tx.XID {
@@ -129,7 +136,10 @@ func (h *fuzzHandler) Event(tx *Tx, e *audit.Event) error {
 	if !json.Valid(rec) {
 		h.t.Fatalf("record is not valid JSON:\n%s", rec)
 	}
-	h.events, h.records = append(h.events, e), append(h.records, rec)
+	if h.recycle == nil {
+		h.events = append(h.events, e)
+	}
+	h.records = append(h.records, rec)
 	return nil
 }
 
@@ -137,7 +147,8 @@ func (h *fuzzHandler) Event(tx *Tx, e *audit.Event) error {
 // resets the decoder) to one Decoder: it must never panic, return only
 // ErrUnknownMessage or ErrMalformed errors, and every event it emits must
 // make a valid JSON record, which must not change afterwards (each message
-// is decoded from a buffer that is then overwritten).
+// is decoded from a buffer that is then overwritten). A second decoder,
+// recycled at every commit, must make the same records.
 func FuzzDecode(f *testing.F) {
 	for _, s := range seedStreams() {
 		f.Add(frame(s...))
@@ -145,8 +156,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(frame(seedMessages()...))
 	f.Add(frame(append(seedMessages(), nil, mBegin(1, commitTime, 1), mInsert(16384, txt("1")))...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := New("db", fuzzResolver{})
-		h := &fuzzHandler{t: t}
+		d, d2 := New("db", fuzzResolver{}), New("db", fuzzResolver{})
+		h, h2 := &fuzzHandler{t: t}, &fuzzHandler{t: t, recycle: d2}
 		lsn := uint64(0)
 		var buf []byte
 		for len(data) >= 2 {
@@ -158,6 +169,7 @@ func FuzzDecode(f *testing.F) {
 			lsn++
 			if n == 0 {
 				d.Reset()
+				d2.Reset()
 				continue
 			}
 			buf = append(buf[:0], msg...)
@@ -165,9 +177,16 @@ func FuzzDecode(f *testing.F) {
 			if err != nil && !errors.Is(err, ErrUnknownMessage) && !errors.Is(err, ErrMalformed) {
 				t.Fatalf("unexpected error %v", err)
 			}
+			buf = append(buf[:0], msg...)
+			if err2 := d2.Decode(context.Background(), lsn, buf, h2); (err == nil) != (err2 == nil) {
+				t.Fatalf("recycled decoder: error %v, the other %v", err2, err)
+			}
 			for i := range buf {
 				buf[i] = 0xAA
 			}
+		}
+		if !slices.EqualFunc(h.records, h2.records, bytes.Equal) {
+			t.Fatalf("the recycled decoder made other records:\n%q\nwant\n%q", h2.records, h.records)
 		}
 		for i, e := range h.events {
 			if rec := seal(e); !bytes.Equal(rec, h.records[i]) {

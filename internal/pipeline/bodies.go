@@ -130,3 +130,28 @@ func (bs *bodies) released(b sink.Batch) {
 	bs.pending[0] = pendingBodies{}
 	bs.pending = bs.pending[1:]
 }
+
+// termChunks carves the events' index terms from chunks of many: no
+// allocation per event. A chunk is never reused: the writer holds the terms
+// until their batch is durable; the chunk is garbage once all are.
+type termChunks struct {
+	terms []audit.Terms
+	recs  [][]byte
+	buf   []byte
+}
+
+func (tc *termChunks) of(e *audit.Event) *audit.Terms {
+	if len(tc.terms) == cap(tc.terms) {
+		tc.terms = make([]audit.Terms, 0, 256)
+	}
+	if cap(tc.recs)-len(tc.recs) < 2 { // most events have one or two
+		tc.recs = make([][]byte, 0, 512)
+	}
+	if cap(tc.buf)-len(tc.buf) < 256 { // a bigger key's terms get a buffer of their own
+		tc.buf = make([]byte, 0, 16<<10)
+	}
+	tc.terms = tc.terms[:len(tc.terms)+1]
+	t := &tc.terms[len(tc.terms)-1]
+	tc.recs, tc.buf = e.AppendTerms(t, tc.recs, tc.buf)
+	return t
+}

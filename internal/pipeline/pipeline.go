@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -299,6 +300,7 @@ type consumer struct {
 	txBytes    int            // the size of their values
 	batch      sink.Batch
 	bodies     bodies     // the records of batch are carved from its chunks
+	terms      termChunks // and their terms
 	msgStart   uint64     // WAL start of the message being decoded
 	txCounts   []tableRun // event counts of the transaction in progress
 	lastAnchor time.Time  // of the writer goroutine
@@ -684,6 +686,7 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	// Only a chunk whose values reach hugeEvent can hold a huge event; the
 	// events of the others are not measured again.
 	mayBeHuge := c.txBytes >= hugeEvent
+	c.batch.Events = slices.Grow(c.batch.Events, len(c.txEvents))
 	for i, e := range c.txEvents {
 		var body []byte
 		n := 0
@@ -703,8 +706,8 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		} else {
 			body = c.bodies.encode(e) // with room for the store to seal it in place
 		}
-		terms := e.Terms() // what the store indexes the event by, from the event rather than its record
-		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: &terms})
+		terms := c.terms.of(e) // what the store indexes the event by, from the event rather than its record
+		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: terms})
 		if c.feed != nil && e.Op != audit.OpSnapshot {
 			c.feedEvts = append(c.feedEvts, e)
 		}
@@ -722,7 +725,18 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		// into its pages (and the record and the pages in releaseHuge).
 		debug.FreeOSMemory()
 	}
-	return c.submit(checkpoint)
+	if err := c.submit(checkpoint); err != nil {
+		return err
+	}
+	if checkpoint != 0 && c.feed == nil {
+		// At the commit nothing keeps the decoder's events any more: the
+		// batch holds their records and terms, made from memory of its
+		// own; attribution and the images copy what they keep. (A chunk of
+		// a huge transaction is flushed while the decoder hands over the
+		// next event: not then.)
+		c.dec.Recycle()
+	}
+	return nil
 }
 
 // releaseHuge is the writer's Release: once a huge record is stored, its
