@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A store of events, closed; returns its file's bytes up to what bbolt uses.
@@ -298,5 +299,28 @@ func TestFaultInCallbackIsDamage(t *testing.T) {
 	})
 	if !errors.Is(err, ErrDamaged) || sum != 0 {
 		t.Fatalf("a fault in a callback: %v, want ErrDamaged", err)
+	}
+}
+
+// A store whose format value a flipped byte lost or garbled is damaged,
+// not "of an unsupported format": the operator must restore it, not
+// upgrade cdcaudit.
+func TestUnreadableFormatIsDamage(t *testing.T) {
+	for name, garble := range map[string]func(*bolt.Bucket) error{
+		"missing": func(meta *bolt.Bucket) error { return meta.Delete(metaFormat) },
+		"short":   func(meta *bolt.Bucket) error { return meta.Put(metaFormat, []byte{0, 3}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := mustOpen(t, dir)
+			mustAppend(t, s, txBatch(0x100, 2))
+			s.Close()
+			tamper(t, dir, func(e *recordEditor) error { return garble(e.b.Tx().Bucket(bucketMeta)) })
+			for _, open := range []func(string) (*Store, error){Open, OpenReadOnly} {
+				if _, err := open(dir); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "format") {
+					t.Fatalf("open: %v", err)
+				}
+			}
+		})
 	}
 }

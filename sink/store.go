@@ -313,7 +313,9 @@ func (s *Store) load() (indexed bool, err error) {
 // checkFormat refuses a store of a format this version does not read.
 func checkFormat(dir string, v []byte) error {
 	if len(v) != 8 {
-		return fmt.Errorf("sink: %s: unsupported store format %x (want %d)", dir, v, FormatVersion)
+		// Every store since format 1 holds one: a flipped byte in the
+		// meta page's keys loses it.
+		return damaged(dir, "its store format is missing or unreadable (%x)", v)
 	}
 	switch f := binary.BigEndian.Uint64(v); {
 	case f == 1:
