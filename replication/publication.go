@@ -29,7 +29,10 @@ import (
 //     cdcaudit keeps that list current: at start, when the stream first
 //     describes a table it has not looked at, and by a catalog poll every
 //     CatalogInterval (tables created, replica identities changed). A table
-//     whose identity becomes unusable leaves the list at the next poll.
+//     whose identity becomes unusable leaves the list at the next poll; one
+//     that becomes usable while cdcaudit runs joins it once two syncs in a
+//     row found it so (a table created, then set to REPLICA IDENTITY
+//     NOTHING, is never listed in between).
 //
 // Table filters are applied to the stream (see inScope), not to the
 // insert publication, so a table created later whose name matches is
@@ -214,6 +217,7 @@ type keeper struct {
 	cfg    *Config
 	log    *slog.Logger
 	known  map[uint32]tableCoverage
+	synced bool   // a sync has completed: tables usable since are new
 	quiet  bool   // the first sync of a stream: Prepare has just logged it all
 	denied string // tables last reported as not addable for lack of privilege
 }
@@ -221,6 +225,7 @@ type keeper struct {
 type tableCoverage struct {
 	name   string
 	listed bool
+	usable bool   // its replica identity was usable at this sync
 	reason string // why not listed
 }
 
@@ -262,13 +267,23 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 		}
 		name := qualified(r.schema, r.name)
 		problem := r.identityProblem()
-		known[r.oid] = tableCoverage{name: name, listed: problem == "", reason: problem}
+		c := tableCoverage{name: name, listed: problem == "", reason: problem, usable: problem == ""}
 		switch {
 		case problem == "" && !have[r.oid]:
+			if old, seen := k.known[r.oid]; k.synced && !(seen && old.usable) {
+				// Usable since the last sync only (created, or given a
+				// key): listed once the next sync finds it still so. A
+				// migration that creates a table and then sets REPLICA
+				// IDENTITY NOTHING must not find it listed in between:
+				// its next UPDATE would fail.
+				c.listed, c.reason = false, "new: listed at the next poll"
+				break
+			}
 			add = append(add, name)
 		case problem != "" && have[r.oid]:
 			drop = append(drop, name)
 		}
+		known[r.oid] = c
 		if problem != "" {
 			if old, seen := k.known[r.oid]; !seen || old.listed || old.reason != problem {
 				uncovered = append(uncovered, name+" ("+problem+")")
@@ -356,6 +371,7 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 	}
 	k.quiet = false
 	k.known = known
+	k.synced = true
 	return nil
 }
 

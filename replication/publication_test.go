@@ -368,8 +368,14 @@ func TestKeeperListsInheritanceParentsAndChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(t, dsn, "ALTER TABLE parent ADD PRIMARY KEY (id)")
-	if err := k.sync(context.Background(), conn); err != nil { // then its parent
-		t.Fatal(err)
+	// Then its parent, once a second sync finds it still usable.
+	for range 2 {
+		if listed := query[string](t, dsn, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'cdcaudit_changes'"); listed != "child,t" {
+			t.Fatalf("before two syncs saw parent usable, the changes publication lists %s, want child,t", listed)
+		}
+		if err := k.sync(context.Background(), conn); err != nil {
+			t.Fatal(err)
+		}
 	}
 	listed := query[string](t, dsn, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'cdcaudit_changes'")
 	if listed != "child,parent,t" {
@@ -377,5 +383,53 @@ func TestKeeperListsInheritanceParentsAndChildren(t *testing.T) {
 	}
 	if err := tryExec(t, dsn, "UPDATE loose SET note = 'z'"); err != nil {
 		t.Errorf("an UPDATE of a child without a key fails: %v", err)
+	}
+}
+
+// A migration that creates a table with a key and then sets REPLICA
+// IDENTITY NOTHING: a sync between the two statements must not list the
+// table, or the application's next UPDATE of it fails.
+func TestKeeperSyncBetweenCreateAndIdentityNothing(t *testing.T) {
+	t.Parallel()
+	dsn, _ := newDB(t)
+	cfg, _ := prepare(t, dsn, Config{})
+	cfg, err := cfg.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	k := newKeeper(&cfg)
+	if err := k.sync(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, dsn, "CREATE TABLE migrated (id int PRIMARY KEY, v text)")
+	if err := k.sync(context.Background(), conn); err != nil { // between the two statements
+		t.Fatal(err)
+	}
+	exec(t, dsn, "ALTER TABLE migrated REPLICA IDENTITY NOTHING; INSERT INTO migrated VALUES (1, 'a')")
+	if err := tryExec(t, dsn, "UPDATE migrated SET v = 'b'"); err != nil {
+		t.Fatalf("the application's UPDATE after its migration failed: %v", err)
+	}
+	for range 2 {
+		if err := k.sync(context.Background(), conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tryExec(t, dsn, "UPDATE migrated SET v = 'c'"); err != nil {
+		t.Fatalf("UPDATE after later syncs failed: %v", err)
+	}
+	// A table that stays usable is listed at the second sync.
+	exec(t, dsn, "CREATE TABLE keyed (id int PRIMARY KEY)")
+	for i, want := range []string{"t", "keyed,t"} {
+		if err := k.sync(context.Background(), conn); err != nil {
+			t.Fatal(err)
+		}
+		if listed := query[string](t, dsn, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'cdcaudit_changes'"); listed != want {
+			t.Fatalf("after sync %d the changes publication lists %s, want %s", i+1, listed, want)
+		}
 	}
 }
