@@ -1370,6 +1370,10 @@ func TestReconstructedBeforeImagesMatchFull(t *testing.T) {
 	rng := rand.New(rand.NewPCG(s, 7))
 	rr := newRCRig(t, rng, s)
 	rr.start()
+	// The tables are empty, so the initial snapshot copies nothing; but it
+	// must be complete before the first SIGKILL, or the restarted daemon
+	// copies (rightly, as snapshot rows) what was inserted meanwhile.
+	waitLog(t, rr.d.log, "snapshot complete", 1, rr.d)
 	evs := rr.run(3, 2)
 	c := checkRC(t, rr.wl, evs, noSnapshot)
 	c.requireExercised(t, "insert", "update", "delete", "truncate", "key change", "TOASTed value changed",
@@ -1484,6 +1488,10 @@ func TestReconstructedBeforeImagesAcrossSchemaChange(t *testing.T) {
 	rng := rand.New(rand.NewPCG(s, 10))
 	rr := newRCRig(t, rng, s)
 	rr.start()
+	// The tables are empty, so the initial snapshot copies nothing; but it
+	// must be complete before the first SIGKILL, or the restarted daemon
+	// copies (rightly, as snapshot rows) what was inserted meanwhile.
+	waitLog(t, rr.d.log, "snapshot complete", 1, rr.d)
 	ctx := context.Background()
 	k := rr.wl.workers[0]
 	run := func(rec rcTx) {
