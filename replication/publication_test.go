@@ -354,16 +354,7 @@ func TestKeeperListsInheritanceParentsAndChildren(t *testing.T) {
 		CREATE TABLE child (extra text) INHERITS (parent); ALTER TABLE child ADD PRIMARY KEY (id);
 		CREATE TABLE loose (note text) INHERITS (parent);
 		INSERT INTO loose VALUES (1, 'x', 'y')`)
-	cfg, err := cfg.normalize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	k := newKeeper(&cfg)
+	k, conn := testKeeper(t, dsn, cfg)
 	if err := k.sync(context.Background(), conn); err != nil { // child only
 		t.Fatal(err)
 	}
@@ -393,16 +384,7 @@ func TestKeeperSyncBetweenCreateAndIdentityNothing(t *testing.T) {
 	t.Parallel()
 	dsn, _ := newDB(t)
 	cfg, _ := prepare(t, dsn, Config{})
-	cfg, err := cfg.normalize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	k := newKeeper(&cfg)
+	k, conn := testKeeper(t, dsn, cfg)
 	if err := k.sync(context.Background(), conn); err != nil {
 		t.Fatal(err)
 	}
@@ -432,4 +414,20 @@ func TestKeeperSyncBetweenCreateAndIdentityNothing(t *testing.T) {
 			t.Fatalf("after sync %d the changes publication lists %s, want %s", i+1, listed, want)
 		}
 	}
+}
+
+// testKeeper is a keeper of cfg's publication with a connection of its
+// own, for tests that run its syncs one by one.
+func testKeeper(t *testing.T, dsn string, cfg Config) (*keeper, *pgx.Conn) {
+	t.Helper()
+	cfg, err := cfg.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return newKeeper(&cfg), conn
 }
