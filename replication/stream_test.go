@@ -190,10 +190,14 @@ func TestStreamReconnectsAfterTerminate(t *testing.T) {
 	c.hold = true
 	c.mu.Unlock()
 	exec(t, dsn, "INSERT INTO t VALUES (2, 'two')")
-	waitFor(t, 10*time.Second, "the second insert", func() bool { return len(c.inserted(t)) == 2 })
-	c.mu.Lock()
-	held := c.held
-	c.mu.Unlock()
+	var held uint64
+	waitFor(t, 10*time.Second, "the second transaction, held", func() bool {
+		// Its insert, then its commit (which may come in a later read).
+		c.mu.Lock()
+		held = c.held
+		c.mu.Unlock()
+		return len(c.inserted(t)) == 2 && held != 0
+	})
 	first := c.position() // fixed while a transaction is held
 	waitFor(t, 5*time.Second, "the slot to confirm the durable position", func() bool { return confirmedFlush(t, dsn, slot) == first })
 	time.Sleep(300 * time.Millisecond) // more status updates go out; none may confirm the held one
