@@ -18,7 +18,7 @@ func (m *Metrics) registerSnapshot() {
 	s := &m.snap
 	s.rows = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "snapshot_rows_total",
-		Help: "Rows stored as snapshot records (tables copied as they were; not counted in events_total).",
+		Help: "Rows the snapshot copied, as they were (stored as snapshot records, except a row the stream had already changed, which is dropped; not counted in events_total).",
 	})
 	s.tables = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "snapshot_tables",
