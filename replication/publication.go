@@ -30,9 +30,9 @@ import (
 //     describes a table it has not looked at, and by a catalog poll every
 //     CatalogInterval (tables created, replica identities changed). A table
 //     whose identity becomes unusable leaves the list at the next poll; one
-//     that becomes usable while cdcaudit runs joins it once two syncs in a
-//     row found it so (a table created, then set to REPLICA IDENTITY
-//     NOTHING, is never listed in between).
+//     that becomes usable while cdcaudit runs joins it once syncs a poll
+//     interval apart found it so without a break (a table created, then at
+//     once set to REPLICA IDENTITY NOTHING, is never listed in between).
 //
 // Table filters are applied to the stream (see inScope), not to the
 // insert publication, so a table created later whose name matches is
@@ -225,8 +225,10 @@ type keeper struct {
 type tableCoverage struct {
 	name   string
 	listed bool
-	usable bool   // its replica identity was usable at this sync
 	reason string // why not listed
+	// usableSince: when a sync first found its replica identity usable
+	// without a break since (zero: not usable now)
+	usableSince time.Time
 }
 
 func newKeeper(cfg *Config) *keeper {
@@ -259,6 +261,7 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("replication: %w", err)
 	}
 	known := make(map[uint32]tableCoverage, len(rels))
+	now := time.Now()
 	var add, drop []string
 	var uncovered []string
 	for _, r := range rels {
@@ -267,15 +270,26 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 		}
 		name := qualified(r.schema, r.name)
 		problem := r.identityProblem()
-		c := tableCoverage{name: name, listed: problem == "", reason: problem, usable: problem == ""}
+		c := tableCoverage{name: name, listed: problem == "", reason: problem}
+		if problem == "" {
+			c.usableSince = now
+			if old, seen := k.known[r.oid]; seen && !old.usableSince.IsZero() {
+				c.usableSince = old.usableSince
+			} else if !k.synced {
+				// There when the keeper started: not new (one that was
+				// busy is listed at the next sync).
+				c.usableSince = now.Add(-k.cfg.CatalogInterval)
+			}
+		}
 		switch {
 		case problem == "" && !have[r.oid]:
-			if old, seen := k.known[r.oid]; k.synced && !(seen && old.usable) {
-				// Usable since the last sync only (created, or given a
-				// key): listed once the next sync finds it still so. A
-				// migration that creates a table and then sets REPLICA
-				// IDENTITY NOTHING must not find it listed in between:
-				// its next UPDATE would fail.
+			if k.synced && now.Sub(c.usableSince) < k.cfg.CatalogInterval {
+				// Usable for less than a poll interval (created, or given
+				// a key): listed once a later sync, a poll interval on,
+				// finds it still so. A migration that creates a table and
+				// then sets REPLICA IDENTITY NOTHING must not find it
+				// listed in between: its next UPDATE would fail. (Syncs
+				// can follow each other closely: a wake after a tick.)
 				c.listed, c.reason = false, "new: listed at the next poll"
 				break
 			}
