@@ -348,7 +348,13 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 	}
 	im.evict()
 	if e.Op != audit.OpTruncate && e.Key == nil {
-		return true, nil // no key, no image
+		// No key, no image. A row change that goes unrecorded makes what
+		// is kept of its table stale (e.g. a FULL table whose key was
+		// dropped, and given back later): it goes too.
+		if e.Op != audit.OpSnapshot {
+			im.unkeep(im.table(e.Schema, e.Table))
+		}
+		return true, nil
 	}
 	t := im.table(e.Schema, e.Table)
 	if e.Op != audit.OpTruncate && e.Op != audit.OpSnapshot {

@@ -696,6 +696,44 @@ func TestImagesAcrossIdentityChanges(t *testing.T) {
 	}
 }
 
+// A change streamed without a key (a FULL table whose primary key was
+// dropped) is not recorded in the images: those kept before it go, so
+// that once the key is back no update is rebuilt from an image older than
+// that change.
+func TestImagesAcrossAKeylessSpell(t *testing.T) {
+	dsn, conn := newDB(t)
+	exec(t, conn, "CREATE TABLE k (id int PRIMARY KEY, n int, s text)")
+	cfg := Config{
+		Replication: replication.Config{DSN: dsn, Slot: "keyless", Publication: "keyless"},
+		DataDir:     t.TempDir(),
+		Profile:     "none",
+		Snapshot:    "never",
+	}
+	runImages(t, cfg, conn, currentLSN(t, conn)) // creates the slot
+	exec(t, conn, "INSERT INTO k SELECT g, 0, 's' FROM generate_series(1, 2) g")
+	exec(t, conn, "UPDATE k SET n = 1 WHERE id = 1") // reconstructed: n = 0
+	exec(t, conn, "ALTER TABLE k REPLICA IDENTITY FULL; ALTER TABLE k DROP CONSTRAINT k_pkey")
+	exec(t, conn, "UPDATE k SET n = 2 WHERE id = 1") // no key: not in the images
+	// Streamed while k has no key (the key of a FULL table is the
+	// catalog's when the change is decoded).
+	runImages(t, cfg, conn, currentLSN(t, conn))
+	exec(t, conn, "ALTER TABLE k ADD PRIMARY KEY (id); ALTER TABLE k REPLICA IDENTITY DEFAULT")
+	exec(t, conn, "UPDATE k SET n = 3 WHERE id = 1") // unknown: the image says n = 1
+	exec(t, conn, "UPDATE k SET n = 4 WHERE id = 1") // reconstructed: n = 3
+	runImages(t, cfg, conn, currentLSN(t, conn))
+	recs := storedRecords(t, cfg.DataDir)
+	for _, c := range []struct {
+		n         int
+		source    string
+		beforeHas string
+	}{{1, "reconstructed", `"n":0,`}, {3, "unknown", ""}, {4, "reconstructed", `"n":3,`}} {
+		r := changeOf(t, recs, "k", 1, c.n)
+		if r.BeforeSource != c.source || !bytes.Contains(r.Before, []byte(c.beforeHas)) {
+			t.Errorf("k 1 to n = %d: before_source %s, before %s; want %s with %s", c.n, r.BeforeSource, r.Before, c.source, c.beforeHas)
+		}
+	}
+}
+
 // lockedLog is a log the pipeline writes while the test reads it.
 type lockedLog struct {
 	mu sync.Mutex
