@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -262,6 +263,14 @@ func parseExportOptions(dataDir, format, since, until string, tables, ops []stri
 // parseSelection reads --user, --session and --record into f.
 func parseSelection(f *sink.Query, sel selection) error {
 	f.User, f.Session = sel.user, sel.session
+	if id, ok := strings.CutPrefix(sel.user, "#"); ok {
+		// The index names a user by id as audit.UserTerm writes it.
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("--user %q: #ID takes a user id, e.g. #7", sel.user)
+		}
+		f.User = "#" + strconv.FormatInt(n, 10)
+	}
 	if sel.record != "" {
 		ref, err := audit.ParseRecordRef(sel.record)
 		if err != nil {
