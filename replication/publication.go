@@ -44,6 +44,12 @@ const (
 	publishChanges = "update, delete"
 )
 
+// PublishChanges is Coverage.Ops of the coverage of updates and deletes.
+const PublishChanges = publishChanges
+
+// QualifiedName is the name Coverage.Table gives a table.
+func QualifiedName(schema, table string) string { return qualified(schema, table) }
+
 // changesSuffix names the second publication: <publication>_changes.
 const changesSuffix = "_changes"
 

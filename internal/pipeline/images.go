@@ -40,6 +40,10 @@ type imageCache struct {
 	// snapshot row read before the delete is recognised as older. Nil: no
 	// snapshot ever runs. (Set by the snapshot side.)
 	tombstones func(schema, table string) bool
+	// coveredSince returns the LSN after which the table's updates and
+	// deletes have been captured without a break (nil: always): an image
+	// written before it may have missed one, and rebuilds nothing.
+	coveredSince func(schema, table string) uint64
 	// sweepStored: a snapshot was under way when the store was last
 	// closed, so tombstones this process did not write may be stored.
 	sweepStored bool
@@ -401,7 +405,7 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 			if img, err = im.lookup(im.cur.t, im.cur.oldKey); err != nil {
 				return true, err
 			}
-			if img != nil && img.Deleted {
+			if img != nil && (img.Deleted || (im.coveredSince != nil && img.LSN <= im.coveredSince(e.Schema, e.Table))) {
 				img = nil
 			}
 		}

@@ -116,7 +116,11 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if ok {
 		cfg.Replication.Server = replication.Identity{SystemID: have.SystemID, Database: have.Database}
 	}
-	coverage := &coverageRecords{log: log}
+	since := &coveredSince{}
+	if err := since.load(store); err != nil {
+		return err
+	}
+	coverage := &coverageRecords{log: log, since: since}
 	cfg.Replication.OnCoverage = coverage.add
 	ident, start, exported, err := prepare(ctx, cfg, checkpoint, log)
 	defer exported.Release() // imported (or not wanted) by then
@@ -160,6 +164,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	c.images.secret = enrich.redact.Secret
+	c.images.coveredSince = since.of
 	c.stopStream = stopStream
 	c.database = ident.Database
 	defer c.close()
