@@ -30,9 +30,10 @@ import (
 //     describes a table it has not looked at, and by a catalog poll every
 //     CatalogInterval (tables created, replica identities changed). A table
 //     whose identity becomes unusable leaves the list at the next poll; one
-//     that becomes usable while cdcaudit runs joins it once syncs a poll
-//     interval apart found it so without a break (a table created, then at
-//     once set to REPLICA IDENTITY NOTHING, is never listed in between).
+//     that becomes usable while cdcaudit runs joins it at its first change
+//     the stream describes, or once syncs a poll interval apart found it so
+//     without a break (a table created, then at once set to REPLICA
+//     IDENTITY NOTHING, is never listed in between).
 //
 // Table filters are applied to the stream (see inScope), not to the
 // insert publication, so a table created later whose name matches is
@@ -223,9 +224,12 @@ type keeper struct {
 	cfg    *Config
 	log    *slog.Logger
 	known  map[uint32]tableCoverage
-	synced bool   // a sync has completed: tables usable since are new
-	quiet  bool   // the first sync of a stream: Prepare has just logged it all
-	denied string // tables last reported as not addable for lack of privilege
+	synced bool // a sync has completed: tables usable since are new
+	// described reports whether the stream has described a relation (nil:
+	// none has been): a new table in use is listed at once.
+	described func(oid uint32) bool
+	quiet     bool   // the first sync of a stream: Prepare has just logged it all
+	denied    string // tables last reported as not addable for lack of privilege
 }
 
 type tableCoverage struct {
@@ -289,13 +293,16 @@ func (k *keeper) sync(ctx context.Context, conn *pgx.Conn) error {
 		}
 		switch {
 		case problem == "" && !have[r.oid]:
-			if k.synced && now.Sub(c.usableSince) < k.cfg.CatalogInterval {
+			inUse := k.described != nil && k.described(r.oid)
+			if k.synced && now.Sub(c.usableSince) < k.cfg.CatalogInterval && !inUse {
 				// Usable for less than a poll interval (created, or given
-				// a key): listed once a later sync, a poll interval on,
-				// finds it still so. A migration that creates a table and
-				// then sets REPLICA IDENTITY NOTHING must not find it
-				// listed in between: its next UPDATE would fail. (Syncs
-				// can follow each other closely: a wake after a tick.)
+				// a key) and not yet written to: listed once a later sync,
+				// a poll interval on, finds it still so, or once the
+				// stream describes it (its first change: a table in use,
+				// whose updates are wanted at once). A migration that
+				// creates a table and then sets REPLICA IDENTITY NOTHING
+				// must not find it listed in between: its next UPDATE
+				// would fail.
 				c.listed, c.reason = false, "new: listed at the next poll"
 				break
 			}

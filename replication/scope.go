@@ -22,13 +22,14 @@ type scope struct {
 	cat *Catalog // partition roots; nil when no filter is set
 	in  map[uint32]bool
 
-	mu      sync.Mutex
-	decided map[uint32]bool // relations the keeper has looked at
-	wake    chan struct{}
+	mu        sync.Mutex
+	decided   map[uint32]bool // relations the keeper has listed or found unusable
+	described map[uint32]bool // relations in scope the stream has described
+	wake      chan struct{}
 }
 
 func newScope(cfg *Config) *scope {
-	s := &scope{cfg: cfg, in: map[uint32]bool{}, decided: map[uint32]bool{}, wake: make(chan struct{}, 1)}
+	s := &scope{cfg: cfg, in: map[uint32]bool{}, decided: map[uint32]bool{}, described: map[uint32]bool{}, wake: make(chan struct{}, 1)}
 	if cfg.filtered() {
 		s.cat = NewCatalog(cfg.DSN).Expect(cfg.Server)
 	}
@@ -44,14 +45,25 @@ func (s *scope) close() {
 // reset forgets the relations of the previous session.
 func (s *scope) reset() { clear(s.in) }
 
-// setDecided replaces what the keeper has looked at.
+// setDecided replaces what the keeper has decided: a table it has not
+// listed although it is usable (new, busy) wakes it again when described.
 func (s *scope) setDecided(known map[uint32]tableCoverage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.decided)
-	for oid := range known {
-		s.decided[oid] = true
+	for oid, c := range known {
+		if c.listed || c.usableSince.IsZero() {
+			s.decided[oid] = true
+		}
 	}
+}
+
+// wasDescribed reports whether the stream has described the relation: a
+// change of it was streamed, so it is in use.
+func (s *scope) wasDescribed(oid uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.described[oid]
 }
 
 // filter inspects one pgoutput message. It returns the message to hand to
@@ -73,6 +85,9 @@ func (s *scope) filter(ctx context.Context, data []byte) []byte {
 		s.in[oid] = in
 		s.mu.Lock()
 		decided := s.decided[oid]
+		if in {
+			s.described[oid] = true
+		}
 		s.mu.Unlock()
 		if in && !decided {
 			select {
@@ -156,6 +171,7 @@ func cstring(b []byte) (string, []byte, bool) {
 func (st *streamer) keep(ctx context.Context, fail context.CancelCauseFunc) {
 	k := newKeeper(st.cfg)
 	k.quiet = true // Prepare has just warned about every table
+	k.described = st.scope.wasDescribed
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
