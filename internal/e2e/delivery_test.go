@@ -45,6 +45,10 @@ func TestExactlyOnceAcrossSIGKILL(t *testing.T) {
 	// The slot must exist before the first change, or the change is not
 	// in its stream at all.
 	waitSlotActive(t, db.dsn, db.slot, 0, d)
+	// The initial snapshot of the empty tables must be durable before the
+	// first SIGKILL: a restarted daemon resumes it and (rightly) copies
+	// rows inserted meanwhile, which this test would count as extra.
+	waitLog(t, d.log, "snapshot complete", 1, d)
 
 	wl := newWorkload(s, 100_000)
 	stop := make(chan struct{})
