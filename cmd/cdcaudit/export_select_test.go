@@ -188,7 +188,7 @@ func TestExportUserByID(t *testing.T) {
 		{[]string{"--user", "#9"}, "0 1 4 5 8 9"},
 		{[]string{"--user", "#9", "--since", "2026-11-23T10:04:00Z", "--until", "2026-11-23T10:09:00Z"}, "4 5 8"},
 		{[]string{"--user", "#9", "--format", "csv"}, "0 1 4 5 8 9"},
-		{[]string{"--user", "#12"}, "3 7 11"}, // no login known for 12
+		{[]string{"--user", "#12"}, "3 7 11"},      // no login known for 12
 		{[]string{"--user", "#09"}, "0 1 4 5 8 9"}, // the id as the index writes it
 		{[]string{"--user", "carol@example.com"}, "1 2 5 6 9 10"},
 	} {
