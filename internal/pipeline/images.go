@@ -405,7 +405,8 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 			if img, err = im.lookup(im.cur.t, im.cur.oldKey); err != nil {
 				return true, err
 			}
-			if img != nil && (img.Deleted || (im.coveredSince != nil && img.LSN <= im.coveredSince(e.Schema, e.Table))) {
+			if img != nil && (img.Deleted || (im.coveredSince != nil && img.LSN <= im.coveredSince(e.Schema, e.Table)) ||
+				!imageHasKey(img, e.Key, im.cur.oldKey)) {
 				img = nil
 			}
 		}
@@ -424,6 +425,22 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 		}
 	}
 	return true, nil
+}
+
+// imageHasKey reports whether img's values of the key's columns are the
+// key it was looked up by. Images are keyed by the key's values alone: once
+// other columns form the key (REPLICA IDENTITY USING INDEX on another
+// index), the same values can find another row's image.
+func imageHasKey(img *sink.Image, key audit.Row, want []byte) bool {
+	var b []byte
+	for _, c := range key {
+		i := slices.IndexFunc(img.Cols, func(ic sink.ImageColumn) bool { return ic.Name == c.Name })
+		if i < 0 || img.Cols[i].Kind == sink.ColUnknown {
+			return false
+		}
+		b = sink.AppendImageKeyValue(b, img.Cols[i].Value)
+	}
+	return bytes.Equal(b, want)
 }
 
 // keyMoved reports whether the before-image holds other key values than

@@ -789,6 +789,30 @@ func TestImagesOlderThanCoverageRebuildNothing(t *testing.T) {
 	}
 }
 
+// Images are keyed by the key's values: once other columns form the key,
+// the same values find another row's image, which must rebuild nothing.
+func TestImagesAfterTheKeyColumnsChange(t *testing.T) {
+	dsn, conn := newDB(t)
+	exec(t, conn, "CREATE TABLE kc (id int PRIMARY KEY, code int NOT NULL UNIQUE, v text)")
+	cfg := Config{
+		Replication: replication.Config{DSN: dsn, Slot: "keycols", Publication: "keycols"},
+		DataDir:     t.TempDir(),
+		Profile:     "none",
+		Snapshot:    "never",
+	}
+	runImages(t, cfg, conn, currentLSN(t, conn))                           // creates the slot
+	exec(t, conn, "INSERT INTO kc VALUES (5, 77, 'five'), (9, 5, 'nine')") // images keyed 5 and 9
+	runImages(t, cfg, conn, currentLSN(t, conn))
+	exec(t, conn, "ALTER TABLE kc REPLICA IDENTITY USING INDEX kc_code_key")
+	exec(t, conn, "UPDATE kc SET v = 'nine again' WHERE id = 9") // key code = 5: finds id 5's image
+	runImages(t, cfg, conn, currentLSN(t, conn))
+	for _, r := range storedRecords(t, cfg.DataDir) {
+		if r.Table == "kc" && r.Op == "update" && r.BeforeSource != "unknown" {
+			t.Errorf("the update after the key columns changed: before_source %s, before %s; want unknown", r.BeforeSource, r.Before)
+		}
+	}
+}
+
 // lockedLog is a log the pipeline writes while the test reads it.
 type lockedLog struct {
 	mu sync.Mutex
