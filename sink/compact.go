@@ -98,8 +98,8 @@ func Compact(ctx context.Context, dir, out string, progress func(CompactProgress
 		defer catchDamage(path, &err)()
 		err = src.View(func(stx *bolt.Tx) error {
 			meta, events := stx.Bucket(bucketMeta), stx.Bucket(bucketEvents)
-			if meta == nil || events == nil {
-				return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", dir)
+			if err := checkBuckets(dir, meta, events); err != nil {
+				return err
 			}
 			if err := checkFormat(dir, meta.Get(metaFormat)); err != nil {
 				return err

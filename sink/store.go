@@ -251,8 +251,8 @@ func (s *Store) load() (indexed bool, err error) {
 	st := &state{}
 	read := func(tx *bolt.Tx) error {
 		meta, events := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
-		if meta == nil || events == nil {
-			return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", s.dir)
+		if err := checkBuckets(s.dir, meta, events); err != nil {
+			return err
 		}
 		if err := checkFormat(s.dir, meta.Get(metaFormat)); err != nil {
 			return err
@@ -311,6 +311,20 @@ func (s *Store) load() (indexed bool, err error) {
 }
 
 // checkFormat refuses a store of a format this version does not read.
+// checkBuckets tells a file that is no store from a store that lost one of
+// its two buckets (a flipped byte in the root page's keys): that is damage.
+func checkBuckets(dir string, meta, events *bolt.Bucket) error {
+	switch {
+	case meta == nil && events == nil:
+		return fmt.Errorf("sink: %s is not a cdcaudit store (missing buckets)", dir)
+	case meta == nil:
+		return damaged(dir, "its meta bucket is missing")
+	case events == nil:
+		return damaged(dir, "its events bucket is missing")
+	}
+	return nil
+}
+
 func checkFormat(dir string, v []byte) error {
 	if len(v) != 8 {
 		// Every store since format 1 holds one: a flipped byte in the
