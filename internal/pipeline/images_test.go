@@ -613,12 +613,7 @@ func TestImagesAcrossIdentityChanges(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY, n int, s text); CREATE TABLE u (id int PRIMARY KEY, n int, s text);
 		ALTER TABLE u REPLICA IDENTITY FULL`)
-	cfg := Config{
-		Replication: replication.Config{DSN: dsn, Slot: "ident", Publication: "ident"},
-		DataDir:     t.TempDir(),
-		Profile:     "none",
-		Snapshot:    "never",
-	}
+	cfg := imagesConfig(t, dsn, "ident")
 	runImages(t, cfg, conn, currentLSN(t, conn)) // creates the slot
 	exec(t, conn, "INSERT INTO t SELECT g, 0, 's' FROM generate_series(1, 3) g; INSERT INTO u SELECT g, 0, 's' FROM generate_series(1, 2) g")
 	exec(t, conn, "UPDATE t SET n = 1 WHERE id = 1")
@@ -703,12 +698,7 @@ func TestImagesAcrossIdentityChanges(t *testing.T) {
 func TestImagesAcrossAKeylessSpell(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE k (id int PRIMARY KEY, n int, s text)")
-	cfg := Config{
-		Replication: replication.Config{DSN: dsn, Slot: "keyless", Publication: "keyless"},
-		DataDir:     t.TempDir(),
-		Profile:     "none",
-		Snapshot:    "never",
-	}
+	cfg := imagesConfig(t, dsn, "keyless")
 	runImages(t, cfg, conn, currentLSN(t, conn)) // creates the slot
 	exec(t, conn, "INSERT INTO k SELECT g, 0, 's' FROM generate_series(1, 2) g")
 	exec(t, conn, "UPDATE k SET n = 1 WHERE id = 1") // reconstructed: n = 0
@@ -742,13 +732,9 @@ func TestImagesOlderThanCoverageRebuildNothing(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
 	logs := &lockedLog{}
-	cfg := Config{
-		Replication: replication.Config{DSN: dsn, Slot: "coverage", Publication: "coverage", CatalogInterval: 2 * time.Second},
-		DataDir:     t.TempDir(),
-		Profile:     "none",
-		Snapshot:    "never",
-		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
-	}
+	cfg := imagesConfig(t, dsn, "coverage")
+	cfg.Replication.CatalogInterval = 2 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
@@ -794,12 +780,7 @@ func TestImagesOlderThanCoverageRebuildNothing(t *testing.T) {
 func TestImagesAfterTheKeyColumnsChange(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE kc (id int PRIMARY KEY, code int NOT NULL UNIQUE, v text)")
-	cfg := Config{
-		Replication: replication.Config{DSN: dsn, Slot: "keycols", Publication: "keycols"},
-		DataDir:     t.TempDir(),
-		Profile:     "none",
-		Snapshot:    "never",
-	}
+	cfg := imagesConfig(t, dsn, "keycols")
 	runImages(t, cfg, conn, currentLSN(t, conn))                           // creates the slot
 	exec(t, conn, "INSERT INTO kc VALUES (5, 77, 'five'), (9, 5, 'nine')") // images keyed 5 and 9
 	runImages(t, cfg, conn, currentLSN(t, conn))
@@ -810,6 +791,17 @@ func TestImagesAfterTheKeyColumnsChange(t *testing.T) {
 		if r.Table == "kc" && r.Op == "update" && r.BeforeSource != "unknown" {
 			t.Errorf("the update after the key columns changed: before_source %s, before %s; want unknown", r.BeforeSource, r.Before)
 		}
+	}
+}
+
+// imagesConfig is the pipeline of the image tests: no profile, no
+// snapshot, slot and publications named slot, a fresh data dir.
+func imagesConfig(t *testing.T, dsn, slot string) Config {
+	return Config{
+		Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot},
+		DataDir:     t.TempDir(),
+		Profile:     "none",
+		Snapshot:    "never",
 	}
 }
 
