@@ -102,11 +102,10 @@ func (c *coveredSince) note(table, ops string, captured bool, lsn uint64) {
 // keys end with the LSN in hex, so they sort in order).
 func (c *coveredSince) load(store *sink.Store) error {
 	return store.LoadState(stateCoverage, func(key, value []byte) error {
-		table, rest, ok := strings.Cut(string(key), " ")
+		table, ok := changesCoverageTable(string(key))
 		if !ok {
 			return nil
 		}
-		ops := rest[:max(0, strings.LastIndexByte(rest, ' '))]
 		var r coverageRecord
 		if err := json.Unmarshal(value, &r); err != nil {
 			return fmt.Errorf("coverage record %q: %w", key, err)
@@ -115,15 +114,28 @@ func (c *coveredSince) load(store *sink.Store) error {
 		if err != nil {
 			return fmt.Errorf("coverage record %q: %w", key, err)
 		}
-		c.note(table, ops, r.Captured, lsn)
+		c.note(table, replication.PublishChanges, r.Captured, lsn)
 		return nil
 	})
 }
 
 // of returns the LSN after which the table's changes are captured without
-// a break (notNow: they are not captured now).
-func (c *coveredSince) of(schema, table string) uint64 {
+// a break (notNow: they are not captured now); table as
+// replication.QualifiedName names it.
+func (c *coveredSince) of(table string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return max(c.since["*"], c.since[replication.QualifiedName(schema, table)])
+	return max(c.since["*"], c.since[table])
+}
+
+// changesCoverageTable returns the table of a coverage record's key
+// ("<table> <ops> <LSN>") when it is about updates and deletes. A quoted
+// table name may hold spaces, and ops does ("update, delete").
+func changesCoverageTable(key string) (string, bool) {
+	key = key[:max(0, strings.LastIndexByte(key, ' '))]
+	table, ok := strings.CutSuffix(key, " "+replication.PublishChanges)
+	if !ok {
+		return "", false
+	}
+	return table, true
 }

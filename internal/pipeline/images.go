@@ -12,6 +12,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -41,9 +42,10 @@ type imageCache struct {
 	// snapshot ever runs. (Set by the snapshot side.)
 	tombstones func(schema, table string) bool
 	// coveredSince returns the LSN after which the table's updates and
-	// deletes have been captured without a break (nil: always): an image
-	// written before it may have missed one, and rebuilds nothing.
-	coveredSince func(schema, table string) uint64
+	// deletes have been captured without a break (nil: always; the table
+	// as replication.QualifiedName names it): an image written before it
+	// may have missed one, and rebuilds nothing.
+	coveredSince func(table string) uint64
 	// sweepStored: a snapshot was under way when the store was last
 	// closed, so tombstones this process did not write may be stored.
 	sweepStored bool
@@ -89,6 +91,7 @@ type tableRef struct{ schema, table string }
 
 type tableOverlay struct {
 	name    string // "schema.table"
+	covered string // its name in coverage records (replication.QualifiedName)
 	entries map[string]overlayEntry
 	dropped uint64 // batch seq of a TRUNCATE not yet durable: the store's images are gone
 	// truncXID is the transaction of the table's last TRUNCATE while its
@@ -259,7 +262,7 @@ func (im *imageCache) read() (*sink.ImageReader, error) {
 func (im *imageCache) table(schema, name string) *tableOverlay {
 	t := im.tables[tableRef{schema, name}]
 	if t == nil {
-		t = &tableOverlay{name: schema + "." + name, entries: make(map[string]overlayEntry), shapes: make(map[uint64][]string)}
+		t = &tableOverlay{name: schema + "." + name, covered: replication.QualifiedName(schema, name), entries: make(map[string]overlayEntry), shapes: make(map[uint64][]string)}
 		im.tables[tableRef{schema, name}] = t
 	}
 	return t
@@ -405,7 +408,7 @@ func (im *imageCache) apply(e *audit.Event) (keep bool, err error) {
 			if img, err = im.lookup(im.cur.t, im.cur.oldKey); err != nil {
 				return true, err
 			}
-			if img != nil && (img.Deleted || (im.coveredSince != nil && img.LSN <= im.coveredSince(e.Schema, e.Table)) ||
+			if img != nil && (img.Deleted || (im.coveredSince != nil && img.LSN <= im.coveredSince(im.cur.t.covered)) ||
 				!imageHasKey(img, e.Key, im.cur.oldKey)) {
 				img = nil
 			}
