@@ -243,12 +243,13 @@ func (m *Metrics) BatchCommitted(events, duplicates int, bytes int64, d time.Dur
 			m.lastCommitTime = lastCommitTime
 		}
 	}
-	cp, lct := m.checkpointLSN, m.lastCommitTime
-	m.mu.Unlock()
-	m.checkpoint.Set(float64(cp))
-	if !lct.IsZero() {
-		m.lastCommit.Set(float64(lct.UnixNano()) / 1e9)
+	// The gauges move under the lock, with the lag they bound: a scrape
+	// never sees the checkpoint behind a lag already computed from it.
+	m.checkpoint.Set(float64(m.checkpointLSN))
+	if !m.lastCommitTime.IsZero() {
+		m.lastCommit.Set(float64(m.lastCommitTime.UnixNano()) / 1e9)
 	}
+	m.mu.Unlock()
 }
 
 // ServerWALEnd records the server's WAL end (from a keepalive or an
