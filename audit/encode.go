@@ -128,6 +128,36 @@ const (
 // SealedLen returns the length of the record Seal makes from a body.
 func SealedLen(bodyLen int) int { return bodyLen + sealTailLen }
 
+// SealTailLen is the length of the members Seal appends after a body.
+const SealTailLen = sealTailLen
+
+// AppendSealTail appends what Seal appends after a body that hashed to h
+// after prev: record = body + AppendSealTail(prev, h). A store may keep a
+// record as its body and the two hashes, and rebuild it byte for byte.
+func AppendSealTail(dst []byte, prev, h Hash) []byte {
+	dst = append(dst, prevHashPrefix...)
+	dst = hex.AppendEncode(dst, prev[:])
+	dst = append(dst, '"')
+	dst = append(dst, hashPrefix...)
+	dst = hex.AppendEncode(dst, h[:])
+	return append(dst, `"}`...)
+}
+
+// SplitSealed splits a record into its body and the hashes of its seal
+// tail; ok only when the tail is exactly what AppendSealTail writes for
+// them (so that body + AppendSealTail(prev, h) is the record again).
+func SplitSealed(record []byte) (body []byte, prev, h Hash, ok bool) {
+	if prev, h, ok = Links(record); !ok || len(record) == sealTailLen {
+		return nil, prev, h, false
+	}
+	body = record[:len(record)-sealTailLen]
+	var tail [sealTailLen]byte
+	if string(AppendSealTail(tail[:0], prev, h)) != string(record[len(body):]) {
+		return nil, prev, h, false // upper-case hex: Links reads it, AppendSealTail would not write it
+	}
+	return body, prev, h, true
+}
+
 // Seal completes a body made by AppendBody into the stored record. The hash
 // is SHA-256 over the canonical event: the record without its hash member,
 // i.e. `{…,"prev_hash":"<prev>"}`.

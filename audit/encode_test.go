@@ -446,3 +446,25 @@ func FuzzTimeAndLSNMatchTheReference(f *testing.F) {
 		}
 	})
 }
+
+// A sealed record splits into its body and hashes and is rebuilt from them
+// byte for byte; a tail Seal would not write does not split.
+func TestSplitSealed(t *testing.T) {
+	body := []byte(`{"id":"0000000000000100-000001","op":"insert",`)
+	prev := Hash{1, 2, 3}
+	rec, h := Seal(nil, body, prev)
+	b, p, gotH, ok := SplitSealed(rec)
+	if !ok || string(b) != string(body) || p != prev || gotH != h {
+		t.Fatalf("SplitSealed = %q %x %x %v", b, p, gotH, ok)
+	}
+	if again := AppendSealTail(bytes.Clone(b), p, gotH); !bytes.Equal(again, rec) {
+		t.Fatalf("rebuilt %s\nwant    %s", again, rec)
+	}
+	upper := bytes.Clone(rec)
+	copy(upper[len(upper)-66:], bytes.ToUpper(upper[len(upper)-66:len(upper)-2]))
+	for _, r := range [][]byte{upper, rec[SealTailLen-1:][:SealTailLen], rec[len(body):], body} {
+		if _, _, _, ok := SplitSealed(r); ok {
+			t.Errorf("SplitSealed(%q) ok", r)
+		}
+	}
+}

@@ -17,6 +17,22 @@ import (
 //	                 (every record of a format-2 store; a huge record now)
 //	1 header zstd    a zstd block: the records concatenated, one zstd frame
 //	2 header raw     a raw block: the same, uncompressed (zstd did not shrink it)
+//	3 header seals zstd
+//	                 a zstd block of bodies: each record without its seal
+//	                 tail (audit.SealTailLen bytes), whose hashes are in seals
+//	4 header seals raw
+//	                 the same, uncompressed
+//
+// Blocks 3 and 4 are what the writer makes when every record ends in the
+// canonical tail (audit.SplitSealed): the tails' 128 hex digits are two
+// thirds of zstd's work on a record and compress badly, their 32-byte
+// hashes do not need it. A reader rebuilds each record byte for byte.
+//
+// seals = prev_hash of the first record (32 bytes), then each record's
+// hash (32 bytes each), then uvarint k and k times (uvarint slot, 32-byte
+// prev_hash) for the records whose prev_hash is not the hash of the record
+// before them in the block (a block rewritten by retention holds records
+// apart in the chain), slots ascending.
 //
 // header = uvarint n (records), then for records 2…n the key as a delta
 // from the one before (uvarint commit-LSN delta, then uvarint ordinal:
@@ -26,8 +42,10 @@ import (
 // Stored bytes are untrusted: decodeBlock never panics and never allocates
 // more than maxBlockRaw for a block, whatever the value holds.
 const (
-	blockZstd byte = 1
-	blockRaw  byte = 2
+	blockZstd      byte = 1
+	blockRaw       byte = 2
+	blockZstdSeals byte = 3
+	blockRawSeals  byte = 4
 
 	// A block holds at most maxBlockRecords records and is closed once its
 	// records reach blockTargetRaw bytes: measured, 64 records compress to
@@ -66,7 +84,13 @@ type block struct {
 	recs   [][]byte
 	keyBuf []byte
 	raw    []byte
+	full   []byte // the rebuilt records of a block of bodies
 }
+
+// isBlock reports whether a stored value's first byte is a block format.
+func isBlock(v []byte) bool { return len(v) > 0 && v[0] >= blockZstd && v[0] <= blockRawSeals }
+
+func hasSeals(format byte) bool { return format == blockZstdSeals || format == blockRawSeals }
 
 // isBare reports whether a stored value is one bare record.
 func isBare(v []byte) bool { return len(v) > 0 && v[0] == '{' }
@@ -138,7 +162,7 @@ func decodeBlock(b *block, blockKey, v []byte) error {
 		b.recs = append(b.recs[:0], v)
 		return nil
 	}
-	if len(v) == 0 || (v[0] != blockZstd && v[0] != blockRaw) {
+	if !isBlock(v) {
 		return &blockError{key: blockKey, what: "unknown block format"}
 	}
 	var lensBuf [maxBlockRecords]int
@@ -146,12 +170,21 @@ func decodeBlock(b *block, blockKey, v []byte) error {
 	if err != nil {
 		return err
 	}
+	var seals []byte
+	if hasSeals(v[0]) {
+		if seals, payload, err = splitSeals(blockKey, payload, len(lens)); err != nil {
+			return err
+		}
+	}
 	total := 0
 	for _, l := range lens {
 		total += l
 	}
+	if seals != nil && total+len(lens)*audit.SealTailLen > maxBlockRaw {
+		return &blockError{key: blockKey, what: "record lengths"}
+	}
 	data := payload
-	if v[0] == blockZstd {
+	if v[0] == blockZstd || v[0] == blockZstdSeals {
 		if cap(b.raw) < total {
 			b.raw = make([]byte, 0, total)
 		}
@@ -165,12 +198,87 @@ func decodeBlock(b *block, blockKey, v []byte) error {
 		return &blockError{key: blockKey, what: fmt.Sprintf("%d bytes of records where the header says %d", len(data), total)}
 	}
 	b.recs = b.recs[:0]
+	if seals != nil {
+		b.rebuild(data, lens, seals)
+		return nil
+	}
 	off := 0
 	for _, l := range lens {
 		b.recs = append(b.recs, data[off:off+l:off+l])
 		off += l
 	}
 	return nil
+}
+
+// splitSeals splits the seals of a block of n records from its payload.
+func splitSeals(blockKey, p []byte, n int) (seals, payload []byte, err error) {
+	bad := func(what string) error { return &blockError{key: blockKey, what: "seals: " + what} }
+	fixed := (1 + n) * audit.HashLen
+	if len(p) < fixed {
+		return nil, nil, bad("truncated")
+	}
+	q := p[fixed:]
+	k, m := binary.Uvarint(q)
+	if m <= 0 || k > uint64(n) {
+		return nil, nil, bad("break count")
+	}
+	q = q[m:]
+	last := -1
+	for range k {
+		slot, m := binary.Uvarint(q)
+		if m <= 0 || slot >= uint64(n) || int(slot) <= last || len(q) < m+audit.HashLen {
+			return nil, nil, bad("breaks")
+		}
+		last = int(slot)
+		q = q[m+audit.HashLen:]
+	}
+	return p[:len(p)-len(q)], q, nil
+}
+
+// rebuild sets b.recs to the records of a block of bodies: each body
+// followed by the seal tail its seals give (checked by splitSeals).
+func (b *block) rebuild(bodies []byte, lens []int, seals []byte) {
+	n := len(lens)
+	need := len(bodies) + n*audit.SealTailLen
+	if cap(b.full) < need {
+		b.full = make([]byte, 0, need)
+	}
+	full := b.full[:0]
+	hashAt := func(i int) (h audit.Hash) {
+		copy(h[:], seals[(1+i)*audit.HashLen:])
+		return h
+	}
+	var prev audit.Hash
+	copy(prev[:], seals)
+	breaks := seals[(1+n)*audit.HashLen:]
+	_, m := binary.Uvarint(breaks)
+	breaks = breaks[m:]
+	nextBreak := -1
+	readBreak := func() {
+		nextBreak = -1
+		if len(breaks) > 0 {
+			slot, m := binary.Uvarint(breaks)
+			nextBreak = int(slot)
+			breaks = breaks[m:]
+		}
+	}
+	readBreak()
+	off := 0
+	for i, l := range lens {
+		if i == nextBreak {
+			copy(prev[:], breaks)
+			breaks = breaks[audit.HashLen:]
+			readBreak()
+		}
+		start := len(full)
+		full = append(full, bodies[off:off+l]...)
+		h := hashAt(i)
+		full = audit.AppendSealTail(full, prev, h)
+		b.recs = append(b.recs, full[start:len(full):len(full)])
+		off += l
+		prev = h
+	}
+	b.full = full
 }
 
 // blockHas reports the slot of key in the block stored as v at blockKey
@@ -182,7 +290,7 @@ func blockHas(blockKey, v, key []byte) (int, error) {
 		}
 		return -1, nil
 	}
-	if len(v) == 0 || (v[0] != blockZstd && v[0] != blockRaw) {
+	if !isBlock(v) {
 		return -1, &blockError{key: blockKey, what: "unknown block format"}
 	}
 	var b block
@@ -219,6 +327,11 @@ type blockEncoder struct {
 	raw   []byte // the records, concatenated
 	zbuf  []byte
 	terms []*audit.Terms
+	// Each record's prev_hash and hash, while every record ends in the
+	// canonical seal tail (split): then the block is stored as bodies.
+	prevs, hashes []audit.Hash
+	split         bool
+	bodies        []byte
 	// scratch handed to the indexer
 	keySlices, recSlices [][]byte
 }
@@ -229,11 +342,12 @@ func newBlockEncoder() *blockEncoder {
 	if err != nil {
 		panic(err) // constant options
 	}
-	return &blockEncoder{z: z}
+	return &blockEncoder{z: z, split: true}
 }
 
 func (e *blockEncoder) reset() {
 	e.keys, e.ends, e.raw, e.terms = e.keys[:0], e.ends[:0], e.raw[:0], e.terms[:0]
+	e.prevs, e.hashes, e.split = e.prevs[:0], e.hashes[:0], true
 }
 
 func (e *blockEncoder) len() int { return len(e.ends) }
@@ -247,12 +361,19 @@ func (e *blockEncoder) fits(n int) bool {
 func (e *blockEncoder) seal(key, body []byte, prev audit.Hash, terms *audit.Terms) audit.Hash {
 	var h audit.Hash
 	e.raw, h = audit.Seal(e.raw, body, prev)
+	e.prevs, e.hashes = append(e.prevs, prev), append(e.hashes, h)
+	e.split = e.split && len(body) > 0
 	e.add(key, terms)
 	return h
 }
 
 // addRecord adds an already sealed record to the block.
 func (e *blockEncoder) addRecord(key, rec []byte, terms *audit.Terms) {
+	if e.split {
+		_, prev, h, ok := audit.SplitSealed(rec)
+		e.prevs, e.hashes = append(e.prevs, prev), append(e.hashes, h)
+		e.split = ok
+	}
 	e.raw = append(e.raw, rec...)
 	e.add(key, terms)
 }
@@ -278,7 +399,7 @@ func (e *blockEncoder) slices() (keys, recs [][]byte) {
 // encode returns the stored value of the block: a new slice (bbolt holds
 // it until the transaction commits).
 func (e *blockEncoder) encode() []byte {
-	hdr := make([]byte, 0, 16+4*len(e.ends))
+	hdr := make([]byte, 0, 16+4*len(e.ends)+(1+len(e.ends))*audit.HashLen+8)
 	hdr = binary.AppendUvarint(hdr, uint64(len(e.ends)))
 	lsn, ord, _ := audit.SplitKey(e.keys[:audit.KeyLen])
 	for i := 1; i < len(e.ends); i++ {
@@ -292,18 +413,55 @@ func (e *blockEncoder) encode() []byte {
 		}
 		lsn, ord = l, o
 	}
+	tail := 0
+	if e.split {
+		tail = audit.SealTailLen
+	}
 	start := 0
 	for _, end := range e.ends {
-		hdr = binary.AppendUvarint(hdr, uint64(end-start))
+		hdr = binary.AppendUvarint(hdr, uint64(end-start-tail))
 		start = end
 	}
-	e.zbuf = e.z.EncodeAll(e.raw, e.zbuf[:0])
-	format, payload := blockZstd, e.zbuf
-	if len(e.zbuf) >= len(e.raw) {
-		format, payload = blockRaw, e.raw
+	in, zformat, rformat := e.raw, blockZstd, blockRaw
+	if e.split {
+		hdr = e.appendSeals(hdr)
+		e.bodies = e.bodies[:0]
+		start := 0
+		for _, end := range e.ends {
+			e.bodies = append(e.bodies, e.raw[start:end-tail]...)
+			start = end
+		}
+		in, zformat, rformat = e.bodies, blockZstdSeals, blockRawSeals
+	}
+	e.zbuf = e.z.EncodeAll(in, e.zbuf[:0])
+	format, payload := zformat, e.zbuf
+	if len(e.zbuf) >= len(in) {
+		format, payload = rformat, in
 	}
 	v := make([]byte, 0, 1+len(hdr)+len(payload))
 	v = append(v, format)
 	v = append(v, hdr...)
 	return append(v, payload...)
+}
+
+// appendSeals appends the block's seals (see the format above).
+func (e *blockEncoder) appendSeals(b []byte) []byte {
+	b = append(b, e.prevs[0][:]...)
+	for i := range e.hashes {
+		b = append(b, e.hashes[i][:]...)
+	}
+	k := 0
+	for i := 1; i < len(e.prevs); i++ {
+		if e.prevs[i] != e.hashes[i-1] {
+			k++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(k))
+	for i := 1; i < len(e.prevs); i++ {
+		if e.prevs[i] != e.hashes[i-1] {
+			b = binary.AppendUvarint(b, uint64(i))
+			b = append(b, e.prevs[i][:]...)
+		}
+	}
+	return b
 }

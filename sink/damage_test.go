@@ -92,7 +92,7 @@ func TestScanChecksRecords(t *testing.T) {
 	}
 	tamper(t, flipped, func(e *recordEditor) error {
 		v := bytes.Clone(e.b.Get(mkey(100<<8, 1)))
-		if v[0] != blockZstd {
+		if v[0] != blockZstd && v[0] != blockZstdSeals {
 			t.Fatalf("block stored with format %d, want zstd", v[0])
 		}
 		v[len(v)-10] ^= 0x55

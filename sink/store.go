@@ -50,8 +50,10 @@ const (
 	// FormatVersion is the layout version recorded in meta. 2: the chain
 	// begins with a genesis record. 3: records are stored in blocks
 	// (block.go); a format-2 store opens, its records stay bare, and it is
-	// marked 3 when opened for writing.
-	FormatVersion = 3
+	// marked 3 when opened for writing. 4: blocks may hold their records'
+	// bodies and seals apart (block formats 3 and 4); an older store is
+	// marked 4 when opened for writing.
+	FormatVersion = 4
 	// oldestFormat is the oldest format this version reads.
 	oldestFormat = 2
 )
@@ -295,8 +297,8 @@ func (s *Store) load() (indexed bool, err error) {
 			if indexed, err = s.prepareIndex(tx, st); err != nil {
 				return err
 			}
-			// A format-2 store gets blocks from now on: an older cdcaudit
-			// must refuse it.
+			// An older store gets the blocks of this format from now on:
+			// an older cdcaudit must refuse it.
 			if getUint64(tx.Bucket(bucketMeta), metaFormat) == FormatVersion {
 				return nil
 			}
@@ -335,9 +337,9 @@ func checkFormat(dir string, v []byte) error {
 	case f == 1:
 		return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", dir)
 	case f > FormatVersion:
-		return fmt.Errorf("sink: %s: written by a newer cdcaudit (store format %d; this one reads %d and %d): upgrade cdcaudit", dir, f, oldestFormat, FormatVersion)
+		return fmt.Errorf("sink: %s: written by a newer cdcaudit (store format %d; this one reads %d to %d): upgrade cdcaudit", dir, f, oldestFormat, FormatVersion)
 	case f < oldestFormat:
-		return fmt.Errorf("sink: %s: unsupported store format %d (this cdcaudit reads %d and %d)", dir, f, oldestFormat, FormatVersion)
+		return fmt.Errorf("sink: %s: unsupported store format %d (this cdcaudit reads %d to %d)", dir, f, oldestFormat, FormatVersion)
 	}
 	return nil
 }
