@@ -221,6 +221,11 @@ func FormatID(commitLSN uint64, ordinal uint32) string {
 	return string(appendID(make([]byte, 0, 23), commitLSN, ordinal))
 }
 
+// AppendID appends FormatID(commitLSN, ordinal) to b.
+func AppendID(b []byte, commitLSN uint64, ordinal uint32) []byte {
+	return appendID(b, commitLSN, ordinal)
+}
+
 // ParseID is the inverse of FormatID.
 func ParseID(id string) (commitLSN uint64, ordinal uint32, err error) {
 	ordText := ""

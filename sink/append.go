@@ -215,16 +215,18 @@ func checkBody(k, body []byte) error {
 		return fmt.Errorf("sink: the genesis record is written only when a store is created")
 	}
 	const prefix = `{"id":"`
-	id := keyID(k)
+	lsn, ord, _ := audit.SplitKey(k)
+	var idBuf [32]byte
+	id := audit.AppendID(idBuf[:0], lsn, ord) // on the stack: checked for every event
 	n := len(prefix) + len(id)
-	if len(body) <= n || string(body[:len(prefix)]) != prefix || string(body[len(prefix):n]) != id ||
+	if len(body) <= n || string(body[:len(prefix)]) != prefix || string(body[len(prefix):n]) != string(id) ||
 		body[n] != '"' || body[len(body)-1] != ',' {
-		return fmt.Errorf("sink: event %s: body is not an audit.Event.AppendBody encoding of this key", id)
+		return fmt.Errorf("sink: event %s: body is not an audit.Event.AppendBody encoding of this key", keyID(k))
 	}
 	// A record is one JSON Lines line, forever: a raw line break (a json
 	// value not compacted) must be refused before it is sealed.
 	if bytes.IndexByte(body, '\n') >= 0 || bytes.IndexByte(body, '\r') >= 0 {
-		return fmt.Errorf("sink: event %s: body contains a raw line break (embedded json values must be compacted)", id)
+		return fmt.Errorf("sink: event %s: body contains a raw line break (embedded json values must be compacted)", keyID(k))
 	}
 	return nil
 }
