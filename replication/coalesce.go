@@ -11,7 +11,9 @@ import (
 // a wake-up of the reading goroutine, which measured as a third of
 // cdcaudit's CPU beside pgbench. After a read that did not fill its buffer
 // (it emptied the socket), the next read waits a moment, so that it takes
-// what arrived meanwhile. A flood is unaffected: its reads come back full.
+// what arrived meanwhile. A flood is unaffected: its reads come back full,
+// or at least 2×napBytes long (a message bigger than the socket's buffer is
+// read into a buffer of its own size, which its reads rarely fill).
 //
 // The wait adapts to the stream: as long as about napBytes take to arrive
 // at the rate the last wait saw, between minNap and maxNap. A trickle of
@@ -45,7 +47,7 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 // that followed a wait of napped.
 func nextNap(napped time.Duration, n, size int) time.Duration {
 	switch {
-	case n >= size:
+	case n >= size || n >= 2*napBytes:
 		return 0
 	case napped == 0 || n <= 0:
 		return minNap

@@ -24,9 +24,10 @@ import (
 //	                 the same, uncompressed
 //
 // Blocks 3 and 4 are what the writer makes when every record ends in the
-// canonical tail (audit.SplitSealed): the tails' 128 hex digits are two
-// thirds of zstd's work on a record and compress badly, their 32-byte
-// hashes do not need it. A reader rebuilds each record byte for byte.
+// canonical tail (audit.SplitSealed): the tails' 128 hex digits were two
+// fifths of zstd's work on a block (measured on the bench workload) and
+// compress badly, their 32-byte hashes do not need it. A reader rebuilds
+// each record byte for byte.
 //
 // seals = prev_hash of the first record (32 bytes), then each record's
 // hash (32 bytes each), then uvarint k and k times (uvarint slot, 32-byte
@@ -40,7 +41,8 @@ import (
 // not), then n uvarint record lengths. Keys only ascend inside a block.
 //
 // Stored bytes are untrusted: decodeBlock never panics and never allocates
-// more than maxBlockRaw for a block, whatever the value holds.
+// more than maxBlockRaw for a block's records (twice for a block of bodies:
+// the bodies, then the records rebuilt), whatever the value holds.
 const (
 	blockZstd      byte = 1
 	blockRaw       byte = 2
@@ -77,8 +79,8 @@ func (e *blockError) Error() string {
 func (e *blockError) Unwrap() error { return ErrDamaged }
 
 // block is a decoded block. Its slices point into the stored value (bare
-// and raw blocks) or into raw (zstd blocks), and are reused by the next
-// decode into the same block.
+// and raw blocks), into raw (zstd blocks) or into full (blocks of bodies),
+// and are reused by the next decode into the same block.
 type block struct {
 	keys   [][]byte
 	recs   [][]byte

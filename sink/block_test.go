@@ -338,6 +338,18 @@ func TestNewerFormatRefused(t *testing.T) {
 			t.Errorf("a store of a newer format: %v, want %q", err, want)
 		}
 	}
+	// A format far ahead is a flipped byte.
+	db, err = bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, FormatVersion|0xFF00))
+	})
+	db.Close()
+	if _, err := OpenReadOnly(dir); !errors.Is(err, ErrDamaged) {
+		t.Errorf("a store whose format reads %d: %v, want ErrDamaged", FormatVersion|0xFF00, err)
+	}
 }
 
 // Blocks keep their records' bodies and hashes apart when every record ends

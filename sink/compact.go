@@ -26,7 +26,7 @@ type CompactResult struct {
 	Path                string // the new file
 	OldSize, NewSize    int64
 	Verified            VerifyResult
-	LegacyRecords       uint64 // bare records of format 2 now in blocks
+	LegacyRecords       uint64 // records of an older layout (bare, or in blocks with their seals) re-encoded
 	BlocksBefore, After uint64
 }
 
@@ -310,8 +310,13 @@ func (c *copier) copyRecords(ctx context.Context, stx *bolt.Tx, res *CompactResu
 	bc := stx.Bucket(bucketEvents).Cursor()
 	for k, v := bc.First(); k != nil; k, v = bc.Next() {
 		res.BlocksBefore++
-		if isBare(v) && len(v) < hugeRecord {
+		switch {
+		case isBare(v) && len(v) < hugeRecord:
 			res.LegacyRecords++
+		case isBlock(v) && !hasSeals(v[0]):
+			if n, m := binary.Uvarint(v[1:]); m > 0 {
+				res.LegacyRecords += n
+			}
 		}
 	}
 	cuts, err := loadCuts(stx)

@@ -54,6 +54,9 @@ const (
 	// bodies and seals apart (block formats 3 and 4); an older store is
 	// marked 4 when opened for writing.
 	FormatVersion = 4
+	// maxFormatsAhead bounds how far past FormatVersion a stored format
+	// may be and still be a newer cdcaudit's.
+	maxFormatsAhead = 100
 	// oldestFormat is the oldest format this version reads.
 	oldestFormat = 2
 )
@@ -336,6 +339,10 @@ func checkFormat(dir string, v []byte) error {
 	switch f := binary.BigEndian.Uint64(v); {
 	case f == 1:
 		return fmt.Errorf("sink: %s: the store has format 1, whose chain has no genesis record: export and verify it with the cdcaudit that wrote it, and start this one on a new --data-dir", dir)
+	case f > FormatVersion+maxFormatsAhead:
+		// Formats grow by one now and then: a value this far ahead is
+		// a flipped byte, not a store from the future.
+		return damaged(dir, "its store format reads %d", f)
 	case f > FormatVersion:
 		return fmt.Errorf("sink: %s: written by a newer cdcaudit (store format %d; this one reads %d to %d): upgrade cdcaudit", dir, f, oldestFormat, FormatVersion)
 	case f < oldestFormat:
