@@ -339,8 +339,10 @@ type blockEncoder struct {
 }
 
 func newBlockEncoder() *blockEncoder {
+	// No frame checksum: every reader checks each record it decodes against
+	// its SHA-256 (checkStored, Verify), which a damaged frame cannot pass.
 	z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithLowerEncoderMem(true))
+		zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 	if err != nil {
 		panic(err) // constant options
 	}
