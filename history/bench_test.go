@@ -3,12 +3,12 @@ package history_test
 import (
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/history"
+	"github.com/cdcaudit/cdcaudit/internal/selfusage"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -46,7 +46,7 @@ func BenchmarkAt(b *testing.B) {
 	}
 	r, _ := history.ParseRef("sale_order:42")
 	end := t0.Add(events * time.Millisecond)
-	cpu0 := cpuTime()
+	cpu0 := selfusage.CPU()
 	b.ResetTimer()
 	for b.Loop() {
 		im, err := history.At(s, r, end)
@@ -55,12 +55,5 @@ func BenchmarkAt(b *testing.B) {
 		}
 	}
 	// CPU time is what a busy machine does not inflate as much as the clock.
-	b.ReportMetric(float64((cpuTime()-cpu0)/time.Millisecond)/float64(b.N), "cpu-ms/op")
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((selfusage.CPU()-cpu0)/time.Millisecond)/float64(b.N), "cpu-ms/op")
 }

@@ -4,11 +4,11 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/selfusage"
 )
 
 // BenchmarkAppend stores one 1000-event batch (~700-byte bodies) per
@@ -107,14 +107,6 @@ func orderLine(commit uint64, ord uint32, r *rand.Rand) []byte {
 	return e.AppendBody(nil)
 }
 
-// cpuTime is the process's CPU time (user + system) so far: on a shared
-// machine it says more than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkAppendOrderLines stores 1000-event batches of varied order-line
 // updates, as the bench workload makes them: what blocks cost and save.
 func BenchmarkAppendOrderLines(b *testing.B) {
@@ -135,7 +127,7 @@ func BenchmarkAppendOrderLines(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	n := 0
-	cpu0 := cpuTime()
+	cpu0 := selfusage.CPU()
 	for b.Loop() {
 		commit += 0x100
 		for i := range batch.Events {
@@ -155,7 +147,7 @@ func BenchmarkAppendOrderLines(b *testing.B) {
 		stored += res.Bytes
 	}
 	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*perBatch), "cpu-ns/event")
+	b.ReportMetric(float64((selfusage.CPU()-cpu0).Nanoseconds())/float64(b.N*perBatch), "cpu-ns/event")
 	b.ReportMetric(float64(raw)/float64(b.N*perBatch), "record-B/event")
 	b.ReportMetric(float64(stored)/float64(b.N*perBatch), "stored-B/event")
 }
@@ -179,7 +171,7 @@ func BenchmarkScan(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := selfusage.CPU()
 	for b.Loop() {
 		n := 0
 		if err := s.Scan(nil, nil, func(k, v []byte) error { n++; return nil }); err != nil || n != 100_000 {
@@ -187,7 +179,7 @@ func BenchmarkScan(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100_000), "ns/event")
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*100_000), "cpu-ns/event")
+	b.ReportMetric(float64((selfusage.CPU()-cpu0).Nanoseconds())/float64(b.N*100_000), "cpu-ns/event")
 }
 
 // BenchmarkWriterTrickle submits 4-event transactions at 4,000 a second, as
@@ -201,7 +193,7 @@ func BenchmarkWriterTrickle(b *testing.B) {
 	var appends int
 	w := NewWriter(s, WriterOptions{Queue: 1024, OnCommit: func(CommitInfo) { appends++ }})
 	c := uint64(0)
-	cpu0 := cpuTime()
+	cpu0 := selfusage.CPU()
 	start := time.Now()
 	for b.Loop() {
 		c++
@@ -215,7 +207,7 @@ func BenchmarkWriterTrickle(b *testing.B) {
 	if err := w.Close(); err != nil {
 		b.Fatal(err)
 	}
-	cpu := cpuTime() - cpu0
+	cpu := selfusage.CPU() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/tx")
 	b.ReportMetric(float64(b.N)/float64(max(appends, 1)), "tx/append")
 }

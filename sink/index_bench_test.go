@@ -2,7 +2,6 @@ package sink
 
 import (
 	"math/rand"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/selfusage"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -58,12 +58,12 @@ func BenchmarkAppendIndex(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				fill()
-				c0 := cpuTime()
+				c0 := selfusage.CPU()
 				b.StartTimer()
 				if _, err := s.Append([]Batch{batch}); err != nil {
 					b.Fatal(err)
 				}
-				cpu += cpuTime() - c0
+				cpu += selfusage.CPU() - c0
 			}
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*perBatch), "cpu-µs/event")
 		})
@@ -97,7 +97,7 @@ func BenchmarkIndexBlocks(b *testing.B) {
 						keys[i], terms[i] = k, t
 					}
 					recs := make([][]byte, len(keys))
-					c0 := cpuTime()
+					c0 := selfusage.CPU()
 					b.StartTimer()
 					err := s.update(func(tx *bolt.Tx) error {
 						for i := 0; i < len(keys); i += size {
@@ -112,7 +112,7 @@ func BenchmarkIndexBlocks(b *testing.B) {
 						b.Fatal(err)
 					}
 					b.StopTimer()
-					cpu += cpuTime() - c0
+					cpu += selfusage.CPU() - c0
 					b.StartTimer()
 				}
 				b.StopTimer()
@@ -265,13 +265,13 @@ func BenchmarkIndexScattered(b *testing.B) {
 		}
 	}
 	measure := func(b *testing.B, changes int, fn func() error) {
-		c0, w0 := cpuTime(), writtenBytes(b)
+		c0, w0 := selfusage.CPU(), writtenBytes(b)
 		for range b.N {
 			if err := fn(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu, w := cpuTime()-c0, writtenBytes(b)-w0
+		cpu, w := selfusage.CPU()-c0, writtenBytes(b)-w0
 		n := float64(b.N * changes)
 		b.ReportMetric(float64(cpu.Nanoseconds())/1000/n, "cpu-µs/change")
 		b.ReportMetric(float64(w)/n, "written-B/change")
@@ -302,19 +302,13 @@ func BenchmarkIndexScattered(b *testing.B) {
 	}
 }
 
-// writtenBytes is what this process has written so far (/proc/self/io).
+// writtenBytes is what this process has written so far.
 func writtenBytes(tb testing.TB) int64 {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
+	n, ok := selfusage.Written()
+	if !ok {
 		tb.Skip("no /proc/self/io")
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
+	return n
 }
 
 // BenchmarkBlockPostings is the collecting of one block's postings (64

@@ -7,14 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/decoder"
+	"github.com/cdcaudit/cdcaudit/internal/selfusage"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -119,28 +117,13 @@ func benchConsumer(tb testing.TB) *consumer {
 	return c
 }
 
-// written is what this process has passed to write calls so far (wchar).
+// written is what this process has passed to write calls so far.
 func written(tb testing.TB) int64 {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
+	n, ok := selfusage.Written()
+	if !ok {
 		tb.Skip("no /proc/self/io")
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// cpuTime is this process's user+system CPU so far, every thread.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return n
 }
 
 // BenchmarkConsumer runs the bench workload through the consumer (decoder,
@@ -178,7 +161,7 @@ func benchConsumerTx(b *testing.B, txRows int, scattered bool) {
 	changes := 0
 	rng := rand.New(rand.NewPCG(1, 2))
 	b.ReportAllocs()
-	cpu0, w0 := cpuTime(b), written(b)
+	cpu0, w0 := selfusage.CPU(), written(b)
 	for b.Loop() {
 		if changes%txRows == 0 {
 			xid++
@@ -215,7 +198,7 @@ func benchConsumerTx(b *testing.B, txRows int, scattered bool) {
 	if err := c.writer.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	cpu, w := cpuTime(b)-cpu0, written(b)-w0
+	cpu, w := selfusage.CPU()-cpu0, written(b)-w0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(changes), "cpu-µs/change")
 	b.ReportMetric(float64(w)/float64(changes), "written-B/change")
 	if _, _, n := c.store.Head(); n != uint64(changes) {
