@@ -389,8 +389,8 @@ func startChild(t *testing.T, dsn, slot, dir string) *osexec.Cmd {
 func TestImagesAcrossSIGKILL(t *testing.T) {
 	dsn, conn := newDB(t)
 	twinTables(t, conn, "")
-	dir := t.TempDir()
-	cfg := Config{Replication: replication.Config{DSN: dsn, Slot: "kill", Publication: "kill"}, DataDir: dir, Profile: "none", Snapshot: "never"}
+	cfg := imagesConfig(t, dsn, "kill")
+	dir := cfg.DataDir
 	runImages(t, cfg, conn, currentLSN(t, conn))
 
 	both(t, conn, `INSERT INTO $T (id, n, s, big) SELECT g, g, 's' || g, CASE WHEN g % 500 = 0 THEN repeat(md5(g::text), 100) END
@@ -823,6 +823,12 @@ func (l *lockedLog) has(s string) bool {
 	return bytes.Contains(l.b.Bytes(), []byte(s))
 }
 
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // TestFullTableSnapshotWithConcurrentWriter: a REPLICA IDENTITY FULL
 // table is copied while writers update, move, delete and insert its
 // records: its images are kept while the copy runs (a row read before a
@@ -991,8 +997,8 @@ func TestFullTableSnapshotWithConcurrentWriter(t *testing.T) {
 func TestImagesIdentityFlipsAcrossSIGKILL(t *testing.T) {
 	dsn, conn := newDB(t)
 	twinTables(t, conn, "")
-	dir := t.TempDir()
-	cfg := Config{Replication: replication.Config{DSN: dsn, Slot: "flip", Publication: "flip"}, DataDir: dir, Profile: "none", Snapshot: "never"}
+	cfg := imagesConfig(t, dsn, "flip")
+	dir := cfg.DataDir
 	runImages(t, cfg, conn, currentLSN(t, conn))
 	both(t, conn, `INSERT INTO $T (id, n, s) SELECT g, g, 's' || g FROM generate_series(1, 3000) g`)
 

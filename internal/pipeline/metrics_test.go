@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +17,7 @@ import (
 func runWithMetrics(t *testing.T, dsn, dir, slot string, conn *pgx.Conn) (*metrics.Metrics, <-chan error) {
 	t.Helper()
 	m := metrics.New()
-	var logs syncBuf
+	var logs lockedLog
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("pipeline log:\n%s", logs.String())
@@ -40,14 +38,6 @@ func runWithMetrics(t *testing.T, dsn, dir, slot string, conn *pgx.Conn) (*metri
 	walsender(t, conn, slot, 0, done)
 	return m, done
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // walsender waits until a walsender other than not streams from the slot
 // and returns its pid.
