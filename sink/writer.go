@@ -93,6 +93,11 @@ type item struct {
 // huge transaction) cannot grow memory without limit.
 const maxQueuedBytes = 32 << 20
 
+// MaxHeldBytes is about the most record bytes a Writer holds at once (the
+// room Submit waits for is released only after the commit): what a
+// producer reusing its buffers needs to keep.
+const MaxHeldBytes = maxQueuedBytes
+
 // NewWriter starts a writer; Submit blocks when opts.Queue batches or more
 // than maxQueuedBytes are waiting, which bounds memory.
 func NewWriter(s *Store, opts WriterOptions) *Writer {

@@ -78,3 +78,38 @@ func TestBodiesSealInPlaceAndReuseOnlyReleasedChunks(t *testing.T) {
 		t.Fatal("the dropped batch's chunk was reused")
 	}
 }
+
+// The spares cover what the writer can hold, so a steady drain allocates
+// no chunk; past that, and once unused for spareAge, they go to the GC.
+func TestBodiesSpareBoundAndAge(t *testing.T) {
+	if spareChunks*bodyChunkSize < sink.MaxHeldBytes {
+		t.Fatalf("%d spare chunks of %d KiB hold less than the writer can (%d MiB)", spareChunks, bodyChunkSize>>10, sink.MaxHeldBytes>>20)
+	}
+	var bs bodies
+	var chunks []*bodyChunk
+	for range spareChunks + 10 {
+		bs.next(0)
+		bs.cur.batches++ // a batch with the writer uses it
+		chunks = append(chunks, bs.cur)
+	}
+	bs.next(0) // retires the last one too
+	bs.mu.Lock()
+	for _, ch := range chunks { // the writer is done with them
+		ch.batches--
+		bs.recycle(ch)
+	}
+	if len(bs.spare) != spareChunks {
+		t.Fatalf("%d spare chunks after %d were released; want the bound, %d", len(bs.spare), len(chunks), spareChunks)
+	}
+	// Spares unused for longer than spareAge are let go at the next recycle.
+	for i := range bs.spare[:5] {
+		bs.spare[i].when = time.Now().Add(-spareAge - time.Second)
+	}
+	bs.spare = bs.spare[:len(bs.spare)-1] // room for one more
+	bs.recycle(&bodyChunk{buf: make([]byte, 0, bodyChunkSize)})
+	n := len(bs.spare)
+	bs.mu.Unlock()
+	if n != spareChunks-5 {
+		t.Fatalf("%d spare chunks; want %d once the five stale ones went", n, spareChunks-5)
+	}
+}
