@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/sink"
+	bolt "go.etcd.io/bbolt"
 )
 
 // runCLI runs cdcaudit with args and an environment of exactly env.
@@ -577,5 +579,39 @@ func TestMisspeltEnvVariable(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut, "CDCAUDIT_SLOT_NAM") || !strings.Contains(errOut, "did you mean CDCAUDIT_SLOT?") {
 			t.Errorf("%v with CDCAUDIT_SLOT_NAM set: exit %d, stderr %q; want exit %d naming the variable and CDCAUDIT_SLOT", args, code, errOut, exitUsage)
 		}
+	}
+}
+
+// verify checks the access log's chain too, and says so.
+func TestVerifyChecksTheAccessLog(t *testing.T) {
+	dir := makeStore(t, 3)
+	s, err := sink.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, login := range []string{"alice", "mallory"} {
+		if _, err := s.AppendAccess(sink.AccessEntry{Time: time.Now(), Action: "signin", Result: "failed", Login: login, Address: "192.0.2.9"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	out, errOut, code := runCLI(t, nil, "verify", "--data-dir", dir)
+	if code != exitOK || !strings.Contains(out, "access log:  2 entries") {
+		t.Fatalf("verify: %d\n%s\n%s", code, out, errOut)
+	}
+	// Someone with the file removes the trace of mallory's attempt.
+	db, err := bolt.Open(filepath.Join(dir, sink.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("access")).Delete(binary.BigEndian.AppendUint64(nil, 2))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	out, errOut, code = runCLI(t, nil, "verify", "--data-dir", dir)
+	if code != exitFail || !strings.Contains(out, "FAIL:") || !strings.Contains(out, "access log") {
+		t.Fatalf("verify of an access log cut short: %d\n%s\n%s", code, out, errOut)
 	}
 }
