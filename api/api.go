@@ -72,7 +72,26 @@ func New(opts Options) (http.Handler, error) {
 		s.log = slog.Default()
 	}
 	mux := http.NewServeMux()
-	routes := map[string]func(http.ResponseWriter, *http.Request, access.Principal) error{
+	for pattern, h := range s.routes() {
+		mux.Handle(pattern, s.guard(h))
+	}
+	mux.HandleFunc(openAPIPath, func(w http.ResponseWriter, r *http.Request) {
+		if !readMethod(w, r) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Write(openAPI)
+	})
+	return headers(mux), nil
+}
+
+type handlerFunc func(http.ResponseWriter, *http.Request, access.Principal) error
+
+const openAPIPath = "/api/v1/openapi.json"
+
+// routes are the routes that need a principal, by ServeMux pattern.
+func (s *server) routes() map[string]handlerFunc {
+	return map[string]handlerFunc{
 		"/api/v1/whoami":               s.whoami,
 		"/api/v1/events":               s.events,
 		"/api/v1/events/count":         s.eventsCount,
@@ -88,17 +107,15 @@ func New(opts Options) (http.Handler, error) {
 		"/api/v1/summaries/orm-bypass": s.summaryORMBypass,
 		"/api/v1/":                     notFound,
 	}
-	for pattern, h := range routes {
-		mux.Handle(pattern, s.guard(h))
+}
+
+// servedPatterns lists every route New serves.
+func servedPatterns() []string {
+	var out []string
+	for p := range (&server{}).routes() {
+		out = append(out, p)
 	}
-	mux.HandleFunc("/api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
-		if !readMethod(w, r) {
-			return
-		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Write(openAPI)
-	})
-	return headers(mux), nil
+	return append(out, openAPIPath)
 }
 
 // headers sets what every answer carries.
@@ -113,7 +130,7 @@ func headers(next http.Handler) http.Handler {
 
 // guard refuses a request without a principal or with a method the
 // read-only API does not serve, then runs h; h's error becomes the answer.
-func (s *server) guard(h func(http.ResponseWriter, *http.Request, access.Principal) error) http.Handler {
+func (s *server) guard(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := access.FromContext(r.Context())
 		if err != nil {

@@ -202,7 +202,18 @@ func TestRecordHistory(t *testing.T) {
 
 func TestBadParameters(t *testing.T) {
 	f := newFixture(t)
-	for _, target := range []string{
+	for _, target := range badTargets(f) {
+		a := f.get(t, &admin, target)
+		if a.status != 400 {
+			t.Errorf("%s: %d, want 400: %s", target, a.status, a.body)
+		}
+		checkHeaders(t, target, a)
+	}
+}
+
+// badTargets are requests with a bad parameter, on every route.
+func badTargets(f *fixture) []string {
+	return []string{
 		"/api/v1/events?since=yesterday",
 		"/api/v1/events?until=2026-13-01T00:00:00Z",
 		"/api/v1/events?since=2026-11-23T10:00:00Z&until=2026-11-23T09:00:00Z",
@@ -236,12 +247,8 @@ func TestBadParameters(t *testing.T) {
 		"/api/v1/summaries/orm-bypass?bucket=hour&since=2026-01-01T00:00:00Z&until=2026-11-23T00:00:00Z",
 		"/api/v1/summaries/logins?since=2020-01-01T00:00:00Z&until=2026-01-01T00:00:00Z",
 		"/api/v1/summaries/sessions?until=x",
-	} {
-		a := f.get(t, &admin, target)
-		if a.status != 400 {
-			t.Errorf("%s: %d, want 400: %s", target, a.status, a.body)
-		}
-		checkHeaders(t, target, a)
+		"/api/v1/events/42",
+		"/api/v1/records/history?record=sale_order:42&limit=0",
 	}
 }
 
@@ -270,8 +277,8 @@ func TestUnauthenticated(t *testing.T) {
 // routes are a request to every route.
 func routes(f *fixture) []string {
 	return []string{
-		"/api/v1/whoami", "/api/v1/events", "/api/v1/events/count", "/api/v1/events/" + f.ids["bob-insert-7"],
-		"/api/v1/records/history?record=sale_order:42", "/api/v1/sessions", "/api/v1/sessions/" + f.bob, "/api/v1/users",
+		"/api/v1/whoami", "/api/v1/events", "/api/v1/events/count", "/api/v1/events/" + f.ids["alice-insert-42"],
+		"/api/v1/records/history?record=sale_order:42", "/api/v1/sessions", "/api/v1/sessions/" + f.alice, "/api/v1/users",
 		"/api/v1/summaries/changes", "/api/v1/summaries/logins", "/api/v1/summaries/sessions", "/api/v1/summaries/users",
 		"/api/v1/summaries/orm-bypass", "/api/v1/nothing-here",
 	}
