@@ -146,7 +146,7 @@ func (s *server) event(w http.ResponseWriter, r *http.Request, p access.Principa
 	if err != nil {
 		return badRequest("event id %q: want the form 00000000016B3800-000003", clip(id))
 	}
-	unknown := errNotFound("no event " + id)
+	unknown := errNotFound("no such event")
 	if ord == 0 {
 		return unknown // the chain's own records, not events
 	}

@@ -208,7 +208,7 @@ func (s *server) session(w http.ResponseWriter, r *http.Request, p access.Princi
 	}
 	i := slices.IndexFunc(st.Sessions, func(ss sessions.Session) bool { return ss.ID == id })
 	if i < 0 || !sees(p, st.sessionUser(&st.Sessions[i])) {
-		return errNotFound("no session " + clip(id))
+		return errNotFound("no such session")
 	}
 	q.Session = id
 	var events [][]byte
