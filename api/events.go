@@ -16,8 +16,8 @@ import (
 )
 
 // maxPageBytes bounds the events one page holds in memory: a page of
-// large rows ends early, with a cursor.
-const maxPageBytes = 16 << 20
+// large rows ends early, with a cursor. A variable for tests.
+var maxPageBytes = 16 << 20
 
 // errPageFull stops a read once a page is full.
 var errPageFull = errors.New("page full")
