@@ -129,12 +129,41 @@ func (s *server) eventsCount(w http.ResponseWriter, r *http.Request, p access.Pr
 		return err
 	}
 	var n uint64
-	if !none {
-		if n, err = s.store.Count(r.Context(), q); err != nil {
-			return err
-		}
+	switch {
+	case none:
+	case indexCounts(&q):
+		n, err = s.store.Count(r.Context(), q)
+	default:
+		// Counting reads the events: a page per read transaction.
+		n, err = s.scan(r.Context(), q, nil)
+	}
+	if err != nil {
+		return err
 	}
 	return writeJSON(w, http.StatusOK, countBody{n})
+}
+
+// indexCounts reports whether the store counts q without reading a long
+// run of events in one read transaction: from its index postings alone
+// (nothing; only one of user, session and flag; only tables and ops — the
+// rule of sink.Store.Count), or through the record index, which holds one
+// record's events.
+func indexCounts(q *sink.Query) bool {
+	given := 0
+	for _, s := range []string{q.User, q.Session, q.Flag} {
+		if s != "" {
+			given++
+		}
+	}
+	tablesOrOps := len(q.Tables) > 0 || len(q.Ops) > 0
+	timed := !q.Since.IsZero() || !q.Until.IsZero()
+	switch {
+	case q.Record != nil:
+		return true
+	case timed:
+		return false
+	}
+	return given == 0 || given == 1 && !tablesOrOps
 }
 
 func (s *server) event(w http.ResponseWriter, r *http.Request, p access.Principal) error {

@@ -202,6 +202,9 @@ func (s *server) session(w http.ResponseWriter, r *http.Request, p access.Princi
 		return err
 	}
 	id := r.PathValue("id")
+	if len(id) > maxValueLen {
+		return errNotFound("no such session")
+	}
 	st, err := s.sessionState()
 	if err != nil {
 		return err

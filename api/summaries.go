@@ -61,11 +61,15 @@ func (s *server) timeRange(v url.Values, sp span) (since, until time.Time, err e
 func days(d time.Duration) string { return fmt.Sprintf("%d days", d/day) }
 
 // scan hands fn the terms of every event q selects, a page (one short read
-// transaction) at a time.
-func (s *server) scan(ctx context.Context, q sink.Query, fn func(*audit.Terms)) error {
+// transaction) at a time; n counts them (fn nil: count only).
+func (s *server) scan(ctx context.Context, q sink.Query, fn func(*audit.Terms)) (n uint64, err error) {
 	q.Limit = scanPage
 	for {
 		next, err := s.store.Query(ctx, q, func(_, rec []byte) error {
+			n++
+			if fn == nil {
+				return nil
+			}
 			t, err := audit.ParseTerms(rec)
 			if err != nil {
 				return err
@@ -74,7 +78,7 @@ func (s *server) scan(ctx context.Context, q sink.Query, fn func(*audit.Terms)) 
 			return nil
 		})
 		if err != nil || next == "" {
-			return err
+			return n, err
 		}
 		q.Cursor = next
 	}
@@ -119,7 +123,7 @@ func (s *server) summaryChanges(w http.ResponseWriter, r *http.Request, p access
 			table, op string
 		}
 		counts := map[bucket]uint64{}
-		err := s.scan(r.Context(), q, func(t *audit.Terms) {
+		_, err := s.scan(r.Context(), q, func(t *audit.Terms) {
 			counts[bucket{t.CommitTime.Truncate(time.Hour).Unix(), t.Schema + "." + t.Table, t.Op.String()}]++
 		})
 		if err != nil {
@@ -262,7 +266,7 @@ func (s *server) summaryUsers(w http.ResponseWriter, r *http.Request, p access.P
 	q := sink.Query{Since: since, Until: until}
 	if keepToOwn(&q, p) {
 		counts := map[string]uint64{}
-		err := s.scan(r.Context(), q, func(t *audit.Terms) { counts[t.User]++ })
+		_, err := s.scan(r.Context(), q, func(t *audit.Terms) { counts[t.User]++ })
 		if err != nil {
 			return err
 		}
@@ -321,7 +325,7 @@ func (s *server) summaryORMBypass(w http.ResponseWriter, r *http.Request, p acce
 	out := bypassBody{rangeBody: rangeBody{since, until}, Bucket: bucket, Series: []timePoint{}}
 	if keepToOwn(&q, p) {
 		counts := map[int64]uint64{}
-		err := s.scan(r.Context(), q, func(t *audit.Terms) { counts[t.CommitTime.Truncate(width).Unix()]++ })
+		_, err := s.scan(r.Context(), q, func(t *audit.Terms) { counts[t.CommitTime.Truncate(width).Unix()]++ })
 		if err != nil {
 			return err
 		}
