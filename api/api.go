@@ -199,7 +199,8 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // writeJSON writes v; values from the store are written as they are
-// ('<' stays '<').
+// ('<' stays '<'). A failed write is not an error to answer: the client
+// has gone.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	b, err := marshal(v)
 	if err != nil {
@@ -207,8 +208,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_, err = w.Write(b)
-	return err
+	w.Write(b)
+	return nil
 }
 
 func marshal(v any) ([]byte, error) {

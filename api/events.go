@@ -53,22 +53,24 @@ func queryErr(err error) error {
 }
 
 // writeEvents writes {"events":[...],"next_cursor":"..."} with the events
-// as stored, and fields before them (name, value pairs of JSON).
+// as stored, and fields before them (name, value pairs of JSON). A failed
+// write is not an error to answer: the client has gone.
 func writeEvents(w http.ResponseWriter, events [][]byte, next string, fields ...any) error {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.WriteByte('{')
+	var head []byte
 	for i := 0; i+1 < len(fields); i += 2 {
 		b, err := marshal(fields[i+1])
 		if err != nil {
 			return err
 		}
-		bw.Write(audit.AppendString(nil, fields[i].(string)))
-		bw.WriteByte(':')
-		bw.Write(bytes.TrimRight(b, "\n"))
-		bw.WriteByte(',')
+		head = audit.AppendString(head, fields[i].(string))
+		head = append(append(head, ':'), bytes.TrimRight(b, "\n")...)
+		head = append(head, ',')
 	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteByte('{')
+	bw.Write(head)
 	bw.WriteString(`"events":[`)
 	for i, e := range events {
 		if i > 0 {
@@ -79,7 +81,8 @@ func writeEvents(w http.ResponseWriter, events [][]byte, next string, fields ...
 	bw.WriteString(`],"next_cursor":`)
 	bw.Write(audit.AppendString(nil, next))
 	bw.WriteString("}\n")
-	return bw.Flush()
+	bw.Flush()
+	return nil
 }
 
 // eventsQuery reads the filters and the page of a request, kept to p's
@@ -194,8 +197,8 @@ func (s *server) event(w http.ResponseWriter, r *http.Request, p access.Principa
 		return unknown // whether it exists is not theirs to know
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	_, err = w.Write(append(rec, '\n'))
-	return err
+	w.Write(append(rec, '\n'))
+	return nil
 }
 
 // recordHistory answers the history of one record, oldest first, a page at
