@@ -167,6 +167,8 @@ func (f *fixture) get(t testing.TB, p *access.Principal, target string) answer {
 	return serve(f.handler(t, p), httptest.NewRequest(http.MethodGet, target, nil))
 }
 
+func newGet(target string) *http.Request { return httptest.NewRequest(http.MethodGet, target, nil) }
+
 func serve(h http.Handler, r *http.Request) answer {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
