@@ -2,6 +2,9 @@ package api
 
 import (
 	"net/url"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/sessions"
 	"slices"
 	"strings"
 	"testing"
@@ -83,5 +86,29 @@ func TestSelfSeesNothingOfOthers(t *testing.T) {
 	bobs := f.get(t, &self, "/api/v1/events/"+f.ids["bob-insert-7"])
 	if string(bobs.body) != string(mine.body) {
 		t.Errorf("another's event and no event answer differently: %s / %s", bobs.body, mine.body)
+	}
+}
+
+// TestSelfIsNotToldWhoEndedItsSession: an admin's revocation of alice's
+// session shows to alice as revoked, by nobody named; to a viewer, by the
+// admin.
+func TestSelfIsNotToldWhoEndedItsSession(t *testing.T) {
+	by := int64(2)
+	st := &sessionState{State: &sessions.State{Users: map[int64]string{2: "admin", 6: "alice@example.com"}}, now: t0,
+		idleAfter: sessions.DefaultIdleAfter, lifetime: sessions.DefaultLifetime}
+	s := sessions.Session{ID: "s1", UserID: 6, Login: "alice@example.com", FirstActivity: t0.Add(-time.Hour), LastActivity: t0.Add(-time.Hour),
+		Ended: t0.Add(-time.Minute), EndReason: sessions.EndRevoked, EndedBy: &by}
+	mine := st.body(s, self)
+	if mine.EndedBy != nil || mine.EndedByLogin != "" || mine.EndReason != sessions.EndRevoked {
+		t.Errorf("alice is told %+v", mine)
+	}
+	theirs := st.body(s, viewer)
+	if theirs.EndedBy == nil || theirs.EndedByLogin != "admin" {
+		t.Errorf("a viewer is told %+v", theirs)
+	}
+	own := int64(6)
+	s.EndedBy = &own
+	if b := st.body(s, self); b.EndedByLogin != "alice@example.com" {
+		t.Errorf("alice is not told she ended it herself: %+v", b)
 	}
 }

@@ -69,7 +69,13 @@ type sessionBody struct {
 	DurationSeconds int64  `json:"duration_seconds"`
 }
 
-func (v *sessionState) body(s sessions.Session) sessionBody {
+// body is a session as p sees it. A self principal is not told who else
+// ended its session (an admin's
+// revocation shows as revoked, by nobody named).
+func (v *sessionState) body(s sessions.Session, p access.Principal) sessionBody {
+	if s.EndedBy != nil && !sees(p, v.userTerm(*s.EndedBy)) {
+		s.EndedBy = nil
+	}
 	b := sessionBody{Session: s, State: s.State(v.now, v.idleAfter, v.lifetime),
 		EndInferred: s.EndInferred(v.now, v.lifetime), DurationSeconds: int64(s.Duration(v.now, v.lifetime) / time.Second)}
 	b.Login = v.sessionUser(&s)
@@ -187,7 +193,7 @@ func (s *server) sessions(w http.ResponseWriter, r *http.Request, p access.Princ
 			out.NextCursor = encodeCursor(sessionCursor{last.LastActivity, last.FirstActivity, last.ID})
 			break
 		}
-		out.Sessions = append(out.Sessions, st.body(*ss))
+		out.Sessions = append(out.Sessions, st.body(*ss, p))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -221,7 +227,7 @@ func (s *server) session(w http.ResponseWriter, r *http.Request, p access.Princi
 			return err
 		}
 	}
-	return writeEvents(w, events, next, "session", st.body(st.Sessions[i]))
+	return writeEvents(w, events, next, "session", st.body(st.Sessions[i], p))
 }
 
 // userBody is a user of the application as the API shows it.
