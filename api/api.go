@@ -1,0 +1,243 @@
+// Package api is the read side of the HTTP API: JSON under /api/v1 over the
+// store's query API and the session state the daemon keeps in it. Who is
+// asking comes from the request's context (package access, filled by
+// sign-in); a self principal is kept to its own login on every route.
+//
+// Every answer is read in short read transactions (a page at a time) and
+// written only once they have ended, so a slow client never holds one open.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/history"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// Store is what the API reads (sink.Store implements it): the events
+// through the query API, one event by id, and the stages' derived state.
+// record, key and value are valid only during fn.
+type Store interface {
+	history.Source
+	Get(id string) ([]byte, error)
+	LoadState(bucket string, fn func(key, value []byte) error) error
+}
+
+// Options are what New needs.
+type Options struct {
+	Store Store
+	// Now is the clock session states, durations and the summaries'
+	// default ranges are computed with; nil: time.Now.
+	Now func() time.Time
+	// Log receives the failures a client only sees as "internal error";
+	// nil: slog.Default().
+	Log *slog.Logger
+}
+
+// Prefix is where the API lives.
+const Prefix = "/api/v1/"
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the OpenAPI 3 document that describes the API.
+func OpenAPI() []byte { return openAPI }
+
+type server struct {
+	store Store
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// New returns the handler of everything under /api/v1/ (mount it there).
+// Every route but GET /api/v1/openapi.json needs a principal in the
+// request's context (access.NewContext); without one it answers 401.
+func New(opts Options) (http.Handler, error) {
+	if opts.Store == nil {
+		return nil, errors.New("api: no store")
+	}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	for pattern, h := range s.routes() {
+		mux.Handle(pattern, s.guard(h))
+	}
+	mux.HandleFunc(openAPIPath, func(w http.ResponseWriter, r *http.Request) {
+		if !readMethod(w, r) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Write(openAPI)
+	})
+	return headers(mux), nil
+}
+
+type handlerFunc func(http.ResponseWriter, *http.Request, access.Principal) error
+
+const openAPIPath = "/api/v1/openapi.json"
+
+// routes are the routes that need a principal, by ServeMux pattern.
+func (s *server) routes() map[string]handlerFunc {
+	return map[string]handlerFunc{
+		"/api/v1/whoami":               s.whoami,
+		"/api/v1/events":               s.events,
+		"/api/v1/events/count":         s.eventsCount,
+		"/api/v1/events/{id}":          s.event,
+		"/api/v1/records/history":      s.recordHistory,
+		"/api/v1/sessions":             s.sessions,
+		"/api/v1/sessions/{id}":        s.session,
+		"/api/v1/users":                s.users,
+		"/api/v1/summaries/changes":    s.summaryChanges,
+		"/api/v1/summaries/logins":     s.summaryLogins,
+		"/api/v1/summaries/sessions":   s.summarySessions,
+		"/api/v1/summaries/users":      s.summaryUsers,
+		"/api/v1/summaries/orm-bypass": s.summaryORMBypass,
+		"/api/v1/":                     notFound,
+	}
+}
+
+// servedPatterns lists every route New serves.
+func servedPatterns() []string {
+	var out []string
+	for p := range (&server{}).routes() {
+		out = append(out, p)
+	}
+	return append(out, openAPIPath)
+}
+
+// headers sets what every answer carries.
+func headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// guard refuses a request without a principal or with a method the
+// read-only API does not serve, then runs h; h's error becomes the answer.
+func (s *server) guard(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := access.FromContext(r.Context())
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeError(w, http.StatusUnauthorized, "not signed in: give a token (Authorization: Bearer) or sign in")
+			return
+		}
+		if !readMethod(w, r) {
+			return
+		}
+		if err := h(w, r, p); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+func readMethod(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: this route is read-only (GET)")
+	return false
+}
+
+func notFound(http.ResponseWriter, *http.Request, access.Principal) error {
+	return errNotFound("no such route (see /api/v1/openapi.json)")
+}
+
+// httpError is an error with its status and a message for a person.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+func errNotFound(msg string) error { return &httpError{http.StatusNotFound, msg} }
+
+// fail answers err: its own status for an httpError, 500 with no detail
+// otherwise (the detail goes to the log: store paths and damage reports
+// are not for clients).
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		writeError(w, he.status, he.msg)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client left: nobody reads the answer.
+	default:
+		s.log.Error("api: request failed", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error (the daemon's log says more)")
+	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{msg})
+}
+
+// writeJSON writes v; values from the store are written as they are
+// ('<' stays '<'). A failed write is not an error to answer: the client
+// has gone.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(b)
+	return nil
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf jsonBuffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.b, nil
+}
+
+type jsonBuffer struct{ b []byte }
+
+func (j *jsonBuffer) Write(p []byte) (int, error) { j.b = append(j.b, p...); return len(p), nil }
+
+type whoamiBody struct {
+	Role  string `json:"role"`
+	Login string `json:"login"`
+	Via   string `json:"via"`
+}
+
+func (s *server) whoami(w http.ResponseWriter, r *http.Request, p access.Principal) error {
+	if err := noParams(r); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, whoamiBody{Role: string(p.Role), Login: p.Login, Via: p.Via})
+}
+
+// isNotFound reports an id the store does not hold.
+func isNotFound(err error) bool { return errors.Is(err, sink.ErrNotFound) }

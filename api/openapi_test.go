@@ -1,0 +1,122 @@
+package api
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+)
+
+// TestOpenAPIDescribesEveryAnswer validates real answers of every route —
+// successes and errors, for each role — against openapi.json, and checks
+// that the document names every route the handler serves (and the
+// sign-in routes of package auth).
+func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI 3 document: %v", err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	okTargets := append(routes(f)[:len(routes(f))-1],
+		"/api/v1/events?user=bob@example.com&table=sale_*,res_*&op=update&op=delete&order=desc&limit=2",
+		"/api/v1/events?record="+url.QueryEscape("public.sale_order:42")+"&flag=orm_bypass&since=2026-11-23T09:00:00Z&until=2026-11-24T00:00:00Z",
+		"/api/v1/events/count?session="+f.alice,
+		"/api/v1/records/history?record=res_partner:7&limit=1",
+		"/api/v1/sessions?state=ended&user=bob@example.com&since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z&limit=1",
+		"/api/v1/sessions?limit=1",
+		"/api/v1/sessions/"+f.alice+"?limit=1&order=desc",
+		"/api/v1/users?limit=1",
+		"/api/v1/summaries/changes?since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z&table=sale_order&op=update",
+		"/api/v1/summaries/orm-bypass?bucket=hour&until=2026-11-24T00:00:00Z",
+		"/api/v1/summaries/users?limit=1&since=2026-11-20T00:00:00Z",
+		"/api/v1/openapi.json",
+	)
+	var notFound = []string{"/api/v1/events/00000000FFFFFF00-000001", "/api/v1/sessions/nope"}
+	covered := map[string]bool{}
+	check := func(p *access.Principal, target string, wantOK bool) {
+		t.Helper()
+		a := f.get(t, p, target)
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatalf("%s: not in openapi.json: %v", target, err)
+		}
+		covered[route.Path] = true
+		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}}
+		if wantOK {
+			if a.status != 200 {
+				t.Fatalf("%s as %v: %d %s", target, p, a.status, a.body)
+			}
+			if err := openapi3filter.ValidateRequest(t.Context(), in); err != nil {
+				t.Errorf("%s: the request does not fit the document: %v", target, err)
+			}
+		}
+		err = openapi3filter.ValidateResponse(t.Context(), &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: in, Status: a.status, Header: a.header, Body: io.NopCloser(bytes.NewReader(a.body)),
+			Options: in.Options})
+		if err != nil {
+			t.Errorf("%s as %v: answer %d does not fit the document: %v\n%.600s", target, p, a.status, err, a.body)
+		}
+	}
+	for _, p := range []*access.Principal{&admin, &viewer, &self} {
+		for _, target := range okTargets {
+			check(p, target, true)
+		}
+	}
+	for _, target := range badTargets(f) {
+		check(&admin, target, false)
+	}
+	for _, target := range notFound {
+		check(&viewer, target, false)
+	}
+	for _, target := range routes(f)[:len(routes(f))-1] {
+		check(nil, target, false)
+	}
+	documented := doc.Paths.InMatchingOrder()
+	for _, path := range documented {
+		if !covered[path] && !slices.Contains([]string{"/api/v1/signin", "/api/v1/signout"}, path) {
+			t.Errorf("%s is documented but no test answer was checked against it", path)
+		}
+	}
+	for _, path := range []string{"/api/v1/signin", "/api/v1/signout"} {
+		if doc.Paths.Value(path) == nil || doc.Paths.Value(path).Post == nil {
+			t.Errorf("the contract's POST %s is not documented", path)
+		}
+	}
+	for _, name := range []string{"bearer", "cookie"} {
+		if doc.Components.SecuritySchemes[name] == nil {
+			t.Errorf("security scheme %s is not documented", name)
+		}
+	}
+	// Every route the handler serves is documented: the handler's patterns.
+	for _, pattern := range servedPatterns() {
+		if pattern == Prefix {
+			continue
+		}
+		if !slices.Contains(documented, pattern) {
+			t.Errorf("route %s is served but not documented", pattern)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d paths checked: %s", len(covered), strings.Join(documented, " "))
+}
