@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,14 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
-	"github.com/cdcaudit/cdcaudit/internal/odoosim"
-	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+	"github.com/cdcaudit/cdcaudit/internal/demo"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
-	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const demoAbout = `
@@ -75,9 +69,8 @@ func (c *cli) demo(args []string) int {
 	default:
 		return c.usageErr("demo", fmt.Errorf("--log-level: %q is not a log level (want debug, info, warn or error)", *logLevel))
 	}
-	cc := *c // run() wraps its stdout
-	d := &demo{cli: &cc, dataDir: *dataDir, httpAddr: *httpAddr, rate: *rate, duration: *duration, logLevel: *logLevel}
-	return d.run()
+	cc := *c // runDemo wraps its stdout
+	return cc.runDemo(*dataDir, *httpAddr, *rate, *duration, *logLevel)
 }
 
 // syncWriter serializes writes.
@@ -92,148 +85,80 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-type demo struct {
-	*cli
-	dataDir  string
-	httpAddr string
-	rate     float64
-	duration time.Duration
-	logLevel string
-
-	color bool
-}
-
-func (d *demo) say(format string, args ...any) {
-	fmt.Fprintf(d.stdout, format+"\n", args...)
-}
-
-func (d *demo) run() int {
-	d.color = d.useColor(d.stdout)
-	width := d.termWidth(d.stdout)
-	// The feed prints from the pipeline's goroutine: serialize all output.
-	out := &syncWriter{w: d.stdout}
-	d.stdout = out
+// runDemo tells the user what the demo (internal/demo) does while it plays.
+func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Duration, logLevel string) int {
+	color := c.useColor(c.stdout)
+	lines := newLineFormat(color, c.termWidth(c.stdout))
+	// Events are shown from a goroutine of their own: serialize all output.
+	c.stdout = &syncWriter{w: c.stdout}
+	say := func(format string, args ...any) { fmt.Fprintf(c.stdout, format+"\n", args...) }
 	ctx, stop := signalContext()
 	defer stop()
 
-	d.say("%s", paint(d.color, ansiBold, "cdcaudit demo")+" — starting a throwaway PostgreSQL server…")
-	cluster, err := pgtest.Start(pgtest.Options{Logf: func(format string, args ...any) {
-		fmt.Fprintf(d.stderr, "  "+format+"\n", args...)
-	}})
-	if err != nil {
-		return d.fail("demo", fmt.Errorf("cannot start PostgreSQL: %w", err))
-	}
-	pgStopped := false
-	stopPG := func() {
-		if !pgStopped {
-			pgStopped = true
-			cluster.Stop()
-		}
-	}
-	defer stopPG()
-	if ctx.Err() != nil {
-		return exitOK
-	}
-
-	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = cluster.CreateDatabase(setupCtx, demoDatabase)
-	if err == nil {
-		err = cluster.Exec(setupCtx, demoDatabase, odoosim.Schema)
-	}
-	cancel()
-	if err != nil {
-		return d.fail("demo", fmt.Errorf("cannot create the demo database: %w", err))
-	}
-	dsn := cluster.DSN(demoDatabase)
-
-	keptNew := false
-	if d.dataDir == "" {
-		if d.dataDir, err = os.MkdirTemp("", "cdcaudit-demo-"); err != nil {
-			return d.fail("demo", err)
-		}
-		keptNew = true
-	}
-	if abs, err := filepath.Abs(d.dataDir); err == nil {
-		d.dataDir = abs
-	}
-
-	log := newLogger(d.stderr, "text", d.logLevel)
+	say("%s", paint(color, ansiBold, "cdcaudit demo")+" — starting a throwaway PostgreSQL server…")
+	log := newLogger(c.stderr, "text", logLevel)
 	m := metrics.New()
-	hs, err := startHTTP(d.httpAddr, m, log.With("component", "http"), false)
+	hs, err := startHTTP(httpAddr, m, log.With("component", "http"), false)
 	if err != nil {
-		return d.fail("demo", fmt.Errorf("--http-addr %s: %w", d.httpAddr, err))
+		return c.fail("demo", fmt.Errorf("--http-addr %s: %w", httpAddr, err))
 	}
 	defer hs.shutdown()
-
-	cfg := config.Defaults()
-	cfg.DSN, cfg.DataDir, cfg.Profile = dsn, d.dataDir, "odoo"
-	lines := newLineFormat(d.color, width)
-	f := newFeed(out, lines.format)
-	pctx, stopPipeline := context.WithCancel(context.Background())
-	defer stopPipeline()
-	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- pipeline.Run(pctx, pipelineConfig(&cfg, m, log, f.print)) }()
-
-	// Start the workload only once the slot exists, so the feed shows it
-	// from its first transaction.
-	if err := waitForSlot(ctx, dsn, cfg.Slot, pipeDone); err != nil {
+	d, err := demo.Start(ctx, demo.Options{
+		DataDir: dataDir,
+		Daemon: func(dsn, dataDir string) pipeline.Config {
+			cfg := config.Defaults()
+			cfg.DSN, cfg.DataDir, cfg.Profile = dsn, dataDir, "odoo"
+			return pipelineConfig(&cfg, m, log)
+		},
+		Logf: func(format string, args ...any) { fmt.Fprintf(c.stderr, "  "+format+"\n", args...) },
+	})
+	if err != nil {
 		if ctx.Err() != nil {
-			stopPipeline()
-			<-pipeDone
 			return exitOK
 		}
-		return d.fail("demo", err)
+		return c.fail("demo", err)
 	}
 
 	base := "http://" + hs.addr
-	d.say("")
-	d.say("  PostgreSQL  %s", dsn)
-	if psql := filepath.Join(cluster.BinDir, "psql"); fileExists(psql) {
-		d.say("              make your own changes: %s '%s'", psql, dsn)
+	say("")
+	say("  PostgreSQL  %s", d.DSN)
+	if d.PSQL != "" {
+		say("              make your own changes: %s '%s'", d.PSQL, d.DSN)
 	}
-	d.say("  store       %s", d.dataDir)
-	d.say("  metrics     %s/metrics   health %s/healthz", base, base)
-	if d.rate > 0 {
-		d.say("  workload    %g requests/s by admin, alice, bob and carol (Odoo 18); a psql edit every %d requests", d.rate, rawEditEvery)
+	say("  store       %s", d.DataDir)
+	say("  metrics     %s/metrics   health %s/healthz", base, base)
+	if rate > 0 {
+		say("  workload    %g requests/s by admin, alice, bob and carol (Odoo 18); a psql edit every %d requests", rate, demo.RawEditEvery)
 	} else {
-		d.say("  workload    none (--rate 0): make your own changes")
+		say("  workload    none (--rate 0): make your own changes")
 	}
 	stopHint := "Ctrl-C to stop"
-	if d.duration > 0 {
-		stopHint = fmt.Sprintf("stopping after %s, or Ctrl-C", d.duration)
+	if duration > 0 {
+		stopHint = fmt.Sprintf("stopping after %s, or Ctrl-C", duration)
 	}
-	d.say("")
-	d.say("Every change, as soon as it is durable in the store (%s).", stopHint)
-	d.say("WHO is the login, #the session (a pseudonym) and how cdcaudit knows: user via session_row (a device row in")
-	d.say("the same transaction), message, row_user (write_uid/create_uid), tx_peer (another row of the transaction);")
-	d.say("session via same_tx, message, only_active, or ambiguous (several open: none named, the event lists them).")
-	d.say("A lone delete names no one: none (the event lists the users active then as candidates).")
-	d.say("")
-	f.println(lines.header())
-
-	w := &workload{dsn: dsn, rate: d.rate, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))}
-	wctx, stopWorkload := context.WithCancel(ctx)
-	defer stopWorkload()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := w.run(wctx, func(err error) { log.Warn("workload transaction failed", "err", err) })
-		if err != nil && wctx.Err() == nil {
-			f.println(paint(d.color, ansiYellow, "workload stopped: "+err.Error()))
-		}
-	}()
+	say("")
+	say("Every change, as soon as it is durable in the store (%s).", stopHint)
+	say("WHO is the login, #the session (a pseudonym) and how cdcaudit knows: user via session_row (a device row in")
+	say("the same transaction), message, row_user (write_uid/create_uid), tx_peer (another row of the transaction);")
+	say("session via same_tx, message, only_active, or ambiguous (several open: none named, the event lists them).")
+	say("A lone delete names no one: none (the event lists the users active then as candidates).")
+	say("")
+	say("%s", lines.header())
+	d.Play(rate, demo.Watcher{
+		Show:    func(e *audit.Event) { say("%s", lines.format(e)) },
+		Warn:    func(err error) { log.Warn("workload transaction failed", "err", err) },
+		Stopped: func(err error) { say("%s", paint(color, ansiYellow, err.Error())) },
+	})
 
 	status := time.NewTicker(30 * time.Second)
 	defer status.Stop()
 	var timeout <-chan time.Time
-	if d.duration > 0 {
-		t := time.NewTimer(d.duration)
+	if duration > 0 {
+		t := time.NewTimer(duration)
 		defer t.Stop()
 		timeout = t.C
 	}
-	var pipeErr error
-	pipeFinished := false
+	failed := false
 wait:
 	for {
 		select {
@@ -241,115 +166,55 @@ wait:
 			break wait
 		case <-timeout:
 			break wait
-		case pipeErr = <-pipeDone:
-			pipeFinished = true
+		case <-d.Done():
+			failed = true
 			break wait
 		case <-status.C:
-			ev, tx := f.counts()
-			f.println(paint(d.color, ansiDim, fmt.Sprintf("── %s events from %s transactions stored · metrics %s/metrics ──",
+			ev, tx := d.Counts()
+			say("%s", paint(color, ansiDim, fmt.Sprintf("── %s events from %s transactions stored · metrics %s/metrics ──",
 				thousands(ev), thousands(tx), base)))
 		}
 	}
 
-	d.say("")
+	say("")
 	if ctx.Err() != nil {
-		d.say("Stopping (Ctrl-C again to quit at once)…")
-	} else if !pipeFinished {
-		d.say("Stopping…")
+		say("Stopping (Ctrl-C again to quit at once)…")
+	} else if !failed {
+		say("Stopping…")
 	}
-	stopWorkload()
-	wg.Wait()
-	if !pipeFinished {
-		// Let the workload's last transaction reach the store before the
-		// pipeline stops.
-		if w.hasXID.Load() && !f.waitXID(w.lastXID.Load(), 20*time.Second) {
-			d.say("(the last workload transaction did not reach the store within 20s; it stays in the slot)")
-		}
-		stopPipeline()
-		select {
-		case pipeErr = <-pipeDone:
-		case <-time.After(2 * time.Minute):
-			pipeErr = errors.New("the pipeline did not stop within 2 minutes")
-		}
-	}
+	sum := d.Stop()
 	hs.shutdown()
-	stopPG()
-
-	events, head := storeSummary(d.dataDir)
-	shown, txs := f.counts()
-	d.say("")
-	if pipeErr != nil {
-		fmt.Fprintf(d.stderr, "cdcaudit demo: the pipeline failed: %v\n", pipeErr)
+	if !sum.CaughtUp {
+		say("(the last workload transaction did not reach the store within 20s; it stays in the slot)")
 	}
-	d.say("%s %s events stored (%s shown above, from %s transactions).",
-		paint(d.color, ansiBold, "Done."), events, thousands(shown), thousands(txs))
-	if head != "" {
-		d.say("Chain head: %s", head)
+
+	say("")
+	if sum.Err != nil {
+		fmt.Fprintf(c.stderr, "cdcaudit demo: the pipeline failed: %v\n", sum.Err)
+	}
+	say("%s %s events stored (%s shown above, from %s transactions).",
+		paint(color, ansiBold, "Done."), thousands(sum.Stored), thousands(sum.Shown), thousands(sum.Transactions))
+	if sum.Head != "" {
+		say("Chain head: %s", sum.Head)
 	}
 	what := "The store is"
-	if keptNew {
+	if d.Temporary {
 		what = "The store (a temporary directory; delete it when done) is"
 	}
-	d.say("%s in %s", what, d.dataDir)
+	say("%s in %s", what, d.DataDir)
 	self := selfCommand()
-	dir := shellQuote(d.dataDir)
-	d.say("")
-	d.say("Look at it:")
-	d.say("  %s export --data-dir %s --format jsonl | less", self, dir)
-	d.say("  %s export --data-dir %s --format csv --table 'sale_*' --op update,delete --out changes.csv", self, dir)
-	d.say("  %s verify --data-dir %s", self, dir)
-	d.say("  %s sessions --data-dir %s", self, dir)
-	d.say("  %s events --data-dir %s --record public.sale_order:1   # one order's history (--at TIME: as it was then)", self, dir)
-	if pipeErr != nil {
+	dir := shellQuote(d.DataDir)
+	say("")
+	say("Look at it:")
+	say("  %s export --data-dir %s --format jsonl | less", self, dir)
+	say("  %s export --data-dir %s --format csv --table 'sale_*' --op update,delete --out changes.csv", self, dir)
+	say("  %s verify --data-dir %s", self, dir)
+	say("  %s sessions --data-dir %s", self, dir)
+	say("  %s events --data-dir %s --record public.sale_order:1   # one order's history (--at TIME: as it was then)", self, dir)
+	if sum.Err != nil {
 		return exitFail
 	}
 	return exitOK
-}
-
-// waitForSlot waits until the pipeline has created its replication slot.
-func waitForSlot(ctx context.Context, dsn, slot string, pipeDone <-chan error) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := pgx.Connect(qctx, dsn)
-		if err == nil {
-			var n int
-			err = conn.QueryRow(qctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&n)
-			conn.Close(context.Background())
-			if err == nil && n > 0 {
-				cancel()
-				return nil
-			}
-		}
-		cancel()
-		select {
-		case err := <-pipeDone:
-			if err == nil {
-				err = errors.New("stopped before it started streaming")
-			}
-			return fmt.Errorf("cdcaudit could not start: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the replication slot was not created within 2 minutes")
-		}
-	}
-}
-
-// storeSummary returns the number of stored events and the head hash.
-func storeSummary(dir string) (events, head string) {
-	s, err := sink.OpenReadOnly(dir)
-	if err != nil {
-		return "?", ""
-	}
-	defer s.Close()
-	_, h, n := s.Head()
-	if n == 0 {
-		return "0", ""
-	}
-	return thousands(n), h.String()
 }
 
 // selfCommand is how the user can run this binary again: "go run
@@ -365,11 +230,6 @@ func selfCommand() string {
 	return shellQuote(exe)
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
 // shellQuote quotes s for a POSIX shell when it needs it.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
@@ -379,6 +239,3 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
-
-// demoDatabase is the demo's database.
-const demoDatabase = "odoo"

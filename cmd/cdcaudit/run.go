@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
@@ -124,7 +123,7 @@ func (c *cli) run(args []string) int {
 		log.Debug("config " + l)
 	}
 
-	pc := pipelineConfig(cfg, m, log, nil)
+	pc := pipelineConfig(cfg, m, log)
 	pc.RedactKey = redactKey
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
@@ -138,7 +137,7 @@ func (c *cli) run(args []string) int {
 }
 
 // pipelineConfig maps the configuration onto the pipeline's.
-func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, feed func(*audit.Event)) pipeline.Config {
+func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pipeline.Config {
 	pc := pipeline.Config{
 		Replication: replication.Config{
 			DSN:            cfg.DSN,
@@ -152,7 +151,6 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger, fe
 		},
 		DataDir: cfg.DataDir,
 		Logger:  log,
-		Feed:    feed,
 
 		Profile:         cfg.Profile,
 		ProfileFile:     cfg.ProfileFile,

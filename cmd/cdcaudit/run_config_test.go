@@ -18,13 +18,13 @@ func TestPipelineConfigAttribution(t *testing.T) {
 	cfg.Profile, cfg.ProfileFile = "generic", "/etc/app.yml"
 	cfg.Redact = []profile.ColumnRule{{Table: "public.t", Column: "c"}}
 	cfg.IdleAfter, cfg.SessionLifetime, cfg.GeoIPDB = time.Minute, time.Hour, "/geo.mmdb"
-	pc := pipelineConfig(&cfg, nil, nil, nil)
+	pc := pipelineConfig(&cfg, nil, nil)
 	if pc.Profile != "generic" || pc.ProfileFile != "/etc/app.yml" || !reflect.DeepEqual(pc.Redact, cfg.Redact) ||
 		pc.IdleAfter != time.Minute || pc.SessionLifetime != time.Hour || pc.GeoIPPath != "/geo.mmdb" || pc.RedactKey != nil {
 		t.Fatalf("%+v", pc)
 	}
 	def := config.Defaults()
-	if pc := pipelineConfig(&def, nil, nil, nil); pc.Profile != "auto" || pc.IdleAfter != 5*time.Minute || pc.SessionLifetime != 168*time.Hour {
+	if pc := pipelineConfig(&def, nil, nil); pc.Profile != "auto" || pc.IdleAfter != 5*time.Minute || pc.SessionLifetime != 168*time.Hour {
 		t.Fatalf("defaults: %+v", pc)
 	}
 	// Without metrics the pipeline gets none: not a nil *Metrics it would call.

@@ -31,10 +31,11 @@ type Config struct {
 	DataDir     string
 	Logger      *slog.Logger
 	Metrics     Metrics // may be nil
-	// Feed, when set, is called with every event once its transaction is
-	// durable in the store, in commit order, from a goroutine of its own.
-	// Snapshot records (rows as read, not changes) are not fed.
-	Feed func(*audit.Event)
+	// Store, when set, is the store of DataDir (which may then be left
+	// empty), opened by the caller: Run writes to it and leaves it open, so
+	// that readers in the same process (sink.Store.Query) follow the trail
+	// while it grows. Otherwise Run opens DataDir itself.
+	Store *sink.Store
 
 	// Profile names the application profile: auto (or ""), odoo, generic
 	// (read from ProfileFile) or none.
@@ -97,11 +98,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.Replication = rc
-	store, err := sink.Open(cfg.DataDir)
-	if err != nil {
-		return err
+	store := cfg.Store
+	if store == nil {
+		if store, err = sink.Open(cfg.DataDir); err != nil {
+			return err
+		}
+		defer store.Close()
+	} else if cfg.DataDir == "" {
+		cfg.DataDir = store.Dir()
+	} else if filepath.Clean(cfg.DataDir) != filepath.Clean(store.Dir()) {
+		return fmt.Errorf("the store given is in %s, not in the data directory %s", store.Dir(), cfg.DataDir)
 	}
-	defer store.Close()
 	anchors, control, closeChain, err := chainServices(cfg, store, log)
 	if err != nil {
 		return err
@@ -325,12 +332,6 @@ type consumer struct {
 	database  string
 	txOrdinal uint32 // the highest ordinal of the transaction in progress
 	snap      snapshotFeed
-
-	feed     func(*audit.Event)
-	feedEvts []*audit.Event
-	feedQ    chan feedItem
-	feedDone chan struct{}
-	durable  *sync.Cond
 }
 
 type tableOp struct {
@@ -352,27 +353,15 @@ type pendingTx struct {
 	marker     bool // cdcaudit's own: it hands over snapshot chunks
 }
 
-type feedItem struct {
-	end    uint64
-	events []*audit.Event
-}
-
 func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.Logger, anchors *anchor.Publisher) *consumer {
 	c := &consumer{
 		dec: dec, store: store, m: cfg.Metrics, log: log,
 		notify:    make(chan struct{}, 1),
 		durCounts: make(map[tableOp]int),
-		feed:      cfg.Feed,
 	}
 	c.writer = sink.NewWriter(store, sink.WriterOptions{Queue: 4096, OnCommit: c.committed, Release: c.released})
-	c.durable = sync.NewCond(&sync.Mutex{})
 	c.anchorQ, c.anchorDone = make(chan struct{}, 1), make(chan struct{})
 	go c.publishAnchors(anchors, store)
-	if c.feed != nil {
-		c.feedQ = make(chan feedItem, 1024)
-		c.feedDone = make(chan struct{})
-		go c.runFeed()
-	}
 	return c
 }
 
@@ -397,9 +386,6 @@ func (c *consumer) committed(ci sink.CommitInfo) {
 	case c.notify <- struct{}{}:
 	default:
 	}
-	c.durable.L.Lock()
-	c.durable.Broadcast()
-	c.durable.L.Unlock()
 }
 
 // released is the writer's Release: the store is done with a batch.
@@ -437,28 +423,6 @@ func (c *consumer) publishAnchors(anchors *anchor.Publisher, store *sink.Store) 
 func (c *consumer) close() {
 	close(c.anchorQ)
 	<-c.anchorDone
-	if c.feedQ != nil {
-		close(c.feedQ)
-		<-c.feedDone
-	}
-}
-
-// runFeed hands events to the Feed callback once they are durable.
-func (c *consumer) runFeed() {
-	defer close(c.feedDone)
-	for item := range c.feedQ {
-		c.durable.L.Lock()
-		for c.writer.Durable() < item.end && c.writer.Err() == nil {
-			c.durable.Wait()
-		}
-		c.durable.L.Unlock()
-		if c.writer.Durable() < item.end {
-			return
-		}
-		for _, e := range item.events {
-			c.feed(e)
-		}
-	}
 }
 
 // Handle implements replication.Consumer.
@@ -505,7 +469,6 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
 	c.enrich.reset()
 	c.snap.reset()
-	c.feedEvts = nil
 	c.dropPartial()
 	c.images.release() // before waiting for the writer
 	if err := c.writer.Flush(ctx); err != nil {
@@ -705,17 +668,12 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 			huge = true
 			debug.FreeOSMemory()
 			body = e.AppendBody(make([]byte, 0, audit.SealedLen(n+64<<10)))
-			if c.feed == nil {
-				c.txEvents[i] = nil // its decoded values are garbage now
-			}
+			c.txEvents[i] = nil // its decoded values are garbage now
 		} else {
 			body = c.bodies.encode(e) // with room for the store to seal it in place
 		}
 		terms := c.terms.of(e) // what the store indexes the event by, from the event rather than its record
 		c.batch.Events = append(c.batch.Events, sink.Encoded{Key: e.StoreKey(), Body: body, Snapshot: e.Op == audit.OpSnapshot, Terms: terms})
-		if c.feed != nil && e.Op != audit.OpSnapshot {
-			c.feedEvts = append(c.feedEvts, e)
-		}
 	}
 	clear(c.txEvents)
 	c.txEvents, c.txBytes = c.txEvents[:0], 0
@@ -733,7 +691,7 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	if err := c.submit(checkpoint); err != nil {
 		return err
 	}
-	if checkpoint != 0 && c.feed == nil {
+	if checkpoint != 0 {
 		// At the commit nothing keeps the decoder's events any more: the
 		// batch holds their records and terms, made from memory of its
 		// own; attribution and the images copy what they keep. (A chunk of
@@ -771,12 +729,6 @@ func (c *consumer) submit(checkpoint uint64) error {
 		return err
 	}
 	c.bodies.submitted(&c.batch)
-	if c.feed != nil && len(c.feedEvts) > 0 {
-		if checkpoint != 0 {
-			c.feedQ <- feedItem{end: checkpoint, events: c.feedEvts}
-			c.feedEvts = nil
-		}
-	}
 	c.batch = sink.Batch{Events: make([]sink.Encoded, 0, min(2*len(c.batch.Events)+8, chunkEvents))}
 	return nil
 }

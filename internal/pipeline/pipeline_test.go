@@ -64,12 +64,12 @@ func newDB(t testing.TB) (string, *pgx.Conn) {
 
 // runUntil runs the pipeline until the slot is confirmed at or past lsn,
 // then stops it and returns how long that took.
-func runUntil(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint64, feed func(*audit.Event)) time.Duration {
+func runUntil(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint64) time.Duration {
 	t.Helper()
-	return runUntilLogged(t, dsn, dataDir, slot, conn, lsn, feed, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return runUntilLogged(t, dsn, dataDir, slot, conn, lsn, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
-func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint64, feed func(*audit.Event), log *slog.Logger) time.Duration {
+func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn uint64, log *slog.Logger) time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -79,7 +79,6 @@ func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn
 			Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot},
 			DataDir:     dataDir,
 			Logger:      log,
-			Feed:        feed,
 		})
 	}()
 	waitConfirmed(t, conn, slot, lsn, done)
@@ -91,42 +90,86 @@ func runUntilLogged(t testing.TB, dsn, dataDir, slot string, conn *pgx.Conn, lsn
 	return took
 }
 
-func TestFeedSeesDurableEventsInOrder(t *testing.T) {
+// A store opened by the caller: Run writes to it and leaves it open, and a
+// reader in the same process follows the trail through the store's query
+// API while Run holds it: every event once, in commit order, readable once
+// the checkpoint covers it.
+func TestRunWritesToTheStoreItIsGiven(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY, name text); ALTER TABLE item REPLICA IDENTITY FULL")
 	dir := t.TempDir()
-	// First run creates slot and publication; then the workload; then a
-	// second run drains it.
-	runUntil(t, dsn, dir, "feed", conn, currentLSN(t, conn), nil)
-	exec(t, conn, "INSERT INTO item SELECT g, 'n' || g FROM generate_series(1, 3000) g")
-	exec(t, conn, "UPDATE item SET name = 'x' WHERE id <= 10")
-	exec(t, conn, "DELETE FROM item WHERE id = 1")
-	var got []*audit.Event
-	runUntil(t, dsn, dir, "feed", conn, currentLSN(t, conn), func(e *audit.Event) { got = append(got, e) })
-	if len(got) != 3011 {
-		t.Fatalf("feed got %d events, want 3011", len(got))
-	}
-	for i := 1; i < len(got); i++ {
-		if got[i-1].ID() >= got[i].ID() {
-			t.Fatalf("feed out of order at %d: %s then %s", i, got[i-1].ID(), got[i].ID())
-		}
-	}
-	if got[3000].Op != audit.OpUpdate || got[3010].Op != audit.OpDelete {
-		t.Fatalf("unexpected ops %v %v", got[3000].Op, got[3010].Op)
-	}
-	// Everything the feed saw is in the store (the feed runs after durability).
-	st, err := sink.OpenReadOnly(dir)
+	st, err := sink.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for _, e := range []*audit.Event{got[0], got[2999], got[3010]} {
-		if _, err := st.Get(e.ID()); err != nil {
-			t.Fatalf("event %s fed but not stored: %v", e.ID(), err)
+	if err := Run(context.Background(), Config{Store: st, DataDir: t.TempDir(),
+		Replication: replication.Config{DSN: dsn, Slot: "given", Publication: "given"}}); err == nil || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Run with a store of another directory: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Replication: replication.Config{DSN: dsn, Slot: "given", Publication: "given"}})
+	}()
+	waitConfirmed(t, conn, "given", currentLSN(t, conn), done)
+	exec(t, conn, "INSERT INTO item SELECT g, 'n' || g FROM generate_series(1, 3000) g")
+	exec(t, conn, "UPDATE item SET name = 'x' WHERE id <= 10")
+	exec(t, conn, "DELETE FROM item WHERE id = 1")
+	end := currentLSN(t, conn)
+
+	// Read page by page while Run writes; a page cut short by the end of
+	// what is stored is read again with the next look.
+	var got []*audit.Record
+	cursor := ""
+	for deadline := time.Now().Add(time.Minute); len(got) < 3011; {
+		durable := st.Checkpoint() // before the look: all it covers is readable
+		var page []*audit.Record
+		next, err := st.Query(ctx, sink.Query{Limit: 500, Cursor: cursor}, func(_, rec []byte) error {
+			r, err := audit.ParseRecord(rec)
+			page = append(page, r)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != "" {
+			got, cursor = append(got, page...), next
+			continue
+		}
+		if len(got)+len(page) == 3011 {
+			got = append(got, page...)
+			break
+		}
+		if durable >= end {
+			t.Fatalf("the store's checkpoint passed the workload with %d events readable", len(got)+len(page))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events readable after a minute", len(got)+len(page))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i-1].ID >= got[i].ID {
+			t.Fatalf("out of order at %d: %s then %s", i, got[i-1].ID, got[i].ID)
 		}
 	}
+	if got[0].Op != "insert" || got[3000].Op != "update" || got[3010].Op != "delete" {
+		t.Fatalf("unexpected ops %s %s %s", got[0].Op, got[3000].Op, got[3010].Op)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	// Still open: the caller closes it.
 	if _, _, n := st.Head(); n != 3011 {
 		t.Fatalf("store holds %d events", n)
+	}
+	if _, err := st.Get(got[3010].ID); err != nil {
+		t.Fatalf("after Run: %v", err)
 	}
 }
 
@@ -145,7 +188,7 @@ func BenchmarkDrain(b *testing.B) {
 		b.StopTimer()
 		slot := fmt.Sprintf("drain%d", i)
 		dir := b.TempDir()
-		runUntil(b, dsn, dir, slot, conn, currentLSN(b, conn), nil)
+		runUntil(b, dsn, dir, slot, conn, currentLSN(b, conn))
 		exec(b, conn, "TRUNCATE line RESTART IDENTITY")
 		for lo := 1; lo <= rows; lo += 1000 {
 			exec(b, conn, `INSERT INTO line (order_id, product_id, name, qty, price, discount, subtotal, state, seq, down, create_uid, create_date, write_uid, write_date)
@@ -163,7 +206,7 @@ func BenchmarkDrain(b *testing.B) {
 			exec(b, conn, "COMMIT")
 		}
 		b.StartTimer()
-		took := runUntil(b, dsn, dir, slot, conn, end, nil)
+		took := runUntil(b, dsn, dir, slot, conn, end)
 		b.ReportMetric(float64(2*rows)/took.Seconds(), "changes/s")
 	}
 }
@@ -226,10 +269,10 @@ func TestChainHeadIsLogged(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY)")
 	dir := t.TempDir()
-	runUntil(t, dsn, dir, "anchor", conn, currentLSN(t, conn), nil)
+	runUntil(t, dsn, dir, "anchor", conn, currentLSN(t, conn))
 	exec(t, conn, "INSERT INTO item SELECT generate_series(1, 5)")
 	var buf bytes.Buffer
-	runUntilLogged(t, dsn, dir, "anchor", conn, currentLSN(t, conn), nil, slog.New(slog.NewTextHandler(&buf, nil)))
+	runUntilLogged(t, dsn, dir, "anchor", conn, currentLSN(t, conn), slog.New(slog.NewTextHandler(&buf, nil)))
 	st, err := sink.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)

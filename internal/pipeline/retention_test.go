@@ -21,7 +21,7 @@ func TestRetentionWhileStreaming(t *testing.T) {
 	dsn, conn := newDB(t)
 	exec(t, conn, "CREATE TABLE item (id int PRIMARY KEY, name text); ALTER TABLE item REPLICA IDENTITY FULL")
 	dir := t.TempDir()
-	runUntil(t, dsn, dir, "ret", conn, currentLSN(t, conn), nil)
+	runUntil(t, dsn, dir, "ret", conn, currentLSN(t, conn))
 	exec(t, conn, "INSERT INTO item SELECT g, 'n' || g FROM generate_series(1, 3000) g")
 	exec(t, conn, "UPDATE item SET name = 'x' WHERE id <= 1000")
 
@@ -63,7 +63,7 @@ func TestRetentionWhileStreaming(t *testing.T) {
 
 	// Capture goes on after the cuts (without retention now).
 	exec(t, conn, "DELETE FROM item WHERE id <= 10")
-	runUntil(t, dsn, dir, "ret", conn, currentLSN(t, conn), nil)
+	runUntil(t, dsn, dir, "ret", conn, currentLSN(t, conn))
 	if res2 := verifyStore(t, dir); res2.Events != res.Events+10 || res2.Pruned != res.Pruned {
 		t.Fatalf("after more changes: %d events, %d pruned", res2.Events, res2.Pruned)
 	}
@@ -94,7 +94,7 @@ func TestRetentionSoakDaemon(t *testing.T) {
 	exec(t, conn, `CREATE TABLE line (id bigserial PRIMARY KEY, order_id int, name text, qty numeric(16,3), price numeric(16,2),
 		state varchar(16), write_uid int, write_date timestamp); ALTER TABLE line REPLICA IDENTITY FULL`)
 	dir := t.TempDir()
-	runUntil(t, dsn, dir, "soak", conn, currentLSN(t, conn), nil)
+	runUntil(t, dsn, dir, "soak", conn, currentLSN(t, conn))
 	m := metrics.New()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,4 +1,10 @@
-package pgtest
+// Package localpg starts a throwaway PostgreSQL server from the locally
+// installed server binaries: initdb into a temporary directory, wal_level =
+// logical, a free port on 127.0.0.1, run as the postgres user when the caller
+// is root, everything removed on Stop. Where no server is installed it
+// installs Debian's packages (as root) or says exactly what to install.
+// `cdcaudit demo` runs on one; the tests get theirs through internal/pgtest.
+package localpg
 
 import (
 	"context"
@@ -22,7 +28,8 @@ import (
 type Options struct {
 	// Settings are extra postgresql.conf settings (name → value).
 	Settings map[string]string
-	// Durable keeps fsync on; tests leave it off for speed.
+	// Durable keeps fsync on; off by default: the server's data is thrown
+	// away with it, so a crash of the machine loses nothing that matters.
 	Durable bool
 	// Logf reports progress (may be nil).
 	Logf func(format string, args ...any)
@@ -123,7 +130,7 @@ func (c *Cluster) initdb() error {
 		conf[k] = v
 	}
 	var b strings.Builder
-	b.WriteString("\n# cdcaudit test harness\n")
+	b.WriteString("\n# cdcaudit: a throwaway server (internal/localpg)\n")
 	for k, v := range conf {
 		fmt.Fprintf(&b, "%s = %s\n", k, v)
 	}

@@ -1,8 +1,4 @@
-// Package pgtest starts throwaway PostgreSQL clusters from the locally
-// installed server binaries: initdb into a temporary directory, wal_level =
-// logical, a free port on 127.0.0.1, run as the postgres user when the caller
-// is root. The tests and `cdcaudit demo` use it.
-package pgtest
+package localpg
 
 import (
 	"errors"
@@ -73,7 +69,8 @@ func EnsureInstalled(logf func(format string, args ...any)) (string, error) {
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		return "", fmt.Errorf("%w and apt-get is not available; install the PostgreSQL server (initdb, postgres) and set CDCAUDIT_PG_BINDIR", ErrNoServer)
 	}
-	// Several test binaries may get here at once: one installs, the others wait.
+	// Several processes (test binaries, a demo) may get here at once: one
+	// installs, the others wait.
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "cdcaudit-pg-install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return "", err

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -58,9 +58,9 @@ var (
 		"Line 1: gift wrap\nLine 2: no invoice in the box", "Rush order", "Paid by wire; ref 2026/0042"}
 )
 
-// rawEditEvery is how often (in workload ticks) someone edits an order
+// RawEditEvery is how often (in workload requests) someone edits an order
 // total at a psql prompt.
-const rawEditEvery = 40
+const RawEditEvery = 40
 
 // workload plays the users at a steady rate.
 type workload struct {
@@ -148,7 +148,7 @@ func (w *workload) record(xid uint32, err error) error {
 // ERP-like weights.
 func (w *workload) step(ctx context.Context) (uint32, error) {
 	w.ticks++
-	if w.ticks%rawEditEvery == 7 {
+	if w.ticks%RawEditEvery == 7 {
 		return w.rawEdit(ctx)
 	}
 	ops := []struct {
