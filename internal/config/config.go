@@ -35,19 +35,38 @@
 // counts as unset. Unknown YAML keys, unknown CDCAUDIT_* variables and
 // malformed values are errors that name the key and where the value came
 // from; nothing silently falls back to a default.
+//
+// # One owner per setting
+//
+// This package only maps sources to fields and says where each value came
+// from. A setting's default and its rules belong to the package that uses
+// the value, which exports them (replication.DefaultSlot and
+// replication.ValidateSlotName, sessions.DefaultIdleAfter, redact.ReadKeyFile
+// …); the package's own entry points apply the same functions. Adding a
+// setting takes, here:
+//
+//  1. a field of Config, of type string, bool, time.Duration, []string,
+//     []profile.ColumnRule or sink.Retention (another type: a case in
+//     setString, format and isEmpty);
+//  2. a Key constant (for the commands that bind it by name);
+//  3. one line in keys: setting(key, usage, field, the owner's default, the
+//     owner's rule), with .rule(…) for a rule that needs other settings'
+//     values and .files(…) for one that reads the file the value names (run
+//     by CheckFiles, not by Load);
+//
+// and a row in docs/configuration.md and a line in docs/cdcaudit.example.yml
+// (TestExampleFile asks for both). Errors are the owner's, prefixed with the
+// key and suffixed with the value's source by this package: owners write
+// "%q is not a profile (want …)", never "config:" nor a flag's name.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
-	"path"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +75,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/internal/httpserver"
+	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sessions"
+	"github.com/cdcaudit/cdcaudit/sink"
+	"github.com/cdcaudit/cdcaudit/snapshot"
 )
 
 // Key names, as written in the YAML file.
@@ -89,15 +115,6 @@ const (
 
 	KeyRetention = "retention"
 )
-
-// SnapshotModes are the values of the snapshot key.
-var SnapshotModes = []string{"initial", "never"}
-
-// Profiles are the values of the profile key.
-var Profiles = []string{"auto", "odoo", "generic", "none"}
-
-// MinRedactKeyLen is the shortest HMAC key accepted in redact_key_file.
-const MinRedactKeyLen = 16
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
 // YAML file when --config is not given; CDCAUDIT_PG_BINDIR the directory of
@@ -151,8 +168,9 @@ type Config struct {
 	Snapshot       string
 	SnapshotTables []string
 
-	// Retention is how long events are kept (zero: forever).
-	Retention Retention
+	// Retention is how long events are kept (zero: forever); the pipeline
+	// adds the state to prune with them.
+	Retention sink.Retention
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -161,21 +179,13 @@ type Config struct {
 	Sources map[string]string
 }
 
-// Defaults returns the built-in defaults.
+// Defaults returns the built-in defaults: the owners'.
 func Defaults() Config {
-	return Config{
-		HTTPAddr:       "127.0.0.1:9187",
-		Slot:           "cdcaudit",
-		Publication:    "cdcaudit",
-		StatusInterval: time.Second,
-		LogFormat:      "text",
-		LogLevel:       "info",
-
-		Profile:         "auto",
-		IdleAfter:       5 * time.Minute,
-		SessionLifetime: 7 * 24 * time.Hour,
-		Snapshot:        "initial",
+	var c Config
+	for _, k := range keys {
+		k.setDefault(&c)
 	}
+	return c
 }
 
 type keyInfo struct {
@@ -183,7 +193,75 @@ type keyInfo struct {
 	usage string
 	// field points at the key's member of c; its type decides how values
 	// are parsed, shown and tested for emptiness.
-	field func(c *Config) any
+	field      func(c *Config) any
+	setDefault func(c *Config)
+	// check is the owner's rule, applied by Load to the value all layers
+	// resolved to (nil: every value that parses); checkFiles the owner's
+	// check of the files the value names, applied by CheckFiles.
+	check, checkFiles func(c *Config) error
+}
+
+// setting declares a key: its name, its usage (for --help; a `word` names
+// the flag's argument), its field of c, its default and its rule (nil:
+// every value that parses), both the owner's.
+func setting[T any](name, usage string, field func(c *Config) *T, def T, valid func(T) error) keyInfo {
+	k := keyInfo{name: name, usage: usage, field: func(c *Config) any { return field(c) }, setDefault: func(c *Config) { *field(c) = def }}
+	if valid != nil {
+		k.check = func(c *Config) error { return valid(*field(c)) }
+	}
+	return k
+}
+
+// rule adds a check that needs other settings' values (applied after the
+// key's own rule).
+func (k keyInfo) rule(check func(c *Config) error) keyInfo {
+	own := k.check
+	k.check = func(c *Config) error {
+		if own != nil {
+			if err := own(c); err != nil {
+				return err
+			}
+		}
+		return check(c)
+	}
+	return k
+}
+
+// files sets the check of the files the value names (CheckFiles).
+func (k keyInfo) files(check func(c *Config) error) keyInfo {
+	k.checkFiles = check
+	return k
+}
+
+// optional applies a rule only to a value that is set.
+func optional(valid func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return valid(s)
+	}
+}
+
+// each applies a rule to every item of a list.
+func each(valid func(string) error) func([]string) error {
+	return func(items []string) error {
+		for _, it := range items {
+			if err := valid(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// setHint adds how to set key to err when it is target ("generic needs
+// profile_file" → "(set --profile-file or CDCAUDIT_PROFILE_FILE)").
+func setHint(err, target error, key string) error {
+	if err != nil && errors.Is(err, target) {
+		return fmt.Errorf("%w (set --%s or %s)", err, FlagName(key), EnvName(key))
+	}
+	return err
 }
 
 func (k keyInfo) isList() bool {
@@ -201,30 +279,66 @@ func (k keyInfo) isBool() bool {
 
 // keys lists every key, in documentation order.
 var keys = []keyInfo{
-	{KeyDSN, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string", func(c *Config) any { return &c.DSN }},
-	{KeyDataDir, "`directory` of the audit store (created if missing)", func(c *Config) any { return &c.DataDir }},
-	{KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)", func(c *Config) any { return &c.HTTPAddr }},
-	{KeyPprof, "serve Go's profiler at /debug/pprof on the HTTP server, answering loopback clients only", func(c *Config) any { return &c.Pprof }},
-	{KeySlot, "logical replication slot `name` (created if missing)", func(c *Config) any { return &c.Slot }},
-	{KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes", func(c *Config) any { return &c.Publication }},
-	{KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert", func(c *Config) any { return &c.Tables }},
-	{KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`", func(c *Config) any { return &c.Exclude }},
-	{KeyStatusInterval, "`interval` between standby status updates to the server", func(c *Config) any { return &c.StatusInterval }},
-	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
-	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
-	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
-	{KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor", func(c *Config) any { return &c.AnchorFile }},
-	{KeyAnchorSyslog, "syslog `address` to send signed chain anchors to as well: udp://host:514, tcp://host:601 or unix:///dev/log", func(c *Config) any { return &c.AnchorSyslog }},
-	{KeyProfile, "application `profile`: auto (odoo once res_users and res_users_log or res_device_log exist, at start or when they appear in the stream), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
-	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
-	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
-	{KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable", func(c *Config) any { return &c.RedactKeyFile }},
-	{KeyIdleAfter, "a session without activity for this `duration` is shown idle", func(c *Config) any { return &c.IdleAfter }},
-	{KeySessionLifetime, "a session without activity for this `duration` has ended (expired)", func(c *Config) any { return &c.SessionLifetime }},
-	{KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses", func(c *Config) any { return &c.GeoIPDB }},
-	{KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)", func(c *Config) any { return &c.Snapshot }},
-	{KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)", func(c *Config) any { return &c.SnapshotTables }},
-	{KeyRetention, "how long events are kept: a `window` (400d) for every table, and windows per table glob, first match wins: default=400d,public.account_move*=10y (units h, d, w, y = 365d; forever keeps; default: keep everything forever)", func(c *Config) any { return &c.Retention }},
+	setting(KeyDSN, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string",
+		func(c *Config) *string { return &c.DSN }, "", optional(replication.ValidateDSN)),
+	setting(KeyDataDir, "`directory` of the audit store (created if missing)",
+		func(c *Config) *string { return &c.DataDir }, "", nil),
+	setting(KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)",
+		func(c *Config) *string { return &c.HTTPAddr }, httpserver.DefaultAddr, httpserver.ValidateAddr),
+	setting(KeyPprof, "serve Go's profiler at /debug/pprof on the HTTP server, answering loopback clients only",
+		func(c *Config) *bool { return &c.Pprof }, false, nil),
+	setting(KeySlot, "logical replication slot `name` (created if missing)",
+		func(c *Config) *string { return &c.Slot }, replication.DefaultSlot, replication.ValidateSlotName),
+	setting(KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes",
+		func(c *Config) *string { return &c.Publication }, replication.DefaultPublication, replication.ValidatePublicationName),
+	setting(KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert",
+		func(c *Config) *[]string { return &c.Tables }, nil, each(replication.ValidateTableGlob)),
+	setting(KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`",
+		func(c *Config) *[]string { return &c.Exclude }, nil, each(replication.ValidateTableGlob)),
+	setting(KeyStatusInterval, "`interval` between standby status updates to the server",
+		func(c *Config) *time.Duration { return &c.StatusInterval }, replication.DefaultStatusInterval, replication.ValidateStatusInterval),
+	setting(KeyLogFormat, "log `format`: text or json",
+		func(c *Config) *string { return &c.LogFormat }, logging.DefaultFormat, logging.ValidateFormat),
+	setting(KeyLogLevel, "log `level`: debug, info, warn or error",
+		func(c *Config) *string { return &c.LogLevel }, logging.DefaultLevel, logging.ValidateLevel),
+	setting(KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)",
+		func(c *Config) *bool { return &c.AcceptGap }, false, nil),
+	setting(KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor",
+		func(c *Config) *string { return &c.AnchorFile }, "", nil).
+		files(func(c *Config) error { return anchor.ValidateFile(c.AnchorFile, c.DataDir) }),
+	setting(KeyAnchorSyslog, "syslog `address` to send signed chain anchors to as well: udp://host:514, tcp://host:601 or unix:///dev/log",
+		func(c *Config) *string { return &c.AnchorSyslog }, "", nil).
+		files(func(c *Config) error { return optional(anchor.ValidateSyslogAddr)(c.AnchorSyslog) }),
+	setting(KeyProfile, "application `profile`: auto (odoo once res_users and res_users_log or res_device_log exist, at start or when they appear in the stream), odoo, generic (needs --profile-file) or none",
+		func(c *Config) *string { return &c.Profile }, profile.DefaultChoice, nil).
+		rule(func(c *Config) error {
+			return setHint(profile.ValidateChoice(c.Profile, c.ProfileFile != ""), profile.ErrNoProfileFile, KeyProfileFile)
+		}),
+	setting(KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic",
+		func(c *Config) *string { return &c.ProfileFile }, "", nil).
+		rule(func(c *Config) error { return profile.ValidateFileChoice(c.ProfileFile, c.Profile) }).
+		files(func(c *Config) error {
+			return optional(func(f string) error { _, err := profile.Load(f); return err })(c.ProfileFile)
+		}),
+	setting(KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])",
+		func(c *Config) *[]profile.ColumnRule { return &c.Redact }, nil, nil),
+	setting(KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable",
+		func(c *Config) *string { return &c.RedactKeyFile }, "", nil).
+		files(func(c *Config) error { _, err := c.readRedactKey(); return err }),
+	setting(KeyIdleAfter, "a session without activity for this `duration` is shown idle",
+		func(c *Config) *time.Duration { return &c.IdleAfter }, sessions.DefaultIdleAfter, sessions.ValidateIdleAfter),
+	setting(KeySessionLifetime, "a session without activity for this `duration` has ended (expired)",
+		func(c *Config) *time.Duration { return &c.SessionLifetime }, sessions.DefaultLifetime, nil).
+		rule(func(c *Config) error { return sessions.ValidateLifetime(c.SessionLifetime, c.IdleAfter) }),
+	setting(KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses",
+		func(c *Config) *string { return &c.GeoIPDB }, "", nil).
+		files(func(c *Config) error { return optional(sessions.ValidateGeoIPFile)(c.GeoIPDB) }),
+	setting(KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)",
+		func(c *Config) *string { return &c.Snapshot }, snapshot.DefaultMode, snapshot.ValidateMode),
+	setting(KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)",
+		func(c *Config) *[]string { return &c.SnapshotTables }, nil, each(replication.ValidateTableGlob)),
+	setting(KeyRetention, "how long events are kept: a `window` (400d) for every table, and windows per table glob, first match wins: default=400d,public.account_move*=10y (units h, d, w, y = 365d; forever keeps; default: keep everything forever)",
+		func(c *Config) *sink.Retention { return &c.Retention }, sink.Retention{}, nil),
 }
 
 func lookupKey(name string) (keyInfo, bool) {
@@ -424,7 +538,7 @@ func isEmpty(c *Config, k keyInfo) bool {
 		return *p == 0
 	case *bool:
 		return !*p
-	case *Retention:
+	case *sink.Retention:
 		return p.IsZero()
 	}
 	panic("config: unhandled field type of " + k.name)
@@ -447,7 +561,7 @@ func format(c *Config, k keyInfo) string {
 		return p.String()
 	case *bool:
 		return strconv.FormatBool(*p)
-	case *Retention:
+	case *sink.Retention:
 		return p.String()
 	}
 	panic("config: unhandled field type of " + k.name)
@@ -481,8 +595,8 @@ func setString(c *Config, k keyInfo, v string) error {
 			return fmt.Errorf("invalid boolean %q (want true or false)", v)
 		}
 		*p = b
-	case *Retention:
-		r, err := ParseRetention(v)
+	case *sink.Retention:
+		r, err := sink.ParseRetention(v)
 		if err != nil {
 			return err
 		}
@@ -493,7 +607,8 @@ func setString(c *Config, k keyInfo, v string) error {
 	return nil
 }
 
-// setList sets a list key: table globs, or redaction rules.
+// setList sets a list key: strings, or redaction rules (parsed here: the
+// owner's rules are applied by validate).
 func setList(c *Config, k keyInfo, items []string) error {
 	switch p := k.field(c).(type) {
 	case *[]profile.ColumnRule:
@@ -507,27 +622,9 @@ func setList(c *Config, k keyInfo, items []string) error {
 		}
 		*p = rules
 	case *[]string:
-		for _, it := range items {
-			if err := checkGlob(it); err != nil {
-				return err
-			}
-		}
 		*p = items
 	default:
 		panic("config: " + k.name + " is not a list")
-	}
-	return nil
-}
-
-// checkGlob accepts a schema-qualified glob: "schema.table", where either
-// part may use path.Match syntax (*, ?, [a-z]).
-func checkGlob(g string) error {
-	schema, table, ok := strings.Cut(g, ".")
-	if !ok || schema == "" || table == "" {
-		return fmt.Errorf("%q is not a schema-qualified table glob (want e.g. public.sale_order, public.sale_* or *.res_partner)", g)
-	}
-	if _, err := path.Match(g, ""); err != nil {
-		return fmt.Errorf("%q: malformed glob", g)
 	}
 	return nil
 }
@@ -586,7 +683,7 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 	switch k.field(c).(type) {
 	case *[]profile.ColumnRule:
 		return applyRules(c, k, n)
-	case *Retention:
+	case *sink.Retention:
 		return applyRetention(c, n)
 	case *[]string:
 		switch n.Kind {
@@ -744,179 +841,56 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// validate checks the values that passed parsing.
+// validate applies each key's rule, the owner's, to the resolved value.
 func (c *Config) validate() error {
-	fail := func(key string, format string, args ...any) error {
-		return fmt.Errorf("config: %s: %s (from %s)", key, fmt.Sprintf(format, args...), c.Sources[key])
-	}
-	if c.DSN != "" {
-		if err := checkDSN(c.DSN); err != nil {
-			return fail(KeyDSN, "%v", err)
+	for _, k := range keys {
+		if k.check == nil {
+			continue
 		}
-	}
-	if err := checkAddr(c.HTTPAddr); err != nil {
-		return fail(KeyHTTPAddr, "%v", err)
-	}
-	if err := checkSlotName(c.Slot); err != nil {
-		return fail(KeySlot, "%v", err)
-	}
-	if c.Publication == "" {
-		return fail(KeyPublication, "empty name")
-	}
-	if len(c.Publication) > 55 || strings.ContainsRune(c.Publication, 0) {
-		return fail(KeyPublication, "%q is not a valid name (at most 55 bytes: %q is added for the second publication)", c.Publication, "_changes")
-	}
-	if c.StatusInterval < 10*time.Millisecond || c.StatusInterval > 10*time.Minute {
-		return fail(KeyStatusInterval, "%s is out of range (want 10ms to 10m; keep it well below the server's wal_sender_timeout)", c.StatusInterval)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		return fail(KeyLogFormat, "%q is not a log format (want text or json)", c.LogFormat)
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fail(KeyLogLevel, "%q is not a log level (want debug, info, warn or error)", c.LogLevel)
-	}
-	switch c.Profile {
-	case "auto", "odoo", "none":
-		if c.ProfileFile != "" {
-			return fail(KeyProfileFile, "set, but profile is %s: the file is read only with profile generic (set profile: generic, or remove profile_file)", c.Profile)
+		if err := k.check(c); err != nil {
+			return c.fail(k.name, err)
 		}
-	case "generic":
-		if c.ProfileFile == "" {
-			return fail(KeyProfile, "generic needs profile_file, the YAML description of the application (set --profile-file or %s)", EnvName(KeyProfileFile))
-		}
-	default:
-		return fail(KeyProfile, "%q is not a profile (want %s)", c.Profile, strings.Join(Profiles, ", "))
-	}
-	if !slices.Contains(SnapshotModes, c.Snapshot) {
-		return fail(KeySnapshot, "%q is not a snapshot mode (want %s)", c.Snapshot, strings.Join(SnapshotModes, " or "))
-	}
-	if c.IdleAfter < time.Second || c.IdleAfter > 24*time.Hour {
-		return fail(KeyIdleAfter, "%s is out of range (want 1s to 24h)", c.IdleAfter)
-	}
-	if c.SessionLifetime < time.Minute || c.SessionLifetime > 366*24*time.Hour {
-		return fail(KeySessionLifetime, "%s is out of range (want 1m to 8784h, a year)", c.SessionLifetime)
-	}
-	if c.SessionLifetime < c.IdleAfter {
-		return fail(KeySessionLifetime, "%s is shorter than idle_after (%s): a session would end before it is idle", c.SessionLifetime, c.IdleAfter)
 	}
 	return nil
 }
 
+// fail is err about key, with where its value came from.
+func (c *Config) fail(key string, err error) error {
+	return fmt.Errorf("config: %s: %v (from %s)", key, err, c.Sources[key])
+}
+
 // CheckFiles reads the files the configuration names — profile_file (a
 // valid profile), redact_key_file (a usable key), geoip_db (a readable
-// file) — so that a bad one stops a command before it starts, with an
-// error naming the key. Nothing of the key file's content is ever in an
-// error.
+// file) — and checks where anchors go, so that a bad one stops a command
+// before it starts, with an error naming the key. Nothing of the key
+// file's content is ever in an error.
 func (c *Config) CheckFiles() error {
-	if c.AnchorSyslog != "" {
-		if _, _, err := anchor.SyslogAddr(c.AnchorSyslog); err != nil {
-			return fmt.Errorf("config: %s: %v (from %s)", KeyAnchorSyslog, err, c.Sources[KeyAnchorSyslog])
+	for _, k := range keys {
+		if k.checkFiles == nil {
+			continue
 		}
-	}
-	if c.AnchorFile != "" && c.DataDir != "" {
-		// Anchors next to the store protect nothing: whoever can rewrite the
-		// store can rewrite them.
-		if rel, err := filepath.Rel(filepath.Clean(c.DataDir), filepath.Clean(c.AnchorFile)); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return fmt.Errorf("config: %s: %s is inside %s %s: put the anchors where whoever holds the store cannot rewrite them (from %s)",
-				KeyAnchorFile, c.AnchorFile, KeyDataDir, c.DataDir, c.Sources[KeyAnchorFile])
-		}
-	}
-	if c.ProfileFile != "" {
-		if _, err := profile.Load(c.ProfileFile); err != nil {
-			return fmt.Errorf("config: %s: %v (from %s)", KeyProfileFile, err, c.Sources[KeyProfileFile])
-		}
-	}
-	if _, err := c.ReadRedactKey(); err != nil {
-		return err
-	}
-	if c.GeoIPDB != "" {
-		f, err := os.Open(c.GeoIPDB)
-		if err == nil {
-			var st os.FileInfo
-			if st, err = f.Stat(); err == nil && !st.Mode().IsRegular() {
-				err = errors.New("not a regular file")
-			} else if err == nil && st.Size() == 0 {
-				err = errors.New("empty file (want a MaxMind or DB-IP .mmdb database)")
-			}
-			f.Close()
-		}
-		if err != nil {
-			return fmt.Errorf("config: %s: %v (from %s)", KeyGeoIPDB, err, c.Sources[KeyGeoIPDB])
+		if err := k.checkFiles(c); err != nil {
+			return c.fail(k.name, err)
 		}
 	}
 	return nil
 }
 
 // ReadRedactKey returns the HMAC key of redacted values from
-// redact_key_file, nil when the key is not set. Surrounding white space (a
-// final newline) is not part of the key; at least MinRedactKeyLen bytes
-// must remain. Generate one with e.g. `openssl rand -hex 32 > key; chmod
-// 600 key`.
+// redact_key_file (redact.ReadKeyFile), nil when the key is not set.
 func (c *Config) ReadRedactKey() ([]byte, error) {
-	if c.RedactKeyFile == "" {
-		return nil, nil
-	}
-	fail := func(msg string) error {
-		return fmt.Errorf("config: %s: %s (from %s)", KeyRedactKeyFile, msg, c.Sources[KeyRedactKeyFile])
-	}
-	st, err := os.Stat(c.RedactKeyFile)
+	key, err := c.readRedactKey()
 	if err != nil {
-		return nil, fail(err.Error())
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fail(c.RedactKeyFile + ": not a regular file")
-	}
-	if st.Size() > 1<<16 {
-		return nil, fail(c.RedactKeyFile + ": larger than 64 KiB: not a key file")
-	}
-	data, err := os.ReadFile(c.RedactKeyFile)
-	if err != nil {
-		return nil, fail(err.Error())
-	}
-	key := bytes.TrimSpace(data)
-	if len(key) < MinRedactKeyLen {
-		return nil, fail(fmt.Sprintf("%s: the key has %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", c.RedactKeyFile, len(key), MinRedactKeyLen, c.RedactKeyFile))
+		return nil, c.fail(KeyRedactKeyFile, err)
 	}
 	return key, nil
 }
 
-func checkSlotName(s string) error {
-	if s == "" {
-		return errors.New("empty name")
+func (c *Config) readRedactKey() ([]byte, error) {
+	if c.RedactKeyFile == "" {
+		return nil, nil
 	}
-	if len(s) > 63 {
-		return fmt.Errorf("%q is longer than 63 characters", s)
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return fmt.Errorf("%q: replication slot names may contain only lower-case letters, digits and underscores", s)
-		}
-	}
-	return nil
-}
-
-func checkAddr(a string) error {
-	_, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:9187, or :9187 for all interfaces)", a)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("%q: bad port %q (want 0 to 65535; 0 picks a free port)", a, port)
-	}
-	return nil
-}
-
-// checkDSN parses a connection string without connecting. Its errors never
-// repeat the string (it may hold a password).
-func checkDSN(dsn string) error {
-	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return errors.New("cannot parse the connection string (want postgres://user:password@host:5432/dbname or \"host=… user=… dbname=…\")")
-	}
-	return nil
+	return redact.ReadKeyFile(c.RedactKeyFile)
 }
 
 // DescribeDSN returns a password-free description of a connection string
