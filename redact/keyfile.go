@@ -28,8 +28,16 @@ func ReadKeyFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	key := bytes.TrimSpace(data)
-	if len(key) < MinKeyLen {
-		return nil, fmt.Errorf("%s: the key has %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", path, len(key), MinKeyLen, path)
+	if err := checkKeyLen(len(key)); err != nil {
+		return nil, fmt.Errorf("%s: %v (e.g. openssl rand -hex 32 > %s)", path, err, path)
 	}
 	return key, nil
+}
+
+// checkKeyLen is the rule of a key's length, wherever it comes from.
+func checkKeyLen(n int) error {
+	if n < MinKeyLen {
+		return fmt.Errorf("the key has %d bytes, want at least %d", n, MinKeyLen)
+	}
+	return nil
 }

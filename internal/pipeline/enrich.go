@@ -96,7 +96,7 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		log.Info("application profile", "profile", prof.Name, "session_tables", present)
 	case isAuto(cfg.Profile):
 		x.auto = true
-		log.Info("no application profile yet: events are not attributed to users until the application's tables appear in the stream; secrets are redacted meanwhile", "profile", "auto")
+		log.Info("no application profile yet: events are not attributed to users until the application's tables appear in the stream; secrets are redacted meanwhile", "profile", profile.ChoiceAuto)
 	default:
 		log.Info("no application profile: events are not attributed to users; secrets are still redacted", "profile", cfg.Profile)
 	}
