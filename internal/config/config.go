@@ -41,23 +41,25 @@
 // This package only maps sources to fields and says where each value came
 // from. A setting's default and its rules belong to the package that uses
 // the value, which exports them (replication.DefaultSlot and
-// replication.ValidateSlotName, sessions.DefaultIdleAfter, redact.ReadKeyFile
-// …); the package's own entry points apply the same functions. Adding a
-// setting takes, here:
+// replication.ValidateSlotName, sessions.DefaultIdleAfter,
+// redact.ReadKeyFile …) and applies the same ones in its own entry points.
+// A new setting is, in this package:
 //
-//  1. a field of Config, of type string, bool, time.Duration, []string,
-//     []profile.ColumnRule or sink.Retention (another type: a case in
-//     setString, format and isEmpty);
-//  2. a Key constant (for the commands that bind it by name);
-//  3. one line in keys: setting(key, usage, field, the owner's default, the
-//     owner's rule), with .rule(…) for a rule that needs other settings'
-//     values and .files(…) for one that reads the file the value names (run
-//     by CheckFiles, not by Load);
+//  1. a field of Config;
+//  2. a Key constant, for the commands that bind it by name;
+//  3. one entry in keys: setting(key, usage, field, owner's default, owner's
+//     rule) for a string, bool, time.Duration, []string or sink.Retention,
+//     or listOf(key, usage, field, items, owner's rule) for a list of items
+//     the owner parses (items: its parse func, and its YAML mapping form if
+//     it has one); then .rule(func(c *Config) error) for a rule that needs
+//     other settings' values, .files(func(c *Config) error) for one that
+//     reads the files the value names (run by CheckFiles, not Load);
 //
 // and a row in docs/configuration.md and a line in docs/cdcaudit.example.yml
-// (TestExampleFile asks for both). Errors are the owner's, prefixed with the
-// key and suffixed with the value's source by this package: owners write
-// "%q is not a profile (want …)", never "config:" nor a flag's name.
+// (TestExampleFile asks for both). Owners write their errors about the
+// value alone ("%q is not a profile (want …)"); this package prefixes the
+// key and adds the value's source: "config: profile: … (from --profile)".
+// TestRulesAreTheOwners and TestDefaultsAreTheOwners keep it that way.
 package config
 
 import (
@@ -191,9 +193,8 @@ func Defaults() Config {
 type keyInfo struct {
 	name  string
 	usage string
-	// field points at the key's member of c; its type decides how values
-	// are parsed, shown and tested for emptiness.
-	field      func(c *Config) any
+	// value is the key's field of c, as the sources write it.
+	value      func(c *Config) value
 	setDefault func(c *Config)
 	// check is the owner's rule, applied by Load to the value all layers
 	// resolved to (nil: every value that parses); checkFiles the owner's
@@ -204,8 +205,22 @@ type keyInfo struct {
 // setting declares a key: its name, its usage (for --help; a `word` names
 // the flag's argument), its field of c, its default and its rule (nil:
 // every value that parses), both the owner's.
-func setting[T any](name, usage string, field func(c *Config) *T, def T, valid func(T) error) keyInfo {
-	k := keyInfo{name: name, usage: usage, field: func(c *Config) any { return field(c) }, setDefault: func(c *Config) { *field(c) = def }}
+func setting[T plain](name, usage string, field func(c *Config) *T, def T, valid func(T) error) keyInfo {
+	k := keyInfo{name: name, usage: usage,
+		value:      func(c *Config) value { return plainValue(field(c)) },
+		setDefault: func(c *Config) { *field(c) = def }}
+	if valid != nil {
+		k.check = func(c *Config) error { return valid(*field(c)) }
+	}
+	return k
+}
+
+// listOf declares a list key whose items the owner parses (it); its
+// default is the empty list.
+func listOf[T fmt.Stringer](name, usage string, field func(c *Config) *[]T, it items[T], valid func([]T) error) keyInfo {
+	k := keyInfo{name: name, usage: usage,
+		value:      func(c *Config) value { return itemsValue[T]{field(c), it} },
+		setDefault: func(c *Config) { *field(c) = nil }}
 	if valid != nil {
 		k.check = func(c *Config) error { return valid(*field(c)) }
 	}
@@ -264,18 +279,7 @@ func setHint(err, target error, key string) error {
 	return err
 }
 
-func (k keyInfo) isList() bool {
-	switch k.field(&Config{}).(type) {
-	case *[]string, *[]profile.ColumnRule:
-		return true
-	}
-	return false
-}
-
-func (k keyInfo) isBool() bool {
-	_, ok := k.field(&Config{}).(*bool)
-	return ok
-}
+func (k keyInfo) kind() valueKind { return k.value(&Config{}).kind() }
 
 // keys lists every key, in documentation order.
 var keys = []keyInfo{
@@ -320,8 +324,8 @@ var keys = []keyInfo{
 		files(func(c *Config) error {
 			return optional(func(f string) error { _, err := profile.Load(f); return err })(c.ProfileFile)
 		}),
-	setting(KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])",
-		func(c *Config) *[]profile.ColumnRule { return &c.Redact }, nil, nil),
+	listOf(KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])",
+		func(c *Config) *[]profile.ColumnRule { return &c.Redact }, columnRules, nil),
 	setting(KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable",
 		func(c *Config) *string { return &c.RedactKeyFile }, "", nil).
 		files(func(c *Config) error { _, err := c.readRedactKey(); return err }),
@@ -397,9 +401,9 @@ func (v *flagValue) Set(s string) error {
 	return nil
 }
 
-type boolValue struct{ flagValue }
+type boolFlag struct{ flagValue }
 
-func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolFlag) IsBoolFlag() bool { return true }
 
 // Bind registers --config and one flag per key on fs. The keys' flags carry
 // their defaults in their usage text; values are only checked in Load, so
@@ -415,16 +419,16 @@ func Bind(fs *flag.FlagSet, names ...string) *Set {
 		}
 		s.keys = append(s.keys, name)
 		usage := k.usage + " [" + EnvName(name) + "]"
-		if !isEmpty(&def, k) {
-			usage += " (default " + format(&def, k) + ")"
+		if v := k.value(&def); !v.empty() {
+			usage += " (default " + v.String() + ")"
 		}
-		if k.isBool() {
-			bv := &boolValue{}
+		if k.kind() == boolean {
+			bv := &boolFlag{}
 			s.vals[name] = &bv.flagValue
 			fs.Var(bv, FlagName(name), usage)
 			continue
 		}
-		v := &flagValue{list: k.isList()}
+		v := &flagValue{list: k.kind() == list}
 		s.vals[name] = v
 		fs.Var(v, FlagName(name), usage)
 	}
@@ -485,7 +489,7 @@ func (s *Set) Load(environ []string) (*Config, error) {
 			continue
 		}
 		k, _ := lookupKey(name)
-		if err := setString(&c, k, v); err != nil {
+		if err := k.value(&c).set(v); err != nil {
 			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, env)
 		}
 		c.Sources[name] = env
@@ -498,16 +502,11 @@ func (s *Set) Load(environ []string) (*Config, error) {
 		}
 		k, _ := lookupKey(name)
 		src := "--" + FlagName(name)
-		var err error
-		if k.isList() {
-			var items []string
-			for _, v := range fv.vals {
-				items = append(items, splitList(v)...)
-			}
-			err = setList(&c, k, items)
-		} else {
-			err = setString(&c, k, fv.vals[len(fv.vals)-1])
+		text := fv.vals[len(fv.vals)-1]
+		if k.kind() == list {
+			text = strings.Join(fv.vals, ",")
 		}
+		err := k.value(&c).set(text)
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, src)
 		}
@@ -518,115 +517,11 @@ func (s *Set) Load(environ []string) (*Config, error) {
 		return nil, err
 	}
 	for _, name := range s.keys {
-		if k, _ := lookupKey(name); s.required[name] && isEmpty(&c, k) {
+		if k, _ := lookupKey(name); s.required[name] && k.value(&c).empty() {
 			return nil, fmt.Errorf("config: %s is required: set --%s or %s (or %s in the --config file)", name, FlagName(name), EnvName(name), name)
 		}
 	}
 	return &c, nil
-}
-
-// isEmpty reports whether k has no value (false for a bool).
-func isEmpty(c *Config, k keyInfo) bool {
-	switch p := k.field(c).(type) {
-	case *string:
-		return *p == ""
-	case *[]string:
-		return len(*p) == 0
-	case *[]profile.ColumnRule:
-		return len(*p) == 0
-	case *time.Duration:
-		return *p == 0
-	case *bool:
-		return !*p
-	case *sink.Retention:
-		return p.IsZero()
-	}
-	panic("config: unhandled field type of " + k.name)
-}
-
-// format returns k's value as it would be written on the command line.
-func format(c *Config, k keyInfo) string {
-	switch p := k.field(c).(type) {
-	case *string:
-		return *p
-	case *[]string:
-		return strings.Join(*p, ",")
-	case *[]profile.ColumnRule:
-		rules := make([]string, len(*p))
-		for i, r := range *p {
-			rules[i] = r.String()
-		}
-		return strings.Join(rules, ",")
-	case *time.Duration:
-		return p.String()
-	case *bool:
-		return strconv.FormatBool(*p)
-	case *sink.Retention:
-		return p.String()
-	}
-	panic("config: unhandled field type of " + k.name)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// setString parses one value given as text (environment, flag, YAML
-// scalar); a list is comma-separated.
-func setString(c *Config, k keyInfo, v string) error {
-	switch p := k.field(c).(type) {
-	case *string:
-		*p = v
-	case *time.Duration:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		*p = d
-	case *bool:
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("invalid boolean %q (want true or false)", v)
-		}
-		*p = b
-	case *sink.Retention:
-		r, err := sink.ParseRetention(v)
-		if err != nil {
-			return err
-		}
-		*p = r
-	default:
-		return setList(c, k, splitList(v))
-	}
-	return nil
-}
-
-// setList sets a list key: strings, or redaction rules (parsed here: the
-// owner's rules are applied by validate).
-func setList(c *Config, k keyInfo, items []string) error {
-	switch p := k.field(c).(type) {
-	case *[]profile.ColumnRule:
-		var rules []profile.ColumnRule
-		for _, it := range items {
-			r, err := profile.ParseColumnRule(it)
-			if err != nil {
-				return err
-			}
-			rules = append(rules, r)
-		}
-		*p = rules
-	case *[]string:
-		*p = items
-	default:
-		panic("config: " + k.name + " is not a list")
-	}
-	return nil
 }
 
 // applyYAML reads a YAML mapping of keys to values into c.
@@ -674,96 +569,14 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	v := k.value(c)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		if k.isList() {
-			return setList(c, k, nil)
+		if v.kind() == list {
+			return v.set("")
 		}
 		return errors.New("no value (remove the key to use the default)")
 	}
-	switch k.field(c).(type) {
-	case *[]profile.ColumnRule:
-		return applyRules(c, k, n)
-	case *sink.Retention:
-		return applyRetention(c, n)
-	case *[]string:
-		switch n.Kind {
-		case yaml.ScalarNode:
-			return setList(c, k, splitList(n.Value))
-		case yaml.SequenceNode:
-			var items []string
-			for _, e := range n.Content {
-				if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
-					return fmt.Errorf("line %d: want a list of strings", e.Line)
-				}
-				items = append(items, strings.TrimSpace(e.Value))
-			}
-			return setList(c, k, items)
-		}
-		return errors.New("want a list of strings")
-	default:
-		if n.Kind != yaml.ScalarNode {
-			return fmt.Errorf("want a single value, not a %s", kindName(n.Kind))
-		}
-		// A scalar YAML typed as a number ("slot: 123") is taken as written.
-		return setString(c, k, n.Value)
-	}
-}
-
-// applyRules reads redact: a list whose items are "schema.table.column"
-// strings or mappings {table, column, where, values}, or one
-// comma-separated string.
-func applyRules(c *Config, k keyInfo, n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		return setList(c, k, splitList(n.Value))
-	case yaml.SequenceNode:
-	default:
-		return errors.New("want a list of rules (schema.table.column, or {table: …, column: …, where: …, values: […]})")
-	}
-	var rules []profile.ColumnRule
-	for _, e := range n.Content {
-		if e.Kind == yaml.AliasNode {
-			e = e.Alias
-		}
-		switch {
-		case e.Kind == yaml.ScalarNode && e.Tag != "!!null":
-			r, err := profile.ParseColumnRule(e.Value)
-			if err != nil {
-				return fmt.Errorf("line %d: %v", e.Line, err)
-			}
-			rules = append(rules, r)
-		case e.Kind == yaml.MappingNode:
-			for i := 0; i+1 < len(e.Content); i += 2 {
-				switch f := e.Content[i].Value; f {
-				case "table", "column", "where", "values":
-				default:
-					return fmt.Errorf("line %d: unknown field %q (want table, column, where, values)", e.Content[i].Line, f)
-				}
-			}
-			var r profile.ColumnRule
-			if err := e.Decode(&r); err != nil {
-				return fmt.Errorf("line %d: %v", e.Line, strings.TrimPrefix(err.Error(), "yaml: "))
-			}
-			if err := r.Validate(); err != nil {
-				return fmt.Errorf("line %d: %v", e.Line, err)
-			}
-			rules = append(rules, r)
-		default:
-			return fmt.Errorf("line %d: want schema.table.column or a mapping {table, column, where, values}", e.Line)
-		}
-	}
-	c.Redact = rules
-	return nil
-}
-
-func kindName(k yaml.Kind) string {
-	switch k {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	}
-	return "complex value"
+	return v.setYAML(n)
 }
 
 // checkEnv refuses a set CDCAUDIT_* variable that names no key: a misspelt
@@ -914,7 +727,7 @@ func DescribeDSN(dsn string) string {
 func (c *Config) Describe() []string {
 	var out []string
 	for _, k := range keys {
-		v := format(c, k)
+		v := k.value(c).String()
 		if k.name == KeyDSN && v != "" {
 			v = DescribeDSN(v)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sessions"
+	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
 )
 
@@ -43,6 +44,8 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 // A rule duplicated here with its own wording or bounds fails this test.
 func TestRulesAreTheOwners(t *testing.T) {
 	long := strings.Repeat("p", 56)
+	_, ruleErr := profile.ParseColumnRule("res_partner.vat")
+	_, retentionErr := sink.ParseRetention("default=6m")
 	for _, tc := range []struct {
 		key, bad, good string
 		owner          error // the owner's verdict on bad
@@ -61,6 +64,8 @@ func TestRulesAreTheOwners(t *testing.T) {
 		{KeySnapshot, "always", "never", snapshot.ValidateMode("always")},
 		{KeyIdleAfter, "25h", "1s", sessions.ValidateIdleAfter(25 * time.Hour)},
 		{KeySessionLifetime, "5m", "5m1s", sessions.ValidateLifetime(5*time.Minute, sessions.DefaultIdleAfter)},
+		{KeyRedact, "res_partner.vat", "*.*.vat[name=a|b]", ruleErr},
+		{KeyRetention, "default=6m", "default=400d,mail_*=forever", retentionErr},
 	} {
 		if tc.owner == nil {
 			t.Fatalf("%s: the owner accepts %q", tc.key, tc.bad)
@@ -115,7 +120,7 @@ func TestEveryKeyDeclared(t *testing.T) {
 	c := Defaults()
 	c.Sources = map[string]string{}
 	for _, k := range keys {
-		if k.usage == "" || !strings.Contains(k.usage, "`") && !k.isBool() {
+		if k.usage == "" || !strings.Contains(k.usage, "`") && k.kind() != boolean {
 			t.Errorf("%s: usage %q names no argument", k.name, k.usage)
 		}
 		if k.check != nil {
