@@ -217,6 +217,8 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = DefaultStatusInterval
+	} else if err := ValidateStatusInterval(c.StatusInterval); err != nil {
+		return c, fmt.Errorf("replication: status interval: %w", err)
 	}
 	if c.ActiveSlotWait <= 0 {
 		c.ActiveSlotWait = time.Minute

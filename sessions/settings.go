@@ -21,11 +21,6 @@ func ValidateLifetime(lifetime, idleAfter time.Duration) error {
 	if lifetime < time.Minute || lifetime > 366*24*time.Hour {
 		return fmt.Errorf("%s is out of range (want 1m to 8784h, a year)", lifetime)
 	}
-	return endsAfterIdle(lifetime, idleAfter)
-}
-
-// endsAfterIdle: a session must be idle before it ends.
-func endsAfterIdle(lifetime, idleAfter time.Duration) error {
 	switch {
 	case lifetime < idleAfter:
 		return fmt.Errorf("%s is shorter than idle_after (%s): a session would end before it is idle", lifetime, idleAfter)

@@ -180,7 +180,10 @@ func New(p profile.Profile, opts Options) (*Tracker, error) {
 		fingerprints: map[int64][16]byte{},
 		dirty:        map[string]struct{}{},
 	}
-	if err := endsAfterIdle(t.lifetime, t.idleAfter); err != nil {
+	if err := ValidateIdleAfter(t.idleAfter); err != nil {
+		return nil, fmt.Errorf("sessions: idle after: %w", err)
+	}
+	if err := ValidateLifetime(t.lifetime, t.idleAfter); err != nil {
 		return nil, fmt.Errorf("sessions: lifetime: %w", err)
 	}
 	if _, err := rand.Read(t.salt[:]); err != nil {
