@@ -2,32 +2,11 @@
 // file (--config or CDCAUDIT_CONFIG), then CDCAUDIT_* environment variables,
 // then command-line flags, each layer overriding the ones before it.
 //
-// Keys (YAML snake_case; environment CDCAUDIT_<KEY IN UPPER CASE>; flag
-// --<key-with-dashes>):
-//
-//	dsn              PostgreSQL connection URL or key=value string     (required by run, check)
-//	data_dir         directory of the audit store                       (required by run, export, verify)
-//	http_addr        address of /metrics and /healthz                  default 127.0.0.1:9187
-//	pprof            serve /debug/pprof to loopback clients             default false
-//	slot             logical replication slot name                      default cdcaudit
-//	publication      publication name                                   default cdcaudit
-//	tables           schema-qualified globs of tables to publish        default: all tables
-//	exclude          schema-qualified globs of tables not to publish
-//	status_interval  interval of standby status updates                 default 1s
-//	log_format       text or json                                       default text
-//	log_level        debug, info, warn or error                         default info
-//	accept_gap       start although the slot is ahead of the store      default false
-//	profile          application profile: auto, odoo, generic or none   default auto
-//	profile_file     YAML profile of the application                    (required by profile generic)
-//	redact           extra secret columns (schema.table.column globs)
-//	redact_key_file  file holding the HMAC key for redacted values
-//	idle_after       a session without activity this long is idle       default 5m
-//	session_lifetime a session without activity this long has ended     default 168h
-//	geoip_db         MaxMind/DB-IP .mmdb file for session locations
-//	snapshot         initial or never: copy the tables on a fresh start  default initial
-//	snapshot_tables  schema-qualified globs of the tables to snapshot   default: all published
-//	retention        how long events are kept: a window, and windows    default: forever
-//	                 per table (default=400d,public.account_move*=10y)
+// Keys are YAML snake_case; their environment variables
+// CDCAUDIT_<KEY IN UPPER CASE>, their flags --<key-with-dashes>. Each is
+// described, with its default, in docs/configuration.md (TestExampleFile
+// holds the table to the keys and their defaults) and by `cdcaudit run
+// --help`.
 //
 // Lists are YAML sequences (or one comma-separated string); in the
 // environment and on the command line they are comma-separated, and list

@@ -313,9 +313,23 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range Keys() {
-		if !strings.Contains(string(doc), "| `"+k+"` | `"+EnvName(k)+"` | `--"+FlagName(k)+"` |") {
-			t.Errorf("docs/configuration.md lacks the row of %s", k)
+	def := Defaults()
+	for _, k := range keys {
+		row := "| `" + k.name + "` | `" + EnvName(k.name) + "` | `--" + FlagName(k.name) + "` | "
+		_, rest, ok := strings.Cut(string(doc), row)
+		if !ok {
+			t.Errorf("docs/configuration.md lacks the row of %s", k.name)
+			continue
+		}
+		// Its default column says the owner's default.
+		shown, _, _ := strings.Cut(rest, " |")
+		want := k.value(&def)
+		if want.empty() || k.kind() == boolean && !strings.HasPrefix(shown, "`") {
+			continue
+		}
+		var doc Config
+		if err := k.value(&doc).set(strings.Trim(shown, "`")); err != nil || k.value(&doc).String() != want.String() {
+			t.Errorf("docs/configuration.md: the default of %s is %s, not %s (%v)", k.name, shown, want, err)
 		}
 	}
 }
