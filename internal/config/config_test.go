@@ -579,3 +579,21 @@ func TestSnapshotKeys(t *testing.T) {
 		{name: "unqualified", file: "snapshot_tables: [sale_order]\n", want: []string{`config: snapshot_tables: "sale_order" is not a schema-qualified table glob`}},
 	})
 }
+
+// The README's example file is valid.
+func TestReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "### Configuration")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no YAML example under ### Configuration")
+	}
+	c, err := load(t, []string{"--config", writeFile(t, block)}, nil)
+	if err != nil || c.Retention.Default != 400*24*time.Hour || c.Sources[KeySlot] == "default" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
