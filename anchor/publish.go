@@ -7,6 +7,8 @@ import (
 	"log/syslog"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 // Publisher signs anchors and publishes them: always as a log line (logs
@@ -54,6 +56,25 @@ func appendLine(path, tok string) error {
 		return fmt.Errorf("anchor file %s: %w", path, err)
 	}
 	return nil
+}
+
+// ValidateFile refuses an anchor file inside the store's directory: anchors
+// next to the store protect nothing, whoever can rewrite the store can
+// rewrite them.
+func ValidateFile(file, dataDir string) error {
+	if file == "" || dataDir == "" {
+		return nil
+	}
+	if rel, err := filepath.Rel(filepath.Clean(dataDir), filepath.Clean(file)); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%s is inside data_dir %s: put the anchors where whoever holds the store cannot rewrite them", file, dataDir)
+	}
+	return nil
+}
+
+// ValidateSyslogAddr accepts SyslogAddr's forms.
+func ValidateSyslogAddr(s string) error {
+	_, _, err := SyslogAddr(s)
+	return err
 }
 
 // SyslogAddr splits a syslog address (udp://host:port, tcp://host:port,

@@ -100,8 +100,10 @@ type plan struct {
 // glob, missing table or column) is an error naming the rule. classifiers
 // add the columns they name, per table, to the rules'.
 func New(rules []profile.ColumnRule, hmacKey []byte, classifiers ...Classifier) (*Redactor, error) {
-	if hmacKey != nil && len(hmacKey) < MinKeyLen {
-		return nil, fmt.Errorf("redact: HMAC key of %d bytes is too short (want at least %d, e.g. 32 random bytes)", len(hmacKey), MinKeyLen)
+	if hmacKey != nil {
+		if err := checkKeyLen(len(hmacKey)); err != nil {
+			return nil, fmt.Errorf("redact: HMAC key too short: %w (e.g. 32 random bytes)", err)
+		}
 	}
 	r := &Redactor{classifiers: classifiers}
 	if len(hmacKey) > 0 {

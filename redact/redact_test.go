@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -410,5 +412,38 @@ func TestLearnWithoutRelation(t *testing.T) {
 	r.Apply(e)
 	if v := rowMap(e.After)["password"]; v != red {
 		t.Errorf("after.password = %s, want %s", v, red)
+	}
+}
+
+// ReadKeyFile and New apply one rule of the key's length; the file's
+// content never reaches an error.
+func TestReadKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key, err := ReadKeyFile(write("good", "  0123456789abcdef\n"))
+	if err != nil || string(key) != "0123456789abcdef" {
+		t.Fatalf("%q %v", key, err)
+	}
+	if _, err := New(nil, key); err != nil {
+		t.Fatalf("New refuses what ReadKeyFile accepts: %v", err)
+	}
+	short := write("short", "s3cret-012345\n")
+	_, err = ReadKeyFile(short)
+	if err == nil || !strings.Contains(err.Error(), short+": the key has 13 bytes, want at least 16") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("short: %v", err)
+	}
+	if _, err := New(nil, []byte("s3cret-012345")); err == nil || !strings.Contains(err.Error(), "the key has 13 bytes, want at least 16") {
+		t.Fatalf("New short: %v", err)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "missing"), write("big", strings.Repeat("k", 1<<16+1))} {
+		if _, err := ReadKeyFile(p); err == nil {
+			t.Errorf("%s accepted", p)
+		}
 	}
 }

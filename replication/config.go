@@ -8,6 +8,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,7 +27,7 @@ type Config struct {
 	// DSN is an ordinary libpq URL or keyword/value connection string;
 	// replication=database is added for the stream connection.
 	DSN string
-	// Slot and Publication default to "cdcaudit". Publication names two
+	// Slot and Publication default to DefaultSlot and DefaultPublication. Publication names two
 	// publications: Publication itself (FOR ALL TABLES, inserts and
 	// truncates) and Publication+"_changes" (updates and deletes of the
 	// tables with a usable replica identity); see publication.go.
@@ -51,7 +52,7 @@ type Config struct {
 	OnCoverage func(Coverage)
 	// StatusInterval is the longest time between standby status updates,
 	// whether or not the server asks (it never asks when
-	// wal_sender_timeout = 0). Default 1s.
+	// wal_sender_timeout = 0). Default DefaultStatusInterval.
 	StatusInterval time.Duration
 	// AcceptGap starts even though the slot is ahead of, or missing behind,
 	// the stored checkpoint (events in between are lost for good).
@@ -115,9 +116,74 @@ func (c *Config) checkServer(got Identity) error {
 		RedactDSN(c.DSN), got.Database, got.SystemID, want.Database, want.SystemID)
 }
 
-// slotName is what PostgreSQL accepts as a slot name. Slot names go into
-// replication commands unquoted, so anything else is refused up front.
-var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+// Defaults of the settings this package owns (internal/config shows them).
+const (
+	DefaultSlot           = "cdcaudit"
+	DefaultPublication    = "cdcaudit"
+	DefaultStatusInterval = time.Second
+)
+
+// ValidateDSN parses a connection string without connecting. Its error
+// never repeats the string (it may hold a password).
+func ValidateDSN(dsn string) error {
+	if _, err := pgconn.ParseConfig(dsn); err != nil {
+		return errors.New("cannot parse the connection string (want postgres://user:password@host:5432/dbname or \"host=… user=… dbname=…\")")
+	}
+	return nil
+}
+
+// ValidateSlotName accepts what PostgreSQL accepts as a slot name. Slot
+// names go into replication commands unquoted, so anything else is refused
+// up front.
+func ValidateSlotName(s string) error {
+	if s == "" {
+		return errors.New("empty name")
+	}
+	if len(s) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", s)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return fmt.Errorf("%q: replication slot names may contain only lower-case letters, digits and underscores", s)
+		}
+	}
+	return nil
+}
+
+// ValidatePublicationName accepts a name that leaves room for the second
+// publication's suffix within PostgreSQL's 63 bytes.
+func ValidatePublicationName(s string) error {
+	if s == "" {
+		return errors.New("empty name")
+	}
+	if len(s)+len(changesSuffix) > 63 || strings.ContainsRune(s, 0) {
+		return fmt.Errorf("%q is not a valid name (at most %d bytes: %q is added for the second publication)", s, 63-len(changesSuffix), changesSuffix)
+	}
+	return nil
+}
+
+// ValidateTableGlob accepts a schema-qualified glob, "schema.table", where
+// either part may use path.Match syntax (*, ?, [a-z]): the form of Tables,
+// Exclude and the tables a snapshot copies.
+func ValidateTableGlob(g string) error {
+	schema, table, ok := strings.Cut(g, ".")
+	if !ok || schema == "" || table == "" {
+		return fmt.Errorf("%q is not a schema-qualified table glob (want e.g. public.sale_order, public.sale_* or *.res_partner)", g)
+	}
+	if _, err := path.Match(g, ""); err != nil {
+		return fmt.Errorf("%q: malformed glob", g)
+	}
+	return nil
+}
+
+// ValidateStatusInterval accepts 10ms to 10m: status updates must come
+// well within the server's wal_sender_timeout.
+func ValidateStatusInterval(d time.Duration) error {
+	if d < 10*time.Millisecond || d > 10*time.Minute {
+		return fmt.Errorf("%s is out of range (want 10ms to 10m; keep it well below the server's wal_sender_timeout)", d)
+	}
+	return nil
+}
 
 // WithDefaults returns cfg as Prepare, Stream and Check see it: defaults
 // filled in (slot and publication names, intervals, logger, observer), or
@@ -131,26 +197,28 @@ func (c Config) normalize() (Config, error) {
 		return c, fmt.Errorf("replication: DSN is empty")
 	}
 	if c.Slot == "" {
-		c.Slot = "cdcaudit"
+		c.Slot = DefaultSlot
 	}
 	if c.Publication == "" {
-		c.Publication = "cdcaudit"
+		c.Publication = DefaultPublication
 	}
-	if !slotName.MatchString(c.Slot) {
-		return c, fmt.Errorf("replication: slot name %q: only lower-case letters, digits and underscores, at most 63", c.Slot)
+	if err := ValidateSlotName(c.Slot); err != nil {
+		return c, fmt.Errorf("replication: slot: %w", err)
 	}
-	if len(c.Publication)+len(changesSuffix) > 63 {
-		return c, fmt.Errorf("replication: publication name %q is longer than %d bytes (%q is added for the second publication)", c.Publication, 63-len(changesSuffix), changesSuffix)
+	if err := ValidatePublicationName(c.Publication); err != nil {
+		return c, fmt.Errorf("replication: publication: %w", err)
 	}
 	for _, list := range [][]string{c.Tables, c.Exclude} {
 		for _, p := range list {
-			if err := validPattern(p); err != nil {
-				return c, err
+			if err := ValidateTableGlob(p); err != nil {
+				return c, fmt.Errorf("replication: tables: %w", err)
 			}
 		}
 	}
 	if c.StatusInterval <= 0 {
-		c.StatusInterval = time.Second
+		c.StatusInterval = DefaultStatusInterval
+	} else if err := ValidateStatusInterval(c.StatusInterval); err != nil {
+		return c, fmt.Errorf("replication: status interval: %w", err)
 	}
 	if c.ActiveSlotWait <= 0 {
 		c.ActiveSlotWait = time.Minute
@@ -168,16 +236,6 @@ func (c Config) normalize() (Config, error) {
 		c.Observer = nopObserver{}
 	}
 	return c, nil
-}
-
-func validPattern(p string) error {
-	if !strings.Contains(p, ".") {
-		return fmt.Errorf("replication: table pattern %q is not schema-qualified (write public.%s or *.%s)", p, p, p)
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return fmt.Errorf("replication: table pattern %q: %v", p, err)
-	}
-	return nil
 }
 
 // matchTable reports whether "schema.table" is in scope: matched by an

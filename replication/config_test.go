@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,5 +50,51 @@ func TestBackoff(t *testing.T) {
 				t.Fatalf("backoff(%d) = %s, want within %s", attempt, d, bounds)
 			}
 		}
+	}
+}
+
+// WithDefaults fills in the exported defaults and applies the exported
+// rules, the ones the configuration applies: one rule each.
+func TestWithDefaultsUsesTheSettingsRules(t *testing.T) {
+	c, err := Config{DSN: "postgres://db/erp"}.WithDefaults()
+	if err != nil || c.Slot != DefaultSlot || c.Publication != DefaultPublication || c.StatusInterval != DefaultStatusInterval {
+		t.Fatalf("%v %+v", err, c)
+	}
+	for _, tc := range []struct {
+		cfg   Config
+		field string
+		rule  error
+	}{
+		{Config{Slot: "My-Slot"}, "slot", ValidateSlotName("My-Slot")},
+		{Config{Publication: strings.Repeat("p", 56)}, "publication", ValidatePublicationName(strings.Repeat("p", 56))},
+		{Config{Tables: []string{"sale_order"}}, "tables", ValidateTableGlob("sale_order")},
+		{Config{Exclude: []string{"public.[a"}}, "tables", ValidateTableGlob("public.[a")},
+	} {
+		tc.cfg.DSN = "postgres://db/erp"
+		_, err := tc.cfg.WithDefaults()
+		if tc.rule == nil || err == nil || err.Error() != "replication: "+tc.field+": "+tc.rule.Error() {
+			t.Errorf("%+v: %v (rule: %v)", tc.cfg, err, tc.rule)
+		}
+	}
+	for _, ok := range []error{
+		ValidateSlotName(strings.Repeat("a", 63)), ValidatePublicationName(strings.Repeat("p", 55)),
+		ValidateTableGlob("*.res_*"), ValidateStatusInterval(10 * time.Millisecond), ValidateStatusInterval(10 * time.Minute),
+		ValidateDSN("host=db dbname=erp"),
+	} {
+		if ok != nil {
+			t.Error(ok)
+		}
+	}
+	for _, bad := range []error{
+		ValidateSlotName(""), ValidateSlotName(strings.Repeat("a", 64)), ValidatePublicationName(""),
+		ValidatePublicationName("a\x00b"), ValidateTableGlob(".t"), ValidateTableGlob("s."),
+		ValidateStatusInterval(time.Millisecond), ValidateStatusInterval(11 * time.Minute),
+	} {
+		if bad == nil {
+			t.Error("accepted")
+		}
+	}
+	if err := ValidateDSN("postgres://u:s3cret@host:notaport/db"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("ValidateDSN: %v", err)
 	}
 }

@@ -180,8 +180,11 @@ func New(p profile.Profile, opts Options) (*Tracker, error) {
 		fingerprints: map[int64][16]byte{},
 		dirty:        map[string]struct{}{},
 	}
-	if t.idleAfter >= t.lifetime {
-		return nil, fmt.Errorf("sessions: idle after (%s) must be shorter than the session lifetime (%s)", t.idleAfter, t.lifetime)
+	if err := ValidateIdleAfter(t.idleAfter); err != nil {
+		return nil, fmt.Errorf("sessions: idle after: %w", err)
+	}
+	if err := ValidateLifetime(t.lifetime, t.idleAfter); err != nil {
+		return nil, fmt.Errorf("sessions: lifetime: %w", err)
 	}
 	if _, err := rand.Read(t.salt[:]); err != nil {
 		return nil, err

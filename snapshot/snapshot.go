@@ -238,7 +238,7 @@ func (s *Snapshotter) Start(ctx context.Context, load LoadFunc, fresh bool, expo
 	var names []string
 	mode := "profile" // the application's users, models and sessions only
 	if s.cfg.Initial && fresh {
-		mode = "initial"
+		mode = ModeInitial
 		published, err := publishedTables(ctx, s.conn, s.cfg.Publication)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -162,7 +163,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pi
 		AnchorSyslog:    cfg.AnchorSyslog,
 		Snapshot:        cfg.Snapshot,
 		SnapshotTables:  cfg.SnapshotTables,
-		Retention:       cfg.Retention.Policy(),
+		Retention:       cfg.Retention,
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}
@@ -173,17 +174,13 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pi
 }
 
 // newLogger returns a slog logger writing text or JSON at the given level
-// (both already validated by config).
+// (both already validated by config: logging's rules).
 func newLogger(w io.Writer, format, level string) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		lvl = slog.LevelInfo
+	log, err := logging.New(w, format, level)
+	if err != nil {
+		return slog.New(slog.NewTextHandler(w, nil))
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return log
 }
 
 // httpServer serves /metrics and /healthz.

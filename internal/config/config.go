@@ -2,32 +2,11 @@
 // file (--config or CDCAUDIT_CONFIG), then CDCAUDIT_* environment variables,
 // then command-line flags, each layer overriding the ones before it.
 //
-// Keys (YAML snake_case; environment CDCAUDIT_<KEY IN UPPER CASE>; flag
-// --<key-with-dashes>):
-//
-//	dsn              PostgreSQL connection URL or key=value string     (required by run, check)
-//	data_dir         directory of the audit store                       (required by run, export, verify)
-//	http_addr        address of /metrics and /healthz                  default 127.0.0.1:9187
-//	pprof            serve /debug/pprof to loopback clients             default false
-//	slot             logical replication slot name                      default cdcaudit
-//	publication      publication name                                   default cdcaudit
-//	tables           schema-qualified globs of tables to publish        default: all tables
-//	exclude          schema-qualified globs of tables not to publish
-//	status_interval  interval of standby status updates                 default 1s
-//	log_format       text or json                                       default text
-//	log_level        debug, info, warn or error                         default info
-//	accept_gap       start although the slot is ahead of the store      default false
-//	profile          application profile: auto, odoo, generic or none   default auto
-//	profile_file     YAML profile of the application                    (required by profile generic)
-//	redact           extra secret columns (schema.table.column globs)
-//	redact_key_file  file holding the HMAC key for redacted values
-//	idle_after       a session without activity this long is idle       default 5m
-//	session_lifetime a session without activity this long has ended     default 168h
-//	geoip_db         MaxMind/DB-IP .mmdb file for session locations
-//	snapshot         initial or never: copy the tables on a fresh start  default initial
-//	snapshot_tables  schema-qualified globs of the tables to snapshot   default: all published
-//	retention        how long events are kept: a window, and windows    default: forever
-//	                 per table (default=400d,public.account_move*=10y)
+// Keys are YAML snake_case; their environment variables
+// CDCAUDIT_<KEY IN UPPER CASE>, their flags --<key-with-dashes>. Each is
+// described, with its default, in docs/configuration.md (TestExampleFile
+// holds the table to the keys and their defaults) and by `cdcaudit run
+// --help`.
 //
 // Lists are YAML sequences (or one comma-separated string); in the
 // environment and on the command line they are comma-separated, and list
@@ -35,19 +14,40 @@
 // counts as unset. Unknown YAML keys, unknown CDCAUDIT_* variables and
 // malformed values are errors that name the key and where the value came
 // from; nothing silently falls back to a default.
+//
+// # One owner per setting
+//
+// This package only maps sources to fields and says where each value came
+// from. A setting's default and its rules belong to the package that uses
+// the value, which exports them (replication.DefaultSlot and
+// replication.ValidateSlotName, sessions.DefaultIdleAfter,
+// redact.ReadKeyFile …) and applies the same ones in its own entry points.
+// A new setting is, in this package:
+//
+//  1. a field of Config;
+//  2. a Key constant, for the commands that bind it by name;
+//  3. one entry in keys: setting(key, usage, field, owner's default, owner's
+//     rule) for a string, bool, time.Duration, []string or sink.Retention,
+//     or listOf(key, usage, field, items, owner's rule) for a list of items
+//     the owner parses (items: its parse func, and its YAML mapping form if
+//     it has one); then .rule(func(c *Config) error) for a rule that needs
+//     other settings' values, .files(func(c *Config) error) for one that
+//     reads the files the value names (run by CheckFiles, not Load);
+//
+// and a row in docs/configuration.md and a line in docs/cdcaudit.example.yml
+// (TestExampleFile asks for both). Owners write their errors about the
+// value alone ("%q is not a profile (want …)"); this package prefixes the
+// key and adds the value's source: "config: profile: … (from --profile)".
+// TestRulesAreTheOwners and TestDefaultsAreTheOwners keep it that way.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
-	"path"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +56,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/internal/httpserver"
+	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sessions"
+	"github.com/cdcaudit/cdcaudit/sink"
+	"github.com/cdcaudit/cdcaudit/snapshot"
 )
 
 // Key names, as written in the YAML file.
@@ -89,15 +96,6 @@ const (
 
 	KeyRetention = "retention"
 )
-
-// SnapshotModes are the values of the snapshot key.
-var SnapshotModes = []string{"initial", "never"}
-
-// Profiles are the values of the profile key.
-var Profiles = []string{"auto", "odoo", "generic", "none"}
-
-// MinRedactKeyLen is the shortest HMAC key accepted in redact_key_file.
-const MinRedactKeyLen = 16
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
 // YAML file when --config is not given; CDCAUDIT_PG_BINDIR the directory of
@@ -151,8 +149,9 @@ type Config struct {
 	Snapshot       string
 	SnapshotTables []string
 
-	// Retention is how long events are kept (zero: forever).
-	Retention Retention
+	// Retention is how long events are kept (zero: forever); the pipeline
+	// adds the state to prune with them.
+	Retention sink.Retention
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -161,70 +160,168 @@ type Config struct {
 	Sources map[string]string
 }
 
-// Defaults returns the built-in defaults.
+// Defaults returns the built-in defaults: the owners'.
 func Defaults() Config {
-	return Config{
-		HTTPAddr:       "127.0.0.1:9187",
-		Slot:           "cdcaudit",
-		Publication:    "cdcaudit",
-		StatusInterval: time.Second,
-		LogFormat:      "text",
-		LogLevel:       "info",
-
-		Profile:         "auto",
-		IdleAfter:       5 * time.Minute,
-		SessionLifetime: 7 * 24 * time.Hour,
-		Snapshot:        "initial",
+	var c Config
+	for _, k := range keys {
+		k.setDefault(&c)
 	}
+	return c
 }
 
 type keyInfo struct {
 	name  string
 	usage string
-	// field points at the key's member of c; its type decides how values
-	// are parsed, shown and tested for emptiness.
-	field func(c *Config) any
+	// value is the key's field of c, as the sources write it.
+	value      func(c *Config) value
+	setDefault func(c *Config)
+	// check is the owner's rule, applied by Load to the value all layers
+	// resolved to (nil: every value that parses); checkFiles the owner's
+	// check of the files the value names, applied by CheckFiles.
+	check, checkFiles func(c *Config) error
 }
 
-func (k keyInfo) isList() bool {
-	switch k.field(&Config{}).(type) {
-	case *[]string, *[]profile.ColumnRule:
-		return true
+// setting declares a key: its name, its usage (for --help; a `word` names
+// the flag's argument), its field of c, its default and its rule (nil:
+// every value that parses), both the owner's.
+func setting[T plain](name, usage string, field func(c *Config) *T, def T, valid func(T) error) keyInfo {
+	k := keyInfo{name: name, usage: usage,
+		value:      func(c *Config) value { return plainValue(field(c)) },
+		setDefault: func(c *Config) { *field(c) = def }}
+	if valid != nil {
+		k.check = func(c *Config) error { return valid(*field(c)) }
 	}
-	return false
+	return k
 }
 
-func (k keyInfo) isBool() bool {
-	_, ok := k.field(&Config{}).(*bool)
-	return ok
+// listOf declares a list key whose items the owner parses (it); its
+// default is the empty list.
+func listOf[T fmt.Stringer](name, usage string, field func(c *Config) *[]T, it items[T], valid func([]T) error) keyInfo {
+	k := keyInfo{name: name, usage: usage,
+		value:      func(c *Config) value { return itemsValue[T]{field(c), it} },
+		setDefault: func(c *Config) { *field(c) = nil }}
+	if valid != nil {
+		k.check = func(c *Config) error { return valid(*field(c)) }
+	}
+	return k
 }
+
+// rule adds a check that needs other settings' values (applied after the
+// key's own rule).
+func (k keyInfo) rule(check func(c *Config) error) keyInfo {
+	own := k.check
+	k.check = func(c *Config) error {
+		if own != nil {
+			if err := own(c); err != nil {
+				return err
+			}
+		}
+		return check(c)
+	}
+	return k
+}
+
+// files sets the check of the files the value names (CheckFiles).
+func (k keyInfo) files(check func(c *Config) error) keyInfo {
+	k.checkFiles = check
+	return k
+}
+
+// optional applies a rule only to a value that is set.
+func optional(valid func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return valid(s)
+	}
+}
+
+// each applies a rule to every item of a list.
+func each(valid func(string) error) func([]string) error {
+	return func(items []string) error {
+		for _, it := range items {
+			if err := valid(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// setHint adds how to set key to err when it is target ("generic needs
+// profile_file" → "(set --profile-file or CDCAUDIT_PROFILE_FILE)").
+func setHint(err, target error, key string) error {
+	if err != nil && errors.Is(err, target) {
+		return fmt.Errorf("%w (set --%s or %s)", err, FlagName(key), EnvName(key))
+	}
+	return err
+}
+
+func (k keyInfo) kind() valueKind { return k.value(&Config{}).kind() }
 
 // keys lists every key, in documentation order.
 var keys = []keyInfo{
-	{KeyDSN, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string", func(c *Config) any { return &c.DSN }},
-	{KeyDataDir, "`directory` of the audit store (created if missing)", func(c *Config) any { return &c.DataDir }},
-	{KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)", func(c *Config) any { return &c.HTTPAddr }},
-	{KeyPprof, "serve Go's profiler at /debug/pprof on the HTTP server, answering loopback clients only", func(c *Config) any { return &c.Pprof }},
-	{KeySlot, "logical replication slot `name` (created if missing)", func(c *Config) any { return &c.Slot }},
-	{KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes", func(c *Config) any { return &c.Publication }},
-	{KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert", func(c *Config) any { return &c.Tables }},
-	{KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`", func(c *Config) any { return &c.Exclude }},
-	{KeyStatusInterval, "`interval` between standby status updates to the server", func(c *Config) any { return &c.StatusInterval }},
-	{KeyLogFormat, "log `format`: text or json", func(c *Config) any { return &c.LogFormat }},
-	{KeyLogLevel, "log `level`: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
-	{KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)", func(c *Config) any { return &c.AcceptGap }},
-	{KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor", func(c *Config) any { return &c.AnchorFile }},
-	{KeyAnchorSyslog, "syslog `address` to send signed chain anchors to as well: udp://host:514, tcp://host:601 or unix:///dev/log", func(c *Config) any { return &c.AnchorSyslog }},
-	{KeyProfile, "application `profile`: auto (odoo once res_users and res_users_log or res_device_log exist, at start or when they appear in the stream), odoo, generic (needs --profile-file) or none", func(c *Config) any { return &c.Profile }},
-	{KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic", func(c *Config) any { return &c.ProfileFile }},
-	{KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])", func(c *Config) any { return &c.Redact }},
-	{KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable", func(c *Config) any { return &c.RedactKeyFile }},
-	{KeyIdleAfter, "a session without activity for this `duration` is shown idle", func(c *Config) any { return &c.IdleAfter }},
-	{KeySessionLifetime, "a session without activity for this `duration` has ended (expired)", func(c *Config) any { return &c.SessionLifetime }},
-	{KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses", func(c *Config) any { return &c.GeoIPDB }},
-	{KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)", func(c *Config) any { return &c.Snapshot }},
-	{KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)", func(c *Config) any { return &c.SnapshotTables }},
-	{KeyRetention, "how long events are kept: a `window` (400d) for every table, and windows per table glob, first match wins: default=400d,public.account_move*=10y (units h, d, w, y = 365d; forever keeps; default: keep everything forever)", func(c *Config) any { return &c.Retention }},
+	setting(KeyDSN, "PostgreSQL connection `URL` (postgres://user:pass@host:5432/db) or key=value string",
+		func(c *Config) *string { return &c.DSN }, "", optional(replication.ValidateDSN)),
+	setting(KeyDataDir, "`directory` of the audit store (created if missing)",
+		func(c *Config) *string { return &c.DataDir }, "", nil),
+	setting(KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)",
+		func(c *Config) *string { return &c.HTTPAddr }, httpserver.DefaultAddr, httpserver.ValidateAddr),
+	setting(KeyPprof, "serve Go's profiler at /debug/pprof on the HTTP server, answering loopback clients only",
+		func(c *Config) *bool { return &c.Pprof }, false, nil),
+	setting(KeySlot, "logical replication slot `name` (created if missing)",
+		func(c *Config) *string { return &c.Slot }, replication.DefaultSlot, replication.ValidateSlotName),
+	setting(KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes",
+		func(c *Config) *string { return &c.Publication }, replication.DefaultPublication, replication.ValidatePublicationName),
+	setting(KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert",
+		func(c *Config) *[]string { return &c.Tables }, nil, each(replication.ValidateTableGlob)),
+	setting(KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`",
+		func(c *Config) *[]string { return &c.Exclude }, nil, each(replication.ValidateTableGlob)),
+	setting(KeyStatusInterval, "`interval` between standby status updates to the server",
+		func(c *Config) *time.Duration { return &c.StatusInterval }, replication.DefaultStatusInterval, replication.ValidateStatusInterval),
+	setting(KeyLogFormat, "log `format`: text or json",
+		func(c *Config) *string { return &c.LogFormat }, logging.DefaultFormat, logging.ValidateFormat),
+	setting(KeyLogLevel, "log `level`: debug, info, warn or error",
+		func(c *Config) *string { return &c.LogLevel }, logging.DefaultLevel, logging.ValidateLevel),
+	setting(KeyAcceptGap, "start even when the slot is ahead of the store's checkpoint, or had to be created anew after it was lost (the changes in between are lost for good; without this cdcaudit refuses to start)",
+		func(c *Config) *bool { return &c.AcceptGap }, false, nil),
+	setting(KeyAnchorFile, "`file` to append signed chain anchors to, besides the log (outside data_dir, on storage the store's host cannot rewrite); check them with verify --anchor",
+		func(c *Config) *string { return &c.AnchorFile }, "", nil).
+		files(func(c *Config) error { return anchor.ValidateFile(c.AnchorFile, c.DataDir) }),
+	setting(KeyAnchorSyslog, "syslog `address` to send signed chain anchors to as well: udp://host:514, tcp://host:601 or unix:///dev/log",
+		func(c *Config) *string { return &c.AnchorSyslog }, "", nil).
+		files(func(c *Config) error { return optional(anchor.ValidateSyslogAddr)(c.AnchorSyslog) }),
+	setting(KeyProfile, "application `profile`: auto (odoo once res_users and res_users_log or res_device_log exist, at start or when they appear in the stream), odoo, generic (needs --profile-file) or none",
+		func(c *Config) *string { return &c.Profile }, profile.DefaultChoice, nil).
+		rule(func(c *Config) error {
+			return setHint(profile.ValidateChoice(c.Profile, c.ProfileFile != ""), profile.ErrNoProfileFile, KeyProfileFile)
+		}),
+	setting(KeyProfileFile, "YAML `file` describing the application's users, sessions, audit columns and secrets, for --profile generic",
+		func(c *Config) *string { return &c.ProfileFile }, "", nil).
+		rule(func(c *Config) error { return profile.ValidateFileChoice(c.ProfileFile, c.Profile) }).
+		files(func(c *Config) error {
+			return optional(func(f string) error { _, err := profile.Load(f); return err })(c.ProfileFile)
+		}),
+	listOf(KeyRedact, "more secret columns, never stored: comma-separated schema.table.column `globs`, e.g. public.res_partner.vat,*.*.api_key (a where condition: public.settings.value[name=*secret*])",
+		func(c *Config) *[]profile.ColumnRule { return &c.Redact }, columnRules, nil),
+	setting(KeyRedactKeyFile, "`file` holding a key (at least 16 bytes): redacted values become an HMAC-SHA256 under it instead of \"[redacted]\", so equal values stay comparable",
+		func(c *Config) *string { return &c.RedactKeyFile }, "", nil).
+		files(func(c *Config) error { _, err := c.readRedactKey(); return err }),
+	setting(KeyIdleAfter, "a session without activity for this `duration` is shown idle",
+		func(c *Config) *time.Duration { return &c.IdleAfter }, sessions.DefaultIdleAfter, sessions.ValidateIdleAfter),
+	setting(KeySessionLifetime, "a session without activity for this `duration` has ended (expired)",
+		func(c *Config) *time.Duration { return &c.SessionLifetime }, sessions.DefaultLifetime, nil).
+		rule(func(c *Config) error { return sessions.ValidateLifetime(c.SessionLifetime, c.IdleAfter) }),
+	setting(KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses",
+		func(c *Config) *string { return &c.GeoIPDB }, "", nil).
+		files(func(c *Config) error { return optional(sessions.ValidateGeoIPFile)(c.GeoIPDB) }),
+	setting(KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)",
+		func(c *Config) *string { return &c.Snapshot }, snapshot.DefaultMode, snapshot.ValidateMode),
+	setting(KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)",
+		func(c *Config) *[]string { return &c.SnapshotTables }, nil, each(replication.ValidateTableGlob)),
+	setting(KeyRetention, "how long events are kept: a `window` (400d) for every table, and windows per table glob, first match wins: default=400d,public.account_move*=10y (units h, d, w, y = 365d; forever keeps; default: keep everything forever)",
+		func(c *Config) *sink.Retention { return &c.Retention }, sink.Retention{}, nil),
 }
 
 func lookupKey(name string) (keyInfo, bool) {
@@ -283,9 +380,9 @@ func (v *flagValue) Set(s string) error {
 	return nil
 }
 
-type boolValue struct{ flagValue }
+type boolFlag struct{ flagValue }
 
-func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolFlag) IsBoolFlag() bool { return true }
 
 // Bind registers --config and one flag per key on fs. The keys' flags carry
 // their defaults in their usage text; values are only checked in Load, so
@@ -301,16 +398,16 @@ func Bind(fs *flag.FlagSet, names ...string) *Set {
 		}
 		s.keys = append(s.keys, name)
 		usage := k.usage + " [" + EnvName(name) + "]"
-		if !isEmpty(&def, k) {
-			usage += " (default " + format(&def, k) + ")"
+		if v := k.value(&def); !v.empty() {
+			usage += " (default " + v.String() + ")"
 		}
-		if k.isBool() {
-			bv := &boolValue{}
+		if k.kind() == boolean {
+			bv := &boolFlag{}
 			s.vals[name] = &bv.flagValue
 			fs.Var(bv, FlagName(name), usage)
 			continue
 		}
-		v := &flagValue{list: k.isList()}
+		v := &flagValue{list: k.kind() == list}
 		s.vals[name] = v
 		fs.Var(v, FlagName(name), usage)
 	}
@@ -371,7 +468,7 @@ func (s *Set) Load(environ []string) (*Config, error) {
 			continue
 		}
 		k, _ := lookupKey(name)
-		if err := setString(&c, k, v); err != nil {
+		if err := k.value(&c).set(v); err != nil {
 			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, env)
 		}
 		c.Sources[name] = env
@@ -384,16 +481,11 @@ func (s *Set) Load(environ []string) (*Config, error) {
 		}
 		k, _ := lookupKey(name)
 		src := "--" + FlagName(name)
-		var err error
-		if k.isList() {
-			var items []string
-			for _, v := range fv.vals {
-				items = append(items, splitList(v)...)
-			}
-			err = setList(&c, k, items)
-		} else {
-			err = setString(&c, k, fv.vals[len(fv.vals)-1])
+		text := fv.vals[len(fv.vals)-1]
+		if k.kind() == list {
+			text = strings.Join(fv.vals, ",")
 		}
+		err := k.value(&c).set(text)
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %v (from %s)", name, err, src)
 		}
@@ -404,132 +496,11 @@ func (s *Set) Load(environ []string) (*Config, error) {
 		return nil, err
 	}
 	for _, name := range s.keys {
-		if k, _ := lookupKey(name); s.required[name] && isEmpty(&c, k) {
+		if k, _ := lookupKey(name); s.required[name] && k.value(&c).empty() {
 			return nil, fmt.Errorf("config: %s is required: set --%s or %s (or %s in the --config file)", name, FlagName(name), EnvName(name), name)
 		}
 	}
 	return &c, nil
-}
-
-// isEmpty reports whether k has no value (false for a bool).
-func isEmpty(c *Config, k keyInfo) bool {
-	switch p := k.field(c).(type) {
-	case *string:
-		return *p == ""
-	case *[]string:
-		return len(*p) == 0
-	case *[]profile.ColumnRule:
-		return len(*p) == 0
-	case *time.Duration:
-		return *p == 0
-	case *bool:
-		return !*p
-	case *Retention:
-		return p.IsZero()
-	}
-	panic("config: unhandled field type of " + k.name)
-}
-
-// format returns k's value as it would be written on the command line.
-func format(c *Config, k keyInfo) string {
-	switch p := k.field(c).(type) {
-	case *string:
-		return *p
-	case *[]string:
-		return strings.Join(*p, ",")
-	case *[]profile.ColumnRule:
-		rules := make([]string, len(*p))
-		for i, r := range *p {
-			rules[i] = r.String()
-		}
-		return strings.Join(rules, ",")
-	case *time.Duration:
-		return p.String()
-	case *bool:
-		return strconv.FormatBool(*p)
-	case *Retention:
-		return p.String()
-	}
-	panic("config: unhandled field type of " + k.name)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// setString parses one value given as text (environment, flag, YAML
-// scalar); a list is comma-separated.
-func setString(c *Config, k keyInfo, v string) error {
-	switch p := k.field(c).(type) {
-	case *string:
-		*p = v
-	case *time.Duration:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		*p = d
-	case *bool:
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("invalid boolean %q (want true or false)", v)
-		}
-		*p = b
-	case *Retention:
-		r, err := ParseRetention(v)
-		if err != nil {
-			return err
-		}
-		*p = r
-	default:
-		return setList(c, k, splitList(v))
-	}
-	return nil
-}
-
-// setList sets a list key: table globs, or redaction rules.
-func setList(c *Config, k keyInfo, items []string) error {
-	switch p := k.field(c).(type) {
-	case *[]profile.ColumnRule:
-		var rules []profile.ColumnRule
-		for _, it := range items {
-			r, err := profile.ParseColumnRule(it)
-			if err != nil {
-				return err
-			}
-			rules = append(rules, r)
-		}
-		*p = rules
-	case *[]string:
-		for _, it := range items {
-			if err := checkGlob(it); err != nil {
-				return err
-			}
-		}
-		*p = items
-	default:
-		panic("config: " + k.name + " is not a list")
-	}
-	return nil
-}
-
-// checkGlob accepts a schema-qualified glob: "schema.table", where either
-// part may use path.Match syntax (*, ?, [a-z]).
-func checkGlob(g string) error {
-	schema, table, ok := strings.Cut(g, ".")
-	if !ok || schema == "" || table == "" {
-		return fmt.Errorf("%q is not a schema-qualified table glob (want e.g. public.sale_order, public.sale_* or *.res_partner)", g)
-	}
-	if _, err := path.Match(g, ""); err != nil {
-		return fmt.Errorf("%q: malformed glob", g)
-	}
-	return nil
 }
 
 // applyYAML reads a YAML mapping of keys to values into c.
@@ -577,96 +548,14 @@ func applyNode(c *Config, k keyInfo, n *yaml.Node) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	v := k.value(c)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		if k.isList() {
-			return setList(c, k, nil)
+		if v.kind() == list {
+			return v.set("")
 		}
 		return errors.New("no value (remove the key to use the default)")
 	}
-	switch k.field(c).(type) {
-	case *[]profile.ColumnRule:
-		return applyRules(c, k, n)
-	case *Retention:
-		return applyRetention(c, n)
-	case *[]string:
-		switch n.Kind {
-		case yaml.ScalarNode:
-			return setList(c, k, splitList(n.Value))
-		case yaml.SequenceNode:
-			var items []string
-			for _, e := range n.Content {
-				if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
-					return fmt.Errorf("line %d: want a list of strings", e.Line)
-				}
-				items = append(items, strings.TrimSpace(e.Value))
-			}
-			return setList(c, k, items)
-		}
-		return errors.New("want a list of strings")
-	default:
-		if n.Kind != yaml.ScalarNode {
-			return fmt.Errorf("want a single value, not a %s", kindName(n.Kind))
-		}
-		// A scalar YAML typed as a number ("slot: 123") is taken as written.
-		return setString(c, k, n.Value)
-	}
-}
-
-// applyRules reads redact: a list whose items are "schema.table.column"
-// strings or mappings {table, column, where, values}, or one
-// comma-separated string.
-func applyRules(c *Config, k keyInfo, n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		return setList(c, k, splitList(n.Value))
-	case yaml.SequenceNode:
-	default:
-		return errors.New("want a list of rules (schema.table.column, or {table: …, column: …, where: …, values: […]})")
-	}
-	var rules []profile.ColumnRule
-	for _, e := range n.Content {
-		if e.Kind == yaml.AliasNode {
-			e = e.Alias
-		}
-		switch {
-		case e.Kind == yaml.ScalarNode && e.Tag != "!!null":
-			r, err := profile.ParseColumnRule(e.Value)
-			if err != nil {
-				return fmt.Errorf("line %d: %v", e.Line, err)
-			}
-			rules = append(rules, r)
-		case e.Kind == yaml.MappingNode:
-			for i := 0; i+1 < len(e.Content); i += 2 {
-				switch f := e.Content[i].Value; f {
-				case "table", "column", "where", "values":
-				default:
-					return fmt.Errorf("line %d: unknown field %q (want table, column, where, values)", e.Content[i].Line, f)
-				}
-			}
-			var r profile.ColumnRule
-			if err := e.Decode(&r); err != nil {
-				return fmt.Errorf("line %d: %v", e.Line, strings.TrimPrefix(err.Error(), "yaml: "))
-			}
-			if err := r.Validate(); err != nil {
-				return fmt.Errorf("line %d: %v", e.Line, err)
-			}
-			rules = append(rules, r)
-		default:
-			return fmt.Errorf("line %d: want schema.table.column or a mapping {table, column, where, values}", e.Line)
-		}
-	}
-	c.Redact = rules
-	return nil
-}
-
-func kindName(k yaml.Kind) string {
-	switch k {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	}
-	return "complex value"
+	return v.setYAML(n)
 }
 
 // checkEnv refuses a set CDCAUDIT_* variable that names no key: a misspelt
@@ -744,179 +633,56 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// validate checks the values that passed parsing.
+// validate applies each key's rule, the owner's, to the resolved value.
 func (c *Config) validate() error {
-	fail := func(key string, format string, args ...any) error {
-		return fmt.Errorf("config: %s: %s (from %s)", key, fmt.Sprintf(format, args...), c.Sources[key])
-	}
-	if c.DSN != "" {
-		if err := checkDSN(c.DSN); err != nil {
-			return fail(KeyDSN, "%v", err)
+	for _, k := range keys {
+		if k.check == nil {
+			continue
 		}
-	}
-	if err := checkAddr(c.HTTPAddr); err != nil {
-		return fail(KeyHTTPAddr, "%v", err)
-	}
-	if err := checkSlotName(c.Slot); err != nil {
-		return fail(KeySlot, "%v", err)
-	}
-	if c.Publication == "" {
-		return fail(KeyPublication, "empty name")
-	}
-	if len(c.Publication) > 55 || strings.ContainsRune(c.Publication, 0) {
-		return fail(KeyPublication, "%q is not a valid name (at most 55 bytes: %q is added for the second publication)", c.Publication, "_changes")
-	}
-	if c.StatusInterval < 10*time.Millisecond || c.StatusInterval > 10*time.Minute {
-		return fail(KeyStatusInterval, "%s is out of range (want 10ms to 10m; keep it well below the server's wal_sender_timeout)", c.StatusInterval)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		return fail(KeyLogFormat, "%q is not a log format (want text or json)", c.LogFormat)
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fail(KeyLogLevel, "%q is not a log level (want debug, info, warn or error)", c.LogLevel)
-	}
-	switch c.Profile {
-	case "auto", "odoo", "none":
-		if c.ProfileFile != "" {
-			return fail(KeyProfileFile, "set, but profile is %s: the file is read only with profile generic (set profile: generic, or remove profile_file)", c.Profile)
+		if err := k.check(c); err != nil {
+			return c.fail(k.name, err)
 		}
-	case "generic":
-		if c.ProfileFile == "" {
-			return fail(KeyProfile, "generic needs profile_file, the YAML description of the application (set --profile-file or %s)", EnvName(KeyProfileFile))
-		}
-	default:
-		return fail(KeyProfile, "%q is not a profile (want %s)", c.Profile, strings.Join(Profiles, ", "))
-	}
-	if !slices.Contains(SnapshotModes, c.Snapshot) {
-		return fail(KeySnapshot, "%q is not a snapshot mode (want %s)", c.Snapshot, strings.Join(SnapshotModes, " or "))
-	}
-	if c.IdleAfter < time.Second || c.IdleAfter > 24*time.Hour {
-		return fail(KeyIdleAfter, "%s is out of range (want 1s to 24h)", c.IdleAfter)
-	}
-	if c.SessionLifetime < time.Minute || c.SessionLifetime > 366*24*time.Hour {
-		return fail(KeySessionLifetime, "%s is out of range (want 1m to 8784h, a year)", c.SessionLifetime)
-	}
-	if c.SessionLifetime < c.IdleAfter {
-		return fail(KeySessionLifetime, "%s is shorter than idle_after (%s): a session would end before it is idle", c.SessionLifetime, c.IdleAfter)
 	}
 	return nil
 }
 
+// fail is err about key, with where its value came from.
+func (c *Config) fail(key string, err error) error {
+	return fmt.Errorf("config: %s: %v (from %s)", key, err, c.Sources[key])
+}
+
 // CheckFiles reads the files the configuration names — profile_file (a
 // valid profile), redact_key_file (a usable key), geoip_db (a readable
-// file) — so that a bad one stops a command before it starts, with an
-// error naming the key. Nothing of the key file's content is ever in an
-// error.
+// file) — and checks where anchors go, so that a bad one stops a command
+// before it starts, with an error naming the key. Nothing of the key
+// file's content is ever in an error.
 func (c *Config) CheckFiles() error {
-	if c.AnchorSyslog != "" {
-		if _, _, err := anchor.SyslogAddr(c.AnchorSyslog); err != nil {
-			return fmt.Errorf("config: %s: %v (from %s)", KeyAnchorSyslog, err, c.Sources[KeyAnchorSyslog])
+	for _, k := range keys {
+		if k.checkFiles == nil {
+			continue
 		}
-	}
-	if c.AnchorFile != "" && c.DataDir != "" {
-		// Anchors next to the store protect nothing: whoever can rewrite the
-		// store can rewrite them.
-		if rel, err := filepath.Rel(filepath.Clean(c.DataDir), filepath.Clean(c.AnchorFile)); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return fmt.Errorf("config: %s: %s is inside %s %s: put the anchors where whoever holds the store cannot rewrite them (from %s)",
-				KeyAnchorFile, c.AnchorFile, KeyDataDir, c.DataDir, c.Sources[KeyAnchorFile])
-		}
-	}
-	if c.ProfileFile != "" {
-		if _, err := profile.Load(c.ProfileFile); err != nil {
-			return fmt.Errorf("config: %s: %v (from %s)", KeyProfileFile, err, c.Sources[KeyProfileFile])
-		}
-	}
-	if _, err := c.ReadRedactKey(); err != nil {
-		return err
-	}
-	if c.GeoIPDB != "" {
-		f, err := os.Open(c.GeoIPDB)
-		if err == nil {
-			var st os.FileInfo
-			if st, err = f.Stat(); err == nil && !st.Mode().IsRegular() {
-				err = errors.New("not a regular file")
-			} else if err == nil && st.Size() == 0 {
-				err = errors.New("empty file (want a MaxMind or DB-IP .mmdb database)")
-			}
-			f.Close()
-		}
-		if err != nil {
-			return fmt.Errorf("config: %s: %v (from %s)", KeyGeoIPDB, err, c.Sources[KeyGeoIPDB])
+		if err := k.checkFiles(c); err != nil {
+			return c.fail(k.name, err)
 		}
 	}
 	return nil
 }
 
 // ReadRedactKey returns the HMAC key of redacted values from
-// redact_key_file, nil when the key is not set. Surrounding white space (a
-// final newline) is not part of the key; at least MinRedactKeyLen bytes
-// must remain. Generate one with e.g. `openssl rand -hex 32 > key; chmod
-// 600 key`.
+// redact_key_file (redact.ReadKeyFile), nil when the key is not set.
 func (c *Config) ReadRedactKey() ([]byte, error) {
-	if c.RedactKeyFile == "" {
-		return nil, nil
-	}
-	fail := func(msg string) error {
-		return fmt.Errorf("config: %s: %s (from %s)", KeyRedactKeyFile, msg, c.Sources[KeyRedactKeyFile])
-	}
-	st, err := os.Stat(c.RedactKeyFile)
+	key, err := c.readRedactKey()
 	if err != nil {
-		return nil, fail(err.Error())
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fail(c.RedactKeyFile + ": not a regular file")
-	}
-	if st.Size() > 1<<16 {
-		return nil, fail(c.RedactKeyFile + ": larger than 64 KiB: not a key file")
-	}
-	data, err := os.ReadFile(c.RedactKeyFile)
-	if err != nil {
-		return nil, fail(err.Error())
-	}
-	key := bytes.TrimSpace(data)
-	if len(key) < MinRedactKeyLen {
-		return nil, fail(fmt.Sprintf("%s: the key has %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", c.RedactKeyFile, len(key), MinRedactKeyLen, c.RedactKeyFile))
+		return nil, c.fail(KeyRedactKeyFile, err)
 	}
 	return key, nil
 }
 
-func checkSlotName(s string) error {
-	if s == "" {
-		return errors.New("empty name")
+func (c *Config) readRedactKey() ([]byte, error) {
+	if c.RedactKeyFile == "" {
+		return nil, nil
 	}
-	if len(s) > 63 {
-		return fmt.Errorf("%q is longer than 63 characters", s)
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return fmt.Errorf("%q: replication slot names may contain only lower-case letters, digits and underscores", s)
-		}
-	}
-	return nil
-}
-
-func checkAddr(a string) error {
-	_, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:9187, or :9187 for all interfaces)", a)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("%q: bad port %q (want 0 to 65535; 0 picks a free port)", a, port)
-	}
-	return nil
-}
-
-// checkDSN parses a connection string without connecting. Its errors never
-// repeat the string (it may hold a password).
-func checkDSN(dsn string) error {
-	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return errors.New("cannot parse the connection string (want postgres://user:password@host:5432/dbname or \"host=… user=… dbname=…\")")
-	}
-	return nil
+	return redact.ReadKeyFile(c.RedactKeyFile)
 }
 
 // DescribeDSN returns a password-free description of a connection string
@@ -940,7 +706,7 @@ func DescribeDSN(dsn string) string {
 func (c *Config) Describe() []string {
 	var out []string
 	for _, k := range keys {
-		v := format(c, k)
+		v := k.value(c).String()
 		if k.name == KeyDSN && v != "" {
 			v = DescribeDSN(v)
 		}

@@ -313,9 +313,23 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range Keys() {
-		if !strings.Contains(string(doc), "| `"+k+"` | `"+EnvName(k)+"` | `--"+FlagName(k)+"` |") {
-			t.Errorf("docs/configuration.md lacks the row of %s", k)
+	def := Defaults()
+	for _, k := range keys {
+		row := "| `" + k.name + "` | `" + EnvName(k.name) + "` | `--" + FlagName(k.name) + "` | "
+		_, rest, ok := strings.Cut(string(doc), row)
+		if !ok {
+			t.Errorf("docs/configuration.md lacks the row of %s", k.name)
+			continue
+		}
+		// Its default column says the owner's default.
+		shown, _, _ := strings.Cut(rest, " |")
+		want := k.value(&def)
+		if want.empty() || k.kind() == boolean && !strings.HasPrefix(shown, "`") {
+			continue
+		}
+		var doc Config
+		if err := k.value(&doc).set(strings.Trim(shown, "`")); err != nil || k.value(&doc).String() != want.String() {
+			t.Errorf("docs/configuration.md: the default of %s is %s, not %s (%v)", k.name, shown, want, err)
 		}
 	}
 }
@@ -564,4 +578,22 @@ func TestSnapshotKeys(t *testing.T) {
 		{name: "bad glob", args: []string{"--snapshot-tables", "public.[x"}, want: []string{`config: snapshot_tables: "public.[x": malformed glob (from --snapshot-tables)`}},
 		{name: "unqualified", file: "snapshot_tables: [sale_order]\n", want: []string{`config: snapshot_tables: "sale_order" is not a schema-qualified table glob`}},
 	})
+}
+
+// The README's example file is valid.
+func TestReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "### Configuration")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no YAML example under ### Configuration")
+	}
+	c, err := load(t, []string{"--config", writeFile(t, block)}, nil)
+	if err != nil || c.Retention.Default != 400*24*time.Hour || c.Sources[KeySlot] == "default" {
+		t.Fatalf("%v %+v", err, c)
+	}
 }

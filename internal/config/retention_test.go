@@ -20,7 +20,7 @@ func TestRetentionKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Retention{Default: 400 * day, Tables: []sink.TableRetention{
+	want := sink.Retention{Default: 400 * day, Tables: []sink.TableRetention{
 		{Glob: "public.account_move*", Keep: 3650 * day}, {Glob: "mail_message", Keep: 84 * day}, {Glob: "res_partner", Keep: 0},
 	}}
 	if !reflect.DeepEqual(c.Retention, want) {

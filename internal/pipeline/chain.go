@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 // The socket's server is returned too: it answers the daemon's other
 // requests (nil when it could not be started).
 func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Publisher, *backup.Server, func(), error) {
+	if err := anchor.ValidateFile(cfg.AnchorFile, cfg.DataDir); err != nil {
+		return nil, nil, nil, fmt.Errorf("anchor file: %w", err)
+	}
 	key, err := instancekey.LoadOrCreate(cfg.DataDir)
 	if err != nil {
 		return nil, nil, nil, err

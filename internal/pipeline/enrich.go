@@ -75,7 +75,7 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 	}
 	x := &enricher{cfg: cfg, store: store, log: log}
 	rules := profile.Odoo().SecretRules()
-	if cfg.Profile == "generic" {
+	if cfg.Profile == profile.ChoiceGeneric {
 		rules = append(rules, prof.SecretRules()...)
 	}
 	rules = append(rules, cfg.Redact...)
@@ -96,14 +96,14 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		log.Info("application profile", "profile", prof.Name, "session_tables", present)
 	case isAuto(cfg.Profile):
 		x.auto = true
-		log.Info("no application profile yet: events are not attributed to users until the application's tables appear in the stream; secrets are redacted meanwhile", "profile", "auto")
+		log.Info("no application profile yet: events are not attributed to users until the application's tables appear in the stream; secrets are redacted meanwhile", "profile", profile.ChoiceAuto)
 	default:
 		log.Info("no application profile: events are not attributed to users; secrets are still redacted", "profile", cfg.Profile)
 	}
 	return x, nil
 }
 
-func isAuto(name string) bool { return name == "" || name == "auto" }
+func isAuto(name string) bool { return name == "" || name == profile.ChoiceAuto }
 
 // start sets up attribution with profile p: the session tracker and the
 // correlator, with their stored state.
@@ -310,22 +310,11 @@ func (x *enricher) close() {
 // its tables are there now. It also returns which of the profile's session
 // tables exist.
 func resolveProfile(ctx context.Context, conn *pgx.Conn, cfg Config, store *sink.Store) (*profile.Profile, []string, error) {
-	var p profile.Profile
-	switch cfg.Profile {
-	case "none":
-		return nil, nil, nil
-	case "odoo":
-		p = profile.Odoo()
-	case "generic":
-		var err error
-		if p, err = profile.Load(cfg.ProfileFile); err != nil {
-			return nil, nil, err
-		}
-	case "", "auto":
-		p = profile.Odoo()
-	default:
-		return nil, nil, fmt.Errorf("unknown profile %q (want auto, odoo, generic or none)", cfg.Profile)
+	pp, err := profile.Choose(cfg.Profile, cfg.ProfileFile)
+	if pp == nil || err != nil {
+		return nil, nil, err
 	}
+	p := *pp
 	if isAuto(cfg.Profile) {
 		var settled bool
 		err := store.LoadState(stateProfile, func(k, v []byte) error {

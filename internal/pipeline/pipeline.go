@@ -23,6 +23,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
+	"github.com/cdcaudit/cdcaudit/snapshot"
 )
 
 // Config is what Run needs.
@@ -55,10 +56,10 @@ type Config struct {
 	// AnchorSyslog, when set, is a syslog server's address (udp://host:514,
 	// tcp://host:601, unix:///dev/log) anchors are sent to as well.
 	AnchorSyslog string
-	// Snapshot is "initial" (the default, also ""): on a fresh start copy
-	// the published tables matching SnapshotTables (all when empty) as
-	// snapshot records; or "never": only the profile's users, models and
-	// sessions tables.
+	// Snapshot is snapshot.ModeInitial (the default, also ""): on a fresh
+	// start copy the published tables matching SnapshotTables (all when
+	// empty) as snapshot records; or snapshot.ModeNever: only the profile's
+	// users, models and sessions tables.
 	Snapshot       string
 	SnapshotTables []string
 	// Retention, when enabled, prunes expired events in the background.
@@ -252,7 +253,7 @@ func prepare(ctx context.Context, cfg Config, checkpoint uint64, log *slog.Logge
 	delay := 250 * time.Millisecond
 	for {
 		// The slot's snapshot is exported for the initial snapshot.
-		ident, start, exported, err := replication.PrepareExport(ctx, cfg.Replication, checkpoint, cfg.Snapshot != "never")
+		ident, start, exported, err := replication.PrepareExport(ctx, cfg.Replication, checkpoint, cfg.Snapshot != snapshot.ModeNever)
 		if err == nil || replication.IsFatal(err) || !unreachable(err) || ctx.Err() != nil {
 			return ident, start, exported, err
 		}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -173,13 +174,9 @@ func (f *snapshotFeed) reset() {
 // them beside the stream; stop ends the copy (a restart resumes it).
 func startSnapshot(ctx context.Context, cfg Config, store *sink.Store, c *consumer, exported *replication.Exported,
 	checkpoint uint64, log *slog.Logger) (s *snapshot.Snapshotter, stop func(), err error) {
-	mode := cfg.Snapshot
-	switch mode {
-	case "", "initial":
-		mode = "initial"
-	case "never":
-	default:
-		return nil, nil, fmt.Errorf("snapshot: %q is not a snapshot mode (want initial or never)", cfg.Snapshot)
+	mode := cmp.Or(cfg.Snapshot, snapshot.DefaultMode)
+	if err := snapshot.ValidateMode(mode); err != nil {
+		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	var obs snapshot.Observer
 	if cfg.Metrics != nil {
@@ -187,7 +184,7 @@ func startSnapshot(ctx context.Context, cfg Config, store *sink.Store, c *consum
 	}
 	s = snapshot.New(snapshot.Config{
 		DSN: cfg.Replication.DSN, Publication: cfg.Replication.Publication,
-		Initial: mode == "initial", Tables: cfg.SnapshotTables, Always: c.enrich.snapshotTables(),
+		Initial: mode == snapshot.ModeInitial, Tables: cfg.SnapshotTables, Always: c.enrich.snapshotTables(),
 		Logger: log, Observer: obs,
 		Store: func(ctx context.Context, recs []sink.StateRecord) error {
 			return c.writer.Submit(ctx, sink.Batch{State: recs})

@@ -1,0 +1,132 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/internal/httpserver"
+	"github.com/cdcaudit/cdcaudit/internal/logging"
+	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sessions"
+	"github.com/cdcaudit/cdcaudit/sink"
+	"github.com/cdcaudit/cdcaudit/snapshot"
+)
+
+// The defaults are the owners' exported ones: a default written here again
+// would drift from what the package using the value falls back to.
+func TestDefaultsAreTheOwners(t *testing.T) {
+	want := Config{
+		HTTPAddr:        httpserver.DefaultAddr,
+		Slot:            replication.DefaultSlot,
+		Publication:     replication.DefaultPublication,
+		StatusInterval:  replication.DefaultStatusInterval,
+		LogFormat:       logging.DefaultFormat,
+		LogLevel:        logging.DefaultLevel,
+		Profile:         profile.DefaultChoice,
+		IdleAfter:       sessions.DefaultIdleAfter,
+		SessionLifetime: sessions.DefaultLifetime,
+		Snapshot:        snapshot.DefaultMode,
+	}
+	if got := Defaults(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Defaults() = %+v\nwant the owners' %+v", got, want)
+	}
+}
+
+// A value its owner rejects is rejected by config with exactly the owner's
+// message, the key and the source; a value the owner accepts is accepted.
+// A rule duplicated here with its own wording or bounds fails this test.
+func TestRulesAreTheOwners(t *testing.T) {
+	long := strings.Repeat("p", 56)
+	_, ruleErr := profile.ParseColumnRule("res_partner.vat")
+	_, retentionErr := sink.ParseRetention("default=6m")
+	for _, tc := range []struct {
+		key, bad, good string
+		owner          error // the owner's verdict on bad
+	}{
+		{KeyDSN, "postgres://u:s3cret@host:notaport/db", "host=db dbname=erp", replication.ValidateDSN("postgres://u:s3cret@host:notaport/db")},
+		{KeyHTTPAddr, "127.0.0.1:99999", "[::1]:0", httpserver.ValidateAddr("127.0.0.1:99999")},
+		{KeySlot, "My-Slot", strings.Repeat("s", 63), replication.ValidateSlotName("My-Slot")},
+		{KeyPublication, long, long[1:], replication.ValidatePublicationName(long)},
+		{KeyTables, ".sale_order", "*.sale_*", replication.ValidateTableGlob(".sale_order")},
+		{KeyExclude, "public.[a", "public.a?", replication.ValidateTableGlob("public.[a")},
+		{KeySnapshotTables, "sale_order", "public.sale_order", replication.ValidateTableGlob("sale_order")},
+		{KeyStatusInterval, "9ms", "10ms", replication.ValidateStatusInterval(9 * time.Millisecond)},
+		{KeyLogFormat, "xml", "json", logging.ValidateFormat("xml")},
+		{KeyLogLevel, "INFO", "debug", logging.ValidateLevel("INFO")},
+		{KeyProfile, "sap", "none", profile.ValidateChoice("sap", false)},
+		{KeySnapshot, "always", "never", snapshot.ValidateMode("always")},
+		{KeyIdleAfter, "25h", "1s", sessions.ValidateIdleAfter(25 * time.Hour)},
+		{KeySessionLifetime, "5m", "5m1s", sessions.ValidateLifetime(5*time.Minute, sessions.DefaultIdleAfter)},
+		{KeyRedact, "res_partner.vat", "*.*.vat[name=a|b]", ruleErr},
+		{KeyRetention, "default=6m", "default=400d,mail_*=forever", retentionErr},
+	} {
+		if tc.owner == nil {
+			t.Fatalf("%s: the owner accepts %q", tc.key, tc.bad)
+		}
+		env := EnvName(tc.key)
+		_, err := load(t, nil, map[string]string{env: tc.bad})
+		if want := "config: " + tc.key + ": " + tc.owner.Error() + " (from " + env + ")"; err == nil || err.Error() != want {
+			t.Errorf("%s=%q:\n got %v\nwant %s", env, tc.bad, err, want)
+		}
+		if _, err := load(t, []string{"--" + FlagName(tc.key), tc.good}, nil); err != nil {
+			t.Errorf("--%s %q: %v", FlagName(tc.key), tc.good, err)
+		}
+	}
+}
+
+// The same holds for the files the configuration names.
+func TestFileRulesAreTheOwners(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short.key")
+	os.WriteFile(short, []byte("s3cret\n"), 0o600)
+	_, keyErr := redact.ReadKeyFile(short)
+	empty := filepath.Join(dir, "empty.mmdb")
+	os.WriteFile(empty, nil, 0o600)
+	data := filepath.Join(dir, "store")
+	inside := filepath.Join(data, "anchors")
+	for _, tc := range []struct {
+		args  []string
+		key   string
+		owner error
+	}{
+		{[]string{"--redact-key-file", short}, KeyRedactKeyFile, keyErr},
+		{[]string{"--geoip-db", empty}, KeyGeoIPDB, sessions.ValidateGeoIPFile(empty)},
+		{[]string{"--anchor-file", inside, "--data-dir", data}, KeyAnchorFile, anchor.ValidateFile(inside, data)},
+		{[]string{"--anchor-syslog", "udp://host"}, KeyAnchorSyslog, anchor.ValidateSyslogAddr("udp://host")},
+	} {
+		if tc.owner == nil {
+			t.Fatalf("%v: the owner accepts it", tc.args)
+		}
+		c, err := load(t, tc.args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.CheckFiles()
+		if want := "config: " + tc.key + ": " + tc.owner.Error() + " (from --" + FlagName(tc.key) + ")"; err == nil || err.Error() != want {
+			t.Errorf("%v:\n got %v\nwant %s", tc.args, err, want)
+		}
+	}
+}
+
+// Every key has a default that passes its own rule, and a usage.
+func TestEveryKeyDeclared(t *testing.T) {
+	c := Defaults()
+	c.Sources = map[string]string{}
+	for _, k := range keys {
+		if k.usage == "" || !strings.Contains(k.usage, "`") && k.kind() != boolean {
+			t.Errorf("%s: usage %q names no argument", k.name, k.usage)
+		}
+		if k.check != nil {
+			if err := k.check(&c); err != nil {
+				t.Errorf("%s: the default fails its rule: %v", k.name, err)
+			}
+		}
+	}
+}
