@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +12,11 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/demo"
+	"github.com/cdcaudit/cdcaudit/internal/httpserver"
+	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
+	"github.com/cdcaudit/cdcaudit/profile"
 )
 
 const demoAbout = `
@@ -61,13 +63,11 @@ func (c *cli) demo(args []string) int {
 	if *duration < 0 {
 		return c.usageErr("demo", fmt.Errorf("--duration: %v is negative", *duration))
 	}
-	if _, _, err := net.SplitHostPort(*httpAddr); err != nil {
-		return c.usageErr("demo", fmt.Errorf("--http-addr: %q is not host:port (e.g. 127.0.0.1:0)", *httpAddr))
+	if err := httpserver.ValidateAddr(*httpAddr); err != nil {
+		return c.usageErr("demo", fmt.Errorf("--http-addr: %w", err))
 	}
-	switch *logLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return c.usageErr("demo", fmt.Errorf("--log-level: %q is not a log level (want debug, info, warn or error)", *logLevel))
+	if err := logging.ValidateLevel(*logLevel); err != nil {
+		return c.usageErr("demo", fmt.Errorf("--log-level: %w", err))
 	}
 	cc := *c // runDemo wraps its stdout
 	return cc.runDemo(*dataDir, *httpAddr, *rate, *duration, *logLevel)
@@ -96,7 +96,7 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 	defer stop()
 
 	say("%s", paint(color, ansiBold, "cdcaudit demo")+" — starting a throwaway PostgreSQL server…")
-	log := newLogger(c.stderr, "text", logLevel)
+	log := newLogger(c.stderr, logging.DefaultFormat, logLevel)
 	m := metrics.New()
 	hs, err := startHTTP(httpAddr, m, log.With("component", "http"), false)
 	if err != nil {
@@ -107,7 +107,7 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 		DataDir: dataDir,
 		Daemon: func(dsn, dataDir string) pipeline.Config {
 			cfg := config.Defaults()
-			cfg.DSN, cfg.DataDir, cfg.Profile = dsn, dataDir, "odoo"
+			cfg.DSN, cfg.DataDir, cfg.Profile = dsn, dataDir, profile.ChoiceOdoo
 			return pipelineConfig(&cfg, m, log)
 		},
 		Logf: func(format string, args ...any) { fmt.Fprintf(c.stderr, "  "+format+"\n", args...) },
