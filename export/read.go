@@ -1,0 +1,182 @@
+package export
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/xuri/excelize/v2"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+)
+
+// Where is the place of a row in a CSV or XLSX export.
+type Where struct {
+	Sheet string // "" in a CSV file
+	Line  int    // the CSV line, or the sheet's row, from 1
+}
+
+func (w Where) String() string {
+	if w.Sheet == "" {
+		return "line " + strconv.Itoa(w.Line)
+	}
+	return fmt.Sprintf("sheet %q row %d", w.Sheet, w.Line)
+}
+
+// ErrHeader is returned for a file whose header is not Columns.
+var ErrHeader = errors.New("the header is not the one cdcaudit export writes")
+
+// ReadCSV calls fn with each row of a CSV export after its header, in
+// order. row is valid only during fn.
+func ReadCSV(r io.Reader, fn func(at Where, row []string) error) error {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = len(Columns)
+	cr.ReuseRecord = true
+	for first := true; ; first = false {
+		row, err := cr.Read()
+		if err == io.EOF {
+			if first {
+				return fmt.Errorf("%w: the file is empty", ErrHeader)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		line, _ := cr.FieldPos(0)
+		if first {
+			if !isHeader(row) {
+				return fmt.Errorf("line %d: %w", line, ErrHeader)
+			}
+			continue
+		}
+		if err := fn(Where{Line: line}, row); err != nil {
+			return err
+		}
+	}
+}
+
+// ReadXLSX calls fn with each row of an XLSX export after each sheet's
+// header, sheet by sheet, in order. excelize reads the archive's parts
+// into memory, or into temporary files when large.
+func ReadXLSX(path string, fn func(at Where, row []string) error) error {
+	f, err := excelize.OpenFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sheets := f.GetSheetList()
+	if len(sheets) == 0 {
+		return fmt.Errorf("%w: the workbook has no sheet", ErrHeader)
+	}
+	row := make([]string, len(Columns))
+	for _, sheet := range sheets {
+		if err := readSheet(f, sheet, row, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readSheet(f *excelize.File, sheet string, row []string, fn func(Where, []string) error) error {
+	rows, err := f.Rows(sheet)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for line := 1; rows.Next(); line++ {
+		cells, err := rows.Columns(excelize.Options{RawCellValue: true})
+		if err != nil {
+			return fmt.Errorf("sheet %q row %d: %w", sheet, line, err)
+		}
+		at := Where{Sheet: sheet, Line: line}
+		if len(cells) > len(Columns) {
+			return fmt.Errorf("%s: %d cells, want at most %d", at, len(cells), len(Columns))
+		}
+		clear(row)
+		copy(row, cells) // empty cells at the end are not written
+		if line == 1 {
+			if !isHeader(row) {
+				return fmt.Errorf("%s: %w", at, ErrHeader)
+			}
+			continue
+		}
+		if err := fn(at, row); err != nil {
+			return err
+		}
+	}
+	return rows.Error()
+}
+
+func isHeader(row []string) bool {
+	if len(row) != len(Columns) {
+		return false
+	}
+	for i, c := range Columns {
+		if row[i] != c {
+			return false
+		}
+	}
+	return true
+}
+
+// RecordOfRow rebuilds the stored record a CSV or XLSX row was written
+// from, byte for byte: the members in their canonical order, strings
+// encoded as the event encodes them, JSON members as written. audit.Check
+// then recomputes its hash. A row that was altered gives another record,
+// whose hash does not match.
+func RecordOfRow(row []string) ([]byte, error) {
+	if len(row) != len(Columns) {
+		return nil, fmt.Errorf("%d values, want %d", len(row), len(Columns))
+	}
+	if _, err := strconv.ParseUint(row[3], 10, 32); err != nil {
+		return nil, fmt.Errorf("xid: %q is not a number", row[3])
+	}
+	str := audit.AppendString[string]
+	b := make([]byte, 0, 256)
+	b = append(b, `{"id":`...)
+	b = str(b, row[0])
+	b = append(b, `,"lsn":`...)
+	b = str(b, row[1])
+	b = append(b, `,"commit_lsn":`...)
+	b = str(b, row[2])
+	b = append(b, `,"xid":`...)
+	b = append(b, row[3]...)
+	b = append(b, `,"commit_time":`...)
+	b = str(b, row[4])
+	b = append(b, `,"database":`...)
+	b = str(b, row[5])
+	b = append(b, `,"schema":`...)
+	b = str(b, row[6])
+	b = append(b, `,"table":`...)
+	b = str(b, row[7])
+	b = append(b, `,"model":`...)
+	if row[8] == "" { // the event has no model: null (never "")
+		b = append(b, "null"...)
+	} else {
+		b = str(b, row[8])
+	}
+	b = append(b, `,"op":`...)
+	b = str(b, row[9])
+	b = append(b, `,"key":`...)
+	b = append(b, row[10]...)
+	b = append(b, `,"before":`...)
+	b = append(b, row[11]...)
+	if row[20] != "" {
+		b = append(b, `,"before_source":`...)
+		b = str(b, row[20])
+	}
+	for i, name := range []string{"after", "changed", "unchanged_toast", "redacted", "actor", "flags"} {
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		b = append(b, row[12+i]...)
+	}
+	b = append(b, `,"prev_hash":`...)
+	b = str(b, row[18])
+	b = append(b, `,"hash":`...)
+	b = str(b, row[19])
+	return append(b, '}'), nil
+}
