@@ -118,10 +118,10 @@ func (f Filter) String() string {
 
 // Manifest describes one export file.
 type Manifest struct {
-	Version  string `json:"manifest"` // the constant Version
-	Format   string `json:"format"`   // jsonl, csv or xlsx
-	Filter   Filter `json:"filter"`
-	Events   uint64 `json:"events"`
+	Version string `json:"manifest"` // the constant Version
+	Format  string `json:"format"`   // jsonl, csv or xlsx
+	Filter  Filter `json:"filter"`
+	Events  uint64 `json:"events"`
 	// The first and last event of the file ("" when it holds none), and
 	// the chain values around them: the first one's prev_hash and the last
 	// one's hash. In a store whose chain verifies, the file's events lie
