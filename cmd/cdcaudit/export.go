@@ -89,8 +89,8 @@ func (l *listFlag) Set(s string) error {
 
 // exportOptions are export's parsed flags.
 type exportOptions struct {
-	dataDir string
-	format  string
+	dataDir  string
+	format   string
 	filter   sink.Query
 	out      string
 	manifest string
