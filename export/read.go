@@ -28,10 +28,15 @@ func (w Where) String() string {
 // ErrHeader is returned for a file whose header is not Columns.
 var ErrHeader = errors.New("the header is not the one cdcaudit export writes")
 
+// maxRowBytes bounds a row that ReadCSV reads (the file is untrusted: a
+// CSV reader holds a whole row in memory); tests lower it.
+var maxRowBytes = 256 << 20
+
 // ReadCSV calls fn with each row of a CSV export after its header, in
 // order. row is valid only during fn.
 func ReadCSV(r io.Reader, fn func(at Where, row []string) error) error {
-	cr := csv.NewReader(r)
+	lr := &rowLimit{r: r}
+	cr := csv.NewReader(lr)
 	cr.FieldsPerRecord = len(Columns)
 	cr.ReuseRecord = true
 	for first := true; ; first = false {
@@ -55,7 +60,24 @@ func ReadCSV(r io.Reader, fn func(at Where, row []string) error) error {
 		if err := fn(Where{Line: line}, row); err != nil {
 			return err
 		}
+		lr.n = 0
 	}
+}
+
+// rowLimit fails a read once more than maxRowBytes were read since n was
+// last reset (at each row; the CSV reader reads ahead a little).
+type rowLimit struct {
+	r io.Reader
+	n int
+}
+
+func (l *rowLimit) Read(p []byte) (int, error) {
+	if l.n > maxRowBytes {
+		return 0, fmt.Errorf("a row longer than %d bytes", maxRowBytes)
+	}
+	n, err := l.r.Read(p)
+	l.n += n
+	return n, err
 }
 
 // ReadXLSX calls fn with each row of an XLSX export after each sheet's

@@ -292,3 +292,29 @@ func TestCellText(t *testing.T) {
 		t.Error("a short value that spells the mark is not a cut value")
 	}
 }
+
+// A CSV file is read a row at a time, and a row has a bound: a file of
+// one endless quoted field is refused, not held in memory.
+func TestReadCSVBoundsARow(t *testing.T) {
+	old := maxRowBytes
+	maxRowBytes = 10_000
+	t.Cleanup(func() { maxRowBytes = old })
+	s := store(t, basic)
+	var buf bytes.Buffer
+	if _, err := Write(&buf, s, sink.Query{}, "csv"); err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	if err := ReadCSV(bytes.NewReader(buf.Bytes()), func(Where, []string) error { rows++; return nil }); err != nil || rows != 5 {
+		t.Fatalf("%d rows, %v", rows, err)
+	}
+	endless := strings.Join(Columns, ",") + "\n\"" + strings.Repeat("x", 100_000)
+	err := ReadCSV(strings.NewReader(endless), func(Where, []string) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "a row longer than 10000 bytes") {
+		t.Fatalf("an endless field: %v", err)
+	}
+	// Another file's header is not an export's.
+	if err := ReadCSV(strings.NewReader("a,b\n1,2\n"), func(Where, []string) error { return nil }); err == nil {
+		t.Fatal("a CSV with another header was read")
+	}
+}
