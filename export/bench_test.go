@@ -104,4 +104,3 @@ func anonRSS() int64 {
 	}
 	return 0
 }
-
