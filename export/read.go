@@ -144,6 +144,29 @@ func isHeader(row []string) bool {
 	return true
 }
 
+// Encodings of a record's members in a row.
+const (
+	asString   = iota // a JSON string: the column's text
+	asJSON            // the column's text is the member's JSON
+	asModel           // a string, or null when the column is empty
+	asOptional        // a string, the member left out when the column is empty
+)
+
+// members are a stored record's members in their canonical order
+// (audit.Event.AppendBody), with the column that holds each.
+var members = [...]struct {
+	name string
+	col  int
+	enc  int
+}{
+	{"id", 0, asString}, {"lsn", 1, asString}, {"commit_lsn", 2, asString}, {"xid", 3, asJSON},
+	{"commit_time", 4, asString}, {"database", 5, asString}, {"schema", 6, asString}, {"table", 7, asString},
+	{"model", 8, asModel}, {"op", 9, asString}, {"key", 10, asJSON}, {"before", 11, asJSON},
+	{"before_source", 20, asOptional}, {"after", 12, asJSON}, {"changed", 13, asJSON},
+	{"unchanged_toast", 14, asJSON}, {"redacted", 15, asJSON}, {"actor", 16, asJSON}, {"flags", 17, asJSON},
+	{"prev_hash", 18, asString}, {"hash", 19, asString},
+}
+
 // RecordOfRow rebuilds the stored record a CSV or XLSX row was written
 // from, byte for byte: the members in their canonical order, strings
 // encoded as the event encodes them, JSON members as written. audit.Check
@@ -156,49 +179,26 @@ func RecordOfRow(row []string) ([]byte, error) {
 	if _, err := strconv.ParseUint(row[3], 10, 32); err != nil {
 		return nil, fmt.Errorf("xid: %q is not a number", row[3])
 	}
-	str := audit.AppendString[string]
 	b := make([]byte, 0, 256)
-	b = append(b, `{"id":`...)
-	b = str(b, row[0])
-	b = append(b, `,"lsn":`...)
-	b = str(b, row[1])
-	b = append(b, `,"commit_lsn":`...)
-	b = str(b, row[2])
-	b = append(b, `,"xid":`...)
-	b = append(b, row[3]...)
-	b = append(b, `,"commit_time":`...)
-	b = str(b, row[4])
-	b = append(b, `,"database":`...)
-	b = str(b, row[5])
-	b = append(b, `,"schema":`...)
-	b = str(b, row[6])
-	b = append(b, `,"table":`...)
-	b = str(b, row[7])
-	b = append(b, `,"model":`...)
-	if row[8] == "" { // the event has no model: null (never "")
-		b = append(b, "null"...)
-	} else {
-		b = str(b, row[8])
-	}
-	b = append(b, `,"op":`...)
-	b = str(b, row[9])
-	b = append(b, `,"key":`...)
-	b = append(b, row[10]...)
-	b = append(b, `,"before":`...)
-	b = append(b, row[11]...)
-	if row[20] != "" {
-		b = append(b, `,"before_source":`...)
-		b = str(b, row[20])
-	}
-	for i, name := range []string{"after", "changed", "unchanged_toast", "redacted", "actor", "flags"} {
+	for i, m := range members {
+		v := row[m.col]
+		if m.enc == asOptional && v == "" {
+			continue
+		}
 		b = append(b, ',', '"')
-		b = append(b, name...)
+		if i == 0 {
+			b[len(b)-2] = '{'
+		}
+		b = append(b, m.name...)
 		b = append(b, '"', ':')
-		b = append(b, row[12+i]...)
+		switch {
+		case m.enc == asJSON:
+			b = append(b, v...)
+		case m.enc == asModel && v == "": // the event has no model (never "")
+			b = append(b, "null"...)
+		default:
+			b = audit.AppendString(b, v)
+		}
 	}
-	b = append(b, `,"prev_hash":`...)
-	b = str(b, row[18])
-	b = append(b, `,"hash":`...)
-	b = str(b, row[19])
 	return append(b, '}'), nil
 }
