@@ -153,6 +153,14 @@ func (m Manifest) SigningBytes() []byte {
 	return append([]byte(Version+"\n"), b...)
 }
 
+// Digest names the manifest's content: the SHA-256 (hex) of its
+// SigningBytes, whatever the file's layout (what an access log records of
+// an export).
+func (m Manifest) Digest() string {
+	h := sha256.Sum256(m.SigningBytes())
+	return hex.EncodeToString(h[:])
+}
+
 // Sign returns m signed by k (its Key set to k's public key).
 func Sign(k Signer, m Manifest) Manifest {
 	m.Version, m.Key, m.Filter = Version, k.Public(), m.Filter.normal()
