@@ -89,13 +89,17 @@ func utf16Len(s string) int {
 
 // xmlLen estimates, from above, how many bytes a cell holding s takes in
 // the sheet's XML: its text with the characters escaping lengthens, and
-// the cell's tags.
+// the cell's tags (its row's share of the row's tags included).
 func xmlLen(s string) int64 {
 	n := int64(len(s)) + 64
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
 		case '&', '<', '>', '"', '\'', '\t', '\r':
 			n += 4 // &amp; &#34; &#x9; …
+		case '_':
+			if i+1 < len(s) && s[i+1] == 'x' {
+				n += 6 // _x0041_ is written _x005F_x0041_
+			}
 		}
 	}
 	return n

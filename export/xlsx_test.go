@@ -1,7 +1,9 @@
 package export
 
 import (
+	"archive/zip"
 	"bytes"
+	"encoding/xml"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -316,5 +318,43 @@ func TestReadCSVBoundsARow(t *testing.T) {
 	// Another file's header is not an export's.
 	if err := ReadCSV(strings.NewReader("a,b\n1,2\n"), func(Where, []string) error { return nil }); err == nil {
 		t.Fatal("a CSV with another header was read")
+	}
+}
+
+// The size a sheet is bounded by is estimated from above: the sheet's XML
+// is never larger than the estimate, whatever the escaping.
+func TestXLSXSizeEstimate(t *testing.T) {
+	s := richStore(t)
+	path, _ := writeFile(t, s, sink.Query{}, "xlsx")
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var actual int64
+	for _, f := range zr.File {
+		if f.Name == "xl/worksheets/sheet1.xml" {
+			actual = int64(f.UncompressedSize64)
+		}
+	}
+	var estimate int64
+	for _, r := range readAll(t, path, "xlsx") {
+		for _, c := range r.cells {
+			estimate += xmlLen(cellText(c))
+		}
+	}
+	estimate += 64 * int64(len(Columns)) // the header
+	const frame = 4096                    // the sheet's XML around its rows
+	if actual == 0 || actual > estimate+frame {
+		t.Fatalf("sheet XML %d bytes, estimated %d", actual, estimate)
+	}
+	// A value made of what escaping lengthens most.
+	for _, v := range []string{strings.Repeat(`"`, 1000), strings.Repeat("_x0041_", 1000), strings.Repeat("&\t\r<>'", 100)} {
+		var b strings.Builder
+		xml.EscapeText(&b, []byte(v))
+		got := strings.ReplaceAll(strings.ReplaceAll(b.String(), "_x", "_x005F_x"), "&#xA;", "\n")
+		if int64(len(got)) > xmlLen(v) {
+			t.Errorf("%.20q…: escaped to %d bytes, estimated %d", v, len(got), xmlLen(v))
+		}
 	}
 }
