@@ -344,7 +344,7 @@ func TestXLSXSizeEstimate(t *testing.T) {
 		}
 	}
 	estimate += 64 * int64(len(Columns)) // the header
-	const frame = 4096                    // the sheet's XML around its rows
+	const frame = 4096                   // the sheet's XML around its rows
 	if actual == 0 || actual > estimate+frame {
 		t.Fatalf("sheet XML %d bytes, estimated %d", actual, estimate)
 	}
