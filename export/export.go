@@ -1,10 +1,12 @@
-// Package export streams stored audit events as JSON Lines or CSV.
+// Package export streams stored audit events as JSON Lines, CSV or XLSX.
 //
 // Events come out in commit (key) order, one at a time: nothing holds the
 // whole export in memory. The store's query API finds them (through its
 // indexes, so a narrow filter reads little of a large store); a record is
-// parsed only for the CSV format. JSON Lines output is the stored records
-// verbatim, so each line still verifies against its hash.
+// parsed only for the CSV and XLSX formats. JSON Lines output is the stored
+// records verbatim, so each line still verifies against its hash; a CSV or
+// XLSX row holds every member, so the record can be rebuilt from it
+// (RecordOfRow) and its hash recomputed.
 package export
 
 import (
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 
 	"github.com/cdcaudit/cdcaudit/audit"
@@ -27,7 +30,7 @@ type Source interface {
 }
 
 // Formats are the supported export formats.
-var Formats = []string{"jsonl", "csv"}
+var Formats = []string{"jsonl", "csv", "xlsx"}
 
 // Columns is the CSV header.
 var Columns = []string{"id", "lsn", "commit_lsn", "xid", "commit_time", "database", "schema", "table", "model", "op",
@@ -36,19 +39,28 @@ var Columns = []string{"id", "lsn", "commit_lsn", "xid", "commit_time", "databas
 
 // ContentType returns the HTTP media type of a format.
 func ContentType(format string) string {
-	if format == "csv" {
+	switch format {
+	case "csv":
 		return "text/csv; charset=utf-8"
+	case "xlsx":
+		return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 	}
 	return "application/x-ndjson"
 }
 
-// Write writes the events of st that q selects to w in format ("jsonl" or
-// "csv") and returns how many it wrote; the zero query selects every
-// event (snapshot records aside). Bad arguments fail before anything is
-// written.
+// Write writes the events of st that q selects to w in format ("jsonl",
+// "csv" or "xlsx") and returns how many it wrote; the zero query selects
+// every event (snapshot records aside). Bad arguments fail before anything
+// is written.
 func Write(w io.Writer, st Source, q sink.Query, format string) (n uint64, err error) {
-	if format != "jsonl" && format != "csv" {
-		return 0, fmt.Errorf("export: unknown format %q (want jsonl or csv)", format)
+	return WriteContext(context.Background(), w, st, q, format)
+}
+
+// WriteContext is Write stopped by ctx: an XLSX export writes to w only
+// at its end, so a failing writer cannot stop it earlier.
+func WriteContext(ctx context.Context, w io.Writer, st Source, q sink.Query, format string) (n uint64, err error) {
+	if !slices.Contains(Formats, format) {
+		return 0, fmt.Errorf("export: unknown format %q (want jsonl, csv or xlsx)", format)
 	}
 	for _, p := range q.Tables {
 		if _, err := path.Match(p, ""); err != nil {
@@ -62,6 +74,13 @@ func Write(w io.Writer, st Source, q sink.Query, format string) (n uint64, err e
 	}
 
 	bw := bufio.NewWriterSize(w, 64<<10)
+	if format == "xlsx" {
+		n, err = writeXLSX(ctx, bw, st, q)
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+		return n, err
+	}
 	var cw *csv.Writer
 	row := make([]string, len(Columns))
 	if format == "csv" {
@@ -70,7 +89,7 @@ func Write(w io.Writer, st Source, q sink.Query, format string) (n uint64, err e
 			return 0, err
 		}
 	}
-	_, err = st.Query(context.Background(), q, func(key, record []byte) error {
+	_, err = st.Query(ctx, q, func(key, record []byte) error {
 		n++
 		if cw == nil {
 			bw.Write(record)
@@ -99,7 +118,9 @@ func Write(w io.Writer, st Source, q sink.Query, format string) (n uint64, err e
 
 // csvRow fills row with r's members; structured members stay compact JSON
 // text (the stored bytes). Those start with {, [, " or n, never with = + -
-// or @, so spreadsheets do not take them for formulas.
+// or @, so spreadsheets do not take them for formulas. The names (database,
+// schema, table, model) are written as they are, whatever they begin with:
+// the row must give back the event exactly (RecordOfRow).
 func csvRow(row []string, r *audit.Record) {
 	model := ""
 	if r.Model != nil {
@@ -111,5 +132,26 @@ func csvRow(row []string, r *audit.Record) {
 		string(r.Key), string(r.Before), string(r.After), string(r.Changed), string(r.UnchangedToast),
 		string(r.Redacted), string(r.Actor), string(r.Flags), r.PrevHash, r.Hash,
 		r.BeforeSource,
+	})
+}
+
+// Observe returns src, calling fn with each record it hands on once the
+// export has written it (fn's error stops the export): how a manifest
+// learns which events a file holds while it is written.
+func Observe(src Source, fn func(record []byte) error) Source {
+	return observed{src, fn}
+}
+
+type observed struct {
+	src Source
+	fn  func(record []byte) error
+}
+
+func (o observed) Query(ctx context.Context, q sink.Query, fn func(key, record []byte) error) (string, error) {
+	return o.src.Query(ctx, q, func(key, record []byte) error {
+		if err := fn(key, record); err != nil {
+			return err
+		}
+		return o.fn(record)
 	})
 }

@@ -38,9 +38,9 @@ var commandFlags = map[string][]string{
 	"run": {"dsn", "data-dir", "config", "http-addr", "pprof", "slot", "publication", "tables", "exclude", "accept-gap",
 		"anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "snapshot", "snapshot-tables"},
 	"check":    {"dsn", "config", "slot", "publication", "tables", "exclude"},
-	"export":   {"data-dir", "format", "since", "until", "table", "op", "user", "session", "record", "out", "config"},
+	"export":   {"data-dir", "format", "since", "until", "table", "op", "user", "session", "record", "flag", "out", "manifest", "config"},
 	"events":   {"data-dir", "record", "at", "format", "config"},
-	"verify":   {"data-dir", "anchor", "config"},
+	"verify":   {"data-dir", "anchor", "export", "manifest", "public-key", "config"},
 	"reindex":  {"data-dir", "config"},
 	"backup":   {"data-dir", "out", "config"},
 	"demo":     {"data-dir", "http-addr", "rate"},
@@ -289,7 +289,7 @@ func TestExportArguments(t *testing.T) {
 		want string
 	}{
 		{[]string{}, nil, exitUsage, "data_dir is required: set --data-dir or CDCAUDIT_DATA_DIR"},
-		{[]string{"--data-dir", dir, "--format", "xml"}, nil, exitUsage, `--format: "xml" is not a format (want jsonl or csv)`},
+		{[]string{"--data-dir", dir, "--format", "xml"}, nil, exitUsage, `--format: "xml" is not a format (want jsonl, csv or xlsx)`},
 		{[]string{"--data-dir", dir, "--format", "json"}, nil, exitUsage, "use jsonl"},
 		{[]string{"--data-dir", dir, "--since", "yesterday"}, nil, exitUsage, `--since: "yesterday" is not a time`},
 		{[]string{"--data-dir", dir, "--until", "2026-11-23T10:00:00"}, nil, exitUsage, "--until: \"2026-11-23T10:00:00\" has no time zone"},

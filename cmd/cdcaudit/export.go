@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,9 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/export"
+	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/manifest"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
@@ -26,12 +27,17 @@ import (
 const exportAbout = `
 Write the events of the store in --data-dir, in commit order, as JSON Lines
 (one event per line, exactly as stored, so each line still verifies against
-its hash) or CSV (one row per event; key, before, after and actor as JSON
-text). Events stream out one at a time: any size of store can be exported.
+its hash), CSV (one row per event; key, before, after and actor as JSON
+text) or XLSX (the CSV's columns and values as text cells, never formulas;
+a new sheet, header repeated, every 1,048,575 events; a value longer than
+the 32,767 characters a cell holds is cut and marked, the JSONL and CSV
+exports hold it whole). Events stream out one at a time: any size of store
+can be exported (XLSX stages each sheet in a temporary file under $TMPDIR
+and writes the workbook at the end).
 
 Filters combine: an event is written when it matches --since/--until, one of
-the --table globs, one of the --op operations, and --user, --session and
---record when given. The store's indexes find the events, so a narrow filter
+the --table globs, one of the --op operations, and --user, --session,
+--record and --flag when given. The store's indexes find the events, so a narrow filter
 reads little of a large store.
 
 --user names the application user by its login, as the events name it, or
@@ -50,6 +56,14 @@ other operations, e.g. --op insert,update,delete,truncate,snapshot, both).
 With --out the file appears complete or not at all (a temporary file in the
 same directory is renamed into place), readable by its owner only.
 
+--manifest FILE writes, beside the export (also when it goes to standard
+output), its manifest: the filter, the format, the count of events, the
+first and last event id and the chain values around them, the file's size
+and SHA-256, when it was made, and the instance's public key with an
+Ed25519 signature over all of it (the instance key in --data-dir, created
+if missing). 'cdcaudit verify --export FILE --manifest M' then proves the
+file complete, unaltered and from this instance, offline.
+
 The store must not be held by a running 'cdcaudit run' on the same
 --data-dir (one process at a time may open it).`
 
@@ -57,7 +71,8 @@ const exportExamples = `  cdcaudit export --data-dir /var/lib/cdcaudit --format 
   cdcaudit export --data-dir /var/lib/cdcaudit --format csv --since 2026-11-01 --until 2026-12-01 \
       --table 'public.sale_*' --op update,delete --out november.csv
   cdcaudit export --data-dir /var/lib/cdcaudit --user alice@example.com --since 2026-11-16 --until 2026-11-23
-  cdcaudit export --data-dir /var/lib/cdcaudit --record public.account_move:4711 --format csv`
+  cdcaudit export --data-dir /var/lib/cdcaudit --record public.account_move:4711 --format csv
+  cdcaudit export --data-dir /var/lib/cdcaudit --format xlsx --flag orm_bypass --out bypass.xlsx --manifest bypass.manifest.json`
 
 // listFlag collects a repeatable, comma-separated flag.
 type listFlag []string
@@ -74,17 +89,18 @@ func (l *listFlag) Set(s string) error {
 
 // exportOptions are export's parsed flags.
 type exportOptions struct {
-	dataDir string
-	format  string
-	filter  sink.Query
-	out     string
+	dataDir  string
+	format   string
+	filter   sink.Query
+	out      string
+	manifest string
 }
 
 func (c *cli) export(args []string) int {
-	fs := c.flagSet("export", "--data-dir DIR [--format jsonl|csv] [--since T] [--until T] [--table GLOB] [--op OPS] [--user LOGIN] [--session ID] [--record TABLE:KEY] [--out FILE]", exportAbout, exportExamples)
+	fs := c.flagSet("export", "--data-dir DIR [--format jsonl|csv|xlsx] [--since T] [--until T] [--table GLOB] [--op OPS] [--user LOGIN] [--session ID] [--record TABLE:KEY] [--flag NAME] [--out FILE] [--manifest FILE]", exportAbout, exportExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
 	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
-	format := fs.String("format", "jsonl", "output `format`: jsonl (one JSON event per line) or csv")
+	format := fs.String("format", "jsonl", "output `format`: jsonl (one JSON event per line), csv or xlsx")
 	since := fs.String("since", "", "only events committed at or after `time`: RFC 3339 (2026-11-23T13:00:00Z, 2026-11-23T14:00:00+01:00) or a date (2026-11-23, midnight UTC)")
 	until := fs.String("until", "", "only events committed before `time` (same forms as --since)")
 	var tables, ops listFlag
@@ -94,8 +110,10 @@ func (c *cli) export(args []string) int {
 	fs.StringVar(&sel.user, "user", "", "only events of the application user `login`, or of the user #ID (by id: also its events under the logins the session state knows for it)")
 	fs.StringVar(&sel.session, "session", "", "only events of the session `id` (a pseudonym, as the events hold it)")
 	fs.StringVar(&sel.record, "record", "", "only events of the record `TABLE:KEY` (e.g. public.sale_order:42, or public.t:{\"a\":1,\"b\":\"x\"} for a composite key)")
+	fs.StringVar(&sel.flag, "flag", "", "only events carrying the flag `name` (e.g. orm_bypass)")
 	out := fs.String("out", "", "write to `file` (atomically) instead of standard output")
-	fs.order = []string{"data-dir", "format", "since", "until", "table", "op", "user", "session", "record", "out", "config"}
+	manifestFile := fs.String("manifest", "", "also write the export's signed manifest to `file` (see above; 'cdcaudit verify --export')")
+	fs.order = []string{"data-dir", "format", "since", "until", "table", "op", "user", "session", "record", "flag", "out", "manifest", "config"}
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
@@ -104,8 +122,14 @@ func (c *cli) export(args []string) int {
 		return c.usageErr("export", err)
 	}
 	opts, err := parseExportOptions(cfg.DataDir, *format, *since, *until, tables, ops, sel, *out)
+	if err == nil {
+		opts.manifest, err = checkManifestPath(*manifestFile, opts.out)
+	}
 	if err != nil {
 		return c.usageErr("export", err)
+	}
+	if opts.out == "" && opts.format == "xlsx" && isTerminal(c.stdout) {
+		return c.usageErr("export", errors.New("--format xlsx: a workbook is binary: give --out FILE or redirect standard output"))
 	}
 
 	ctx, stop := signalContext()
@@ -131,25 +155,80 @@ func (c *cli) export(args []string) int {
 		src = forUser(store, known, opts.filter.User)
 		defer c.hintUser(known, opts.filter.User)
 	}
+	run := &exportRun{ctx: ctx, src: src, opts: opts}
+	if opts.manifest != "" {
+		if run.key, err = instancekey.LoadOrCreate(opts.dataDir); err != nil {
+			return c.fail("export", err)
+		}
+	}
 
 	start := time.Now()
 	if opts.out == "" {
-		n, err := export.Write(&ctxWriter{ctx: ctx, w: c.stdout}, src, opts.filter, opts.format)
+		n, err := run.write(&ctxWriter{ctx: ctx, w: c.stdout})
+		if err == nil && opts.manifest != "" {
+			err = writeFileAtomic(opts.manifest, func(f *os.File) error { _, err := f.Write(run.signed.Marshal()); return err })
+		}
 		if err != nil {
 			return c.fail("export", err)
 		}
 		if isTerminal(c.stderr) && !isTerminal(c.stdout) {
-			fmt.Fprintf(c.stderr, "cdcaudit export: %s events in %s\n", thousands(n), time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(c.stderr, "cdcaudit export: %s events in %s%s\n", thousands(n), time.Since(start).Round(time.Millisecond), run.manifestNote())
 		}
 		return exitOK
 	}
-	n, size, err := c.exportToFile(ctx, src, opts)
+	n, size, err := c.exportToFile(run)
 	if err != nil {
 		return c.fail("export", err)
 	}
-	fmt.Fprintf(c.stderr, "cdcaudit export: %s events (%s) written to %s in %s\n",
-		thousands(n), humanBytes(size), opts.out, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.stderr, "cdcaudit export: %s events (%s) written to %s in %s%s\n",
+		thousands(n), humanBytes(size), opts.out, time.Since(start).Round(time.Millisecond), run.manifestNote())
 	return exitOK
+}
+
+// exportRun is one export, with its manifest when asked for one.
+type exportRun struct {
+	ctx    context.Context
+	src    export.Source
+	opts   *exportOptions
+	key    *instancekey.Key // signs the manifest; nil without one
+	events atomic.Uint64    // written so far, for the progress line
+	signed manifest.Manifest
+}
+
+// write writes the export to w, and makes its manifest when asked.
+func (r *exportRun) write(w io.Writer) (uint64, error) {
+	src := export.Observe(r.src, func([]byte) error { r.events.Add(1); return nil })
+	if r.key == nil {
+		return export.WriteContext(r.ctx, w, src, r.opts.filter, r.opts.format)
+	}
+	var err error
+	r.signed, err = manifest.Export(r.ctx, w, src, r.opts.filter, r.opts.format, r.key)
+	return r.signed.Events, err
+}
+
+func (r *exportRun) manifestNote() string {
+	if r.key == nil {
+		return ""
+	}
+	return fmt.Sprintf("; manifest %s (SHA-256 %s…, signed by instance key %s)", r.opts.manifest, r.signed.SHA256[:16], instancekey.Fingerprint(r.signed.Key))
+}
+
+// checkManifestPath checks --manifest: in an existing directory, not the
+// export itself.
+func checkManifestPath(m, out string) (string, error) {
+	if m == "" {
+		return "", nil
+	}
+	if fi, err := os.Stat(m); err == nil && fi.IsDir() {
+		return "", fmt.Errorf("--manifest: %s is a directory", m)
+	}
+	if fi, err := os.Stat(filepath.Dir(m)); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("--manifest: directory %s does not exist", filepath.Dir(m))
+	}
+	if out != "" && filepath.Clean(m) == filepath.Clean(out) {
+		return "", fmt.Errorf("--manifest: %s is the export's own file (--out)", m)
+	}
+	return m, nil
 }
 
 // readSessions reads the sessions the store knows (none in a store
@@ -211,17 +290,19 @@ func (c *cli) hintUser(st *sessions.State, user string) {
 	}
 }
 
-// selection holds the flags that pick one user, session or record.
-type selection struct{ user, session, record string }
+// selection holds the flags that pick one user, session, record or flag.
+type selection struct{ user, session, record, flag string }
 
 func parseExportOptions(dataDir, format, since, until string, tables, ops []string, sel selection, out string) (*exportOptions, error) {
 	o := &exportOptions{dataDir: dataDir, format: format, out: out}
 	switch format {
-	case "jsonl", "csv":
+	case "jsonl", "csv", "xlsx":
 	case "json", "ndjson":
 		return nil, fmt.Errorf("--format: %q is not a format; use jsonl (one JSON event per line)", format)
+	case "xls", "excel":
+		return nil, fmt.Errorf("--format: %q is not a format; use xlsx (a workbook Excel and LibreOffice open)", format)
 	default:
-		return nil, fmt.Errorf("--format: %q is not a format (want jsonl or csv)", format)
+		return nil, fmt.Errorf("--format: %q is not a format (want jsonl, csv or xlsx)", format)
 	}
 	var err error
 	if o.filter.Since, err = parseTime("--since", since); err != nil {
@@ -262,7 +343,7 @@ func parseExportOptions(dataDir, format, since, until string, tables, ops []stri
 
 // parseSelection reads --user, --session and --record into f.
 func parseSelection(f *sink.Query, sel selection) error {
-	f.User, f.Session = sel.user, sel.session
+	f.User, f.Session, f.Flag = sel.user, sel.session, sel.flag
 	if id, ok := strings.CutPrefix(sel.user, "#"); ok {
 		// The index names a user by id as audit.UserTerm writes it.
 		n, err := strconv.ParseInt(id, 10, 64)
@@ -285,7 +366,7 @@ func parseSelection(f *sink.Query, sel selection) error {
 // aside): what no index narrows.
 func unfiltered(q sink.Query) bool {
 	return q.Since.IsZero() && q.Until.IsZero() && len(q.Tables) == 0 && len(q.Ops) == 0 &&
-		q.User == "" && q.Session == "" && q.Record == nil
+		q.User == "" && q.Session == "" && q.Record == nil && q.Flag == ""
 }
 
 // parseTime parses an RFC 3339 time or a date (midnight UTC); "" is the
@@ -306,15 +387,36 @@ func parseTime(flagName, s string) (time.Time, error) {
 }
 
 // exportToFile writes the export to a temporary file next to opts.out and
-// renames it into place once complete and synced.
-func (c *cli) exportToFile(ctx context.Context, src export.Source, opts *exportOptions) (n uint64, size int64, err error) {
-	dir, base := filepath.Split(opts.out)
+// renames it into place once complete and synced; its manifest, when asked
+// for, likewise, once the export is in place.
+func (c *cli) exportToFile(run *exportRun) (n uint64, size int64, err error) {
+	cw := &countingWriter{}
+	err = writeFileAtomic(run.opts.out, func(f *os.File) error {
+		cw.w = f
+		stopProgress := c.progress(func() string {
+			return "exporting… " + humanBytes(cw.n.Load()) + ", " + thousands(run.events.Load()) + " events"
+		})
+		defer stopProgress()
+		n, err = run.write(&ctxWriter{ctx: run.ctx, w: cw})
+		return err
+	})
+	if err == nil && run.key != nil {
+		err = writeFileAtomic(run.opts.manifest, func(f *os.File) error { _, err := f.Write(run.signed.Marshal()); return err })
+	}
+	return n, cw.n.Load(), err
+}
+
+// writeFileAtomic makes the file name appear complete or not at all,
+// readable by its owner only: write fills a temporary file in the same
+// directory, which is synced and renamed into place.
+func writeFileAtomic(name string, write func(f *os.File) error) (err error) {
+	dir, base := filepath.Split(name)
 	if dir == "" {
 		dir = "."
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -322,34 +424,23 @@ func (c *cli) exportToFile(ctx context.Context, src export.Source, opts *exportO
 			os.Remove(tmp.Name())
 		}
 	}()
-
-	cw := &countingWriter{w: tmp}
-	stopProgress := c.progress(func() string {
-		s := "exporting… " + humanBytes(cw.n.Load())
-		if opts.format == "jsonl" {
-			s += ", " + thousands(cw.lines.Load()) + " events"
-		}
-		return s
-	})
-	n, err = export.Write(&ctxWriter{ctx: ctx, w: cw}, src, opts.filter, opts.format)
-	stopProgress()
-	if err != nil {
-		return 0, 0, err
+	if err = write(tmp); err != nil {
+		return err
 	}
 	if err = tmp.Sync(); err != nil {
-		return 0, 0, err
+		return err
 	}
 	if err = tmp.Close(); err != nil {
-		return 0, 0, err
+		return err
 	}
-	if err = os.Rename(tmp.Name(), opts.out); err != nil {
-		return 0, 0, err
+	if err = os.Rename(tmp.Name(), name); err != nil {
+		return err
 	}
 	if d, derr := os.Open(dir); derr == nil { // make the rename durable
 		d.Sync()
 		d.Close()
 	}
-	return n, cw.n.Load(), nil
+	return nil
 }
 
 // progress shows status() on stderr, refreshed every half second, when
@@ -390,17 +481,15 @@ func (c *cli) progress(status func() string) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// countingWriter counts bytes and newlines written.
+// countingWriter counts bytes written.
 type countingWriter struct {
-	w     io.Writer
-	n     atomic.Int64
-	lines atomic.Uint64
+	w io.Writer
+	n atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
-	c.lines.Add(uint64(bytes.Count(p[:n], []byte{'\n'})))
 	return n, err
 }
 

@@ -3,9 +3,9 @@
 //
 //	cdcaudit run     --dsn URL --data-dir DIR   capture changes into the store
 //	cdcaudit check   --dsn URL                  preflight: is the server ready?
-//	cdcaudit export  --data-dir DIR             events as JSON Lines or CSV
+//	cdcaudit export  --data-dir DIR             events as JSON Lines, CSV or XLSX
 //	cdcaudit events  --data-dir DIR --record T:K  one record's history, or its row --at a time
-//	cdcaudit verify  --data-dir DIR             recompute the hash chain
+//	cdcaudit verify  --data-dir DIR             recompute the hash chain (or --export: check an export against its manifest)
 //	cdcaudit reindex --data-dir DIR             rebuild the store's indexes
 //	cdcaudit compact --data-dir DIR             rewrite a stopped store into a fresh file
 //	cdcaudit sessions --data-dir DIR            the application's login sessions
@@ -70,7 +70,7 @@ func init() {
 	commands = []command{
 		{"run", "capture row changes from PostgreSQL into the audit store (the daemon)", (*cli).run},
 		{"check", "check that a PostgreSQL server is ready for cdcaudit, and say how to fix what is not", (*cli).check},
-		{"export", "write stored events as JSON Lines or CSV", (*cli).export},
+		{"export", "write stored events as JSON Lines, CSV or XLSX, with a signed manifest if asked", (*cli).export},
 		{"events", "one record's events, or the record as it was at a moment (--at)", (*cli).events},
 		{"verify", "recompute the store's hash chain and report the first altered, removed or inserted event", (*cli).verify},
 		{"reindex", "rebuild the store's indexes (by record, user, session, table, flag and time)", (*cli).reindex},

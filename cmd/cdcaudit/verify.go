@@ -3,13 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/manifest"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -45,27 +48,49 @@ The store must not be held by a running 'cdcaudit run' on the same
 --data-dir (one process at a time may open it): verify a backup instead
 ('cdcaudit backup').
 
+With --export FILE --manifest M, verify checks an export file instead,
+offline (no store needed): the manifest's Ed25519 signature, the key that
+made it against a trusted one — the instance key of --data-dir, or
+--public-key as you got it from the instance — the file's size and SHA-256,
+and, reading the file once, its events: the count, the first and last id,
+the chain values of the first and last event, their commit order, and each
+event's hash recomputed from its content (JSONL: the line; CSV and XLSX:
+the record rebuilt from the row's values; an XLSX row holding a value cut
+to fit a cell cannot be recomputed, and is counted as such: the file's
+SHA-256 still covers it). Without a trusted key the manifest is only
+consistent with itself: anyone can sign with a key of their own.
+
 Exit status: 0 intact, 1 broken chain, an anchor contradicted, or an
-unreadable store, 2 bad usage, 3 intact but events are missing (gaps).`
+unreadable store (with --export: the file is not what its manifest says),
+2 bad usage, 3 intact but events are missing (gaps) (with --export: the
+file matches its manifest, but no trusted key was given).`
 
 const verifyExamples = `  cdcaudit verify --data-dir /var/lib/cdcaudit
   cdcaudit verify --data-dir /var/lib/cdcaudit --anchor /mnt/worm/cdcaudit-anchors
-  cdcaudit verify --data-dir /restore/cdcaudit --anchor /var/log/cdcaudit.log`
+  cdcaudit verify --data-dir /restore/cdcaudit --anchor /var/log/cdcaudit.log
+  cdcaudit verify --export november.csv --manifest november.manifest.json --data-dir /var/lib/cdcaudit
+  cdcaudit verify --export november.csv --manifest november.manifest.json --public-key ed25519:q8k…`
 
 // exitIncomplete: the chain is intact but records gaps.
 const exitIncomplete = 3
 
 func (c *cli) verify(args []string) int {
-	fs := c.flagSet("verify", "--data-dir DIR [--anchor FILE]", verifyAbout, verifyExamples)
-	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
-	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
+	fs := c.flagSet("verify", "--data-dir DIR [--anchor FILE] | --export FILE --manifest M [--data-dir DIR | --public-key KEY]", verifyAbout, verifyExamples)
+	set := config.Bind(fs.FlagSet, config.KeyDataDir)
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run'); with --export, of the instance whose key is trusted [CDCAUDIT_DATA_DIR]"
 	var anchorFiles listFlag
 	fs.Var(&anchorFiles, "anchor", "check the store against the chain anchors in `file` (an --anchor-file, or a log of 'cdcaudit run'); repeat for several")
-	fs.order = []string{"data-dir", "anchor", "config"}
+	exportFile := fs.String("export", "", "check the export `file` against its manifest (--manifest) instead of a store")
+	manifestFile := fs.String("manifest", "", "the export's manifest `file` ('cdcaudit export --manifest')")
+	publicKey := fs.String("public-key", "", "with --export: the instance's public `key` (ed25519:…, or a file holding it), trusted instead of --data-dir's")
+	fs.order = []string{"data-dir", "anchor", "export", "manifest", "public-key", "config"}
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
-	cfg, err := set.Load(c.env)
+	if *exportFile != "" || *manifestFile != "" || *publicKey != "" {
+		return c.verifyExport(set, *exportFile, *manifestFile, *publicKey, len(anchorFiles) > 0)
+	}
+	cfg, err := set.Require(config.KeyDataDir).Load(c.env)
 	if err != nil {
 		return c.usageErr("verify", err)
 	}
@@ -211,4 +236,105 @@ func readAnchors(name string) ([]anchor.Anchor, error) {
 		return nil, fmt.Errorf("--anchor %s: the file holds no cdcaudit anchor", name)
 	}
 	return a, nil
+}
+
+// verifyExport is verify --export: an export file against its manifest.
+func (c *cli) verifyExport(set *config.Set, file, manifestFile, publicKey string, anchors bool) int {
+	switch {
+	case file == "" || manifestFile == "":
+		return c.usageErr("verify", errors.New("--export FILE and --manifest M go together"))
+	case anchors:
+		return c.usageErr("verify", errors.New("--anchor checks a store, --export a file: give one"))
+	}
+	cfg, err := set.Load(c.env)
+	if err != nil {
+		return c.usageErr("verify", err)
+	}
+	trusted, from := "", ""
+	switch {
+	case publicKey != "":
+		if trusted, err = readPublicKey(publicKey); err != nil {
+			return c.usageErr("verify", err)
+		}
+		from = "the key given with --public-key"
+	case cfg.DataDir != "":
+		k, err := instancekey.Load(cfg.DataDir)
+		if err != nil {
+			return c.fail("verify", fmt.Errorf("the instance key of %s, to check the manifest's key against: %w", cfg.DataDir, err))
+		}
+		trusted, from = k.Public(), "the instance key of "+cfg.DataDir
+	}
+	b, err := readManifest(manifestFile)
+	if err != nil {
+		return c.fail("verify", err)
+	}
+	m, err := manifest.Parse(b)
+	if err != nil {
+		return c.fail("verify", fmt.Errorf("%s: %w", manifestFile, err))
+	}
+	res, err := manifest.Check(file, m, trusted)
+	if err != nil {
+		return c.fail("verify", err)
+	}
+
+	color := c.useColor(c.stdout)
+	if !res.OK() {
+		fmt.Fprintf(c.stdout, "%s %s is not the export its manifest %s describes:\n", paint(color, ansiRed+ansiBold, "FAIL:"), file, manifestFile)
+		for _, p := range res.Problems {
+			fmt.Fprintf(c.stdout, "  - %s\n", p)
+		}
+		return exitFail
+	}
+	code := exitOK
+	if res.KeyTrusted {
+		fmt.Fprintf(c.stdout, "%s %s is complete and unaltered, and from this instance: the %s events its manifest lists, signed by %s.\n",
+			paint(color, ansiGreen+ansiBold, "OK:"), file, thousands(res.Events), from)
+	} else {
+		code = exitIncomplete
+		fmt.Fprintf(c.stdout, "%s %s matches its manifest (%s events), but the manifest's key was checked only against itself: anyone can sign with a key of their own. Give --data-dir (the instance's) or --public-key (as you got it from the instance) to prove the file is from the instance.\n",
+			paint(color, ansiYellow+ansiBold, "UNPROVEN:"), file, thousands(res.Events))
+	}
+	fmt.Fprintf(c.stdout, "key:         %s (%s)\n", m.Key, instancekey.Fingerprint(m.Key))
+	fmt.Fprintf(c.stdout, "format:      %s, %s bytes, SHA-256 %s\n", m.Format, thousands(uint64(m.Bytes)), m.SHA256)
+	fmt.Fprintf(c.stdout, "filter:      %s\n", m.Filter)
+	fmt.Fprintf(c.stdout, "made:        %s\n", m.Made)
+	if m.Events > 0 {
+		fmt.Fprintf(c.stdout, "events:      %s … %s\n", m.FirstID, m.LastID)
+		fmt.Fprintf(c.stdout, "chain:       the first event's prev_hash %s, the last one's hash %s\n", m.FirstPrevHash, m.LastHash)
+	}
+	switch {
+	case res.Uncheckable > 0:
+		fmt.Fprintf(c.stdout, "rechecked:   %s events' hashes recomputed from the file; %s rows hold a value cut to fit a cell: their hashes cannot be recomputed (the SHA-256 covers them; the JSONL or CSV export holds them whole)\n",
+			thousands(res.Rechecked), thousands(res.Uncheckable))
+	case res.Events > 0:
+		fmt.Fprintf(c.stdout, "rechecked:   every event's hash recomputed from the file\n")
+	}
+	return code
+}
+
+// readPublicKey reads --public-key: a key (ed25519:…), or a file holding
+// one.
+func readPublicKey(s string) (string, error) {
+	if !strings.HasPrefix(s, "ed25519:") {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			return "", fmt.Errorf("--public-key: %q is neither a public key (ed25519:…) nor a file holding one", s)
+		}
+		s = strings.TrimSpace(string(b))
+	}
+	if _, err := instancekey.ParsePublic(s); err != nil {
+		return "", fmt.Errorf("--public-key: %v", err)
+	}
+	return s, nil
+}
+
+// readManifest reads a manifest file, at most manifest.MaxSize bytes of it
+// (and one more, for Parse to refuse).
+func readManifest(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("--manifest: %w", err)
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, manifest.MaxSize+1))
 }
