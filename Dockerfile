@@ -4,8 +4,10 @@
 #   docker build -t cdcaudit .
 #   docker run --rm -v cdcaudit-data:/data -p 127.0.0.1:9187:9187 \
 #     -e CDCAUDIT_DSN=postgres://cdcaudit:secret@db:5432/erp cdcaudit
-# Inside the container the store is /data and /metrics listens on 0.0.0.0:9187;
-# publish the port on 127.0.0.1 (or a private network) only.
+# Inside the container the store is /data and the HTTP server (/metrics, the
+# API) listens on 0.0.0.0:9187 in plain HTTP (CDCAUDIT_ALLOW_PLAIN_HTTP):
+# publish the port on 127.0.0.1 (or a private network) only, or mount a
+# certificate and set CDCAUDIT_TLS_CERT_FILE and CDCAUDIT_TLS_KEY_FILE.
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -29,7 +31,8 @@ COPY --from=build --chown=65532:65532 /out/data /data
 COPY --from=build --chown=65532:65532 /out/anchors /anchors
 USER 65532:65532
 ENV CDCAUDIT_DATA_DIR=/data \
-    CDCAUDIT_HTTP_ADDR=0.0.0.0:9187
+    CDCAUDIT_HTTP_ADDR=0.0.0.0:9187 \
+    CDCAUDIT_ALLOW_PLAIN_HTTP=true
 VOLUME ["/data"]
 EXPOSE 9187
 # `run` exits 0 after its final checkpoint on SIGTERM: give it time (docker

@@ -35,7 +35,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 // commandFlags are the flags each command must offer (operators' scripts
 // depend on these names).
 var commandFlags = map[string][]string{
-	"run": {"dsn", "data-dir", "config", "http-addr", "pprof", "slot", "publication", "tables", "exclude", "accept-gap",
+	"run": {"dsn", "data-dir", "config", "http-addr", "tls-cert-file", "tls-key-file", "allow-plain-http", "pprof", "slot", "publication", "tables", "exclude", "accept-gap",
 		"anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "snapshot", "snapshot-tables"},
 	"check":    {"dsn", "config", "slot", "publication", "tables", "exclude"},
 	"export":   {"data-dir", "format", "since", "until", "table", "op", "user", "session", "record", "flag", "out", "manifest", "config"},
@@ -489,7 +489,7 @@ func TestHTTPServer(t *testing.T) {
 	m := metrics.New()
 	m.AddEvents("public", "sale_order", "insert", 2)
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP("127.0.0.1:0", m, log, false)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, m, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +526,7 @@ func TestHTTPServer(t *testing.T) {
 // With pprof on, the profiler answers loopback clients, and only them.
 func TestHTTPServerPprof(t *testing.T) {
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP("127.0.0.1:0", metrics.New(), log, true)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0", pprof: true}, metrics.New(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,13 +544,13 @@ func TestHTTPServerPprof(t *testing.T) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/debug/pprof/heap", nil)
 	req.RemoteAddr = "192.0.2.7:40000"
-	hs.srv.Handler.ServeHTTP(rec, req)
+	hs.handler.ServeHTTP(rec, req)
 	if rec.Code != http.StatusForbidden {
 		t.Errorf("/debug/pprof/heap from 192.0.2.7: %d, want 403", rec.Code)
 	}
 	req.RemoteAddr = "[::1]:40000"
 	rec = httptest.NewRecorder()
-	hs.srv.Handler.ServeHTTP(rec, req)
+	hs.handler.ServeHTTP(rec, req)
 	if rec.Code != 200 {
 		t.Errorf("/debug/pprof/heap from [::1]: %d, want 200", rec.Code)
 	}
@@ -559,7 +559,7 @@ func TestHTTPServerPprof(t *testing.T) {
 func TestRunHTTPAddrInUse(t *testing.T) {
 	m := metrics.New()
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP("127.0.0.1:0", m, log, false)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, m, log)
 	if err != nil {
 		t.Fatal(err)
 	}

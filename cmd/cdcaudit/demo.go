@@ -98,7 +98,7 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 	say("%s", paint(color, ansiBold, "cdcaudit demo")+" — starting a throwaway PostgreSQL server…")
 	log := newLogger(c.stderr, logging.DefaultFormat, logLevel)
 	m := metrics.New()
-	hs, err := startHTTP(httpAddr, m, log.With("component", "http"), false)
+	hs, err := startHTTP(httpSettings{addr: httpAddr}, m, log.With("component", "http"))
 	if err != nil {
 		return c.fail("demo", fmt.Errorf("--http-addr %s: %w", httpAddr, err))
 	}

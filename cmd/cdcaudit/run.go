@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
@@ -29,8 +27,10 @@ received are stored, the slot is confirmed up to them, and cdcaudit exits 0).
 On start cdcaudit creates the publication (all tables, or --tables minus
 --exclude) and the pgoutput replication slot when they are missing, and
 streams from the store's checkpoint (or from the slot's position on the first
-start). It never drops the slot. /metrics (Prometheus) and /healthz are served
-on --http-addr, 127.0.0.1 only unless told otherwise.
+start). It never drops the slot. /metrics (Prometheus), /healthz and the API
+(/api/v1, docs/api.md) are served on --http-addr, 127.0.0.1 only unless told
+otherwise; beyond loopback with TLS (--tls-cert-file, --tls-key-file) or,
+asked for with --allow-plain-http, in plain HTTP.
 
 Every change is attributed to the application user and login session that
 made it, from the application's own tables (--profile: Odoo is recognised by
@@ -65,10 +65,11 @@ dropped, wal_level is not logical, missing privileges), 2 on bad usage.`
 
 const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp --data-dir /var/lib/cdcaudit
   cdcaudit run --config /etc/cdcaudit.yml --tables 'public.sale_*,public.res_partner'
-  CDCAUDIT_DSN=postgres://cdcaudit@db/erp CDCAUDIT_DATA_DIR=/data cdcaudit run --http-addr 0.0.0.0:9187`
+  CDCAUDIT_DSN=postgres://cdcaudit@db/erp CDCAUDIT_DATA_DIR=/data cdcaudit run --http-addr 0.0.0.0:9187 \
+    --tls-cert-file /etc/cdcaudit/tls.crt --tls-key-file /etc/cdcaudit/tls.key`
 
 // runFlagOrder is the order of run's flags in --help.
-var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "pprof", "slot", "publication", "tables", "exclude",
+var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "tls-cert-file", "tls-key-file", "allow-plain-http", "pprof", "slot", "publication", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
 	"snapshot", "snapshot-tables", "retention", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
@@ -108,7 +109,8 @@ func (c *cli) run(args []string) int {
 	defer stop()
 
 	m := metrics.New()
-	hs, err := startHTTP(cfg.HTTPAddr, m, log, cfg.Pprof)
+	hs, err := startHTTP(httpSettings{addr: cfg.HTTPAddr, certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile,
+		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof}, m, log)
 	if err != nil {
 		return c.fail("run", fmt.Errorf("http_addr %s: %w", cfg.HTTPAddr, err))
 	}
@@ -116,7 +118,7 @@ func (c *cli) run(args []string) int {
 
 	log.Info("cdcaudit starting", "version", versionString(), "server", config.DescribeDSN(cfg.DSN),
 		"data_dir", cfg.DataDir, "slot", cfg.Slot, "publication", cfg.Publication,
-		"metrics", "http://"+hs.addr+"/metrics", "healthz", "http://"+hs.addr+"/healthz")
+		"metrics", hs.url+"/metrics", "healthz", hs.url+"/healthz")
 	if cfg.File != "" {
 		log.Debug("configuration", "file", cfg.File)
 	}
@@ -183,79 +185,57 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	return log
 }
 
-// httpServer serves /metrics and /healthz.
+// httpServer is the daemon's HTTP server and its routes.
 type httpServer struct {
-	srv  *http.Server
-	addr string // the actual address (port 0 resolved)
-	done chan struct{}
+	*httpserver.Server
+	addr    string // the actual address (port 0 resolved)
+	url     string // http:// or https:// and addr
+	handler http.Handler
 }
 
-// startHTTP serves /metrics, /healthz and, with withPprof, /debug/pprof.
-func startHTTP(addr string, m *metrics.Metrics, log *slog.Logger, withPprof bool) (*httpServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
+// httpSettings say how and what the daemon's HTTP server serves.
+type httpSettings struct {
+	addr              string
+	certFile, keyFile string // TLS when set
+	allowPlain        bool   // plain HTTP beyond loopback
+	pprof             bool   // /debug/pprof, to loopback clients
+	// routes, when set, adds routes (the API) to the server's.
+	routes func(mux *http.ServeMux)
+}
+
+// startHTTP serves /metrics, /healthz, /debug/pprof with pprof, and the
+// routes given.
+func startHTTP(hs httpSettings, m *metrics.Metrics, log *slog.Logger) (*httpServer, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", m.HealthHandler())
 	index := "/metrics  Prometheus metrics\n/healthz  health (200 ok, 503 with the reason)\n"
-	if withPprof {
-		mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
-		mux.Handle("/debug/pprof/cmdline", loopbackOnly(http.HandlerFunc(pprof.Cmdline)))
-		mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
-		mux.Handle("/debug/pprof/symbol", loopbackOnly(http.HandlerFunc(pprof.Symbol)))
-		mux.Handle("/debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
+	if hs.routes != nil {
+		hs.routes(mux)
+		index += "/api/v1/  the HTTP API (sign in; /api/v1/openapi.json describes it)\n"
+	}
+	if hs.pprof {
+		mux.Handle("/debug/pprof/", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Trace)))
 		index += "/debug/pprof/  Go profiler (loopback clients only)\n"
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "cdcaudit %s\n\n%s", versionString(), index)
 	})
-	hs := &httpServer{
-		srv: &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
-		addr: ln.Addr().String(),
-		done: make(chan struct{}),
+	srv, err := httpserver.Start(httpserver.Options{Addr: hs.addr, CertFile: hs.certFile, KeyFile: hs.keyFile,
+		AllowPlain: hs.allowPlain, Handler: mux, Log: log})
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		defer close(hs.done)
-		if err := hs.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
-	log.Info("serving metrics", "addr", hs.addr, "url", "http://"+hs.addr+"/metrics")
-	return hs, nil
+	log.Info("serving metrics", "addr", srv.Addr(), "url", srv.URL()+"/metrics")
+	return &httpServer{Server: srv, addr: srv.Addr(), url: srv.URL(), handler: mux}, nil
 }
 
-// loopbackOnly answers clients connecting from a loopback address only:
-// the profiler shows what an outsider should not see, whatever address the
-// server listens on.
-func loopbackOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			http.Error(w, "/debug/pprof answers loopback clients only", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func (hs *httpServer) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.srv.Shutdown(ctx); err != nil {
-		hs.srv.Close()
-	}
-	<-hs.done
-}
+func (hs *httpServer) shutdown() { hs.Shutdown() }
 
 // signalContext is cancelled by SIGINT or SIGTERM; after the first signal
 // the default action is restored, so a second one kills the process.

@@ -71,6 +71,9 @@ const (
 	KeyDSN            = "dsn"
 	KeyDataDir        = "data_dir"
 	KeyHTTPAddr       = "http_addr"
+	KeyTLSCertFile    = "tls_cert_file"
+	KeyTLSKeyFile     = "tls_key_file"
+	KeyAllowPlainHTTP = "allow_plain_http"
 	KeyPprof          = "pprof"
 	KeySlot           = "slot"
 	KeyPublication    = "publication"
@@ -112,6 +115,11 @@ type Config struct {
 	DSN      string
 	DataDir  string
 	HTTPAddr string
+	// TLSCertFile and TLSKeyFile, both set, make the HTTP server serve TLS.
+	TLSCertFile, TLSKeyFile string
+	// AllowPlainHTTP lets the HTTP server serve plain HTTP on an address
+	// beyond loopback.
+	AllowPlainHTTP bool
 	// Pprof serves Go's profiler at /debug/pprof on the HTTP server, to
 	// clients on the loopback interface only.
 	Pprof          bool
@@ -267,7 +275,17 @@ var keys = []keyInfo{
 	setting(KeyDataDir, "`directory` of the audit store (created if missing)",
 		func(c *Config) *string { return &c.DataDir }, "", nil),
 	setting(KeyHTTPAddr, "`address` for /metrics and /healthz (port 0 picks a free port)",
-		func(c *Config) *string { return &c.HTTPAddr }, httpserver.DefaultAddr, httpserver.ValidateAddr),
+		func(c *Config) *string { return &c.HTTPAddr }, httpserver.DefaultAddr, httpserver.ValidateAddr).
+		rule(func(c *Config) error {
+			return httpserver.ValidatePlain(c.HTTPAddr, c.TLSCertFile != "" || c.TLSKeyFile != "", c.AllowPlainHTTP)
+		}),
+	setting(KeyTLSCertFile, "PEM `file` of the HTTP server's certificate (with tls_key_file): serve TLS",
+		func(c *Config) *string { return &c.TLSCertFile }, "", nil).
+		files(func(c *Config) error { return httpserver.ValidateTLSFiles(c.TLSCertFile, c.TLSKeyFile) }),
+	setting(KeyTLSKeyFile, "PEM `file` of the certificate's private key (with tls_cert_file)",
+		func(c *Config) *string { return &c.TLSKeyFile }, "", nil),
+	setting(KeyAllowPlainHTTP, "serve plain HTTP on an http_addr beyond loopback (without TLS, tokens, passwords and cookies cross the network in clear: for a TLS proxy on the same host)",
+		func(c *Config) *bool { return &c.AllowPlainHTTP }, false, nil),
 	setting(KeyPprof, "serve Go's profiler at /debug/pprof on the HTTP server, answering loopback clients only",
 		func(c *Config) *bool { return &c.Pprof }, false, nil),
 	setting(KeySlot, "logical replication slot `name` (created if missing)",
