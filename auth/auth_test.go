@@ -126,7 +126,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 			"bob":   {ID: 7, PasswordHash: odooHash(t, bobPW, 2000, []byte("bob-salt-bob-salt")), Role: access.Viewer},
 			"old":   {ID: 9, PasswordHash: odooHash(t, "old-pw", 1000, []byte("s")), Role: ""},   // archived
 			"port":  {ID: 10, PasswordHash: odooHash(t, "port-pw", 1000, []byte("s")), Role: ""}, // portal
-			"plain": {ID: 11, PasswordHash: "plain-pw", Role: access.Self},                          // passlib's plaintext scheme
+			"plain": {ID: 11, PasswordHash: "plain-pw", Role: access.Self},                       // passlib's plaintext scheme
 		}
 	}
 	if opts.Access == nil {

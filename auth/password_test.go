@@ -98,10 +98,10 @@ func TestPasswordHashMalformed(t *testing.T) {
 	parts := strings.Split(good, "$") // "", "pbkdf2-sha512", rounds, salt, sum
 	for _, s := range []string{
 		"",
-		"pw",                                  // Odoo's 'plaintext' scheme: not accepted here
+		"pw", // Odoo's 'plaintext' scheme: not accepted here
 		"$pbkdf2-sha256$10$" + parts[3] + "$" + parts[4],
-		"$pbkdf2-sha512$10$" + parts[3],       // no checksum
-		good + "$",                            // extra field
+		"$pbkdf2-sha512$10$" + parts[3], // no checksum
+		good + "$",                      // extra field
 		"$pbkdf2-sha512$0$" + parts[3] + "$" + parts[4],
 		"$pbkdf2-sha512$010$" + parts[3] + "$" + parts[4],
 		"$pbkdf2-sha512$-1$" + parts[3] + "$" + parts[4],
