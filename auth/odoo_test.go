@@ -93,6 +93,16 @@ func TestOdooUsersLookupRecorded(t *testing.T) {
 			t.Errorf("%s: role %q, two-factor %t; want %q, %t", login, a.Role, a.TOTPSecret != "", want.role, want.totp)
 		}
 	}
+	// Odoo 18 writes implied groups into res_groups_users_rel (admin is in
+	// base.group_user directly, not only through Settings): no membership of
+	// the recording is implied without being written.
+	var missing int
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FROM res_groups_users_rel r
+		JOIN res_groups_implied_rel i ON i.gid = r.gid
+		WHERE NOT EXISTS (SELECT 1 FROM res_groups_users_rel r2 WHERE r2.uid = r.uid AND r2.gid = i.hid)`).Scan(&missing); err != nil || missing != 0 {
+		t.Errorf("implied memberships not written out: %d (%v)", missing, err)
+	}
 	if _, err := users.Lookup(ctx, "nobody"); err != ErrNoAccount {
 		t.Errorf("unknown login: %v", err)
 	}
