@@ -321,14 +321,12 @@ func (a *Auth) signIn(w http.ResponseWriter, r *http.Request) {
 	now := a.now()
 	ev := AccessEvent{Time: now, Action: "signin", Login: req.Login, Address: clientIP(r.RemoteAddr), Via: "password"}
 	addrKey := clientAddress(r.RemoteAddr)
-	waitA, blockedA := a.byAddress.blocked(addrKey, now)
-	waitL, blockedL := a.byLogin.blocked(req.Login, now)
-	if blockedA || blockedL {
+	if wait, ok := a.take(addrKey, req.Login, now); !ok {
 		// Neither recorded nor logged at info: a flood of these costs the
 		// attacker nothing and must not grow the access log.
 		a.count(ResultRateLimited)
 		a.log.Debug("sign-in rate-limited", "login", req.Login, "address", ev.Address)
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(waitA, waitL).Seconds()))))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		writeError(w, http.StatusTooManyRequests, "too many failed sign-ins; try again later")
 		return
 	}
@@ -336,26 +334,30 @@ func (a *Auth) signIn(w http.ResponseWriter, r *http.Request) {
 	acct, ok, err := a.checkPassword(r.Context(), req.Login, req.Password)
 	if err != nil {
 		a.log.Warn("sign-in: cannot read the application's users", "login", req.Login, "address", ev.Address, "err", err)
+		a.refund(addrKey, req.Login)
 		a.finish(w, r, ev, ResultUnavailable)
 		return
 	}
 	if !ok {
-		a.failed(w, r, ev, addrKey)
+		a.finish(w, r, ev, ResultRefused)
 		return
 	}
 	if acct.TOTPSecret != "" {
 		if strings.TrimSpace(req.TOTP) == "" {
 			// The password was right: saying a code is needed tells nothing
-			// to whoever does not have it.
+			// to whoever does not have it. Not a failure.
+			a.refund(addrKey, req.Login)
 			a.finish(w, r, ev, ResultTOTPRequired)
 			return
 		}
 		if !a.checkTOTP(acct, req.Login, req.TOTP, now) {
-			a.failed(w, r, ev, addrKey)
+			a.finish(w, r, ev, ResultRefused)
 			return
 		}
 	}
 
+	// Signed in: the address gets its attempt back, the login a clean slate.
+	a.byAddress.refund(addrKey)
 	a.byLogin.forget(req.Login)
 	p := access.Principal{Role: acct.Role, Login: req.Login, Via: "password"}
 	ev.Principal = p.String()
@@ -458,12 +460,24 @@ func (a *Auth) checkTOTP(acct Account, login, code string, now time.Time) bool {
 	return true
 }
 
-// failed answers a wrong credential and counts it against the login and
-// the address.
-func (a *Auth) failed(w http.ResponseWriter, r *http.Request, ev AccessEvent, addrKey string) {
-	a.byAddress.fail(addrKey, ev.Time)
-	a.byLogin.fail(ev.Login, ev.Time)
-	a.finish(w, r, ev, ResultRefused)
+// take counts a sign-in attempt against the address and the login, or
+// says how long they must wait.
+func (a *Auth) take(addrKey, login string, now time.Time) (time.Duration, bool) {
+	wait, ok := a.byAddress.take(addrKey, now)
+	if !ok {
+		return wait, false
+	}
+	if wait, ok = a.byLogin.take(login, now); !ok {
+		a.byAddress.refund(addrKey)
+		return wait, false
+	}
+	return 0, true
+}
+
+// refund gives back an attempt that was not a failure.
+func (a *Auth) refund(addrKey, login string) {
+	a.byAddress.refund(addrKey)
+	a.byLogin.refund(login)
 }
 
 // finish answers, records, logs and counts a sign-in that did not succeed.

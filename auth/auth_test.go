@@ -725,3 +725,32 @@ func (h *harness) noSecrets(secrets ...string) {
 		h.t.Error("nothing was logged: the check proves nothing")
 	}
 }
+
+// Guesses sent at once are held to the limit too: each attempt is counted
+// before its password is checked.
+func TestRateLimitConcurrentGuesses(t *testing.T) {
+	h := newHarness(t, Options{})
+	codes := make(chan int, 20)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := httptest.NewRequest("POST", "/api/v1/signin", strings.NewReader(signInBody("bob", fmt.Sprintf("guess-%d", i), "")))
+			r.Header.Set("Content-Type", "application/json")
+			r.RemoteAddr = fmt.Sprintf("203.0.113.%d:1", i+1)
+			w := httptest.NewRecorder()
+			h.mux.ServeHTTP(w, r)
+			codes <- w.Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	n := map[int]int{}
+	for c := range codes {
+		n[c]++
+	}
+	if n[http.StatusUnauthorized] != 5 || n[http.StatusTooManyRequests] != 15 {
+		t.Errorf("20 guesses at once: %v, want 5 checked and 15 refused", n)
+	}
+}

@@ -84,27 +84,21 @@ func newLimiter(l Limit, max int) *limiter {
 	return &limiter{limit: l, interval: l.Per / time.Duration(l.Failures), max: max, keys: map[string]*list.Element{}}
 }
 
-// blocked says whether key may not try now, and for how long.
-func (l *limiter) blocked(key string, now time.Time) (time.Duration, bool) {
+// take counts an attempt of key at now as a failure, unless key is over
+// its limit: then it says for how long. Counting before the password is
+// checked keeps concurrent guesses within the limit too; refund gives back
+// an attempt that was not a failure.
+func (l *limiter) take(key string, now time.Time) (wait time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e, ok := l.keys[key]
-	if !ok {
-		return 0, false
-	}
-	wait := e.Value.(*limited).tat.Sub(now) - (l.limit.Per - l.interval)
-	return wait, wait > 0
-}
-
-// fail counts a failure of key at now.
-func (l *limiter) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e, ok := l.keys[key]; ok {
+	if e, found := l.keys[key]; found {
 		k := e.Value.(*limited)
+		if wait := k.tat.Sub(now) - (l.limit.Per - l.interval); wait > 0 {
+			return wait, false
+		}
 		k.tat = later(k.tat, now).Add(l.interval)
 		l.lru.MoveToBack(e)
-		return
+		return 0, true
 	}
 	// Recovered keys are forgotten first, then the least recently failed.
 	for l.lru.Len() > 0 {
@@ -116,6 +110,17 @@ func (l *limiter) fail(key string, now time.Time) {
 		l.lru.Remove(front)
 	}
 	l.keys[key] = l.lru.PushBack(&limited{key: key, tat: now.Add(l.interval)})
+	return 0, true
+}
+
+// refund gives back one attempt take counted.
+func (l *limiter) refund(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.keys[key]; ok {
+		k := e.Value.(*limited)
+		k.tat = k.tat.Add(-l.interval)
+	}
 }
 
 // forget drops key's failures (a login after it signed in).

@@ -28,36 +28,38 @@ func TestLimiterBurstThenOnePerInterval(t *testing.T) {
 	l := newLimiter(Limit{5, 15 * time.Minute}, 100)
 	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
 	for i := range 5 {
-		if _, b := l.blocked("alice", t0); b {
+		if _, ok := l.take("alice", t0); !ok {
 			t.Fatalf("blocked after %d failures", i)
 		}
-		l.fail("alice", t0)
 	}
-	wait, b := l.blocked("alice", t0)
-	if !b || wait != 3*time.Minute {
-		t.Fatalf("after 5 failures: blocked %v for %v, want 3m", b, wait)
+	wait, ok := l.take("alice", t0)
+	if ok || wait != 3*time.Minute {
+		t.Fatalf("after 5 failures: taken %v, wait %v, want 3m", ok, wait)
 	}
-	if _, b := l.blocked("bob", t0); b {
+	if _, ok := l.take("bob", t0); !ok {
 		t.Fatal("another key is blocked")
 	}
+	// A refund gives one attempt back.
+	l.refund("alice")
+	if _, ok := l.take("alice", t0); !ok {
+		t.Fatal("refunded attempt refused")
+	}
 	t1 := t0.Add(3 * time.Minute)
-	if _, b := l.blocked("alice", t1); b {
+	if _, ok := l.take("alice", t1); !ok {
 		t.Fatal("still blocked after the interval")
 	}
-	l.fail("alice", t1)
-	if wait, b := l.blocked("alice", t1); !b || wait != 3*time.Minute {
-		t.Fatalf("one more failure: blocked %v for %v", b, wait)
+	if wait, ok := l.take("alice", t1); ok || wait != 3*time.Minute {
+		t.Fatalf("one more failure: taken %v, wait %v", ok, wait)
 	}
 	// After the whole period without failures, the full burst is back.
 	t2 := t1.Add(15 * time.Minute)
 	for i := range 5 {
-		if _, b := l.blocked("alice", t2); b {
+		if _, ok := l.take("alice", t2); !ok {
 			t.Fatalf("after the period: blocked after %d failures", i)
 		}
-		l.fail("alice", t2)
 	}
 	l.forget("alice")
-	if _, b := l.blocked("alice", t2); b {
+	if _, ok := l.take("alice", t2); !ok {
 		t.Fatal("blocked after forget")
 	}
 }
@@ -68,18 +70,18 @@ func TestLimiterBounded(t *testing.T) {
 	l := newLimiter(Limit{2, time.Hour}, 50)
 	now := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
 	for i := range 1000 {
-		l.fail("login-"+strconv.Itoa(i), now)
-		l.fail("victim", now) // most recently failed: never the one evicted
+		l.take("login-"+strconv.Itoa(i), now)
+		l.take("victim", now) // most recently failed: never the one evicted
 		if n := l.len(); n > 50 {
 			t.Fatalf("%d keys tracked, bound 50", n)
 		}
 	}
-	if _, b := l.blocked("victim", now); !b {
+	if _, ok := l.take("victim", now); ok {
 		t.Fatal("the repeatedly failing key was forgotten")
 	}
 	// Recovered keys make room before anything else.
 	later := now.Add(1000 * time.Hour)
-	l.fail("new", later)
+	l.take("new", later)
 	if n := l.len(); n != 1 {
 		t.Errorf("%d keys after every other recovered, want 1", n)
 	}
