@@ -78,6 +78,7 @@ func init() {
 		{"compact", "rewrite a stopped store into a fresh, compact file (records re-encoded into blocks)", (*cli).compact},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
 		{"status", "show a running daemon's checkpoint, slot and snapshot progress", (*cli).status},
+		{"token", "make an API token for the HTTP API (prints it once, and its configuration entry)", (*cli).token},
 		{"snapshot", "make a running daemon snapshot tables again (e.g. added to the publication later)", (*cli).snapshot},
 		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},
 		{"version", "print the version", (*cli).version},
