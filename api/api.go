@@ -105,6 +105,7 @@ func (s *server) routes() map[string]handlerFunc {
 		"/api/v1/summaries/sessions":   s.summarySessions,
 		"/api/v1/summaries/users":      s.summaryUsers,
 		"/api/v1/summaries/orm-bypass": s.summaryORMBypass,
+		"/api/v1/access-log":           s.accessLog,
 		"/api/v1/":                     notFound,
 	}
 }

@@ -66,13 +66,19 @@ func writeEvents(w http.ResponseWriter, events [][]byte, next string, fields ...
 		head = append(append(head, ':'), bytes.TrimRight(b, "\n")...)
 		head = append(head, ',')
 	}
+	return writeList(w, "events", events, next, head...)
+}
+
+// writeList answers {<head>"<name>":[<items as they are>],"next_cursor":…}.
+func writeList(w http.ResponseWriter, name string, items [][]byte, next string, head ...byte) error {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteByte('{')
 	bw.Write(head)
-	bw.WriteString(`"events":[`)
-	for i, e := range events {
+	bw.Write(audit.AppendString(nil, name))
+	bw.WriteString(`:[`)
+	for i, e := range items {
 		if i > 0 {
 			bw.WriteByte(',')
 		}

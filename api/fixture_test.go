@@ -130,6 +130,18 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.store = s
+	// The access log: a failed and a good sign-in, then an export.
+	for i, e := range []sink.AccessEntry{
+		{Action: "signin", Result: "refused", Login: "mallory", Via: "password", Address: "198.51.100.99"},
+		{Action: "signin", Result: "ok", Role: "self", Login: "alice@example.com", Via: "password", Address: "203.0.113.10"},
+		{Action: "export", Result: "ok", Role: "viewer", Via: "token:auditor", Address: "192.0.2.1",
+			Detail: []sink.Field{{Name: "count", Value: []byte("3")}}},
+	} {
+		e.Time = t0.Add(time.Duration(i) * time.Minute)
+		if _, err := s.AppendAccess(e); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return f
 }
 

@@ -87,6 +87,10 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	for _, target := range notFound {
 		check(&viewer, target, false)
 	}
+	check(&admin, "/api/v1/access-log?limit=2", true)
+	check(&admin, "/api/v1/access-log?order=asc&cursor=1", true)
+	check(&viewer, "/api/v1/access-log", false)
+	check(&admin, "/api/v1/access-log?cursor=x", false)
 	for _, target := range routes(f)[:len(routes(f))-1] {
 		check(nil, target, false)
 	}

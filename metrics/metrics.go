@@ -30,6 +30,8 @@
 //	retention_pruned_events_total             counter  records removed by retention
 //	retention_cuts_total                      counter  cut records retention added to the chain
 //	retention_last_cut_timestamp_seconds      gauge    when retention last cut the chain
+//	api_signins_total{result}                 counter  password sign-ins to the API, by result
+//	api_refused_requests_total{reason}        counter  API requests refused before reading data, by reason
 //
 // plus the standard go_* and process_* collectors and go_build_info.
 package metrics
@@ -80,6 +82,7 @@ type Metrics struct {
 	slotRetained  prometheus.Gauge
 	snap          snapshotMetrics
 	ret           retentionMetrics
+	api           apiMetrics
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -192,6 +195,7 @@ func newMetrics(now func() time.Time) *Metrics {
 	}
 	m.registerSnapshot()
 	m.registerRetention()
+	m.registerAPI()
 	return m
 }
 

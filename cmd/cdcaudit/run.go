@@ -17,6 +17,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const runAbout = `
@@ -109,8 +110,20 @@ func (c *cli) run(args []string) int {
 	defer stop()
 
 	m := metrics.New()
+	// The store is opened here, not by the pipeline, so that the API reads
+	// the same handle while the pipeline writes it.
+	store, err := sink.Open(cfg.DataDir)
+	if err != nil {
+		return c.fail("run", err)
+	}
+	defer store.Close()
+	routes, closeAPI, err := apiRoutes(cfg, store, m, log)
+	if err != nil {
+		return c.fail("run", err)
+	}
+	defer closeAPI()
 	hs, err := startHTTP(httpSettings{addr: cfg.HTTPAddr, certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile,
-		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof}, m, log)
+		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof, routes: routes}, m, log)
 	if err != nil {
 		return c.fail("run", fmt.Errorf("http_addr %s: %w", cfg.HTTPAddr, err))
 	}
@@ -118,7 +131,7 @@ func (c *cli) run(args []string) int {
 
 	log.Info("cdcaudit starting", "version", versionString(), "server", config.DescribeDSN(cfg.DSN),
 		"data_dir", cfg.DataDir, "slot", cfg.Slot, "publication", cfg.Publication,
-		"metrics", hs.url+"/metrics", "healthz", hs.url+"/healthz")
+		"metrics", hs.url+"/metrics", "healthz", hs.url+"/healthz", "api", hs.url+"/api/v1/")
 	if cfg.File != "" {
 		log.Debug("configuration", "file", cfg.File)
 	}
@@ -128,6 +141,7 @@ func (c *cli) run(args []string) int {
 
 	pc := pipelineConfig(cfg, m, log)
 	pc.RedactKey = redactKey
+	pc.Store = store
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/auth"
 )
 
 // buildBinary builds cdcaudit into a temporary directory.
@@ -42,7 +45,13 @@ func TestRunOperation(t *testing.T) {
 	bin := buildBinary(t)
 	dataDir := t.TempDir()
 	cfgFile := filepath.Join(t.TempDir(), "cdcaudit.yml")
-	os.WriteFile(cfgFile, []byte("slot: op_test\npublication: op_test\ntables: [public.sale_order]\nhttp_addr: 127.0.0.1:0\n"), 0o600)
+	viewer, _ := access.ParseRole("viewer")
+	token, spec, err := auth.NewToken(viewer, "op-test", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfgFile, []byte("slot: op_test\npublication: op_test\ntables: [public.sale_order]\nhttp_addr: 127.0.0.1:0\n"+
+		"api_tokens: [\""+spec.String()+"\"]\n"), 0o600)
 
 	// A password in the DSN (trust auth ignores it) must never be logged.
 	dsn := strings.Replace(cl.DSN("erp"), "postgres@", "postgres:hunter2@", 1)
@@ -156,6 +165,28 @@ func TestRunOperation(t *testing.T) {
 	}
 	if code, h := get("/healthz"); code != 200 {
 		t.Errorf("/healthz: %d %q", code, h)
+	}
+
+	// The API reads the store while the daemon writes it: only with a token.
+	if code, body := get("/api/v1/events"); code != http.StatusUnauthorized || !strings.Contains(body, `"error"`) {
+		t.Errorf("/api/v1/events without a token: %d %s", code, body)
+	}
+	if code, body := get("/api/v1/openapi.json"); code != 200 || !strings.Contains(body, `"openapi"`) {
+		t.Errorf("/api/v1/openapi.json: %d %.100s", code, body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/events?table=public.sale_order&op=update", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Events []map[string]any `json:"events"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(page.Events) != 2 || page.Events[0]["op"] != "update" {
+		t.Errorf("/api/v1/events with the token: %d, %v, %v", resp.StatusCode, page.Events, err)
 	}
 
 	// SIGTERM: final checkpoint, exit 0.

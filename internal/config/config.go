@@ -56,6 +56,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
@@ -98,6 +99,13 @@ const (
 	KeySnapshotTables = "snapshot_tables"
 
 	KeyRetention = "retention"
+
+	KeyAPITokens             = "api_tokens"
+	KeyAPIViewerGroup        = "api_viewer_group"
+	KeyAPISessionIdle        = "api_session_idle"
+	KeyAPISessionLifetime    = "api_session_lifetime"
+	KeyAPISigninLimitLogin   = "api_signin_limit_login"
+	KeyAPISigninLimitAddress = "api_signin_limit_address"
 )
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
@@ -160,6 +168,15 @@ type Config struct {
 	// Retention is how long events are kept (zero: forever); the pipeline
 	// adds the state to prune with them.
 	Retention sink.Retention
+
+	// APITokens are the API's tokens, by their SHA-256 (auth).
+	APITokens []auth.Token
+	// APIViewerGroup is the application group (an xml id) whose members
+	// sign in as viewers.
+	APIViewerGroup                     string
+	APISessionIdle, APISessionLifetime time.Duration
+	// APISigninLimitLogin and APISigninLimitAddress are failures/period.
+	APISigninLimitLogin, APISigninLimitAddress string
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -340,7 +357,22 @@ var keys = []keyInfo{
 		func(c *Config) *[]string { return &c.SnapshotTables }, nil, each(replication.ValidateTableGlob)),
 	setting(KeyRetention, "how long events are kept: a `window` (400d) for every table, and windows per table glob, first match wins: default=400d,public.account_move*=10y (units h, d, w, y = 365d; forever keeps; default: keep everything forever)",
 		func(c *Config) *sink.Retention { return &c.Retention }, sink.Retention{}, nil),
+	listOf(KeyAPITokens, "API `tokens`, each \"name=… role=admin|viewer|self:LOGIN sha256=<hex> [expires=…]\" as cdcaudit token new prints it (only the token's SHA-256 is configured)",
+		func(c *Config) *[]auth.Token { return &c.APITokens }, items[auth.Token]{form: "token entries", parse: auth.ParseTokenSpec}, nil),
+	setting(KeyAPIViewerGroup, "the application `group` (xml id, e.g. sales_team.group_sale_manager) whose members sign in to the API as viewers (settings administrators are admins, other internal users see their own)",
+		func(c *Config) *string { return &c.APIViewerGroup }, "", optional(auth.ValidateGroupXMLID)),
+	setting(KeyAPISessionIdle, "an API sign-in session ends after this `duration` without a request",
+		func(c *Config) *time.Duration { return &c.APISessionIdle }, auth.DefaultSessionIdle, nil),
+	setting(KeyAPISessionLifetime, "an API sign-in session ends this `duration` after sign-in, whatever happens",
+		func(c *Config) *time.Duration { return &c.APISessionLifetime }, auth.DefaultSessionLifetime, nil).
+		rule(func(c *Config) error { return auth.ValidateSessionTimes(c.APISessionIdle, c.APISessionLifetime) }),
+	setting(KeyAPISigninLimitLogin, "failed sign-ins allowed per login: `failures/period`, then 429",
+		func(c *Config) *string { return &c.APISigninLimitLogin }, auth.DefaultLoginLimit.String(), validLimit),
+	setting(KeyAPISigninLimitAddress, "failed sign-ins allowed per client address: `failures/period`, then 429",
+		func(c *Config) *string { return &c.APISigninLimitAddress }, auth.DefaultAddressLimit.String(), validLimit),
 }
+
+func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }
 
 func lookupKey(name string) (keyInfo, bool) {
 	for _, k := range keys {

@@ -12,6 +12,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sessions"
@@ -33,6 +34,11 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		IdleAfter:       sessions.DefaultIdleAfter,
 		SessionLifetime: sessions.DefaultLifetime,
 		Snapshot:        snapshot.DefaultMode,
+
+		APISessionIdle:        auth.DefaultSessionIdle,
+		APISessionLifetime:    auth.DefaultSessionLifetime,
+		APISigninLimitLogin:   auth.DefaultLoginLimit.String(),
+		APISigninLimitAddress: auth.DefaultAddressLimit.String(),
 	}
 	if got := Defaults(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Defaults() = %+v\nwant the owners' %+v", got, want)

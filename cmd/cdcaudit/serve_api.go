@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/api"
+	"github.com/cdcaudit/cdcaudit/auth"
+	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/metrics"
+	"github.com/cdcaudit/cdcaudit/profile"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// apiRoutes makes the HTTP API on the daemon's store, behind sign-in: the
+// routes to add to the daemon's server, and what to close at the end.
+func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, log *slog.Logger) (func(*http.ServeMux), func(), error) {
+	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api")})
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := auth.Options{
+		Tokens:          cfg.APITokens,
+		SessionIdle:     cfg.APISessionIdle,
+		SessionLifetime: cfg.APISessionLifetime,
+		SecureCookie:    cfg.TLSCertFile != "",
+		Access:          storeAccessLog{store},
+		Log:             log.With("component", "auth"),
+	}
+	if m != nil {
+		opts.Metrics = m
+	}
+	if opts.LoginLimit, err = auth.ParseLimit(cfg.APISigninLimitLogin); err != nil {
+		return nil, nil, err
+	}
+	if opts.AddressLimit, err = auth.ParseLimit(cfg.APISigninLimitAddress); err != nil {
+		return nil, nil, err
+	}
+	closeUsers := func() {}
+	// Password sign-in is Odoo's: with the Odoo profile, or auto (Odoo may
+	// appear after start; until then sign-in answers 503).
+	if cfg.Profile == profile.ChoiceOdoo || cfg.Profile == profile.ChoiceAuto {
+		pool, err := usersPool(cfg.DSN)
+		if err != nil {
+			return nil, nil, err
+		}
+		users, err := auth.NewOdooUsers(pool, cfg.APIViewerGroup)
+		if err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		opts.Users, closeUsers = users, pool.Close
+	}
+	a, err := auth.New(opts)
+	if err != nil {
+		closeUsers()
+		return nil, nil, err
+	}
+	routes := func(mux *http.ServeMux) {
+		mux.Handle(api.Prefix, a.Middleware(h))
+		a.Routes(mux)
+	}
+	return routes, closeUsers, nil
+}
+
+// usersPool connects to the ERP's database as an ordinary client (the DSN
+// without its replication parameter), two connections at most: sign-ins
+// read one user each.
+func usersPool(dsn string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("the API's sign-in: the DSN does not parse") // the error may quote the password
+	}
+	delete(pc.ConnConfig.RuntimeParams, "replication")
+	pc.MaxConns = 2
+	pc.ConnConfig.RuntimeParams["application_name"] = "cdcaudit-signin"
+	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// storeAccessLog records sign-ins in the store's access log.
+type storeAccessLog struct{ s *sink.Store }
+
+func (l storeAccessLog) Record(_ context.Context, e auth.AccessEvent) error {
+	entry := sink.AccessEntry{Time: e.Time, Action: e.Action, Result: e.Result, Login: e.Login, Via: e.Via, Address: e.Address}
+	if p, err := access.ParseRole(e.Principal); err == nil {
+		entry.Role = string(p.Role)
+	}
+	_, err := l.s.AppendAccess(entry)
+	return err
+}
