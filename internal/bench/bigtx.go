@@ -56,7 +56,7 @@ func benchBigTx(ctx context.Context, c *pgtest.Cluster, o options, snapshots boo
 		return nil, err
 	}
 	log.Printf("big transaction: %d rows inserted in %.1fs", o.bigTx, time.Since(t0).Seconds())
-	d, err := runCdcaudit(ctx, conn, o, c, db, slot, "none", end, snapshots)
+	d, err := runCdcaudit(ctx, conn, o, c, db, slot, "none", end, snapshots, nil)
 	if err != nil {
 		return nil, err
 	}

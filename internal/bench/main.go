@@ -38,6 +38,7 @@ func main() {
 	bigTx := flag.Int("big-tx", 0, "also drain ONE transaction inserting this many rows of the bench table through cdcaudit, for its peak RSS (0: not)")
 	jsonOut := flag.String("json", "", "also write every figure of every run to this file, as JSON")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
+	apiLoadMode := flag.Bool("api-load", false, "instead of the drains, drain the FULL backlog through cdcaudit twice in each run: alone, and with 4 API exports (JSON Lines, again and again) and a stream of API queries reading the store meanwhile; compare the ingest rate")
 	cpuProfile := flag.String("cpuprofile", "", "collect cdcaudit's CPU profile (through its --pprof endpoint) of every drain or attached run into this directory, in one-second pieces: go tool pprof -top DIR/SLOT-*.pb.gz")
 	flag.Parse()
 	ids, err := parseIdentities(*identity)
@@ -56,7 +57,7 @@ func main() {
 	opts := options{bin: *bin, rows: *rows, txRows: *txRows, runs: *runs, identities: ids,
 		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep, cpuProfile: *cpuProfile,
 		attached: *attachedMode, pgbenchSeconds: *pgbenchSeconds, pgbenchClients: *pgbenchClients, pgbenchScale: *pgbenchScale,
-		bigTx: *bigTx}
+		bigTx: *bigTx, apiLoad: *apiLoadMode}
 	if err := run(opts); err != nil {
 		log.Fatal(err)
 	}
@@ -73,6 +74,7 @@ type options struct {
 	attached                                     bool
 	pgbenchSeconds, pgbenchClients, pgbenchScale int
 	bigTx                                        int
+	apiLoad                                      bool // --api-load
 }
 
 // parseIdentities reads --identity: the replica identities to measure, FULL
@@ -147,7 +149,8 @@ type drain struct {
 	// CPU (user+system) of the consumer process and of the walsender(s)
 	// serving it, up to the end of the drain.
 	cpu, walsenderCPU time.Duration
-	storeBytes        int64 // cdcaudit's store; 0 for pg_recvlogical
+	storeBytes        int64         // cdcaudit's store; 0 for pg_recvlogical
+	load              apiLoadResult // --api-load: what the API's readers did meanwhile
 }
 
 // identityRun is one replica identity's part of a run: the WAL its workload
@@ -196,6 +199,9 @@ func run(o options) error {
 	rep := report{Rows: o.rows, TxRows: o.txRows, Changes: changes, Identities: o.identities, PgbenchTransactions: o.pgbenchTx}
 	if o.attached {
 		return runAttachedMode(ctx, c, o, rep, snapshots)
+	}
+	if o.apiLoad {
+		return runAPILoadMode(ctx, c, o, rep)
 	}
 	if o.runs > 0 {
 		fmt.Printf("workload: %d inserts + %d updates of a 15-column table (REPLICA IDENTITY %s), %d rows per transaction; %d run(s)\n",
@@ -333,7 +339,7 @@ func compare(ctx context.Context, c *pgtest.Cluster, o options, run int, order [
 			if cons.profile == "" {
 				d, err = runRecvlogical(ctx, b.conn, c, b.db, b.slot(cons), b.end)
 			} else {
-				d, err = runCdcaudit(ctx, b.conn, o, c, b.db, b.slot(cons), cons.profile, b.end, snapshots)
+				d, err = runCdcaudit(ctx, b.conn, o, c, b.db, b.slot(cons), cons.profile, b.end, snapshots, nil)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("identity %s, %s: %w", b.id, cons.name, err)
@@ -489,7 +495,9 @@ func runRecvlogical(ctx context.Context, conn *pgx.Conn, c *pgtest.Cluster, db, 
 	}
 }
 
-func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Cluster, db, slot, prof string, end uint64, snapshots bool) (drain, error) {
+// runCdcaudit drains the backlog up to end through cdcaudit from slot;
+// with load, the API is read meanwhile (--api-load).
+func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Cluster, db, slot, prof string, end uint64, snapshots bool, load *apiLoad) (drain, error) {
 	dataDir, err := os.MkdirTemp("", "cdcaudit-bench-"+slot+"-")
 	if err != nil {
 		return drain{}, err
@@ -509,11 +517,27 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Clust
 		return drain{}, err
 	}
 	defer stopProfile()
+	addr := ""
+	if load != nil {
+		if i := slices.Index(args, "--http-addr"); args[i+1] == "127.0.0.1:0" {
+			if args[i+1], err = freeAddr(); err != nil {
+				return drain{}, err
+			}
+		}
+		addr = args[slices.Index(args, "--http-addr")+1]
+	}
 	cmd := exec.Command(o.bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if load != nil {
+		cmd.Env = append(os.Environ(), load.env())
+	}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return drain{}, err
+	}
+	if load != nil {
+		load.start(addr, o.rows)
+		defer load.stop() // on an early return; a second stop is a no-op
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -539,6 +563,11 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Clust
 		}
 	}
 	stopProfile()
+	if load != nil {
+		if d.load, err = load.stop(); err != nil {
+			return drain{}, fmt.Errorf("the API load: %w", err)
+		}
+	}
 	// Read before it is told to stop: its shutdown is not part of the drain.
 	if d.cpu, err = processCPU(cmd.Process.Pid); err != nil {
 		return drain{}, err

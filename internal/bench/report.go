@@ -291,6 +291,7 @@ type report struct {
 	BigTx               *bigTxResult    `json:"big_tx,omitempty"`
 	// --pgbench: per run, pg_recvlogical's then cdcaudit's figures.
 	Attached [][]attached `json:"attached,omitempty"`
+	APILoad  []apiLoadRun `json:"api_load,omitempty"`
 }
 
 type jsonRun struct {
