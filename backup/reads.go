@@ -91,7 +91,7 @@ func (r *reads) query(ctx context.Context, body []byte, s *Stream) error {
 	if err != nil {
 		return err
 	}
-	var frame []byte
+	var frames []byte
 	sent := 0
 	for {
 		pq := q
@@ -99,13 +99,11 @@ func (r *reads) query(ctx context.Context, body []byte, s *Stream) error {
 		if q.Limit > 0 && q.Limit-sent < pageEvents {
 			pq.Limit = q.Limit - sent
 		}
-		keys, records, next, err := r.page(ctx, pq)
-		for i := range keys {
-			frame = binary.AppendUvarint(frame[:0], uint64(len(keys[i])))
-			frame = append(append(frame, keys[i]...), records[i]...)
-			if err := s.Send("ev", frame); err != nil {
-				return err
-			}
+		var n int
+		var next string
+		frames, n, next, err = r.page(ctx, pq, frames[:0])
+		if serr := s.sendFrames(frames); err == nil {
+			err = serr
 		}
 		if err != nil {
 			return err // after the events before the failure, as the store hands them on
@@ -113,13 +111,13 @@ func (r *reads) query(ctx context.Context, body []byte, s *Stream) error {
 		if err := s.Flush(); err != nil {
 			return err
 		}
-		sent += len(keys)
+		sent += n
 		switch {
 		case next == "":
 			return nil
 		case q.Limit > 0 && sent >= q.Limit:
 			return s.Send("next", []byte(next))
-		case len(keys) == 0:
+		case n == 0:
 			return errors.New("the store's query did not advance")
 		}
 		q.Cursor = next
@@ -129,26 +127,31 @@ func (r *reads) query(ctx context.Context, body []byte, s *Stream) error {
 // errPageFull stops a page's read once it holds pageBytes.
 var errPageFull = errors.New("page full")
 
-// page reads one page of q: q.Limit events, fewer when they would pass
-// pageBytes (one event at least); next continues q ("" when nothing
-// follows). On an error, the events before it come with it.
-func (r *reads) page(ctx context.Context, q sink.Query) (keys, records [][]byte, next string, err error) {
-	size := 0
+// page reads one page of q into frames ("ev" frames, appended): q.Limit
+// events, fewer when they would pass pageBytes (one event at least); next
+// continues q ("" when nothing follows). On an error, the events before it
+// come with it.
+func (r *reads) page(ctx context.Context, q sink.Query, frames []byte) (_ []byte, n int, next string, err error) {
 	next, err = r.st.Query(ctx, q, func(k, rec []byte) error {
-		if len(keys) > 0 && size+len(rec) > pageBytes {
+		if n > 0 && len(frames)+len(rec) > pageBytes {
 			return errPageFull
 		}
-		keys, records = append(keys, bytes.Clone(k)), append(records, bytes.Clone(rec))
-		size += len(rec)
+		size := binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(len(k))) + len(k) + len(rec)
+		if size > maxFrame {
+			return fmt.Errorf("event at key %x: %d bytes, more than a reply frame holds (%d)", k, size, maxFrame)
+		}
+		frames = appendHead(frames, "ev", size)
+		frames = append(append(binary.AppendUvarint(frames, uint64(len(k))), k...), rec...)
+		n++
 		return nil
 	})
 	if errors.Is(err, errPageFull) {
 		// The cursor after the last event kept: the same query stopped
 		// there by its limit.
-		q.Limit = len(keys)
+		q.Limit = n
 		next, err = r.st.Query(ctx, q, func(_, _ []byte) error { return nil })
 	}
-	return keys, records, next, err
+	return frames, n, next, err
 }
 
 func (r *reads) count(ctx context.Context, body []byte, s *Stream) error {

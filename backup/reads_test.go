@@ -24,7 +24,7 @@ var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 // storeOf writes n events through the store's write path, one a second
 // from t0, over two tables and three users, a note of pad bytes each, and
 // leaves the store open.
-func storeOf(t *testing.T, n, pad int) (*sink.Store, string) {
+func storeOf(t testing.TB, n, pad int) (*sink.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := sink.Open(dir)

@@ -78,10 +78,26 @@ func (s *Stream) send(kind string, payload []byte) error {
 		s.err = fmt.Errorf("a reply frame of %d bytes is larger than %d", len(payload), maxFrame)
 		return s.err
 	}
-	if _, s.err = fmt.Fprintf(s.w, "%s %d\n", kind, len(payload)); s.err == nil {
+	if _, s.err = s.w.Write(appendHead(nil, kind, len(payload))); s.err == nil {
 		_, s.err = s.w.Write(payload)
 	}
 	return s.err
+}
+
+// sendFrames writes frames made with appendHead.
+func (s *Stream) sendFrames(frames []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		_, s.err = s.w.Write(frames)
+	}
+	return s.err
+}
+
+// appendHead appends a frame's head: its kind and the size of its payload.
+func appendHead(b []byte, kind string, size int) []byte {
+	b = append(append(b, kind...), ' ')
+	return append(strconv.AppendInt(b, int64(size), 10), '\n')
 }
 
 // Flush sends the frames buffered.
@@ -204,19 +220,13 @@ func call(ctx context.Context, dir, verb string, body []byte, fn func(kind strin
 	if head != "stream" {
 		return fmt.Errorf("control socket: the daemon says %q", head)
 	}
-	var buf bytes.Buffer
+	var buf []byte
 	for {
-		head, err := readHead(br)
+		kind, size, err := readFrameHead(br)
 		if err != nil {
-			return fail(fmt.Errorf("the daemon's reply ended early (%v): see its log", err))
+			return fail(err)
 		}
-		kind, sz, _ := strings.Cut(head, " ")
-		size, err := strconv.ParseInt(sz, 10, 64)
-		if err != nil || size < 0 || size > maxFrame || kind == "" {
-			return fmt.Errorf("control socket: a malformed reply frame %q", head)
-		}
-		buf.Reset()
-		if _, err := io.CopyN(&buf, br, size); err != nil { // grows as bytes come, not by the header
+		if buf, err = readPayload(br, buf, size); err != nil {
 			return fail(fmt.Errorf("the daemon's reply ended early (%v): see its log", err))
 		}
 		switch kind {
@@ -224,15 +234,56 @@ func call(ctx context.Context, dir, verb string, body []byte, fn func(kind strin
 			return nil
 		case "error":
 			var we wireError
-			if err := json.Unmarshal(buf.Bytes(), &we); err != nil {
+			if err := json.Unmarshal(buf, &we); err != nil {
 				return fmt.Errorf("control socket: a malformed error frame: %v", err)
 			}
 			return &RemoteError{Kind: we.Kind, Message: we.Message}
 		}
-		if err := fn(kind, buf.Bytes()); err != nil {
+		if err := fn(kind, buf); err != nil {
 			return err
 		}
 	}
+}
+
+// frameKinds are the kinds of frame the daemon sends, named without an
+// allocation per frame.
+var frameKinds = []string{"ev", "kv", "next", "count", "info", "progress", "report", "end", "error"}
+
+// readFrameHead reads a frame's head.
+func readFrameHead(br *bufio.Reader) (kind string, size int, err error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return "", 0, fmt.Errorf("the daemon's reply ended early (%v): see its log", err)
+	}
+	k, sz, ok := bytes.Cut(line[:len(line)-1], []byte(" "))
+	n, perr := strconv.Atoi(string(sz))
+	if !ok || perr != nil || n < 0 || n > maxFrame || len(k) == 0 {
+		return "", 0, fmt.Errorf("control socket: a malformed reply frame %.80q", line)
+	}
+	for _, known := range frameKinds {
+		if string(k) == known {
+			return known, n, nil
+		}
+	}
+	return string(k), n, nil
+}
+
+// readPayload reads size bytes into buf (its room reused): grown as they
+// come, never ahead of them by more than a chunk, whatever the head said.
+func readPayload(br *bufio.Reader, buf []byte, size int) ([]byte, error) {
+	const chunk = 1 << 20
+	buf = buf[:0]
+	for len(buf) < size {
+		n := min(size-len(buf), chunk)
+		if cap(buf)-len(buf) < n {
+			buf = append(buf[:cap(buf)], make([]byte, n)...)[:len(buf)]
+		}
+		if _, err := io.ReadFull(br, buf[len(buf):len(buf)+n]); err != nil {
+			return buf, err
+		}
+		buf = buf[:len(buf)+n]
+	}
+	return buf, nil
 }
 
 // readHead reads one line of at most the reader's buffer, without its
