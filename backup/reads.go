@@ -413,6 +413,9 @@ func parseQuery(body []byte) (sink.Query, error) {
 			return q, badRequest("a value of %d bytes: at most %d", len(s), maxName)
 		}
 	}
+	if !w.Since.IsZero() && !w.Until.IsZero() && !w.Since.Before(w.Until) {
+		return q, badRequest("since must be before until")
+	}
 	if w.Limit < 0 || w.Limit > maxLimit {
 		return q, badRequest("limit %d: want 0 to %d", w.Limit, maxLimit)
 	}
@@ -446,8 +449,8 @@ func parseQuery(body []byte) (sink.Query, error) {
 // named columns, sorted and distinct (as audit.ParseRecordKey makes it).
 func parseRecord(w *wireRecord) (audit.RecordRef, error) {
 	ref := audit.RecordRef{Schema: w.Schema, Table: w.Table}
-	if w.Table == "" || len(w.Table) > maxName || len(w.Schema) > maxName {
-		return ref, badRequest("a record needs a table name of at most %d bytes", maxName)
+	if w.Schema == "" || w.Table == "" || len(w.Table) > maxName || len(w.Schema) > maxName {
+		return ref, badRequest("a record needs a schema and a table name of at most %d bytes", maxName)
 	}
 	if len(w.Key) == 0 || len(w.Key) > maxList {
 		return ref, badRequest("a record's key has 1 to %d values", maxList)

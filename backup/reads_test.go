@@ -270,14 +270,14 @@ func TestBadRequests(t *testing.T) {
 		framed("count", `{"limit":-1}`):     "limit -1",
 		framed("query", `{"ops":["drop"]}`): "drop",
 		framed("query", `{"tables":["["]}`): "not a valid glob",
-		framed("query", `{"user":"`+strings.Repeat("u", maxName+1)+`"}`):                                        "at most 4096",
-		framed("query", `{"record":{"table":"t","key":[]}}`):                                                    "1 to 1024 values",
-		framed("query", `{"record":{"table":"","key":[{"text":"1"}]}}`):                                         "a table name",
-		framed("query", `{"record":{"table":"t","key":[{"column":"b","text":"1"},{"column":"a","text":"2"}]}}`): "sorted and distinct",
-		framed("query", `{"record":{"table":"t","key":[{"text":"1"},{"column":"a","text":"2"}]}}`):              "names each column",
-		framed("state", `{"bucket":"images"}`):                                                                  "no state",
-		framed("verify", `{"waypoints":["x"]}`):                                                                 "not an event id",
-		framed("info", `{"a":1}`):                                                                               "unknown field",
+		framed("query", `{"user":"`+strings.Repeat("u", maxName+1)+`"}`):                                                     "at most 4096",
+		framed("query", `{"record":{"schema":"s","table":"t","key":[]}}`):                                                    "1 to 1024 values",
+		framed("query", `{"record":{"table":"","key":[{"text":"1"}]}}`):                                                      "a table name",
+		framed("query", `{"record":{"schema":"s","table":"t","key":[{"column":"b","text":"1"},{"column":"a","text":"2"}]}}`): "sorted and distinct",
+		framed("query", `{"record":{"schema":"s","table":"t","key":[{"text":"1"},{"column":"a","text":"2"}]}}`):              "names each column",
+		framed("state", `{"bucket":"images"}`):                                                                               "no state",
+		framed("verify", `{"waypoints":["x"]}`):                                                                              "not an event id",
+		framed("info", `{"a":1}`):                                                                                            "unknown field",
 	} {
 		got := raw(req)
 		if !strings.Contains(got, want) {
@@ -304,7 +304,7 @@ func FuzzParseQuery(f *testing.F) {
 		b, _ := encodeQuery(q)
 		f.Add(b)
 	}
-	f.Add([]byte(`{"record":{"table":"t","key":[{"text":"1"}]}}`))
+	f.Add([]byte(`{"record":{"schema":"s","table":"t","key":[{"text":"1"}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		q, err := parseQuery(body)
 		if err != nil {
@@ -324,6 +324,25 @@ func FuzzParseQuery(f *testing.F) {
 		b2, _ := encodeQuery(q2)
 		if !bytes.Equal(b, b2) {
 			t.Fatalf("%q: %s, then %s", body, b, b2)
+		}
+	})
+}
+
+// FuzzRequests: any body of any read request, answered from a real store,
+// is answered or refused, never a crash.
+func FuzzRequests(f *testing.F) {
+	s, _ := storeOf(f, 40, 10)
+	r := &reads{st: s}
+	verbs := []StreamHandler{r.info, r.query, r.count, r.state, r.verify}
+	for i, body := range []string{`{}`, `{"tables":["sale_*"],"limit":3}`, `{"record":{"schema":"public","table":"sale_order","key":[{"text":"3"}]}}`,
+		`{"bucket":"sessions"}`, `{"waypoints":["0000000000001080-000001"]}`} {
+		f.Add(byte(i), []byte(body))
+	}
+	f.Fuzz(func(t *testing.T, verb byte, body []byte) {
+		st := &Stream{w: bufio.NewWriter(io.Discard)}
+		err := verbs[int(verb)%len(verbs)](context.Background(), body, st)
+		if err != nil && errorKind(err) == "" {
+			t.Fatalf("%q: %v: neither a bad request nor an error of the store", body, err)
 		}
 	})
 }
