@@ -346,3 +346,38 @@ func FuzzRequests(f *testing.F) {
 		}
 	})
 }
+
+// A few requests are served at once; more are told to come back, and are
+// served once the others are done.
+func TestBusy(t *testing.T) {
+	s, dir := storeOf(t, 3, 1)
+	serveReads(t, dir, s)
+	var idle []net.Conn
+	for range maxConns {
+		c, err := net.Dial("unix", filepath.Join(dir, SocketName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c) // connected, no request yet
+	}
+	// The server takes them in turn: once all are taken, the next is refused.
+	for {
+		_, err := Dial(dir)
+		if err != nil && strings.Contains(err.Error(), "serving 8 requests already") {
+			break
+		}
+		if err == nil {
+			t.Fatal("a request served beside 8 others")
+		}
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	for {
+		if _, err := Dial(dir); err == nil {
+			break
+		} else if !strings.Contains(err.Error(), "serving 8 requests already") {
+			t.Fatal(err)
+		}
+	}
+}

@@ -123,8 +123,8 @@ func (s *Server) stream(c net.Conn, br *bufio.Reader, verb, arg string, h Stream
 		fmt.Fprintf(c, "error malformed request: want %q and a body of at most %d bytes\n", verb+" <size>", maxBody)
 		return
 	}
-	body := make([]byte, size)
-	if _, err := io.ReadFull(br, body); err != nil {
+	body, err := readPayload(br, nil, size) // grown as it comes: a size alone allocates nothing
+	if err != nil {
 		fmt.Fprintf(c, "error the request ended before its body\n")
 		return
 	}
