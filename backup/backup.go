@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -256,12 +255,9 @@ func Ask(dir, verb, arg string) ([]byte, error) {
 	if strings.ContainsAny(line, "\n") || len(line) >= maxRequest {
 		return nil, fmt.Errorf("control socket: malformed request")
 	}
-	c, err := net.Dial("unix", path)
+	c, err := dial(dir)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, ErrNoDaemon
-		}
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
+		return nil, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
@@ -292,12 +288,9 @@ func Ask(dir, verb, arg string) ([]byte, error) {
 // It returns ErrNoDaemon when none listens.
 func Fetch(dir string, w io.Writer) (int64, error) {
 	path := filepath.Join(dir, SocketName)
-	c, err := net.Dial("unix", path)
+	c, err := dial(dir)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return 0, ErrNoDaemon
-		}
-		return 0, fmt.Errorf("backup socket %s: %w", path, err)
+		return 0, err
 	}
 	defer c.Close()
 	if _, err := io.WriteString(c, request); err != nil {
