@@ -270,7 +270,8 @@ func TestDamageWhileTheDaemonRuns(t *testing.T) {
 }
 
 // A store held by a process that does not serve it (a reindex, a compact,
-// a daemon still starting) is refused with a message that says so.
+// a daemon still starting, an older daemon) is refused with a message that
+// says so.
 func TestReadCommandsOnAStoreHeldWithoutADaemon(t *testing.T) {
 	dir := makeStore(t, 3)
 	s, err := sink.Open(dir)
@@ -289,5 +290,15 @@ func TestReadCommandsOnAStoreHeldWithoutADaemon(t *testing.T) {
 			!strings.Contains(errOut, "no running 'cdcaudit run' answers on "+filepath.Join(dir, backup.SocketName)) {
 			t.Errorf("%v: exit %d, %q %q", args, code, out, errOut)
 		}
+	}
+	// A daemon whose socket serves no reads (an older cdcaudit).
+	srv, err := backup.Serve(dir, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	out, errOut, code := runCLI(t, nil, "export", "--data-dir", dir)
+	if code != exitFail || out != "" || !strings.Contains(errOut, "locked by another process") || !strings.Contains(errOut, "does not serve reads") {
+		t.Errorf("a daemon that serves no reads: exit %d, %q %q", code, out, errOut)
 	}
 }

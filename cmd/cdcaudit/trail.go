@@ -34,13 +34,12 @@ func (l localTrail) CheckChain(ctx context.Context, waypoints []string, progress
 // openTrail opens the store in dir for reading: through the daemon that
 // holds it when one answers on its socket, else directly.
 func openTrail(dir string) (trail, error) {
-	r, err := backup.Dial(dir)
-	if err == nil {
+	r, derr := backup.Dial(dir)
+	if derr == nil {
 		return r, nil
 	}
-	if !errors.Is(err, backup.ErrNoDaemon) {
-		return nil, err
-	}
+	// No daemon, or one that cannot answer (stopping, an older one): the
+	// store tells whether it is free.
 	s, err := sink.OpenReadOnly(dir)
 	if err == nil {
 		return localTrail{s}, nil
@@ -49,10 +48,11 @@ func openTrail(dir string) (trail, error) {
 		return nil, err
 	}
 	// A daemon may have opened it since: its socket follows.
-	if r, derr := backup.Dial(dir); derr == nil {
+	if r, derr = backup.Dial(dir); derr == nil {
 		return r, nil
-	} else if !errors.Is(derr, backup.ErrNoDaemon) {
-		return nil, derr
+	}
+	if !errors.Is(derr, backup.ErrNoDaemon) {
+		return nil, fmt.Errorf("%w; and the daemon's socket: %v", err, derr)
 	}
 	return nil, fmt.Errorf("%w; no running 'cdcaudit run' answers on %s to read it for you: it is held by another command (reindex, compact) or a daemon still starting: try again when it is done",
 		err, filepath.Join(dir, backup.SocketName))
