@@ -222,6 +222,21 @@ func TestStreamsEndCompleteOrInAnError(t *testing.T) {
 	if n, err := r.Count(context.Background(), sink.Query{}); n != 4000 || err != nil {
 		t.Fatalf("a count beside a stalled query: %d %v", n, err)
 	}
+	// A client that goes away mid-reply ends its request at once (not
+	// after stallAfter): only the stalled one is left.
+	gone := errors.New("gone")
+	if _, err := r.Query(context.Background(), sink.Query{}, func(_, _ []byte) error { return gone }); err != gone {
+		t.Fatalf("fn's error: %v", err)
+	}
+	for {
+		srv.mu.Lock()
+		n := len(srv.active)
+		srv.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	// The daemon stops in the middle of a reply: the reader gets an error.
 	n := 0
 	closed := make(chan struct{})
