@@ -5,13 +5,16 @@
 // the data directory: only the store's owner (and root) may connect, the
 // socket's mode (0600) and the peer's uid say so.
 //
-// The same socket carries the daemon's other requests (status, snapshot):
-// one line "verb [argument]" in, "ok <size>" and that many bytes out, or
-// "error <message>".
+// The same socket carries the daemon's other requests: one line
+// "verb [argument]" in, "ok <size>" and that many bytes out, or
+// "error <message>" (status, snapshot); and the reads of the store that the
+// read commands make while the daemon holds it (reads.go), whose replies
+// are streamed (stream.go).
 package backup
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -42,15 +44,23 @@ const request = "copy\n"
 
 // Server serves copies of one store.
 type Server struct {
-	ln   net.Listener
-	path string
-	done chan struct{}
+	ln     net.Listener
+	path   string
+	done   chan struct{}
+	ctx    context.Context // cancelled by Close: ends the requests being served
+	cancel context.CancelFunc
+	conns  sync.WaitGroup
 
 	mu       sync.Mutex
-	active   net.Conn // the copy being served; Close ends it
+	active   map[net.Conn]bool // the connections being served; Close ends them
 	closed   bool
 	handlers map[string]Handler
+	streams  map[string]StreamHandler
 }
+
+// maxConns bounds the requests served at once: each may hold a read
+// transaction of the store (pages bbolt cannot reuse) or a page of events.
+const maxConns = 8
 
 // Handler answers one request verb: its argument in, the reply out.
 type Handler func(arg string) ([]byte, error)
@@ -99,21 +109,25 @@ func Serve(dir string, src Source, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("backup socket: %w", err)
 	}
-	s := &Server{ln: ln, path: path, done: make(chan struct{})}
+	s := &Server{ln: ln, path: path, done: make(chan struct{}), active: map[net.Conn]bool{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.serve(src, log)
 	return s, nil
 }
 
-// Close stops serving and removes the socket.
+// Close stops serving, ends the requests being served and removes the
+// socket.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	if s.active != nil {
-		s.active.Close()
+	for c := range s.active {
+		c.Close()
 	}
 	s.mu.Unlock()
+	s.cancel()
 	s.ln.Close()
 	<-s.done
+	s.conns.Wait()
 	os.Remove(s.path)
 }
 
@@ -124,20 +138,32 @@ func (s *Server) serve(src Source, log *slog.Logger) {
 		if err != nil {
 			return
 		}
-		// One copy at a time is plenty, and keeps a stuck client from
-		// piling up read transactions (each holds pages bbolt cannot reuse).
+		// A few requests at a time: a client that stalls one (it is given
+		// up after stallAfter) holds up neither the others nor the
+		// daemon's stop.
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.Close()
 			return
 		}
-		s.active = c
+		if len(s.active) >= maxConns {
+			s.mu.Unlock()
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(c, "error the daemon is serving %d requests already: try again in a moment\n", maxConns)
+			c.Close()
+			continue
+		}
+		s.active[c] = true
+		s.conns.Add(1)
 		s.mu.Unlock()
-		s.handle(c.(*net.UnixConn), src, log)
-		s.mu.Lock()
-		s.active = nil
-		s.mu.Unlock()
+		go func() {
+			defer s.conns.Done()
+			s.handle(c.(*net.UnixConn), src, log)
+			s.mu.Lock()
+			delete(s.active, c)
+			s.mu.Unlock()
+		}()
 	}
 }
 
@@ -159,13 +185,14 @@ func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, maxRequest)).ReadString('\n')
-	if err == nil && line != request {
-		s.answer(c, strings.TrimSuffix(line, "\n"), log)
-		return
-	}
+	br := bufio.NewReaderSize(c, maxRequest)
+	line, err := br.ReadSlice('\n') // at most maxRequest bytes
 	if err != nil {
 		fmt.Fprintf(c, "error unknown request\n")
+		return
+	}
+	if string(line) != request {
+		s.answer(c, br, strings.TrimSuffix(string(line), "\n"), log)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
@@ -189,26 +216,32 @@ func (s *Server) handle(c *net.UnixConn, src Source, log *slog.Logger) {
 const maxRequest = 4096
 
 // answer serves a request other than a copy.
-func (s *Server) answer(c net.Conn, line string, log *slog.Logger) {
+func (s *Server) answer(c net.Conn, br *bufio.Reader, line string, log *slog.Logger) {
 	verb, arg, _ := strings.Cut(line, " ")
 	s.mu.Lock()
-	h := s.handlers[verb]
+	h, sh := s.handlers[verb], s.streams[verb]
 	s.mu.Unlock()
 	c.SetWriteDeadline(time.Now().Add(stallAfter))
+	if sh != nil {
+		s.stream(c, br, verb, arg, sh, log)
+		return
+	}
 	if h == nil {
 		fmt.Fprintf(c, "error unknown request\n")
 		return
 	}
 	reply, err := h(arg)
 	if err != nil {
-		// One line: the message must not forge the framing.
-		fmt.Fprintf(c, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		fmt.Fprintf(c, "error %s\n", oneLine(err.Error()))
 		return
 	}
 	if _, err := fmt.Fprintf(c, "ok %d\n%s", len(reply), reply); err != nil {
 		log.Warn("control socket: reply not sent", "request", verb, "err", err)
 	}
 }
+
+// oneLine keeps a message on one line: it must not forge the framing.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // Ask sends one request ("status", "snapshot public.t*") to the daemon
 // serving dir's store and returns its reply. It returns ErrNoDaemon when
@@ -222,12 +255,9 @@ func Ask(dir, verb, arg string) ([]byte, error) {
 	if strings.ContainsAny(line, "\n") || len(line) >= maxRequest {
 		return nil, fmt.Errorf("control socket: malformed request")
 	}
-	c, err := net.Dial("unix", path)
+	c, err := dial(dir)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, ErrNoDaemon
-		}
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
+		return nil, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
@@ -258,12 +288,9 @@ func Ask(dir, verb, arg string) ([]byte, error) {
 // It returns ErrNoDaemon when none listens.
 func Fetch(dir string, w io.Writer) (int64, error) {
 	path := filepath.Join(dir, SocketName)
-	c, err := net.Dial("unix", path)
+	c, err := dial(dir)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return 0, ErrNoDaemon
-		}
-		return 0, fmt.Errorf("backup socket %s: %w", path, err)
+		return 0, err
 	}
 	defer c.Close()
 	if _, err := io.WriteString(c, request); err != nil {

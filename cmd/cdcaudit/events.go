@@ -13,7 +13,6 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/history"
 	"github.com/cdcaudit/cdcaudit/internal/config"
-	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const eventsAbout = `
@@ -40,12 +39,12 @@ as missing. A record is unknown before its first event: the store holds
 nothing of it (it was not changed since cdcaudit began recording its table
 and no snapshot read it, or it did not exist yet).
 
-The store must not be held by a running 'cdcaudit run' on the same
---data-dir (one process at a time may open it): query a backup instead
-('cdcaudit backup').
+While 'cdcaudit run' holds the store, the daemon reads it for events (over
+data-dir/cdcaudit.sock, which only the store's owner may use): the same
+flags, the same output.
 
 Exit status: 0 found (the history has events; with --at, the record
-existed), 1 failure (an unreadable or locked store), 2 bad usage, 4 not
+existed), 1 failure (an unreadable store, or one another command holds), 2 bad usage, 4 not
 found (no event of the record; with --at, it did not exist or is unknown
 at that moment).`
 
@@ -67,7 +66,7 @@ type eventsOptions struct {
 func (c *cli) events(args []string) int {
 	fs := c.flagSet("events", "--data-dir DIR --record TABLE:KEY [--at TIME] [--format table|json|jsonl]", eventsAbout, eventsExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
-	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"
 	record := fs.String("record", "", "the record: `TABLE:KEY`, e.g. public.sale_order:42, res_partner:abc, or public.t:{\"a\":1,\"b\":\"x\"} for a composite key")
 	at := fs.String("at", "", "show the record as it was at `time`: RFC 3339 (2026-11-23T13:00:00Z, 2026-11-23T14:00:00+01:00) or a date (2026-11-23, midnight UTC)")
 	format := fs.String("format", "table", "output `format`: table; json (the history: an array of events as stored; with --at: one object); jsonl (the events one per line, as stored, or the object on one line)")
@@ -84,7 +83,7 @@ func (c *cli) events(args []string) int {
 		return c.usageErr("events", err)
 	}
 
-	store, err := sink.OpenReadOnly(cfg.DataDir)
+	store, err := openTrail(cfg.DataDir)
 	if err != nil {
 		return c.fail("events", err)
 	}
@@ -120,7 +119,7 @@ func parseEventsOptions(record, at, format string) (*eventsOptions, error) {
 // warnUnindexed says on stderr when the store's indexes are not complete
 // (a store written before them, whose build has not finished): queries
 // then read every event, which takes long on a large store.
-func (c *cli) warnUnindexed(command string, store *sink.Store) {
+func (c *cli) warnUnindexed(command string, store trail) {
 	if complete, err := store.IndexComplete(); err == nil && !complete {
 		fmt.Fprintf(c.stderr, "cdcaudit %s: the store's indexes are not complete (written before them, or their build has not finished): every event is read; 'cdcaudit reindex --data-dir %s' builds them\n",
 			command, store.Dir())
@@ -136,7 +135,7 @@ func (c *cli) queryErr(err error) int {
 	return c.fail("events", err)
 }
 
-func (c *cli) recordHistory(store *sink.Store, o *eventsOptions) int {
+func (c *cli) recordHistory(store trail, o *eventsOptions) int {
 	bw := bufio.NewWriter(c.stdout)
 	var tw *tabwriter.Writer
 	who := &lineFormat{fullLogin: true}
@@ -235,7 +234,7 @@ func newEventRef(e *history.Event) *eventRef {
 		BeforeSource: e.BeforeSource, Key: e.Key, PrevKey: e.PrevKey}
 }
 
-func (c *cli) recordAt(store *sink.Store, o *eventsOptions) int {
+func (c *cli) recordAt(store trail, o *eventsOptions) int {
 	im, err := history.At(store, o.ref, o.at)
 	if err != nil {
 		return c.queryErr(err)

@@ -64,8 +64,9 @@ Ed25519 signature over all of it (the instance key in --data-dir, created
 if missing). 'cdcaudit verify --export FILE --manifest M' then proves the
 file complete, unaltered and from this instance, offline.
 
-The store must not be held by a running 'cdcaudit run' on the same
---data-dir (one process at a time may open it).`
+While 'cdcaudit run' holds the store, the daemon reads it for export (over
+data-dir/cdcaudit.sock, which only the store's owner may use): the same
+flags, the same output.`
 
 const exportExamples = `  cdcaudit export --data-dir /var/lib/cdcaudit --format jsonl > events.jsonl
   cdcaudit export --data-dir /var/lib/cdcaudit --format csv --since 2026-11-01 --until 2026-12-01 \
@@ -99,7 +100,7 @@ type exportOptions struct {
 func (c *cli) export(args []string) int {
 	fs := c.flagSet("export", "--data-dir DIR [--format jsonl|csv|xlsx] [--since T] [--until T] [--table GLOB] [--op OPS] [--user LOGIN] [--session ID] [--record TABLE:KEY] [--flag NAME] [--out FILE] [--manifest FILE]", exportAbout, exportExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
-	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"
 	format := fs.String("format", "jsonl", "output `format`: jsonl (one JSON event per line), csv or xlsx")
 	since := fs.String("since", "", "only events committed at or after `time`: RFC 3339 (2026-11-23T13:00:00Z, 2026-11-23T14:00:00+01:00) or a date (2026-11-23, midnight UTC)")
 	until := fs.String("until", "", "only events committed before `time` (same forms as --since)")
@@ -135,7 +136,7 @@ func (c *cli) export(args []string) int {
 	ctx, stop := signalContext()
 	defer stop()
 
-	store, err := sink.OpenReadOnly(opts.dataDir)
+	store, err := openTrail(opts.dataDir)
 	if err != nil {
 		return c.fail("export", err)
 	}
@@ -233,7 +234,7 @@ func checkManifestPath(m, out string) (string, error) {
 
 // readSessions reads the sessions the store knows (none in a store
 // without session state).
-func readSessions(store *sink.Store) (*sessions.State, error) {
+func readSessions(store trail) (*sessions.State, error) {
 	st, err := sessions.ReadState(func(fn func(k, v []byte) error) error { return store.LoadState("sessions", fn) })
 	if err != nil && !errors.Is(err, sink.ErrDamaged) {
 		// The store read it, the state does not decode: its bytes changed.

@@ -137,15 +137,15 @@ func TestQueriesOnAStoreWithoutIndexes(t *testing.T) {
 	}
 }
 
-// --user '#9' finds user 9's events under its login as well as those that
-// name it by id only; an event under the same login that names another
-// user (the login passed on) is not user 9's.
-func TestExportUserByID(t *testing.T) {
+// userIDStore holds user 9 (carol@example.com) in its session state and
+// 12 events a minute apart from base, under the actors of TestExportUserByID.
+func userIDStore(t *testing.T) (dir string, base time.Time) {
+	t.Helper()
 	tr, err := sessions.New(profile.Odoo(), sessions.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	base = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	tr.Observe(&audit.Event{CommitLSN: 0x100, Ordinal: 1, CommitTime: base, Schema: "public", Table: "res_users", Op: audit.OpInsert,
 		Key:   audit.Row{{Name: "id", Value: []byte("9")}},
 		After: audit.Row{{Name: "id", Value: []byte("9")}, {Name: "login", Value: []byte(`"carol@example.com"`)}, {Name: "password", Value: []byte(`"x"`)}}})
@@ -160,7 +160,7 @@ func TestExportUserByID(t *testing.T) {
 		{UserID: &twelve, Login: "carol@example.com", UserVia: "row_user"},
 		{UserID: &twelve, UserVia: "row_user"},
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	s, err := sink.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +178,14 @@ func TestExportUserByID(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return dir, base
+}
+
+// --user '#9' finds user 9's events under its login as well as those that
+// name it by id only; an event under the same login that names another
+// user (the login passed on) is not user 9's.
+func TestExportUserByID(t *testing.T) {
+	dir, base := userIDStore(t)
 	page := exportPage
 	exportPage = 2 // each term's events come in pages, merged in commit order
 	t.Cleanup(func() { exportPage = page })
@@ -199,6 +207,7 @@ func TestExportUserByID(t *testing.T) {
 		var minutes []string
 		for i, line := range slices.Collect(strings.Lines(out)) {
 			var at time.Time
+			var err error
 			if slices.Contains(c.args, "csv") {
 				if i == 0 {
 					continue // the header

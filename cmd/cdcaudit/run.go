@@ -53,8 +53,8 @@ The chain head is signed with the instance key (data-dir/instance.key,
 created on first start) and published — logged, appended to --anchor-file,
 sent to --anchor-syslog — at the first commit, every 10 minutes and at stop:
 'cdcaudit verify --anchor' checks a store against these anchors. While run
-holds the store, 'cdcaudit backup' gets its copies from it (over
-data-dir/cdcaudit.sock).
+holds the store, 'cdcaudit backup' gets its copies from it, and export,
+events, sessions and verify their reads (over data-dir/cdcaudit.sock).
 
 Every flag can also be set in the YAML file given by --config (key: the flag
 name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable

@@ -189,6 +189,37 @@ func TestRunOperation(t *testing.T) {
 		t.Errorf("/api/v1/events with the token: %d, %v, %v", resp.StatusCode, page.Events, err)
 	}
 
+	// The read commands work while the daemon holds the store: it reads it
+	// for them over its socket. Their output is compared below with theirs
+	// once it has stopped.
+	reads := [][]string{
+		{"export", "--data-dir", dataDir},
+		{"export", "--data-dir", dataDir, "--format", "csv", "--op", "update"},
+		{"events", "--data-dir", dataDir, "--record", "public.sale_order:2"},
+		{"sessions", "--data-dir", dataDir},
+	}
+	var live []string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, errOut, code := runCLI(t, nil, reads[0]...)
+		if code == 0 && strings.Count(out, "\n") == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("export while the daemon runs: exit %d, %d events: %s", code, strings.Count(out, "\n"), errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, args := range reads {
+		out, errOut, code := runCLI(t, nil, args...)
+		if code != 0 {
+			t.Errorf("%v while the daemon runs: exit %d: %s", args, code, errOut)
+		}
+		live = append(live, out)
+	}
+	if out, errOut, code := runCLI(t, nil, "verify", "--data-dir", dataDir); code != 0 || !strings.Contains(out, "OK: 8 events verified") {
+		t.Errorf("verify while the daemon runs: %d\n%s%s", code, out, errOut)
+	}
+
 	// SIGTERM: final checkpoint, exit 0.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -216,5 +247,10 @@ func TestRunOperation(t *testing.T) {
 	out, errOut, code := runCLI(t, nil, "verify", "--data-dir", dataDir)
 	if code != 0 || !strings.Contains(out, "OK: 8 events verified") {
 		t.Errorf("verify: %d\n%s%s", code, out, errOut)
+	}
+	for i, args := range reads {
+		if out, _, _ := runCLI(t, nil, args...); out != live[i] {
+			t.Errorf("%v: stopped\n%s\nwhile the daemon ran\n%s", args, out, live[i])
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/sessions"
-	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const sessionsAbout = `
@@ -39,8 +38,9 @@ A session's id is a pseudonym, the actor.session_id of the
 events made in it: the application's own session identifier is a secret and
 is never stored.
 
-The store must not be held by a running 'cdcaudit run' on the same
---data-dir (one process at a time may open it).
+While 'cdcaudit run' holds the store, the daemon reads it for sessions (over
+data-dir/cdcaudit.sock, which only the store's owner may use): the same
+flags, the same output.
 
 Exit status: 0 success, 1 unreadable store, 2 bad usage.`
 
@@ -53,7 +53,7 @@ var sessionsNow = time.Now
 func (c *cli) sessions(args []string) int {
 	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json]", sessionsAbout, sessionsExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
-	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run') [CDCAUDIT_DATA_DIR]"
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"
 	active := fs.Bool("active", false, "only open sessions (active or idle)")
 	user := fs.String("user", "", "only the sessions of the user with this `login` (or #ID for a user id)")
 	format := fs.String("format", "table", "output `format`: table, or json (an array of sessions, with state and duration_seconds)")
@@ -71,7 +71,7 @@ func (c *cli) sessions(args []string) int {
 		return c.usageErr("sessions", fmt.Errorf("--format: %q is not a format (want table or json)", *format))
 	}
 
-	store, err := sink.OpenReadOnly(cfg.DataDir)
+	store, err := openTrail(cfg.DataDir)
 	if err != nil {
 		return c.fail("sessions", err)
 	}

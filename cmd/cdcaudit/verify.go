@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -13,7 +14,6 @@ import (
 	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/manifest"
-	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const verifyAbout = `
@@ -44,9 +44,11 @@ file of anchors or a log file holding anchor lines: each anchored record
 must be in the chain with the anchored hash, and the checkpoint must not be
 behind an anchored one.
 
-The store must not be held by a running 'cdcaudit run' on the same
---data-dir (one process at a time may open it): verify a backup instead
-('cdcaudit backup').
+While 'cdcaudit run' holds the store, the daemon verifies it (over
+data-dir/cdcaudit.sock, which only the store's owner may use) and this
+command reports as it does on a stopped store. The daemon reads its whole
+chain in one read transaction: it never blocks the daemon's writes, but
+the store file grows by about what is written meanwhile.
 
 With --export FILE --manifest M, verify checks an export file instead,
 offline (no store needed): the manifest's Ed25519 signature, the key that
@@ -77,7 +79,7 @@ const exitIncomplete = 3
 func (c *cli) verify(args []string) int {
 	fs := c.flagSet("verify", "--data-dir DIR [--anchor FILE] | --export FILE --manifest M [--data-dir DIR | --public-key KEY]", verifyAbout, verifyExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir)
-	fs.Lookup("data-dir").Usage = "`directory` of the audit store (of a stopped 'cdcaudit run'); with --export, of the instance whose key is trusted [CDCAUDIT_DATA_DIR]"
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store; with --export, of the instance whose key is trusted [CDCAUDIT_DATA_DIR]"
 	var anchorFiles listFlag
 	fs.Var(&anchorFiles, "anchor", "check the store against the chain anchors in `file` (an --anchor-file, or a log of 'cdcaudit run'); repeat for several")
 	exportFile := fs.String("export", "", "check the export `file` against its manifest (--manifest) instead of a store")
@@ -105,51 +107,47 @@ func (c *cli) verify(args []string) int {
 	ctx, stop := signalContext()
 	defer stop()
 
-	store, err := sink.OpenReadOnly(cfg.DataDir)
+	store, err := openTrail(cfg.DataDir)
 	if err != nil {
 		return c.fail("verify", err)
 	}
 	defer store.Close()
 
-	genesis, _ := store.GenesisHash()
-	points := sink.Waypoints{}
-	for _, a := range anchor.Mine(anchors, genesis.String()) {
-		points[a.HeadID] = &sink.Waypoint{}
+	var heads []string // the records the anchors name: looked at in passing
+	for _, a := range anchors {
+		heads = append(heads, a.HeadID)
 	}
-	_, _, total := store.Head()
-	var done atomic.Uint64
+	slices.Sort(heads)
+	var done, total atomic.Uint64
 	stopProgress := c.progress(func() string {
-		d := done.Load()
-		if total > 0 {
-			return fmt.Sprintf("verifying… %s of %s events (%d%%)", thousands(d), thousands(total), d*100/total)
+		d, t := done.Load(), total.Load()
+		if t > 0 {
+			return fmt.Sprintf("verifying… %s of %s events (%d%%)", thousands(d), thousands(t), d*100/t)
 		}
 		return "verifying… " + thousands(d) + " events"
 	})
-	res, err := store.VerifyThrough(ctx, func(n uint64) { done.Store(n) }, points)
+	rep, err := store.CheckChain(ctx, slices.Compact(heads), func(d, t uint64) { done.Store(d); total.Store(t) })
 	stopProgress()
+	res, genesis := rep.Result, rep.Genesis
 
 	color := c.useColor(c.stdout)
 	failed := func(msg string) int {
 		fmt.Fprintf(c.stdout, "%s %s\n", paint(color, ansiRed+ansiBold, "FAIL:"), msg)
 		return exitFail
 	}
-	var ve *sink.VerifyError
-	switch {
-	case errors.As(err, &ve):
+	switch ve := rep.Broken; {
+	case err != nil:
+		return c.fail("verify", err)
+	case ve != nil && rep.BrokenIn == "chain":
 		code := failed(ve.Error())
 		if ve.ID != "" {
 			fmt.Fprintf(c.stdout, "first bad event: %s\nreason:          %s\n", ve.ID, ve.Reason)
 		}
 		return code
-	case err != nil:
-		return c.fail("verify", err)
-	}
-	accessEntries, err := store.VerifyAccess(ctx)
-	if errors.As(err, &ve) {
+	case ve != nil:
 		return failed(ve.Error())
-	} else if err != nil {
-		return c.fail("verify", err)
 	}
+	accessEntries := rep.Access
 	var newest anchor.Anchor
 	if len(anchorFiles) > 0 {
 		own := ""
@@ -165,12 +163,12 @@ func (c *cli) verify(args []string) int {
 		newest, err = anchor.Check(anchors, anchor.Chain{
 			Genesis: genesis.String(), Key: own, Checkpoint: res.Checkpoint,
 			Lookup: func(id string) (string, bool) {
-				if p := points[id]; p != nil && p.Found {
+				if p := rep.Points[id]; p.Found {
 					return p.Hash.String(), true
 				}
 				return "", false
 			},
-			Pruned: func(id string) (string, bool) { c, ok := res.Covering(id); return c.ID, ok },
+			Pruned: func(id string) (string, bool) { p := rep.Points[id]; return p.Cut, p.Cut != "" },
 		})
 		if err != nil {
 			return failed("the store contradicts its anchors: " + err.Error())

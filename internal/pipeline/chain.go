@@ -16,7 +16,8 @@ import (
 
 // chainServices starts what guards the store from outside: the publisher of
 // signed chain anchors (with the instance key, created on first start) and
-// the socket that serves consistent copies to `cdcaudit backup`.
+// the socket that serves consistent copies to `cdcaudit backup` and the
+// store's reads to export, events, sessions and verify.
 // The socket's server is returned too: it answers the daemon's other
 // requests (nil when it could not be started).
 func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Publisher, *backup.Server, func(), error) {
@@ -35,7 +36,9 @@ func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Pub
 	}
 	copies, err := backup.Serve(cfg.DataDir, store, log)
 	if err != nil {
-		log.Warn("cdcaudit backup cannot reach this daemon: stop it to back up the store", "err", err)
+		log.Warn("cdcaudit backup, export, events, sessions and verify cannot reach this daemon: stop it to use them", "err", err)
+	} else {
+		copies.ServeReads(store) // export, events, sessions, verify
 	}
 	return anchors, copies, func() {
 		if copies != nil {
