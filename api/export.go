@@ -41,10 +41,6 @@ const (
 
 // Bounds of an export.
 const (
-	// exportPageEvents is how many events one read transaction of an
-	// export reads at most (and maxPageBytes how many bytes); the page is
-	// written to the client after the transaction has ended.
-	exportPageEvents = 1024
 	// exportIdle is how long a client may take no bytes before the export
 	// is cut off (the server's write timeout is lifted for the export).
 	exportIdle = time.Minute
@@ -55,6 +51,11 @@ const (
 	// the manifest route reads.
 	accessPage = 256
 )
+
+// exportPageEvents is how many events one read transaction of an export
+// reads at most (and maxPageBytes how many bytes); the page is written to
+// the client after the transaction has ended. A variable for tests.
+var exportPageEvents = 1024
 
 var exportParams = append([]string{"format"}, filterParams...)
 
