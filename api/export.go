@@ -203,44 +203,77 @@ type pagedSource struct {
 	head []byte // nil: no bound
 }
 
-type pageSpan struct{ key, rec, end int }
+// exportPage is a page of events copied out of the store.
+type exportPage struct {
+	arena []byte
+	spans []struct{ key, rec, end int }
+}
 
+// Query hands on the events of q page by page. The next page is read
+// while the one before is being written (two pages in memory at most): the
+// store's reading and checking and the writing with its hashing run side
+// by side rather than in turn.
 func (ps pagedSource) Query(ctx context.Context, q sink.Query, fn func(key, record []byte) error) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages, free := make(chan *exportPage), make(chan *exportPage, 2)
+	free <- &exportPage{}
+	free <- &exportPage{}
+	var readErr error // set before pages is closed
+	go func() {
+		defer close(pages)
+		readErr = ps.read(ctx, q, pages, free)
+	}()
+	for pg := range pages {
+		for _, sp := range pg.spans {
+			if err := fn(pg.arena[sp.key:sp.rec], pg.arena[sp.rec:sp.end]); err != nil {
+				cancel()
+				for range pages { // the reader stops at once: wait for it
+				}
+				return "", err
+			}
+		}
+		free <- pg
+	}
+	return "", readErr
+}
+
+// read reads the pages of q into the free pages and sends them on, until
+// the events end, the store's head is passed, or ctx is done.
+func (ps pagedSource) read(ctx context.Context, q sink.Query, pages chan<- *exportPage, free <-chan *exportPage) error {
 	q.Limit = exportPageEvents
-	var arena []byte
-	var spans []pageSpan
 	for {
-		arena, spans = arena[:0], spans[:0]
+		var pg *exportPage
+		select {
+		case pg = <-free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pg.arena, pg.spans = pg.arena[:0], pg.spans[:0]
 		past := false
 		next, err := ps.s.readPage(ctx, q, func(key, rec []byte) bool {
 			if ps.head != nil && bytes.Compare(key, ps.head) > 0 {
 				past = true
 				return false
 			}
-			if len(spans) > 0 && len(arena)+len(key)+len(rec) > maxPageBytes {
+			if len(pg.spans) > 0 && len(pg.arena)+len(key)+len(rec) > maxPageBytes {
 				return false
 			}
-			sp := pageSpan{key: len(arena)}
-			arena = append(arena, key...)
-			sp.rec = len(arena)
-			arena = append(arena, rec...)
-			sp.end = len(arena)
-			spans = append(spans, sp)
+			k := len(pg.arena)
+			pg.arena = append(append(pg.arena, key...), rec...)
+			pg.spans = append(pg.spans, struct{ key, rec, end int }{k, k + len(key), len(pg.arena)})
 			return true
 		})
 		if err != nil {
-			return "", err
+			return err
 		}
-		for _, sp := range spans {
-			if err := fn(arena[sp.key:sp.rec], arena[sp.rec:sp.end]); err != nil {
-				return "", err
-			}
+		select {
+		case pages <- pg:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		if next == "" || past {
-			return "", nil
-		}
-		if err := ctx.Err(); err != nil {
-			return "", err
+			return nil
 		}
 		q.Cursor = next
 	}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +8,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -124,36 +121,16 @@ type measured struct {
 	growth    int64 // KiB of RssAnon above where it began, at its peak
 }
 
-// measure runs fn from a collected heap, sampling RssAnon every 10 ms (the
-// kernel keeps no peak of it).
+// measure runs fn from a collected heap.
 func measure(b *testing.B, fn func() error) measured {
 	debug.FreeOSMemory()
-	base := anonRSS()
-	peak := base
-	stop, done := make(chan struct{}), sync.WaitGroup{}
-	done.Add(1)
-	go func() {
-		defer done.Done()
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				peak = max(peak, anonRSS())
-			}
-		}
-	}()
+	growth := selfusage.AnonRSSGrowth()
 	cpu, start := selfusage.CPU(), time.Now()
 	err := fn()
-	m := measured{took: time.Since(start), cpu: selfusage.CPU() - cpu}
-	close(stop)
-	done.Wait()
+	m := measured{took: time.Since(start), cpu: selfusage.CPU() - cpu, growth: growth()}
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.growth = peak - base
 	return m
 }
 
@@ -176,22 +153,4 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return dst.Close()
-}
-
-// anonRSS reads this process's resident anonymous memory (RssAnon, KiB):
-// heap and stacks, not the mapped store.
-func anonRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
-			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kib
-		}
-	}
-	return 0
 }
