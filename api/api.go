@@ -19,6 +19,7 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/history"
+	"github.com/cdcaudit/cdcaudit/manifest"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -40,6 +41,10 @@ type Options struct {
 	// Log receives the failures a client only sees as "internal error";
 	// nil: slog.Default().
 	Log *slog.Logger
+	// Signer signs the manifests of exports (the instance key,
+	// instancekey.LoadOrCreate). Exports need it and the store's access
+	// log (sink.Store); without them /api/v1/export answers 404.
+	Signer manifest.Signer
 }
 
 // Prefix is where the API lives.
@@ -52,9 +57,10 @@ var openAPI []byte
 func OpenAPI() []byte { return openAPI }
 
 type server struct {
-	store Store
-	now   func() time.Time
-	log   *slog.Logger
+	store  Store
+	now    func() time.Time
+	log    *slog.Logger
+	signer manifest.Signer
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
@@ -64,7 +70,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: no store")
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -92,21 +98,23 @@ const openAPIPath = "/api/v1/openapi.json"
 // routes are the routes that need a principal, by ServeMux pattern.
 func (s *server) routes() map[string]handlerFunc {
 	return map[string]handlerFunc{
-		"/api/v1/whoami":               s.whoami,
-		"/api/v1/events":               s.events,
-		"/api/v1/events/count":         s.eventsCount,
-		"/api/v1/events/{id}":          s.event,
-		"/api/v1/records/history":      s.recordHistory,
-		"/api/v1/sessions":             s.sessions,
-		"/api/v1/sessions/{id}":        s.session,
-		"/api/v1/users":                s.users,
-		"/api/v1/summaries/changes":    s.summaryChanges,
-		"/api/v1/summaries/logins":     s.summaryLogins,
-		"/api/v1/summaries/sessions":   s.summarySessions,
-		"/api/v1/summaries/users":      s.summaryUsers,
-		"/api/v1/summaries/orm-bypass": s.summaryORMBypass,
-		"/api/v1/access-log":           s.accessLog,
-		"/api/v1/":                     notFound,
+		"/api/v1/whoami":                s.whoami,
+		"/api/v1/events":                s.events,
+		"/api/v1/events/count":          s.eventsCount,
+		"/api/v1/events/{id}":           s.event,
+		"/api/v1/records/history":       s.recordHistory,
+		"/api/v1/sessions":              s.sessions,
+		"/api/v1/sessions/{id}":         s.session,
+		"/api/v1/users":                 s.users,
+		"/api/v1/summaries/changes":     s.summaryChanges,
+		"/api/v1/summaries/logins":      s.summaryLogins,
+		"/api/v1/summaries/sessions":    s.summarySessions,
+		"/api/v1/summaries/users":       s.summaryUsers,
+		"/api/v1/summaries/orm-bypass":  s.summaryORMBypass,
+		"/api/v1/access-log":            s.accessLog,
+		"/api/v1/export":                s.export,
+		"/api/v1/exports/{id}/manifest": s.exportManifest,
+		"/api/v1/":                      notFound,
 	}
 }
 

@@ -27,21 +27,40 @@ var errPageFull = errors.New("page full")
 // call of the store is one short read transaction.
 func (s *server) page(ctx context.Context, q sink.Query) (events [][]byte, next string, err error) {
 	size := 0
-	next, err = s.store.Query(ctx, q, func(_, rec []byte) error {
+	next, err = s.readPage(ctx, q, func(_, rec []byte) bool {
 		if len(events) > 0 && size+len(rec) > maxPageBytes {
-			return errPageFull
+			return false
 		}
 		events = append(events, bytes.Clone(rec))
 		size += len(rec)
+		return true
+	})
+	return events, next, queryErr(err)
+}
+
+// readPage hands the events of one page of q (q.Limit at most) to add, in
+// one read transaction; add reports false when the page is full before
+// the event it is given. next continues after the last event add took
+// ("" when nothing follows, or add took none).
+func (s *server) readPage(ctx context.Context, q sink.Query, add func(key, rec []byte) bool) (next string, err error) {
+	n := 0
+	next, err = s.store.Query(ctx, q, func(key, rec []byte) error {
+		if !add(key, rec) {
+			return errPageFull
+		}
+		n++
 		return nil
 	})
-	if errors.Is(err, errPageFull) {
-		// The store's cursor after the last event kept: the same query
-		// stopped there by its limit.
-		q.Limit = len(events)
-		next, err = s.store.Query(ctx, q, func(_, _ []byte) error { return nil })
+	if !errors.Is(err, errPageFull) {
+		return next, err
 	}
-	return events, next, queryErr(err)
+	if n == 0 {
+		return "", nil
+	}
+	// The store's cursor after the last event kept: the same query
+	// stopped there by its limit.
+	q.Limit = n
+	return s.store.Query(ctx, q, func(_, _ []byte) error { return nil })
 }
 
 // queryErr makes a cursor of another query a bad parameter.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -28,6 +29,8 @@ type fixture struct {
 	alice, bob string
 	// Event ids by what they are.
 	ids map[string]string
+	// key signs export manifests.
+	key *instancekey.Key
 }
 
 var (
@@ -130,6 +133,9 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.store = s
+	if f.key, err = instancekey.LoadOrCreate(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	// The access log: a failed and a good sign-in, then an export.
 	for i, e := range []sink.AccessEntry{
 		{Action: "signin", Result: "refused", Login: "mallory", Via: "password", Address: "198.51.100.99"},
@@ -149,7 +155,13 @@ func newFixture(t testing.TB) *fixture {
 // in the request's context (nil: no principal).
 func (f *fixture) handler(t testing.TB, p *access.Principal) http.Handler {
 	t.Helper()
-	h, err := New(Options{Store: f.store, Now: func() time.Time { return f.now }})
+	return f.handlerOn(t, f.store, p)
+}
+
+// handlerOn is handler with another view of the fixture's store.
+func (f *fixture) handlerOn(t testing.TB, st Store, p *access.Principal) http.Handler {
+	t.Helper()
+	h, err := New(Options{Store: st, Now: func() time.Time { return f.now }, Signer: f.key})
 	if err != nil {
 		t.Fatal(err)
 	}

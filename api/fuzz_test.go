@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"testing"
 )
 
@@ -14,12 +15,12 @@ func FuzzQueryParameters(f *testing.F) {
 	h := fx.handler(f, &admin)
 	for _, s := range []string{"", "since=2026-11-23T09:00:00Z&until=2026-11-24T00:00:00Z", "table=sale_*,res_*&op=insert&op=update",
 		"record=public.sale_order:42", `record=public.t:{"a":1,"b":"x"}`, "order=desc&limit=3&cursor=AQAIFyPeyLpGKQAAAAAAABkAAAAAAQ",
-		"user=%236&state=ended", "bucket=hour", "flag=orm_bypass&session=s1", "limit=0", "%zz", "table=[", "cursor=eyJsIjoxfQ"} {
+		"user=%236&state=ended", "bucket=hour", "flag=orm_bypass&session=s1", "limit=0", "%zz", "table=[", "cursor=eyJsIjoxfQ", "format=xlsx&user=alice@example.com"} {
 		f.Add(s)
 	}
 	paths := []string{"/api/v1/events", "/api/v1/events/count", "/api/v1/records/history", "/api/v1/sessions",
 		"/api/v1/sessions/" + fx.alice, "/api/v1/users", "/api/v1/summaries/changes", "/api/v1/summaries/orm-bypass",
-		"/api/v1/summaries/users", "/api/v1/summaries/sessions"}
+		"/api/v1/summaries/users", "/api/v1/summaries/sessions", "/api/v1/export"}
 	f.Fuzz(func(t *testing.T, raw string) {
 		for _, p := range paths {
 			r := httptest.NewRequest(http.MethodGet, p, nil)
@@ -28,6 +29,28 @@ func FuzzQueryParameters(f *testing.F) {
 			if a.status != 200 && a.status != 400 {
 				t.Fatalf("%s?%q: %d %s", p, raw, a.status, a.body)
 			}
+		}
+	})
+}
+
+// FuzzExportManifestID asks for the manifest of any export id: 400 or 404,
+// never a 500 or a panic.
+func FuzzExportManifestID(f *testing.F) {
+	fx := newFixture(f)
+	h := fx.handler(f, &admin)
+	for _, s := range []string{"000660f05c773e00-32747deb634ba823", "ffffffffffffffff-0000000000000000", "nope", "%zz", "..", "a/b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		target := "/api/v1/exports/" + id + "/manifest"
+		if path.Clean(target) != target {
+			t.Skip("the mux redirects a path to clean (//, ..)")
+		}
+		r := httptest.NewRequest(http.MethodGet, "/api/v1/exports/x/manifest", nil)
+		r.URL.Path, r.URL.RawPath = target, ""
+		a := serve(h, r)
+		if a.status != 400 && a.status != 404 {
+			t.Fatalf("%q: %d %s", id, a.status, a.body)
 		}
 	})
 }

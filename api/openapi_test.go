@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/export"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
@@ -50,7 +51,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	)
 	var notFound = []string{"/api/v1/events/00000000FFFFFF00-000001", "/api/v1/sessions/nope"}
 	covered := map[string]bool{}
-	check := func(p *access.Principal, target string, wantOK bool) {
+	check := func(p *access.Principal, target string, wantOK bool) answer {
 		t.Helper()
 		a := f.get(t, p, target)
 		req := httptest.NewRequest(http.MethodGet, target, nil)
@@ -75,6 +76,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s as %v: answer %d does not fit the document: %v\n%.600s", target, p, a.status, err, a.body)
 		}
+		return a
 	}
 	for _, p := range []*access.Principal{&admin, &viewer, &self} {
 		for _, target := range okTargets {
@@ -87,6 +89,21 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	for _, target := range notFound {
 		check(&viewer, target, false)
 	}
+	// Exports, in each format, and their manifests fetched afterwards.
+	for _, ct := range []string{"application/x-ndjson", export.ContentType("xlsx")} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.FileBodyDecoder)
+	}
+	for _, p := range []*access.Principal{&admin, &viewer, &self} {
+		for _, target := range []string{"/api/v1/export", "/api/v1/export?format=csv&table=sale_*&op=update&since=2026-11-23T00:00:00Z",
+			"/api/v1/export?format=xlsx&user=alice@example.com&flag=orm_bypass", "/api/v1/export?format=jsonl&record=public.sale_order:42&session=" + f.alice} {
+			id := check(p, target, true).header.Get(ExportHeader)
+			check(p, "/api/v1/exports/"+id+"/manifest", true)
+		}
+	}
+	check(&admin, "/api/v1/export?format=pdf", false)
+	check(&admin, "/api/v1/exports/nope/manifest", false)
+	check(&viewer, "/api/v1/exports/0000000000000000-0000000000000000/manifest", false)
+	check(nil, "/api/v1/export", false)
 	check(&admin, "/api/v1/access-log?limit=2", true)
 	check(&admin, "/api/v1/access-log?order=asc&cursor=1", true)
 	check(&viewer, "/api/v1/access-log", false)

@@ -31,6 +31,8 @@ func TestSelfSeesNothingOfOthers(t *testing.T) {
 		"/api/v1/summaries/logins", "/api/v1/summaries/sessions", "/api/v1/summaries/users", "/api/v1/summaries/users?limit=100",
 		"/api/v1/summaries/orm-bypass", "/api/v1/summaries/orm-bypass?bucket=hour",
 		"/api/v1/whoami",
+		"/api/v1/export", "/api/v1/export?format=csv&user=bob@example.com", "/api/v1/export?format=csv&session=" + f.bob,
+		"/api/v1/export?record=" + bobRecord, "/api/v1/export?format=csv&flag=orm_bypass",
 	}
 	for _, name := range []string{"bob-insert-7", "bob-update-42", "bob-bypass-7", "none-bypass-42", "bob-delete-7", "alice-insert-42"} {
 		targets = append(targets, "/api/v1/events/"+f.ids[name])

@@ -1,12 +1,9 @@
 package export
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,28 +49,11 @@ func BenchmarkExport(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				base := anonRSS()
-				peak := base
-				stop, done := make(chan struct{}), sync.WaitGroup{}
-				done.Add(1)
-				go func() { // sample: the kernel keeps no peak of RssAnon
-					defer done.Done()
-					t := time.NewTicker(10 * time.Millisecond)
-					defer t.Stop()
-					for {
-						select {
-						case <-stop:
-							return
-						case <-t.C:
-							peak = max(peak, anonRSS())
-						}
-					}
-				}()
+				growth := selfusage.AnonRSSGrowth()
 				cpu, start := selfusage.CPU(), time.Now()
 				got, err := Write(f, s, sink.Query{}, format)
 				took, cpuTook := time.Since(start), selfusage.CPU()-cpu
-				close(stop)
-				done.Wait()
+				grew := growth()
 				if err != nil || got != uint64(n) {
 					b.Fatalf("%d events, %v", got, err)
 				}
@@ -81,26 +61,9 @@ func BenchmarkExport(b *testing.B) {
 				f.Close()
 				b.ReportMetric(float64(n)/took.Seconds(), "events/s")
 				b.ReportMetric(float64(n)/cpuTook.Seconds(), "events/cpu-s")
-				b.ReportMetric(float64(peak-base)/1024, "rss-growth-MiB")
+				b.ReportMetric(float64(grew)/1024, "rss-growth-MiB")
 				b.ReportMetric(float64(fi.Size())/float64(n), "file-B/event")
 			}
 		})
 	}
-}
-
-// anonRSS reads this process's resident anonymous memory (RssAnon, KiB).
-func anonRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
-			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kib
-		}
-	}
-	return 0
 }

@@ -188,6 +188,29 @@ func TestRunOperation(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || len(page.Events) != 2 || page.Events[0]["op"] != "update" {
 		t.Errorf("/api/v1/events with the token: %d, %v, %v", resp.StatusCode, page.Events, err)
 	}
+	// An export through the API, and its manifest fetched after it: verify
+	// proves the file with the instance key, once the daemon has stopped.
+	exportID := ""
+	exportFile, manifestFile := filepath.Join(t.TempDir(), "orders.csv"), filepath.Join(t.TempDir(), "orders.manifest.json")
+	for _, target := range []string{"/api/v1/export?format=csv&table=public.sale_order", "/api/v1/exports/{id}/manifest"} {
+		req, _ := http.NewRequest("GET", "http://"+addr+strings.Replace(target, "{id}", exportID, 1), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v %s", target, resp.StatusCode, err, body)
+		}
+		if exportID == "" {
+			exportID = resp.Header.Get("X-Cdcaudit-Export")
+			os.WriteFile(exportFile, body, 0o600)
+		} else {
+			os.WriteFile(manifestFile, body, 0o600)
+		}
+	}
 
 	// The read commands work while the daemon holds the store: it reads it
 	// for them over its socket. Their output is compared below with theirs
@@ -252,5 +275,9 @@ func TestRunOperation(t *testing.T) {
 		if out, _, _ := runCLI(t, nil, args...); out != live[i] {
 			t.Errorf("%v: stopped\n%s\nwhile the daemon ran\n%s", args, out, live[i])
 		}
+	}
+	out, errOut, code = runCLI(t, nil, "verify", "--export", exportFile, "--manifest", manifestFile, "--data-dir", dataDir)
+	if code != 0 || !strings.Contains(out, "from this instance") {
+		t.Errorf("verify --export of the API's export: %d\n%s%s", code, out, errOut)
 	}
 }

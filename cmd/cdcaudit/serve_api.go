@@ -11,6 +11,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/auth"
+	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/profile"
@@ -20,7 +21,13 @@ import (
 // apiRoutes makes the HTTP API on the daemon's store, behind sign-in: the
 // routes to add to the daemon's server, and what to close at the end.
 func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, log *slog.Logger) (func(*http.ServeMux), func(), error) {
-	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api")})
+	// The instance key signs the manifests of exports (created at the
+	// first start, 0600, beside the store).
+	key, err := instancekey.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key})
 	if err != nil {
 		return nil, nil, err
 	}

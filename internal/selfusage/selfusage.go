@@ -35,3 +35,47 @@ func Written() (n int64, ok bool) {
 	}
 	return 0, false
 }
+
+// AnonRSS is the process's resident anonymous memory (RssAnon of
+// /proc/self/status, KiB): heap and stacks, not mapped files such as the
+// store; 0 where it cannot be read.
+func AnonRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(line, "RssAnon:"); found {
+			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kib
+		}
+	}
+	return 0
+}
+
+// AnonRSSGrowth samples AnonRSS every 10 ms (the kernel keeps no peak of
+// it) until stop is called, which returns how far it rose above where it
+// began, at its peak (KiB).
+func AnonRSSGrowth() (stop func() int64) {
+	base := AnonRSS()
+	peak := base
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				peak = max(peak, AnonRSS())
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-finished
+		return max(peak, AnonRSS()) - base
+	}
+}
