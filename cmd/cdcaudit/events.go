@@ -302,40 +302,9 @@ func writeImage(w io.Writer, im *history.Image) error {
 
 // storedEvent decodes what the history table shows of a stored event.
 func storedEvent(e *history.Event) (*audit.Event, error) {
-	r, err := audit.ParseRecord(e.Record)
+	ev, err := history.EventOf(e.Record)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.ID, err)
-	}
-	ev := &audit.Event{Op: e.Op, CommitTime: e.CommitTime, Schema: r.Schema, Table: r.Table}
-	for _, f := range []struct {
-		raw json.RawMessage
-		row *audit.Row
-	}{{r.Key, &ev.Key}, {r.Before, &ev.Before}, {r.After, &ev.After}} {
-		cols, err := history.Columns(f.raw)
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", e.ID, err)
-		}
-		for _, c := range cols {
-			*f.row = append(*f.row, audit.Column{Name: c.Name, Value: c.Value})
-		}
-	}
-	var actor struct {
-		UserID     *int64  `json:"user_id"`
-		Login      *string `json:"login"`
-		UserVia    string  `json:"user_via"`
-		SessionID  *string `json:"session_id"`
-		SessionVia string  `json:"session_via"`
-	}
-	if err := errors.Join(json.Unmarshal(r.Changed, &ev.Changed), json.Unmarshal(r.Redacted, &ev.Redacted),
-		json.Unmarshal(r.Flags, &ev.Flags), json.Unmarshal(r.Actor, &actor)); err != nil {
-		return nil, fmt.Errorf("event %s: %w", e.ID, err)
-	}
-	ev.Actor = audit.Actor{UserID: actor.UserID, UserVia: actor.UserVia, SessionVia: actor.SessionVia}
-	if actor.Login != nil {
-		ev.Actor.Login = *actor.Login
-	}
-	if actor.SessionID != nil {
-		ev.Actor.SessionID = *actor.SessionID
 	}
 	return ev, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/history"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -77,7 +78,7 @@ func (t *tail) poll() error {
 		if audit.IsSnapshotRecord(record) {
 			return nil
 		}
-		e, err := eventOf(record)
+		e, err := history.EventOf(record)
 		if err != nil {
 			return err
 		}

@@ -135,7 +135,7 @@ func TestTailShowsEachStoredChangeOnceInCommitOrder(t *testing.T) {
 }
 
 // What a line shows of an event is what was stored of it: every member
-// eventOf reads comes back as the pipeline made it.
+// history.EventOf reads comes back as the pipeline made it.
 func TestEventOfReadsBackWhatWasStored(t *testing.T) {
 	uid := int64(6)
 	model := "sale.order"

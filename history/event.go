@@ -1,4 +1,4 @@
-package demo
+package history
 
 import (
 	"encoding/json"
@@ -6,14 +6,13 @@ import (
 	"fmt"
 
 	"github.com/cdcaudit/cdcaudit/audit"
-	"github.com/cdcaudit/cdcaudit/history"
 )
 
-// eventOf reads a stored record back into the event it was made from, as
+// EventOf reads a stored record back into the event it was made from, as
 // far as a line about it needs: where and when, the op, the rows, what
 // changed, who and the flags (not the actor's candidates, nor where the
 // before-image came from).
-func eventOf(record []byte) (*audit.Event, error) {
+func EventOf(record []byte) (*audit.Event, error) {
 	r, err := audit.ParseRecord(record)
 	if err != nil {
 		return nil, err
@@ -39,7 +38,7 @@ func eventOf(record []byte) (*audit.Event, error) {
 		raw json.RawMessage
 		row *audit.Row
 	}{{r.Key, &e.Key}, {r.Before, &e.Before}, {r.After, &e.After}} {
-		cols, err := history.Columns(f.raw)
+		cols, err := Columns(f.raw)
 		if err != nil {
 			return nil, fmt.Errorf("event %s: %w", r.ID, err)
 		}
