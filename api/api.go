@@ -45,6 +45,14 @@ type Options struct {
 	// instancekey.LoadOrCreate). Exports need it and the store's access
 	// log (sink.Store); without them /api/v1/export answers 404.
 	Signer manifest.Signer
+	// Pace paces every read of the store and the writing of exports, so
+	// that readers never slow recording (readpace.Pacer); nil: unpaced.
+	Pace Pacer
+}
+
+// Pacer runs a reader's work when recording leaves room for it.
+type Pacer interface {
+	Do(ctx context.Context, work func() error) error
 }
 
 // Prefix is where the API lives.
@@ -61,6 +69,7 @@ type server struct {
 	now    func() time.Time
 	log    *slog.Logger
 	signer manifest.Signer
+	pace   Pacer
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
@@ -70,7 +79,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: no store")
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -246,6 +255,23 @@ func (s *server) whoami(w http.ResponseWriter, r *http.Request, p access.Princip
 		return err
 	}
 	return writeJSON(w, http.StatusOK, whoamiBody{Role: string(p.Role), Login: p.Login, Via: p.Via})
+}
+
+// paced runs a reader's work through the pacer.
+func (s *server) paced(ctx context.Context, work func() error) error {
+	if s.pace == nil {
+		return work()
+	}
+	return s.pace.Do(ctx, work)
+}
+
+// query is the store's Query, paced: every read of events goes through it.
+func (s *server) query(ctx context.Context, q sink.Query, fn func(key, record []byte) error) (next string, err error) {
+	err = s.paced(ctx, func() error {
+		next, err = s.store.Query(ctx, q, fn)
+		return err
+	})
+	return next, err
 }
 
 // isNotFound reports an id the store does not hold.

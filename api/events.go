@@ -44,7 +44,7 @@ func (s *server) page(ctx context.Context, q sink.Query) (events [][]byte, next 
 // ("" when nothing follows, or add took none).
 func (s *server) readPage(ctx context.Context, q sink.Query, add func(key, rec []byte) bool) (next string, err error) {
 	n := 0
-	next, err = s.store.Query(ctx, q, func(key, rec []byte) error {
+	next, err = s.query(ctx, q, func(key, rec []byte) error {
 		if !add(key, rec) {
 			return errPageFull
 		}
@@ -60,7 +60,7 @@ func (s *server) readPage(ctx context.Context, q sink.Query, add func(key, rec [
 	// The store's cursor after the last event kept: the same query
 	// stopped there by its limit.
 	q.Limit = n
-	return s.store.Query(ctx, q, func(_, _ []byte) error { return nil })
+	return s.query(ctx, q, func(_, _ []byte) error { return nil })
 }
 
 // queryErr makes a cursor of another query a bad parameter.

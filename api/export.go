@@ -225,13 +225,19 @@ func (ps pagedSource) Query(ctx context.Context, q sink.Query, fn func(key, reco
 		readErr = ps.read(ctx, q, pages, free)
 	}()
 	for pg := range pages {
-		for _, sp := range pg.spans {
-			if err := fn(pg.arena[sp.key:sp.rec], pg.arena[sp.rec:sp.end]); err != nil {
-				cancel()
-				for range pages { // the reader stops at once: wait for it
+		err := ps.s.paced(ctx, func() error {
+			for _, sp := range pg.spans {
+				if err := fn(pg.arena[sp.key:sp.rec], pg.arena[sp.rec:sp.end]); err != nil {
+					return err
 				}
-				return "", err
 			}
+			return nil
+		})
+		if err != nil {
+			cancel()
+			for range pages { // the reader stops at once: wait for it
+			}
+			return "", err
 		}
 		free <- pg
 	}

@@ -297,7 +297,7 @@ func (s *server) users(w http.ResponseWriter, r *http.Request, p access.Principa
 	for _, id := range ids {
 		term := st.userTerm(id)
 		// The user's latest event, through the user index: one short read.
-		_, err := s.store.Query(r.Context(), sink.Query{User: term, Desc: true, Limit: 1}, func(_, rec []byte) error {
+		_, err := s.query(r.Context(), sink.Query{User: term, Desc: true, Limit: 1}, func(_, rec []byte) error {
 			t, err := audit.ParseTerms(rec)
 			if err == nil {
 				later(id, t.CommitTime)

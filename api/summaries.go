@@ -65,7 +65,7 @@ func days(d time.Duration) string { return fmt.Sprintf("%d days", d/day) }
 func (s *server) scan(ctx context.Context, q sink.Query, fn func(*audit.Terms)) (n uint64, err error) {
 	q.Limit = scanPage
 	for {
-		next, err := s.store.Query(ctx, q, func(_, rec []byte) error {
+		next, err := s.query(ctx, q, func(_, rec []byte) error {
 			n++
 			if fn == nil {
 				return nil

@@ -54,9 +54,16 @@ var (
 	pageBytes  = 4 << 20
 )
 
-// ServeReads makes s answer the read commands' requests on st.
-func (s *Server) ServeReads(st Store) {
-	r := &reads{st: st}
+// Pacer runs a reader's work when recording leaves room for it
+// (readpace.Pacer).
+type Pacer interface {
+	Do(ctx context.Context, work func() error) error
+}
+
+// ServeReads makes s answer the read commands' requests on st; pace, when
+// not nil, paces the reading of every page of events.
+func (s *Server) ServeReads(st Store, pace Pacer) {
+	r := &reads{st: st, pace: pace}
 	s.HandleStream("info", r.info)
 	s.HandleStream("query", r.query)
 	s.HandleStream("count", r.count)
@@ -66,6 +73,7 @@ func (s *Server) ServeReads(st Store) {
 
 type reads struct {
 	st        Store
+	pace      Pacer
 	verifying sync.Mutex // one verify at a time: each reads the whole store
 }
 
@@ -132,6 +140,17 @@ var errPageFull = errors.New("page full")
 // continues q ("" when nothing follows). On an error, the events before it
 // come with it.
 func (r *reads) page(ctx context.Context, q sink.Query, frames []byte) (_ []byte, n int, next string, err error) {
+	if r.pace == nil {
+		return r.readPage(ctx, q, frames)
+	}
+	err = r.pace.Do(ctx, func() error {
+		frames, n, next, err = r.readPage(ctx, q, frames)
+		return err
+	})
+	return frames, n, next, err
+}
+
+func (r *reads) readPage(ctx context.Context, q sink.Query, frames []byte) (_ []byte, n int, next string, err error) {
 	next, err = r.st.Query(ctx, q, func(k, rec []byte) error {
 		if n > 0 && len(frames)+len(rec) > pageBytes {
 			return errPageFull

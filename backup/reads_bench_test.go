@@ -18,7 +18,7 @@ func BenchmarkQuery(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	srv.ServeReads(s)
+	srv.ServeReads(s, nil)
 	r, err := Dial(dir)
 	if err != nil {
 		b.Fatal(err)

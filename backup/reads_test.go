@@ -61,7 +61,7 @@ func serveReads(t *testing.T, dir string, s *sink.Store) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.ServeReads(s)
+	srv.ServeReads(s, nil)
 	t.Cleanup(srv.Close)
 	return srv
 }

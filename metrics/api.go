@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // apiMetrics are the figures of the API's sign-in (package auth reports
 // them).
@@ -40,3 +44,12 @@ func (m *Metrics) SignIn(result string) { m.api.signins.WithLabelValues(result).
 
 // Refused counts an API request refused, by reason.
 func (m *Metrics) Refused(reason string) { m.api.refused.WithLabelValues(reason).Inc() }
+
+// ReadPacing exposes how long readers of the trail have waited for ingest
+// (readpace.Pacer.Waited).
+func (m *Metrics) ReadPacing(waited func() time.Duration) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "reads_paced_seconds_total",
+		Help: "Time readers of the trail (the HTTP API and the data-dir socket) waited, in all, while ingest was behind by more than 8 MiB of WAL.",
+	}, func() float64 { return waited().Seconds() }))
+}

@@ -32,6 +32,7 @@
 //	retention_last_cut_timestamp_seconds      gauge    when retention last cut the chain
 //	api_signins_total{result}                 counter  password sign-ins to the API, by result
 //	api_refused_requests_total{reason}        counter  API requests refused before reading data, by reason
+//	reads_paced_seconds_total                 counter  time readers of the trail waited for ingest to catch up
 //
 // plus the standard go_* and process_* collectors and go_build_info.
 package metrics
@@ -324,8 +325,11 @@ func kindLabel(kind byte) string {
 	return fmt.Sprintf("0x%02x", kind)
 }
 
-// SlotStatus records the slot's wal_status and the WAL bytes it retains.
-func (m *Metrics) SlotStatus(walStatus string, retainedBytes int64) {
+// SlotStatus records the slot's wal_status, the WAL bytes it retains and
+// the server's WAL position then: while the stream catches up its messages
+// carry only the position of what they hold, so this is what shows the
+// backlog in replication_lag_bytes.
+func (m *Metrics) SlotStatus(walStatus string, retainedBytes int64, serverLSN uint64) {
 	known := false
 	for _, s := range walStatuses {
 		v := 0.0
@@ -341,6 +345,10 @@ func (m *Metrics) SlotStatus(walStatus string, retainedBytes int64) {
 	m.slotRetained.Set(float64(retainedBytes))
 	m.mu.Lock()
 	m.walStatus = walStatus
+	if serverLSN > m.serverWALEnd {
+		m.serverWALEnd = serverLSN
+		m.walEnd.Set(float64(serverLSN))
+	}
 	m.mu.Unlock()
 }
 
@@ -427,6 +435,26 @@ func (m *Metrics) lag() (bytes uint64, seconds float64) {
 		seconds = 0
 	}
 	return bytes, seconds
+}
+
+// BehindBytes is how far the durable position may trail the server's WAL
+// end before ingest counts as behind (readpace): a transaction or two in
+// flight is keeping up, a backlog is not.
+const BehindBytes = 8 << 20
+
+// Behind reports whether ingest is working through a backlog: connected,
+// with more than BehindBytes of the server's WAL not yet durable in the
+// store. Disconnected it is not: nothing is being recorded that readers
+// could slow.
+func (m *Metrics) Behind() bool {
+	m.mu.Lock()
+	up := m.isConnected
+	m.mu.Unlock()
+	if !up {
+		return false
+	}
+	b, _ := m.lag()
+	return b > BehindBytes
 }
 
 // Healthy reports whether the process is healthy, for /healthz: it is not

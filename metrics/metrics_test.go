@@ -239,7 +239,7 @@ func TestHealthy(t *testing.T) {
 		t.Errorf("replication_connected = %v", got)
 	}
 
-	m.SlotStatus("lost", 0)
+	m.SlotStatus("lost", 0, 0)
 	if ok, reason := m.Healthy(); ok || !strings.Contains(reason, "lost") {
 		t.Fatalf("slot lost: ok=%v %q", ok, reason)
 	}
@@ -250,7 +250,7 @@ func TestHealthy(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "lost") {
 		t.Fatalf("/healthz: %d %q", rec.Code, rec.Body.String())
 	}
-	m.SlotStatus("reserved", 10)
+	m.SlotStatus("reserved", 10, 0)
 	rec = httptest.NewRecorder()
 	m.HealthHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != "ok\n" {
@@ -283,7 +283,7 @@ func TestConnectionFromObserverCalls(t *testing.T) {
 
 func TestSlotAndSkipped(t *testing.T) {
 	m, _ := newTest()
-	m.SlotStatus("extended", 123456)
+	m.SlotStatus("extended", 123456, 0)
 	m.SkippedMessage('S')
 	m.SkippedMessage('S')
 	m.SkippedMessage(0)
@@ -428,5 +428,34 @@ func TestSessionsGaugesReadTheirSourceWhenScraped(t *testing.T) {
 	}
 	if o, _, _ := gauges(); o != 6 || calls != 2 {
 		t.Errorf("second scrape: sessions_open %v after %d reads; want 6 after 2 (one read per scrape)", o, calls)
+	}
+}
+
+// TestBehindIsABacklog: readers are paced (readpace) only while the server
+// has more than BehindBytes of WAL the store does not hold yet, and the
+// connection is up; the slot monitor's look at the server's position shows
+// a backlog the stream's own messages do not.
+func TestBehindIsABacklog(t *testing.T) {
+	m, _ := newTest()
+	m.Confirmed(1000)
+	m.ServerWALEnd(1000 + BehindBytes) // a transaction in flight: keeping up
+	if m.Behind() {
+		t.Fatal("behind with exactly BehindBytes to go")
+	}
+	m.SlotStatus("reserved", 0, 1000+BehindBytes+1) // the monitor sees more WAL
+	if !m.Behind() {
+		t.Fatal("not behind with more than BehindBytes of WAL to go")
+	}
+	if b, _ := lagValues(t, m); b != BehindBytes+1 {
+		t.Fatalf("lag %v bytes, want %d: the monitor's position is the server's WAL end", b, BehindBytes+1)
+	}
+	m.Reconnected(nil)
+	if m.Behind() {
+		t.Fatal("behind while disconnected: nothing is being recorded that readers could slow")
+	}
+	m.ServerWALEnd(1000 + BehindBytes + 1)
+	m.BatchCommitted(1, 0, 100, time.Millisecond, 1000+BehindBytes+1, time.Now())
+	if m.Behind() {
+		t.Fatal("behind once the store holds everything")
 	}
 }

@@ -75,16 +75,16 @@ type Observer interface {
 	Confirmed(lsn uint64)
 	Reconnected(reason error)
 	SkippedMessage(kind byte)
-	SlotStatus(walStatus string, retainedBytes int64)
+	SlotStatus(walStatus string, retainedBytes int64, serverLSN uint64)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ServerWALEnd(uint64)      {}
-func (nopObserver) Confirmed(uint64)         {}
-func (nopObserver) Reconnected(error)        {}
-func (nopObserver) SkippedMessage(byte)      {}
-func (nopObserver) SlotStatus(string, int64) {}
+func (nopObserver) ServerWALEnd(uint64)              {}
+func (nopObserver) Confirmed(uint64)                 {}
+func (nopObserver) Reconnected(error)                {}
+func (nopObserver) SkippedMessage(byte)              {}
+func (nopObserver) SlotStatus(string, int64, uint64) {}
 
 // server names the server in log records, without the password.
 func (c *Config) server() slog.Attr { return slog.String("server", RedactDSN(c.DSN)) }

@@ -169,7 +169,7 @@ func (o *testObserver) SkippedMessage(kind byte) {
 	o.skipped = append(o.skipped, kind)
 	o.mu.Unlock()
 }
-func (o *testObserver) SlotStatus(s string, _ int64) {
+func (o *testObserver) SlotStatus(s string, _ int64, _ uint64) {
 	o.mu.Lock()
 	o.slotStatus = s
 	o.slotChecked++

@@ -53,7 +53,7 @@ func (st *streamer) monitor(ctx context.Context, fail context.CancelCauseFunc) {
 				fail(err)
 				return
 			default:
-				st.cfg.Observer.SlotStatus(s.WALStatus, s.RetainedBytes)
+				st.cfg.Observer.SlotStatus(s.WALStatus, s.RetainedBytes, s.ServerLSN)
 				switch s.WALStatus {
 				case "lost":
 					err := slotLost(nil, st.cfg.Slot)

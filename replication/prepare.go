@@ -31,6 +31,7 @@ type SlotState struct {
 	ActivePID      int
 	WALStatus      string // reserved, extended, unreserved, lost
 	RetainedBytes  int64  // WAL kept for the slot: current position − restart_lsn
+	ServerLSN      uint64 // the server's current WAL position
 }
 
 // slotInfo adds what Prepare and Check need to refuse a foreign slot.
@@ -45,7 +46,7 @@ const currentLSN = `CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() 
 
 func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotInfo, error) {
 	var s slotInfo
-	var confirmed string
+	var confirmed, current string
 	walStatus := "coalesce(wal_status, '')"
 	if serverMajor(conn) < 13 {
 		walStatus = "''" // wal_status is new in PostgreSQL 13
@@ -53,9 +54,10 @@ func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotInfo, error
 	err := conn.QueryRow(ctx, `
 		SELECT coalesce(plugin, ''), slot_type, coalesce(database::text, ''),
 		       coalesce(confirmed_flush_lsn::text, '0/0'), active, coalesce(active_pid, 0),
-		       `+walStatus+`, coalesce(pg_wal_lsn_diff(`+currentLSN+`, restart_lsn), 0)::bigint
+		       `+walStatus+`, coalesce(pg_wal_lsn_diff(`+currentLSN+`, restart_lsn), 0)::bigint,
+		       coalesce((`+currentLSN+`)::text, '0/0')
 		FROM pg_replication_slots WHERE slot_name = $1`, slot).
-		Scan(&s.Plugin, &s.SlotType, &s.Database, &confirmed, &s.Active, &s.ActivePID, &s.WALStatus, &s.RetainedBytes)
+		Scan(&s.Plugin, &s.SlotType, &s.Database, &confirmed, &s.Active, &s.ActivePID, &s.WALStatus, &s.RetainedBytes, &current)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, nil
 	}
@@ -67,6 +69,10 @@ func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotInfo, error
 		return s, err
 	}
 	s.Exists, s.ConfirmedFlush = true, uint64(lsn)
+	if lsn, err = pglogrepl.ParseLSN(current); err != nil {
+		return s, err
+	}
+	s.ServerLSN = uint64(lsn)
 	return s, nil
 }
 

@@ -32,7 +32,7 @@ func holdStore(t *testing.T, dir string) (release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.ServeReads(s)
+	srv.ServeReads(s, nil)
 	if _, err := sink.OpenReadOnly(dir); !errors.Is(err, sink.ErrLocked) {
 		t.Fatalf("the held store opens: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
+	"github.com/cdcaudit/cdcaudit/internal/readpace"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -117,7 +118,11 @@ func (c *cli) run(args []string) int {
 		return c.fail("run", err)
 	}
 	defer store.Close()
-	routes, closeAPI, err := apiRoutes(cfg, store, m, log)
+	// Readers of the trail (API, socket) give way to recording while it is
+	// behind: one budget for all of them.
+	pace := readpace.New(m.Behind, readpace.Share)
+	m.ReadPacing(pace.Waited)
+	routes, closeAPI, err := apiRoutes(cfg, store, m, pace, log)
 	if err != nil {
 		return c.fail("run", err)
 	}
@@ -142,6 +147,7 @@ func (c *cli) run(args []string) int {
 	pc := pipelineConfig(cfg, m, log)
 	pc.RedactKey = redactKey
 	pc.Store = store
+	pc.ReadPace = pace
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

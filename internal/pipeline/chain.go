@@ -38,7 +38,7 @@ func chainServices(cfg Config, store *sink.Store, log *slog.Logger) (*anchor.Pub
 	if err != nil {
 		log.Warn("cdcaudit backup, export, events, sessions and verify cannot reach this daemon: stop it to use them", "err", err)
 	} else {
-		copies.ServeReads(store) // export, events, sessions, verify
+		copies.ServeReads(store, cfg.ReadPace) // export, events, sessions, verify
 	}
 	return anchors, copies, func() {
 		if copies != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/backup"
 	"github.com/cdcaudit/cdcaudit/decoder"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -37,6 +38,9 @@ type Config struct {
 	// that readers in the same process (sink.Store.Query) follow the trail
 	// while it grows. Otherwise Run opens DataDir itself.
 	Store *sink.Store
+	// ReadPace paces the reads of the data-dir socket (export, events,
+	// sessions) as the API's are paced (readpace.Pacer); nil: unpaced.
+	ReadPace backup.Pacer
 
 	// Profile names the application profile: auto (or ""), odoo, generic
 	// (read from ProfileFile) or none.
@@ -155,6 +159,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.SessionsFrom(enrich.sessionFigures)
+		// The backlog is known from the start (the slot has confirmed
+		// start; the server has written XLogPos): the stream's own
+		// messages carry only the position of what they hold while it
+		// catches up.
+		cfg.Metrics.Confirmed(start)
+		cfg.Metrics.ServerWALEnd(ident.XLogPos)
 	}
 	catalog := replication.NewCatalog(cfg.Replication.DSN).Expect(ident)
 	defer catalog.Close()
