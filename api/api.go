@@ -70,6 +70,9 @@ type server struct {
 	log    *slog.Logger
 	signer manifest.Signer
 	pace   Pacer
+	// xlsx is held by the XLSX export running, if any: excelize holds
+	// tens of MiB per sheet until the file ends, so one runs at a time.
+	xlsx chan struct{}
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
@@ -79,7 +82,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: no store")
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace, xlsx: make(chan struct{}, 1)}
 	if s.now == nil {
 		s.now = time.Now
 	}

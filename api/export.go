@@ -104,6 +104,15 @@ func (s *server) export(w http.ResponseWriter, r *http.Request, p access.Princip
 	if !ok || s.signer == nil {
 		return errNotFound("this daemon serves no exports (it needs the store's access log and the instance key)")
 	}
+	if format == "xlsx" && r.Method != http.MethodHead {
+		select {
+		case s.xlsx <- struct{}{}:
+			defer func() { <-s.xlsx }()
+		default:
+			w.Header().Set("Retry-After", "30")
+			return &httpError{http.StatusServiceUnavailable, "an XLSX export is already running (one at a time: each holds tens of MiB until its file ends); retry when it has ended, or export CSV, which spreadsheets open too"}
+		}
+	}
 	made := s.now()
 	var src export.Source = pagedSource{s: s, head: s.head()}
 	if !keepToOwn(&q, p) {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -443,4 +444,58 @@ func zipParts(t *testing.T, b []byte) map[string][]byte {
 		}
 	}
 	return parts
+}
+
+// TestOneXLSXExportAtATime: while an XLSX export runs, another is 503 with
+// Retry-After (each holds tens of MiB until its file ends); other formats
+// still run; once it has ended the next XLSX export runs.
+func TestOneXLSXExportAtATime(t *testing.T) {
+	defer func(n int) { exportPageEvents = n }(exportPageEvents)
+	exportPageEvents = 2
+	f := newFixture(t)
+	st := &stalling{Store: f.store, reached: make(chan struct{})}
+	srv := httptest.NewServer(f.handlerOn(t, st, &viewer))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/export?format=xlsx", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-st.reached // the first XLSX export is under way, stalled
+	second, err := http.Get(srv.URL + "/api/v1/export?format=xlsx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" || !bytes.Contains(body, []byte("already running")) {
+		t.Fatalf("a second XLSX export: %d, Retry-After %q, %s", second.StatusCode, second.Header.Get("Retry-After"), body)
+	}
+	// The stalling store stalls only its second query: a CSV export now
+	// runs on the fixture's store.
+	csv := exportOver(t, f.handler(t, &viewer), "/api/v1/export?format=csv")
+	if csv.status != http.StatusOK || csv.readErr != nil {
+		t.Fatalf("a CSV export beside it: %d %v", csv.status, csv.readErr)
+	}
+	cancel()
+	res.Body.Close()
+	// The first has ended (cut): the slot is free again. The handler may
+	// still be returning: wait for the slot, not a time.
+	for {
+		third, err := http.Get(srv.URL + "/api/v1/export?format=xlsx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rerr := io.ReadAll(third.Body)
+		third.Body.Close()
+		if third.StatusCode == http.StatusServiceUnavailable {
+			runtime.Gosched()
+			continue
+		}
+		if third.StatusCode != http.StatusOK || rerr != nil {
+			t.Fatalf("the next XLSX export: %d %v", third.StatusCode, rerr)
+		}
+		break
+	}
 }
