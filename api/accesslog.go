@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -17,7 +18,7 @@ type AccessLog interface {
 }
 
 // accessLog lists the access log, newest first by default: admins only
-// (it names every reader of the trail).
+// (it names every reader of the trail), and each reading is recorded in it.
 func (s *server) accessLog(w http.ResponseWriter, r *http.Request, p access.Principal) error {
 	if !p.IsAdmin() {
 		return &httpError{http.StatusForbidden, "the access log is for admins"}
@@ -55,6 +56,17 @@ func (s *server) accessLog(w http.ResponseWriter, r *http.Request, p access.Prin
 	})
 	if err != nil {
 		return err
+	}
+	// Reading who read the trail is an admin action: it is recorded too,
+	// before the answer (an admin action that cannot be recorded is not
+	// done).
+	if log, ok := s.store.(accessAppender); ok {
+		count, _ := json.Marshal(len(entries))
+		e := sink.AccessEntry{Time: s.now(), Action: "access_log", Result: "ok", Role: string(p.Role), Login: p.Login, Via: p.Via,
+			Address: clientIP(r.RemoteAddr), Detail: []sink.Field{{Name: "count", Value: count}}}
+		if _, err := log.AppendAccess(e); err != nil {
+			return err
+		}
 	}
 	cursor := ""
 	if next != 0 {

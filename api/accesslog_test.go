@@ -34,8 +34,18 @@ func TestAccessLogForAdminsOnly(t *testing.T) {
 	if len(p.Entries) != 1 || p.Entries[0].Result != "refused" || *p.Entries[0].Login != "mallory" || p.Next != "" {
 		t.Fatalf("second page: %+v", p)
 	}
-	if p := read("/api/v1/access-log?order=asc"); len(p.Entries) != 3 || !strings.HasSuffix(p.Entries[0].ID, "1") {
+	// Each reading was recorded (an admin action), after what it read.
+	p = read("/api/v1/access-log?order=asc")
+	if len(p.Entries) != 5 || !strings.HasSuffix(p.Entries[0].ID, "1") {
 		t.Fatalf("oldest first: %+v", p)
+	}
+	for _, e := range p.Entries[3:] {
+		if e.Action != "access_log" || e.Result != "ok" {
+			t.Fatalf("the readings of the access log are not recorded in it: %+v", p.Entries[3:])
+		}
+	}
+	if p := read("/api/v1/access-log?limit=1"); p.Entries[0].Action != "access_log" {
+		t.Fatalf("the newest entry is not the reading before: %+v", p)
 	}
 	if a := f.get(t, &viewer, "/api/v1/access-log"); a.status != http.StatusForbidden {
 		t.Errorf("viewer: %d %s", a.status, a.body)

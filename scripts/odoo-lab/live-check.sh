@@ -12,6 +12,9 @@
 # 3. UPDATE/DELETE on tables without a primary key / with REPLICA IDENTITY NOTHING,
 #    while cdcaudit runs and after it stopped; a listed table made unusable while
 #    it runs (the documented poll window);
+# 3c. the HTTP API with Odoo's own users (passwords, TOTP, roles, self
+#    isolation, an export and its manifest, the access log: api-check.py) and
+#    the read commands through the daemon's socket;
 # 4. SIGTERM; export (jsonl, csv), sessions, verify, check, /metrics (scraped
 #    before the stop) and the daemon log searched for every secret
 #    (count-secrets.py);
@@ -58,6 +61,12 @@ echo "== 1. empty erp, cdcaudit first"
 $LABSH pg-init
 su_psql -d postgres -c "CREATE DATABASE erp OWNER odoo"
 go build -o "$BIN" ./cmd/cdcaudit
+# A viewer token for step 3c: the token is shown once; the daemon gets only its hash.
+"$BIN" token new --role viewer --name live-check --format json >"$OUT/token.json"
+VIEWER_TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$OUT/token.json")
+export CDCAUDIT_API_TOKENS
+CDCAUDIT_API_TOKENS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["entry"])' "$OUT/token.json")
+rm "$OUT/token.json"
 "$BIN" run --dsn "$DSN" --data-dir "$DATA" --http-addr 127.0.0.1:0 >"$OUT/cdcaudit.log" 2>&1 &
 CDC=$!
 for _ in $(seq 30); do grep -q 'msg=streaming' "$OUT/cdcaudit.log" && break; sleep 1; done
@@ -101,6 +110,14 @@ EOF
 grep -o 'ERROR:.*' "$OUT/sql-window.txt" || true
 odoo_psql -c "ALTER TABLE live_pk REPLICA IDENTITY DEFAULT" >/dev/null
 
+echo "== 3c. the HTTP API and the command line, against Odoo's own users, while cdcaudit runs"
+ALICE_TOTP=$($LABSH psql -Atq -c "SELECT totp_secret FROM res_users WHERE login = 'alice'")
+python3 scripts/odoo-lab/api-check.py "${METRICS%/metrics}" "$VIEWER_TOKEN" "$OUT" "$ALICE_TOTP" | tee "$OUT/api-check.txt" || fail=1
+# The read commands while the daemon holds the store: through its socket.
+"$BIN" sessions --data-dir "$DATA" --format json >"$OUT/sessions-live.json" && echo "sessions while running: ok" || fail=1
+"$BIN" export --data-dir "$DATA" --user bob --format csv >"$OUT/export-bob-live.csv" && echo "export --user bob while running: $(($(wc -l <"$OUT/export-bob-live.csv") - 1)) events" || fail=1
+"$BIN" verify --data-dir "$DATA" >"$OUT/verify-live.txt" && echo "verify while running: $(head -1 "$OUT/verify-live.txt")" || fail=1
+
 curl -s "$METRICS" >"$OUT/metrics.txt"
 kill -TERM "$CDC"
 wait "$CDC" && echo "cdcaudit stopped: exit 0" || { echo "cdcaudit exit $?"; fail=1; }
@@ -125,6 +142,7 @@ echo "== 4. the store, exports, sessions, log and metrics"
 "$BIN" export --data-dir "$DATA" --op insert,update,delete,truncate,snapshot >"$OUT/records.jsonl"
 "$BIN" sessions --data-dir "$DATA" --format json >"$OUT/sessions.json"
 "$BIN" verify --data-dir "$DATA" | tee "$OUT/verify.txt" || fail=1
+"$BIN" verify --export "$OUT/api-export.jsonl" --manifest "$OUT/api-export.manifest.json" --data-dir "$DATA" || fail=1
 "$BIN" check --dsn "$DSN" >"$OUT/check.txt" 2>&1 || true
 grep -v 'fix: ALTER TABLE .* REPLICA IDENTITY FULL;$' "$OUT/check.txt"
 
@@ -140,12 +158,13 @@ q() { $LABSH psql -Atq -F $'\t' -c "$1"; }
   q "SELECT 'apikey.key', id, key FROM res_users_apikeys"
   q "SELECT 'apikey.index', id, index FROM res_users_apikeys"
   find "$LAB/data/sessions" -type f -printf 'session_file\t-\t%f\n'
+  printf 'api_token\t-\t%s\n' "$VIEWER_TOKEN"
   # the driver's typed passwords ("admin" is also a login: not searched)
   grep -o '"[a-z]*-lab-pw-[0-9]"' internal/odoolab/scenarios.go | tr -d '"' | sed 's/^/typed_password\t-\t/'
 } >"$S"
 echo "secrets searched: $(wc -l <"$S")"
 python3 scripts/odoo-lab/count-secrets.py "$S" "$DATA/cdcaudit.db" "$OUT/records.jsonl" "$OUT/export.jsonl" "$OUT/export.csv" \
-  "$OUT/sessions.json" "$OUT/cdcaudit.log" "$OUT/metrics.txt" || fail=1
+  "$OUT/sessions.json" "$OUT/cdcaudit.log" "$OUT/metrics.txt" "$OUT"/api/* "$OUT/api-export.jsonl" || fail=1
 echo "positive control (PostgreSQL's statement log must hold them):"
 python3 scripts/odoo-lab/count-secrets.py "$S" "$LAB/pg/log/pg.log" | tail -1 || true
 
