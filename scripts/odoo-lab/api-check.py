@@ -60,7 +60,7 @@ class Client:
         status, _, raw = self.call("POST", "/api/v1/signin", body)
         answer = json.loads(raw) if raw else {}
         if status == 200:
-            self.csrf = answer.get("csrf_token")
+            self.csrf = answer.pop("csrf_token", None)  # kept, never printed
         return status, answer
 
 
