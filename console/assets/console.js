@@ -1087,6 +1087,7 @@
     const seq = ++renderSeq;
     for (const c of cleanups.splice(0)) { try { c(); } catch (e) { /* already gone */ } }
     const main = clear(document.getElementById('main'));
+    main.removeAttribute('data-ready');
     const r = parseRoute();
     if (!me && r.view !== 'signin') {
       afterSignIn = location.hash || '#/activity';
