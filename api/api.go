@@ -239,13 +239,16 @@ type whoamiBody struct {
 	Role  string `json:"role"`
 	Login string `json:"login"`
 	Via   string `json:"via"`
+	// CSRFToken is a browser session's, so that a reloaded page can still
+	// POST; absent for a bearer token.
+	CSRFToken string `json:"csrf_token,omitempty"`
 }
 
 func (s *server) whoami(w http.ResponseWriter, r *http.Request, p access.Principal) error {
 	if err := noParams(r); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, whoamiBody{Role: string(p.Role), Login: p.Login, Via: p.Via})
+	return writeJSON(w, http.StatusOK, whoamiBody{Role: string(p.Role), Login: p.Login, Via: p.Via, CSRFToken: access.CSRFToken(r.Context())})
 }
 
 // isNotFound reports an id the store does not hold.
