@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/internal/browsertest"
 	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/cdcaudit/cdcaudit/manifest"
@@ -25,6 +27,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	d := newDaemon(t)
 	t.Run("Admin", func(t *testing.T) { adminTour(t, d) })
 	t.Run("Self", func(t *testing.T) { selfTour(t, d) })
+	t.Run("OneTimeLink", func(t *testing.T) { oneTimeLink(t, d) })
 }
 
 // page wraps a browser with the steps the tours repeat.
@@ -32,6 +35,38 @@ type page struct {
 	*browsertest.Browser
 	t   *testing.T
 	url string
+	// expected are the browser's error lines a tour provokes on purpose:
+	// the API's refusals (the browser logs every 4xx answer).
+	expected []string
+}
+
+// expect allows one logged problem that holds all of parts.
+func (p *page) expect(parts ...string) {
+	p.expected = append(p.expected, strings.Join(parts, "\x00"))
+}
+
+// checkClean fails the test when the page made a request off the daemon's
+// origin, or logged a problem the tour did not provoke.
+func (p *page) checkClean() {
+	p.t.Helper()
+	if off := p.OffOrigin(p.url); len(off) > 0 {
+		p.t.Errorf("requests left %s:\n  %s", p.url, strings.Join(off, "\n  "))
+	}
+	if len(p.Requests()) < 10 {
+		p.t.Errorf("only %d requests recorded", len(p.Requests()))
+	}
+	for _, problem := range p.Problems() {
+		if !slices.ContainsFunc(p.expected, func(e string) bool {
+			for part := range strings.SplitSeq(e, "\x00") {
+				if !strings.Contains(problem, part) {
+					return false
+				}
+			}
+			return true
+		}) {
+			p.t.Errorf("the page logged: %s", problem)
+		}
+	}
 }
 
 func open(t *testing.T, d *daemon) *page {
@@ -102,6 +137,7 @@ func (p *page) attrs(css, name string) []string {
 // sign-in, takes the token, and shows who signed in.
 func (p *page) signInWithToken(token string) {
 	p.t.Helper()
+	p.expect("401", "/api/v1/whoami")
 	p.Run(chromedp.Navigate(p.url + "/#/sessions"))
 	p.ready("signin")
 	p.shoot("signin")
@@ -115,6 +151,7 @@ func (p *page) signInWithToken(token string) {
 
 func (p *page) signInWithPassword(login, password string) {
 	p.t.Helper()
+	p.expect("401", "/api/v1/whoami")
 	p.Run(chromedp.Navigate(p.url + "/"))
 	p.ready("signin")
 	p.Run(
@@ -209,7 +246,6 @@ func adminTour(t *testing.T, d *daemon) {
 		t.Errorf("amount after %q", a)
 	}
 	p.shoot("activity")
-	d.checkLive(t, p)
 
 	// One event on its own page.
 	p.click(first + " " + byTest("event-link"))
@@ -249,7 +285,10 @@ func adminTour(t *testing.T, d *daemon) {
 	d.checkExport(t, p, "csv", "alice@example.com")
 	p.shoot("exports")
 
-	p.CheckClean(d.URL)
+	p.click(byTest("nav-activity"))
+	p.ready("activity")
+	d.checkLive(t, p)
+	p.checkClean()
 }
 
 // checkLive makes changes while the activity page is open: they appear
@@ -336,7 +375,9 @@ func selfTour(t *testing.T, d *daemon) {
 	}
 	noBob := func(where string) {
 		t.Helper()
-		if body := p.text("main"); strings.Contains(body, "bob@example.com") || strings.Contains(body, "Namur") {
+		// The page's text but its title (which may name whom it asked for).
+		body := eval[string](p, `(() => { const m = document.querySelector('main').cloneNode(true); m.querySelectorAll('h1').forEach((e) => e.remove()); return m.textContent; })()`)
+		if strings.Contains(body, "bob@example.com") || strings.Contains(body, "Namur") {
 			t.Errorf("%s shows bob's data:\n%s", where, body)
 		}
 	}
@@ -353,7 +394,9 @@ func selfTour(t *testing.T, d *daemon) {
 	}
 	noBob("sessions")
 
-	p.goTo("#/sessions/"+d.sessionOf(t, "bob@example.com"), "session")
+	bobSession := d.sessionOf(t, "bob@example.com")
+	p.expect("404", "/api/v1/sessions/"+bobSession)
+	p.goTo("#/sessions/"+bobSession, "session")
 	if e := p.text(byTest("error")); e == "" {
 		t.Error("bob's session opened")
 	}
@@ -372,5 +415,43 @@ func selfTour(t *testing.T, d *daemon) {
 	p.click(byTest("signout"))
 	p.ready("signin")
 	p.goTo("#/activity", "signin")
-	p.CheckClean(d.URL)
+	p.checkClean()
+}
+
+// The link `cdcaudit demo` prints signs in once: the code leaves the
+// address bar, a reload keeps the session (and can still sign out), and
+// the same link does not work twice.
+func oneTimeLink(t *testing.T, d *daemon) {
+	code, err := d.auth.OneTimeCode(access.Admin, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := open(t, d)
+	p.Run(chromedp.Navigate(p.url + "/#once=" + code))
+	p.ready("activity")
+	if role := p.text(byTest("whoami-role")); role != "admin" {
+		t.Errorf("role shown %q", role)
+	}
+	if loc := browsertest.Get(p.Browser, chromedp.Location()); strings.Contains(loc, code) || strings.Contains(loc, "once") {
+		t.Errorf("the code stayed in the address bar: %s", loc)
+	}
+	for _, r := range p.Requests() {
+		if strings.Contains(r, code) {
+			t.Errorf("the code was sent in a URL: %s", r)
+		}
+	}
+	p.Run(chromedp.Reload())
+	p.ready("activity")
+	p.click(byTest("signout"))
+	p.ready("signin")
+	p.checkClean()
+
+	again := open(t, d)
+	again.expect("401", "/api/v1/signin")
+	again.Run(chromedp.Navigate(again.url + "/#once=" + code))
+	again.ready("signin")
+	if e := again.text(byTest("signin-error")); !strings.Contains(e, "did not work") {
+		t.Errorf("a used code: %q", e)
+	}
+	again.checkClean()
 }

@@ -49,6 +49,7 @@ type daemon struct {
 	store      *sink.Store
 	key        *instancekey.Key
 	sim        *odoosim.Sim
+	auth       *auth.Auth
 	adminToken string
 	tokenName  string
 
@@ -135,6 +136,7 @@ func newDaemon(t *testing.T) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.auth = a
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix, a.Middleware(h))
 	a.Routes(mux)
