@@ -45,6 +45,12 @@ type Options struct {
 	// instancekey.LoadOrCreate). Exports need it and the store's access
 	// log (sink.Store); without them /api/v1/export answers 404.
 	Signer manifest.Signer
+	// MaxStreams bounds the event streams (GET /api/v1/events/stream) open
+	// at once; beyond it a stream is refused (503). 0: DefaultMaxStreams.
+	MaxStreams int
+	// Done, when closed, ends every event stream (the daemon is stopping:
+	// its server waits for requests in flight).
+	Done <-chan struct{}
 }
 
 // Prefix is where the API lives.
@@ -57,10 +63,12 @@ var openAPI []byte
 func OpenAPI() []byte { return openAPI }
 
 type server struct {
-	store  Store
-	now    func() time.Time
-	log    *slog.Logger
-	signer manifest.Signer
+	store   Store
+	now     func() time.Time
+	log     *slog.Logger
+	signer  manifest.Signer
+	streams streamSlots
+	done    <-chan struct{}
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
@@ -70,7 +78,14 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: no store")
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer}
+	if opts.MaxStreams < 0 {
+		return nil, errors.New("api: MaxStreams is negative")
+	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = DefaultMaxStreams
+	}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer,
+		streams: make(streamSlots, opts.MaxStreams), done: opts.Done}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -101,6 +116,7 @@ func (s *server) routes() map[string]handlerFunc {
 		"/api/v1/whoami":                s.whoami,
 		"/api/v1/events":                s.events,
 		"/api/v1/events/count":          s.eventsCount,
+		"/api/v1/events/stream":         s.eventStream,
 		"/api/v1/events/{id}":           s.event,
 		"/api/v1/records/history":       s.recordHistory,
 		"/api/v1/sessions":              s.sessions,

@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -111,6 +113,50 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	for _, target := range routes(f)[:len(routes(f))-1] {
 		check(nil, target, false)
 	}
+	// The event stream: a real stream from the start of the store (its
+	// events as the Event schema says), and its refusals.
+	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
+	eventSchema := doc.Components.Schemas["Event"].Value
+	for _, p := range []*access.Principal{&admin, &self} {
+		target := "/api/v1/events/stream?table=sale_order,res_partner"
+		a := streamUntil(t, f.handler(t, p), target, "0000000000000000-000000", f.ids["alice-bypass-9"])
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("Last-Event-ID", "0000000000000000-000000")
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatalf("%s: not in openapi.json: %v", target, err)
+		}
+		covered[route.Path] = true
+		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}}
+		if err := openapi3filter.ValidateRequest(t.Context(), in); err != nil {
+			t.Errorf("%s: the request does not fit the document: %v", target, err)
+		}
+		if err := openapi3filter.ValidateResponse(t.Context(), &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: in, Status: a.status, Header: a.header, Body: io.NopCloser(bytes.NewReader(a.body)), Options: in.Options}); err != nil {
+			t.Errorf("%s as %v: the stream does not fit the document: %v", target, p, err)
+		}
+		n := 0
+		for _, line := range strings.Split(string(a.body), "\n") {
+			data, ok := strings.CutPrefix(line, "data: ")
+			if !ok {
+				continue
+			}
+			var v any
+			if err := json.Unmarshal([]byte(data), &v); err != nil {
+				t.Fatalf("stream data %q: %v", data, err)
+			}
+			if err := eventSchema.VisitJSON(v); err != nil {
+				t.Errorf("a streamed event does not fit the Event schema: %v", err)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Errorf("%s as %v: no event streamed", target, p)
+		}
+	}
+	check(&viewer, "/api/v1/events/stream?limit=3", false)
+	check(nil, "/api/v1/events/stream", false)
 	documented := doc.Paths.InMatchingOrder()
 	for _, path := range documented {
 		if !covered[path] && !slices.Contains([]string{"/api/v1/signin", "/api/v1/signout"}, path) {
@@ -140,4 +186,35 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		return
 	}
 	t.Logf("%d paths checked: %s", len(covered), strings.Join(documented, " "))
+}
+
+// streamUntil serves a stream of target after lastID until its body holds
+// the event id until, then ends it as a client that leaves.
+func streamUntil(t *testing.T, h http.Handler, target, lastID, until string) answer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	r.Header.Set("Last-Event-ID", lastID)
+	w := &cancelOnWrite{ResponseRecorder: httptest.NewRecorder(), marker: []byte("id: " + until + "\n"), cancel: cancel}
+	h.ServeHTTP(w, r)
+	res := w.Result()
+	body, _ := io.ReadAll(res.Body)
+	return answer{res.StatusCode, res.Header, body}
+}
+
+// cancelOnWrite records an answer and cancels its request once the body
+// holds marker.
+type cancelOnWrite struct {
+	*httptest.ResponseRecorder
+	marker []byte
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnWrite) Write(p []byte) (int, error) {
+	n, err := c.ResponseRecorder.Write(p)
+	if bytes.Contains(c.Body.Bytes(), c.marker) {
+		c.cancel()
+	}
+	return n, err
 }
