@@ -879,7 +879,7 @@
     }
     grid.appendChild(chart('chart-users', 'Most active users, last 7 days (changes)', users, (c) => [
       bars((c.users || []).map((r) => ({ label: r.user, value: r.count, href: r.user && !r.user.startsWith('#') ? '#/users/' + encodeURIComponent(r.user) : null }))),
-      c.unattributed ? h('p', { class: 'muted', text: c.unattributed + ' changes with no known user.' }) : null,
+      c.unattributed ? h('p', { class: 'muted', text: c.unattributed + (c.unattributed === 1 ? ' change' : ' changes') + ' with no known user.' }) : null,
     ]));
     grid.appendChild(chart('chart-bypass', 'Changes outside the application, per day, last 30 days', bypass, (c) => {
       const per = new Map((c.series || []).map((r) => [String(r.at).slice(0, 10), r.count]));
@@ -970,7 +970,7 @@
         svg.appendChild(s('rect', { x: x + gap / 2, y: H - bottom - bh, width: bw - gap, height: bh, class: cls || 'bar' }, s('title', { text: r.title + ': ' + r.value + ' ' + what })));
         svg.appendChild(s('text', { x: x + bw / 2, y: H - bottom - bh - 3, class: 'value small', 'text-anchor': 'middle' }, String(r.value)));
       }
-      if (i % labelEvery === 0) svg.appendChild(s('text', { x: x + bw / 2, y: H - 6, class: 'tick', 'text-anchor': 'middle' }, r.label));
+      if (i % labelEvery === 0) svg.appendChild(s('text', { x: i ? x + bw / 2 : 0, y: H - 6, class: 'tick', 'text-anchor': i ? 'middle' : 'start' }, r.label));
     });
     return svg;
   }
