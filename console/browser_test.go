@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/internal/browsertest"
@@ -402,6 +403,25 @@ func selfTour(t *testing.T, d *daemon) {
 	}
 	noBob("activity")
 	p.shoot("self-activity")
+
+	// From the keyboard: the first stop skips to the content; a change
+	// unfolds with Enter.
+	p.Run(chromedp.Reload())
+	p.ready("activity")
+	p.Run(chromedp.KeyEvent(kb.Tab))
+	if f := eval[string](p, `document.activeElement.textContent`); f != "Skip to content" {
+		t.Errorf("the first stop is %q", f)
+	}
+	expand := byTest("events") + " > article:first-child " + byTest("event-expand")
+	p.Run(chromedp.Focus(chromedp.CSS(expand)), chromedp.KeyEvent(kb.Enter))
+	p.Run(chromedp.WaitVisible(chromedp.CSS(byTest("events") + " > article:first-child " + byTest("diff"))))
+
+	// Times in the browser's zone, UTC on hover.
+	for _, title := range p.attrs("main time", "title") {
+		if !strings.HasSuffix(title, " UTC") {
+			t.Errorf("a time's title %q", title)
+		}
+	}
 
 	p.click(byTest("nav-sessions"))
 	p.ready("sessions")
