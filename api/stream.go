@@ -174,15 +174,25 @@ func sseEvent(key, rec []byte) []byte {
 	b = append(b, "id: "...)
 	b = audit.AppendID(b, lsn, ord)
 	b = append(b, "\nevent: audit\n"...)
-	// A stored event is one line of JSON; should one ever hold a line
-	// break, each line goes in a data field of its own (the client joins
-	// them with "\n", which JSON reads as white space).
-	for line := range bytes.Lines(rec) {
+	// A stored event is one line of JSON. Should one ever hold a line break
+	// (CR, LF or both: each ends a line of the stream), each line goes in a
+	// data field of its own, so that nothing in it can start a field or an
+	// event; the client joins them with "\n", which JSON reads as white
+	// space.
+	for {
+		i := bytes.IndexAny(rec, "\r\n")
 		b = append(b, "data: "...)
-		b = append(b, bytes.TrimRight(line, "\r\n")...)
-		b = append(b, '\n')
+		if i < 0 {
+			b = append(b, rec...)
+			break
+		}
+		b = append(append(b, rec[:i]...), '\n')
+		if rec[i] == '\r' && i+1 < len(rec) && rec[i+1] == '\n' {
+			i++
+		}
+		rec = rec[i+1:]
 	}
-	return append(b, '\n')
+	return append(b, "\n\n"...)
 }
 
 // streamSlots bounds the streams open at once.

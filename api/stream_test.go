@@ -317,3 +317,47 @@ func TestEventStreamKeepalive(t *testing.T) {
 		t.Fatal("no keepalive")
 	}
 }
+
+// FuzzSSEEvent: whatever a stored record holds, the stream carries it as
+// one event of its id whose data is the record, line breaks made "\n".
+func FuzzSSEEvent(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, "a\nb", "a\r\nb", "a\rb\n", "\n\nid: 1\nevent: x\n\n", "", "\r", "data: x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, rec string) {
+		key := audit.MakeKey(0x16B3800, 3)
+		out := string(sseEvent(key[:], []byte(rec)))
+		// Parse as a browser does: lines end at CR, LF or CRLF; a blank line
+		// ends an event.
+		lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(out, "\r\n", "\n"), "\r", "\n"), "\n")
+		var events []sse
+		var ev sse
+		var data []string
+		for _, line := range lines {
+			if line == "" {
+				if data != nil {
+					ev.data = strings.Join(data, "\n")
+					events = append(events, ev)
+				}
+				ev, data = sse{}, nil
+				continue
+			}
+			name, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch name {
+			case "id":
+				ev.id = value
+			case "event":
+				ev.event = value
+			case "data":
+				data = append(data, value)
+			default:
+				t.Fatalf("field %q in %q", name, out)
+			}
+		}
+		want := strings.ReplaceAll(strings.ReplaceAll(rec, "\r\n", "\n"), "\r", "\n")
+		if len(events) != 1 || events[0] != (sse{id: "00000000016B3800-000003", event: "audit", data: want}) {
+			t.Fatalf("%q streamed as %q: %+v", rec, out, events)
+		}
+	})
+}
