@@ -29,6 +29,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Run("Admin", func(t *testing.T) { adminTour(t, d) })
 	t.Run("Self", func(t *testing.T) { selfTour(t, d) })
 	t.Run("OneTimeLink", func(t *testing.T) { oneTimeLink(t, d) })
+	t.Run("TwoFactor", func(t *testing.T) { twoFactor(t, d) })
 }
 
 // page wraps a browser with the steps the tours repeat.
@@ -490,4 +491,40 @@ func oneTimeLink(t *testing.T, d *daemon) {
 		t.Errorf("a used code: %q", e)
 	}
 	again.checkClean()
+}
+
+// carol has two-factor authentication on: her password alone makes the
+// page ask for the code; with it she is in, as a viewer (Sales /
+// Administrator is the viewer group here).
+func twoFactor(t *testing.T, d *daemon) {
+	p := open(t, d)
+	p.expect("401", "/api/v1/whoami")
+	p.expect("401", "/api/v1/signin")
+	p.Run(chromedp.Navigate(p.url + "/"))
+	p.ready("signin")
+	p.Run(
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-login")), "carol@example.com"),
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-password")), carolPassword),
+		chromedp.Click(chromedp.CSS(byTest("signin-submit"))),
+		chromedp.WaitVisible(chromedp.CSS(byTest("signin-error"))),
+	)
+	if hint := p.text(".hint.ask"); !strings.Contains(hint, "code") {
+		t.Errorf("the page does not ask for the code: %q", hint)
+	}
+	if f := eval[string](p, `document.activeElement.getAttribute('data-test')`); f != "signin-totp" {
+		t.Errorf("focus on %q, not the code", f)
+	}
+	if pw := eval[string](p, `document.querySelector('[data-test="signin-password"]').value`); pw != "" {
+		t.Error("the password stays in the form after a refusal")
+	}
+	p.Run(
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-password")), carolPassword),
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-totp")), totpNow(t, odoosim.CarolTOTPSecret)),
+		chromedp.Click(chromedp.CSS(byTest("signin-submit"))),
+	)
+	p.ready("activity")
+	if role := p.text(byTest("whoami-role")); role != "viewer" {
+		t.Errorf("carol's role %q", role)
+	}
+	p.checkClean()
 }
