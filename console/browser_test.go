@@ -25,11 +25,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and Chromium")
 	}
-	d := newDaemon(t)
+	d := newDaemon(t, true)
 	t.Run("Admin", func(t *testing.T) { adminTour(t, d) })
 	t.Run("Self", func(t *testing.T) { selfTour(t, d) })
 	t.Run("OneTimeLink", func(t *testing.T) { oneTimeLink(t, d) })
 	t.Run("TwoFactor", func(t *testing.T) { twoFactor(t, d) })
+	t.Run("Empty", func(t *testing.T) { emptyTour(t, newDaemon(t, false)) })
 }
 
 // page wraps a browser with the steps the tours repeat.
@@ -525,6 +526,27 @@ func twoFactor(t *testing.T, d *daemon) {
 	p.ready("activity")
 	if role := p.text(byTest("whoami-role")); role != "viewer" {
 		t.Errorf("carol's role %q", role)
+	}
+	p.checkClean()
+}
+
+// Before anything was recorded each page says so, and what to do.
+func emptyTour(t *testing.T, d *daemon) {
+	p := open(t, d)
+	p.signInWithToken(d.adminToken)
+	if e := p.text(byTest("empty")); !strings.Contains(e, "No sessions yet") || !strings.Contains(e, "cdcaudit check") {
+		t.Errorf("sessions, empty: %q", e)
+	}
+	p.shoot("empty-sessions")
+	p.click(byTest("nav-activity"))
+	p.ready("activity")
+	if e := p.text(byTest("empty")); !strings.Contains(e, "No change recorded yet") {
+		t.Errorf("activity, empty: %q", e)
+	}
+	p.click(byTest("nav-dashboard"))
+	p.ready("dashboard")
+	if e := p.texts(byTest("empty")); len(e) < 8 || e[0] != "Nothing in this period." {
+		t.Errorf("dashboard, empty: %q", e)
 	}
 	p.checkClean()
 }

@@ -65,8 +65,9 @@ type daemon struct {
 	aliceSession, bobSession *odoosim.Session
 }
 
-// newDaemon starts it all and returns once the store holds the workload.
-func newDaemon(t *testing.T) *daemon {
+// newDaemon starts it all and returns once the store holds the workload
+// (none when !work).
+func newDaemon(t *testing.T, work bool) *daemon {
 	t.Helper()
 	ctx := context.Background()
 	dsn, name := pgtest.NewDB(t)
@@ -152,7 +153,9 @@ func newDaemon(t *testing.T) *daemon {
 	d.URL = srv.URL
 
 	d.sim = odoosim.New(conn)
-	d.work(t, ctx)
+	if work {
+		d.work(t, ctx)
+	}
 	return d
 }
 
