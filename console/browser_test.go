@@ -7,9 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
+	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/internal/browsertest"
 	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/cdcaudit/cdcaudit/manifest"
@@ -22,9 +25,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and Chromium")
 	}
-	d := newDaemon(t)
+	d := newDaemon(t, true)
 	t.Run("Admin", func(t *testing.T) { adminTour(t, d) })
 	t.Run("Self", func(t *testing.T) { selfTour(t, d) })
+	t.Run("OneTimeLink", func(t *testing.T) { oneTimeLink(t, d) })
+	t.Run("TwoFactor", func(t *testing.T) { twoFactor(t, d) })
+	t.Run("Empty", func(t *testing.T) { emptyTour(t, newDaemon(t, false)) })
 }
 
 // page wraps a browser with the steps the tours repeat.
@@ -32,6 +38,38 @@ type page struct {
 	*browsertest.Browser
 	t   *testing.T
 	url string
+	// expected are the browser's error lines a tour provokes on purpose:
+	// the API's refusals (the browser logs every 4xx answer).
+	expected []string
+}
+
+// expect allows one logged problem that holds all of parts.
+func (p *page) expect(parts ...string) {
+	p.expected = append(p.expected, strings.Join(parts, "\x00"))
+}
+
+// checkClean fails the test when the page made a request off the daemon's
+// origin, or logged a problem the tour did not provoke.
+func (p *page) checkClean() {
+	p.t.Helper()
+	if off := p.OffOrigin(p.url); len(off) > 0 {
+		p.t.Errorf("requests left %s:\n  %s", p.url, strings.Join(off, "\n  "))
+	}
+	if len(p.Requests()) == 0 {
+		p.t.Error("no request recorded")
+	}
+	for _, problem := range p.Problems() {
+		if !slices.ContainsFunc(p.expected, func(e string) bool {
+			for part := range strings.SplitSeq(e, "\x00") {
+				if !strings.Contains(problem, part) {
+					return false
+				}
+			}
+			return true
+		}) {
+			p.t.Errorf("the page logged: %s", problem)
+		}
+	}
 }
 
 func open(t *testing.T, d *daemon) *page {
@@ -102,6 +140,7 @@ func (p *page) attrs(css, name string) []string {
 // sign-in, takes the token, and shows who signed in.
 func (p *page) signInWithToken(token string) {
 	p.t.Helper()
+	p.expect("401", "/api/v1/whoami")
 	p.Run(chromedp.Navigate(p.url + "/#/sessions"))
 	p.ready("signin")
 	p.shoot("signin")
@@ -115,6 +154,7 @@ func (p *page) signInWithToken(token string) {
 
 func (p *page) signInWithPassword(login, password string) {
 	p.t.Helper()
+	p.expect("401", "/api/v1/whoami")
 	p.Run(chromedp.Navigate(p.url + "/"))
 	p.ready("signin")
 	p.Run(
@@ -209,7 +249,6 @@ func adminTour(t *testing.T, d *daemon) {
 		t.Errorf("amount after %q", a)
 	}
 	p.shoot("activity")
-	d.checkLive(t, p)
 
 	// One event on its own page.
 	p.click(first + " " + byTest("event-link"))
@@ -218,6 +257,22 @@ func adminTour(t *testing.T, d *daemon) {
 		t.Errorf("bypass note %q", note)
 	}
 	p.shoot("event")
+
+	// A password change: the hash is never stored, and the page says so.
+	p.goTo("#/activity?table=res_users&op=update", "activity")
+	first = byTest("events") + " > article:first-child"
+	p.click(first + " " + byTest("event-expand"))
+	pw := first + ` [data-test="diff-row"][data-field="password"]`
+	p.Run(chromedp.WaitVisible(chromedp.CSS(pw)))
+	if r := p.text(pw + " " + byTest("diff-after")); !strings.HasPrefix(r, "redacted") {
+		t.Errorf("the new password hash shows as %q", r)
+	}
+	if strings.Contains(p.text("main"), "pbkdf2") {
+		t.Error("a password hash on the page")
+	}
+	if ops := p.attrs(byTest("events")+" > article", "data-op"); len(ops) == 0 || slices.ContainsFunc(ops, func(op string) bool { return op != "update" }) {
+		t.Errorf("filtered by op=update: %q", ops)
+	}
 
 	// The user page.
 	p.goTo("#/users/alice@example.com", "user")
@@ -249,7 +304,10 @@ func adminTour(t *testing.T, d *daemon) {
 	d.checkExport(t, p, "csv", "alice@example.com")
 	p.shoot("exports")
 
-	p.CheckClean(d.URL)
+	p.click(byTest("nav-activity"))
+	p.ready("activity")
+	d.checkLive(t, p)
+	p.checkClean()
 }
 
 // checkLive makes changes while the activity page is open: they appear
@@ -336,7 +394,9 @@ func selfTour(t *testing.T, d *daemon) {
 	}
 	noBob := func(where string) {
 		t.Helper()
-		if body := p.text("main"); strings.Contains(body, "bob@example.com") || strings.Contains(body, "Namur") {
+		// The page's text but its title (which may name whom it asked for).
+		body := eval[string](p, `(() => { const m = document.querySelector('main').cloneNode(true); m.querySelectorAll('h1').forEach((e) => e.remove()); return m.textContent; })()`)
+		if strings.Contains(body, "bob@example.com") || strings.Contains(body, "Namur") {
 			t.Errorf("%s shows bob's data:\n%s", where, body)
 		}
 	}
@@ -346,6 +406,25 @@ func selfTour(t *testing.T, d *daemon) {
 	noBob("activity")
 	p.shoot("self-activity")
 
+	// From the keyboard: the first stop skips to the content; a change
+	// unfolds with Enter.
+	p.Run(chromedp.Reload())
+	p.ready("activity")
+	p.Run(chromedp.KeyEvent(kb.Tab))
+	if f := eval[string](p, `document.activeElement.textContent`); f != "Skip to content" {
+		t.Errorf("the first stop is %q", f)
+	}
+	expand := byTest("events") + " > article:first-child " + byTest("event-expand")
+	p.Run(chromedp.Focus(chromedp.CSS(expand)), chromedp.KeyEvent(kb.Enter))
+	p.Run(chromedp.WaitVisible(chromedp.CSS(byTest("events") + " > article:first-child " + byTest("diff"))))
+
+	// Times in the browser's zone, UTC on hover.
+	for _, title := range p.attrs("main time", "title") {
+		if !strings.HasSuffix(title, " UTC") {
+			t.Errorf("a time's title %q", title)
+		}
+	}
+
 	p.click(byTest("nav-sessions"))
 	p.ready("sessions")
 	if users := p.attrs(byTest("session-row"), "data-user"); !slices.Equal(users, []string{"alice@example.com"}) {
@@ -353,7 +432,9 @@ func selfTour(t *testing.T, d *daemon) {
 	}
 	noBob("sessions")
 
-	p.goTo("#/sessions/"+d.sessionOf(t, "bob@example.com"), "session")
+	bobSession := d.sessionOf(t, "bob@example.com")
+	p.expect("404", "/api/v1/sessions/"+bobSession)
+	p.goTo("#/sessions/"+bobSession, "session")
 	if e := p.text(byTest("error")); e == "" {
 		t.Error("bob's session opened")
 	}
@@ -372,5 +453,100 @@ func selfTour(t *testing.T, d *daemon) {
 	p.click(byTest("signout"))
 	p.ready("signin")
 	p.goTo("#/activity", "signin")
-	p.CheckClean(d.URL)
+	p.checkClean()
+}
+
+// The link `cdcaudit demo` prints signs in once: the code leaves the
+// address bar, a reload keeps the session (and can still sign out), and
+// the same link does not work twice.
+func oneTimeLink(t *testing.T, d *daemon) {
+	code, err := d.auth.OneTimeCode(access.Admin, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := open(t, d)
+	p.Run(chromedp.Navigate(p.url + "/#once=" + code))
+	p.ready("activity")
+	if role := p.text(byTest("whoami-role")); role != "admin" {
+		t.Errorf("role shown %q", role)
+	}
+	if loc := browsertest.Get(p.Browser, chromedp.Location()); strings.Contains(loc, code) || strings.Contains(loc, "once") {
+		t.Errorf("the code stayed in the address bar: %s", loc)
+	}
+	for _, r := range p.Requests() {
+		if strings.Contains(r, code) {
+			t.Errorf("the code was sent in a URL: %s", r)
+		}
+	}
+	p.Run(chromedp.Reload())
+	p.ready("activity")
+	p.click(byTest("signout"))
+	p.ready("signin")
+	p.checkClean()
+
+	again := open(t, d)
+	again.expect("401", "/api/v1/signin")
+	again.Run(chromedp.Navigate(again.url + "/#once=" + code))
+	again.ready("signin")
+	if e := again.text(byTest("signin-error")); !strings.Contains(e, "did not work") {
+		t.Errorf("a used code: %q", e)
+	}
+	again.checkClean()
+}
+
+// carol has two-factor authentication on: her password alone makes the
+// page ask for the code; with it she is in, as a viewer (Sales /
+// Administrator is the viewer group here).
+func twoFactor(t *testing.T, d *daemon) {
+	p := open(t, d)
+	p.expect("401", "/api/v1/whoami")
+	p.expect("401", "/api/v1/signin")
+	p.Run(chromedp.Navigate(p.url + "/"))
+	p.ready("signin")
+	p.Run(
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-login")), "carol@example.com"),
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-password")), carolPassword),
+		chromedp.Click(chromedp.CSS(byTest("signin-submit"))),
+		chromedp.WaitVisible(chromedp.CSS(byTest("signin-error"))),
+	)
+	if hint := p.text(".hint.ask"); !strings.Contains(hint, "code") {
+		t.Errorf("the page does not ask for the code: %q", hint)
+	}
+	if f := eval[string](p, `document.activeElement.getAttribute('data-test')`); f != "signin-totp" {
+		t.Errorf("focus on %q, not the code", f)
+	}
+	if pw := eval[string](p, `document.querySelector('[data-test="signin-password"]').value`); pw != "" {
+		t.Error("the password stays in the form after a refusal")
+	}
+	p.Run(
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-password")), carolPassword),
+		chromedp.SendKeys(chromedp.CSS(byTest("signin-totp")), totpNow(t, odoosim.CarolTOTPSecret)),
+		chromedp.Click(chromedp.CSS(byTest("signin-submit"))),
+	)
+	p.ready("activity")
+	if role := p.text(byTest("whoami-role")); role != "viewer" {
+		t.Errorf("carol's role %q", role)
+	}
+	p.checkClean()
+}
+
+// Before anything was recorded each page says so, and what to do.
+func emptyTour(t *testing.T, d *daemon) {
+	p := open(t, d)
+	p.signInWithToken(d.adminToken)
+	if e := p.text(byTest("empty")); !strings.Contains(e, "No sessions yet") || !strings.Contains(e, "cdcaudit check") {
+		t.Errorf("sessions, empty: %q", e)
+	}
+	p.shoot("empty-sessions")
+	p.click(byTest("nav-activity"))
+	p.ready("activity")
+	if e := p.text(byTest("empty")); !strings.Contains(e, "No change recorded yet") {
+		t.Errorf("activity, empty: %q", e)
+	}
+	p.click(byTest("nav-dashboard"))
+	p.ready("dashboard")
+	if e := p.texts(byTest("empty")); len(e) < 8 || e[0] != "Nothing in this period." {
+		t.Errorf("dashboard, empty: %q", e)
+	}
+	p.checkClean()
 }

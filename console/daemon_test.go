@@ -2,11 +2,16 @@ package console
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha512"
+	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +43,7 @@ func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
 const (
 	alicePassword = "alice-console-pw"
 	bobPassword   = "bob-console-pw"
+	carolPassword = "carol-console-pw" // carol has two-factor on
 )
 
 // daemon is what `cdcaudit run` serves, assembled in the test: an Odoo 18
@@ -49,6 +55,7 @@ type daemon struct {
 	store      *sink.Store
 	key        *instancekey.Key
 	sim        *odoosim.Sim
+	auth       *auth.Auth
 	adminToken string
 	tokenName  string
 
@@ -58,8 +65,9 @@ type daemon struct {
 	aliceSession, bobSession *odoosim.Session
 }
 
-// newDaemon starts it all and returns once the store holds the workload.
-func newDaemon(t *testing.T) *daemon {
+// newDaemon starts it all and returns once the store holds the workload
+// (none when !work).
+func newDaemon(t *testing.T, work bool) *daemon {
 	t.Helper()
 	ctx := context.Background()
 	dsn, name := pgtest.NewDB(t)
@@ -135,6 +143,7 @@ func newDaemon(t *testing.T) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.auth = a
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix, a.Middleware(h))
 	a.Routes(mux)
@@ -144,7 +153,9 @@ func newDaemon(t *testing.T) *daemon {
 	d.URL = srv.URL
 
 	d.sim = odoosim.New(conn)
-	d.work(t, ctx)
+	if work {
+		d.work(t, ctx)
+	}
 	return d
 }
 
@@ -161,7 +172,10 @@ func (d *daemon) work(t *testing.T, ctx context.Context) {
 		if err := e.ChangePassword(odoosim.Alice, odooHash(alicePassword)); err != nil {
 			return err
 		}
-		return e.ChangePassword(odoosim.Bob, odooHash(bobPassword))
+		if err := e.ChangePassword(odoosim.Bob, odooHash(bobPassword)); err != nil {
+			return err
+		}
+		return e.ChangePassword(odoosim.Carol, odooHash(carolPassword))
 	}))
 	must(d.sim.Login(ctx, odoosim.Alice))
 	d.aliceSession = d.sim.NewDevice(odoosim.Alice, odoosim.Device{IP: "198.51.100.11", Platform: "android", Browser: "chrome", Country: "France", City: "Lyon"})
@@ -270,6 +284,24 @@ func odooHash(password string) string {
 		return strings.ReplaceAll(base64.RawStdEncoding.EncodeToString(b), "+", ".")
 	}
 	return "$pbkdf2-sha512$" + strconv.Itoa(rounds) + "$" + ab64(salt) + "$" + ab64(sum)
+}
+
+// totpNow is the current RFC 6238 code of a base32 secret (what carol's
+// authenticator app shows).
+func totpNow(t *testing.T, secret string) string {
+	t.Helper()
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(secret, "="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg [8]byte
+	binary.BigEndian.PutUint64(msg[:], uint64(time.Now().Unix()/30))
+	m := hmac.New(sha1.New, key)
+	m.Write(msg[:])
+	sum := m.Sum(nil)
+	off := sum[len(sum)-1] & 0xf
+	n := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", n%1000000)
 }
 
 // accessLog records sign-ins in the store's access log, as the daemon does.

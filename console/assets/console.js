@@ -12,6 +12,7 @@
   let afterSignIn = '#/activity';
   let cleanups = []; // what the current view must stop when it is left
   let renderSeq = 0;
+  let signinMessage = ''; // shown once by the sign-in page
 
   // ---------- DOM ----------
 
@@ -339,12 +340,13 @@
 
   function whoBlock(actor) {
     const a = actor || {};
+    const userKnown = a.login || (a.user_id !== null && a.user_id !== undefined);
     const who = h('div', { class: 'who', test: 'event-who' },
-      userLink(a.login, a.user_id),
-      h('span', { class: 'how', test: 'user-via', 'data-via': a.user_via || 'none', text: 'how known: ' + (USER_VIA[a.user_via] || a.user_via || 'not known') }));
+      userKnown ? userLink(a.login, a.user_id) : h('span', { text: 'user not known' }),
+      h('span', { class: 'how', test: 'user-via', 'data-via': a.user_via || 'none', text: userKnown ? 'how known: ' + (USER_VIA[a.user_via] || a.user_via || 'not known') : '' }));
     const sess = h('div', { class: 'who', test: 'event-session' },
-      h('span', { class: 'label', text: 'session ' }), sessionLink(a.session_id),
-      h('span', { class: 'how', test: 'session-via', 'data-via': a.session_via || 'none', text: 'how known: ' + (SESSION_VIA[a.session_via] || a.session_via || 'not known') }));
+      a.session_id ? [h('span', { class: 'label', text: 'session ' }), sessionLink(a.session_id)] : h('span', { class: 'label', text: a.session_via === 'ambiguous' ? 'session: ' : 'session not known' }),
+      h('span', { class: 'how', test: 'session-via', 'data-via': a.session_via || 'none', text: a.session_id || a.session_via === 'ambiguous' ? (a.session_id ? 'how known: ' : '') + (SESSION_VIA[a.session_via] || a.session_via) : '' }));
     const c = a.candidates;
     let cand = null;
     if (c && ((c.users && c.users.length) || (c.sessions && c.sessions.length))) {
@@ -435,13 +437,22 @@
     add(art, [
       h('div', { class: 'event-head' },
         h('div', { class: 'when' }, when(ev.commit_time)),
-        h('div', { class: 'what' }, opBadge(ev.op), ' ', recordCell, ' ', flagBadges(ev.flags)),
+        h('div', { class: 'what' }, opBadge(ev.op), ' ', recordCell, ' ', flagBadges(ev.flags), changedSummary(ev)),
         h('div', { class: 'whos' }, whoBlock(ev.actor)),
         h('div', { class: 'event-actions' }, toggle,
           h('a', { href: '#/events/' + encodeURIComponent(ev.id), class: 'button-link', test: 'event-link', text: 'Open' }))),
       detail,
     ]);
     return art;
+  }
+
+  // changedSummary names an update's changed fields, the first few.
+  function changedSummary(ev) {
+    if (ev.op !== 'update') return null;
+    if (!Array.isArray(ev.changed)) return h('div', { class: 'changed-list muted', text: 'changed fields not known' });
+    const n = ev.changed.length;
+    const shown = ev.changed.slice(0, 5).join(', ') + (n > 5 ? ' and ' + (n - 5) + ' more' : '');
+    return h('div', { class: 'changed-list', test: 'changed-list' }, h('span', { class: 'muted', text: 'changed: ' }), shown || 'nothing');
   }
 
   // eventList pages through events with load(cursor) → {events, next_cursor}.
@@ -477,8 +488,10 @@
 
   const views = {};
 
-  views.signin = async (main, params, message) => {
+  views.signin = async (main) => {
     if (me) return afterSigningIn();
+    const message = signinMessage;
+    signinMessage = '';
     document.getElementById('nav').hidden = true;
     document.getElementById('me').hidden = true;
     const err = h('p', { class: 'error', role: 'alert', test: 'signin-error', hidden: !message, text: message || '' });
@@ -647,7 +660,7 @@
         h('button', { type: 'button', disabled: true, test: 'session-terminate', title: 'Ending a session from here comes with session control (not yet available)', text: 'Terminate' })],
     ];
     return h('tr', { test: 'session-row', 'data-session': x.id, 'data-user': x.login || '' },
-      cells.map((c, i) => h('td', { 'data-label': cols[i] }, c)));
+      cells.map((c, i) => h('td', { 'data-label': cols[i] }, h('div', {}, c))));
   }
 
   views.session = async (main, params, id) => {
@@ -707,7 +720,11 @@
       es = new EventSource(API + '/events/stream' + qs(filter), { withCredentials: false });
       cleanups.push(() => es.close());
       es.addEventListener('open', () => say(paused ? 'Paused.' : 'Live: new changes appear at the top.'));
-      es.addEventListener('error', () => say(es.readyState === EventSource.CLOSED ? 'Live updates stopped: reload the page.' : 'Reconnecting…'));
+      es.addEventListener('error', () => {
+        const closed = es.readyState === EventSource.CLOSED;
+        pause.disabled = closed;
+        say(closed ? 'Live updates stopped: reload the page to try again.' : 'Reconnecting…');
+      });
       es.addEventListener('audit', (m) => {
         let ev;
         try { ev = JSON.parse(m.data); } catch (e) { return; }
@@ -862,7 +879,7 @@
     }
     grid.appendChild(chart('chart-users', 'Most active users, last 7 days (changes)', users, (c) => [
       bars((c.users || []).map((r) => ({ label: r.user, value: r.count, href: r.user && !r.user.startsWith('#') ? '#/users/' + encodeURIComponent(r.user) : null }))),
-      c.unattributed ? h('p', { class: 'muted', text: c.unattributed + ' changes with no known user.' }) : null,
+      c.unattributed ? h('p', { class: 'muted', text: c.unattributed + (c.unattributed === 1 ? ' change' : ' changes') + ' with no known user.' }) : null,
     ]));
     grid.appendChild(chart('chart-bypass', 'Changes outside the application, per day, last 30 days', bypass, (c) => {
       const per = new Map((c.series || []).map((r) => [String(r.at).slice(0, 10), r.count]));
@@ -953,7 +970,7 @@
         svg.appendChild(s('rect', { x: x + gap / 2, y: H - bottom - bh, width: bw - gap, height: bh, class: cls || 'bar' }, s('title', { text: r.title + ': ' + r.value + ' ' + what })));
         svg.appendChild(s('text', { x: x + bw / 2, y: H - bottom - bh - 3, class: 'value small', 'text-anchor': 'middle' }, String(r.value)));
       }
-      if (i % labelEvery === 0) svg.appendChild(s('text', { x: x + bw / 2, y: H - 6, class: 'tick', 'text-anchor': 'middle' }, r.label));
+      if (i % labelEvery === 0) svg.appendChild(s('text', { x: i ? x + bw / 2 : 0, y: H - 6, class: 'tick', 'text-anchor': i ? 'middle' : 'start' }, r.label));
     });
     return svg;
   }
@@ -1119,8 +1136,8 @@
       try {
         await signIn({ once: m[1] });
       } catch (e) {
-        return views.signin(clear(document.getElementById('main')), {}, 'The sign-in link did not work (' + e.message + '): it is good once, for 10 minutes.')
-          .then(() => window.addEventListener('hashchange', render));
+        signinMessage = 'The sign-in link did not work (' + e.message + '). A link is good once, for 10 minutes.';
+        history.replaceState(null, '', location.pathname + location.search + '#/signin');
       }
       window.addEventListener('hashchange', render);
       return render();
