@@ -31,8 +31,8 @@ type Principal struct {
 	// name of any other principal signed in with a password; "" for an
 	// admin or viewer token.
 	Login string
-	// Via says how it signed in, for the access log: "token:<name>" or
-	// "password".
+	// Via says how it signed in, for the access log: "token:<name>",
+	// "password" or "once" (a one-time code).
 	Via string
 }
 
@@ -90,4 +90,19 @@ func FromContext(ctx context.Context) (Principal, error) {
 		return Principal{}, ErrNoPrincipal
 	}
 	return p, nil
+}
+
+type csrfKey struct{}
+
+// WithCSRFToken returns ctx carrying the CSRF token of the browser session
+// the request came with, for a page that reloads to learn it again (whoami).
+// A bearer token's request has none.
+func WithCSRFToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, csrfKey{}, token)
+}
+
+// CSRFToken returns the browser session's CSRF token ctx carries, or "".
+func CSRFToken(ctx context.Context) string {
+	s, _ := ctx.Value(csrfKey{}).(string)
+	return s
 }

@@ -48,6 +48,12 @@ type Options struct {
 	// Pace paces every read of the store and the writing of exports, so
 	// that readers never slow recording (readpace.Pacer); nil: unpaced.
 	Pace Pacer
+	// MaxStreams bounds the event streams (GET /api/v1/events/stream) open
+	// at once; beyond it a stream is refused (503). 0: DefaultMaxStreams.
+	MaxStreams int
+	// Done, when closed, ends every event stream (the daemon is stopping:
+	// its server waits for requests in flight).
+	Done <-chan struct{}
 }
 
 // Pacer runs a reader's work when recording leaves room for it.
@@ -65,11 +71,13 @@ var openAPI []byte
 func OpenAPI() []byte { return openAPI }
 
 type server struct {
-	store  Store
-	now    func() time.Time
-	log    *slog.Logger
-	signer manifest.Signer
-	pace   Pacer
+	store   Store
+	now     func() time.Time
+	log     *slog.Logger
+	signer  manifest.Signer
+	pace    Pacer
+	streams streamSlots
+	done    <-chan struct{}
 	// xlsx is held by the XLSX export running, if any: excelize holds
 	// tens of MiB per sheet until the file ends, so one runs at a time.
 	xlsx chan struct{}
@@ -82,7 +90,14 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: no store")
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace, xlsx: make(chan struct{}, 1)}
+	if opts.MaxStreams < 0 {
+		return nil, errors.New("api: MaxStreams is negative")
+	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = DefaultMaxStreams
+	}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace,
+		streams: make(streamSlots, opts.MaxStreams), done: opts.Done, xlsx: make(chan struct{}, 1)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -113,6 +128,7 @@ func (s *server) routes() map[string]handlerFunc {
 		"/api/v1/whoami":                s.whoami,
 		"/api/v1/events":                s.events,
 		"/api/v1/events/count":          s.eventsCount,
+		"/api/v1/events/stream":         s.eventStream,
 		"/api/v1/events/{id}":           s.event,
 		"/api/v1/records/history":       s.recordHistory,
 		"/api/v1/sessions":              s.sessions,
@@ -251,13 +267,16 @@ type whoamiBody struct {
 	Role  string `json:"role"`
 	Login string `json:"login"`
 	Via   string `json:"via"`
+	// CSRFToken is a browser session's, so that a reloaded page can still
+	// POST; absent for a bearer token.
+	CSRFToken string `json:"csrf_token,omitempty"`
 }
 
 func (s *server) whoami(w http.ResponseWriter, r *http.Request, p access.Principal) error {
 	if err := noParams(r); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, whoamiBody{Role: string(p.Role), Login: p.Login, Via: p.Via})
+	return writeJSON(w, http.StatusOK, whoamiBody{Role: string(p.Role), Login: p.Login, Via: p.Via, CSRFToken: access.CSRFToken(r.Context())})
 }
 
 // paced runs a reader's work through the pacer.

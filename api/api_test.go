@@ -306,4 +306,13 @@ func TestWhoami(t *testing.T) {
 	if w != (whoamiBody{Role: "self", Login: "alice@example.com", Via: "password"}) {
 		t.Errorf("whoami %+v", w)
 	}
+	// A browser session's CSRF token, which sign-in put in the context, is
+	// given back so that a reloaded page can still POST.
+	r := newGet("/api/v1/whoami")
+	r = r.WithContext(access.WithCSRFToken(r.Context(), "csrf-of-the-session"))
+	w = whoamiBody{}
+	serve(f.handler(t, &self), r).json(t, &w)
+	if w.CSRFToken != "csrf-of-the-session" || w.Role != "self" {
+		t.Errorf("whoami of a cookie session %+v", w)
+	}
 }

@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -51,10 +53,10 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	)
 	var notFound = []string{"/api/v1/events/00000000FFFFFF00-000001", "/api/v1/sessions/nope"}
 	covered := map[string]bool{}
-	check := func(p *access.Principal, target string, wantOK bool) answer {
+	// validate checks the request and its answer a against the document.
+	validate := func(p *access.Principal, req *http.Request, a answer, wantOK bool) answer {
 		t.Helper()
-		a := f.get(t, p, target)
-		req := httptest.NewRequest(http.MethodGet, target, nil)
+		target := req.URL.String()
 		route, params, err := router.FindRoute(req)
 		if err != nil {
 			t.Fatalf("%s: not in openapi.json: %v", target, err)
@@ -77,6 +79,10 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 			t.Errorf("%s as %v: answer %d does not fit the document: %v\n%.600s", target, p, a.status, err, a.body)
 		}
 		return a
+	}
+	check := func(p *access.Principal, target string, wantOK bool) answer {
+		t.Helper()
+		return validate(p, httptest.NewRequest(http.MethodGet, target, nil), f.get(t, p, target), wantOK)
 	}
 	for _, p := range []*access.Principal{&admin, &viewer, &self} {
 		for _, target := range okTargets {
@@ -111,6 +117,37 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	for _, target := range routes(f)[:len(routes(f))-1] {
 		check(nil, target, false)
 	}
+	// The event stream: a real stream from the start of the store (its
+	// events as the Event schema says), and its refusals.
+	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
+	eventSchema := doc.Components.Schemas["Event"].Value
+	for _, p := range []*access.Principal{&admin, &self} {
+		target := "/api/v1/events/stream?table=sale_order,res_partner"
+		a := streamUntil(t, f.handler(t, p), target, "0000000000000000-000000", f.ids["alice-bypass-9"])
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("Last-Event-ID", "0000000000000000-000000")
+		validate(p, req, a, true)
+		n := 0
+		for _, line := range strings.Split(string(a.body), "\n") {
+			data, ok := strings.CutPrefix(line, "data: ")
+			if !ok {
+				continue
+			}
+			var v any
+			if err := json.Unmarshal([]byte(data), &v); err != nil {
+				t.Fatalf("stream data %q: %v", data, err)
+			}
+			if err := eventSchema.VisitJSON(v); err != nil {
+				t.Errorf("a streamed event does not fit the Event schema: %v", err)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Errorf("%s as %v: no event streamed", target, p)
+		}
+	}
+	check(&viewer, "/api/v1/events/stream?limit=3", false)
+	check(nil, "/api/v1/events/stream", false)
 	documented := doc.Paths.InMatchingOrder()
 	for _, path := range documented {
 		if !covered[path] && !slices.Contains([]string{"/api/v1/signin", "/api/v1/signout"}, path) {
@@ -140,4 +177,35 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		return
 	}
 	t.Logf("%d paths checked: %s", len(covered), strings.Join(documented, " "))
+}
+
+// streamUntil serves a stream of target after lastID until its body holds
+// the event id until, then ends it as a client that leaves.
+func streamUntil(t *testing.T, h http.Handler, target, lastID, until string) answer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	r.Header.Set("Last-Event-ID", lastID)
+	w := &cancelOnWrite{ResponseRecorder: httptest.NewRecorder(), marker: []byte("id: " + until + "\n"), cancel: cancel}
+	h.ServeHTTP(w, r)
+	res := w.Result()
+	body, _ := io.ReadAll(res.Body)
+	return answer{res.StatusCode, res.Header, body}
+}
+
+// cancelOnWrite records an answer and cancels its request once the body
+// holds marker.
+type cancelOnWrite struct {
+	*httptest.ResponseRecorder
+	marker []byte
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnWrite) Write(p []byte) (int, error) {
+	n, err := c.ResponseRecorder.Write(p)
+	if bytes.Contains(c.Body.Bytes(), c.marker) {
+		c.cancel()
+	}
+	return n, err
 }

@@ -1,7 +1,8 @@
 // Package auth signs readers of the audit trail in: API tokens from the
 // configuration (Authorization: Bearer), and the application's own users
 // with their own password (and two-factor code), who get a browser session
-// (cookie + CSRF token). It makes access.Principals for the HTTP API and
+// (cookie + CSRF token). A browser session also starts from an API token or
+// from a one-time code the daemon made (OneTimeCode: the demo's link). It makes access.Principals for the HTTP API and
 // knows nothing of what the API serves.
 //
 // Failed sign-ins are rate-limited per login and per client address;
@@ -36,7 +37,8 @@ type Options struct {
 	// Tokens are the configured API tokens (ParseTokenSpec).
 	Tokens []Token
 	// Users enables password sign-in against the application's users
-	// (NewOdooUsers); nil: API tokens only, and POST /api/v1/signin is 404.
+	// (NewOdooUsers); nil: POST /api/v1/signin takes only API tokens and
+	// one-time codes (a password sign-in is 404).
 	Users Users
 	// SessionIdle ends a browser session after this long without a request
 	// (DefaultSessionIdle); SessionLifetime this long after sign-in
@@ -82,7 +84,8 @@ type AccessEvent struct {
 	// Principal is who signed in or out on ResultOK: admin, viewer or
 	// self:LOGIN; "" otherwise.
 	Principal string
-	// Via is how: "password".
+	// Via is how: "password", "token:<name>" ("token" when refused: the
+	// token is not known), or "once" (a one-time code).
 	Via string
 }
 
@@ -118,6 +121,7 @@ type Auth struct {
 	tokens       []Token
 	users        Users
 	sessions     *sessions
+	once         *onceCodes
 	byLogin      *limiter
 	byAddress    *limiter
 	secureCookie bool
@@ -178,6 +182,7 @@ func New(opts Options) (*Auth, error) {
 		tokens:       append([]Token(nil), opts.Tokens...),
 		users:        opts.Users,
 		sessions:     newSessions(opts.SessionIdle, opts.SessionLifetime),
+		once:         &onceCodes{m: map[sessionKey]onceCode{}},
 		byLogin:      newLimiter(opts.LoginLimit, maxLimited),
 		byAddress:    newLimiter(opts.AddressLimit, maxLimited),
 		secureCookie: opts.SecureCookie,
@@ -208,35 +213,42 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		p, ok := a.authenticate(w, r)
+		p, csrf, ok := a.authenticate(w, r)
 		if !ok {
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(access.NewContext(r.Context(), p)))
+		ctx := access.NewContext(r.Context(), p)
+		if csrf != "" {
+			// A reloaded page learns its session's CSRF token from whoami.
+			ctx = access.WithCSRFToken(ctx, csrf)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// authenticate finds the request's principal, or answers the refusal.
-func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (access.Principal, bool) {
+// authenticate finds the request's principal, and a cookie session's CSRF
+// token, or answers the refusal.
+func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (p access.Principal, csrf string, ok bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
-		return a.bearer(w, r, h)
+		p, ok := a.bearer(w, r, h)
+		return p, "", ok
 	}
 	c, err := r.Cookie(CookieName)
 	if err != nil {
 		a.refuse(w, r, http.StatusUnauthorized, RefusedNoCredentials, "sign in, or send an API token (Authorization: Bearer)")
-		return access.Principal{}, false
+		return access.Principal{}, "", false
 	}
 	s, ok := a.sessions.use(c.Value, a.now())
 	if !ok {
 		a.clearCookie(w, r)
 		a.refuse(w, r, http.StatusUnauthorized, RefusedBadSession, "the session has ended; sign in again")
-		return access.Principal{}, false
+		return access.Principal{}, "", false
 	}
 	if !safeMethod(r.Method) && !csrfMatches(s.csrf, r.Header.Get(CSRFHeader)) {
 		a.refuse(w, r, http.StatusForbidden, RefusedCSRF, "missing or wrong "+CSRFHeader+" header")
-		return access.Principal{}, false
+		return access.Principal{}, "", false
 	}
-	return s.principal, true
+	return s.principal, s.csrf, true
 }
 
 func (a *Auth) bearer(w http.ResponseWriter, r *http.Request, header string) (access.Principal, bool) {
@@ -285,10 +297,14 @@ const maxSignInBody = 8 << 10
 // maxLogin bounds a login, as access.ParseRole bounds a self login.
 const maxLogin = 256
 
+// signInRequest is one of: login and password (and totp); an API token; a
+// one-time code.
 type signInRequest struct {
 	Login    string `json:"login"`
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
+	Token    string `json:"token"`
+	Once     string `json:"once"`
 }
 
 type signInResponse struct {
@@ -296,38 +312,45 @@ type signInResponse struct {
 	Role               string `json:"role"`
 	CSRFToken          string `json:"csrf_token"`
 	ExpiresIdleSeconds int    `json:"expires_idle_seconds"`
+	Via                string `json:"via"`
 }
 
 // Messages of a refused sign-in. One message whatever was wrong, so that
 // it does not tell which logins exist.
 const (
 	msgRefused      = "wrong login, password or two-factor code"
+	msgBadToken     = "invalid or expired API token"
+	msgBadOnce      = "this sign-in code is unknown, already used or expired; ask for a new one"
 	msgTOTPRequired = "this user signs in with a two-factor code: send it as totp"
 	msgUnavailable  = "sign-in is unavailable; try again later"
 )
 
 func (a *Auth) signIn(w http.ResponseWriter, r *http.Request) {
 	apiHeaders(w)
-	if a.users == nil {
-		writeError(w, http.StatusNotFound, "password sign-in is off: cdcaudit runs without an application profile; use an API token")
-		return
-	}
 	req, err := readSignIn(w, r)
 	if err != nil {
 		a.count(ResultBadRequest)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	switch {
+	case req.Token != "":
+		a.signInToken(w, r, req.Token)
+	case req.Once != "":
+		a.signInOnce(w, r, req.Once)
+	case a.users == nil:
+		writeError(w, http.StatusNotFound, "password sign-in is off: cdcaudit runs without an application profile; use an API token")
+	default:
+		a.signInPassword(w, r, req)
+	}
+}
+
+func (a *Auth) signInPassword(w http.ResponseWriter, r *http.Request, req signInRequest) {
 	now := a.now()
 	ev := AccessEvent{Time: now, Action: "signin", Login: req.Login, Address: clientIP(r.RemoteAddr), Via: "password"}
 	addrKey := clientAddress(r.RemoteAddr)
 	if wait, ok := a.take(addrKey, req.Login, now); !ok {
-		// Neither recorded nor logged at info: a flood of these costs the
-		// attacker nothing and must not grow the access log.
-		a.count(ResultRateLimited)
-		a.log.Debug("sign-in rate-limited", "login", req.Login, "address", ev.Address)
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		writeError(w, http.StatusTooManyRequests, "too many failed sign-ins; try again later")
+		a.rateLimited(w, ev, wait)
 		return
 	}
 
@@ -359,24 +382,84 @@ func (a *Auth) signIn(w http.ResponseWriter, r *http.Request) {
 	// Signed in: the address gets its attempt back, the login a clean slate.
 	a.byAddress.refund(addrKey)
 	a.byLogin.forget(req.Login)
-	p := access.Principal{Role: acct.Role, Login: req.Login, Via: "password"}
+	a.startSession(w, r, access.Principal{Role: acct.Role, Login: req.Login, Via: "password"}, ev)
+}
+
+// signInToken trades a configured API token for a browser session with the
+// token's role.
+func (a *Auth) signInToken(w http.ResponseWriter, r *http.Request, presented string) {
+	a.signInSecret(w, r, "token", func(now time.Time) (access.Principal, bool) {
+		t, err := lookupToken(a.tokens, presented, now)
+		if errors.Is(err, errTokenExpired) {
+			a.log.Info("api token expired", "token", t.Name, "expired", t.Expires, "address", clientIP(r.RemoteAddr))
+		}
+		p := t.Principal
+		p.Via = "token:" + t.Name
+		return p, err == nil
+	})
+}
+
+// signInOnce trades a one-time code (OneTimeCode) for a browser session.
+func (a *Auth) signInOnce(w http.ResponseWriter, r *http.Request, code string) {
+	a.signInSecret(w, r, "once", func(now time.Time) (access.Principal, bool) {
+		role, ok := a.once.use(code, now)
+		return access.Principal{Role: role, Via: "once"}, ok
+	})
+}
+
+// signInSecret signs in with a secret that names no login (a token, a
+// one-time code), recorded as via until known; check finds its principal.
+// Failures count against the client's address only: there is no login to
+// count them by, and such a secret is beyond guessing anyway.
+func (a *Auth) signInSecret(w http.ResponseWriter, r *http.Request, via string, check func(now time.Time) (access.Principal, bool)) {
+	now := a.now()
+	ev := AccessEvent{Time: now, Action: "signin", Address: clientIP(r.RemoteAddr), Via: via}
+	addrKey := clientAddress(r.RemoteAddr)
+	if wait, ok := a.byAddress.take(addrKey, now); !ok {
+		a.rateLimited(w, ev, wait)
+		return
+	}
+	p, ok := check(now)
+	if !ok {
+		a.finish(w, r, ev, ResultRefused)
+		return
+	}
+	a.byAddress.refund(addrKey)
+	ev.Login, ev.Via = p.Login, p.Via
+	a.startSession(w, r, p, ev)
+}
+
+// rateLimited answers a sign-in over a limit. Neither recorded nor logged at
+// info: a flood of these costs the attacker nothing and must not grow the
+// access log.
+func (a *Auth) rateLimited(w http.ResponseWriter, ev AccessEvent, wait time.Duration) {
+	a.count(ResultRateLimited)
+	a.log.Debug("sign-in rate-limited", "login", ev.Login, "via", ev.Via, "address", ev.Address)
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	writeError(w, http.StatusTooManyRequests, "too many failed sign-ins; try again later")
+}
+
+// startSession records a successful sign-in of p, then starts its browser
+// session: cookie and answer. A sign-in the access log cannot keep is
+// refused.
+func (a *Auth) startSession(w http.ResponseWriter, r *http.Request, p access.Principal, ev AccessEvent) {
 	ev.Principal = p.String()
 	if err := a.record(r.Context(), ev, ResultOK); err != nil {
-		a.log.Error("sign-in refused: the access log cannot be written", "login", req.Login, "address", ev.Address, "err", err)
+		a.log.Error("sign-in refused: the access log cannot be written", "login", ev.Login, "via", ev.Via, "address", ev.Address, "err", err)
 		a.count(ResultUnavailable)
 		writeError(w, http.StatusServiceUnavailable, msgUnavailable)
 		return
 	}
 	a.count(ResultOK)
-	a.log.Info("signed in", "login", req.Login, "role", p.String(), "address", ev.Address)
+	a.log.Info("signed in", "login", p.Login, "role", p.String(), "via", p.Via, "address", ev.Address)
 	if old, err := r.Cookie(CookieName); err == nil {
 		a.sessions.end(old.Value) // a new sign-in never reuses a session (fixation)
 	}
-	cookie, csrf := a.sessions.create(p, now)
+	cookie, csrf := a.sessions.create(p, ev.Time)
 	http.SetCookie(w, a.cookie(r, cookie, 0))
 	writeJSON(w, http.StatusOK, signInResponse{
 		Login: p.Login, Role: string(p.Role), CSRFToken: csrf,
-		ExpiresIdleSeconds: int(a.sessions.idle / time.Second),
+		ExpiresIdleSeconds: int(a.sessions.idle / time.Second), Via: p.Via,
 	})
 }
 
@@ -391,9 +474,16 @@ func readSignIn(w http.ResponseWriter, r *http.Request) (signInRequest, error) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSignInBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
-		return req, errors.New(`want one JSON object {"login": "...", "password": "...", "totp": "..."}`)
+		return req, errors.New(`want one JSON object: {"login": "...", "password": "...", "totp": "..."}, {"token": "..."} or {"once": "..."}`)
 	}
 	switch {
+	case req.Token != "" || req.Once != "":
+		if (req.Token != "") == (req.Once != "") || req.Login != "" || req.Password != "" || req.TOTP != "" {
+			return req, errors.New("send one of: login and password, token, once")
+		}
+		if len(req.Token) > maxBearer || len(req.Once) > maxBearer {
+			return req, fmt.Errorf("token or once: at most %d bytes", maxBearer)
+		}
 	case req.Login == "" || req.Password == "":
 		return req, errors.New("login and password are required")
 	case len(req.Login) > maxLogin || !utf8.ValidString(req.Login) || strings.ContainsFunc(req.Login, unicode.IsControl):
@@ -486,14 +576,17 @@ func (a *Auth) finish(w http.ResponseWriter, r *http.Request, ev AccessEvent, re
 		a.log.Error("the access log cannot be written", "err", err)
 	}
 	a.count(result)
-	a.log.Info("sign-in refused", "login", ev.Login, "address", ev.Address, "result", result)
-	switch result {
-	case ResultTOTPRequired:
+	a.log.Info("sign-in refused", "login", ev.Login, "via", ev.Via, "address", ev.Address, "result", result)
+	switch {
+	case result == ResultTOTPRequired:
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": msgTOTPRequired, "totp_required": true})
-	case ResultUnavailable:
+	case result == ResultUnavailable:
 		writeError(w, http.StatusServiceUnavailable, msgUnavailable)
+	case ev.Via == "token":
+		writeError(w, http.StatusUnauthorized, msgBadToken)
+	case ev.Via == "once":
+		writeError(w, http.StatusUnauthorized, msgBadOnce)
 	default:
-		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeError(w, http.StatusUnauthorized, msgRefused)
 	}
 }

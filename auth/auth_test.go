@@ -150,7 +150,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 			writeError(w, http.StatusUnauthorized, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"role": string(p.Role), "login": p.Login, "via": p.Via})
+		writeJSON(w, http.StatusOK, map[string]string{"role": string(p.Role), "login": p.Login, "via": p.Via, "csrf_token": access.CSRFToken(r.Context())})
 	})
 	api.HandleFunc("/api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		_, err := access.FromContext(r.Context())
@@ -190,8 +190,9 @@ func (h *harness) do(method, path, body string, opts ...reqOpt) *httptest.Respon
 	w := httptest.NewRecorder()
 	h.mux.ServeHTTP(w, r)
 	seenBody := w.Body.String()
-	if path == "/api/v1/signin" && w.Code == http.StatusOK {
-		// The one answer that carries a secret by design: its CSRF token.
+	if (path == "/api/v1/signin" || path == "/api/v1/whoami") && w.Code == http.StatusOK {
+		// The answers that carry a secret by design: the session's CSRF
+		// token.
 		var m map[string]any
 		json.Unmarshal(w.Body.Bytes(), &m)
 		delete(m, "csrf_token")
@@ -300,7 +301,7 @@ func TestBearerTokens(t *testing.T) {
 	selfTok, self, _ := NewToken(access.Principal{Role: access.Self, Login: "carol"}, "carol-cli", now.Add(time.Hour))
 	h := newHarness(t, Options{Tokens: []Token{viewer, self}})
 
-	if code, m := h.whoami(bearer(viewerTok)); code != 200 || m["role"] != "viewer" || m["login"] != "" || m["via"] != "token:grafana" {
+	if code, m := h.whoami(bearer(viewerTok)); code != 200 || m["role"] != "viewer" || m["login"] != "" || m["via"] != "token:grafana" || m["csrf_token"] != "" {
 		t.Errorf("viewer token: %d %v", code, m)
 	}
 	if code, m := h.whoami(func(r *http.Request) { r.Header.Set("Authorization", "bearer  "+selfTok) }); code != 200 || m["role"] != "self" || m["login"] != "carol" || m["via"] != "token:carol-cli" {
@@ -343,7 +344,7 @@ func TestCookieSession(t *testing.T) {
 	if c.Name != CookieName || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure || len(c.Value) < 40 {
 		t.Errorf("cookie %+v", c)
 	}
-	if code, m := h.whoami(withCookie(c)); code != 200 || m["role"] != "viewer" || m["login"] != "bob" || m["via"] != "password" {
+	if code, m := h.whoami(withCookie(c)); code != 200 || m["role"] != "viewer" || m["login"] != "bob" || m["via"] != "password" || m["csrf_token"] != resp.CSRFToken {
 		t.Errorf("whoami: %d %v", code, m)
 	}
 

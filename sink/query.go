@@ -168,6 +168,22 @@ func newPlan(q Query) (*plan, error) {
 
 const cursorVersion = 1
 
+// CursorAfter returns the cursor that continues q in commit order after the
+// record at key (a store key, of any record), as if a page of q had ended
+// there: for a reader that follows the store from a point it knows (the
+// API's event stream).
+func (q Query) CursorAfter(key []byte) (string, error) {
+	if len(key) != audit.KeyLen {
+		return "", fmt.Errorf("sink: query: a store key has %d bytes, not %d", audit.KeyLen, len(key))
+	}
+	q.Cursor, q.Desc = "", false
+	p, err := newPlan(q)
+	if err != nil {
+		return "", err
+	}
+	return p.cursor(key), nil
+}
+
 // cursor encodes the position after key for this query.
 func (p *plan) cursor(key []byte) string {
 	b := make([]byte, 0, 2+len(p.sum)+audit.KeyLen)

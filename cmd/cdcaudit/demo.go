@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/demo"
@@ -33,6 +35,11 @@ the change (login), in which session, how cdcaudit knows, and a warning when
 someone bypassed Odoo with raw SQL (every 40 requests, a psql edit of an
 order total).
 
+Open the console (the web page of cdcaudit) with the link printed: it signs
+you in once as admin (the link holds a one-time code, good for 10 minutes,
+printed nowhere else) and shows the sessions, the changes as they happen,
+each record's history, the users, a dashboard and exports.
+
 You can also connect to the demo database yourself (the address is printed)
 and watch your own changes appear: a psql UPDATE of a business column is
 flagged.
@@ -49,7 +56,7 @@ const demoExamples = `  cdcaudit demo
 func (c *cli) demo(args []string) int {
 	fs := c.flagSet("demo", "[--data-dir DIR] [--http-addr ADDR] [--rate N] [--duration D]", demoAbout, demoExamples)
 	dataDir := fs.String("data-dir", "", "`directory` of the audit store (default: a new temporary directory, kept at the end)")
-	httpAddr := fs.String("http-addr", "127.0.0.1:0", "`address` for /metrics and /healthz (port 0 picks a free port)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:0", "`address` of the console, the API, /metrics and /healthz (port 0 picks a free port)")
 	rate := fs.Float64("rate", 5, "workload rate: `N` requests per second (0: no workload; make your own changes)")
 	duration := fs.Duration("duration", 0, "stop by itself after this `duration` (0: run until Ctrl-C)")
 	logLevel := fs.String("log-level", "warn", "`level` of cdcaudit's own log on stderr: debug, info, warn or error")
@@ -98,11 +105,6 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 	say("%s", paint(color, ansiBold, "cdcaudit demo")+" — starting a throwaway PostgreSQL server…")
 	log := newLogger(c.stderr, logging.DefaultFormat, logLevel)
 	m := metrics.New()
-	hs, err := startHTTP(httpSettings{addr: httpAddr}, m, log.With("component", "http"))
-	if err != nil {
-		return c.fail("demo", fmt.Errorf("--http-addr %s: %w", httpAddr, err))
-	}
-	defer hs.shutdown()
 	d, err := demo.Start(ctx, demo.Options{
 		DataDir: dataDir,
 		Daemon: func(dsn, dataDir string) pipeline.Config {
@@ -118,6 +120,25 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 		}
 		return c.fail("demo", err)
 	}
+	// The console and the API on the demo's store. No password or token
+	// signs in: only the one-time code of the link printed below.
+	stopStreams := make(chan struct{})
+	served, code, err := demoConsole(d, m, log, stopStreams)
+	if err != nil {
+		d.Stop()
+		return c.fail("demo", err)
+	}
+	defer served.close()
+	hs, err := startHTTP(httpSettings{addr: httpAddr, routes: served.routes}, m, log.With("component", "http"))
+	if err != nil {
+		d.Stop()
+		return c.fail("demo", fmt.Errorf("--http-addr %s: %w", httpAddr, err))
+	}
+	stopHTTP := sync.OnceFunc(func() {
+		close(stopStreams)
+		hs.shutdown()
+	})
+	defer stopHTTP()
 
 	base := "http://" + hs.addr
 	say("")
@@ -127,6 +148,9 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 	}
 	say("  store       %s", d.DataDir)
 	say("  metrics     %s/metrics   health %s/healthz", base, base)
+	// The one place the code is shown: never in a log line.
+	say("  console: %s/#once=%s", base, code)
+	say("              (signs you in as admin, once, within 10 minutes)")
 	if rate > 0 {
 		say("  workload    %g requests/s by admin, alice, bob and carol (Odoo 18); a psql edit every %d requests", rate, demo.RawEditEvery)
 	} else {
@@ -182,8 +206,8 @@ wait:
 	} else if !failed {
 		say("Stopping…")
 	}
+	stopHTTP() // the API reads the store Stop closes
 	sum := d.Stop()
-	hs.shutdown()
 	if !sum.CaughtUp {
 		say("(the last workload transaction did not reach the store within 20s; it stays in the slot)")
 	}
@@ -215,6 +239,25 @@ wait:
 		return exitFail
 	}
 	return exitOK
+}
+
+// demoConsole serves the API and the console on the demo's store, with no
+// password or token sign-in, and makes the one-time code of the link the
+// demo prints: it signs in as admin, once, within 10 minutes. Closing done
+// ends the API's event streams.
+func demoConsole(d *demo.Demo, m *metrics.Metrics, log *slog.Logger, done <-chan struct{}) (*apiServer, string, error) {
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Profile = d.DataDir, profile.ChoiceNone
+	served, err := apiRoutes(&cfg, d.Store(), m, nil, log, done)
+	if err != nil {
+		return nil, "", err
+	}
+	code, err := served.auth.OneTimeCode(access.Admin, 10*time.Minute)
+	if err != nil {
+		served.close()
+		return nil, "", err
+	}
+	return served, code, nil
 }
 
 // selfCommand is how the user can run this binary again: "go run

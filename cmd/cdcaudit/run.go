@@ -122,13 +122,13 @@ func (c *cli) run(args []string) int {
 	// behind: one budget for all of them.
 	pace := readpace.New(m.Behind, readpace.Share)
 	m.ReadPacing(pace.Waited)
-	routes, closeAPI, err := apiRoutes(cfg, store, m, pace, log)
+	served, err := apiRoutes(cfg, store, m, pace, log, ctx.Done())
 	if err != nil {
 		return c.fail("run", err)
 	}
-	defer closeAPI()
+	defer served.close()
 	hs, err := startHTTP(httpSettings{addr: cfg.HTTPAddr, certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile,
-		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof, routes: routes}, m, log)
+		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof, routes: served.routes}, m, log)
 	if err != nil {
 		return c.fail("run", fmt.Errorf("http_addr %s: %w", cfg.HTTPAddr, err))
 	}
@@ -136,7 +136,7 @@ func (c *cli) run(args []string) int {
 
 	log.Info("cdcaudit starting", "version", versionString(), "server", config.DescribeDSN(cfg.DSN),
 		"data_dir", cfg.DataDir, "slot", cfg.Slot, "publication", cfg.Publication,
-		"metrics", hs.url+"/metrics", "healthz", hs.url+"/healthz", "api", hs.url+"/api/v1/")
+		"metrics", hs.url+"/metrics", "healthz", hs.url+"/healthz", "api", hs.url+"/api/v1/", "console", hs.url+"/")
 	if cfg.File != "" {
 		log.Debug("configuration", "file", cfg.File)
 	}
@@ -219,12 +219,13 @@ type httpSettings struct {
 	certFile, keyFile string // TLS when set
 	allowPlain        bool   // plain HTTP beyond loopback
 	pprof             bool   // /debug/pprof, to loopback clients
-	// routes, when set, adds routes (the API) to the server's.
+	// routes, when set, adds routes (the API and the console, at /) to
+	// the server's.
 	routes func(mux *http.ServeMux)
 }
 
 // startHTTP serves /metrics, /healthz, /debug/pprof with pprof, and the
-// routes given.
+// routes given; without routes, / lists what it serves.
 func startHTTP(hs httpSettings, m *metrics.Metrics, log *slog.Logger) (*httpServer, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
@@ -232,7 +233,6 @@ func startHTTP(hs httpSettings, m *metrics.Metrics, log *slog.Logger) (*httpServ
 	index := "/metrics  Prometheus metrics\n/healthz  health (200 ok, 503 with the reason)\n"
 	if hs.routes != nil {
 		hs.routes(mux)
-		index += "/api/v1/  the HTTP API (sign in; /api/v1/openapi.json describes it)\n"
 	}
 	if hs.pprof {
 		mux.Handle("/debug/pprof/", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Index)))
@@ -242,10 +242,12 @@ func startHTTP(hs httpSettings, m *metrics.Metrics, log *slog.Logger) (*httpServ
 		mux.Handle("/debug/pprof/trace", httpserver.LoopbackOnly(http.HandlerFunc(pprof.Trace)))
 		index += "/debug/pprof/  Go profiler (loopback clients only)\n"
 	}
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "cdcaudit %s\n\n%s", versionString(), index)
-	})
+	if hs.routes == nil {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintf(w, "cdcaudit %s\n\n%s", versionString(), index)
+		})
+	}
 	srv, err := httpserver.Start(httpserver.Options{Addr: hs.addr, CertFile: hs.certFile, KeyFile: hs.keyFile,
 		AllowPlain: hs.allowPlain, Handler: mux, Log: log})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/auth"
+	"github.com/cdcaudit/cdcaudit/console"
 	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/metrics"
@@ -18,18 +19,31 @@ import (
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
-// apiRoutes makes the HTTP API on the daemon's store, behind sign-in: the
-// routes to add to the daemon's server, and what to close at the end.
-func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger) (func(*http.ServeMux), func(), error) {
+// apiServer is the HTTP API on the daemon's store behind sign-in, and the
+// console that reads it.
+type apiServer struct {
+	// routes adds /api/v1/, the sign-in routes and the console (/ and
+	// /assets/) to the daemon's server.
+	routes func(*http.ServeMux)
+	// auth makes one-time sign-in codes (the demo's link).
+	auth *auth.Auth
+	// close is called at the end.
+	close func()
+}
+
+// apiRoutes makes the HTTP API on the daemon's store, behind sign-in, and
+// the console. Closing done ends the API's event streams (the daemon
+// stops).
+func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}) (*apiServer, error) {
 	// The instance key signs the manifests of exports (created at the
 	// first start, 0600, beside the store).
 	key, err := instancekey.LoadOrCreate(cfg.DataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace})
+	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace, Done: done})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	opts := auth.Options{
 		Tokens:          cfg.APITokens,
@@ -43,10 +57,10 @@ func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace a
 		opts.Metrics = m
 	}
 	if opts.LoginLimit, err = auth.ParseLimit(cfg.APISigninLimitLogin); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if opts.AddressLimit, err = auth.ParseLimit(cfg.APISigninLimitAddress); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	closeUsers := func() {}
 	// Password sign-in is Odoo's: with the Odoo profile, or auto (Odoo may
@@ -54,25 +68,26 @@ func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace a
 	if cfg.Profile == profile.ChoiceOdoo || cfg.Profile == profile.ChoiceAuto {
 		pool, err := usersPool(cfg.DSN)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		users, err := auth.NewOdooUsers(pool, cfg.APIViewerGroup)
 		if err != nil {
 			pool.Close()
-			return nil, nil, err
+			return nil, err
 		}
 		opts.Users, closeUsers = users, pool.Close
 	}
 	a, err := auth.New(opts)
 	if err != nil {
 		closeUsers()
-		return nil, nil, err
+		return nil, err
 	}
 	routes := func(mux *http.ServeMux) {
 		mux.Handle(api.Prefix, a.Middleware(h))
 		a.Routes(mux)
+		mux.Handle("/", console.Handler())
 	}
-	return routes, closeUsers, nil
+	return &apiServer{routes: routes, auth: a, close: closeUsers}, nil
 }
 
 // usersPool connects to the ERP's database as an ordinary client (the DSN

@@ -170,6 +170,10 @@ func (d *Demo) Play(rate float64, w Watcher) {
 	}()
 }
 
+// Store is the store cdcaudit writes, for readers of it (the HTTP API). It
+// is closed by Stop.
+func (d *Demo) Store() *sink.Store { return d.store }
+
 // Done is closed when cdcaudit stopped by itself: it failed (Stop says why).
 func (d *Demo) Done() <-chan struct{} { return d.pipeDone }
 

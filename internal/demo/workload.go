@@ -24,7 +24,10 @@ import (
 
 // demoDevices are the devices each user works from.
 var demoDevices = map[int64][]odoosim.Device{
-	odoosim.Admin: {{IP: "192.0.2.2", Platform: "linux", Browser: "firefox", Country: "Belgium", City: "Brussels"}},
+	odoosim.Admin: {
+		{IP: "192.0.2.2", Platform: "linux", Browser: "firefox", Country: "Belgium", City: "Brussels"},
+		{IP: "192.0.2.3", Platform: "ipad", Browser: "safari", Country: "Netherlands", City: "Amsterdam"},
+	},
 	odoosim.Alice: {
 		{IP: "198.51.100.10", Platform: "linux", Browser: "chrome", Country: "France", City: "Lyon"},
 		{IP: "198.51.100.11", Platform: "android", Browser: "chrome", Country: "France", City: "Lyon"},

@@ -9,14 +9,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/cdcaudit/cdcaudit/internal/debinstall"
 )
 
 // ErrNoServer means no PostgreSQL server binaries were found.
 var ErrNoServer = errors.New("no PostgreSQL server binaries found")
-
-// installHint is what a user without root must run.
-const installHint = "install Debian's PostgreSQL server packages as root: apt-get update && apt-get install -y postgresql postgresql-contrib"
 
 // BinDir finds the directory holding initdb and postgres: $CDCAUDIT_PG_BINDIR,
 // then `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
@@ -63,38 +61,9 @@ func EnsureInstalled(logf func(format string, args ...any)) (string, error) {
 	if d, err := BinDir(); err == nil {
 		return d, nil
 	}
-	if os.Geteuid() != 0 {
-		return "", fmt.Errorf("%w; %s", ErrNoServer, installHint)
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return "", fmt.Errorf("%w and apt-get is not available; install the PostgreSQL server (initdb, postgres) and set CDCAUDIT_PG_BINDIR", ErrNoServer)
-	}
-	// Several processes (test binaries, a demo) may get here at once: one
-	// installs, the others wait.
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "cdcaudit-pg-install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if d, err := BinDir(); err == nil {
-		return d, nil
-	}
-	if logf != nil {
-		logf("PostgreSQL server not found: installing Debian's postgresql packages (apt-get)…")
-	}
-	for _, args := range [][]string{
-		{"update"},
-		{"install", "-y", "--no-install-recommends", "postgresql", "postgresql-contrib"},
-	} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("apt-get %s failed: %v\n%s", strings.Join(args, " "), err, tail(out, 2000))
-		}
+	found := func() bool { _, err := BinDir(); return err == nil }
+	if err := debinstall.Install(found, logf, "postgresql", "postgresql-contrib"); err != nil {
+		return "", fmt.Errorf("%w: %w (or set CDCAUDIT_PG_BINDIR to a server's bin directory)", ErrNoServer, err)
 	}
 	return BinDir()
 }
