@@ -94,7 +94,7 @@ const (
 	ResultOK           = "ok"
 	ResultRefused      = "refused"       // wrong login, password or code; inactive, portal or public user
 	ResultTOTPRequired = "totp_required" // right password, no code given (not counted as a failure)
-	ResultRateLimited  = "rate_limited"  // refused before checking: too many failures (not recorded)
+	ResultRateLimited  = "rate_limited"  // refused before checking: too many failures (the first of a lockout recorded)
 	ResultUnavailable  = "unavailable"   // the users table could not be read, or the access log written
 	ResultBadRequest   = "bad_request"   // malformed body (not recorded)
 )
@@ -349,8 +349,8 @@ func (a *Auth) signInPassword(w http.ResponseWriter, r *http.Request, req signIn
 	now := a.now()
 	ev := AccessEvent{Time: now, Action: "signin", Login: req.Login, Address: clientIP(r.RemoteAddr), Via: "password"}
 	addrKey := clientAddress(r.RemoteAddr)
-	if wait, ok := a.take(addrKey, req.Login, now); !ok {
-		a.rateLimited(w, ev, wait)
+	if wait, ok, first := a.take(addrKey, req.Login, now); !ok {
+		a.rateLimited(w, r, ev, wait, first)
 		return
 	}
 
@@ -416,7 +416,7 @@ func (a *Auth) signInSecret(w http.ResponseWriter, r *http.Request, via string, 
 	ev := AccessEvent{Time: now, Action: "signin", Address: clientIP(r.RemoteAddr), Via: via}
 	addrKey := clientAddress(r.RemoteAddr)
 	if wait, ok := a.byAddress.take(addrKey, now); !ok {
-		a.rateLimited(w, ev, wait)
+		a.rateLimited(w, r, ev, wait, a.byAddress.firstRefusal(addrKey))
 		return
 	}
 	p, ok := check(now)
@@ -429,12 +429,20 @@ func (a *Auth) signInSecret(w http.ResponseWriter, r *http.Request, via string, 
 	a.startSession(w, r, p, ev)
 }
 
-// rateLimited answers a sign-in over a limit. Neither recorded nor logged at
-// info: a flood of these costs the attacker nothing and must not grow the
-// access log.
-func (a *Auth) rateLimited(w http.ResponseWriter, ev AccessEvent, wait time.Duration) {
+// rateLimited answers a sign-in over a limit. The first refusal of a
+// lockout is recorded in the access log and logged; the rest are only
+// counted: a flood of them costs the attacker nothing and must not grow
+// the log.
+func (a *Auth) rateLimited(w http.ResponseWriter, r *http.Request, ev AccessEvent, wait time.Duration, first bool) {
 	a.count(ResultRateLimited)
-	a.log.Debug("sign-in rate-limited", "login", ev.Login, "via", ev.Via, "address", ev.Address)
+	if first {
+		if err := a.record(r.Context(), ev, ResultRateLimited); err != nil {
+			a.log.Error("the access log cannot be written", "err", err)
+		}
+		a.log.Warn("sign-in rate-limited: further attempts are refused until the limit lifts, and only counted", "login", ev.Login, "via", ev.Via, "address", ev.Address, "retry_after", wait.Round(time.Second))
+	} else {
+		a.log.Debug("sign-in rate-limited", "login", ev.Login, "via", ev.Via, "address", ev.Address)
+	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 	writeError(w, http.StatusTooManyRequests, "too many failed sign-ins; try again later")
 }
@@ -551,17 +559,17 @@ func (a *Auth) checkTOTP(acct Account, login, code string, now time.Time) bool {
 }
 
 // take counts a sign-in attempt against the address and the login, or
-// says how long they must wait.
-func (a *Auth) take(addrKey, login string, now time.Time) (time.Duration, bool) {
-	wait, ok := a.byAddress.take(addrKey, now)
-	if !ok {
-		return wait, false
+// says how long they must wait, and whether this is the first refusal of
+// the lockout.
+func (a *Auth) take(addrKey, login string, now time.Time) (wait time.Duration, ok, first bool) {
+	if wait, ok = a.byAddress.take(addrKey, now); !ok {
+		return wait, false, a.byAddress.firstRefusal(addrKey)
 	}
 	if wait, ok = a.byLogin.take(login, now); !ok {
 		a.byAddress.refund(addrKey)
-		return wait, false
+		return wait, false, a.byLogin.firstRefusal(login)
 	}
-	return 0, true
+	return 0, true, false
 }
 
 // refund gives back an attempt that was not a failure.

@@ -78,6 +78,9 @@ type limited struct {
 	// tat is when the key has recovered from every failure so far (the
 	// theoretical arrival time of GCRA).
 	tat time.Time
+	// refused: an attempt was refused since the key was last let through
+	// (the first refusal of a lockout is recorded, the rest only counted).
+	refused bool
 }
 
 func newLimiter(l Limit, max int) *limiter {
@@ -96,7 +99,7 @@ func (l *limiter) take(key string, now time.Time) (wait time.Duration, ok bool) 
 		if wait := k.tat.Sub(now) - (l.limit.Per - l.interval); wait > 0 {
 			return wait, false
 		}
-		k.tat = later(k.tat, now).Add(l.interval)
+		k.tat, k.refused = later(k.tat, now).Add(l.interval), false
 		l.lru.MoveToBack(e)
 		return 0, true
 	}
@@ -111,6 +114,22 @@ func (l *limiter) take(key string, now time.Time) (wait time.Duration, ok bool) 
 	}
 	l.keys[key] = l.lru.PushBack(&limited{key: key, tat: now.Add(l.interval)})
 	return 0, true
+}
+
+// firstRefusal reports whether take's refusal of key is the first since
+// key was last let through, and marks it: one entry per lockout in the
+// access log, however many attempts the lockout turns away.
+func (l *limiter) firstRefusal(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.keys[key]
+	if !ok {
+		return false
+	}
+	k := e.Value.(*limited)
+	first := !k.refused
+	k.refused = true
+	return first
 }
 
 // refund gives back one attempt take counted.
