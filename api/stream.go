@@ -25,6 +25,10 @@ var (
 	streamKeepalive = 15 * time.Second
 	// streamPage is the most events one read transaction hands a stream.
 	streamPage = 100
+	// streamMaxAge ends a stream: EventSource reconnects (Last-Event-ID),
+	// and the reconnection signs in again, so that a session that ended or
+	// a token that expired reads no more than this long.
+	streamMaxAge = 5 * time.Minute
 )
 
 // streamRetry is the reconnection delay the stream asks EventSource for.
@@ -86,7 +90,8 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, p access.Pr
 		return nil
 	}
 
-	ctx := r.Context()
+	ctx, cancel := context.WithTimeout(r.Context(), streamMaxAge)
+	defer cancel()
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
 	var head []byte // the head at the last look; nil: look now

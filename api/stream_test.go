@@ -361,3 +361,26 @@ func FuzzSSEEvent(f *testing.F) {
 		}
 	})
 }
+
+// A stream ends after streamMaxAge; the client reconnects (and signs in
+// again) with Last-Event-ID.
+func TestEventStreamMaxAge(t *testing.T) {
+	defer func(d time.Duration) { streamMaxAge = d }(streamMaxAge)
+	streamMaxAge = 100 * time.Millisecond
+	f := newFixture(t)
+	srv := f.streamServer(t, &viewer, Options{MaxStreams: 1})
+	c := openStream(t, srv, "/api/v1/events/stream", "")
+	select {
+	case <-c.closed:
+	case <-time.After(streamWait):
+		t.Fatal("the stream outlived streamMaxAge")
+	}
+	// Its place is given back.
+	deadline := time.Now().Add(streamWait)
+	for openStream(t, srv, "/api/v1/events/stream", "").status != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("no place after the stream ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -386,47 +386,47 @@ func (a *Auth) signInPassword(w http.ResponseWriter, r *http.Request, req signIn
 }
 
 // signInToken trades a configured API token for a browser session with the
-// token's role. Failures count against the client's address only: there is
-// no login to count them by, and a token is beyond guessing anyway.
+// token's role.
 func (a *Auth) signInToken(w http.ResponseWriter, r *http.Request, presented string) {
-	now := a.now()
-	ev := AccessEvent{Time: now, Action: "signin", Address: clientIP(r.RemoteAddr), Via: "token"}
-	addrKey := clientAddress(r.RemoteAddr)
-	if wait, ok := a.byAddress.take(addrKey, now); !ok {
-		a.rateLimited(w, ev, wait)
-		return
-	}
-	t, err := lookupToken(a.tokens, presented, now)
-	if err != nil {
+	a.signInSecret(w, r, "token", func(now time.Time) (access.Principal, bool) {
+		t, err := lookupToken(a.tokens, presented, now)
 		if errors.Is(err, errTokenExpired) {
-			a.log.Info("api token expired", "token", t.Name, "expired", t.Expires, "address", ev.Address)
+			a.log.Info("api token expired", "token", t.Name, "expired", t.Expires, "address", clientIP(r.RemoteAddr))
 		}
-		a.finish(w, r, ev, ResultRefused)
-		return
-	}
-	a.byAddress.refund(addrKey)
-	p := t.Principal
-	p.Via = "token:" + t.Name
-	ev.Login, ev.Via = p.Login, p.Via
-	a.startSession(w, r, p, ev)
+		p := t.Principal
+		p.Via = "token:" + t.Name
+		return p, err == nil
+	})
 }
 
 // signInOnce trades a one-time code (OneTimeCode) for a browser session.
 func (a *Auth) signInOnce(w http.ResponseWriter, r *http.Request, code string) {
+	a.signInSecret(w, r, "once", func(now time.Time) (access.Principal, bool) {
+		role, ok := a.once.use(code, now)
+		return access.Principal{Role: role, Via: "once"}, ok
+	})
+}
+
+// signInSecret signs in with a secret that names no login (a token, a
+// one-time code), recorded as via until known; check finds its principal.
+// Failures count against the client's address only: there is no login to
+// count them by, and such a secret is beyond guessing anyway.
+func (a *Auth) signInSecret(w http.ResponseWriter, r *http.Request, via string, check func(now time.Time) (access.Principal, bool)) {
 	now := a.now()
-	ev := AccessEvent{Time: now, Action: "signin", Address: clientIP(r.RemoteAddr), Via: "once"}
+	ev := AccessEvent{Time: now, Action: "signin", Address: clientIP(r.RemoteAddr), Via: via}
 	addrKey := clientAddress(r.RemoteAddr)
 	if wait, ok := a.byAddress.take(addrKey, now); !ok {
 		a.rateLimited(w, ev, wait)
 		return
 	}
-	role, ok := a.once.use(code, now)
+	p, ok := check(now)
 	if !ok {
 		a.finish(w, r, ev, ResultRefused)
 		return
 	}
 	a.byAddress.refund(addrKey)
-	a.startSession(w, r, access.Principal{Role: role, Via: "once"}, ev)
+	ev.Login, ev.Via = p.Login, p.Via
+	a.startSession(w, r, p, ev)
 }
 
 // rateLimited answers a sign-in over a limit. Neither recorded nor logged at

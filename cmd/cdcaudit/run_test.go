@@ -174,6 +174,25 @@ func TestRunOperation(t *testing.T) {
 	if code, body := get("/api/v1/openapi.json"); code != 200 || !strings.Contains(body, `"openapi"`) {
 		t.Errorf("/api/v1/openapi.json: %d %.100s", code, body)
 	}
+	// The console is the page at /.
+	if code, body := get("/"); code != 200 || !strings.Contains(body, "<html") || !strings.Contains(body, "/assets/") {
+		t.Errorf("/: %d %.200s", code, body)
+	}
+	// The live stream, from the start of the store: its first event.
+	sreq, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/events/stream?table=public.sale_order", nil)
+	sreq.Header.Set("Authorization", "Bearer "+token)
+	sreq.Header.Set("Last-Event-ID", "0000000000000000-000000")
+	sresp, err := http.DefaultClient.Do(sreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(sresp.Body)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "data: ") {
+	}
+	if sresp.StatusCode != 200 || !strings.Contains(sc.Text(), `"table":"sale_order"`) {
+		t.Errorf("/api/v1/events/stream: %d, first data %.200q", sresp.StatusCode, sc.Text())
+	}
+	sresp.Body.Close()
 	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/events?table=public.sale_order&op=update", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
