@@ -724,6 +724,8 @@
         const closed = es.readyState === EventSource.CLOSED;
         pause.disabled = closed;
         say(closed ? 'Live updates stopped: reload the page to try again.' : 'Reconnecting…');
+        // A stream refused on reconnection may mean the session ended: if so, sign in again.
+        if (closed) get('/whoami').catch(() => {});
       });
       es.addEventListener('audit', (m) => {
         let ev;
