@@ -274,6 +274,22 @@ func adminTour(t *testing.T, d *daemon) {
 		t.Errorf("filtered by op=update: %q", ops)
 	}
 
+	// An update of a record written before capture began, its large
+	// value left as it was: the old values and the value are not known.
+	p.goTo("#/activity?table=doc_note", "activity")
+	p.click(first + " " + byTest("event-expand"))
+	body := first + ` [data-test="diff-row"][data-field="body"]`
+	p.Run(chromedp.WaitVisible(chromedp.CSS(body)))
+	if v := p.text(body + " " + byTest("diff-after")); v != "unchanged (large value)" {
+		t.Errorf("the unsent large value shows as %q", v)
+	}
+	if n := p.text(first + " .diff-wrap .note"); !strings.Contains(n, "old values are not known") {
+		t.Errorf("no word of the unknown old row: %q", n)
+	}
+	if c := p.texts(first + " .changed-list"); !slices.Equal(c, []string{"changed fields not known"}) {
+		t.Errorf("changed fields: %q", c)
+	}
+
 	// The user page.
 	p.goTo("#/users/alice@example.com", "user")
 	if s := p.attrs(byTest("user-sessions")+" "+byTest("session-row"), "data-session"); !slices.Equal(s, []string{aliceSession}) {
