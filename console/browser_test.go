@@ -194,6 +194,10 @@ func adminTour(t *testing.T, d *daemon) {
 	if dis := eval[bool](p, `document.querySelector(`+jsString(row+" "+byTest("session-terminate"))+`).disabled`); !dis {
 		t.Error("Terminate is a placeholder until session control")
 	}
+	ended := `tr[data-user="bob@example.com"] [data-test="session-state"][data-state="ended"]`
+	if s := p.text(ended); !strings.Contains(s, "ended") || !strings.Contains(s, "revoked") || !strings.Contains(s, "by admin") {
+		t.Errorf("bob's logged out session: %q", s)
+	}
 	p.shoot("sessions")
 
 	// Its events: alice's edit of order 1, and what it changed.
