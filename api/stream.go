@@ -94,10 +94,11 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, p access.Pr
 	defer cancel()
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
-	var head []byte // the head at the last look; nil: look now
+	var head []byte // the head at the last look
+	looked := false
 	lastWrite := time.Now()
 	for {
-		if h, _, _ := store.Head(); !none && (head == nil || !bytes.Equal(h, head)) {
+		if h, _, _ := store.Head(); !none && (!looked || !bytes.Equal(h, head)) {
 			n, err := s.streamSince(ctx, q, &after, h, send)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, errClientGone) {
@@ -105,7 +106,7 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, p access.Pr
 				}
 				return nil // the answer has started: the client reconnects
 			}
-			head = h
+			head, looked = h, true
 			if n > 0 {
 				lastWrite = time.Now()
 			}

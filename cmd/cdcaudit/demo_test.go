@@ -23,8 +23,8 @@ func TestDemo(t *testing.T) {
 	}
 	dir := t.TempDir()
 	stdout := &watchedOutput{re: regexp.MustCompile(`console: (http://\S+)`), found: make(chan string, 1)}
-	var stderr lockedBuffer
-	c := &cli{stdin: strings.NewReader(""), stdout: stdout, stderr: &stderr}
+	var stderr bytes.Buffer // read once the demo has exited
+	c := &cli{stdin: strings.NewReader(""), stdout: stdout, stderr: &syncWriter{w: &stderr}}
 	exited := make(chan int, 1)
 	go func() {
 		exited <- c.main([]string{"demo", "--duration", "8s", "--rate", "25", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--log-level", "debug"})
@@ -149,37 +149,30 @@ func checkDemoLink(t *testing.T, link string) string {
 	return code
 }
 
-// watchedOutput is a stdout that hands on the first submatch of re once
-// the output holds it.
+// watchedOutput is a stdout written by several goroutines that hands on
+// the first submatch of re once the output holds it.
 type watchedOutput struct {
-	lockedBuffer
 	re    *regexp.Regexp
 	found chan string
-	once  sync.Once
+
+	mu   sync.Mutex
+	b    bytes.Buffer
+	sent bool
 }
 
 func (w *watchedOutput) Write(p []byte) (int, error) {
-	n, err := w.lockedBuffer.Write(p)
-	if m := w.re.FindStringSubmatch(w.String()); m != nil {
-		w.once.Do(func() { w.found <- m[1] })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.b.Write(p)
+	if m := w.re.FindSubmatch(w.b.Bytes()); m != nil && !w.sent {
+		w.sent = true
+		w.found <- string(m[1])
 	}
 	return n, err
 }
 
-// lockedBuffer is a bytes.Buffer written and read from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+func (w *watchedOutput) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

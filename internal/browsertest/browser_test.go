@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/cdcaudit/cdcaudit/internal/debinstall"
 )
 
 // pages serves a page that loads a script from its own origin, fetches from
@@ -133,4 +136,20 @@ func TestCheckCleanPasses(t *testing.T) {
 		t.Errorf("requests = %q", reqs)
 	}
 	b.CheckClean(site.URL)
+}
+
+func TestSkipOnlyWhereChromiumCannotBeInstalled(t *testing.T) {
+	cannot := fmt.Errorf("no Chromium found: %w: not root", debinstall.ErrCannotInstall)
+	t.Setenv("CI", "")
+	if !skips(cannot) || skips(errors.New("apt-get install failed")) {
+		t.Error("outside CI: skip only when it cannot be installed")
+	}
+	t.Setenv("CI", "true")
+	if skips(cannot) {
+		t.Error("under CI a browser test that cannot run fails")
+	}
+	t.Setenv("CDCAUDIT_CHROMIUM", filepath.Join(t.TempDir(), "no-such-chromium"))
+	if _, err := ensureChromium(t.Logf); err == nil || skips(err) || !strings.Contains(err.Error(), "CDCAUDIT_CHROMIUM") {
+		t.Errorf("a CDCAUDIT_CHROMIUM that is not there: %v", err)
+	}
 }
