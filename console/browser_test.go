@@ -194,6 +194,10 @@ func adminTour(t *testing.T, d *daemon) {
 	if dis := eval[bool](p, `document.querySelector(`+jsString(row+" "+byTest("session-terminate"))+`).disabled`); !dis {
 		t.Error("Terminate is a placeholder until session control")
 	}
+	ended := `tr[data-user="bob@example.com"] [data-test="session-state"][data-state="ended"]`
+	if s := p.text(ended); !strings.Contains(s, "ended") || !strings.Contains(s, "revoked") || !strings.Contains(s, "by admin") {
+		t.Errorf("bob's logged out session: %q", s)
+	}
 	p.shoot("sessions")
 
 	// Its events: alice's edit of order 1, and what it changed.
@@ -272,6 +276,22 @@ func adminTour(t *testing.T, d *daemon) {
 	}
 	if ops := p.attrs(byTest("events")+" > article", "data-op"); len(ops) == 0 || slices.ContainsFunc(ops, func(op string) bool { return op != "update" }) {
 		t.Errorf("filtered by op=update: %q", ops)
+	}
+
+	// An update of a record written before capture began, its large
+	// value left as it was: the old values and the value are not known.
+	p.goTo("#/activity?table=doc_note", "activity")
+	p.click(first + " " + byTest("event-expand"))
+	body := first + ` [data-test="diff-row"][data-field="body"]`
+	p.Run(chromedp.WaitVisible(chromedp.CSS(body)))
+	if v := p.text(body + " " + byTest("diff-after")); v != "unchanged (large value)" {
+		t.Errorf("the unsent large value shows as %q", v)
+	}
+	if n := p.text(first + " .diff-wrap .note"); !strings.Contains(n, "old values are not known") {
+		t.Errorf("no word of the unknown old row: %q", n)
+	}
+	if c := p.texts(first + " .changed-list"); !slices.Equal(c, []string{"changed fields not known"}) {
+		t.Errorf("changed fields: %q", c)
 	}
 
 	// The user page.

@@ -724,6 +724,8 @@
         const closed = es.readyState === EventSource.CLOSED;
         pause.disabled = closed;
         say(closed ? 'Live updates stopped: reload the page to try again.' : 'Reconnecting…');
+        // A stream refused on reconnection may mean the session ended: if so, sign in again.
+        if (closed) get('/whoami').catch(() => {});
       });
       es.addEventListener('audit', (m) => {
         let ev;
@@ -846,7 +848,7 @@
         const t = new Date(start.getTime() + i * 3600e3);
         bars.push({ label: hourFmt.format(t), title: dateFmt.format(t), value: perHour.get(t.toISOString().slice(0, 13)) || 0 });
       }
-      return columns(bars, 'changes', 3);
+      return columns(bars, 'changes', 4);
     }));
     grid.appendChild(chart('chart-changes-table', 'Changes by table and operation, last 24 hours', changes, (c) => {
       const byTable = new Map();
