@@ -63,7 +63,12 @@ var _ storeWriter = (*sink.Writer)(nil)
 //
 // Safe for concurrent use. Never call it from the pipeline's own goroutine
 // (a stage): it waits for the writer, which that goroutine feeds.
-type StateSink func(ctx context.Context, recs []sink.StateRecord) error
+//
+// An alias, so that a source declares its parameter as the plain func type
+// without importing this package (a method such as
+// Run(ctx, state func(context.Context, []sink.StateRecord) error) error is
+// a Source as it is).
+type StateSink = func(ctx context.Context, recs []sink.StateRecord) error
 
 // Source is work beside the stream that writes to the store: the app-log
 // tailer, the session-store watcher, the pg_stat_activity sampler, the alert
