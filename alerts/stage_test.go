@@ -229,7 +229,7 @@ func TestReplayRaisesTheSame(t *testing.T) {
 		kept[b] = maps.Clone(m)
 	}
 	lsn := crashed.lsn
-	logins(crashed, 5, 8) // lost in the crash
+	logins(crashed, 5, 8)                  // lost in the crash
 	crashed.store, crashed.lsn = kept, lsn // the replay resumes at the checkpoint
 	crashed.start()
 	logins(crashed, 5, 12) // the replay
