@@ -478,3 +478,22 @@ func FuzzVerifySignature(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckChannels(t *testing.T) {
+	for _, tc := range []struct {
+		routes, smtp, from, mailbox, url, secret string
+		ok                                       bool
+	}{
+		{"", "", "", "", "", "", true},
+		{"kind=* channel=email", "m:25", "a@b.c", "s@b.c", "", "", true},
+		{"kind=* channel=email", "", "a@b.c", "s@b.c", "", "", false},
+		{"kind=* channel=email to=user", "m:25", "a@b.c", "", "", "", true},
+		{"kind=* channel=email to=user,security", "m:25", "a@b.c", "", "", "", false},
+		{"kind=* channel=webhook", "", "", "", "https://x", "", false},
+		{"kind=* channel=webhook", "", "", "", "https://x", "/f", true},
+	} {
+		if err := CheckChannels(tc.routes, tc.smtp, tc.from, tc.mailbox, tc.url, tc.secret); (err == nil) != tc.ok {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+}

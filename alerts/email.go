@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -268,4 +270,26 @@ func more(n, shown int) string {
 		return fmt.Sprintf(" and %d more", n-shown)
 	}
 	return ""
+}
+
+// ReadSecretFile reads a secret (smtp_password_file, webhook_secret_file):
+// a regular file of at most 64 KiB, surrounding white space trimmed, at
+// least minLen bytes. Errors name the file, never its content.
+func ReadSecretFile(path string, minLen int) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > 64<<10 {
+		return nil, fmt.Errorf("%s: not a regular file of at most 64 KiB", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < max(minLen, 1) {
+		return nil, fmt.Errorf("%s: the secret has %d bytes, want at least %d", path, len(b), max(minLen, 1))
+	}
+	return b, nil
 }

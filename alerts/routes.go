@@ -194,3 +194,24 @@ func channelOf(target string) string {
 	}
 	return ChannelEmail
 }
+
+// CheckChannels checks that what the routes use is configured: email needs
+// the SMTP server and a sender (and to=security the security mailbox), a
+// webhook its URL and secret.
+func CheckChannels(routes, smtpAddr, smtpFrom, mailbox, webhookURL, webhookSecretFile string) error {
+	rs, err := ParseRoutes(routes)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		switch {
+		case r.Channel == ChannelEmail && (smtpAddr == "" || smtpFrom == ""):
+			return fmt.Errorf("route %q mails: it needs smtp_addr and smtp_from", r)
+		case r.Channel == ChannelEmail && slices.Contains(r.To, "security") && mailbox == "":
+			return fmt.Errorf("route %q mails the security mailbox: it needs alert_mailbox", r)
+		case r.Channel == ChannelWebhook && (webhookURL == "" || webhookSecretFile == ""):
+			return fmt.Errorf("route %q posts to a webhook: it needs webhook_url and webhook_secret_file", r)
+		}
+	}
+	return nil
+}

@@ -510,3 +510,11 @@ func Addresses(load func(bucket string, fn func(key, value []byte) error) error)
 	})
 	return out, err
 }
+
+// ValidateNewDeviceWindow accepts a window of one hour to ten years.
+func ValidateNewDeviceWindow(d time.Duration) error {
+	if d < time.Hour || d > 10*365*24*time.Hour {
+		return fmt.Errorf("%s is out of range (1h to 87600h)", d)
+	}
+	return nil
+}
