@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
+	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
@@ -92,3 +96,44 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The users' addresses are read at start through their contacts, unless
+// the address column is redacted: then they are not kept at all.
+func TestAddressesSeededUnlessRedacted(t *testing.T) {
+	for _, redacted := range []bool{false, true} {
+		dsn, conn := newDB(t)
+		exec(t, conn, `CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar, email varchar)`)
+		exec(t, conn, `CREATE TABLE res_users (id serial PRIMARY KEY, login varchar NOT NULL, password varchar, partner_id int,
+			create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
+		exec(t, conn, `CREATE TABLE res_users_log (id serial PRIMARY KEY, create_uid int, create_date timestamp, write_uid int, write_date timestamp)`)
+		exec(t, conn, `INSERT INTO res_partner (id, name, email) VALUES (7, 'Alice', 'alice.martin@mail.example'), (8, 'Bob', NULL)`)
+		exec(t, conn, `INSERT INTO res_users (id, login, partner_id) VALUES (6, 'alice', 7), (7, 'bob', 8)`)
+		slot := fmt.Sprintf("addresses_%v", redacted)
+		cfg := Config{Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot},
+			DataDir: t.TempDir(), Profile: "odoo", Snapshot: "never"}
+		if redacted {
+			rule, err := profile.ParseColumnRule("public.res_partner.email")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Redact = []profile.ColumnRule{rule}
+		}
+		runImages(t, cfg, conn, currentLSN(t, conn))
+		st, err := sink.OpenReadOnly(cfg.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := alerts.Addresses(st.LoadState)
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[int64]string{6: "alice.martin@mail.example"}
+		if redacted {
+			want = map[int64]string{}
+		}
+		if !maps.Equal(addrs, want) {
+			t.Errorf("redacted %v: addresses %v, want %v", redacted, addrs, want)
+		}
+	}
+}
