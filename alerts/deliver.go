@@ -66,9 +66,10 @@ type StateReader interface {
 // without routes nothing is delivered.
 type DelivererOptions struct {
 	Routes  []Route
-	Mailer  *Mailer  // needed by email routes
-	Webhook *Webhook // needed by webhook routes
-	Mailbox string   // the security mailbox (to=security)
+	Mailer  *Mailer     // needed by email routes
+	Webhook *Webhook    // needed by webhook routes
+	Mailbox string      // the security mailbox (to=security)
+	Groups  GroupLookup // needed by routes with groups=
 	Log     *slog.Logger
 	Metrics DeliveryMetrics // may be nil
 
@@ -102,6 +103,9 @@ func NewDeliverer(store StateReader, opts DelivererOptions) (*Deliverer, error) 
 		if r.Channel == ChannelEmail && slices.Contains(r.To, "security") && opts.Mailbox == "" {
 			return nil, errors.New("alert routes to=security need alert_mailbox")
 		}
+	}
+	if UsesGroups(opts.Routes) && opts.Groups == nil {
+		return nil, errors.New("alert routes with groups= need the application's database")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -207,8 +211,13 @@ func (d *Deliverer) Round(ctx context.Context, state func(context.Context, []sin
 	var todo []due
 	for _, id := range slices.Sorted(maps.Keys(queued)) {
 		a := queued[id]
+		targets, err := Targets(d.o.Routes, a, d.member(ctx, a))
+		if err != nil {
+			d.o.Log.Warn("alerts: cannot tell where an alert goes; trying again at the next pass", "alert", id, "err", err)
+			continue
+		}
 		settled := true
-		for _, target := range Targets(d.o.Routes, a) {
+		for _, target := range targets {
 			st := done[deliveryKey(id, target)]
 			if st.OK || st.Final != "" || a.Time.Before(markers[markerKey(a.Kind, target)].Add(-RouteGrace)) {
 				continue
@@ -266,13 +275,22 @@ func (d *Deliverer) Round(ctx context.Context, state func(context.Context, []sin
 	return false, nil
 }
 
+// member answers whether a's user belongs to groups.
+func (d *Deliverer) member(ctx context.Context, a *Alert) Member {
+	if d.o.Groups == nil {
+		return nil
+	}
+	return func(groups []string) (bool, error) { return d.o.Groups.Member(ctx, a.UserID, groups) }
+}
+
 // newMarkers returns the records of the routes (kind → target) in force
 // for the first time.
 func (d *Deliverer) newMarkers(markers map[string]time.Time, now time.Time) []sink.StateRecord {
 	var recs []sink.StateRecord
 	for _, kind := range Kinds {
 		a := &Alert{Kind: kind}
-		for _, target := range Targets(d.anyUser(), a) {
+		targets, _ := Targets(d.anyUser(), a, nil) // no error without groups
+		for _, target := range targets {
 			k := markerKey(kind, target)
 			if _, ok := markers[k]; ok {
 				continue
@@ -290,7 +308,7 @@ func (d *Deliverer) newMarkers(markers map[string]time.Time, now time.Time) []si
 func (d *Deliverer) anyUser() []Route {
 	out := slices.Clone(d.o.Routes)
 	for i := range out {
-		out[i].Users = nil
+		out[i].Users, out[i].Groups = nil, nil
 	}
 	return out
 }

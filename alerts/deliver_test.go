@@ -411,16 +411,24 @@ func TestParseRoutes(t *testing.T) {
 	}
 	al, login := alice, alice
 	login.Kind = KindLogin
-	if got := Targets(r, &al); strings.Join(got, ",") != "email-security,email-user,webhook" {
+	targets := func(a *Alert) []string {
+		t.Helper()
+		got, err := Targets(r, a, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := targets(&al); strings.Join(got, ",") != "email-security,email-user,webhook" {
 		t.Errorf("targets %v", got)
 	}
 	carol := alice
 	carol.Login = "carol"
-	if got := Targets(r, &carol); strings.Join(got, ",") != "webhook" {
+	if got := targets(&carol); strings.Join(got, ",") != "webhook" {
 		t.Errorf("carol's targets %v", got)
 	}
 	login.Login = "carol"
-	if got := Targets(r, &login); len(got) != 0 {
+	if got := targets(&login); len(got) != 0 {
 		t.Errorf("* takes login: %v", got)
 	}
 	if r, _ := ParseRoutes("kind=* channel=email users=all"); r[0].Users != nil || r[0].To[0] != "security" {
@@ -428,7 +436,8 @@ func TestParseRoutes(t *testing.T) {
 	}
 	for _, bad := range []string{"kind=new_device", "channel=email", "kind=nope channel=email", "kind=* channel=sms",
 		"kind=* channel=webhook to=user", "kind=* channel=email to=boss", "kind=* kind=* channel=email",
-		"kind=* channel=email colour=red", "kind= channel=email", "kind=*,,login channel=email", "kind channel=email"} {
+		"kind=* channel=email colour=red", "kind= channel=email", "kind=*,,login channel=email", "kind channel=email",
+		"kind=* channel=webhook groups=admins", "kind=* channel=webhook groups=base.group_system;drop"} {
 		if _, err := ParseRoutes(bad); err == nil {
 			t.Errorf("%q: accepted", bad)
 		}
@@ -441,6 +450,7 @@ func TestParseRoutes(t *testing.T) {
 func FuzzParseRoutes(f *testing.F) {
 	f.Add("kind=new_device channel=email to=user,security; kind=orm_bypass channel=webhook")
 	f.Add("kind=* channel=email users=alice")
+	f.Add("kind=new_device channel=webhook users=bob groups=base.group_system,sales_team.group_sale_manager")
 	f.Fuzz(func(t *testing.T, s string) {
 		routes, err := ParseRoutes(s)
 		if err != nil {

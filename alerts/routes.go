@@ -26,7 +26,8 @@ type Route struct {
 	Kinds   []string // "*": every kind but login
 	Channel string   // ChannelEmail or ChannelWebhook
 	To      []string // email: "user" and/or "security" (default security)
-	Users   []string // logins; nil: all (alerts about nobody in particular too)
+	Users   []string // logins; with Groups nil: all (alerts about nobody in particular too)
+	Groups  []string // the application's groups (Odoo: xml ids): their members' alerts
 }
 
 // String is the route in the syntax ParseRoutes reads.
@@ -37,6 +38,9 @@ func (r Route) String() string {
 	}
 	if r.Users != nil {
 		s += " users=" + strings.Join(r.Users, ",")
+	}
+	if r.Groups != nil {
+		s += " groups=" + strings.Join(r.Groups, ",")
 	}
 	return s
 }
@@ -56,6 +60,9 @@ const (
 //	                security (the security mailbox); default security
 //	users=L[,L…]    only alerts about these logins; default all (which
 //	                includes alerts about nobody in particular)
+//	groups=G[,G…]   only alerts about members of these groups of the
+//	                application (Odoo: xml ids, e.g. base.group_system),
+//	                as of delivery; with users=, members or those logins
 //
 // e.g. "kind=new_device channel=email to=user,security; kind=orm_bypass
 // channel=webhook". Empty text: no routes (nothing is delivered).
@@ -120,8 +127,15 @@ func parseRoute(text string) (Route, error) {
 			if value != "all" {
 				r.Users = list
 			}
+		case "groups":
+			for _, g := range list {
+				if !groupXMLID.MatchString(g) {
+					return r, fmt.Errorf("%q is not a group's xml id (module.name)", g)
+				}
+			}
+			r.Groups = list
 		default:
-			return r, fmt.Errorf("unknown key %q (want kind, channel, to or users)", key)
+			return r, fmt.Errorf("unknown key %q (want kind, channel, to, users or groups)", key)
 		}
 	}
 	switch {
@@ -137,10 +151,22 @@ func parseRoute(text string) (Route, error) {
 	return r, nil
 }
 
+// Member tells whether an alert's user belongs to one of groups (nil: no
+// route has groups).
+type Member func(groups []string) (bool, error)
+
 // matches reports whether the route takes an alert.
-func (r Route) matches(a *Alert) bool {
-	kind := slices.Contains(r.Kinds, a.Kind) || a.Kind != KindLogin && slices.Contains(r.Kinds, "*")
-	return kind && (r.Users == nil || a.Login != "" && slices.Contains(r.Users, a.Login))
+func (r Route) matches(a *Alert, member Member) (bool, error) {
+	if !slices.Contains(r.Kinds, a.Kind) && (a.Kind == KindLogin || !slices.Contains(r.Kinds, "*")) {
+		return false, nil
+	}
+	if r.Users == nil && r.Groups == nil || a.Login != "" && slices.Contains(r.Users, a.Login) {
+		return true, nil
+	}
+	if r.Groups == nil || a.UserID <= 0 || member == nil {
+		return false, nil
+	}
+	return member(r.Groups)
 }
 
 // targets returns the route's targets.
@@ -155,11 +181,16 @@ func (r Route) targets() []string {
 	return out
 }
 
-// Targets returns where an alert goes under routes, each target once.
-func Targets(routes []Route, a *Alert) []string {
+// Targets returns where an alert goes under routes, each target once;
+// member answers for routes with groups (nil: they take no alert by group).
+func Targets(routes []Route, a *Alert, member Member) ([]string, error) {
 	var out []string
 	for _, r := range routes {
-		if !r.matches(a) {
+		ok, err := r.matches(a, member)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			continue
 		}
 		for _, t := range r.targets() {
@@ -169,7 +200,12 @@ func Targets(routes []Route, a *Alert) []string {
 		}
 	}
 	slices.Sort(out)
-	return out
+	return out, nil
+}
+
+// UsesGroups reports whether a route routes by group.
+func UsesGroups(routes []Route) bool {
+	return slices.ContainsFunc(routes, func(r Route) bool { return r.Groups != nil })
 }
 
 // RaisesLogins reports whether routes ask for login alerts (a route naming

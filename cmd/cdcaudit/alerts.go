@@ -134,41 +134,62 @@ func writeAlerts(w io.Writer, list []alerts.Listed) {
 }
 
 // alertSetup reads the alert settings: the stream stage's options and, when
-// routes are configured, the deliverer as a source beside the stream.
-func alertSetup(cfg *config.Config, store *sink.Store, m alerts.DeliveryMetrics, log *slog.Logger) (alerts.StageOptions, []pipeline.Source, error) {
+// routes are configured, the deliverer as a source beside the stream (and
+// what to close when the daemon stops).
+func alertSetup(cfg *config.Config, store *sink.Store, m alerts.DeliveryMetrics, log *slog.Logger) (stage alerts.StageOptions, sources []pipeline.Source, closeAll func(), err error) {
+	closeAll = func() {}
 	routes, err := alerts.ParseRoutes(cfg.AlertRoutes)
 	if err != nil {
-		return alerts.StageOptions{}, nil, fmt.Errorf("alert_routes: %w", err)
+		return stage, nil, closeAll, fmt.Errorf("alert_routes: %w", err)
 	}
-	stage := alerts.StageOptions{NewDeviceWindow: cfg.NewDeviceWindow, Logins: alerts.RaisesLogins(routes)}
+	stage = alerts.StageOptions{NewDeviceWindow: cfg.NewDeviceWindow, Logins: alerts.RaisesLogins(routes)}
 	if len(routes) == 0 {
-		return stage, nil, nil
+		return stage, nil, closeAll, nil
 	}
 	opts := alerts.DelivererOptions{Routes: routes, Mailbox: cfg.AlertMailbox, Log: log, Metrics: m}
-	email, webhook := alerts.Channels(routes)
+	if alerts.UsesGroups(routes) {
+		// Memberships are read from the application's database when an
+		// alert is delivered, on a normal connection.
+		pool, err := usersPool(cfg.DSN)
+		if err != nil {
+			return stage, nil, closeAll, err
+		}
+		opts.Groups, closeAll = alerts.OdooGroups{DB: pool}, pool.Close
+	}
+	sources, err = alertDeliverer(cfg, store, opts, log)
+	if err != nil {
+		closeAll()
+		closeAll = func() {}
+	}
+	return stage, sources, closeAll, err
+}
+
+// alertDeliverer makes the deliverer of the configured channels.
+func alertDeliverer(cfg *config.Config, store *sink.Store, opts alerts.DelivererOptions, log *slog.Logger) ([]pipeline.Source, error) {
+	email, webhook := alerts.Channels(opts.Routes)
 	if email {
 		password, err := cfg.ReadSMTPPassword()
 		if err != nil {
-			return stage, nil, err
+			return nil, err
 		}
 		if opts.Mailer, err = alerts.NewMailer(alerts.MailConfig{Addr: cfg.SMTPAddr, TLS: cfg.SMTPTLS,
 			User: cfg.SMTPUser, Password: password, From: cfg.SMTPFrom}); err != nil {
-			return stage, nil, err
+			return nil, err
 		}
 	}
 	if webhook {
 		secret, err := cfg.ReadWebhookSecret()
 		if err != nil {
-			return stage, nil, err
+			return nil, err
 		}
 		if opts.Webhook, err = alerts.NewWebhook(cfg.WebhookURL, secret, 0); err != nil {
-			return stage, nil, err
+			return nil, err
 		}
 	}
 	d, err := alerts.NewDeliverer(store, opts)
 	if err != nil {
-		return stage, nil, err
+		return nil, err
 	}
 	log.Info("alerts are delivered", "routes", cfg.AlertRoutes)
-	return stage, []pipeline.Source{d.Run}, nil
+	return []pipeline.Source{d.Run}, nil
 }

@@ -416,7 +416,7 @@ var keys = []keyInfo{
 	setting(KeyWebhookSecretFile, "`file` holding the webhook's HMAC-SHA256 key (at least 16 bytes)",
 		func(c *Config) *string { return &c.WebhookSecretFile }, "", nil).
 		files(func(c *Config) error { _, err := c.readSecret(c.WebhookSecretFile, alerts.MinSecretLen); return err }),
-	setting(KeyAlertRoutes, "where alerts go: `routes` separated by ;, each \"kind=K[,K] channel=email|webhook [to=user,security] [users=LOGIN,…]\" (docs/alerts.md); none: nothing is delivered",
+	setting(KeyAlertRoutes, "where alerts go: `routes` separated by ;, each \"kind=K[,K] channel=email|webhook [to=user,security] [users=LOGIN,…] [groups=XMLID,…]\" (docs/alerts.md); none: nothing is delivered",
 		func(c *Config) *string { return &c.AlertRoutes }, "", func(s string) error { _, err := alerts.ParseRoutes(s); return err }).
 		rule(func(c *Config) error { return alerts.CheckChannels(c.AlertRoutes, c.SMTPAddr, c.SMTPFrom, c.AlertMailbox, c.WebhookURL, c.WebhookSecretFile) }),
 	setting(KeyNewDeviceWindow, "a device not seen for a user within this `duration` is new (alert new_device)",
