@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,7 +47,7 @@ func TestSources(t *testing.T) {
 		return state(context.Background(), []sink.StateRecord{{Bucket: "test", Key: "last", Value: []byte("2")}})
 	}
 	failing := func(context.Context, StateSink) error { return errors.New("the watcher cannot read its directory") }
-	var log syncBuffer
+	var log lockedLog
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -80,22 +79,10 @@ func TestSources(t *testing.T) {
 	if strings.Join(keys, ",") != "first,last" {
 		t.Errorf("stored %v, want first and last (written while stopping)", keys)
 	}
-	if !strings.Contains(log.String(), "the watcher cannot read its directory") {
-		t.Errorf("the failing source is not logged:\n%s", log.String())
+	if !log.has("the watcher cannot read its directory") {
+		t.Error("the failing source is not logged")
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // The users' addresses are read at start through their contacts, unless
 // the address column is redacted: then they are not kept at all.
