@@ -507,3 +507,17 @@ func TestCheckChannels(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribeURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://hooks.example.com/services/T0/B0/s3cr3t": "https://hooks.example.com/…",
+		"https://siem.example.com":                        "https://siem.example.com",
+		"https://u:p@siem.example.com/":                   "https://siem.example.com/…",
+		"http://127.0.0.1:8080/?token=s3cr3t":             "http://127.0.0.1:8080/…",
+		"::":                                              "(unparsable URL)",
+	} {
+		if got := DescribeURL(in); got != want {
+			t.Errorf("%s: %s, want %s", in, got, want)
+		}
+	}
+}

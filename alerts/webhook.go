@@ -142,3 +142,17 @@ func (w *Webhook) Send(ctx context.Context, a *Alert, now time.Time) error {
 	}
 	return nil
 }
+
+// DescribeURL is a webhook URL for logs and --print-config: scheme and host
+// only, since its path, query or user part may hold a token.
+func DescribeURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
+}

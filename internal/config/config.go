@@ -194,10 +194,10 @@ type Config struct {
 	// webhook and the routes. Passwords and secrets are in files (see
 	// ReadSMTPPassword and ReadWebhookSecret), never configured inline.
 	SMTPAddr, SMTPTLS, SMTPUser, SMTPPasswordFile, SMTPFrom string
-	AlertMailbox                                          string
-	WebhookURL, WebhookSecretFile                         string
-	AlertRoutes                                           string
-	NewDeviceWindow                                       time.Duration
+	AlertMailbox                                            string
+	WebhookURL, WebhookSecretFile                           string
+	AlertRoutes                                             string
+	NewDeviceWindow                                         time.Duration
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -393,7 +393,9 @@ var keys = []keyInfo{
 		func(c *Config) *string { return &c.APISigninLimitAddress }, auth.DefaultAddressLimit.String(), validLimit),
 	setting(KeySMTPAddr, "SMTP server `host:port` alerts are mailed through",
 		func(c *Config) *string { return &c.SMTPAddr }, "", nil).
-		rule(func(c *Config) error { return optional(func(a string) error { return alerts.ValidateSMTP(a, c.SMTPTLS) })(c.SMTPAddr) }),
+		rule(func(c *Config) error {
+			return optional(func(a string) error { return alerts.ValidateSMTP(a, c.SMTPTLS) })(c.SMTPAddr)
+		}),
 	setting(KeySMTPTLS, "`mode` of the SMTP connection: starttls, implicit (TLS from the start, port 465) or none (only to a server on the loopback interface)",
 		func(c *Config) *string { return &c.SMTPTLS }, alerts.TLSStartTLS, alerts.ValidateTLSMode),
 	setting(KeySMTPUser, "SMTP `user` name (with smtp_password_file): authenticate",
@@ -418,7 +420,9 @@ var keys = []keyInfo{
 		files(func(c *Config) error { _, err := c.readSecret(c.WebhookSecretFile, alerts.MinSecretLen); return err }),
 	setting(KeyAlertRoutes, "where alerts go: `routes` separated by ;, each \"kind=K[,K] channel=email|webhook [to=user,security] [users=LOGIN,…] [groups=XMLID,…]\" (docs/alerts.md); none: nothing is delivered",
 		func(c *Config) *string { return &c.AlertRoutes }, "", func(s string) error { _, err := alerts.ParseRoutes(s); return err }).
-		rule(func(c *Config) error { return alerts.CheckChannels(c.AlertRoutes, c.SMTPAddr, c.SMTPFrom, c.AlertMailbox, c.WebhookURL, c.WebhookSecretFile) }),
+		rule(func(c *Config) error {
+			return alerts.CheckChannels(c.AlertRoutes, c.SMTPAddr, c.SMTPFrom, c.AlertMailbox, c.WebhookURL, c.WebhookSecretFile)
+		}),
 	setting(KeyNewDeviceWindow, "a device not seen for a user within this `duration` is new (alert new_device)",
 		func(c *Config) *time.Duration { return &c.NewDeviceWindow }, alerts.DefaultNewDeviceWindow, alerts.ValidateNewDeviceWindow),
 }
@@ -837,6 +841,9 @@ func (c *Config) Describe() []string {
 		v := k.value(c).String()
 		if k.name == KeyDSN && v != "" {
 			v = DescribeDSN(v)
+		}
+		if k.name == KeyWebhookURL && v != "" {
+			v = alerts.DescribeURL(v) // a token may be part of it
 		}
 		out = append(out, fmt.Sprintf("%s=%s (%s)", k.name, v, c.Sources[k.name]))
 	}
