@@ -147,6 +147,11 @@ func (c *cli) run(args []string) int {
 	pc := pipelineConfig(cfg, m, log)
 	pc.RedactKey = redactKey
 	pc.Store = store
+	var closeAlerts func()
+	if pc.Alerts, pc.Sources, closeAlerts, err = alertSetup(cfg, store, m, log); err != nil {
+		return c.usageErr("run", err)
+	}
+	defer closeAlerts()
 	pc.ReadPace = pace
 	err = pipeline.Run(ctx, pc)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/backup"
@@ -68,6 +69,12 @@ type Config struct {
 	SnapshotTables []string
 	// Retention, when enabled, prunes expired events in the background.
 	Retention sink.Retention
+	// Sources run beside the stream for as long as it runs, each given the
+	// StateSink through which it stores what it finds (see Source).
+	Sources []Source
+	// Alerts tunes the alerts raised from the stream (package alerts);
+	// Directory defaults to Odoo's with the Odoo profile.
+	Alerts alerts.StageOptions
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -204,6 +211,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopRetention()
+	stopSources := startSources(cfg.Sources, stateSink(c.writer), log)
+	defer stopSources()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -217,6 +226,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	stopSources() // their last writes go before the writer closes
 	// Retention stops before a slot_lost record is placed at the head.
 	stopRetention()
 	c.images.release() // a transaction may have been cut short: the store is closed below
@@ -243,6 +253,25 @@ func Run(ctx context.Context, cfg Config) error {
 		publishHead(anchors, store, "stopped")
 	}
 	return err
+}
+
+// startSources runs each source on a goroutine of its own; the function
+// returned cancels them and waits until all have returned (it may be called
+// more than once).
+func startSources(sources []Source, state StateSink, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, src := range sources {
+		wg.Go(func() {
+			if err := src(ctx, state); err != nil && ctx.Err() == nil {
+				log.Error("a source beside the stream stopped", "source", i, "err", err) // the error says which
+			}
+		})
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // storeError says what a failed store write is: the store, its file, and
@@ -661,6 +690,9 @@ func (c *consumer) publishPending() {
 // transaction's end LSN at its commit, 0 for a chunk of a huge transaction.
 func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	c.enrich.attribute(tx, c.txEvents)
+	if checkpoint != 0 {
+		c.enrich.committed(tx)
+	}
 	huge := false
 	// Only a chunk whose values reach hugeEvent can hold a huge event; the
 	// events of the others are not measured again.

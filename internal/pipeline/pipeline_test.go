@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		runChild() // TestImagesAcrossSIGKILL's pipeline process
 	}
+	if os.Getenv(alertsChildEnv) != "" {
+		runAlertsChild()
+	}
 	pgtest.Main(m, pgtest.Options{Settings: map[string]string{"wal_sender_timeout": "'2s'"}})
 }
 
