@@ -33,7 +33,7 @@ const maxBurstKeys = 10000
 // A burst is open from the failure that completed it until Within passes
 // without a failure: a continuing attack is one burst, one alert.
 type window struct {
-	Times []time.Time `json:"times"`          // the last Failures failures, oldest first
+	Times []time.Time `json:"times"`         // the last Failures failures, oldest first
 	Open  time.Time   `json:"open,omitzero"` // the last failure of the open burst
 }
 

@@ -258,7 +258,7 @@ func TestTailLongLines(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	long := strings.TrimSuffix(line(0, ResultFailed, strings.Repeat("a", 100<<10), "192.0.2.1"), "\n")
 	appendRaw(t, h.path, long[:50<<10]) // half of it now, the rest later
-	time.Sleep(100 * time.Millisecond) // (not needed to pass: lets the tailer see the half)
+	time.Sleep(100 * time.Millisecond)  // (not needed to pass: lets the tailer see the half)
 	appendRaw(t, h.path, long[50<<10:]+"\n"+line(time.Second, ResultOK, "alice", "192.0.2.1"))
 	recs := h.waitLogins(1)
 	if recs[0].Login.Login != "alice" {
