@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/cdcaudit/cdcaudit/rules"
 )
 
 // Burst is the failed-login burst rule: Failures failed logins for one
@@ -17,11 +19,13 @@ type Burst struct {
 // DefaultBurst: 5 failures within 10 minutes.
 var DefaultBurst = Burst{Failures: 5, Within: 10 * time.Minute}
 
-func (b Burst) String() string {
-	if b.Failures == 0 {
-		return "off"
-	}
-	return fmt.Sprintf("%d/%s", b.Failures, b.Within)
+func (b Burst) String() string { return rules.Rate{N: b.Failures, Within: b.Within}.String() }
+
+// ParseBurst reads the rule as configured: "5/10m" (failures/window) or
+// "off".
+func ParseBurst(s string) (Burst, error) {
+	r, err := rules.ParseRate(s)
+	return Burst{Failures: r.N, Within: r.Within}, err
 }
 
 // maxBurstKeys bounds the logins and addresses whose recent failures are

@@ -44,7 +44,7 @@ const (
 // Options configure a Tailer.
 type Options struct {
 	Path  string // Odoo's log file (logfile = … in its configuration)
-	Burst Burst  // zero: DefaultBurst; Failures < 0: no burst alerts
+	Burst Burst  // zero: no burst alerts
 	// Poll is how often the file is looked at besides fsnotify's events
 	// (default 2s); MaxLine bounds a line (default 16 KiB: longer ones are
 	// skipped).
@@ -92,12 +92,6 @@ type Tailer struct {
 
 // New makes a tailer; load reads its state back at start.
 func New(opts Options, load LoadState) *Tailer {
-	if opts.Burst == (Burst{}) {
-		opts.Burst = DefaultBurst
-	}
-	if opts.Burst.Failures < 0 {
-		opts.Burst = Burst{}
-	}
 	if opts.Poll <= 0 {
 		opts.Poll = DefaultPoll
 	}

@@ -147,7 +147,7 @@ func (h *harness) waitLogins(n int) []Record {
 
 func TestTailRotationTruncationBurst(t *testing.T) {
 	h := newHarness(t)
-	h.start(Burst{})
+	h.start(DefaultBurst)
 	// The file does not exist yet: the tailer waits for it.
 	appendFile(t, h.path, line(0, ResultOK, "alice", "203.0.113.10"), line(time.Second, ResultFailed, "bob", "198.51.100.99"))
 	recs := h.waitLogins(2)
@@ -180,7 +180,7 @@ func TestTailRotationTruncationBurst(t *testing.T) {
 	}
 
 	// A restart reads on from the stored position: nothing twice.
-	h.start(Burst{})
+	h.start(DefaultBurst)
 	appendFile(t, h.path, line(4*time.Minute, ResultOK, "dave", "192.0.2.45"))
 	h.waitLogins(10)
 
@@ -232,7 +232,7 @@ func TestTailStoreFailure(t *testing.T) {
 // last stored position are read from its rotated copy at the next start.
 func TestTailRotatedWhileStopped(t *testing.T) {
 	h := newHarness(t)
-	h.start(Burst{})
+	h.start(DefaultBurst)
 	appendFile(t, h.path, line(0, ResultOK, "alice", "192.0.2.1"))
 	h.waitLogins(1)
 	h.halt()
@@ -241,7 +241,7 @@ func TestTailRotatedWhileStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, h.path, line(2*time.Second, ResultOK, "carol", "192.0.2.3"))
-	h.start(Burst{})
+	h.start(DefaultBurst)
 	recs := h.waitLogins(3)
 	if recs[1].Login.Login != "bob" || recs[2].Login.Login != "carol" {
 		t.Errorf("%+v", recs)

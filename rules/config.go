@@ -81,8 +81,12 @@ var (
 	DefaultSensitive = []string{"res.groups", "res_groups_users_rel", "ir.model.access", "ir.rule", "ir.config_parameter", "account.move:post"}
 )
 
-// DefaultTravelKmh: faster than any airliner, with airports at both ends.
-const DefaultTravelKmh = 1000
+// DefaultTravelKmh: faster than any airliner, with airports at both ends;
+// DefaultTravel as configured.
+const (
+	DefaultTravelKmh = 1000
+	DefaultTravel    = "1000"
+)
 
 // ParseSpeed reads a speed in km/h ("1000") or "off" (0).
 func ParseSpeed(s string) (float64, error) {

@@ -220,7 +220,9 @@ func TestWorkingHours(t *testing.T) {
 		change(audit.OpInsert, "res.groups", "res_groups", 2, "", "id", "14", "name", `{"en_US": "Administrator"}`, "category_id", "3"),
 		change(audit.OpInsert, "", "res_groups_users_rel", 2, "", "gid", "14", "uid", "6")))
 	st.Dirty()
-	edit := func(user int64) *audit.Event { return change(audit.OpUpdate, "res.partner", "res_partner", user, "", "id", "1") }
+	edit := func(user int64) *audit.Event {
+		return change(audit.OpUpdate, "res.partner", "res_partner", user, "", "id", "1")
+	}
 	// Wednesday 18:59 in Brussels (17:59 UTC): inside. 19:30: outside (a
 	// hit); 21:00 the same day: no second hit. Bob at 23:00: no rule.
 	st.Observe(s.tx(time.Date(2026, 12, 2, 17, 59, 0, 0, time.UTC), edit(6)))

@@ -148,6 +148,7 @@ func (c *cli) run(args []string) int {
 	pc.RedactKey = redactKey
 	pc.Store = store
 	pc.ReadPace = pace
+	pc.Sources = append(pc.Sources, watchers(cfg, pc.Rules, store, log)...)
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {
@@ -186,6 +187,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pi
 		Snapshot:        cfg.Snapshot,
 		SnapshotTables:  cfg.SnapshotTables,
 		Retention:       cfg.Retention,
+		Rules:           rulesConfig(cfg),
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}

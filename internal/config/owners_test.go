@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/applog"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/rules"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
@@ -39,6 +41,13 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		APISessionLifetime:    auth.DefaultSessionLifetime,
 		APISigninLimitLogin:   auth.DefaultLoginLimit.String(),
 		APISigninLimitAddress: auth.DefaultAddressLimit.String(),
+
+		FailedLoginBurst:     applog.DefaultBurst.String(),
+		RuleMassChange:       rules.DefaultMassChange.String(),
+		RuleImpossibleTravel: rules.DefaultTravel,
+		RuleWorkingHours:     rules.Off,
+		RuleSensitiveModels:  rules.DefaultSensitive,
+		RuleBulkExport:       rules.DefaultBulkExport.String(),
 	}
 	if got := Defaults(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Defaults() = %+v\nwant the owners' %+v", got, want)
@@ -72,6 +81,11 @@ func TestRulesAreTheOwners(t *testing.T) {
 		{KeySessionLifetime, "5m", "5m1s", sessions.ValidateLifetime(5*time.Minute, sessions.DefaultIdleAfter)},
 		{KeyRedact, "res_partner.vat", "*.*.vat[name=a|b]", ruleErr},
 		{KeyRetention, "default=6m", "default=400d,mail_*=forever", retentionErr},
+		{KeyFailedLoginBurst, "5", "off", validBurst("5")},
+		{KeyRuleMassChange, "0/10m", "50/5m", validRate("0/10m")},
+		{KeyRuleImpossibleTravel, "fast", "off", validSpeed("fast")},
+		{KeyRuleWorkingHours, "group=Sales 8-19 UTC", "group=Sales Mon-Sat 08:00-19:00 Europe/Brussels", validHours("group=Sales 8-19 UTC")},
+		{KeyRuleSensitiveModels, "DROP", "res.groups,account.move:post", validModels([]string{"DROP"})},
 	} {
 		if tc.owner == nil {
 			t.Fatalf("%s: the owner accepts %q", tc.key, tc.bad)
