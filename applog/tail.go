@@ -561,3 +561,23 @@ func ReadLogins(load LoadState) ([]Record, error) {
 	})
 	return out, err
 }
+
+// Match selects logins: all of the set conditions hold.
+type Match struct {
+	Login, IP string
+	Failed    bool
+	Since     time.Time
+}
+
+// Filter returns the records m selects, in their order.
+func Filter(recs []Record, m Match) []Record {
+	var out []Record
+	for _, r := range recs {
+		if m.Login != "" && r.Login.Login != m.Login || m.IP != "" && r.IP != m.IP ||
+			m.Failed && r.Result != ResultFailed || !m.Since.IsZero() && r.Time.Before(m.Since) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
