@@ -406,9 +406,9 @@ func (t *Tailer) store(ctx context.Context, state StateSink, logins []located, c
 	var recs []sink.StateRecord
 	var last time.Time
 	for _, l := range logins {
-		key := recordKey(l.Time, next.Ino, l.offset)
-		v, _ := json.Marshal(l.Login)
-		recs = append(recs, sink.StateRecord{Bucket: Bucket, Key: key, Value: v})
+		rec := LoginRecord(l.Login, next.Ino, l.offset)
+		key := rec.Key
+		recs = append(recs, rec)
 		if l.Result == ResultFailed {
 			if a, ok := t.failed(l.Login, key); ok {
 				recs = append(recs, alerts.Queue(a))
@@ -529,11 +529,14 @@ func (t *Tailer) readTail() ([]located, int64, error) {
 	return nil, rest, nil
 }
 
-// recordKey is a login's key: its time, then its place (file, offset), so
-// keys sort by time and two lines never share one.
-func recordKey(at time.Time, ino uint64, offset int64) string {
-	return prefixRecord + at.UTC().Format("20060102T150405.000Z") + "/" +
+// LoginRecord is the state record of a login read at offset of file ino.
+// Its key is the login's time, then its place, so keys sort by time and two
+// lines never share one.
+func LoginRecord(l Login, ino uint64, offset int64) sink.StateRecord {
+	key := prefixRecord + l.Time.UTC().Format("20060102T150405.000Z") + "/" +
 		strconv.FormatUint(ino, 16) + "-" + fmt.Sprintf("%012x", offset)
+	v, _ := json.Marshal(l)
+	return sink.StateRecord{Bucket: Bucket, Key: key, Value: v}
 }
 
 // Record is a login as stored, with its key.
@@ -565,7 +568,7 @@ func ReadLogins(load LoadState) ([]Record, error) {
 // Match selects logins: all of the set conditions hold.
 type Match struct {
 	Login, IP string
-	Failed    bool
+	Result    string // "" for any
 	Since     time.Time
 }
 
@@ -574,7 +577,7 @@ func Filter(recs []Record, m Match) []Record {
 	var out []Record
 	for _, r := range recs {
 		if m.Login != "" && r.Login.Login != m.Login || m.IP != "" && r.IP != m.IP ||
-			m.Failed && r.Result != ResultFailed || !m.Since.IsZero() && r.Time.Before(m.Since) {
+			m.Result != "" && r.Result != m.Result || !m.Since.IsZero() && r.Time.Before(m.Since) {
 			continue
 		}
 		out = append(out, r)

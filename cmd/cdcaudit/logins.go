@@ -63,7 +63,11 @@ func (c *cli) logins(args []string) int {
 		}
 		return c.fail("logins", err)
 	}
-	list := applog.Filter(all, applog.Match{Login: *login, IP: *ip, Failed: *failed, Since: from})
+	m := applog.Match{Login: *login, IP: *ip, Since: from}
+	if *failed {
+		m.Result = applog.ResultFailed
+	}
+	list := applog.Filter(all, m)
 	if *format == "json" {
 		if list == nil {
 			list = []applog.Record{}
