@@ -490,8 +490,20 @@ func (t *Tailer) followRotation(ctx context.Context, state StateSink) (bool, err
 	if !ok || (uint64(st.Dev) == t.pos.Dev && st.Ino == t.pos.Ino) {
 		return false, nil
 	}
-	// The old file gets no more lines: its last one, if it has no
-	// newline, is complete as it is.
+	// The old file gets no more lines: read what came since the last
+	// read, and its last line, if it has no newline, is complete as it is.
+	for eof := false; !eof; {
+		logins, consumed, end, err := t.read()
+		if err != nil {
+			return false, err
+		}
+		if consumed > 0 || len(logins) > 0 {
+			if err := t.store(ctx, state, logins, consumed, false); err != nil {
+				return false, err
+			}
+		}
+		eof = end
+	}
 	if logins, consumed, err := t.readTail(); err != nil {
 		return false, err
 	} else if consumed > 0 {

@@ -265,3 +265,37 @@ func TestTailLongLines(t *testing.T) {
 		t.Errorf("%+v", recs)
 	}
 }
+
+// TestTailRotationRace: lines the old file got between the tailer's last
+// read and its seeing the rotation are all read before it switches.
+func TestTailRotationRace(t *testing.T) {
+	h := newHarness(t)
+	appendFile(t, h.path, line(0, ResultOK, "alice", "192.0.2.1"))
+	tl := New(Options{Path: h.path, Burst: DefaultBurst}, h.store.LoadState)
+	ctx := context.Background()
+	if err := tl.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.step(ctx, h.state); err != nil {
+		t.Fatal(err)
+	}
+	defer tl.closeFile()
+	appendFile(t, h.path, line(time.Second, ResultOK, "bob", "192.0.2.2"), line(2*time.Second, ResultOK, "carol", "192.0.2.3"))
+	if err := os.Rename(h.path, h.path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, h.path, line(3*time.Second, ResultOK, "dave", "192.0.2.4"))
+	if switched, err := tl.followRotation(ctx, h.state); err != nil || !switched {
+		t.Fatalf("switched %v, %v", switched, err)
+	}
+	if err := tl.step(ctx, h.state); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range h.logins() {
+		got = append(got, r.Login.Login)
+	}
+	if strings.Join(got, ",") != "alice,bob,carol,dave" {
+		t.Errorf("logins %v", got)
+	}
+}
