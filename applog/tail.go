@@ -112,12 +112,13 @@ func New(opts Options, load LoadState) *Tailer {
 func (t *Tailer) Run(ctx context.Context, state StateSink) error {
 	w, err := fsnotify.NewWatcher()
 	var events chan fsnotify.Event
+	var watchErrs chan error
 	if err == nil {
 		defer w.Close()
 		if err := w.Add(filepath.Dir(t.opts.Path)); err != nil {
 			t.log.Warn("app log: cannot watch its directory; polling only", "err", err)
 		} else {
-			events = w.Events
+			events, watchErrs = w.Events, w.Errors
 		}
 	}
 	defer t.closeFile()
@@ -157,6 +158,12 @@ func (t *Tailer) Run(ctx context.Context, state StateSink) error {
 				events = nil
 			} else if filepath.Base(ev.Name) != filepath.Base(t.opts.Path) {
 				continue
+			}
+		case err, ok := <-watchErrs:
+			if !ok {
+				watchErrs = nil
+			} else {
+				t.log.Debug("app log: watching its directory", "err", err) // polling goes on
 			}
 		}
 	}
