@@ -17,11 +17,10 @@ const (
 )
 
 // learn keeps groups, their categories and their members current from
-// the stream (and from snapshot rows). Repeating a row changes nothing.
+// the stream (and from snapshot rows), whether or not working hours are
+// configured now: turned on later, the rule knows them. Repeating a row
+// changes nothing.
 func (st *Stage) learn(e *audit.Event) {
-	if len(st.cfg.Hours) == 0 {
-		return
-	}
 	switch e.Table {
 	case tableGroups:
 		st.learnGroup(e)
