@@ -133,6 +133,7 @@ func (s *server) routes() map[string]handlerFunc {
 		"/api/v1/records/history":       s.recordHistory,
 		"/api/v1/sessions":              s.sessions,
 		"/api/v1/sessions/{id}":         s.session,
+		"/api/v1/logins":                s.logins,
 		"/api/v1/users":                 s.users,
 		"/api/v1/summaries/changes":     s.summaryChanges,
 		"/api/v1/summaries/logins":      s.summaryLogins,

@@ -215,6 +215,8 @@ func TestBadParameters(t *testing.T) {
 func badTargets(f *fixture) []string {
 	return []string{
 		"/api/v1/events?since=yesterday",
+		"/api/v1/logins?result=maybe",
+		"/api/v1/logins?cursor=***",
 		"/api/v1/events?until=2026-13-01T00:00:00Z",
 		"/api/v1/events?since=2026-11-23T10:00:00Z&until=2026-11-23T09:00:00Z",
 		"/api/v1/events?table=%5B",
@@ -282,7 +284,7 @@ func routes(f *fixture) []string {
 		"/api/v1/whoami", "/api/v1/events", "/api/v1/events/count", "/api/v1/events/" + f.ids["alice-insert-42"],
 		"/api/v1/records/history?record=sale_order:42", "/api/v1/sessions", "/api/v1/sessions/" + f.alice, "/api/v1/users",
 		"/api/v1/summaries/changes", "/api/v1/summaries/logins", "/api/v1/summaries/sessions", "/api/v1/summaries/users",
-		"/api/v1/summaries/orm-bypass", "/api/v1/alerts", "/api/v1/nothing-here",
+		"/api/v1/summaries/orm-bypass", "/api/v1/logins", "/api/v1/alerts", "/api/v1/nothing-here",
 	}
 }
 

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 
@@ -27,6 +28,21 @@ type geoRecord struct {
 	City struct {
 		Names map[string]string `maxminddb:"names"`
 	} `maxminddb:"city"`
+	Location struct {
+		Latitude       *float64 `maxminddb:"latitude"`
+		Longitude      *float64 `maxminddb:"longitude"`
+		AccuracyRadius uint16   `maxminddb:"accuracy_radius"`
+	} `maxminddb:"location"`
+}
+
+// Place is where an IP address is, as far as the GeoIP database says: a
+// city database has coordinates and their accuracy (km), a country one
+// none (HasCoordinates false).
+type Place struct {
+	Country, City  string
+	Lat, Lon       float64
+	HasCoordinates bool
+	RadiusKm       float64
 }
 
 func openGeoIP(path string) (*geoIP, error) {
@@ -40,8 +56,17 @@ func openGeoIP(path string) (*geoIP, error) {
 // lookup returns the English names of the country and city of ip ("" when
 // unknown: a private address, a malformed one, a country-only database).
 func (g *geoIP) lookup(ip string) (country, city string) {
+	p, _ := g.place(ip)
+	return p.Country, p.City
+}
+
+// Place returns where ip is according to the tracker's GeoIP database
+// (false without one, or when it does not know the address).
+func (t *Tracker) Place(ip string) (Place, bool) { return t.geo.place(ip) }
+
+func (g *geoIP) place(ip string) (Place, bool) {
 	if g == nil || ip == "" {
-		return "", ""
+		return Place{}, false
 	}
 	// Tolerate what an application may store: a forwarded-for list, a
 	// prefix length (inet), an IPv4-mapped IPv6 address.
@@ -52,23 +77,29 @@ func (g *geoIP) lookup(ip string) (country, city string) {
 		if ap, err2 := netip.ParseAddrPort(ip); err2 == nil {
 			addr = ap.Addr()
 		} else {
-			return "", ""
+			return Place{}, false
 		}
 	}
 	addr = addr.Unmap().WithZone("")
 	if !addr.IsGlobalUnicast() || addr.IsPrivate() {
-		return "", ""
+		return Place{}, false
 	}
 	var rec geoRecord
 	res := g.db.Lookup(addr)
 	if !res.Found() || res.Decode(&rec) != nil {
-		return "", ""
+		return Place{}, false
 	}
-	country = name(rec.Country.Names, rec.Country.ISOCode)
+	country := name(rec.Country.Names, rec.Country.ISOCode)
 	if country == "" {
 		country = name(rec.RegisteredCountry.Names, rec.RegisteredCountry.ISOCode)
 	}
-	return clip(country, maxText), clip(name(rec.City.Names, ""), maxText)
+	p := Place{Country: clip(country, maxText), City: clip(name(rec.City.Names, ""), maxText)}
+	if l := rec.Location; l.Latitude != nil && l.Longitude != nil &&
+		math.Abs(*l.Latitude) <= 90 && math.Abs(*l.Longitude) <= 180 {
+		p.Lat, p.Lon, p.HasCoordinates = *l.Latitude, *l.Longitude, true
+		p.RadiusKm = float64(l.AccuracyRadius)
+	}
+	return p, true
 }
 
 func name(names map[string]string, fallback string) string {

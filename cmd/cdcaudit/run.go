@@ -153,6 +153,7 @@ func (c *cli) run(args []string) int {
 	}
 	defer closeAlerts()
 	pc.ReadPace = pace
+	pc.Sources = append(pc.Sources, watchers(cfg, pc.Rules, store, log)...)
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {
@@ -191,6 +192,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pi
 		Snapshot:        cfg.Snapshot,
 		SnapshotTables:  cfg.SnapshotTables,
 		Retention:       cfg.Retention,
+		Rules:           rulesConfig(cfg),
 		// RedactKey is read from cfg.RedactKeyFile by the caller
 		// (Config.ReadRedactKey): the key is never configuration.
 	}

@@ -57,12 +57,14 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/applog"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/rules"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
@@ -107,6 +109,14 @@ const (
 	KeyAPISessionLifetime    = "api_session_lifetime"
 	KeyAPISigninLimitLogin   = "api_signin_limit_login"
 	KeyAPISigninLimitAddress = "api_signin_limit_address"
+
+	KeyAppLog               = "app_log"
+	KeyFailedLoginBurst     = "failed_login_burst"
+	KeyRuleMassChange       = "rule_mass_change"
+	KeyRuleImpossibleTravel = "rule_impossible_travel"
+	KeyRuleWorkingHours     = "rule_working_hours"
+	KeyRuleSensitiveModels  = "rule_sensitive_models"
+	KeyRuleBulkExport       = "rule_bulk_export"
 
 	KeySMTPAddr          = "smtp_addr"
 	KeySMTPTLS           = "smtp_tls"
@@ -190,6 +200,12 @@ type Config struct {
 	// APISigninLimitLogin and APISigninLimitAddress are failures/period.
 	APISigninLimitLogin, APISigninLimitAddress string
 
+	// AppLog is Odoo's log file, tailed for its logins; FailedLoginBurst
+	// the failures/window that make a burst ("off": none).
+	AppLog, FailedLoginBurst string
+	// The suspicious-activity rules: each a threshold or "off" (rules).
+	RuleMassChange, RuleImpossibleTravel, RuleWorkingHours, RuleBulkExport string
+	RuleSensitiveModels                                                    []string
 	// Alerts (package alerts): the SMTP server, the security mailbox, the
 	// webhook and the routes. Passwords and secrets are in files (see
 	// ReadSMTPPassword and ReadWebhookSecret), never configured inline.
@@ -391,6 +407,20 @@ var keys = []keyInfo{
 		func(c *Config) *string { return &c.APISigninLimitLogin }, auth.DefaultLoginLimit.String(), validLimit),
 	setting(KeyAPISigninLimitAddress, "failed sign-ins allowed per client address: `failures/period`, then 429",
 		func(c *Config) *string { return &c.APISigninLimitAddress }, auth.DefaultAddressLimit.String(), validLimit),
+	setting(KeyAppLog, "Odoo's log `file` (its logfile): its login lines are recorded, failed-login bursts alerted",
+		func(c *Config) *string { return &c.AppLog }, "", nil),
+	setting(KeyFailedLoginBurst, "failed logins for one login or from one address that make a burst (one alert): `failures/window`, or off",
+		func(c *Config) *string { return &c.FailedLoginBurst }, applog.DefaultBurst.String(), validBurst),
+	setting(KeyRuleMassChange, "suspicious: more than N records of one model deleted or updated by one user within a window: `N/window`, or off",
+		func(c *Config) *string { return &c.RuleMassChange }, rules.DefaultMassChange.String(), validRate),
+	setting(KeyRuleImpossibleTravel, "suspicious: a user active from two places farther apart than this `speed` (km/h) allows (needs a geoip_db city edition), or off",
+		func(c *Config) *string { return &c.RuleImpossibleTravel }, rules.DefaultTravel, validSpeed),
+	setting(KeyRuleWorkingHours, "suspicious: changes outside a group's working `hours`, entries \"group=NAME [Mon-Fri] HH:MM-HH:MM TIMEZONE\" separated by ;, or off",
+		func(c *Config) *string { return &c.RuleWorkingHours }, rules.Off, validHours),
+	setting(KeyRuleSensitiveModels, "suspicious: a user's first change of one of these `models` (model or table names; account.move:post for a posting), or off",
+		func(c *Config) *[]string { return &c.RuleSensitiveModels }, rules.DefaultSensitive, validModels),
+	setting(KeyRuleBulkExport, "suspicious: more than N events exported by one principal within a window: `N/window`, or off",
+		func(c *Config) *string { return &c.RuleBulkExport }, rules.DefaultBulkExport.String(), validRate),
 	setting(KeySMTPAddr, "SMTP server `host:port` alerts are mailed through",
 		func(c *Config) *string { return &c.SMTPAddr }, "", nil).
 		rule(func(c *Config) error {
@@ -428,6 +458,12 @@ var keys = []keyInfo{
 }
 
 func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }
+
+func validBurst(s string) error    { _, err := applog.ParseBurst(s); return err }
+func validRate(s string) error     { _, err := rules.ParseRate(s); return err }
+func validSpeed(s string) error    { _, err := rules.ParseSpeed(s); return err }
+func validHours(s string) error    { _, err := rules.ParseHours(s); return err }
+func validModels(s []string) error { _, err := rules.ParseModels(strings.Join(s, ",")); return err }
 
 func lookupKey(name string) (keyInfo, bool) {
 	for _, k := range keys {

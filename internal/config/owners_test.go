@@ -10,12 +10,14 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
+	"github.com/cdcaudit/cdcaudit/applog"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/rules"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
@@ -40,6 +42,13 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		APISessionLifetime:    auth.DefaultSessionLifetime,
 		APISigninLimitLogin:   auth.DefaultLoginLimit.String(),
 		APISigninLimitAddress: auth.DefaultAddressLimit.String(),
+
+		FailedLoginBurst:     applog.DefaultBurst.String(),
+		RuleMassChange:       rules.DefaultMassChange.String(),
+		RuleImpossibleTravel: rules.DefaultTravel,
+		RuleWorkingHours:     rules.Off,
+		RuleSensitiveModels:  rules.DefaultSensitive,
+		RuleBulkExport:       rules.DefaultBulkExport.String(),
 
 		SMTPTLS:         alerts.TLSStartTLS,
 		NewDeviceWindow: alerts.DefaultNewDeviceWindow,
@@ -76,6 +85,11 @@ func TestRulesAreTheOwners(t *testing.T) {
 		{KeySessionLifetime, "5m", "5m1s", sessions.ValidateLifetime(5*time.Minute, sessions.DefaultIdleAfter)},
 		{KeyRedact, "res_partner.vat", "*.*.vat[name=a|b]", ruleErr},
 		{KeyRetention, "default=6m", "default=400d,mail_*=forever", retentionErr},
+		{KeyFailedLoginBurst, "5", "off", validBurst("5")},
+		{KeyRuleMassChange, "0/10m", "50/5m", validRate("0/10m")},
+		{KeyRuleImpossibleTravel, "fast", "off", validSpeed("fast")},
+		{KeyRuleWorkingHours, "group=Sales 8-19 UTC", "group=Sales Mon-Sat 08:00-19:00 Europe/Brussels", validHours("group=Sales 8-19 UTC")},
+		{KeyRuleSensitiveModels, "DROP", "res.groups,account.move:post", validModels([]string{"DROP"})},
 		{KeySMTPTLS, "ssl", "implicit", alerts.ValidateTLSMode("ssl")},
 		{KeySMTPAddr, "mail.example.com", "mail.example.com:465", alerts.ValidateSMTP("mail.example.com", alerts.TLSStartTLS)},
 		{KeySMTPFrom, "Audit <a@example.com>", "a@example.com", alerts.ValidateAddress("Audit <a@example.com>")},

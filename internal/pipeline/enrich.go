@@ -20,6 +20,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/decoder"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
+	"github.com/cdcaudit/cdcaudit/rules"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
@@ -56,6 +57,7 @@ type enricher struct {
 	// published is tracker, for the metrics' scrapes (other goroutines).
 	published atomic.Pointer[sessions.Tracker]
 	corr      *correlate.Correlator // nil without a profile
+	rules     *rules.Stage          // suspicious activity; nil without a profile
 	alerts    *alerts.Stage         // nil without a profile
 	redact    *redact.Redactor
 	pending   []sink.StateRecord // state to store with the next batch
@@ -129,6 +131,10 @@ func (x *enricher) start(p profile.Profile, present []string) error {
 	}
 	if err := x.store.LoadState(stateCorrelate, func(k, v []byte) error { return x.corr.Load(string(k), v) }); err != nil {
 		return fmt.Errorf("loading attribution state: %w", err)
+	}
+	x.rules = rules.New(x.cfg.Rules, x.tracker)
+	if err := x.store.LoadState(rules.Bucket, func(k, v []byte) error { return x.rules.Load(string(k), v) }); err != nil {
+		return fmt.Errorf("loading the suspicious-activity rules' state: %w", err)
 	}
 	return x.startAlerts(p)
 }
@@ -445,6 +451,9 @@ func presentSessionTables(ctx context.Context, conn *pgx.Conn, p profile.Profile
 func (x *enricher) observe(e *audit.Event) {
 	if e.Op == audit.OpSnapshot {
 		x.learn(e)
+		if x.rules != nil {
+			x.rules.Learn(e)
+		}
 		x.redact.Apply(e)
 		return
 	}
@@ -480,6 +489,7 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 	x.corr.Attribute(&correlate.Tx{XID: tx.XID, CommitTime: tx.CommitTime, Events: events, Messages: x.msgs,
 		SessionRows: x.rows, SchemaChanged: tx.SchemaChanged})
 	x.tracker.Attributed(events) // what the tracker deferred until attribution: password changes
+	x.rules.Observe(events)
 	x.alerts.Attributed(events)
 }
 
@@ -504,6 +514,7 @@ func (x *enricher) state() []sink.StateRecord {
 	for _, u := range x.corr.Dirty() {
 		recs = append(recs, sink.StateRecord{Bucket: stateCorrelate, Key: u.Key, Value: u.Value})
 	}
+	recs = append(recs, x.rules.Dirty()...)
 	return append(recs, x.alerts.Dirty()...)
 }
 

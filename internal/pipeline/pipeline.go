@@ -24,6 +24,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/decoder"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/rules"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
 )
@@ -69,6 +70,8 @@ type Config struct {
 	SnapshotTables []string
 	// Retention, when enabled, prunes expired events in the background.
 	Retention sink.Retention
+	// Rules turns the suspicious-activity rules of the stream on or off.
+	Rules rules.Config
 	// Sources run beside the stream for as long as it runs, each given the
 	// StateSink through which it stores what it finds (see Source).
 	Sources []Source
