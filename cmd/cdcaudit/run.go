@@ -148,6 +148,9 @@ func (c *cli) run(args []string) int {
 	pc.RedactKey = redactKey
 	pc.Store = store
 	pc.ReadPace = pace
+	if err := watchDBSessions(cfg, store, &pc, log); err != nil {
+		return c.fail("run", err)
+	}
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/auth"
+	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
@@ -34,6 +35,9 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		IdleAfter:       sessions.DefaultIdleAfter,
 		SessionLifetime: sessions.DefaultLifetime,
 		Snapshot:        snapshot.DefaultMode,
+
+		DBSessionsInterval: dbsessions.DefaultInterval,
+		DBSessionsAppNames: dbsessions.DefaultAppNames,
 
 		APISessionIdle:        auth.DefaultSessionIdle,
 		APISessionLifetime:    auth.DefaultSessionLifetime,
@@ -72,6 +76,9 @@ func TestRulesAreTheOwners(t *testing.T) {
 		{KeySessionLifetime, "5m", "5m1s", sessions.ValidateLifetime(5*time.Minute, sessions.DefaultIdleAfter)},
 		{KeyRedact, "res_partner.vat", "*.*.vat[name=a|b]", ruleErr},
 		{KeyRetention, "default=6m", "default=400d,mail_*=forever", retentionErr},
+		{KeyDBSessionsInterval, "500ms", "0s", dbsessions.ValidateInterval(500 * time.Millisecond)},
+		{KeyDBSessionsAppNames, "odoo-[", "odoo-*,erp", dbsessions.ValidateAppName("odoo-[")},
+		{KeyDBSessionsAppAddrs, "10.0.0.0/33", "10.0.0.0/8,::1,local", dbsessions.ValidateAppAddr("10.0.0.0/33")},
 	} {
 		if tc.owner == nil {
 			t.Fatalf("%s: the owner accepts %q", tc.key, tc.bad)

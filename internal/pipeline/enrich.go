@@ -415,6 +415,17 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 	x.corr.Attribute(&correlate.Tx{XID: tx.XID, CommitTime: tx.CommitTime, Events: events, Messages: x.msgs,
 		SessionRows: x.rows, SchemaChanged: tx.SchemaChanged})
 	x.tracker.Attributed(events) // what the tracker deferred until attribution: password changes
+	if x.cfg.DirectDB != nil {
+		x.pending = append(x.pending, x.cfg.DirectDB.Flag(tx.CommitLSN, tx.CommitTime, events)...)
+	}
+}
+
+// DirectDB is the stage after attribution that flags the changes of a
+// transaction made outside the application while a database session was
+// open, and returns the state (alerts) to store with them. It decides from
+// stored state only, so a replay decides the same.
+type DirectDB interface {
+	Flag(commitLSN uint64, commitTime time.Time, events []*audit.Event) []sink.StateRecord
 }
 
 // state returns the derived state changed since the last call.
