@@ -124,11 +124,12 @@ func (b *Book) List() []Session {
 		out = append(out, *s)
 	}
 	b.mu.Unlock()
-	slices.SortFunc(out, listOrder)
+	slices.SortFunc(out, Compare)
 	return out
 }
 
-func listOrder(a, b Session) int {
+// Compare orders sessions as List does.
+func Compare(a, b Session) int {
 	switch {
 	case a.Closed == nil && b.Closed != nil:
 		return -1
