@@ -58,7 +58,7 @@ const sessionsExamples = `  cdcaudit sessions --data-dir /var/lib/cdcaudit --act
 var sessionsNow = time.Now
 
 func (c *cli) sessions(args []string) int {
-	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json]", sessionsAbout, sessionsExamples)
+	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json] [--db]", sessionsAbout, sessionsExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
 	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"
 	active := fs.Bool("active", false, "only open sessions (active or idle)")
