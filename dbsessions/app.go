@@ -103,12 +103,14 @@ func parseAddr(s string) (p netip.Prefix, local bool, err error) {
 	}
 	if strings.Contains(s, "/") {
 		p, err = netip.ParsePrefix(s)
-		if err == nil {
-			p = p.Masked()
+		if err == nil && p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
+		p = p.Masked()
 	} else {
 		var a netip.Addr
 		if a, err = netip.ParseAddr(s); err == nil {
+			a = a.Unmap() // clients are matched unmapped
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 	}
