@@ -89,6 +89,8 @@ func (s *Sampler) Run(ctx context.Context, store func(context.Context, []sink.St
 			conn.Close(context.Background())
 		}
 	}()
+	s.opts.Log.Info("database sessions: sampling pg_stat_activity", "every", s.opts.Interval,
+		"app_roles", s.opts.App.Roles, "app_names", s.opts.App.Names, "app_addrs", s.opts.App.Addrs)
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
 	failing := false

@@ -54,7 +54,7 @@ func listedID(list []dbsessions.Session, id string) *dbsessions.Session {
 // own connection, named as Odoo names them, is not); its UPDATE, made with
 // no application user, is flagged direct_db with that session among the
 // candidates and alerted, while the application's change in the same
-// moment is not; the flag decided again from the stored sessions alone is
+// moment is not, across a SIGKILL; the flag decided again from the stored sessions alone is
 // the same; and a change made while cdcaudit was stopped, by a session it
 // had seen open and that ended meanwhile, is flagged when the restarted
 // daemon catches up, from the stored interval.
@@ -89,6 +89,10 @@ func TestDirectDBSessions(t *testing.T) {
 	alice := app.NewDevice(odoosim.Alice, aliceLaptop)
 	orm := r.request(alice, writePartner(12, odoosim.Vals{"phone": "+1 555 0112"}))
 	raw := r.ok(psql.RawSQL(r.ctx, "UPDATE res_partner SET city = 'Nowhere' WHERE id = 11"))
+	// A crash at once: whether the change was stored or is replayed from
+	// the slot, its flag is decided from the stored sessions.
+	r.d.kill()
+	r.restart()
 
 	// A session cdcaudit sees open, that changes a record while cdcaudit
 	// is stopped and ends before it is back.
