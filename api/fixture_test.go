@@ -90,6 +90,7 @@ func newFixture(t testing.TB) *fixture {
 	for _, u := range tr.Dirty() {
 		b.State = append(b.State, sink.StateRecord{Bucket: "sessions", Key: u.Key, Value: u.Value})
 	}
+	b.State = append(b.State, fixtureAlerts(f)...)
 	uid := func(n int64) *int64 { return &n }
 	actors := map[string]audit.Actor{
 		"alice": {UserID: uid(6), Login: "alice@example.com", UserVia: "session_row", SessionID: f.alice, SessionVia: "same_tx"},

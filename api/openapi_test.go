@@ -44,6 +44,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		"/api/v1/sessions?limit=1",
 		"/api/v1/sessions/"+f.alice+"?limit=1&order=desc",
 		"/api/v1/users?limit=1",
+		"/api/v1/alerts?kind=new_device&user=alice@example.com&since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z&limit=1",
 		"/api/v1/summaries/changes?since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z&table=sale_order&op=update",
 		"/api/v1/summaries/orm-bypass?bucket=hour&until=2026-11-24T00:00:00Z",
 		"/api/v1/summaries/users?limit=1&since=2026-11-20T00:00:00Z",

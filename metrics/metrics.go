@@ -33,6 +33,8 @@
 //	api_signins_total{result}                 counter  password sign-ins to the API, by result
 //	api_refused_requests_total{reason}        counter  API requests refused before reading data, by reason
 //	reads_paced_seconds_total                 counter  time readers of the trail waited for ingest to catch up
+//	alerts_delivered_total{channel,result}    counter  alert delivery attempts (docs/alerts.md)
+//	alerts_queued                             gauge    alert deliveries waiting
 //
 // plus the standard go_* and process_* collectors and go_build_info.
 package metrics
@@ -84,6 +86,7 @@ type Metrics struct {
 	snap          snapshotMetrics
 	ret           retentionMetrics
 	api           apiMetrics
+	alerts        alertMetrics
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -197,6 +200,7 @@ func newMetrics(now func() time.Time) *Metrics {
 	m.registerSnapshot()
 	m.registerRetention()
 	m.registerAPI()
+	m.registerAlerts()
 	return m
 }
 

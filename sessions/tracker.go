@@ -64,6 +64,9 @@ type Options struct {
 type RowSession struct {
 	UserID    int64 // 0 when the table names no user
 	SessionID string
+	// Opened: the row opened the session (the tracker held no session of
+	// that id): a login, as far as the session tables tell.
+	Opened bool
 }
 
 // StateUpdate is one record to persist (Value nil: delete the key).
@@ -458,9 +461,12 @@ func (t *Tracker) observeLogin(e *audit.Event, table string, l *profile.LoginTab
 				FirstActivity: at, LastActivity: at, Source: table}}
 			t.add(s)
 			t.touched(s, true)
+			row = &RowSession{Opened: true}
+		} else {
+			row = &RowSession{}
 		}
 		login.SessionID = id
-		row = &RowSession{UserID: user, SessionID: id}
+		row.UserID, row.SessionID = user, id
 	}
 	b, _ := json.Marshal(&login)
 	t.logins = append(t.logins, StateUpdate{Key: loginKey(&login), Value: b})
@@ -589,6 +595,7 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 		}
 	}
 
+	opened := s == nil
 	if s == nil {
 		if userState != userKnown && st.User != "" {
 			return nil // anonymous (or unreadable) until a row names its user
@@ -624,7 +631,7 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 		s.StoreWatched = true
 	}
 	t.touched(s, true)
-	return &RowSession{UserID: s.UserID, SessionID: s.ID}
+	return &RowSession{UserID: s.UserID, SessionID: s.ID, Opened: opened}
 }
 
 // sessionID reads and pseudonymizes a session identifier: the session's

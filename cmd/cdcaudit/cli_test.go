@@ -40,6 +40,7 @@ var commandFlags = map[string][]string{
 	"check":    {"dsn", "config", "slot", "publication", "tables", "exclude"},
 	"export":   {"data-dir", "format", "since", "until", "table", "op", "user", "session", "record", "flag", "out", "manifest", "config"},
 	"events":   {"data-dir", "record", "at", "format", "config"},
+	"alerts":   {"data-dir", "kind", "user", "since", "format", "config"},
 	"verify":   {"data-dir", "anchor", "export", "manifest", "public-key", "config"},
 	"reindex":  {"data-dir", "config"},
 	"backup":   {"data-dir", "out", "config"},

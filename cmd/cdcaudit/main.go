@@ -9,6 +9,7 @@
 //	cdcaudit reindex --data-dir DIR             rebuild the store's indexes
 //	cdcaudit compact --data-dir DIR             rewrite a stopped store into a fresh file
 //	cdcaudit sessions --data-dir DIR            the application's login sessions
+//	cdcaudit alerts  --data-dir DIR             the alerts raised and their deliveries
 //	cdcaudit status  --data-dir DIR             a running daemon's state
 //	cdcaudit snapshot --data-dir DIR --table G  snapshot tables again
 //	cdcaudit demo                               everything, against a throwaway server
@@ -77,6 +78,7 @@ func init() {
 		{"backup", "write a consistent copy of the store, also while 'cdcaudit run' holds it", (*cli).backup},
 		{"compact", "rewrite a stopped store into a fresh, compact file (records re-encoded into blocks)", (*cli).compact},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
+		{"alerts", "list the alerts raised (new devices, orm_bypass changes, …) and where they were delivered", (*cli).alerts},
 		{"status", "show a running daemon's checkpoint, slot and snapshot progress", (*cli).status},
 		{"token", "make an API token for the HTTP API (prints it once, and its configuration entry)", (*cli).token},
 		{"snapshot", "make a running daemon snapshot tables again (e.g. added to the publication later)", (*cli).snapshot},

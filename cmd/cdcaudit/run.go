@@ -147,6 +147,9 @@ func (c *cli) run(args []string) int {
 	pc := pipelineConfig(cfg, m, log)
 	pc.RedactKey = redactKey
 	pc.Store = store
+	if pc.Alerts, pc.Sources, err = alertSetup(cfg, store, m, log); err != nil {
+		return c.usageErr("run", err)
+	}
 	pc.ReadPace = pace
 	if err := watchDBSessions(cfg, store, &pc, log); err != nil {
 		return c.fail("run", err)

@@ -55,6 +55,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/dbsessions"
@@ -112,6 +113,17 @@ const (
 	KeyAPISessionLifetime    = "api_session_lifetime"
 	KeyAPISigninLimitLogin   = "api_signin_limit_login"
 	KeyAPISigninLimitAddress = "api_signin_limit_address"
+
+	KeySMTPAddr          = "smtp_addr"
+	KeySMTPTLS           = "smtp_tls"
+	KeySMTPUser          = "smtp_user"
+	KeySMTPPasswordFile  = "smtp_password_file"
+	KeySMTPFrom          = "smtp_from"
+	KeyAlertMailbox      = "alert_mailbox"
+	KeyWebhookURL        = "webhook_url"
+	KeyWebhookSecretFile = "webhook_secret_file"
+	KeyAlertRoutes       = "alert_routes"
+	KeyNewDeviceWindow   = "new_device_window"
 )
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
@@ -190,6 +202,15 @@ type Config struct {
 	APISessionIdle, APISessionLifetime time.Duration
 	// APISigninLimitLogin and APISigninLimitAddress are failures/period.
 	APISigninLimitLogin, APISigninLimitAddress string
+
+	// Alerts (package alerts): the SMTP server, the security mailbox, the
+	// webhook and the routes. Passwords and secrets are in files (see
+	// ReadSMTPPassword and ReadWebhookSecret), never configured inline.
+	SMTPAddr, SMTPTLS, SMTPUser, SMTPPasswordFile, SMTPFrom string
+	AlertMailbox                                            string
+	WebhookURL, WebhookSecretFile                           string
+	AlertRoutes                                             string
+	NewDeviceWindow                                         time.Duration
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -392,6 +413,40 @@ var keys = []keyInfo{
 		func(c *Config) *string { return &c.APISigninLimitLogin }, auth.DefaultLoginLimit.String(), validLimit),
 	setting(KeyAPISigninLimitAddress, "failed sign-ins allowed per client address: `failures/period`, then 429",
 		func(c *Config) *string { return &c.APISigninLimitAddress }, auth.DefaultAddressLimit.String(), validLimit),
+	setting(KeySMTPAddr, "SMTP server `host:port` alerts are mailed through",
+		func(c *Config) *string { return &c.SMTPAddr }, "", nil).
+		rule(func(c *Config) error {
+			return optional(func(a string) error { return alerts.ValidateSMTP(a, c.SMTPTLS) })(c.SMTPAddr)
+		}),
+	setting(KeySMTPTLS, "`mode` of the SMTP connection: starttls, implicit (TLS from the start, port 465) or none (only to a server on the loopback interface)",
+		func(c *Config) *string { return &c.SMTPTLS }, alerts.TLSStartTLS, alerts.ValidateTLSMode),
+	setting(KeySMTPUser, "SMTP `user` name (with smtp_password_file): authenticate",
+		func(c *Config) *string { return &c.SMTPUser }, "", nil),
+	setting(KeySMTPPasswordFile, "`file` holding the SMTP password (never the password itself)",
+		func(c *Config) *string { return &c.SMTPPasswordFile }, "", nil).
+		rule(func(c *Config) error {
+			if (c.SMTPUser == "") != (c.SMTPPasswordFile == "") {
+				return errors.New("smtp_user and smtp_password_file go together")
+			}
+			return nil
+		}).
+		files(func(c *Config) error { _, err := c.readSecret(c.SMTPPasswordFile, 1); return err }),
+	setting(KeySMTPFrom, "the `address` alert mails come from",
+		func(c *Config) *string { return &c.SMTPFrom }, "", optional(alerts.ValidateAddress)),
+	setting(KeyAlertMailbox, "the security mailbox's `address` (alert_routes to=security)",
+		func(c *Config) *string { return &c.AlertMailbox }, "", optional(alerts.ValidateAddress)),
+	setting(KeyWebhookURL, "http(s) `URL` alerts are posted to as signed JSON (alert_routes channel=webhook)",
+		func(c *Config) *string { return &c.WebhookURL }, "", optional(alerts.ValidateWebhookURL)),
+	setting(KeyWebhookSecretFile, "`file` holding the webhook's HMAC-SHA256 key (at least 16 bytes)",
+		func(c *Config) *string { return &c.WebhookSecretFile }, "", nil).
+		files(func(c *Config) error { _, err := c.readSecret(c.WebhookSecretFile, alerts.MinSecretLen); return err }),
+	setting(KeyAlertRoutes, "where alerts go: `routes` separated by ;, each \"kind=K[,K] channel=email|webhook [to=user,security] [users=LOGIN,…]\" (docs/alerts.md); none: nothing is delivered",
+		func(c *Config) *string { return &c.AlertRoutes }, "", func(s string) error { _, err := alerts.ParseRoutes(s); return err }).
+		rule(func(c *Config) error {
+			return alerts.CheckChannels(c.AlertRoutes, c.SMTPAddr, c.SMTPFrom, c.AlertMailbox, c.WebhookURL, c.WebhookSecretFile)
+		}),
+	setting(KeyNewDeviceWindow, "a device not seen for a user within this `duration` is new (alert new_device)",
+		func(c *Config) *time.Duration { return &c.NewDeviceWindow }, alerts.DefaultNewDeviceWindow, alerts.ValidateNewDeviceWindow),
 }
 
 func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }
@@ -748,6 +803,33 @@ func (c *Config) ReadRedactKey() ([]byte, error) {
 		return nil, c.fail(KeyRedactKeyFile, err)
 	}
 	return key, nil
+}
+
+// ReadSMTPPassword reads the SMTP password from smtp_password_file (""
+// when none is configured).
+func (c *Config) ReadSMTPPassword() (string, error) {
+	b, err := c.readSecret(c.SMTPPasswordFile, 1)
+	if err != nil {
+		return "", c.fail(KeySMTPPasswordFile, err)
+	}
+	return string(b), nil
+}
+
+// ReadWebhookSecret reads the webhook's key from webhook_secret_file (nil
+// when none is configured).
+func (c *Config) ReadWebhookSecret() ([]byte, error) {
+	b, err := c.readSecret(c.WebhookSecretFile, alerts.MinSecretLen)
+	if err != nil {
+		return nil, c.fail(KeyWebhookSecretFile, err)
+	}
+	return b, nil
+}
+
+func (c *Config) readSecret(path string, minLen int) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return alerts.ReadSecretFile(path, minLen)
 }
 
 func (c *Config) readRedactKey() ([]byte, error) {

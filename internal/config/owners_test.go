@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/dbsessions"
@@ -43,6 +44,9 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		APISessionLifetime:    auth.DefaultSessionLifetime,
 		APISigninLimitLogin:   auth.DefaultLoginLimit.String(),
 		APISigninLimitAddress: auth.DefaultAddressLimit.String(),
+
+		SMTPTLS:         alerts.TLSStartTLS,
+		NewDeviceWindow: alerts.DefaultNewDeviceWindow,
 	}
 	if got := Defaults(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Defaults() = %+v\nwant the owners' %+v", got, want)
@@ -79,6 +83,13 @@ func TestRulesAreTheOwners(t *testing.T) {
 		{KeyDBSessionsInterval, "500ms", "0s", dbsessions.ValidateInterval(500 * time.Millisecond)},
 		{KeyDBSessionsAppNames, "odoo-[", "odoo-*,erp", dbsessions.ValidateAppName("odoo-[")},
 		{KeyDBSessionsAppAddrs, "10.0.0.0/33", "10.0.0.0/8,::1,local", dbsessions.ValidateAppAddr("10.0.0.0/33")},
+		{KeySMTPTLS, "ssl", "implicit", alerts.ValidateTLSMode("ssl")},
+		{KeySMTPAddr, "mail.example.com", "mail.example.com:465", alerts.ValidateSMTP("mail.example.com", alerts.TLSStartTLS)},
+		{KeySMTPFrom, "Audit <a@example.com>", "a@example.com", alerts.ValidateAddress("Audit <a@example.com>")},
+		{KeyAlertMailbox, "security", "security@example.com", alerts.ValidateAddress("security")},
+		{KeyWebhookURL, "siem.example.com/hook", "https://siem.example.com/hook", alerts.ValidateWebhookURL("siem.example.com/hook")},
+		{KeyAlertRoutes, "kind=new_device channel=sms", "", func() error { _, err := alerts.ParseRoutes("kind=new_device channel=sms"); return err }()},
+		{KeyNewDeviceWindow, "30m", "720h", alerts.ValidateNewDeviceWindow(30 * time.Minute)},
 	} {
 		if tc.owner == nil {
 			t.Fatalf("%s: the owner accepts %q", tc.key, tc.bad)
@@ -100,6 +111,7 @@ func TestFileRulesAreTheOwners(t *testing.T) {
 	short := filepath.Join(dir, "short.key")
 	os.WriteFile(short, []byte("s3cret\n"), 0o600)
 	_, keyErr := redact.ReadKeyFile(short)
+	_, secretErr := alerts.ReadSecretFile(short, alerts.MinSecretLen)
 	empty := filepath.Join(dir, "empty.mmdb")
 	os.WriteFile(empty, nil, 0o600)
 	data := filepath.Join(dir, "store")
@@ -113,6 +125,7 @@ func TestFileRulesAreTheOwners(t *testing.T) {
 		{[]string{"--geoip-db", empty}, KeyGeoIPDB, sessions.ValidateGeoIPFile(empty)},
 		{[]string{"--anchor-file", inside, "--data-dir", data}, KeyAnchorFile, anchor.ValidateFile(inside, data)},
 		{[]string{"--anchor-syslog", "udp://host"}, KeyAnchorSyslog, anchor.ValidateSyslogAddr("udp://host")},
+		{[]string{"--webhook-secret-file", short}, KeyWebhookSecretFile, secretErr},
 	} {
 		if tc.owner == nil {
 			t.Fatalf("%v: the owner accepts it", tc.args)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/correlate"
 	"github.com/cdcaudit/cdcaudit/decoder"
@@ -55,6 +56,7 @@ type enricher struct {
 	// published is tracker, for the metrics' scrapes (other goroutines).
 	published atomic.Pointer[sessions.Tracker]
 	corr      *correlate.Correlator // nil without a profile
+	alerts    *alerts.Stage         // nil without a profile
 	redact    *redact.Redactor
 	pending   []sink.StateRecord // state to store with the next batch
 
@@ -128,6 +130,22 @@ func (x *enricher) start(p profile.Profile, present []string) error {
 	if err := x.store.LoadState(stateCorrelate, func(k, v []byte) error { return x.corr.Load(string(k), v) }); err != nil {
 		return fmt.Errorf("loading attribution state: %w", err)
 	}
+	return x.startAlerts(p)
+}
+
+// startAlerts sets up the alerts raised from the stream, with their stored
+// state; before it ever ran, the sessions known seed the devices seen.
+func (x *enricher) startAlerts(p profile.Profile) error {
+	opts := x.cfg.Alerts
+	if opts.Directory == nil && p.Name == profile.Odoo().Name {
+		opts.Directory = alerts.OdooDirectory()
+	}
+	opts.Secret = x.redact.Secret
+	x.alerts = alerts.NewStage(opts, x.tracker)
+	if err := x.store.LoadState(alerts.StateBucket, func(k, v []byte) error { return x.alerts.Load(string(k), v) }); err != nil {
+		return fmt.Errorf("loading alert state: %w", err)
+	}
+	x.alerts.SeedDevices(x.tracker.Sessions())
 	return nil
 }
 
@@ -265,6 +283,9 @@ func (x *enricher) seed(ctx context.Context, conn *pgx.Conn, p profile.Profile, 
 			return fmt.Errorf("reading the users table %s: %w", p.Users.Table, err)
 		}
 	}
+	if err := x.seedAddresses(ctx, conn); err != nil {
+		return err
+	}
 	if m := p.Models; m != nil && exists(m.Table) {
 		schema, _, _ := strings.Cut(m.Table, ".")
 		q := fmt.Sprintf("SELECT id::int8, %s::text FROM %s", pgx.Identifier{m.Model}.Sanitize(), qualified(m.Table))
@@ -274,6 +295,40 @@ func (x *enricher) seed(ctx context.Context, conn *pgx.Conn, p profile.Profile, 
 		if err != nil {
 			return fmt.Errorf("reading the models table %s: %w", m.Table, err)
 		}
+	}
+	return nil
+}
+
+// seedAddresses reads the mail addresses of the users (through their
+// contacts) that the stream has not told yet.
+func (x *enricher) seedAddresses(ctx context.Context, conn *pgx.Conn) error {
+	d := x.cfg.Alerts.Directory
+	if d == nil && x.prof.Name == profile.Odoo().Name {
+		d = alerts.OdooDirectory()
+	}
+	if d == nil || d.Users == "" || d.Partners == "" {
+		return nil
+	}
+	for _, t := range []string{d.Users, d.Partners} {
+		if ok, err := tableExists(ctx, conn, t); err != nil || !ok {
+			return err
+		}
+	}
+	q := fmt.Sprintf("SELECT u.%s::int8, p.%s::int8, coalesce(p.%s::text, '') FROM %s u JOIN %s p ON p.%s = u.%s",
+		pgx.Identifier{d.UserID}.Sanitize(), pgx.Identifier{d.PartnerID}.Sanitize(), pgx.Identifier{d.PartnerEmail}.Sanitize(),
+		qualified(d.Users), qualified(d.Partners), pgx.Identifier{d.PartnerID}.Sanitize(), pgx.Identifier{d.UserPartner}.Sanitize())
+	rows, err := conn.Query(ctx, q)
+	if err != nil {
+		return fmt.Errorf("reading the users' addresses: %w", err)
+	}
+	var user, partner int64
+	var email string
+	_, err = pgx.ForEachRow(rows, []any{&user, &partner, &email}, func() error {
+		x.alerts.SeedAddress(user, partner, email)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the users' addresses: %w", err)
 	}
 	return nil
 }
@@ -390,8 +445,12 @@ func (x *enricher) observe(e *audit.Event) {
 	if x.tracker != nil {
 		if row := x.tracker.Observe(e); row != nil {
 			x.rows = append(x.rows, correlate.SessionRow{UserID: row.UserID, SessionID: row.SessionID})
+			if row.Opened {
+				x.alerts.Opened(e, row.SessionID)
+			}
 		}
 		x.corr.Observe(e)
+		x.alerts.Observe(e)
 	}
 	x.redact.Apply(e)
 }
@@ -418,6 +477,7 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 	if x.cfg.DirectDB != nil {
 		x.pending = append(x.pending, x.cfg.DirectDB.Flag(tx.CommitLSN, tx.CommitTime, events)...)
 	}
+	x.alerts.Attributed(events)
 }
 
 // DirectDB is the stage after attribution that flags the changes of a
@@ -426,6 +486,14 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 // stored state only, so a replay decides the same.
 type DirectDB interface {
 	Flag(commitLSN uint64, commitTime time.Time, events []*audit.Event) []sink.StateRecord
+}
+
+// committed ends the transaction whose last events were attributed: the
+// alerts it raised are queued with its batch.
+func (x *enricher) committed(tx *decoder.Tx) {
+	if x.alerts != nil {
+		x.alerts.Committed(tx.XID, tx.CommitTime)
+	}
 }
 
 // state returns the derived state changed since the last call.
@@ -441,7 +509,7 @@ func (x *enricher) state() []sink.StateRecord {
 	for _, u := range x.corr.Dirty() {
 		recs = append(recs, sink.StateRecord{Bucket: stateCorrelate, Key: u.Key, Value: u.Value})
 	}
-	return recs
+	return append(recs, x.alerts.Dirty()...)
 }
 
 // settle returns all derived state not written yet, for a clean stop.
@@ -459,6 +527,7 @@ func (x *enricher) reset() {
 	x.endTx()
 	if x.tracker != nil {
 		x.tracker.Abandon()
+		x.alerts.Abandon()
 	}
 	if x.settled != "" {
 		x.settleProfile(x.settled)
@@ -477,6 +546,7 @@ func (x *enricher) learn(e *audit.Event) {
 	if x.tracker == nil {
 		return
 	}
+	x.alerts.Observe(e)
 	p := x.prof
 	table := e.Schema + "." + e.Table
 	switch {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/backup"
@@ -75,6 +76,9 @@ type Config struct {
 	// Sources run beside the stream for as long as it runs, each given the
 	// StateSink through which it stores what it finds (see Source).
 	Sources []Source
+	// Alerts tunes the alerts raised from the stream (package alerts);
+	// Directory defaults to Odoo's with the Odoo profile.
+	Alerts alerts.StageOptions
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -690,6 +694,9 @@ func (c *consumer) publishPending() {
 // transaction's end LSN at its commit, 0 for a chunk of a huge transaction.
 func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	c.enrich.attribute(tx, c.txEvents)
+	if checkpoint != 0 {
+		c.enrich.committed(tx)
+	}
 	huge := false
 	// Only a chunk whose values reach hugeEvent can hold a huge event; the
 	// events of the others are not measured again.
