@@ -155,6 +155,27 @@ func TestDirectDBSessions(t *testing.T) {
 		}
 	}
 
+	// `cdcaudit alerts` lists them: one per flagged transaction, none twice
+	// across the SIGKILL.
+	out, stderr, code := runCLI(t, "alerts", "--data-dir", r.dataDir, "--kind", "direct_db", "--format", "json")
+	var listed []struct {
+		ID       string   `json:"id"`
+		Sessions []string `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil {
+		t.Fatalf("alerts --kind direct_db: exit %d %v: %s%s", code, err, stderr, out)
+	}
+	var ids []string
+	for _, a := range listed {
+		ids = append(ids, a.ID)
+	}
+	slices.Sort(ids)
+	want := []string{"direct_db/" + rawEvent.ID, "direct_db/" + one(t, evs, whileDown, "res_partner", "update").ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("alerts --kind direct_db: %v, want %v", ids, want)
+	}
+
 	// A replay decides from the stored sessions only: the same flag and
 	// candidates for the same commit, the sessions long gone.
 	book, err := dbsessions.ReadBook(func(fn func(k, v []byte) error) error { return store.LoadState(dbsessions.Bucket, fn) })
