@@ -66,7 +66,7 @@ type enricher struct {
 }
 
 func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.Logger) (*enricher, error) {
-	conn, err := pgx.Connect(ctx, cfg.Replication.DSN)
+	conn, err := connectNamed(ctx, cfg.Replication.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("looking up the application's tables: %w", err)
 	}
@@ -103,6 +103,20 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		log.Info("no application profile: events are not attributed to users; secrets are still redacted", "profile", cfg.Profile)
 	}
 	return x, nil
+}
+
+// connectNamed opens an ordinary connection that names itself cdcaudit in
+// pg_stat_activity (unless the DSN names it): the database sessions
+// sampler takes it for cdcaudit's own, not for someone else's.
+func connectNamed(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if cc.RuntimeParams["application_name"] == "" {
+		cc.RuntimeParams["application_name"] = "cdcaudit"
+	}
+	return pgx.ConnectConfig(ctx, cc)
 }
 
 func isAuto(name string) bool { return name == "" || name == profile.ChoiceAuto }
@@ -208,7 +222,7 @@ func (x *enricher) switchToOdoo(ctx context.Context, tx *decoder.Tx, table strin
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var present []string
-	conn, err := pgx.Connect(cctx, x.cfg.Replication.DSN)
+	conn, err := connectNamed(cctx, x.cfg.Replication.DSN)
 	if err == nil {
 		defer conn.Close(context.Background())
 		vctx, vcancel := context.WithTimeout(cctx, 5*time.Second)
