@@ -141,6 +141,7 @@ func (s *server) routes() map[string]handlerFunc {
 		"/api/v1/summaries/users":       s.summaryUsers,
 		"/api/v1/summaries/orm-bypass":  s.summaryORMBypass,
 		"/api/v1/access-log":            s.accessLog,
+		"/api/v1/db-sessions":           s.dbSessions,
 		"/api/v1/alerts":                s.alerts,
 		"/api/v1/export":                s.export,
 		"/api/v1/exports/{id}/manifest": s.exportManifest,

@@ -116,6 +116,11 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	check(&admin, "/api/v1/access-log?order=asc&cursor=1", true)
 	check(&viewer, "/api/v1/access-log", false)
 	check(&admin, "/api/v1/access-log?cursor=x", false)
+	addDBSessions(t, f.store)
+	check(&admin, "/api/v1/db-sessions?limit=2", true)
+	check(&viewer, "/api/v1/db-sessions?state=closed", true)
+	check(&self, "/api/v1/db-sessions", false)
+	check(&admin, "/api/v1/db-sessions?state=ended", false)
 	for _, target := range routes(f)[:len(routes(f))-1] {
 		check(nil, target, false)
 	}

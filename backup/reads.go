@@ -186,7 +186,7 @@ func (r *reads) count(ctx context.Context, body []byte, s *Stream) error {
 }
 
 // stateBuckets are the state buckets the read commands read.
-var stateBuckets = []string{"sessions", "applog", "alerts"}
+var stateBuckets = []string{"sessions", "applog", "dbsessions", "alerts"}
 
 func (r *reads) state(_ context.Context, body []byte, s *Stream) error {
 	var req struct {

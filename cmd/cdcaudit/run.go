@@ -154,6 +154,9 @@ func (c *cli) run(args []string) int {
 	defer closeAlerts()
 	pc.ReadPace = pace
 	pc.Sources = append(pc.Sources, watchers(cfg, pc.Rules, store, log)...)
+	if err := watchDBSessions(cfg, store, &pc, log); err != nil {
+		return c.fail("run", err)
+	}
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

@@ -38,6 +38,12 @@ A session's id is a pseudonym, the actor.session_id of the
 events made in it: the application's own session identifier is a secret and
 is never stored.
 
+With --db, the database sessions that are not the application's are listed
+instead (psql, scripts, BI tools: sampled from pg_stat_activity every
+db_sessions_interval): id (db:PID-START, as in the candidates of the events
+flagged direct_db), role, client address, application_name, when it
+connected, its last state change, and when it was first seen closed.
+
 While 'cdcaudit run' holds the store, the daemon reads it for sessions (over
 data-dir/cdcaudit.sock, which only the store's owner may use): the same
 flags, the same output.
@@ -45,19 +51,21 @@ flags, the same output.
 Exit status: 0 success, 1 unreadable store, 2 bad usage.`
 
 const sessionsExamples = `  cdcaudit sessions --data-dir /var/lib/cdcaudit --active
-  cdcaudit sessions --data-dir /var/lib/cdcaudit --user alice@example.com --format json`
+  cdcaudit sessions --data-dir /var/lib/cdcaudit --user alice@example.com --format json
+  cdcaudit sessions --data-dir /var/lib/cdcaudit --db --active`
 
 // sessionsNow is the time states and durations are computed at; tests fix it.
 var sessionsNow = time.Now
 
 func (c *cli) sessions(args []string) int {
-	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json]", sessionsAbout, sessionsExamples)
+	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json] [--db]", sessionsAbout, sessionsExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
 	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"
 	active := fs.Bool("active", false, "only open sessions (active or idle)")
 	user := fs.String("user", "", "only the sessions of the user with this `login` (or #ID for a user id)")
 	format := fs.String("format", "table", "output `format`: table, or json (an array of sessions, with state and duration_seconds)")
-	fs.order = []string{"data-dir", "active", "user", "format", "config"}
+	db := fs.Bool("db", false, "list the database sessions that are not the application's (psql, scripts: sampled from pg_stat_activity), open and recently closed, instead")
+	fs.order = []string{"data-dir", "active", "user", "format", "db", "config"}
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
@@ -76,6 +84,9 @@ func (c *cli) sessions(args []string) int {
 		return c.fail("sessions", err)
 	}
 	defer store.Close()
+	if *db {
+		return c.dbSessions(store, *active, *user, *format)
+	}
 	st, err := readSessions(store)
 	if err != nil {
 		return c.fail("sessions", err)

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	commandFlags["sessions"] = []string{"data-dir", "active", "user", "format", "config"}
+	commandFlags["sessions"] = []string{"data-dir", "active", "user", "format", "db", "config"}
 }
 
 // sessionsStore writes, through a real tracker and the store, the state of

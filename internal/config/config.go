@@ -59,6 +59,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/applog"
 	"github.com/cdcaudit/cdcaudit/auth"
+	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
@@ -97,6 +98,11 @@ const (
 	KeyIdleAfter       = "idle_after"
 	KeySessionLifetime = "session_lifetime"
 	KeyGeoIPDB         = "geoip_db"
+
+	KeyDBSessionsInterval = "db_sessions_interval"
+	KeyDBSessionsAppRoles = "db_sessions_app_roles"
+	KeyDBSessionsAppNames = "db_sessions_app_names"
+	KeyDBSessionsAppAddrs = "db_sessions_app_addrs"
 
 	KeySnapshot       = "snapshot"
 	KeySnapshotTables = "snapshot_tables"
@@ -180,6 +186,13 @@ type Config struct {
 	IdleAfter       time.Duration
 	SessionLifetime time.Duration
 	GeoIPDB         string
+
+	// DBSessionsInterval is how often pg_stat_activity is sampled for
+	// database sessions outside the application (0: never); the
+	// application's own are those matching DBSessionsAppRoles,
+	// DBSessionsAppNames and DBSessionsAppAddrs (each empty: any).
+	DBSessionsInterval                                         time.Duration
+	DBSessionsAppRoles, DBSessionsAppNames, DBSessionsAppAddrs []string
 
 	// Snapshot is initial (copy the published tables matching
 	// SnapshotTables, all when empty, on a fresh start) or never; the
@@ -388,6 +401,15 @@ var keys = []keyInfo{
 	setting(KeyGeoIPDB, "MaxMind or DB-IP .mmdb `file` (country or city): session locations from IP addresses",
 		func(c *Config) *string { return &c.GeoIPDB }, "", nil).
 		files(func(c *Config) error { return optional(sessions.ValidateGeoIPFile)(c.GeoIPDB) }),
+	setting(KeyDBSessionsInterval, "sample pg_stat_activity every `interval` for database sessions that are not the application's (0: never)",
+		func(c *Config) *time.Duration { return &c.DBSessionsInterval }, dbsessions.DefaultInterval, dbsessions.ValidateInterval),
+	setting(KeyDBSessionsAppRoles, "the application's database `roles`, comma-separated: its sessions are not listed (default: any role)",
+		func(c *Config) *[]string { return &c.DBSessionsAppRoles }, nil, nil),
+	setting(KeyDBSessionsAppNames, "the application's application_name `patterns`, comma-separated shell patterns",
+		func(c *Config) *[]string { return &c.DBSessionsAppNames }, dbsessions.DefaultAppNames, each(dbsessions.ValidateAppName)).
+		rule(func(c *Config) error { return c.DBSessionsApp().Validate() }),
+	setting(KeyDBSessionsAppAddrs, "the application's client `addresses`, comma-separated IPs, CIDR prefixes or local (a Unix socket) (default: any)",
+		func(c *Config) *[]string { return &c.DBSessionsAppAddrs }, nil, each(dbsessions.ValidateAppAddr)),
 	setting(KeySnapshot, "`mode`: initial (when the slot is created, copy the published tables as op \"snapshot\" records, consistent with the stream) or never (only the application's users, models and sessions tables, always loaded once)",
 		func(c *Config) *string { return &c.Snapshot }, snapshot.DefaultMode, snapshot.ValidateMode),
 	setting(KeySnapshotTables, "tables the initial snapshot copies: comma-separated schema-qualified `globs`, e.g. public.res_*,public.sale_order (default: every published table)",
@@ -884,4 +906,9 @@ func (c *Config) Describe() []string {
 		out = append(out, fmt.Sprintf("%s=%s (%s)", k.name, v, c.Sources[k.name]))
 	}
 	return out
+}
+
+// DBSessionsApp says which database sessions are the application's.
+func (c *Config) DBSessionsApp() dbsessions.App {
+	return dbsessions.App{Roles: c.DBSessionsAppRoles, Names: c.DBSessionsAppNames, Addrs: c.DBSessionsAppAddrs}
 }

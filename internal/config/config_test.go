@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/profile"
 )
 
@@ -595,5 +596,27 @@ func TestReadmeExample(t *testing.T) {
 	c, err := load(t, []string{"--config", writeFile(t, block)}, nil)
 	if err != nil || c.Retention.Default != 400*24*time.Hour || c.Sources[KeySlot] == "default" {
 		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func TestDBSessionsKeys(t *testing.T) {
+	file := writeFile(t, "db_sessions_interval: 30s\ndb_sessions_app_roles: [odoo]\ndb_sessions_app_names: [\"odoo-*\", erp]\ndb_sessions_app_addrs: 10.0.3.0/24,local\n")
+	c, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dbsessions.App{Roles: []string{"odoo"}, Names: []string{"odoo-*", "erp"}, Addrs: []string{"10.0.3.0/24", "local"}}
+	if c.DBSessionsInterval != 30*time.Second || !reflect.DeepEqual(c.DBSessionsApp(), want) {
+		t.Fatalf("%v %+v", c.DBSessionsInterval, c.DBSessionsApp())
+	}
+	// Nothing left to tell the application's sessions by: refused, not
+	// every session taken for the application's.
+	_, err = load(t, nil, map[string]string{"CDCAUDIT_DB_SESSIONS_APP_NAMES": "", "CDCAUDIT_DB_SESSIONS_APP_ROLES": ""})
+	if err != nil {
+		t.Fatalf("an empty variable is unset: %v", err)
+	}
+	file = writeFile(t, "db_sessions_app_names: []\n")
+	if _, err = load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), "config: db_sessions_app_names: ") {
+		t.Errorf("no list: %v", err)
 	}
 }

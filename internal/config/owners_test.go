@@ -12,6 +12,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/applog"
 	"github.com/cdcaudit/cdcaudit/auth"
+	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/profile"
@@ -37,6 +38,9 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		IdleAfter:       sessions.DefaultIdleAfter,
 		SessionLifetime: sessions.DefaultLifetime,
 		Snapshot:        snapshot.DefaultMode,
+
+		DBSessionsInterval: dbsessions.DefaultInterval,
+		DBSessionsAppNames: dbsessions.DefaultAppNames,
 
 		APISessionIdle:        auth.DefaultSessionIdle,
 		APISessionLifetime:    auth.DefaultSessionLifetime,
@@ -90,6 +94,9 @@ func TestRulesAreTheOwners(t *testing.T) {
 		{KeyRuleImpossibleTravel, "fast", "off", validSpeed("fast")},
 		{KeyRuleWorkingHours, "group=Sales 8-19 UTC", "group=Sales Mon-Sat 08:00-19:00 Europe/Brussels", validHours("group=Sales 8-19 UTC")},
 		{KeyRuleSensitiveModels, "DROP", "res.groups,account.move:post", validModels([]string{"DROP"})},
+		{KeyDBSessionsInterval, "500ms", "0s", dbsessions.ValidateInterval(500 * time.Millisecond)},
+		{KeyDBSessionsAppNames, "odoo-[", "odoo-*,erp", dbsessions.ValidateAppName("odoo-[")},
+		{KeyDBSessionsAppAddrs, "10.0.0.0/33", "10.0.0.0/8,::1,local", dbsessions.ValidateAppAddr("10.0.0.0/33")},
 		{KeySMTPTLS, "ssl", "implicit", alerts.ValidateTLSMode("ssl")},
 		{KeySMTPAddr, "mail.example.com", "mail.example.com:465", alerts.ValidateSMTP("mail.example.com", alerts.TLSStartTLS)},
 		{KeySMTPFrom, "Audit <a@example.com>", "a@example.com", alerts.ValidateAddress("Audit <a@example.com>")},

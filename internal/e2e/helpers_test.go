@@ -300,7 +300,10 @@ type daemon struct {
 // the test shows when it fails.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, args: append([]string{"run", "--http-addr", "127.0.0.1:0", "--log-level", "info"}, args...),
+	// No pg_stat_activity sampling unless a test asks (a later flag wins):
+	// the tests' own connections are not Odoo's, and their raw edits would
+	// all be flagged direct_db (dbsessions_test.go turns it on).
+	d := &daemon{t: t, args: append([]string{"run", "--http-addr", "127.0.0.1:0", "--log-level", "info", "--db-sessions-interval", "0"}, args...),
 		logPath: filepath.Join(t.TempDir(), "cdcaudit.log")}
 	d.start()
 	t.Cleanup(func() {

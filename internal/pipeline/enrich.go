@@ -68,7 +68,7 @@ type enricher struct {
 }
 
 func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.Logger) (*enricher, error) {
-	conn, err := pgx.Connect(ctx, cfg.Replication.DSN)
+	conn, err := connectNamed(ctx, cfg.Replication.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("looking up the application's tables: %w", err)
 	}
@@ -105,6 +105,20 @@ func newEnricher(ctx context.Context, cfg Config, store *sink.Store, log *slog.L
 		log.Info("no application profile: events are not attributed to users; secrets are still redacted", "profile", cfg.Profile)
 	}
 	return x, nil
+}
+
+// connectNamed opens an ordinary connection that names itself cdcaudit in
+// pg_stat_activity (unless the DSN names it): the database sessions
+// sampler takes it for cdcaudit's own, not for someone else's.
+func connectNamed(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if cc.RuntimeParams["application_name"] == "" {
+		cc.RuntimeParams["application_name"] = "cdcaudit"
+	}
+	return pgx.ConnectConfig(ctx, cc)
 }
 
 func isAuto(name string) bool { return name == "" || name == profile.ChoiceAuto }
@@ -214,7 +228,7 @@ func (x *enricher) switchToOdoo(ctx context.Context, tx *decoder.Tx, table strin
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var present []string
-	conn, err := pgx.Connect(cctx, x.cfg.Replication.DSN)
+	conn, err := connectNamed(cctx, x.cfg.Replication.DSN)
 	if err == nil {
 		defer conn.Close(context.Background())
 		vctx, vcancel := context.WithTimeout(cctx, 5*time.Second)
@@ -489,8 +503,19 @@ func (x *enricher) attribute(tx *decoder.Tx, events []*audit.Event) {
 	x.corr.Attribute(&correlate.Tx{XID: tx.XID, CommitTime: tx.CommitTime, Events: events, Messages: x.msgs,
 		SessionRows: x.rows, SchemaChanged: tx.SchemaChanged})
 	x.tracker.Attributed(events) // what the tracker deferred until attribution: password changes
+	if x.cfg.DirectDB != nil {
+		x.pending = append(x.pending, x.cfg.DirectDB.Flag(tx.CommitLSN, tx.CommitTime, events)...)
+	}
 	x.rules.Observe(events)
 	x.alerts.Attributed(events)
+}
+
+// DirectDB is the stage after attribution that flags the changes of a
+// transaction made outside the application while a database session was
+// open, and returns the state (alerts) to store with them. It decides from
+// stored state only, so a replay decides the same.
+type DirectDB interface {
+	Flag(commitLSN uint64, commitTime time.Time, events []*audit.Event) []sink.StateRecord
 }
 
 // committed ends the transaction whose last events were attributed: the

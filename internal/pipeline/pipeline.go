@@ -56,6 +56,10 @@ type Config struct {
 	// inactivity; GeoIPPath an optional .mmdb for country/city.
 	IdleAfter, SessionLifetime time.Duration
 	GeoIPPath                  string
+	// DirectDB, when set, flags the changes no application user made
+	// while a database session outside the application was open
+	// (dbsessions.Flagger); with an application profile only.
+	DirectDB DirectDB
 	// AnchorFile, when set, is appended every signed anchor of the chain
 	// head (they are logged either way).
 	AnchorFile string
