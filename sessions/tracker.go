@@ -539,7 +539,14 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 							}
 						}
 					}
-					t.end(s, at, EndRevoked, by)
+					if s.EndReason == EndDeleted && st.Kind == "device_log" {
+						// Its files were seen removed (Signal) before the
+						// revoke that removed them arrived: say who did it.
+						s.EndReason, s.EndedBy = EndRevoked, by
+						t.touched(s, true)
+					} else {
+						t.end(s, at, EndRevoked, by)
+					}
 				}
 				return nil
 			}
