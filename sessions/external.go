@@ -28,6 +28,10 @@ var externalEnds = []string{EndLoggedOut, EndExpired, EndDeleted, EndTerminated}
 // removed by the action itself.
 var recordedEnds = []string{EndRevoked, EndDeleted, EndLoggedOut}
 
+// maxAnnounced bounds the sessions announced by activity before the stream
+// names them.
+const maxAnnounced = 4096
+
 // terminationSlack is how much earlier than the termination's own time an
 // end it caused may be dated (the database's clock against cdcaudit's).
 const terminationSlack = time.Minute
@@ -52,6 +56,14 @@ func (t *Tracker) Apply(sig Signal) bool {
 	defer t.mu.Unlock()
 	s := t.sessions[sig.ID]
 	if s == nil {
+		if sig.End == "" {
+			// A login's file comes before its device-log row: the row
+			// opens the session store-watched.
+			if len(t.announced) >= maxAnnounced {
+				clear(t.announced)
+			}
+			t.announced[sig.ID] = struct{}{}
+		}
 		return false
 	}
 	switch {

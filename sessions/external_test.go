@@ -80,3 +80,19 @@ func TestApplySignals(t *testing.T) {
 		t.Errorf("revoke after termination: %+v", got)
 	}
 }
+
+func TestApplyAnnouncedBeforeTheRow(t *testing.T) {
+	s := odoo18(t, Options{})
+	at := t0.Add(time.Minute)
+	if s.tr.Apply(Signal{ID: Pseudonym(sid42("nw")), At: at}) {
+		t.Error("activity of an unknown session changed something")
+	}
+	s.insert(devicesT, at, deviceRow18(sid42("nw"), 6, "10.0.0.5", "linux", "firefox", "computer", at, at))
+	s.insert(devicesT, at, deviceRow18(sid42("ol"), 6, "10.0.0.5", "linux", "firefox", "computer", at, at))
+	if got := mustSession(t, s.tr, Pseudonym(sid42("nw"))); !got.StoreWatched {
+		t.Errorf("announced session not store-watched: %+v", got)
+	}
+	if got := mustSession(t, s.tr, Pseudonym(sid42("ol"))); got.StoreWatched {
+		t.Errorf("unannounced session store-watched: %+v", got)
+	}
+}
