@@ -54,3 +54,42 @@ type storeWriter interface {
 }
 
 var _ storeWriter = (*sink.Writer)(nil)
+
+// StateSink stores state records through the store's writer, in order with
+// the stream's batches, and returns once they are durable (or with the
+// writer's or ctx's error; then they may or may not have been stored, and
+// the caller retries or gives up). Records must be in buckets of the
+// caller's own: stream stages own theirs.
+//
+// Safe for concurrent use. Never call it from the pipeline's own goroutine
+// (a stage): it waits for the writer, which that goroutine feeds.
+//
+// An alias, so that a source declares its parameter as the plain func type
+// without importing this package (a method such as
+// Run(ctx, state func(context.Context, []sink.StateRecord) error) error is
+// a Source as it is).
+type StateSink = func(ctx context.Context, recs []sink.StateRecord) error
+
+// Source is work beside the stream that writes to the store: the app-log
+// tailer, the session-store watcher, the pg_stat_activity sampler, the alert
+// deliverer. Run starts each (Config.Sources) on a goroutine of its own once
+// the store's writer runs, and cancels ctx before it closes the writer,
+// waiting for the source to return. A source retries what fails on its own;
+// an error it returns is logged and does not stop the pipeline (a source is
+// not the audit trail), nor is the source restarted. Its error says which
+// source it is.
+type Source func(ctx context.Context, state StateSink) error
+
+// stateSink is the StateSink of a writer: a batch of state records only,
+// then a flush.
+func stateSink(w submitter) StateSink {
+	return func(ctx context.Context, recs []sink.StateRecord) error {
+		if len(recs) == 0 {
+			return nil
+		}
+		if err := w.Submit(ctx, sink.Batch{State: recs}); err != nil {
+			return err
+		}
+		return w.Flush(ctx)
+	}
+}

@@ -79,6 +79,9 @@ type Config struct {
 	// starts (at start, or when profile auto settles on Odoo): its methods
 	// are safe for concurrent use (session policies read it).
 	OnTracker func(*sessions.Tracker)
+	// Sources run beside the stream for as long as it runs, each given the
+	// StateSink through which it stores what it finds (see Source).
+	Sources []Source
 }
 
 // chunkEvents is how many events of one transaction are handed to the store
@@ -215,6 +218,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopRetention()
+	stopSources := startSources(cfg.Sources, stateSink(c.writer), log)
+	defer stopSources()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -228,6 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	err = replication.Stream(streamCtx, cfg.Replication, start, c)
+	stopSources() // their last writes go before the writer closes
 	// Retention stops before a slot_lost record is placed at the head.
 	stopRetention()
 	c.images.release() // a transaction may have been cut short: the store is closed below
@@ -254,6 +260,25 @@ func Run(ctx context.Context, cfg Config) error {
 		publishHead(anchors, store, "stopped")
 	}
 	return err
+}
+
+// startSources runs each source on a goroutine of its own; the function
+// returned cancels them and waits until all have returned (it may be called
+// more than once).
+func startSources(sources []Source, state StateSink, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, src := range sources {
+		wg.Go(func() {
+			if err := src(ctx, state); err != nil && ctx.Err() == nil {
+				log.Error("a source beside the stream stopped", "source", i, "err", err) // the error says which
+			}
+		})
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // storeError says what a failed store write is: the store, its file, and
