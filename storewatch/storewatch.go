@@ -44,6 +44,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -468,4 +469,37 @@ func absDuration(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// ValidIdentifier says whether id is an Odoo session identifier
+// (res_device_log.session_identifier: the sid's first 42 characters,
+// ^[A-Za-z0-9_-]{42}$): nothing else may name files of the store.
+func ValidIdentifier(id string) bool { return len(id) == 42 && validChars(id) }
+
+// Identifiers returns the identifiers of the store's files whose
+// pseudonym (sessions.Pseudonym of the 42-character identifier) is id:
+// what ends a session known by its pseudonym only. They are secrets: the
+// caller uses them and forgets them.
+func Identifiers(dir, id string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() || !validPrefix(e.Name()) {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			if n := f.Name(); len(n) >= 42 && ValidIdentifier(n[:42]) && n[:2] == e.Name() &&
+				sessions.Pseudonym(n[:42]) == id && !slices.Contains(out, n[:42]) {
+				out = append(out, n[:42])
+			}
+		}
+	}
+	return out, nil
 }
