@@ -56,11 +56,10 @@ func (p Policies) Any() bool { return p.IdleTimeout > 0 || p.MaxAge > 0 || p.One
 
 // Validate checks the settings.
 func (p Policies) Validate() error {
-	if p.IdleTimeout < 0 || p.MaxAge < 0 {
-		return errors.New("sessionctl: policy durations must not be negative")
-	}
-	if p.IdleTimeout > 0 && p.IdleTimeout < time.Minute || p.MaxAge > 0 && p.MaxAge < time.Minute {
-		return errors.New("sessionctl: policy_idle_timeout and policy_max_age are at least 1m (activity is known to about a minute)")
+	for _, d := range []time.Duration{p.IdleTimeout, p.MaxAge} {
+		if err := ValidatePolicyDuration(d); err != nil {
+			return fmt.Errorf("sessionctl: policy: %w", err)
+		}
 	}
 	for _, g := range p.ExceptGroups {
 		if err := auth.ValidateGroupXMLID(g); err != nil {

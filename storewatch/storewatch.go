@@ -132,17 +132,25 @@ type birth struct {
 	at  time.Time
 }
 
+// ValidateDir checks that dir is a directory (Odoo's <data_dir>/sessions).
+func ValidateDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
 // New makes a watcher of opts.Dir, which must exist.
 func New(opts Options) (*Watcher, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("storewatch: no directory")
 	}
-	st, err := os.Stat(opts.Dir)
-	if err != nil {
+	if err := ValidateDir(opts.Dir); err != nil {
 		return nil, fmt.Errorf("storewatch: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("storewatch: %s is not a directory", opts.Dir)
 	}
 	if opts.MaxFiles <= 0 {
 		opts.MaxFiles = DefaultMaxFiles
