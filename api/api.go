@@ -48,6 +48,9 @@ type Options struct {
 	// Pace paces every read of the store and the writing of exports, so
 	// that readers never slow recording (readpace.Pacer); nil: unpaced.
 	Pace Pacer
+	// Sessions ends sessions for the admin routes (sessionctl.Controller);
+	// nil: they answer 501.
+	Sessions SessionEnder
 }
 
 // Pacer runs a reader's work when recording leaves room for it.
@@ -73,6 +76,7 @@ type server struct {
 	// xlsx is held by the XLSX export running, if any: excelize holds
 	// tens of MiB per sheet until the file ends, so one runs at a time.
 	xlsx chan struct{}
+	ends SessionEnder
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
@@ -82,7 +86,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: no store")
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace, xlsx: make(chan struct{}, 1)}
+	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace, xlsx: make(chan struct{}, 1), ends: opts.Sessions}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -92,6 +96,9 @@ func New(opts Options) (http.Handler, error) {
 	mux := http.NewServeMux()
 	for pattern, h := range s.routes() {
 		mux.Handle(pattern, s.guard(h))
+	}
+	for path, h := range s.actions() {
+		mux.Handle(path, s.guardAction(h))
 	}
 	mux.HandleFunc(openAPIPath, func(w http.ResponseWriter, r *http.Request) {
 		if !readMethod(w, r) {
@@ -134,6 +141,9 @@ func (s *server) routes() map[string]handlerFunc {
 func servedPatterns() []string {
 	var out []string
 	for p := range (&server{}).routes() {
+		out = append(out, p)
+	}
+	for p := range (&server{}).actions() {
 		out = append(out, p)
 	}
 	return append(out, openAPIPath)

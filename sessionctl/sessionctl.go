@@ -217,6 +217,9 @@ func (c *Controller) SetState(s StateSink) {
 // ErrUnknownUser: no session of cdcaudit names that login.
 var ErrUnknownUser = errors.New("no session of that login is known")
 
+// ErrBadID: not a session id (s + 24 hex digits).
+var ErrBadID = errors.New("not a session id (s + 24 hex digits)")
+
 // ErrDisabled: nothing is configured that could end a session.
 var ErrDisabled = errors.New("ending sessions is not configured (session_store, session_end_sql or session_end_webhook; the Odoo profile with dsn)")
 
@@ -226,7 +229,7 @@ func (c *Controller) End(ctx context.Context, id string, by Requester) (Outcome,
 		return Outcome{}, ErrDisabled
 	}
 	if !validPseudonym(id) {
-		return Outcome{}, fmt.Errorf("session %q: not a session id (s + 24 hex digits)", clip(id))
+		return Outcome{}, ErrBadID
 	}
 	s, _ := c.session(id)
 	return c.end(ctx, s, by, "", false)

@@ -122,7 +122,11 @@ func (c *cli) run(args []string) int {
 	// behind: one budget for all of them.
 	pace := readpace.New(m.Behind, readpace.Share)
 	m.ReadPacing(pace.Waited)
-	routes, closeAPI, err := apiRoutes(cfg, store, m, pace, log)
+	ends, err := newDaemonSessions(cfg, store, log)
+	if err != nil {
+		return c.fail("run", err)
+	}
+	routes, closeAPI, err := apiRoutes(cfg, store, m, pace, log, ends.ctl)
 	if err != nil {
 		return c.fail("run", err)
 	}
@@ -148,6 +152,7 @@ func (c *cli) run(args []string) int {
 	pc.RedactKey = redactKey
 	pc.Store = store
 	pc.ReadPace = pace
+	ends.wire(&pc)
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

@@ -20,14 +20,14 @@ import (
 
 // apiRoutes makes the HTTP API on the daemon's store, behind sign-in: the
 // routes to add to the daemon's server, and what to close at the end.
-func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger) (func(*http.ServeMux), func(), error) {
+func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, ends api.SessionEnder) (func(*http.ServeMux), func(), error) {
 	// The instance key signs the manifests of exports (created at the
 	// first start, 0600, beside the store).
 	key, err := instancekey.LoadOrCreate(cfg.DataDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace})
+	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace, Sessions: ends})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,6 +51,9 @@ const sessionsExamples = `  cdcaudit sessions --data-dir /var/lib/cdcaudit --act
 var sessionsNow = time.Now
 
 func (c *cli) sessions(args []string) int {
+	if len(args) > 0 && args[0] == "end" {
+		return c.sessionsEnd(args[1:])
+	}
 	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json]", sessionsAbout, sessionsExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
 	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"

@@ -79,6 +79,9 @@ type Config struct {
 	// starts (at start, or when profile auto settles on Odoo): its methods
 	// are safe for concurrent use (session policies read it).
 	OnTracker func(*sessions.Tracker)
+	// Control adds requests to the data-dir socket (backup.Server.Handle),
+	// by verb: e.g. end_session.
+	Control map[string]backup.Handler
 	// Sources run beside the stream for as long as it runs, each given the
 	// StateSink through which it stores what it finds (see Source).
 	Sources []Source
