@@ -30,7 +30,7 @@ const Bucket = "sessionctl"
 const keyFired = "fired/"
 
 // DefaultEvery is how often policies are evaluated.
-const DefaultEvery = 30 * time.Second
+const DefaultEvery = 15 * time.Second
 
 // Policies end sessions without being asked. All off by default.
 type Policies struct {
@@ -47,7 +47,7 @@ type Policies struct {
 	// DryRun records (access log, alert) and logs what would be ended,
 	// and ends nothing.
 	DryRun bool
-	// Every is the evaluation interval (default 30s).
+	// Every is the evaluation interval (default 15s).
 	Every time.Duration
 }
 
@@ -109,9 +109,11 @@ func (c *Controller) Run(ctx context.Context, state StateSink) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if _, err := c.Evaluate(ctx); err != nil && ctx.Err() == nil {
+		out, err := c.Evaluate(ctx)
+		if err != nil && ctx.Err() == nil {
 			c.log.Warn("session policies: evaluation failed; trying again", "err", err)
 		}
+		c.log.Debug("session policies evaluated", "fired", len(out))
 		select {
 		case <-ctx.Done():
 			return nil
