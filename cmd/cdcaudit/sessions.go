@@ -32,7 +32,12 @@ database when a user logs out, so an open session of its res_device_log may
 already have ended (it is listed as open until it expires), and expired and
 password_changed ends are inferences. Only a watched session store (OCA
 session_db's http_sessions, a generic profile's session table) shows a
-logout. In --format json, end_inferred says it per session.
+logout, as does Odoo's file session store when run watches it
+(session_store: docs/session-control.md). In --format json, end_inferred
+says it per session.
+
+'cdcaudit sessions end ID' and 'cdcaudit sessions end --user LOGIN --all'
+end sessions (see 'cdcaudit sessions end --help'); they end 'terminated'.
 
 A session's id is a pseudonym, the actor.session_id of the
 events made in it: the application's own session identifier is a secret and

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,6 +54,7 @@ func (c *cli) sessionsEnd(args []string) int {
 	const name = "sessions end"
 	fs := c.flagSet(name, "ID | --user LOGIN --all  --data-dir DIR [flags]", sessionsEndAbout, sessionsEndExamples)
 	set := config.Bind(fs.FlagSet, sessionsEndKeys...).Require(config.KeyDataDir)
+	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"
 	userFlag := fs.String("user", "", "end the sessions of the user with this `login` (with --all)")
 	all := fs.Bool("all", false, "with --user: every open session of the user")
 	format := fs.String("format", "table", "output `format`: table, or json (the outcomes)")
@@ -195,6 +198,9 @@ func controllerConfig(cfg *config.Config, log *slog.Logger) sessionctl.Config {
 // writing (its access log, the alert's queue), the sessions are those it
 // persisted.
 func endDirectly(cfg *config.Config, id, login, by string) ([]sessionctl.Outcome, error) {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, sink.FileName)); err != nil {
+		return nil, fmt.Errorf("no store in %s: %w", cfg.DataDir, err)
+	}
 	store, err := sink.Open(cfg.DataDir)
 	if err != nil {
 		return nil, err

@@ -124,6 +124,7 @@ func TestSessionControlOdooFileStore(t *testing.T) {
 	r := startOdoo(t, "--session-store", st.dir)
 	alice := r.loginWithFile(st, odoosim.Alice, aliceLaptop)
 	bob := r.loginWithFile(st, odoosim.Bob, bobDesktop)
+	carol := r.loginWithFile(st, odoosim.Carol, carolMac)
 	aliceID, bobID := sessions.Pseudonym(alice.Identifier()), sessions.Pseudonym(bob.Identifier())
 	r.catchUp()
 
@@ -191,8 +192,19 @@ func TestSessionControlOdooFileStore(t *testing.T) {
 			t.Errorf("a session identifier in the trail: %s", e.ID)
 		}
 	}
+	// The daemon stopped: the command does it itself, with the
+	// configuration it is given.
+	out, errOut, code = runCLI(t, "sessions", "end", "--user", "carol@example.com", "--all", "--data-dir", r.dataDir,
+		"--dsn", r.db.dsn, "--session-store", st.dir, "--profile", "odoo")
+	if code != 0 || !strings.Contains(out, " ok ") {
+		t.Errorf("sessions end --user carol --all, stopped daemon: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(st.path(carol.SID)); !os.IsNotExist(err) {
+		t.Errorf("carol's session file: %v", err)
+	}
 	log := accessLog(t, r.dataDir)
-	if len(log) != 2 || log[0]["result"] != "ok" || log[0]["via"] != "socket" || log[0]["session"] != aliceID || log[1]["result"] != "not_found" {
+	if len(log) != 3 || log[0]["result"] != "ok" || log[0]["via"] != "socket" || log[0]["session"] != aliceID || log[1]["result"] != "not_found" ||
+		log[2]["via"] != "cli" || log[2]["user"] != "carol@example.com" {
 		t.Errorf("access log: %v", log)
 	}
 	if b, _ := os.ReadFile(r.d.logPath); strings.Contains(string(b), alice.Identifier()) || strings.Contains(string(b), bob.Identifier()) {
