@@ -163,10 +163,8 @@ func headers(next http.Handler) http.Handler {
 // read-only API does not serve, then runs h; h's error becomes the answer.
 func (s *server) guard(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := access.FromContext(r.Context())
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			writeError(w, http.StatusUnauthorized, "not signed in: give a token (Authorization: Bearer) or sign in")
+		p, ok := signedIn(w, r)
+		if !ok {
 			return
 		}
 		if !readMethod(w, r) {
@@ -176,6 +174,17 @@ func (s *server) guard(h handlerFunc) http.Handler {
 			s.fail(w, r, err)
 		}
 	})
+}
+
+// signedIn returns the request's principal, or answers 401.
+func signedIn(w http.ResponseWriter, r *http.Request) (access.Principal, bool) {
+	p, err := access.FromContext(r.Context())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(w, http.StatusUnauthorized, "not signed in: give a token (Authorization: Bearer) or sign in")
+		return p, false
+	}
+	return p, true
 }
 
 func readMethod(w http.ResponseWriter, r *http.Request) bool {

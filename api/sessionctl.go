@@ -30,10 +30,8 @@ func (s *server) actions() map[string]handlerFunc {
 // cookie session's CSRF token is checked by auth's middleware before.)
 func (s *server) guardAction(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := access.FromContext(r.Context())
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			writeError(w, http.StatusUnauthorized, "not signed in: give a token (Authorization: Bearer) or sign in")
+		p, ok := signedIn(w, r)
+		if !ok {
 			return
 		}
 		if r.Method != http.MethodPost {

@@ -437,3 +437,22 @@ func TestGenericSQLAndWebhook(t *testing.T) {
 		t.Error("a secret in the access log")
 	}
 }
+
+func FuzzParseException(f *testing.F) {
+	for _, s := range []string{"login:alice", "group:base.group_system", "group:../x", "login:", "alice", "group:a.b:c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e, err := ParseException(s)
+		if err != nil {
+			return
+		}
+		if (e.Login == "") == (e.Group == "") {
+			t.Fatalf("%q: %+v", s, e)
+		}
+		again, err := ParseException(e.String())
+		if err != nil || again != e {
+			t.Fatalf("%q: %+v does not round-trip: %+v %v", s, e, again, err)
+		}
+	})
+}

@@ -372,7 +372,11 @@ func (w *Watcher) scanDir(fw *fsnotify.Watcher, prefix string, emit func(session
 		}
 		f.uid, f.modified, f.size = uid, info.ModTime(), info.Size()
 		if emit != nil && uid != 0 {
-			emit(sessions.Signal{ID: f.id, At: info.ModTime()})
+			at := info.ModTime()
+			if at.After(now) {
+				at = now // a file's time is whatever was set: never activity in the future
+			}
+			emit(sessions.Signal{ID: f.id, At: at})
 		}
 	}
 	for key, f := range known {
