@@ -27,8 +27,8 @@
 // Each action has a timeout and is idempotent (a second one finds nothing:
 // not_found). Its outcome — ok, not_found, failed and why, or dry_run — is
 // appended to the access log (action "end_session", who asked, or via
-// "policy:<name>"), queued as a session_terminated alert when it ended
-// something, and told to the session tracker (the session ends
+// "policy:<name>"), queued as a session_terminated alert when it ended the
+// session (ok), and told to the session tracker (the session ends
 // "terminated").
 package sessionctl
 
@@ -321,7 +321,7 @@ func (c *Controller) end(ctx context.Context, s sessions.Session, by Requester, 
 		return o, fmt.Errorf("recording the end of session %s: %w", o.Session, err)
 	}
 	o.Access = seq
-	if o.Result == ResultOK || o.Result == ResultDryRun {
+	if o.Result == ResultOK { // a dry run is in the access log only: nobody is to be told of an end that did not happen
 		if err := c.store(ctx, []sink.StateRecord{alerts.Queue(c.alert(at, s, by, o))}); err != nil {
 			c.log.Warn("session terminated: the alert could not be queued", "session", o.Session, "err", err)
 		}
@@ -441,15 +441,11 @@ func (c *Controller) entry(at time.Time, by Requester, o Outcome) sink.AccessEnt
 // alert is the session_terminated alert of an outcome: one per session
 // and time (a replay of the same action makes the same id).
 func (c *Controller) alert(at time.Time, s sessions.Session, by Requester, o Outcome) alerts.Alert {
-	what := "ended"
-	if o.Result == ResultDryRun {
-		what = "would have been ended (dry run)"
-	}
 	a := alerts.Alert{
 		ID: alerts.KindSessionTerminated + "/" + s.ID + "/" + at.Format(time.RFC3339Nano), Kind: alerts.KindSessionTerminated,
 		Time: at, UserID: s.UserID, Login: s.Login, Session: s.ID, IP: s.IP, Browser: s.Browser, OS: s.OS,
 		Device: s.Device, Country: s.Country, City: s.City, Sessions: []string{s.ID},
-		Summary: fmt.Sprintf("session %s of %s %s by %s", s.ID, orUnknown(s.Login), what, by.String()),
+		Summary: fmt.Sprintf("session %s of %s ended by %s", s.ID, orUnknown(s.Login), by.String()),
 		Detail:  map[string]string{"asked_by": by.String(), "result": o.Result},
 	}
 	if o.Policy != "" {

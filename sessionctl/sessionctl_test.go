@@ -319,6 +319,9 @@ func TestPolicies(t *testing.T) {
 	if e := r.accessEntries(); len(e) != 1 || e[0]["result"] != ResultDryRun || e[0]["via"] != "policy:idle_timeout" {
 		t.Errorf("access log %v", e)
 	}
+	if a := r.queuedAlerts(); len(a) != 0 {
+		t.Errorf("a dry run alerted: %+v", a)
+	}
 
 	// For real, on a fresh store: fires once. Bob is excepted as a member
 	// of Sales / Administrator, which implies the excepted Sales / User:
