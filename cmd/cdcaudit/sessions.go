@@ -23,7 +23,8 @@ state, most recently active first.
 
 A session is active, idle (open, but no activity for the idle time: 5
 minutes unless run was told otherwise), or ended: revoked, deleted (its
-session row was deleted: a logout), logged_out, password_changed, or expired
+session row was deleted: a logout), logged_out, password_changed, terminated
+(by cdcaudit: 'cdcaudit sessions end' or a policy), or expired
 (no activity for the session lifetime, 7 days unless run was told
 otherwise).
 
