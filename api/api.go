@@ -54,6 +54,9 @@ type Options struct {
 	// Done, when closed, ends every event stream (the daemon is stopping:
 	// its server waits for requests in flight).
 	Done <-chan struct{}
+	// Sessions ends sessions for the admin routes (sessionctl.Controller);
+	// nil: they answer 501.
+	Sessions SessionEnder
 }
 
 // Pacer runs a reader's work when recording leaves room for it.
@@ -81,6 +84,7 @@ type server struct {
 	// xlsx is held by the XLSX export running, if any: excelize holds
 	// tens of MiB per sheet until the file ends, so one runs at a time.
 	xlsx chan struct{}
+	ends SessionEnder
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
@@ -97,7 +101,7 @@ func New(opts Options) (http.Handler, error) {
 		opts.MaxStreams = DefaultMaxStreams
 	}
 	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace,
-		streams: make(streamSlots, opts.MaxStreams), done: opts.Done, xlsx: make(chan struct{}, 1)}
+		streams: make(streamSlots, opts.MaxStreams), done: opts.Done, xlsx: make(chan struct{}, 1), ends: opts.Sessions}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -107,6 +111,9 @@ func New(opts Options) (http.Handler, error) {
 	mux := http.NewServeMux()
 	for pattern, h := range s.routes() {
 		mux.Handle(pattern, s.guard(h))
+	}
+	for path, h := range s.actions() {
+		mux.Handle(path, s.guardAction(h))
 	}
 	mux.HandleFunc(openAPIPath, func(w http.ResponseWriter, r *http.Request) {
 		if !readMethod(w, r) {
@@ -155,6 +162,9 @@ func servedPatterns() []string {
 	for p := range (&server{}).routes() {
 		out = append(out, p)
 	}
+	for p := range (&server{}).actions() {
+		out = append(out, p)
+	}
 	return append(out, openAPIPath)
 }
 
@@ -172,10 +182,8 @@ func headers(next http.Handler) http.Handler {
 // read-only API does not serve, then runs h; h's error becomes the answer.
 func (s *server) guard(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := access.FromContext(r.Context())
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			writeError(w, http.StatusUnauthorized, "not signed in: give a token (Authorization: Bearer) or sign in")
+		p, ok := signedIn(w, r)
+		if !ok {
 			return
 		}
 		if !readMethod(w, r) {
@@ -185,6 +193,17 @@ func (s *server) guard(h handlerFunc) http.Handler {
 			s.fail(w, r, err)
 		}
 	})
+}
+
+// signedIn returns the request's principal, or answers 401.
+func signedIn(w http.ResponseWriter, r *http.Request) (access.Principal, bool) {
+	p, err := access.FromContext(r.Context())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(w, http.StatusUnauthorized, "not signed in: give a token (Authorization: Bearer) or sign in")
+		return p, false
+	}
+	return p, true
 }
 
 func readMethod(w http.ResponseWriter, r *http.Request) bool {

@@ -43,7 +43,7 @@ type Session struct {
 	FirstActivity time.Time `json:"first_activity"`
 	LastActivity  time.Time `json:"last_activity"`
 	Ended         time.Time `json:"ended,omitzero"`
-	EndReason     string    `json:"end_reason,omitempty"` // revoked|deleted|logged_out|expired|password_changed
+	EndReason     string    `json:"end_reason,omitempty"` // revoked|deleted|logged_out|expired|password_changed|terminated
 	EndedBy       *int64    `json:"ended_by,omitempty"`   // who ended it, when the application says
 	Source        string    `json:"source"`               // the table that opened it (schema.table)
 	// StoreWatched: a table of the session store itself names the session

@@ -107,8 +107,9 @@ type Tracker struct {
 	dirty         map[string]struct{}
 	logins        []StateUpdate
 	stats         Stats
-	pending       []passwordChange // of the transaction being observed
-	staged        []stagedPrint    // fingerprints it saw, kept once attributed
+	announced     map[string]struct{} // sessions a Signal showed active before the stream named them
+	pending       []passwordChange    // of the transaction being observed
+	staged        []stagedPrint       // fingerprints it saw, kept once attributed
 }
 
 // passwordChange is a password change seen in the transaction being
@@ -182,6 +183,7 @@ func New(p profile.Profile, opts Options) (*Tracker, error) {
 		byUser:       map[int64][]*tracked{},
 		fingerprints: map[int64][16]byte{},
 		dirty:        map[string]struct{}{},
+		announced:    map[string]struct{}{},
 	}
 	if err := ValidateIdleAfter(t.idleAfter); err != nil {
 		return nil, fmt.Errorf("sessions: idle after: %w", err)
@@ -545,7 +547,14 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 							}
 						}
 					}
-					t.end(s, at, EndRevoked, by)
+					if s.EndReason == EndDeleted && st.Kind == "device_log" {
+						// Its files were seen removed (Signal) before the
+						// revoke that removed them arrived: say who did it.
+						s.EndReason, s.EndedBy = EndRevoked, by
+						t.touched(s, true)
+					} else {
+						t.end(s, at, EndRevoked, by)
+					}
 				}
 				return nil
 			}
@@ -603,6 +612,10 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 		s = &tracked{Session: Session{ID: id, UserID: user, Login: t.names[user],
 			FirstActivity: first, LastActivity: last, Source: table}}
 		t.device(s, st, row, true)
+		if _, ok := t.announced[id]; ok {
+			delete(t.announced, id)
+			s.StoreWatched = true
+		}
 		t.add(s)
 	} else {
 		if !s.Ended.IsZero() && !t.reopen(s, last) {

@@ -248,7 +248,7 @@ wait:
 func demoConsole(d *demo.Demo, m *metrics.Metrics, log *slog.Logger, done <-chan struct{}) (*apiServer, string, error) {
 	cfg := config.Defaults()
 	cfg.DataDir, cfg.Profile = d.DataDir, profile.ChoiceNone
-	served, err := apiRoutes(&cfg, d.Store(), m, nil, log, done)
+	served, err := apiRoutes(&cfg, d.Store(), m, nil, log, done, nil)
 	if err != nil {
 		return nil, "", err
 	}

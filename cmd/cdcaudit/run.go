@@ -122,7 +122,11 @@ func (c *cli) run(args []string) int {
 	// behind: one budget for all of them.
 	pace := readpace.New(m.Behind, readpace.Share)
 	m.ReadPacing(pace.Waited)
-	served, err := apiRoutes(cfg, store, m, pace, log, ctx.Done())
+	ends, err := newDaemonSessions(cfg, store, log)
+	if err != nil {
+		return c.fail("run", err)
+	}
+	served, err := apiRoutes(cfg, store, m, pace, log, ctx.Done(), ends.ctl)
 	if err != nil {
 		return c.fail("run", err)
 	}
@@ -157,6 +161,7 @@ func (c *cli) run(args []string) int {
 	if err := watchDBSessions(cfg, store, &pc, log); err != nil {
 		return c.fail("run", err)
 	}
+	ends.wire(&pc)
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

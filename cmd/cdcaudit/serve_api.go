@@ -34,14 +34,14 @@ type apiServer struct {
 // apiRoutes makes the HTTP API on the daemon's store, behind sign-in, and
 // the console. Closing done ends the API's event streams (the daemon
 // stops).
-func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}) (*apiServer, error) {
+func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}, ends api.SessionEnder) (*apiServer, error) {
 	// The instance key signs the manifests of exports (created at the
 	// first start, 0600, beside the store).
 	key, err := instancekey.LoadOrCreate(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace, Done: done})
+	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace, Done: done, Sessions: ends})
 	if err != nil {
 		return nil, err
 	}

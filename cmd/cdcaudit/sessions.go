@@ -23,7 +23,8 @@ state, most recently active first.
 
 A session is active, idle (open, but no activity for the idle time: 5
 minutes unless run was told otherwise), or ended: revoked, deleted (its
-session row was deleted: a logout), logged_out, password_changed, or expired
+session row was deleted: a logout), logged_out, password_changed, terminated
+(by cdcaudit: 'cdcaudit sessions end' or a policy), or expired
 (no activity for the session lifetime, 7 days unless run was told
 otherwise).
 
@@ -32,7 +33,12 @@ database when a user logs out, so an open session of its res_device_log may
 already have ended (it is listed as open until it expires), and expired and
 password_changed ends are inferences. Only a watched session store (OCA
 session_db's http_sessions, a generic profile's session table) shows a
-logout. In --format json, end_inferred says it per session.
+logout, as does Odoo's file session store when run watches it
+(session_store: docs/session-control.md). In --format json, end_inferred
+says it per session.
+
+'cdcaudit sessions end ID' and 'cdcaudit sessions end --user LOGIN --all'
+end sessions (see 'cdcaudit sessions end --help'); they end 'terminated'.
 
 A session's id is a pseudonym, the actor.session_id of the
 events made in it: the application's own session identifier is a secret and
@@ -58,6 +64,9 @@ const sessionsExamples = `  cdcaudit sessions --data-dir /var/lib/cdcaudit --act
 var sessionsNow = time.Now
 
 func (c *cli) sessions(args []string) int {
+	if len(args) > 0 && args[0] == "end" {
+		return c.sessionsEnd(args[1:])
+	}
 	fs := c.flagSet("sessions", "--data-dir DIR [--active] [--user LOGIN] [--format table|json] [--db]", sessionsAbout, sessionsExamples)
 	set := config.Bind(fs.FlagSet, config.KeyDataDir).Require(config.KeyDataDir)
 	fs.Lookup("data-dir").Usage = "`directory` of the audit store [CDCAUDIT_DATA_DIR]"

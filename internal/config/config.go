@@ -66,9 +66,11 @@ import (
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/rules"
+	"github.com/cdcaudit/cdcaudit/sessionctl"
 	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
+	"github.com/cdcaudit/cdcaudit/storewatch"
 )
 
 // Key names, as written in the YAML file.
@@ -134,6 +136,14 @@ const (
 	KeyWebhookSecretFile = "webhook_secret_file"
 	KeyAlertRoutes       = "alert_routes"
 	KeyNewDeviceWindow   = "new_device_window"
+	KeySessionStore      = "session_store"
+	KeySessionEndSQL     = "session_end_sql"
+	KeySessionEndWebhook = "session_end_webhook"
+	KeyPolicyIdleTimeout = "policy_idle_timeout"
+	KeyPolicyMaxAge      = "policy_max_age"
+	KeyPolicyOneSession  = "policy_one_session"
+	KeyPolicyExceptions  = "policy_exceptions"
+	KeyPolicyDryRun      = "policy_dry_run"
 )
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
@@ -227,6 +237,14 @@ type Config struct {
 	WebhookURL, WebhookSecretFile                           string
 	AlertRoutes                                             string
 	NewDeviceWindow                                         time.Duration
+	// Session control (sessionctl, storewatch): Odoo's file session store
+	// (watched; its files removed to end a session), the generic end
+	// statement and webhook, and the policies.
+	SessionStore                     string
+	SessionEndSQL, SessionEndWebhook string
+	PolicyIdleTimeout, PolicyMaxAge  time.Duration
+	PolicyOneSession, PolicyDryRun   bool
+	PolicyExceptions                 []sessionctl.Exception
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -477,6 +495,23 @@ var keys = []keyInfo{
 		}),
 	setting(KeyNewDeviceWindow, "a device not seen for a user within this `duration` is new (alert new_device)",
 		func(c *Config) *time.Duration { return &c.NewDeviceWindow }, alerts.DefaultNewDeviceWindow, alerts.ValidateNewDeviceWindow),
+	setting(KeySessionStore, "Odoo's file session store `directory` (<data_dir>/sessions): watched for logouts and expiries, and where ending a session removes its files",
+		func(c *Config) *string { return &c.SessionStore }, "", nil).
+		files(func(c *Config) error { return optional(storewatch.ValidateDir)(c.SessionStore) }),
+	setting(KeySessionEndSQL, "parameterised `statement` that ends a session ($1 its pseudonym, $2 its user id, $3 its login), run with cdcaudit's message in one transaction",
+		func(c *Config) *string { return &c.SessionEndSQL }, "", nil),
+	setting(KeySessionEndWebhook, "`URL` POSTed {action, session, user_id, login, asked_by} to end a session",
+		func(c *Config) *string { return &c.SessionEndWebhook }, "", optional(sessionctl.ValidateWebhook)),
+	setting(KeyPolicyIdleTimeout, "end sessions without activity for this `duration` (0: off)",
+		func(c *Config) *time.Duration { return &c.PolicyIdleTimeout }, 0, sessionctl.ValidatePolicyDuration),
+	setting(KeyPolicyMaxAge, "end sessions this `duration` after their first activity (0: off)",
+		func(c *Config) *time.Duration { return &c.PolicyMaxAge }, 0, sessionctl.ValidatePolicyDuration),
+	setting(KeyPolicyOneSession, "one session per user: a new login ends the user's older sessions",
+		func(c *Config) *bool { return &c.PolicyOneSession }, false, nil),
+	listOf(KeyPolicyExceptions, "`logins and groups` no policy ends: login:NAME, group:module.name (Odoo group xml id)",
+		func(c *Config) *[]sessionctl.Exception { return &c.PolicyExceptions }, items[sessionctl.Exception]{form: "exceptions", parse: sessionctl.ParseException}, nil),
+	setting(KeyPolicyDryRun, "session policies only log and record what they would end",
+		func(c *Config) *bool { return &c.PolicyDryRun }, false, nil),
 }
 
 func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }

@@ -139,6 +139,9 @@ func (x *enricher) start(p profile.Profile, present []string) error {
 		return err
 	}
 	x.published.Store(x.tracker)
+	if x.cfg.OnTracker != nil {
+		x.cfg.OnTracker(x.tracker)
+	}
 	x.corr = correlate.New(p, x.tracker)
 	if err := x.store.LoadState(stateSessions, func(k, v []byte) error { return x.tracker.Load(string(k), v) }); err != nil {
 		return fmt.Errorf("loading session state: %w", err)
@@ -650,3 +653,25 @@ func (x *enricher) sessionFigures() (open, users int, skipped uint64) {
 	st := t.Stats()
 	return st.Open, st.Users, st.Skipped
 }
+
+// signals applies the session signals waiting (without blocking) to the
+// tracker, and reports whether any changed a session. Signals that come
+// before attribution starts are dropped: there is no session to end.
+func (x *enricher) signals() bool {
+	changed := false
+	for range maxSignals {
+		select {
+		case sig := <-x.cfg.SessionSignals:
+			if x.tracker != nil && x.tracker.Apply(sig) {
+				changed = true
+			}
+		default:
+			return changed
+		}
+	}
+	return changed
+}
+
+// maxSignals bounds the signals applied between two transactions: a flood
+// never holds the stream up; the rest wait for the next turn.
+const maxSignals = 256

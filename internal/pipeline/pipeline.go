@@ -25,6 +25,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/rules"
+	"github.com/cdcaudit/cdcaudit/sessions"
 	"github.com/cdcaudit/cdcaudit/sink"
 	"github.com/cdcaudit/cdcaudit/snapshot"
 )
@@ -76,6 +77,19 @@ type Config struct {
 	Retention sink.Retention
 	// Rules turns the suspicious-activity rules of the stream on or off.
 	Rules rules.Config
+	// SessionSignals, when set, is news of sessions from outside the
+	// stream (the watched session store, cdcaudit's own terminations):
+	// applied to the session tracker on the stream's goroutine, between
+	// transactions (before each one, and when idle within the status
+	// interval), and persisted with the next batch like the stream's.
+	SessionSignals <-chan sessions.Signal
+	// OnTracker, when set, is given the session tracker once attribution
+	// starts (at start, or when profile auto settles on Odoo): its methods
+	// are safe for concurrent use (session policies read it).
+	OnTracker func(*sessions.Tracker)
+	// Control adds requests to the data-dir socket (backup.Server.Handle),
+	// by verb: e.g. end_session.
+	Control map[string]backup.Handler
 	// Sources run beside the stream for as long as it runs, each given the
 	// StateSink through which it stores what it finds (see Source).
 	Sources []Source
@@ -488,8 +502,17 @@ func (c *consumer) Handle(ctx context.Context, walStart uint64, data []byte) err
 }
 
 // Position implements replication.Consumer: the durable position, and
-// whether anything received is not durable yet.
+// whether anything received is not durable yet. The stream asks at least
+// once per status interval: between transactions, session signals are
+// applied then and their state submitted.
 func (c *consumer) Position() (uint64, bool) {
+	if !c.dec.InTransaction() && c.enrich.signals() {
+		if recs := c.enrich.state(); len(recs) > 0 {
+			if err := c.writer.Submit(context.Background(), sink.Batch{State: recs}); err != nil && c.writer.Err() != nil {
+				c.storeFailed()
+			}
+		}
+	}
 	return c.writer.Durable(), c.dec.InTransaction() || c.writer.Pending() > 0
 }
 
@@ -530,6 +553,7 @@ func (c *consumer) Reset(ctx context.Context) (uint64, error) {
 
 // Begin implements decoder.Handler: from now on the transaction is lag.
 func (c *consumer) Begin(tx *decoder.Tx) error {
+	c.enrich.signals() // their state goes with this transaction's batch
 	c.tx = tx
 	c.txOrdinal = 0
 	c.snapActive = c.snap.src != nil && c.snap.src.Active()

@@ -236,6 +236,9 @@ func serveControl(control *backup.Server, cfg Config, store *sink.Store, snaps *
 	if control == nil {
 		return
 	}
+	for verb, h := range cfg.Control {
+		control.Handle(verb, h)
+	}
 	control.Handle("status", func(string) ([]byte, error) {
 		st := daemonStatus{Checkpoint: audit.FormatLSN(store.Checkpoint()), Snapshot: snaps.Status(),
 			Slot: slotStatus{Name: cfg.Replication.Slot}}
