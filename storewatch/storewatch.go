@@ -133,8 +133,13 @@ type birth struct {
 }
 
 // ValidateDir checks that dir is a directory (Odoo's <data_dir>/sessions).
+// A directory that does not exist yet is accepted: Odoo makes it when it
+// first starts, and cdcaudit may start before Odoo (Run waits for it).
 func ValidateDir(dir string) error {
 	st, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -144,7 +149,7 @@ func ValidateDir(dir string) error {
 	return nil
 }
 
-// New makes a watcher of opts.Dir, which must exist.
+// New makes a watcher of opts.Dir, which need not exist yet.
 func New(opts Options) (*Watcher, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("storewatch: no directory")
@@ -191,6 +196,9 @@ func (w *Watcher) Run(ctx context.Context, out chan<- sessions.Signal) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	if err := w.awaitDir(ctx); err != nil {
+		return err
 	}
 	var fw *fsnotify.Watcher
 	if !w.opts.ForcePoll {
@@ -514,4 +522,25 @@ func Identifiers(dir, id string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// awaitDir waits, polling, for the session store to exist: Odoo makes it
+// at its first start, which may come after cdcaudit's.
+func (w *Watcher) awaitDir(ctx context.Context) error {
+	for logged := false; ; logged = true {
+		if _, err := os.Stat(w.opts.Dir); !errors.Is(err, fs.ErrNotExist) {
+			if logged {
+				w.log.Info("session store: the directory exists now, watching it", "dir", w.opts.Dir)
+			}
+			return nil
+		}
+		if !logged {
+			w.log.Info("session store: waiting for the directory to appear (Odoo makes it when it first starts)", "dir", w.opts.Dir, "every", w.opts.Poll)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(w.opts.Poll):
+		}
+	}
 }

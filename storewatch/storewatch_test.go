@@ -285,3 +285,50 @@ func FuzzParseUser(f *testing.F) {
 		}
 	})
 }
+
+// TestStoreMadeAfterStart: cdcaudit may start before Odoo has made its
+// session store; the watcher waits for the directory, then sees the
+// sessions in it. A path that is a file is refused.
+func TestStoreMadeAfterStart(t *testing.T) {
+	parent := t.TempDir()
+	s := store{t, filepath.Join(parent, "sessions")}
+	if err := ValidateDir(s.dir); err != nil {
+		t.Fatalf("a store not made yet: %v", err)
+	}
+	w, err := New(Options{Dir: s.dir, Poll: 20 * time.Millisecond, Rotation: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan sessions.Signal, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(60 * time.Millisecond) // a few polls find nothing
+	if err := os.Mkdir(s.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher takes the directory at its next poll: a session saved
+	// after that is seen as it is written.
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Stats().Tracked == 0 && time.Now().Before(deadline) {
+		s.save(sidOf("efgood01"), 6, time.Time{})
+		time.Sleep(50 * time.Millisecond)
+	}
+	if w.Stats().Tracked == 0 {
+		t.Fatal("the store made after the start is not watched")
+	}
+	// A session that begins now is told.
+	for len(out) > 0 {
+		<-out
+	}
+	s.save(sidOf("efgood02"), 7, time.Time{})
+	if sigs := collect(t, out, 0, 500*time.Millisecond); len(sigs) == 0 {
+		t.Fatal("no signal from a session begun once the store existed")
+	}
+	file := filepath.Join(parent, "file")
+	os.WriteFile(file, nil, 0o600)
+	if err := ValidateDir(file); err == nil {
+		t.Error("a file accepted as the session store")
+	}
+}

@@ -15,6 +15,8 @@
 # 3c. the HTTP API with Odoo's own users (passwords, TOTP, roles, self
 #    isolation, an export and its manifest, the access log: api-check.py) and
 #    the read commands through the daemon's socket;
+# 3d. session control: a session cdcaudit ends is logged out of Odoo
+#    (end-check.py); the logins read from Odoo's log; the alerts;
 # 4. SIGTERM; export (jsonl, csv), sessions, verify, check, /metrics (scraped
 #    before the stop) and the daemon log searched for every secret
 #    (count-secrets.py);
@@ -67,6 +69,8 @@ VIEWER_TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["
 export CDCAUDIT_API_TOKENS
 CDCAUDIT_API_TOKENS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["entry"])' "$OUT/token.json")
 rm "$OUT/token.json"
+# Odoo's session store and log, which Odoo makes only when it starts (after cdcaudit).
+export CDCAUDIT_SESSION_STORE="$LAB/data/sessions" CDCAUDIT_APP_LOG="$LAB/home/odoo.log"
 "$BIN" run --dsn "$DSN" --data-dir "$DATA" --http-addr 127.0.0.1:0 >"$OUT/cdcaudit.log" 2>&1 &
 CDC=$!
 for _ in $(seq 30); do grep -q 'msg=streaming' "$OUT/cdcaudit.log" && break; sleep 1; done
@@ -117,6 +121,20 @@ python3 scripts/odoo-lab/api-check.py "${METRICS%/metrics}" "$VIEWER_TOKEN" "$OU
 "$BIN" sessions --data-dir "$DATA" --format json >"$OUT/sessions-live.json" && echo "sessions while running: ok" || fail=1
 "$BIN" export --data-dir "$DATA" --user bob --format csv >"$OUT/export-bob-live.csv" && echo "export --user bob while running: $(($(wc -l <"$OUT/export-bob-live.csv") - 1)) events" || fail=1
 "$BIN" verify --data-dir "$DATA" >"$OUT/verify-live.txt" && echo "verify while running: $(head -1 "$OUT/verify-live.txt")" || fail=1
+
+echo "== 3d. session control and Odoo's log: a session ended by cdcaudit is logged out of Odoo"
+python3 scripts/odoo-lab/end-check.py "http://127.0.0.1:${HTTP_PORT:-18069}" "${METRICS%/metrics}" "$VIEWER_TOKEN" "$BIN" "$DATA" "$LAB/data/sessions" | tee "$OUT/end-check.txt" || fail=1
+"$BIN" logins --data-dir "$DATA" --format json >"$OUT/logins.json" || fail=1
+python3 - "$OUT/logins.json" <<'EOF' || fail=1
+import json, sys
+logins = json.load(open(sys.argv[1]))
+logins = logins.get("logins", logins) if isinstance(logins, dict) else logins
+failed = [l for l in logins if l["result"] == "failed" and l["login"] == "bob"]
+ok = [l for l in logins if l["result"] == "ok"]
+print("logins read from Odoo's log: %d ok, %d failed (bob's wrong password among them: %s)" % (len(ok), len(logins) - len(ok), bool(failed)))
+sys.exit(0 if failed and ok else 1)
+EOF
+"$BIN" alerts --data-dir "$DATA" >"$OUT/alerts.txt" && echo "alerts: $(($(wc -l <"$OUT/alerts.txt") - 1)) listed (see $OUT/alerts.txt)" || fail=1
 
 curl -s "$METRICS" >"$OUT/metrics.txt"
 kill -TERM "$CDC"
