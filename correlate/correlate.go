@@ -40,6 +40,11 @@ const (
 	// tables, any table's): the application installing or upgrading a
 	// module.
 	FlagSchemaMigration = "schema_migration"
+	// FlagCdcaudit marks the changes cdcaudit itself made (ending a
+	// session: sessionctl), as its message in the transaction says
+	// ("by":"cdcaudit"). Like the message's user, it is what the message
+	// claims: whoever may emit logical decoding messages could claim it.
+	FlagCdcaudit = "cdcaudit"
 )
 
 // maxTxAge is longer than any application transaction runs: an updated_at
@@ -582,6 +587,13 @@ func (c *Correlator) Attribute(tx *Tx) {
 	// The transaction's user by strength: message, session row, then per
 	// event row_user, else the peers' majority.
 	msgUser, msgSession, msgOK := firstMessage(tx.Messages)
+	if byCdcaudit(tx.Messages) {
+		for _, e := range tx.Events {
+			if !slices.Contains(e.Flags, FlagCdcaudit) {
+				e.Flags = append(e.Flags, FlagCdcaudit)
+			}
+		}
+	}
 	var rowUser int64
 	for _, r := range tx.SessionRows {
 		if r.UserID > 0 {
@@ -931,6 +943,23 @@ func firstMessage(msgs []Message) (int64, string, bool) {
 		}
 	}
 	return 0, "", false
+}
+
+// byCdcaudit reports whether a message of the transaction says cdcaudit
+// itself made it: {"user_id": N, …, "by": "cdcaudit"}.
+func byCdcaudit(msgs []Message) bool {
+	for _, m := range msgs {
+		if m.Prefix != MessagePrefix || len(m.Content) > maxMessageLen {
+			continue
+		}
+		var by struct {
+			By string `json:"by"`
+		}
+		if _, _, ok := parseMessage(m.Content); ok && json.Unmarshal(m.Content, &by) == nil && by.By == "cdcaudit" {
+			return true
+		}
+	}
+	return false
 }
 
 // parseMessage reads {"user_id": N, "session_id": "…"} strictly: user_id a

@@ -934,3 +934,23 @@ func TestSecondWriteAfterUpdateWithoutBeforeImage(t *testing.T) {
 	check("raw first write", first, want{0, "none", "", "none", []string{"orm_bypass"}}, 2, 6, 7)
 	check("raw second write", second, want{0, "none", "", "none", []string{"orm_bypass"}}, 2, 6, 7)
 }
+
+// TestCdcauditsOwnChanges: a transaction whose message says cdcaudit made
+// it (ending a session) has its changes flagged so; a message of the same
+// shape without "by":"cdcaudit", or a malformed one, flags nothing.
+func TestCdcauditsOwnChanges(t *testing.T) {
+	for content, want := range map[string]bool{
+		`{"user_id":1,"by":"cdcaudit","action":"end_session","session":"s1"}`: true,
+		`{"user_id":1,"by":"someone"}`:                                        false,
+		`{"user_id":1}`:                                                       false,
+		`{"user_id":0,"by":"cdcaudit"}`:                                       false,
+		`{"by":"cdcaudit"}`:                                                   false,
+	} {
+		c := New(profile.Odoo(), newFake())
+		e := upd("sale_order", order("1", "1.00", "2", t0), order("1", "2.00", "6", t1))
+		c.Attribute(&Tx{CommitTime: commit, Events: []*audit.Event{e}, Messages: []Message{msg(content)}})
+		if got := slices.Contains(e.Flags, FlagCdcaudit); got != want {
+			t.Errorf("message %s: flagged %v, want %v (flags %v)", content, got, want, e.Flags)
+		}
+	}
+}

@@ -96,7 +96,8 @@ for _ in range(30):
 check(bool(revokes), "her device-log rows revoked, in the stream: %d update(s)" % len(revokes))
 for e in revokes:
     a = e["actor"]
-    check(a.get("user_via") == "message", "the revoke arrives attributed through cdcaudit's message: user %s via %s" % (a.get("login"), a.get("user_via")))
+    check(a.get("user_via") == "message" and "cdcaudit" in (e.get("flags") or []),
+          "the revoke arrives as cdcaudit's change: user %s via %s, flags %s" % (a.get("login"), a.get("user_via"), e.get("flags")))
 
 print("end-check: %s" % ("OK" if not failures else "%d FAILED" % len(failures)))
 sys.exit(1 if failures else 0)
