@@ -370,3 +370,24 @@ func TestImpossibleTravel(t *testing.T) {
 		t.Errorf("the hit: %+v", a)
 	}
 }
+
+// TestSuperuserNotJudged: Odoo's __system__ installs modules (thousands of
+// changes to ir.model, ir.rule, res.groups …): neither a mass change nor a
+// first use of a sensitive model; the same changes by a person are.
+func TestSuperuserNotJudged(t *testing.T) {
+	cfg := Config{MassChange: Rate{N: 10, Within: 10 * time.Minute}, Sensitive: []string{"ir.rule"}}
+	for login, want := range map[string]int{"__system__": 0, "user1": 2} {
+		st := New(cfg, nil)
+		var s stream
+		var evs []*audit.Event
+		for range 11 {
+			e := change(audit.OpUpdate, "ir.rule", "ir_rule", 1, "", "id", "1")
+			e.Actor.Login = login
+			evs = append(evs, e)
+		}
+		st.Observe(s.tx(t0, evs...))
+		if h := hits(t, st.Dirty()); len(h) != want {
+			t.Errorf("%s: %d hits, want %d: %+v", login, len(h), want, h)
+		}
+	}
+}

@@ -83,7 +83,7 @@ for _ in range(60):
     if ended and ended.get("state") == "ended":
         break
     time.sleep(1)
-check(ended and ended.get("end_reason") == "terminated", "cdcaudit shows it ended: %s" % (ended and (ended.get("state"), ended.get("end_reason"))))
+check(bool(ended) and ended.get("end_reason") == "terminated", "cdcaudit shows it ended: %s %s" % ((ended or {}).get("state"), (ended or {}).get("end_reason")))
 
 revokes = []
 for _ in range(30):
