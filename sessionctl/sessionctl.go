@@ -83,8 +83,12 @@ type Config struct {
 	// pseudonym, $2 its user id (0 when unknown), $3 its login.
 	EndSQL string
 	// Webhook is a URL POSTed {"session","user_id","login","asked_by"}: a
-	// 2xx answer is ok, 404 and 410 not_found.
-	Webhook string
+	// 2xx answer is ok, 404 and 410 not_found. WebhookKey signs each post
+	// as alert webhooks are signed (alerts.Sign, X-Cdcaudit-Signature):
+	// the receiver ends sessions, so it must be able to tell cdcaudit's
+	// requests from anyone's.
+	Webhook    string
+	WebhookKey []byte
 	// Timeout bounds each action (default 10s).
 	Timeout time.Duration
 	// Policies end sessions without being asked (all off by default).

@@ -3,6 +3,7 @@ package sessionctl
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -399,9 +400,17 @@ func TestGenericSQLAndWebhook(t *testing.T) {
 	id := sessions.Pseudonym("raw-secret-sid")
 	var mu sync.Mutex
 	var got []webhookBody
+	key := []byte("the-session-end-key-0123456789")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		raw, _ := io.ReadAll(req.Body)
+		// The receiver ends sessions: it takes only what cdcaudit signed.
+		if err := alerts.VerifySignature(key, raw, req.Header.Get(alerts.SignatureHeader), time.Now(), alerts.DefaultReplayWindow); err != nil {
+			t.Errorf("the end request's signature: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		var b webhookBody
-		json.NewDecoder(req.Body).Decode(&b)
+		json.Unmarshal(raw, &b)
 		mu.Lock()
 		got = append(got, b)
 		n := len(got)
@@ -411,7 +420,7 @@ func TestGenericSQLAndWebhook(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, err := New(Config{DSN: r.dsn, Webhook: srv.URL + "/end?key=hook-secret",
+	c, err := New(Config{DSN: r.dsn, Webhook: srv.URL + "/end?key=hook-secret", WebhookKey: key,
 		EndSQL: `DELETE FROM app_sessions WHERE 's' || left(encode(sha256(convert_to(sid, 'UTF8')), 'hex'), 24) = $1 AND user_id = $2`}, r.store)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/sessions"
 )
 
@@ -32,6 +33,9 @@ func (c *Controller) webhook(ctx context.Context, s sessions.Session, by Request
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cdcaudit")
+	if len(c.cfg.WebhookKey) > 0 {
+		req.Header.Set(alerts.SignatureHeader, alerts.Sign(c.cfg.WebhookKey, body, c.cfg.Now()))
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("no answer: %w", unwrapURL(err))

@@ -180,18 +180,26 @@ func osUser() string {
 }
 
 // controllerConfig maps the configuration onto sessionctl's.
-func controllerConfig(cfg *config.Config, log *slog.Logger) sessionctl.Config {
+func controllerConfig(cfg *config.Config, log *slog.Logger) (sessionctl.Config, error) {
 	logins, groups := sessionctl.Exceptions(cfg.PolicyExceptions)
+	var secret []byte
+	if cfg.SessionEndWebhook != "" {
+		var err error
+		if secret, err = cfg.ReadWebhookSecret(); err != nil {
+			return sessionctl.Config{}, err
+		}
+	}
 	return sessionctl.Config{
 		DSN:          cfg.DSN,
 		Odoo:         cfg.Profile == profile.ChoiceOdoo || cfg.Profile == profile.ChoiceAuto || cfg.Profile == "",
 		SessionStore: cfg.SessionStore,
 		EndSQL:       cfg.SessionEndSQL,
 		Webhook:      cfg.SessionEndWebhook,
+		WebhookKey:   secret,
 		Policies: sessionctl.Policies{IdleTimeout: cfg.PolicyIdleTimeout, MaxAge: cfg.PolicyMaxAge,
 			OneSession: cfg.PolicyOneSession, ExceptLogins: logins, ExceptGroups: groups, DryRun: cfg.PolicyDryRun},
 		Logger: log.With("component", "sessionctl"),
-	}
+	}, nil
 }
 
 // endDirectly ends sessions without a daemon: the store is opened for
@@ -212,7 +220,10 @@ func endDirectly(cfg *config.Config, id, login, by string) ([]sessionctl.Outcome
 	}
 	w := sink.NewWriter(store, sink.WriterOptions{Queue: 1})
 	defer w.Close()
-	scfg := controllerConfig(cfg, slog.New(slog.DiscardHandler))
+	scfg, err := controllerConfig(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
 	scfg.Policies = sessionctl.Policies{}
 	ctl, err := sessionctl.New(scfg, store)
 	if err != nil {
@@ -261,7 +272,10 @@ type daemonSessions struct {
 // newDaemonSessions makes session control for run. Without anything that
 // can end a session its requests say so (sessionctl.ErrDisabled).
 func newDaemonSessions(cfg *config.Config, store *sink.Store, log *slog.Logger) (*daemonSessions, error) {
-	scfg := controllerConfig(cfg, log)
+	scfg, err := controllerConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	ctl, err := sessionctl.New(scfg, store)
 	if err != nil {
 		return nil, err

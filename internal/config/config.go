@@ -501,7 +501,13 @@ var keys = []keyInfo{
 	setting(KeySessionEndSQL, "parameterised `statement` that ends a session ($1 its pseudonym, $2 its user id, $3 its login), run with cdcaudit's message in one transaction",
 		func(c *Config) *string { return &c.SessionEndSQL }, "", nil),
 	setting(KeySessionEndWebhook, "`URL` POSTed {action, session, user_id, login, asked_by} to end a session",
-		func(c *Config) *string { return &c.SessionEndWebhook }, "", optional(sessionctl.ValidateWebhook)),
+		func(c *Config) *string { return &c.SessionEndWebhook }, "", optional(sessionctl.ValidateWebhook)).
+		rule(func(c *Config) error {
+			if c.SessionEndWebhook != "" && c.WebhookSecretFile == "" {
+				return errors.New("needs webhook_secret_file: its posts are signed with that key (X-Cdcaudit-Signature), so that the application can tell cdcaudit's requests to end a session from anyone's")
+			}
+			return nil
+		}),
 	setting(KeyPolicyIdleTimeout, "end sessions without activity for this `duration` (0: off)",
 		func(c *Config) *time.Duration { return &c.PolicyIdleTimeout }, 0, sessionctl.ValidatePolicyDuration),
 	setting(KeyPolicyMaxAge, "end sessions this `duration` after their first activity (0: off)",
