@@ -369,7 +369,7 @@ type pendingTx struct {
 	first      uint64 // WAL start of its Begin (the transaction's first record)
 	end        uint64 // its end LSN, once its Commit was received; 0 before
 	commitTime time.Time
-	runs       int  // its event counts: the next runs of pendRuns
+	runs       int // its event counts: the next runs of pendRuns
 	flags      []flagRun
 	marker     bool // cdcaudit's own: it hands over snapshot chunks
 }
