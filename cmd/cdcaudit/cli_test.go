@@ -46,6 +46,7 @@ var commandFlags = map[string][]string{
 	"demo":     {"data-dir", "http-addr", "rate"},
 	"status":   {"data-dir", "format", "config"},
 	"snapshot": {"data-dir", "table", "config"},
+	"health":   {"url", "timeout"},
 	"version":  {},
 }
 

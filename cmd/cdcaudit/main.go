@@ -10,6 +10,7 @@
 //	cdcaudit compact --data-dir DIR             rewrite a stopped store into a fresh file
 //	cdcaudit sessions --data-dir DIR            the application's login sessions
 //	cdcaudit status  --data-dir DIR             a running daemon's state
+//	cdcaudit health  [--url URL]                a running daemon's /healthz, as an exit status
 //	cdcaudit snapshot --data-dir DIR --table G  snapshot tables again
 //	cdcaudit demo                               everything, against a throwaway server
 //
@@ -78,6 +79,7 @@ func init() {
 		{"compact", "rewrite a stopped store into a fresh, compact file (records re-encoded into blocks)", (*cli).compact},
 		{"sessions", "list the application's login sessions: user, device, location, activity, state", (*cli).sessions},
 		{"status", "show a running daemon's checkpoint, slot and snapshot progress", (*cli).status},
+		{"health", "ask a running daemon's /healthz (exit 0 healthy, 1 not): a container healthcheck", (*cli).health},
 		{"token", "make an API token for the HTTP API (prints it once, and its configuration entry)", (*cli).token},
 		{"snapshot", "make a running daemon snapshot tables again (e.g. added to the publication later)", (*cli).snapshot},
 		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},
