@@ -10,7 +10,7 @@ var eventFlags = []string{"orm_bypass", "schema_migration", "truncate_cascade", 
 func (m *Metrics) registerFlags() {
 	m.flagged = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "flagged_events_total",
-		Help: "Row events durable in the store that carry a flag, by flag (an event with two flags counts under each): orm_bypass (changed outside the application), schema_migration, truncate_cascade, truncate_restart_identity. Counted like events_total: a replay is not counted again.",
+		Help: "Row events durable in the store that carry a flag, by flag (an event with two flags counts under each): orm_bypass (changed outside the application), schema_migration, truncate_cascade, truncate_restart_identity. Counted as the store stores them: an event replayed after a reconnect or a crash, already stored, is not counted again.",
 	}, []string{"flag"})
 	for _, f := range eventFlags {
 		m.flagged.WithLabelValues(f)

@@ -51,7 +51,7 @@ func TestFlaggedEvents(t *testing.T) {
 	m.AddFlagged("", 5)
 	m.AddFlagged("something_new", 1)
 	want := `
-# HELP cdcaudit_flagged_events_total Row events durable in the store that carry a flag, by flag (an event with two flags counts under each): orm_bypass (changed outside the application), schema_migration, truncate_cascade, truncate_restart_identity. Counted like events_total: a replay is not counted again.
+# HELP cdcaudit_flagged_events_total Row events durable in the store that carry a flag, by flag (an event with two flags counts under each): orm_bypass (changed outside the application), schema_migration, truncate_cascade, truncate_restart_identity. Counted as the store stores them: an event replayed after a reconnect or a crash, already stored, is not counted again.
 # TYPE cdcaudit_flagged_events_total counter
 cdcaudit_flagged_events_total{flag="orm_bypass"} 3
 cdcaudit_flagged_events_total{flag="schema_migration"} 0

@@ -327,7 +327,6 @@ type consumer struct {
 	terms      termChunks // and their terms
 	msgStart   uint64     // WAL start of the message being decoded
 	txCounts   []tableRun // event counts of the transaction in progress
-	txFlags    []flagRun  // its flagged events, counted once attributed
 	lastAnchor time.Time  // of the writer goroutine
 
 	// Transactions received and not yet durable, oldest first, with the
@@ -338,7 +337,6 @@ type consumer struct {
 	pending   []pendingTx
 	pendRuns  []tableRun
 	durCounts map[tableOp]int // scratch of the writer goroutine
-	durFlags  map[string]int  // likewise
 
 	anchorQ    chan struct{}
 	anchorDone chan struct{}
@@ -353,12 +351,6 @@ type tableOp struct {
 	op            audit.Op
 }
 
-// flagRun counts the events of a transaction that carry one flag.
-type flagRun struct {
-	flag string
-	n    int
-}
-
 // tableRun counts consecutive events of one table and operation.
 type tableRun struct {
 	k tableOp
@@ -369,8 +361,7 @@ type pendingTx struct {
 	first      uint64 // WAL start of its Begin (the transaction's first record)
 	end        uint64 // its end LSN, once its Commit was received; 0 before
 	commitTime time.Time
-	runs       int // its event counts: the next runs of pendRuns
-	flags      []flagRun
+	runs       int  // its event counts: the next runs of pendRuns
 	marker     bool // cdcaudit's own: it hands over snapshot chunks
 }
 
@@ -379,7 +370,6 @@ func newConsumer(dec *decoder.Decoder, store *sink.Store, cfg Config, log *slog.
 		dec: dec, store: store, m: cfg.Metrics, log: log,
 		notify:    make(chan struct{}, 1),
 		durCounts: make(map[tableOp]int),
-		durFlags:  make(map[string]int),
 	}
 	c.writer = sink.NewWriter(store, sink.WriterOptions{Queue: 4096, OnCommit: c.committed, Release: c.released})
 	c.anchorQ, c.anchorDone = make(chan struct{}, 1), make(chan struct{})
@@ -398,6 +388,11 @@ func (c *consumer) committed(ci sink.CommitInfo) {
 	}
 	if c.m != nil {
 		c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
+		// The flags of the events this commit stored: what the store holds,
+		// whatever a replay of the same events would now make of them.
+		for f, n := range ci.Flags {
+			c.m.AddFlagged(f, n)
+		}
 		c.m.StoreSize(c.store.Size())
 		c.countDurable(ci.Checkpoint)
 	}
@@ -628,9 +623,6 @@ func (c *consumer) countDurable(checkpoint uint64) {
 		for _, r := range c.pendRuns[:c.pending[0].runs] {
 			c.durCounts[r.k] += r.n
 		}
-		for _, f := range c.pending[0].flags {
-			c.durFlags[f.flag] += f.n
-		}
 		c.pendRuns = c.pendRuns[c.pending[0].runs:]
 		if !c.pending[0].marker {
 			txs++
@@ -643,10 +635,6 @@ func (c *consumer) countDurable(checkpoint uint64) {
 		c.m.AddEvents(k.schema, k.table, k.op.String(), n)
 		delete(c.durCounts, k)
 	}
-	for f, n := range c.durFlags {
-		c.m.AddFlagged(f, n)
-		delete(c.durFlags, f)
-	}
 	c.m.AddTransactions(txs)
 }
 
@@ -654,7 +642,6 @@ func (c *consumer) countDurable(checkpoint uint64) {
 // broke: it will be received again, and counted then.
 func (c *consumer) dropPartial() {
 	c.txCounts = c.txCounts[:0]
-	c.txFlags = c.txFlags[:0]
 	if c.m == nil {
 		return
 	}
@@ -680,7 +667,6 @@ func (c *consumer) publishPending() {
 // transaction's end LSN at its commit, 0 for a chunk of a huge transaction.
 func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 	c.enrich.attribute(tx, c.txEvents)
-	c.countFlags(checkpoint)
 	huge := false
 	// Only a chunk whose values reach hugeEvent can hold a huge event; the
 	// events of the others are not measured again.
@@ -731,41 +717,6 @@ func (c *consumer) flushTx(tx *decoder.Tx, checkpoint uint64) error {
 		c.dec.Recycle()
 	}
 	return nil
-}
-
-// countFlags counts the flags of the attributed events of the transaction
-// in progress (snapshot records are no changes); at its commit
-// (checkpoint ≠ 0) it hands them to the transaction's pending entry, which
-// received made and countDurable counts once the store has it, like the
-// events.
-func (c *consumer) countFlags(checkpoint uint64) {
-	if c.m == nil {
-		return
-	}
-	for _, e := range c.txEvents {
-		if e.Op == audit.OpSnapshot {
-			continue
-		}
-	flags:
-		for _, f := range e.Flags {
-			for i := range c.txFlags {
-				if c.txFlags[i].flag == f {
-					c.txFlags[i].n++
-					continue flags
-				}
-			}
-			c.txFlags = append(c.txFlags, flagRun{f, 1})
-		}
-	}
-	if checkpoint == 0 || len(c.txFlags) == 0 {
-		return
-	}
-	c.pendMu.Lock()
-	if n := len(c.pending); n > 0 && c.pending[n-1].end == checkpoint {
-		c.pending[n-1].flags = slices.Clone(c.txFlags)
-	}
-	c.pendMu.Unlock()
-	c.txFlags = c.txFlags[:0]
 }
 
 // releaseHuge is the writer's Release: once a huge record is stored, its
