@@ -97,6 +97,22 @@ func watchTx(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error, in
 	t.Helper()
 	written := metricSum(t, m, "cdcaudit_store_written_bytes_total")
 	seen := 0
+	watchStored(t, m, end, done, func() {
+		if w := metricSum(t, m, "cdcaudit_store_written_bytes_total") - written; w >= 1<<20 && w <= 20<<20 &&
+			uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
+			seen++
+			inFlight()
+		}
+	})
+	if seen == 0 {
+		t.Fatal("never saw the transaction in flight (stored in part, not committed)")
+	}
+}
+
+// watchStored waits until the checkpoint reaches end (5 minutes at most),
+// calling each (when not nil) every 5 ms meanwhile.
+func watchStored(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error, each func()) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
 		if time.Now().After(deadline) {
@@ -107,14 +123,9 @@ func watchTx(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error, in
 			t.Fatalf("pipeline stopped: %v", err)
 		case <-time.After(5 * time.Millisecond):
 		}
-		if w := metricSum(t, m, "cdcaudit_store_written_bytes_total") - written; w >= 1<<20 && w <= 20<<20 &&
-			uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
-			seen++
-			inFlight()
+		if each != nil {
+			each()
 		}
-	}
-	if seen == 0 {
-		t.Fatal("never saw the transaction in flight (stored in part, not committed)")
 	}
 }
 
@@ -231,7 +242,7 @@ func TestFlaggedCountedOnceAcrossReplay(t *testing.T) {
 	// Through the application: stamped, not flagged.
 	exec(t, conn, "INSERT INTO big SELECT g, 'row ' || g, 2, now() AT TIME ZONE 'UTC' FROM generate_series(1, $1::int) g", rows)
 	exec(t, conn, "UPDATE big SET pad = 'orm', write_uid = 3, write_date = now() AT TIME ZONE 'UTC' WHERE id <= 10")
-	watchStored(t, m, currentLSN(t, conn), done)
+	watchStored(t, m, currentLSN(t, conn), done, nil)
 	if n := flagged("orm_bypass"); n != 0 {
 		t.Fatalf("orm_bypass = %v after the application's own writes", n)
 	}
@@ -254,24 +265,8 @@ func TestFlaggedCountedOnceAcrossReplay(t *testing.T) {
 		t.Error("duplicate_events_total = 0: nothing was replayed")
 	}
 	exec(t, conn, "TRUNCATE big RESTART IDENTITY")
-	watchStored(t, m, currentLSN(t, conn), done)
+	watchStored(t, m, currentLSN(t, conn), done, nil)
 	if a, b := flagged("truncate_restart_identity"), flagged("truncate_cascade"); a != 1 || b != 0 {
 		t.Errorf("truncate_restart_identity = %v, truncate_cascade = %v; want 1 and 0", a, b)
-	}
-}
-
-// watchStored waits until the checkpoint reaches end.
-func watchStored(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Minute)
-	for uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
-		if time.Now().After(deadline) {
-			t.Fatal("not stored in 5 minutes")
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("pipeline stopped: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
 	}
 }
