@@ -18,6 +18,13 @@ func (m *Metrics) registerAlerts() {
 		Namespace: namespace, Name: "alerts_queued",
 		Help: "Alert deliveries waiting (an alert once per target), as of the deliverer's last pass.",
 	})
+	// Every channel and result is a series from the start: an alert on a
+	// rate of failures reads 0 on a healthy system, not nothing.
+	for _, ch := range []string{"email", "webhook"} {
+		for _, r := range []string{"ok", "failed", "gave_up", "no_address"} {
+			a.delivered.WithLabelValues(ch, r)
+		}
+	}
 	m.reg.MustRegister(a.delivered, a.queued)
 }
 

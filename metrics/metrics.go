@@ -8,6 +8,7 @@
 // Exposed series (all prefixed cdcaudit_):
 //
 //	events_total{schema,table,op}             counter  row events durable in the store (a replay is not counted again)
+//	flagged_events_total{flag}                counter  those of them carrying a flag (orm_bypass, …)
 //	transactions_total                        counter  transactions durable in the store
 //	batch_commit_duration_seconds             histogram one store commit (group commit)
 //	batch_events                              histogram events per store commit
@@ -24,12 +25,14 @@
 //	                                                   now − last durable commit time while lag_bytes > 0
 //	replication_connected                     gauge    1 while the replication connection is up
 //	reconnects_total                          counter  reconnections after a broken connection
-//	skipped_messages_total{kind}              counter  unknown/unexpected pgoutput messages skipped
+//	skipped_messages_total{kind}              counter  unknown/unexpected pgoutput messages skipped (kind "none": always 0)
 //	slot_wal_status{status}                   gauge    1 for the slot's current wal_status
 //	slot_retained_wal_bytes                   gauge    WAL the slot holds back on the server
 //	retention_pruned_events_total             counter  records removed by retention
 //	retention_cuts_total                      counter  cut records retention added to the chain
 //	retention_last_cut_timestamp_seconds      gauge    when retention last cut the chain
+//	sessions_started_total                    counter  application sessions the stream opened (logins)
+//	sessions_open_by_{browser,os,device,country} gauge open sessions by each, top 10 + other + unknown
 //	api_signins_total{result}                 counter  password sign-ins to the API, by result
 //	api_refused_requests_total{reason}        counter  API requests refused before reading data, by reason
 //	reads_paced_seconds_total                 counter  time readers of the trail waited for ingest to catch up
@@ -58,6 +61,12 @@ const namespace = "cdcaudit"
 // not yet up) before Healthy reports unhealthy.
 const DisconnectedGrace = 30 * time.Second
 
+// skippedNone is the kind of the skipped_messages_total series that is
+// always 0: no message type byte is ever skipped on a healthy stream, and
+// this series makes the metric exist from the start (a kind is one
+// character or 0xNN, never this).
+const skippedNone = "none"
+
 // walStatuses are the values of pg_replication_slots.wal_status.
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 
@@ -67,6 +76,7 @@ type Metrics struct {
 	now func() time.Time // for tests
 
 	events        *prometheus.CounterVec
+	flagged       *prometheus.CounterVec
 	transactions  prometheus.Counter
 	commitSeconds prometheus.Histogram
 	batchEvents   prometheus.Histogram
@@ -74,6 +84,7 @@ type Metrics struct {
 	duplicates    prometheus.Counter
 	storeSize     prometheus.Gauge
 	sessions      sessionsCollector
+	sessionDetail *sessionDetailCollector
 	checkpoint    prometheus.Gauge
 	lastCommit    prometheus.Gauge
 	walEnd        prometheus.Gauge
@@ -136,6 +147,7 @@ func newMetrics(now func() time.Time) *Metrics {
 		Help: "Events received again after a restart or reconnect and already in the store (absorbed by their idempotent id).",
 	})
 	m.sessions = newSessionsCollector()
+	m.sessionDetail = newSessionDetailCollector()
 	m.storeSize = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "store_size_bytes",
 		Help: "Size of the store file on disk.",
@@ -190,17 +202,21 @@ func newMetrics(now func() time.Time) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 		m.events, m.transactions, m.commitSeconds, m.batchEvents, m.writtenBytes,
-		m.duplicates, m.storeSize, &m.sessions, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
+		m.duplicates, m.storeSize, &m.sessions, m.sessionDetail, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
 		m.connected, m.reconnects, m.skipped, m.slotStatus, m.slotRetained,
 		lagBytes, lagSeconds,
 	)
 	for _, s := range walStatuses {
 		m.slotStatus.WithLabelValues(s).Set(0)
 	}
+	// Every message type byte the decoder may skip is 0 until one is:
+	// the dashboard's rate of skips reads 0, not "No data".
+	m.skipped.WithLabelValues(skippedNone)
 	m.registerSnapshot()
 	m.registerRetention()
 	m.registerAPI()
 	m.registerAlerts()
+	m.registerFlags()
 	return m
 }
 

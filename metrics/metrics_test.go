@@ -293,6 +293,7 @@ func TestSlotAndSkipped(t *testing.T) {
 # TYPE cdcaudit_skipped_messages_total counter
 cdcaudit_skipped_messages_total{kind="0x00"} 1
 cdcaudit_skipped_messages_total{kind="S"} 2
+cdcaudit_skipped_messages_total{kind="none"} 0
 # HELP cdcaudit_slot_retained_wal_bytes WAL the replication slot holds back on the server (pg_current_wal_lsn() − restart_lsn).
 # TYPE cdcaudit_slot_retained_wal_bytes gauge
 cdcaudit_slot_retained_wal_bytes 123456

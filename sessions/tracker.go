@@ -83,6 +83,7 @@ type Stats struct {
 	Skipped  uint64 // rows of the application's tables skipped for missing or malformed values
 	AfterEnd uint64 // rows naming a session that had already ended (ignored)
 	Reopened uint64 // sessions that showed activity after an assumed end (expiry, password change)
+	Started  uint64 // sessions the stream opened (a login), each once: not those loaded from the store
 }
 
 // Tracker rebuilds the application's users, logins and sessions from the
@@ -462,6 +463,7 @@ func (t *Tracker) observeLogin(e *audit.Event, table string, l *profile.LoginTab
 			s = &tracked{Session: Session{ID: id, UserID: user, Login: login.Login,
 				FirstActivity: at, LastActivity: at, Source: table}}
 			t.add(s)
+			t.stats.Started++
 			t.touched(s, true)
 			row = &RowSession{Opened: true}
 		} else {
@@ -617,6 +619,7 @@ func (t *Tracker) observeSession(e *audit.Event, table string, st *profile.Sessi
 			s.StoreWatched = true
 		}
 		t.add(s)
+		t.stats.Started++
 	} else {
 		if !s.Ended.IsZero() && !t.reopen(s, last) {
 			t.stats.AfterEnd++
@@ -1032,6 +1035,23 @@ func (t *Tracker) Stats() Stats {
 		}
 	}
 	return st
+}
+
+// OpenBy counts the sessions open now by browser, OS, device and country
+// (each as the session shows it; "" when unknown), for metrics.
+func (t *Tracker) OpenBy() (browser, os, device, country map[string]int) {
+	browser, os, device, country = map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.sessions {
+		if s.open(t.now, t.lifetime) {
+			browser[s.Browser]++
+			os[s.OS]++
+			device[s.Device]++
+			country[s.Country]++
+		}
+	}
+	return browser, os, device, country
 }
 
 // Dirty returns the records changed since the last call, to persist in the

@@ -52,6 +52,9 @@ type Result struct {
 	Duplicates int    // events already in the store (a replay), skipped
 	Checkpoint uint64 // the durable checkpoint after the append
 	Bytes      int64  // key and record bytes written
+	// Flags counts the row events stored (not the duplicates) by flag, from
+	// their Terms (nil when none carried one).
+	Flags map[string]int
 }
 
 // Append stores the batches in ONE bbolt transaction, ended by an fsync:
@@ -148,6 +151,14 @@ func (s *Store) Append(batches []Batch) (res Result, err error) {
 			st.headKey, st.hasHead = e.Key, true
 			if !IsChainRecord(k) && !e.Snapshot {
 				st.count++
+				if e.Terms != nil {
+					for _, f := range e.Terms.Flags {
+						if res.Flags == nil {
+							res.Flags = map[string]int{}
+						}
+						res.Flags[f]++
+					}
+				}
 			}
 			res.Stored++
 		}

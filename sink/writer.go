@@ -45,6 +45,8 @@ type CommitInfo struct {
 	// LastCommitTime is the commit time of the last transaction stored, for
 	// the replication lag in seconds (zero when the group had none).
 	LastCommitTime time.Time
+	// Flags counts the row events stored by flag (Result.Flags).
+	Flags map[string]int
 }
 
 // WriterOptions are a Writer's callbacks and queue size, fixed at
@@ -299,7 +301,7 @@ func (w *Writer) commit(group []Batch) {
 				w.opts.OnCommit(CommitInfo{
 					Batches: len(group), Stored: res.Stored, Duplicates: res.Duplicates,
 					Bytes: res.Bytes, Checkpoint: res.Checkpoint, Duration: time.Since(start),
-					LastCommitTime: last,
+					LastCommitTime: last, Flags: res.Flags,
 				})
 			}
 		}

@@ -47,6 +47,7 @@ var commandFlags = map[string][]string{
 	"demo":     {"data-dir", "http-addr", "rate"},
 	"status":   {"data-dir", "format", "config"},
 	"snapshot": {"data-dir", "table", "config"},
+	"health":   {"url", "timeout"},
 	"version":  {},
 }
 

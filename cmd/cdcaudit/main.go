@@ -12,6 +12,7 @@
 //	cdcaudit logins  --data-dir DIR             logins and failed logins from Odoo's log
 //	cdcaudit alerts  --data-dir DIR             the alerts raised and their deliveries
 //	cdcaudit status  --data-dir DIR             a running daemon's state
+//	cdcaudit health  [--url URL]                a running daemon's /healthz, as an exit status
 //	cdcaudit snapshot --data-dir DIR --table G  snapshot tables again
 //	cdcaudit demo                               everything, against a throwaway server
 //
@@ -82,6 +83,7 @@ func init() {
 		{"logins", "list the logins and failed logins read in Odoo's log (app_log)", (*cli).logins},
 		{"alerts", "list the alerts raised (new devices, orm_bypass changes, …) and where they were delivered", (*cli).alerts},
 		{"status", "show a running daemon's checkpoint, slot and snapshot progress", (*cli).status},
+		{"health", "ask a running daemon's /healthz (exit 0 healthy, 1 not): a container healthcheck", (*cli).health},
 		{"token", "make an API token for the HTTP API (prints it once, and its configuration entry)", (*cli).token},
 		{"snapshot", "make a running daemon snapshot tables again (e.g. added to the publication later)", (*cli).snapshot},
 		{"demo", "run cdcaudit against a throwaway PostgreSQL with a live ERP workload", (*cli).demo},

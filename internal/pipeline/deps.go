@@ -28,6 +28,11 @@ type Metrics interface {
 	// SessionsFrom gives the function the session figures are read from
 	// when they are scraped (safe for concurrent use).
 	SessionsFrom(f func() (open, users int, skipped uint64))
+	// SessionDetailFrom, likewise: sessions started, and the open ones by
+	// browser, OS, device and country.
+	SessionDetailFrom(f func() (started uint64, browser, os, device, country map[string]int))
+	// AddFlagged counts durable events carrying a flag (orm_bypass, …).
+	AddFlagged(flag string, n int)
 	pruneMetrics
 }
 

@@ -644,6 +644,17 @@ func (x *enricher) snapshotTables() []string {
 	return tables
 }
 
+// sessionDetail is what the sessions' counter and breakdown show (zero
+// without a profile).
+func (x *enricher) sessionDetail() (started uint64, browser, os, device, country map[string]int) {
+	t := x.published.Load()
+	if t == nil {
+		return 0, nil, nil, nil, nil
+	}
+	browser, os, device, country = t.OpenBy()
+	return t.Stats().Started, browser, os, device, country
+}
+
 // sessionFigures is what the session gauges show (zero without a profile).
 func (x *enricher) sessionFigures() (open, users int, skipped uint64) {
 	t := x.published.Load()

@@ -14,7 +14,7 @@ import (
 
 // runWithMetrics runs the pipeline with a metrics registry until the test
 // ends, once the slot streams.
-func runWithMetrics(t *testing.T, dsn, dir, slot string, conn *pgx.Conn) (*metrics.Metrics, <-chan error) {
+func runWithMetrics(t *testing.T, dsn, dir, slot string, conn *pgx.Conn, opts ...func(*Config)) (*metrics.Metrics, <-chan error) {
 	t.Helper()
 	m := metrics.New()
 	var logs lockedLog
@@ -25,15 +25,17 @@ func runWithMetrics(t *testing.T, dsn, dir, slot string, conn *pgx.Conn) (*metri
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{
-			// The Observer as `cdcaudit run` wires it.
-			Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot, Observer: m},
-			DataDir:     dir,
-			Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
-			Metrics:     m,
-		})
-	}()
+	cfg := Config{
+		// The Observer as `cdcaudit run` wires it.
+		Replication: replication.Config{DSN: dsn, Slot: slot, Publication: slot, Observer: m},
+		DataDir:     dir,
+		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
+		Metrics:     m,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	go func() { done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { cancel(); <-done })
 	walsender(t, conn, slot, 0, done)
 	return m, done
@@ -95,6 +97,22 @@ func watchTx(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error, in
 	t.Helper()
 	written := metricSum(t, m, "cdcaudit_store_written_bytes_total")
 	seen := 0
+	watchStored(t, m, end, done, func() {
+		if w := metricSum(t, m, "cdcaudit_store_written_bytes_total") - written; w >= 1<<20 && w <= 20<<20 &&
+			uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
+			seen++
+			inFlight()
+		}
+	})
+	if seen == 0 {
+		t.Fatal("never saw the transaction in flight (stored in part, not committed)")
+	}
+}
+
+// watchStored waits until the checkpoint reaches end (5 minutes at most),
+// calling each (when not nil) every 5 ms meanwhile.
+func watchStored(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error, each func()) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
 		if time.Now().After(deadline) {
@@ -105,14 +123,9 @@ func watchTx(t *testing.T, m *metrics.Metrics, end uint64, done <-chan error, in
 			t.Fatalf("pipeline stopped: %v", err)
 		case <-time.After(5 * time.Millisecond):
 		}
-		if w := metricSum(t, m, "cdcaudit_store_written_bytes_total") - written; w >= 1<<20 && w <= 20<<20 &&
-			uint64(metricSum(t, m, "cdcaudit_checkpoint_lsn")) < end {
-			seen++
-			inFlight()
+		if each != nil {
+			each()
 		}
-	}
-	if seen == 0 {
-		t.Fatal("never saw the transaction in flight (stored in part, not committed)")
 	}
 }
 
@@ -196,5 +209,64 @@ func TestEventsCountedOnceAcrossReplay(t *testing.T) {
 	}
 	if n := metricSum(t, m, "cdcaudit_reconnects_total"); n < 1 {
 		t.Errorf("reconnects_total = %v: the walsender was not terminated mid-transaction", n)
+	}
+}
+
+// A flagged transaction replayed after a reconnect (its first chunks
+// already stored) counts its flags once, like its events:
+// flagged_events_total{flag="orm_bypass"} is what the store holds.
+func TestFlaggedCountedOnceAcrossReplay(t *testing.T) {
+	const rows = 200_000
+	dsn, conn := newDB(t)
+	exec(t, conn, "CREATE TABLE big (id int PRIMARY KEY, pad text, write_uid int, write_date timestamp)")
+	m, done := runWithMetrics(t, dsn, t.TempDir(), "flags", conn, func(c *Config) { c.Profile = "odoo" })
+	flagged := func(flag string) float64 {
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "cdcaudit_flagged_events_total" {
+				for _, s := range mf.GetMetric() {
+					if s.GetLabel()[0].GetValue() == flag {
+						return s.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	if n := flagged("orm_bypass"); n != 0 {
+		t.Fatalf("orm_bypass at start = %v, want the series at 0", n)
+	}
+	// Through the application: stamped, not flagged.
+	exec(t, conn, "INSERT INTO big SELECT g, 'row ' || g, 2, now() AT TIME ZONE 'UTC' FROM generate_series(1, $1::int) g", rows)
+	exec(t, conn, "UPDATE big SET pad = 'orm', write_uid = 3, write_date = now() AT TIME ZONE 'UTC' WHERE id <= 10")
+	watchStored(t, m, currentLSN(t, conn), done, nil)
+	if n := flagged("orm_bypass"); n != 0 {
+		t.Fatalf("orm_bypass = %v after the application's own writes", n)
+	}
+	// Raw SQL that leaves write_date alone, the walsender killed while it
+	// is stored in part.
+	pid := walsender(t, conn, "flags", 0, done)
+	exec(t, conn, "UPDATE big SET pad = pad || ' raw'")
+	end := currentLSN(t, conn)
+	killed := false
+	watchTx(t, m, end, done, func() {
+		if !killed {
+			exec(t, conn, "SELECT pg_terminate_backend($1)", pid)
+			killed = true
+		}
+	})
+	if n := flagged("orm_bypass"); n != rows {
+		t.Errorf("orm_bypass = %v after a replay, want the %d flagged events stored", n, rows)
+	}
+	if n := metricSum(t, m, "cdcaudit_duplicate_events_total"); n == 0 {
+		t.Error("duplicate_events_total = 0: nothing was replayed")
+	}
+	exec(t, conn, "TRUNCATE big RESTART IDENTITY")
+	watchStored(t, m, currentLSN(t, conn), done, nil)
+	if a, b := flagged("truncate_restart_identity"), flagged("truncate_cascade"); a != 1 || b != 0 {
+		t.Errorf("truncate_restart_identity = %v, truncate_cascade = %v; want 1 and 0", a, b)
 	}
 }

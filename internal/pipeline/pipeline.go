@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.SessionsFrom(enrich.sessionFigures)
+		cfg.Metrics.SessionDetailFrom(enrich.sessionDetail)
 		// The backlog is known from the start (the slot has confirmed
 		// start; the server has written XLogPos): the stream's own
 		// messages carry only the position of what they hold while it
@@ -437,6 +438,11 @@ func (c *consumer) committed(ci sink.CommitInfo) {
 	}
 	if c.m != nil {
 		c.m.BatchCommitted(ci.Stored, ci.Duplicates, ci.Bytes, ci.Duration, ci.Checkpoint, ci.LastCommitTime)
+		// The flags of the events this commit stored: what the store holds,
+		// whatever a replay of the same events would now make of them.
+		for f, n := range ci.Flags {
+			c.m.AddFlagged(f, n)
+		}
 		c.m.StoreSize(c.store.Size())
 		c.countDurable(ci.Checkpoint)
 	}
