@@ -247,7 +247,8 @@ func TestEventStreamSelf(t *testing.T) {
 // Reconnecting with Last-Event-ID gets exactly the events missed, none
 // twice, a page of two at a time.
 func TestEventStreamResume(t *testing.T) {
-	defer func(n int) { streamPage = n }(streamPage)
+	old := streamPage
+	t.Cleanup(func() { streamPage = old }) // after the server's close
 	streamPage = 2
 	f := newFixture(t)
 	srv := f.streamServer(t, &admin, Options{})
@@ -365,7 +366,10 @@ func FuzzSSEEvent(f *testing.F) {
 // A stream ends after streamMaxAge; the client reconnects (and signs in
 // again) with Last-Event-ID.
 func TestEventStreamMaxAge(t *testing.T) {
-	defer func(d time.Duration) { streamMaxAge = d }(streamMaxAge)
+	// Restored after the server's cleanup has closed it (cleanups run last
+	// first): its handlers read streamMaxAge until then.
+	old := streamMaxAge
+	t.Cleanup(func() { streamMaxAge = old })
 	streamMaxAge = 100 * time.Millisecond
 	f := newFixture(t)
 	srv := f.streamServer(t, &viewer, Options{MaxStreams: 1})
