@@ -54,6 +54,12 @@ type Stage struct {
 
 	dirty  map[string]bool
 	queued []sink.StateRecord
+
+	// The window of the last mass change counted, and whose it is: valid
+	// until Dirty (which writes the marked windows and may expire some).
+	lastMass      *massWindow
+	lastMassUser  int64
+	lastMassModel string
 }
 
 type group struct {
@@ -218,6 +224,7 @@ func who(e *audit.Event) string {
 type massWindow struct {
 	Entries []massEntry `json:"entries"`
 	Open    time.Time   `json:"open,omitzero"`
+	total   int         // the sum of Entries' N (kept, not stored)
 }
 
 type massEntry struct {
@@ -226,8 +233,29 @@ type massEntry struct {
 	First string    `json:"first"` // its first event
 }
 
+// UnmarshalJSON reads a stored window and counts its entries.
+func (w *massWindow) UnmarshalJSON(b []byte) error {
+	type stored massWindow
+	var s stored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*w = massWindow(s)
+	w.total = 0
+	for _, x := range w.Entries {
+		w.total += x.N
+	}
+	return nil
+}
+
 // maxMassEntries bounds a window (the oldest entries go first).
 const maxMassEntries = 4096
+
+// massGrain is the time an entry counts: the changes of every transaction
+// committed within one second are one entry. A window holds a few hundred
+// entries at most (written with each batch that touches it), where one per
+// transaction made a busy window thousands long.
+const massGrain = time.Second
 
 // add counts n at `at` (first: the first event or entry counted) and
 // returns the total within rate.Within, and whether it crossed rate.N and
@@ -236,21 +264,22 @@ func (w *massWindow) add(at time.Time, n int, first string, rate Rate) (int, boo
 	from := at.Add(-rate.Within)
 	i := 0
 	for i < len(w.Entries) && !w.Entries[i].At.After(from) {
+		w.total -= w.Entries[i].N
 		i++
 	}
 	w.Entries = w.Entries[i:]
-	if k := len(w.Entries); k > 0 && w.Entries[k-1].At.Equal(at) {
+	grain := at.Truncate(massGrain)
+	if k := len(w.Entries); k > 0 && w.Entries[k-1].At.Equal(grain) {
 		w.Entries[k-1].N += n
 	} else {
 		if k == maxMassEntries {
+			w.total -= w.Entries[0].N
 			w.Entries = w.Entries[1:]
 		}
-		w.Entries = append(w.Entries, massEntry{At: at, N: n, First: first})
+		w.Entries = append(w.Entries, massEntry{At: grain, N: n, First: first})
 	}
-	total := 0
-	for _, x := range w.Entries {
-		total += x.N
-	}
+	w.total += n
+	total := w.total
 	if !w.Open.IsZero() && !at.After(w.Open.Add(rate.Within)) {
 		w.Open = at // the burst goes on
 		return total, false
@@ -275,13 +304,18 @@ func (st *Stage) massChange(e *audit.Event, id string, user int64) {
 	}
 	rate := st.cfg.MassChange
 	model := modelOf(e)
-	key := strconv.FormatInt(user, 10) + "/" + model
-	w := st.mass[key]
-	if w == nil {
-		w = &massWindow{}
-		st.mass[key] = w
+	w := st.lastMass
+	if w == nil || user != st.lastMassUser || model != st.lastMassModel {
+		// A transaction's changes mostly share their user and model: the
+		// window's key is built and marked once for a run of them.
+		key := strconv.FormatInt(user, 10) + "/" + model
+		if w = st.mass[key]; w == nil {
+			w = &massWindow{}
+			st.mass[key] = w
+		}
+		st.dirty[prefixMass+key] = true
+		st.lastMass, st.lastMassUser, st.lastMassModel = w, user, model
 	}
-	st.dirty[prefixMass+key] = true
 	total, crossed := w.add(e.CommitTime, 1, id, rate)
 	if !crossed {
 		return
@@ -416,6 +450,7 @@ func (st *Stage) Dirty() []sink.StateRecord {
 		out = append(out, sink.StateRecord{Bucket: Bucket, Key: k, Value: st.value(k)})
 	}
 	clear(st.dirty)
+	st.lastMass = nil
 	return out
 }
 
