@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -142,6 +143,11 @@ func IsConfigError(err error) bool { return errors.Is(err, ErrConfig) }
 type Sink struct {
 	cl    *kgo.Client
 	topic topicTemplate
+	// healthy: the last Deliver was acknowledged. When it was not, the
+	// next one first pings the brokers, so that a cluster that is down or
+	// refuses the credentials fails the batch at once, not after the
+	// delivery timeout.
+	healthy atomic.Bool
 }
 
 // New validates cfg and makes the sink's producer. It does not connect:
@@ -227,6 +233,11 @@ func (s *Sink) Deliver(ctx context.Context, batch []Record) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	if !s.healthy.Load() {
+		if err := s.Ping(ctx); err != nil {
+			return fmt.Errorf("kafka: brokers: %w", err)
+		}
+	}
 	recs := make([]*kgo.Record, len(batch))
 	for i := range batch {
 		r, err := s.record(&batch[i])
@@ -248,6 +259,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []Record) error {
 			}
 		}
 	}
+	s.healthy.Store(first == nil)
 	if first != nil {
 		return fmt.Errorf("kafka: %d of %d records not acknowledged: %w", failed, len(batch), first)
 	}
