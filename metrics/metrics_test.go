@@ -386,6 +386,7 @@ func TestMetricsDocumented(t *testing.T) {
 	m, _ := newTest()
 	m.AddEvents("public", "t", "insert", 1)
 	m.SkippedMessage('X')
+	m.Sinks("postgres")
 	mfs, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
