@@ -27,6 +27,17 @@ import (
 // DefaultTable is the audit table's default name.
 const DefaultTable = "cdcaudit_events"
 
+// DefaultBatch is how many records one delivery writes by default.
+const DefaultBatch = 1000
+
+// ValidateBatch checks a batch size.
+func ValidateBatch(n int) error {
+	if n < 1 || n > 100000 {
+		return fmt.Errorf("%d is out of range (1 to 100000)", n)
+	}
+	return nil
+}
+
 // MigrationsTable records the migrations applied, per audit table.
 const MigrationsTable = "cdcaudit_schema_migrations"
 

@@ -62,6 +62,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
+	"github.com/cdcaudit/cdcaudit/pgsink"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -144,6 +145,10 @@ const (
 	KeyPolicyOneSession  = "policy_one_session"
 	KeyPolicyExceptions  = "policy_exceptions"
 	KeyPolicyDryRun      = "policy_dry_run"
+
+	KeySinkPostgresDSN   = "sink_postgres_dsn"
+	KeySinkPostgresTable = "sink_postgres_table"
+	KeySinkPostgresBatch = "sink_postgres_batch"
 )
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
@@ -245,6 +250,13 @@ type Config struct {
 	PolicyIdleTimeout, PolicyMaxAge  time.Duration
 	PolicyOneSession, PolicyDryRun   bool
 	PolicyExceptions                 []sessionctl.Exception
+
+	// External sinks (outbox, docs/sinks.md): the PostgreSQL audit
+	// database (none when SinkPostgresDSN is empty), its table and the
+	// records per batch.
+	SinkPostgresDSN   string
+	SinkPostgresTable string
+	SinkPostgresBatch int
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -512,7 +524,14 @@ var keys = []keyInfo{
 		func(c *Config) *[]sessionctl.Exception { return &c.PolicyExceptions }, items[sessionctl.Exception]{form: "exceptions", parse: sessionctl.ParseException}, nil),
 	setting(KeyPolicyDryRun, "session policies only log and record what they would end",
 		func(c *Config) *bool { return &c.PolicyDryRun }, false, nil),
+	setting(KeySinkPostgresDSN, "PostgreSQL audit database `URL` the trail is delivered to (docs/sinks.md; never logged with its password)",
+		func(c *Config) *string { return &c.SinkPostgresDSN }, "", optional(replication.ValidateDSN)),
+	setting(KeySinkPostgresTable, "the audit database's `table` (created and migrated by cdcaudit)",
+		func(c *Config) *string { return &c.SinkPostgresTable }, pgsink.DefaultTable, pgsink.CheckTable),
+	setting(KeySinkPostgresBatch, "records per `number` delivered to the audit database in one transaction",
+		func(c *Config) *int { return &c.SinkPostgresBatch }, pgsink.DefaultBatch, pgsink.ValidateBatch),
 }
+
 
 func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }
 
@@ -932,7 +951,7 @@ func (c *Config) Describe() []string {
 	var out []string
 	for _, k := range keys {
 		v := k.value(c).String()
-		if k.name == KeyDSN && v != "" {
+		if (k.name == KeyDSN || k.name == KeySinkPostgresDSN) && v != "" {
 			v = DescribeDSN(v)
 		}
 		if k.name == KeyWebhookURL && v != "" {
