@@ -532,7 +532,6 @@ var keys = []keyInfo{
 		func(c *Config) *int { return &c.SinkPostgresBatch }, pgsink.DefaultBatch, pgsink.ValidateBatch),
 }
 
-
 func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }
 
 func validBurst(s string) error    { _, err := applog.ParseBurst(s); return err }
