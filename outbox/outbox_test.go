@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/outboxtest"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -109,14 +110,7 @@ func appendTx(t *testing.T, w *sink.Writer, i uint64) {
 	}
 }
 
-func stateOf(w *sink.Writer) func(context.Context, []sink.StateRecord) error {
-	return func(ctx context.Context, recs []sink.StateRecord) error {
-		if err := w.Submit(ctx, sink.Batch{State: recs}); err != nil {
-			return err
-		}
-		return w.Flush(ctx)
-	}
-}
+var stateOf = outboxtest.State
 
 // storeIDs lists every record of the store (chain records too).
 func storeIDs(t *testing.T, s *sink.Store) map[string][]byte {
@@ -146,17 +140,7 @@ func (m *testMetrics) SinkLag(_ string, r uint64, _ float64) {
 	m.mu.Unlock()
 }
 
-// waitFor polls until cond holds (no wall-clock limit: the test's own
-// deadline ends a hang).
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		if t.Context().Err() != nil {
-			t.Fatal("cancelled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = outboxtest.WaitFor
 
 func cursorOf(t *testing.T, s *sink.Store) Cursor {
 	t.Helper()
@@ -168,21 +152,8 @@ func cursorOf(t *testing.T, s *sink.Store) Cursor {
 }
 
 func TestRunnerDeliversEverythingAtLeastOnceAndResumes(t *testing.T) {
-	dir := t.TempDir()
-	s, err := sink.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	w := sink.NewWriter(s, sink.WriterOptions{})
-	defer w.Close()
-	for i := uint64(1); i <= 50; i++ {
-		appendTx(t, w, i)
-	}
-	if err := w.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	fs := &fileSink{path: filepath.Join(dir, "out.jsonl")}
+	s, w := outboxtest.Store(t, 50, appendTx)
+	fs := &fileSink{path: filepath.Join(t.TempDir(), "out.jsonl")}
 	fs.loseAck.Store(2) // two batches written whose acknowledgement is lost
 	m := &testMetrics{}
 	start := func() (stop func()) {
@@ -206,10 +177,7 @@ func TestRunnerDeliversEverythingAtLeastOnceAndResumes(t *testing.T) {
 
 	// The destination goes down; more events come; it comes back.
 	fs.down.Store(true)
-	for i := uint64(51); i <= 80; i++ {
-		appendTx(t, w, i)
-	}
-	w.Flush(t.Context())
+	outboxtest.Fill(t, w, 51, 80, appendTx)
 	waitFor(t, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.failed >= 5 })
 	if c := cursorOf(t, s); c.After != id(50<<8, 2) {
 		t.Fatalf("the cursor moved while the destination was down: %+v", c)
@@ -220,8 +188,7 @@ func TestRunnerDeliversEverythingAtLeastOnceAndResumes(t *testing.T) {
 
 	// Restarted: it resumes at its cursor, delivering nothing again.
 	calls := fs.calls.Load()
-	appendTx(t, w, 81)
-	w.Flush(t.Context())
+	outboxtest.Fill(t, w, 81, 81, appendTx)
 	stop = start()
 	waitFor(t, func() bool { return cursorOf(t, s).After == head() })
 	stop()
@@ -262,18 +229,7 @@ func TestRunnerDeliversEverythingAtLeastOnceAndResumes(t *testing.T) {
 
 // The hold keeps every record a sink has not acknowledged from retention.
 func TestHoldKeepsWhatIsNotAcknowledged(t *testing.T) {
-	dir := t.TempDir()
-	s, err := sink.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	w := sink.NewWriter(s, sink.WriterOptions{})
-	defer w.Close()
-	for i := uint64(1); i <= 20; i++ {
-		appendTx(t, w, i)
-	}
-	w.Flush(t.Context())
+	s, w := outboxtest.Store(t, 20, appendTx)
 	hold := Hold(s, []string{"file"})
 	ret := sink.Retention{Default: time.Hour, Now: func() time.Time { return base.Add(10 * time.Hour) }, Hold: hold}
 	prune := func() sink.PruneStats {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/outboxtest"
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 	"github.com/cdcaudit/cdcaudit/outbox"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -58,14 +58,7 @@ func appendTx(t *testing.T, w *sink.Writer, i uint64) {
 	}
 }
 
-func stateOf(w *sink.Writer) func(context.Context, []sink.StateRecord) error {
-	return func(ctx context.Context, recs []sink.StateRecord) error {
-		if err := w.Submit(ctx, sink.Batch{State: recs}); err != nil {
-			return err
-		}
-		return w.Flush(ctx)
-	}
-}
+var stateOf = outboxtest.State
 
 type metrics struct {
 	mu     sync.Mutex
@@ -77,15 +70,7 @@ func (m *metrics) SinkFailed(string)               { m.mu.Lock(); m.failed++; m.
 func (m *metrics) SinkLag(string, uint64, float64) {}
 func (m *metrics) failures() int                   { m.mu.Lock(); defer m.mu.Unlock(); return m.failed }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		if t.Context().Err() != nil {
-			t.Fatal("cancelled")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = outboxtest.WaitFor
 
 // checkTable compares the audit table with the store: exactly one row per
 // record, its record column byte for byte the stored record, its columns
@@ -170,18 +155,7 @@ func caughtUp(t *testing.T, s *sink.Store) func() bool {
 // twice; the table verifies, and an edited row does not.
 func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	dsn, _ := pgtest.NewDB(t)
-	dir := t.TempDir()
-	s, err := sink.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	w := sink.NewWriter(s, sink.WriterOptions{})
-	defer w.Close()
-	for i := uint64(1); i <= 40; i++ {
-		appendTx(t, w, i)
-	}
-	w.Flush(t.Context())
+	s, w := outboxtest.Store(t, 40, appendTx)
 	pg, err := New(dsn, "")
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +168,7 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	// The audit database goes down (killed); events keep coming.
 	c := pgtest.Shared(t)
 	c.Crash()
-	for i := uint64(41); i <= 80; i++ {
-		appendTx(t, w, i)
-	}
-	w.Flush(t.Context())
+	outboxtest.Fill(t, w, 41, 80, appendTx)
 	f0 := m.failures()
 	waitFor(t, func() bool { return m.failures() >= f0+3 })
 	if caughtUp(t, s)() {
@@ -230,10 +201,7 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Restarted, with more events.
-	for i := uint64(81); i <= 90; i++ {
-		appendTx(t, w, i)
-	}
-	w.Flush(t.Context())
+	outboxtest.Fill(t, w, 81, 90, appendTx)
 	stop = run(t, s, w, pg, m)
 	waitFor(t, caughtUp(t, s))
 	stop()
