@@ -161,15 +161,7 @@ func TestRunnerDeliversEverythingAtLeastOnceAndResumes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx, stateOf(w)) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
+		return outboxtest.Start(t, w, r.Run)
 	}
 	head := func() string { k, _, _ := s.Head(); return keyID(k) }
 	stop := start()

@@ -127,15 +127,7 @@ func run(t *testing.T, s *sink.Store, w *sink.Writer, pg *Sink, m *metrics) (sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, stateOf(w)) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	return outboxtest.Start(t, w, r.Run)
 }
 
 func caughtUp(t *testing.T, s *sink.Store) func() bool {

@@ -59,3 +59,17 @@ func WaitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Start runs a source (an outbox runner's Run) over the writer's
+// StateSink; stop cancels it and fails the test on its error.
+func Start(t *testing.T, w *sink.Writer, run func(context.Context, func(context.Context, []sink.StateRecord) error) error) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, State(w)) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
