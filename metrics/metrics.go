@@ -87,6 +87,7 @@ type Metrics struct {
 	ret           retentionMetrics
 	api           apiMetrics
 	alerts        alertMetrics
+	outbox        outboxMetrics
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -201,6 +202,7 @@ func newMetrics(now func() time.Time) *Metrics {
 	m.registerRetention()
 	m.registerAPI()
 	m.registerAlerts()
+	m.registerOutbox()
 	return m
 }
 

@@ -63,6 +63,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/kafkasink"
+	"github.com/cdcaudit/cdcaudit/pgsink"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -146,6 +147,9 @@ const (
 	KeyPolicyExceptions  = "policy_exceptions"
 	KeyPolicyDryRun      = "policy_dry_run"
 
+	KeySinkPostgresDSN       = "sink_postgres_dsn"
+	KeySinkPostgresTable     = "sink_postgres_table"
+	KeySinkPostgresBatch     = "sink_postgres_batch"
 	KeySinkKafkaBrokers      = "sink_kafka_brokers"
 	KeySinkKafkaTopic        = "sink_kafka_topic"
 	KeySinkKafkaTLS          = "sink_kafka_tls"
@@ -255,6 +259,12 @@ type Config struct {
 	PolicyOneSession, PolicyDryRun   bool
 	PolicyExceptions                 []sessionctl.Exception
 
+	// External sinks (outbox, docs/sinks.md): the PostgreSQL audit
+	// database (none when SinkPostgresDSN is empty), its table and the
+	// records per batch.
+	SinkPostgresDSN   string
+	SinkPostgresTable string
+	SinkPostgresBatch int
 	// The Kafka sink (kafkasink; off without brokers). Its password is in
 	// a file (ReadKafkaPassword), never configured inline.
 	SinkKafkaBrokers                                    []string
@@ -527,6 +537,12 @@ var keys = []keyInfo{
 		func(c *Config) *[]sessionctl.Exception { return &c.PolicyExceptions }, items[sessionctl.Exception]{form: "exceptions", parse: sessionctl.ParseException}, nil),
 	setting(KeyPolicyDryRun, "session policies only log and record what they would end",
 		func(c *Config) *bool { return &c.PolicyDryRun }, false, nil),
+	setting(KeySinkPostgresDSN, "PostgreSQL audit database `URL` the trail is delivered to (docs/sinks.md; never logged with its password)",
+		func(c *Config) *string { return &c.SinkPostgresDSN }, "", optional(replication.ValidateDSN)),
+	setting(KeySinkPostgresTable, "the audit database's `table` (created and migrated by cdcaudit)",
+		func(c *Config) *string { return &c.SinkPostgresTable }, pgsink.DefaultTable, pgsink.CheckTable),
+	setting(KeySinkPostgresBatch, "records per `number` delivered to the audit database in one transaction",
+		func(c *Config) *int { return &c.SinkPostgresBatch }, pgsink.DefaultBatch, pgsink.ValidateBatch),
 	setting(KeySinkKafkaBrokers, "Kafka `brokers` (host:port, comma-separated) the audit trail is delivered to (docs/kafka.md); none: no Kafka sink",
 		func(c *Config) *[]string { return &c.SinkKafkaBrokers }, nil, kafkasink.ValidateBrokers),
 	setting(KeySinkKafkaTopic, "the Kafka `topic`: a name, or a template with {schema} and {table} (a topic per table)",
@@ -1000,7 +1016,7 @@ func (c *Config) Describe() []string {
 	var out []string
 	for _, k := range keys {
 		v := k.value(c).String()
-		if k.name == KeyDSN && v != "" {
+		if (k.name == KeyDSN || k.name == KeySinkPostgresDSN) && v != "" {
 			v = DescribeDSN(v)
 		}
 		if k.name == KeyWebhookURL && v != "" {

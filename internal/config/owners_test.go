@@ -16,6 +16,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
 	"github.com/cdcaudit/cdcaudit/kafkasink"
+	"github.com/cdcaudit/cdcaudit/pgsink"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -58,6 +59,8 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 		SMTPTLS:         alerts.TLSStartTLS,
 		NewDeviceWindow: alerts.DefaultNewDeviceWindow,
 
+		SinkPostgresTable:    pgsink.DefaultTable,
+		SinkPostgresBatch:    pgsink.DefaultBatch,
 		SinkKafkaTopic:       kafkasink.DefaultTopic,
 		SinkKafkaTLS:         kafkasink.TLSOff,
 		SinkKafkaCompression: kafkasink.DefaultCompression,
