@@ -2,6 +2,7 @@ package kafkasink
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"testing"
@@ -12,16 +13,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/outbox"
 )
 
 // trail makes n chained, stored events (the bytes the store keeps) over
 // tables × keys records: inserts first, then updates, a delete now and
 // then, and a truncate of the last table at the end. Every third event has
 // a user and a session.
-func trail(t testing.TB, n int, tables []string, keys int) []Record {
+func trail(t testing.TB, n int, tables []string, keys int) []outbox.Record {
 	t.Helper()
 	var prev audit.Hash
-	out := make([]Record, 0, n)
+	out := make([]outbox.Record, 0, n)
 	seen := map[string]bool{}
 	base := time.Date(2026, 11, 23, 13, 34, 33, 0, time.UTC)
 	for i := range n {
@@ -68,11 +70,7 @@ func trail(t testing.TB, n int, tables []string, keys int) []Record {
 		body := e.AppendBody(nil)
 		stored, h := audit.Seal(nil, body, prev)
 		prev = h
-		terms, err := audit.ParseTerms(stored)
-		if err != nil {
-			t.Fatalf("event %d: %v\n%s", i, err, stored)
-		}
-		out = append(out, Record{ID: e.ID(), Event: stored, Terms: terms})
+		out = append(out, outbox.Record{Key: e.StoreKey(), ID: e.ID(), JSON: stored, CommitTime: e.CommitTime})
 	}
 	return out
 }
@@ -141,6 +139,14 @@ func readAll(t testing.TB, addrs []string, opts []kgo.Opt, topics ...string) []*
 	return out
 }
 
+func chainOpOf(t testing.TB, rec []byte) string {
+	var h struct{ Op string }
+	if err := json.Unmarshal(rec, &h); err != nil || h.Op == "" {
+		t.Fatalf("chain record %s: op %q, %v", rec, h.Op, err)
+	}
+	return h.Op
+}
+
 func header(r *kgo.Record, key string) (string, bool) {
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -152,7 +158,7 @@ func header(r *kgo.Record, key string) (string, bool) {
 
 // newCluster starts a kfake cluster that creates topics on demand, with
 // four partitions per topic.
-func perTable(table string) string { return "cdcaudit.public." + table }
+func perTable(schema, table string) string { return "cdcaudit." + schema + "." + table }
 
 func newCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
@@ -179,16 +185,27 @@ func newSink(t testing.TB, cfg Config) *Sink {
 // events read in partition order, less the ids already seen for that key
 // (what a consumer does: docs/kafka.md), are that key's events in
 // commit order, none missing. It returns the number of duplicates.
-func checkDelivered(t testing.TB, want []Record, got []*kgo.Record, topic func(table string) string) int {
+func checkDelivered(t testing.TB, want []outbox.Record, got []*kgo.Record, topic func(schema, table string) string) int {
 	t.Helper()
-	byID := map[string]*Record{}
+	byID := map[string]*outbox.Record{}
+	terms := map[string]audit.Terms{}
 	wantPerKey := map[string][]string{}
 	for i := range want {
 		r := &want[i]
 		byID[r.ID] = r
-		k, err := RecordKey(r.Event, r.Terms.Schema, r.Terms.Table)
-		if err != nil {
-			t.Fatal(err)
+		var k []byte
+		if r.Chain {
+			k = []byte(ChainSchema + "." + ChainTable)
+			terms[r.ID] = audit.Terms{Schema: ChainSchema, Table: ChainTable}
+		} else {
+			tm, err := audit.ParseTerms(r.JSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			terms[r.ID] = tm
+			if k, err = RecordKey(r.JSON, tm.Schema, tm.Table); err != nil {
+				t.Fatal(err)
+			}
 		}
 		wantPerKey[string(k)] = append(wantPerKey[string(k)], r.ID)
 	}
@@ -205,19 +222,27 @@ func checkDelivered(t testing.TB, want []Record, got []*kgo.Record, topic func(t
 		if w == nil {
 			t.Fatalf("record %s in Kafka was never delivered", id)
 		}
-		if string(g.Value) != string(w.Event) {
-			t.Fatalf("record %s: value\n%s\nwant the stored event\n%s", id, g.Value, w.Event)
+		if string(g.Value) != string(w.JSON) {
+			t.Fatalf("record %s: value\n%s\nwant the stored event\n%s", id, g.Value, w.JSON)
 		}
-		wantTopic := topic(w.Terms.Table)
+		tm := terms[id]
+		wantTopic := topic(tm.Schema, tm.Table)
 		if g.Topic != wantTopic {
 			t.Fatalf("record %s in topic %s, want %s", id, g.Topic, wantTopic)
 		}
-		k, _ := RecordKey(w.Event, w.Terms.Schema, w.Terms.Table)
+		k := []byte(ChainSchema + "." + ChainTable)
+		if !w.Chain {
+			k, _ = RecordKey(w.JSON, tm.Schema, tm.Table)
+		}
 		if string(g.Key) != string(k) {
 			t.Fatalf("record %s: key %q, want %q", id, g.Key, k)
 		}
-		for name, v := range map[string]string{HeaderOp: w.Terms.Op.String(), HeaderTable: "public." + w.Terms.Table,
-			HeaderUser: w.Terms.User, HeaderSession: w.Terms.Session} {
+		op := tm.Op.String()
+		if w.Chain {
+			op = chainOpOf(t, w.JSON)
+		}
+		for name, v := range map[string]string{HeaderOp: op, HeaderTable: tm.Schema + "." + tm.Table,
+			HeaderUser: tm.User, HeaderSession: tm.Session} {
 			h, ok := header(g, name)
 			if h != v || ok != (v != "") {
 				t.Fatalf("record %s: header %s = %q (present %v), want %q", id, name, h, ok, v)

@@ -31,17 +31,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/outbox"
 )
-
-// Record is one stored event as the outbox hands it to a sink: its id, the
-// stored event JSON (the bytes exports write) and its terms.
-//
-// TODO(i12): replace by the outbox package's Record once it is merged.
-type Record struct {
-	ID    string
-	Event []byte
-	Terms audit.Terms
-}
 
 // Name is the sink's name: the name of its cursor in the store, in metrics
 // and in logs.
@@ -50,8 +41,8 @@ const Name = "kafka"
 // Header names of every Kafka record the sink writes.
 const (
 	HeaderID      = "id"      // the event id: the deduplication key
-	HeaderOp      = "op"      // insert, update, delete, truncate, snapshot
-	HeaderTable   = "table"   // schema.table
+	HeaderOp      = "op"      // insert, update, delete, truncate, snapshot; a chain record's: genesis, gap, slot_lost, cut
+	HeaderTable   = "table"   // schema.table (cdcaudit.chain for a chain record)
 	HeaderUser    = "user"    // the actor's login, or #<user_id>; absent when none
 	HeaderSession = "session" // the actor's session pseudonym; absent when none
 )
@@ -80,6 +71,15 @@ const (
 const (
 	TLSOff = "off"
 	TLSOn  = "on"
+)
+
+// ChainSchema and ChainTable stand for {schema} and {table} for the chain
+// records (genesis, gap, slot_lost, cut: no change of any table, but links
+// of the hash chain, delivered so that a consumer can verify it); their
+// record key is ChainSchema.ChainTable.
+const (
+	ChainSchema = "cdcaudit"
+	ChainTable  = "chain"
 )
 
 // DefaultTopic is the topic template when none is configured: a topic per
@@ -211,6 +211,8 @@ func New(cfg Config) (*Sink, error) {
 	return &Sink{cl: cl, topic: tt}, nil
 }
 
+var _ outbox.Sink = (*Sink)(nil)
+
 // Name returns the sink's name (Name).
 func (s *Sink) Name() string { return Name }
 
@@ -229,7 +231,7 @@ func (s *Sink) Close() { s.cl.Close() }
 // acknowledged (acks=all). On error some records may have been written:
 // the outbox delivers the batch again, and consumers drop the duplicates
 // by id. A batch's records of one key are written in the batch's order.
-func (s *Sink) Deliver(ctx context.Context, batch []Record) error {
+func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -266,16 +268,22 @@ func (s *Sink) Deliver(ctx context.Context, batch []Record) error {
 	return nil
 }
 
-// record makes the Kafka record of one stored event.
-func (s *Sink) record(r *Record) (*kgo.Record, error) {
-	t := &r.Terms
+// record makes the Kafka record of one stored record.
+func (s *Sink) record(r *outbox.Record) (*kgo.Record, error) {
+	if r.Chain {
+		return s.chainRecord(r)
+	}
+	t, err := audit.ParseTerms(r.JSON)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: record %s: %w", r.ID, err)
+	}
 	topic, err := s.topic.name(t.Schema, t.Table)
 	if err != nil {
-		return nil, fmt.Errorf("%w: event %s: %v", ErrConfig, r.ID, err)
+		return nil, fmt.Errorf("%w: record %s: %v", ErrConfig, r.ID, err)
 	}
-	key, err := RecordKey(r.Event, t.Schema, t.Table)
+	key, err := RecordKey(r.JSON, t.Schema, t.Table)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: event %s: %w", r.ID, err)
+		return nil, fmt.Errorf("kafka: record %s: %w", r.ID, err)
 	}
 	h := make([]kgo.RecordHeader, 0, 5)
 	h = append(h,
@@ -288,7 +296,28 @@ func (s *Sink) record(r *Record) (*kgo.Record, error) {
 	if t.Session != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderSession, Value: []byte(t.Session)})
 	}
-	return &kgo.Record{Topic: topic, Key: key, Value: r.Event, Headers: h}, nil
+	return &kgo.Record{Topic: topic, Key: key, Value: r.JSON, Headers: h}, nil
+}
+
+// chainRecord makes the Kafka record of a chain record: in the topic of
+// ChainSchema.ChainTable, keyed by it (one partition: in order).
+func (s *Sink) chainRecord(r *outbox.Record) (*kgo.Record, error) {
+	topic, err := s.topic.name(ChainSchema, ChainTable)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record %s: %v", ErrConfig, r.ID, err)
+	}
+	var head struct {
+		Op string `json:"op"`
+	}
+	if err := json.Unmarshal(r.JSON, &head); err != nil {
+		return nil, fmt.Errorf("kafka: chain record %s: %v", r.ID, err)
+	}
+	name := ChainSchema + "." + ChainTable
+	return &kgo.Record{Topic: topic, Key: []byte(name), Value: r.JSON, Headers: []kgo.RecordHeader{
+		{Key: HeaderID, Value: []byte(r.ID)},
+		{Key: HeaderOp, Value: []byte(head.Op)},
+		{Key: HeaderTable, Value: []byte(name)},
+	}}, nil
 }
 
 // RecordKey is the Kafka record key of a stored event: schema.table, a

@@ -20,12 +20,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/cdcaudit/cdcaudit/outbox"
 )
 
 var tables = []string{"sale_order", "res_partner", "account_move"}
 
-func batches(recs []Record, size int) [][]Record {
-	var out [][]Record
+func batches(recs []outbox.Record, size int) [][]outbox.Record {
+	var out [][]outbox.Record
 	for len(recs) > 0 {
 		n := min(size, len(recs))
 		out = append(out, recs[:n])
@@ -91,7 +93,7 @@ func TestDeliverOneTopic(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("%d records in Kafka, want %d", len(got), len(want))
 	}
-	checkDelivered(t, want, got, func(string) string { return "cdcaudit" })
+	checkDelivered(t, want, got, func(string, string) string { return "cdcaudit" })
 	if !strings.HasPrefix(string(got[0].Key), "public.") {
 		t.Fatalf("key %q", got[0].Key)
 	}
@@ -100,7 +102,7 @@ func TestDeliverOneTopic(t *testing.T) {
 // deliverAll is what the outbox does with a sink: each batch until it is
 // acknowledged, in order. It reports each acknowledged batch on acked and
 // counts the failed attempts; a configuration error ends it.
-func deliverAll(ctx context.Context, s *Sink, bs [][]Record, acked chan<- int, failures *atomic.Int64, firstFail chan<- error) error {
+func deliverAll(ctx context.Context, s *Sink, bs [][]outbox.Record, acked chan<- int, failures *atomic.Int64, firstFail chan<- error) error {
 	var once sync.Once
 	for i, b := range bs {
 		for {
