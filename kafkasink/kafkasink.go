@@ -248,9 +248,22 @@ func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) error {
 		}
 		recs[i] = r
 	}
+	// ProduceSync waits for records already sent even when ctx ends (an
+	// idempotent producer cannot drop them without risking a gap), so a
+	// cancelled ctx (shutdown) returns here at once and leaves them to the
+	// client, which a later Deliver follows in order or Close ends.
+	done := make(chan kgo.ProduceResults, 1)
+	go func() { done <- s.cl.ProduceSync(ctx, recs...) }()
+	var results kgo.ProduceResults
+	select {
+	case results = <-done:
+	case <-ctx.Done():
+		s.healthy.Store(false)
+		return fmt.Errorf("kafka: %d records not acknowledged: %w", len(batch), ctx.Err())
+	}
 	var first error
 	var failed int
-	for _, res := range s.cl.ProduceSync(ctx, recs...) {
+	for _, res := range results {
 		if res.Err != nil {
 			failed++
 			if first == nil || IsConfigError(res.Err) && !IsConfigError(first) {

@@ -379,3 +379,32 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverCancelledWhileDown: with the cluster gone and records in
+// flight, a cancelled Deliver (the daemon stopping) returns; Close then
+// ends the producer.
+func TestDeliverCancelledWhileDown(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dials := &dialFailures{first: make(chan struct{})}
+	s, err := New(Config{Brokers: c.ListenAddrs(), DeliveryTimeout: -1, ExtraOpts: []kgo.Opt{kgo.WithHooks(dials)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := trail(t, 40, tables, 3)
+	if err := s.Deliver(context.Background(), recs[:20]); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	go func() { res <- s.Deliver(ctx, recs[20:]) }()
+	<-dials.first // the client has met the outage
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Deliver: %v", err)
+	}
+	s.Close()
+}
