@@ -2,9 +2,11 @@ package main
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
+	"github.com/cdcaudit/cdcaudit/kafkasink"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/outbox"
 	"github.com/cdcaudit/cdcaudit/pgsink"
@@ -39,6 +41,25 @@ func sinkSetup(cfg *config.Config, store *sink.Store, pc *pipeline.Config, m *me
 		}
 		pc.Sources = append(pc.Sources, r.Run)
 		names = append(names, pg.Name())
+	}
+	if kc, ok, err := cfg.KafkaSink(); err != nil {
+		return close, err
+	} else if ok {
+		ks, err := kafkasink.New(kc)
+		if err != nil {
+			return close, err
+		}
+		closers = append(closers, ks.Close)
+		o := outbox.Options{Logger: log.With("kafka", strings.Join(kc.Brokers, ","), "topic", cfg.SinkKafkaTopic)}
+		if m != nil {
+			o.Metrics = m
+		}
+		r, err := outbox.New(store, ks, o)
+		if err != nil {
+			return close, err
+		}
+		pc.Sources = append(pc.Sources, r.Run)
+		names = append(names, ks.Name())
 	}
 	if len(names) > 0 {
 		if m != nil {
