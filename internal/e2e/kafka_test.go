@@ -195,4 +195,3 @@ func readKafka(t *testing.T, addrs []string, topic string) map[string][]*kgo.Rec
 	}
 	return out
 }
-
