@@ -1,18 +1,17 @@
 package kafkasink
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/kafkatest"
 	"github.com/cdcaudit/cdcaudit/outbox"
 )
 
@@ -83,61 +82,7 @@ func topicsOf(tables []string) []string {
 	return out
 }
 
-// readAll reads every record the topics hold, up to the end offsets the
-// brokers report now, in partition order.
-func readAll(t testing.TB, addrs []string, opts []kgo.Opt, topics ...string) []*kgo.Record {
-	t.Helper()
-	ctx := context.Background()
-	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	ends, err := kadm.NewClient(admCl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]map[int32]kgo.Offset{}
-	left := map[string]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			t.Fatalf("end offset %s/%d: %v", o.Topic, o.Partition, o.Err)
-		}
-		if o.Offset == 0 {
-			return
-		}
-		if want[o.Topic] == nil {
-			want[o.Topic] = map[int32]kgo.Offset{}
-		}
-		want[o.Topic][o.Partition] = kgo.NewOffset().AtStart()
-		left[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = o.Offset
-	})
-	if len(want) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ConsumePartitions(want)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	for len(left) > 0 {
-		fs := cl.PollFetches(ctx)
-		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			tp := fmt.Sprintf("%s/%d", r.Topic, r.Partition)
-			end, ok := left[tp]
-			if !ok || r.Offset >= end {
-				return
-			}
-			out = append(out, r)
-			if r.Offset == end-1 {
-				delete(left, tp)
-			}
-		})
-	}
-	return out
-}
+var readAll = kafkatest.ReadAll
 
 func chainOpOf(t testing.TB, rec []byte) string {
 	var h struct{ Op string }
@@ -147,14 +92,7 @@ func chainOpOf(t testing.TB, rec []byte) string {
 	return h.Op
 }
 
-func header(r *kgo.Record, key string) (string, bool) {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value), true
-		}
-	}
-	return "", false
-}
+var header = kafkatest.Header
 
 // newCluster starts a kfake cluster that creates topics on demand, with
 // four partitions per topic.

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/kafkatest"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -59,30 +59,11 @@ func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	wlDone := make(chan error, 1)
 	go func() { wlDone <- wl.run(db.dsn, stop) }()
 
-	kills := 3 + rng.IntN(3)
-	down := rng.IntN(kills)
-	for i := range kills {
-		time.Sleep(time.Duration(100+rng.IntN(1200)) * time.Millisecond)
-		d.kill()
-		t.Logf("SIGKILL %d/%d", i+1, kills)
-		switch i {
-		case down:
-			kc.Close()
-			t.Logf("Kafka down")
-		case down + 1:
-			if kc, err = kfake.NewCluster(append(kopts, kfake.Ports(ports...))...); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("Kafka back")
-		}
-		d.start()
-	}
-	if down == kills-1 {
-		time.Sleep(time.Second) // down for a while with the daemon running
+	sigkillsWithOutage(t, rng, d, 3+rng.IntN(3), "Kafka", kc.Close, func() {
 		if kc, err = kfake.NewCluster(append(kopts, kfake.Ports(ports...))...); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	close(stop)
 	if err := <-wlDone; err != nil {
 		t.Fatalf("workload: %v", err)
@@ -145,53 +126,13 @@ func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
 // readKafka reads a topic up to its current end offsets, by id header.
 func readKafka(t *testing.T, addrs []string, topic string) map[string][]*kgo.Record {
 	t.Helper()
-	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts := map[int32]kgo.Offset{}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && o.Offset > 0 {
-			parts[o.Partition] = kgo.NewOffset().AtStart()
-			left[o.Partition] = o.Offset
-		}
-	})
 	out := map[string][]*kgo.Record{}
-	if len(parts) == 0 {
-		return out
-	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	for len(left) > 0 {
-		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			end, ok := left[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			var id string
-			for _, h := range r.Headers {
-				if h.Key == "id" {
-					id = string(h.Value)
-				}
-			}
-			if id == "" {
-				t.Errorf("record %d/%d without an id header", r.Partition, r.Offset)
-			}
-			out[id] = append(out[id], r)
-			if r.Offset == end-1 {
-				delete(left, r.Partition)
-			}
-		})
+	for _, r := range kafkatest.ReadAll(t, addrs, nil, topic) {
+		id, ok := kafkatest.Header(r, "id")
+		if !ok {
+			t.Errorf("record %d/%d without an id header", r.Partition, r.Offset)
+		}
+		out[id] = append(out[id], r)
 	}
 	return out
 }

@@ -47,30 +47,11 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	wlDone := make(chan error, 1)
 	go func() { wlDone <- wl.run(db.dsn, stop) }()
 
-	kills := 4 + rng.IntN(3)
-	down := rng.IntN(kills) // the kill after which the audit cluster is down
-	for i := range kills {
-		time.Sleep(time.Duration(100+rng.IntN(1200)) * time.Millisecond)
-		d.kill()
-		t.Logf("SIGKILL %d/%d", i+1, kills)
-		switch i {
-		case down:
-			audit2.Crash()
-			t.Logf("audit database down")
-		case down + 1:
-			if err := audit2.StartAgain(); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("audit database back")
-		}
-		d.start()
-	}
-	if down == kills-1 {
-		time.Sleep(time.Second) // down for a while with the daemon running
+	sigkillsWithOutage(t, rng, d, 4+rng.IntN(3), "audit database", audit2.Crash, func() {
 		if err := audit2.StartAgain(); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	close(stop)
 	if err := <-wlDone; err != nil {
 		t.Fatalf("workload: %v", err)
@@ -152,5 +133,33 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	t.Logf("%s (%d events in the store)", out, changeCount(evs))
 	if !bytes.Contains([]byte(d.log()), []byte("delivery failed")) {
 		t.Error("no delivery failed while the audit database was down")
+	}
+}
+
+// sigkillsWithOutage SIGKILLs the daemon kills times at random moments
+// (and starts it again), and takes a destination (what) down after one of
+// the kills and back after the next — or, after the last, with the daemon
+// running for a second.
+func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what string, down, back func()) {
+	t.Helper()
+	at := rng.IntN(kills) // the kill after which the destination is down
+	for i := range kills {
+		time.Sleep(time.Duration(100+rng.IntN(1200)) * time.Millisecond)
+		d.kill()
+		t.Logf("SIGKILL %d/%d", i+1, kills)
+		switch i {
+		case at:
+			down()
+			t.Logf("%s down", what)
+		case at + 1:
+			back()
+			t.Logf("%s back", what)
+		}
+		d.start()
+	}
+	if at == kills-1 {
+		time.Sleep(time.Second) // down for a while with the daemon running
+		back()
+		t.Logf("%s back", what)
 	}
 }
