@@ -2,7 +2,6 @@ package kafkasink
 
 import (
 	"bytes"
-	"strconv"
 	"testing"
 	"time"
 
@@ -13,40 +12,15 @@ import (
 )
 
 // appendTx stores transaction i: an insert, an update and (every fourth)
-// a delete of record i%11 of one of the tables, by a user in a session.
-func appendTx(t *testing.T, w *sink.Writer, i uint64) {
-	t.Helper()
-	c := i << 8
-	at := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
-	uid := int64(i % 5)
-	table := tables[i%uint64(len(tables))]
-	id := []byte(strconv.Itoa(int(i % 11)))
-	var evs []sink.Encoded
-	for ord, op := range []audit.Op{audit.OpInsert, audit.OpUpdate, audit.OpDelete} {
-		if op == audit.OpDelete && i%4 != 0 {
-			break
-		}
-		e := &audit.Event{
-			LSN: c - 0x10 + uint64(ord), CommitLSN: c, Ordinal: uint32(ord + 1), XID: uint32(i), CommitTime: at,
-			Database: "odoo", Schema: "public", Table: table, Op: op,
-			Key:   audit.Row{{Name: "id", Value: id}},
-			Actor: audit.Actor{UserID: &uid, Login: "user" + strconv.Itoa(int(uid)) + "@example.com", UserVia: "row_user", SessionID: "s" + strconv.Itoa(int(i%3)), SessionVia: "only_active"},
-		}
-		row := audit.Row{{Name: "id", Value: id}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)}}
-		switch op {
-		case audit.OpInsert:
-			e.After, e.Changed = row, []string{"id", "note", "amount"}
-		case audit.OpUpdate:
-			e.Before, e.After, e.Changed = row, row, []string{}
-		case audit.OpDelete:
-			e.Before, e.Changed = row, []string{}
-		}
-		evs = append(evs, sink.Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
-	}
-	if err := w.Submit(t.Context(), sink.Batch{Events: evs, Checkpoint: c + 0x80, CommitTime: at}); err != nil {
-		t.Fatal(err)
-	}
-}
+// a delete of record i%11 of one of the tables.
+var appendTx = outboxtest.Tx{
+	Table:  func(i uint64) string { return tables[i%uint64(len(tables))] },
+	Key:    func(i uint64) uint64 { return i % 11 },
+	Delete: func(i uint64) bool { return i%4 == 0 },
+	At: func(i uint64) time.Time {
+		return time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+	},
+}.Append
 
 // storeRecords reads every record of the store as the outbox hands them.
 func storeRecords(t *testing.T, s *sink.Store) []outbox.Record {
