@@ -325,10 +325,15 @@ func (r *Runner) page(ctx context.Context, after []byte) ([]Record, error) {
 	return out, err
 }
 
-// count counts the records after the key (the backlog).
+// maxCount bounds a count of the backlog: one read transaction is kept
+// short (a long one keeps bbolt from reusing pages). A larger backlog is
+// reported as this many.
+const maxCount = 1 << 20
+
+// count counts the records after the key (the backlog), at most maxCount.
 func (r *Runner) count(ctx context.Context, after []byte) uint64 {
 	var n uint64
-	if err := r.store.Records(ctx, after, 0, func(_, _ []byte) error { n++; return nil }); err != nil {
+	if err := r.store.Records(ctx, after, maxCount, func(_, _ []byte) error { n++; return nil }); err != nil {
 		return 0
 	}
 	return n
