@@ -98,6 +98,7 @@ type Metrics struct {
 	ret           retentionMetrics
 	api           apiMetrics
 	alerts        alertMetrics
+	outbox        outboxMetrics
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -217,6 +218,7 @@ func newMetrics(now func() time.Time) *Metrics {
 	m.registerAPI()
 	m.registerAlerts()
 	m.registerFlags()
+	m.registerOutbox()
 	return m
 }
 

@@ -387,6 +387,7 @@ func TestMetricsDocumented(t *testing.T) {
 	m, _ := newTest()
 	m.AddEvents("public", "t", "insert", 1)
 	m.SkippedMessage('X')
+	m.Sinks("postgres")
 	mfs, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -458,5 +459,57 @@ func TestBehindIsABacklog(t *testing.T) {
 	m.BatchCommitted(1, 0, 100, time.Millisecond, 1000+BehindBytes+1, time.Now())
 	if m.Behind() {
 		t.Fatal("behind once the store holds everything")
+	}
+}
+
+func TestSinkMetrics(t *testing.T) {
+	m, clk := newTest()
+	m.Sinks("postgres")
+	value := func(name, sink string) (float64, bool) {
+		t.Helper()
+		mfs, err := m.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, s := range mf.GetMetric() {
+				if s.GetLabel()[0].GetValue() == sink {
+					if c := s.GetCounter(); c != nil {
+						return c.GetValue(), true
+					}
+					return s.GetGauge().GetValue(), true
+				}
+			}
+		}
+		return 0, false
+	}
+	for _, n := range []string{"cdcaudit_sink_delivered_records_total", "cdcaudit_sink_errors_total", "cdcaudit_sink_lag_records", "cdcaudit_sink_lag_seconds", "cdcaudit_retention_held_seconds"} {
+		if v, ok := value(n, "postgres"); !ok || v != 0 {
+			t.Errorf("%s{sink=postgres} = %v, %v before anything happened; want a 0", n, v, ok)
+		}
+	}
+	m.SinkDelivered("postgres", 7)
+	m.SinkDelivered("postgres", 3)
+	m.SinkFailed("postgres")
+	m.SinkLag("postgres", 42, 1.5)
+	if v, _ := value("cdcaudit_sink_delivered_records_total", "postgres"); v != 10 {
+		t.Errorf("delivered %v", v)
+	}
+	if v, _ := value("cdcaudit_sink_errors_total", "postgres"); v != 1 {
+		t.Errorf("errors %v", v)
+	}
+	if r, _ := value("cdcaudit_sink_lag_records", "postgres"); r != 42 {
+		t.Errorf("lag records %v", r)
+	}
+	m.RetentionHeld("postgres", clk.now().Add(-time.Hour))
+	if v, _ := value("cdcaudit_retention_held_seconds", "postgres"); v != 3600 {
+		t.Errorf("held %v, want 3600", v)
+	}
+	m.RetentionHeld("", time.Time{})
+	if v, _ := value("cdcaudit_retention_held_seconds", "postgres"); v != 0 {
+		t.Errorf("held %v after release, want 0", v)
 	}
 }

@@ -35,6 +35,11 @@ type Retention struct {
 	Batch int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Hold, when set, is asked at the start of every pass what must be
+	// kept whatever its age: every record after the key it returns (nil:
+	// every record) is kept, named by who holds it (an outbox sink that
+	// has not acknowledged it). ok false: nothing is held.
+	Hold func() (after []byte, by string, ok bool)
 }
 
 // TableRetention is a per-table window: Glob matches a table as
@@ -161,6 +166,10 @@ type Pruner struct {
 	// before it can expire: until then a pass starts there.
 	settled    []byte
 	settledDue time.Time
+	// The pass's hold (Retention.Hold): records after holdAfter are kept.
+	held      bool
+	holdAfter []byte
+	holdBy    string
 }
 
 // PruneStats is what one pass did.
@@ -169,6 +178,11 @@ type PruneStats struct {
 	Cuts    int    // cuts made (one per batch that removed something)
 	LastCut *Cut   // the last of them
 	State   int    // derived-state records removed
+	// HeldBy names who held back the pass (Retention.Hold): an expired
+	// record was kept because it was not acknowledged; HeldSince is the
+	// commit time of the oldest such record. "" when nothing was held.
+	HeldBy    string
+	HeldSince time.Time
 }
 
 // NewPruner returns a pruner of a read-write store.
@@ -211,16 +225,24 @@ const busyWait = 10 * time.Second
 // the last pass settled) up to the newest record that can have expired,
 // and removes the expired records in batches, each with its cut, then
 // the expired derived state.
-func (p *Pruner) Prune(ctx context.Context) (PruneStats, error) {
-	var stats PruneStats
+func (p *Pruner) Prune(ctx context.Context) (stats PruneStats, err error) {
 	if !p.r.Enabled() {
 		return stats, nil
 	}
 	now := p.r.Now()
+	p.held, p.holdAfter, p.holdBy = false, nil, ""
+	if p.r.Hold != nil {
+		p.holdAfter, p.holdBy, p.held = p.r.Hold()
+	}
 	w := &walker{p: p, now: now, rules: map[string]map[string]int{}, minDue: farFuture}
 	if p.settled != nil && now.Before(p.settledDue) {
 		w.pos, w.minDue = p.settled, p.settledDue
 	}
+	defer func() {
+		if !w.heldSince.IsZero() {
+			stats.HeldBy, stats.HeldSince = p.holdBy, w.heldSince
+		}
+	}()
 	busySince := time.Time{}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -285,6 +307,14 @@ type walker struct {
 	next   []byte                    // where the one after it begins
 	done   bool                      // the batch planned last is the pass's last
 	minDue time.Time                 // the earliest expiry of the records looked at and kept
+	// heldSince: the commit time of the oldest expired record the hold
+	// kept (zero: none).
+	heldSince time.Time
+}
+
+// heldKey reports whether the pass's hold keeps the record at key.
+func (p *Pruner) heldKey(key []byte) bool {
+	return p.held && (p.holdAfter == nil || bytes.Compare(key, p.holdAfter) > 0)
 }
 
 // batch is a range of records to prune: [from, to), or the range of a cut
@@ -319,6 +349,14 @@ func (w *walker) expired(key, rec []byte, head []byte) (exp bool, due time.Time,
 		return false, farFuture, rule, h.CommitTime
 	}
 	due = h.CommitTime.Add(win)
+	if !due.After(w.now) && w.p.heldKey(key) {
+		// Expired, but not acknowledged by a sink: kept, and due again
+		// now (the next pass looks at it again).
+		if w.heldSince.IsZero() || h.CommitTime.Before(w.heldSince) {
+			w.heldSince = h.CommitTime
+		}
+		return false, w.now, rule, h.CommitTime
+	}
 	return !due.After(w.now), due, rule, h.CommitTime
 }
 

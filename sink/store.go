@@ -22,6 +22,7 @@ package sink
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -618,4 +619,48 @@ func keyID(k []byte) string {
 		return fmt.Sprintf("<malformed key %x>", k)
 	}
 	return audit.FormatID(lsn, ord)
+}
+
+// Records hands fn, in key order, the records after the record at after
+// (nil: from the first), every one of them — row events, snapshot records
+// and chain records (genesis, gap, slot_lost, cut) — at most limit (0: no
+// limit), inside one short read transaction: the way a reader that follows
+// the whole chain (an outbox sink) reads the store a page at a time. Every
+// record is checked first (its hash, its key, and its link to the record
+// before it in the page, or across a cut's range the link the cut names);
+// one that fails is never handed on. key and record are valid only during
+// the call. fn's error stops Records and is returned.
+func (s *Store) Records(ctx context.Context, after []byte, limit int, fn func(key, record []byte) error) error {
+	if after != nil && len(after) != audit.KeyLen {
+		return fmt.Errorf("sink: records: a store key has %d bytes, not %d", audit.KeyLen, len(after))
+	}
+	var from []byte
+	if after != nil {
+		from = nextKey(after)
+	}
+	fn = guarded(fn)
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		cuts, err := s.cutsOf(tx)
+		if err != nil {
+			return err
+		}
+		_, err = walkChain(tx, s.db.Path(), cuts, from, nil, func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(k, v); err != nil {
+				return err
+			}
+			if n++; limit > 0 && n >= limit {
+				return errStop
+			}
+			return nil
+		})
+		return err
+	})
+	if err == errStop {
+		err = nil
+	}
+	return err
 }

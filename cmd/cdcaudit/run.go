@@ -162,6 +162,11 @@ func (c *cli) run(args []string) int {
 		return c.fail("run", err)
 	}
 	ends.wire(&pc)
+	closeSinks, err := sinkSetup(cfg, store, &pc, m, log)
+	if err != nil {
+		return c.usageErr("run", err)
+	}
+	defer closeSinks()
 	err = pipeline.Run(ctx, pc)
 	if err != nil {
 		if cfg.LogFormat == "json" {

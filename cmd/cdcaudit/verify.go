@@ -14,6 +14,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/manifest"
+	"github.com/cdcaudit/cdcaudit/pgsink"
 )
 
 const verifyAbout = `
@@ -62,12 +63,20 @@ to fit a cell cannot be recomputed, and is counted as such: the file's
 SHA-256 still covers it). Without a trusted key the manifest is only
 consistent with itself: anyone can sign with a key of their own.
 
+With --postgres DSN, verify checks the audit table a PostgreSQL audit
+database sink wrote (sink_postgres_dsn; --table, default cdcaudit_events):
+every row's hash is recomputed from its record column (the record exactly
+as exported), its id, hash and prev_hash columns must agree with it, and
+each row must link to the row before it in id order. It lists the gaps and
+lost slots the chain records.
+
 Exit status: 0 intact, 1 broken chain, an anchor contradicted, or an
 unreadable store (with --export: the file is not what its manifest says),
 2 bad usage, 3 intact but events are missing (gaps) (with --export: the
 file matches its manifest, but no trusted key was given).`
 
 const verifyExamples = `  cdcaudit verify --data-dir /var/lib/cdcaudit
+  cdcaudit verify --postgres postgres://auditor@audit-db/audit --table cdcaudit_events
   cdcaudit verify --data-dir /var/lib/cdcaudit --anchor /mnt/worm/cdcaudit-anchors
   cdcaudit verify --data-dir /restore/cdcaudit --anchor /var/log/cdcaudit.log
   cdcaudit verify --export november.csv --manifest november.manifest.json --data-dir /var/lib/cdcaudit
@@ -85,9 +94,14 @@ func (c *cli) verify(args []string) int {
 	exportFile := fs.String("export", "", "check the export `file` against its manifest (--manifest) instead of a store")
 	manifestFile := fs.String("manifest", "", "the export's manifest `file` ('cdcaudit export --manifest')")
 	publicKey := fs.String("public-key", "", "with --export: the instance's public `key` (ed25519:…, or a file holding it), trusted instead of --data-dir's")
-	fs.order = []string{"data-dir", "anchor", "export", "manifest", "public-key", "config"}
+	postgres := fs.String("postgres", "", "check the audit table of the PostgreSQL audit database at `DSN` (sink_postgres_dsn) instead of a store")
+	table := fs.String("table", pgsink.DefaultTable, "with --postgres: the audit `table` (sink_postgres_table)")
+	fs.order = []string{"data-dir", "anchor", "export", "manifest", "public-key", "postgres", "table", "config"}
 	if code, done := c.parse(fs, args); done {
 		return code
+	}
+	if *postgres != "" {
+		return c.verifyPostgres(*postgres, *table)
 	}
 	if *exportFile != "" || *manifestFile != "" || *publicKey != "" {
 		return c.verifyExport(set, *exportFile, *manifestFile, *publicKey, len(anchorFiles) > 0)
@@ -335,4 +349,35 @@ func readManifest(name string) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, manifest.MaxSize+1))
+}
+
+// verifyPostgres checks the audit table of a PostgreSQL audit database.
+func (c *cli) verifyPostgres(dsn, table string) int {
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := pgsink.Verify(ctx, dsn, table)
+	color := c.useColor(c.stdout)
+	if errors.Is(err, pgsink.ErrBroken) {
+		fmt.Fprintf(c.stdout, "%s %s: %v\n", paint(color, ansiRed+ansiBold, "FAIL:"), config.DescribeDSN(dsn), err)
+		return exitFail
+	}
+	if err != nil {
+		return c.fail("verify", err)
+	}
+	if res.Rows == 0 {
+		fmt.Fprintf(c.stdout, "%s: table %s is empty\n", config.DescribeDSN(dsn), table)
+		return exitOK
+	}
+	fmt.Fprintf(c.stdout, "%s %s rows of %s verified (%s … %s)", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Rows), table, res.First, res.Last)
+	if res.Breaks > 0 {
+		fmt.Fprintf(c.stdout, ", across %d retention cuts", res.Breaks)
+	}
+	fmt.Fprintln(c.stdout)
+	for _, m := range res.Marks {
+		fmt.Fprintln(c.stdout, "  missing from the trail:", m)
+	}
+	if len(res.Marks) > 0 {
+		return exitIncomplete
+	}
+	return exitOK
 }

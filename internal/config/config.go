@@ -62,6 +62,8 @@ import (
 	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
+	"github.com/cdcaudit/cdcaudit/kafkasink"
+	"github.com/cdcaudit/cdcaudit/pgsink"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -144,6 +146,17 @@ const (
 	KeyPolicyOneSession  = "policy_one_session"
 	KeyPolicyExceptions  = "policy_exceptions"
 	KeyPolicyDryRun      = "policy_dry_run"
+
+	KeySinkPostgresDSN       = "sink_postgres_dsn"
+	KeySinkPostgresTable     = "sink_postgres_table"
+	KeySinkPostgresBatch     = "sink_postgres_batch"
+	KeySinkKafkaBrokers      = "sink_kafka_brokers"
+	KeySinkKafkaTopic        = "sink_kafka_topic"
+	KeySinkKafkaTLS          = "sink_kafka_tls"
+	KeySinkKafkaSASL         = "sink_kafka_sasl"
+	KeySinkKafkaUser         = "sink_kafka_user"
+	KeySinkKafkaPasswordFile = "sink_kafka_password_file"
+	KeySinkKafkaCompression  = "sink_kafka_compression"
 )
 
 // EnvPrefix prefixes every environment variable; CDCAUDIT_CONFIG names the
@@ -245,6 +258,18 @@ type Config struct {
 	PolicyIdleTimeout, PolicyMaxAge  time.Duration
 	PolicyOneSession, PolicyDryRun   bool
 	PolicyExceptions                 []sessionctl.Exception
+
+	// External sinks (outbox, docs/sinks.md): the PostgreSQL audit
+	// database (none when SinkPostgresDSN is empty), its table and the
+	// records per batch.
+	SinkPostgresDSN   string
+	SinkPostgresTable string
+	SinkPostgresBatch int
+	// The Kafka sink (kafkasink; off without brokers). Its password is in
+	// a file (ReadKafkaPassword), never configured inline.
+	SinkKafkaBrokers                                    []string
+	SinkKafkaTopic, SinkKafkaTLS, SinkKafkaCompression  string
+	SinkKafkaSASL, SinkKafkaUser, SinkKafkaPasswordFile string
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -518,6 +543,34 @@ var keys = []keyInfo{
 		func(c *Config) *[]sessionctl.Exception { return &c.PolicyExceptions }, items[sessionctl.Exception]{form: "exceptions", parse: sessionctl.ParseException}, nil),
 	setting(KeyPolicyDryRun, "session policies only log and record what they would end",
 		func(c *Config) *bool { return &c.PolicyDryRun }, false, nil),
+	setting(KeySinkPostgresDSN, "PostgreSQL audit database `URL` the trail is delivered to (docs/sinks.md; never logged with its password)",
+		func(c *Config) *string { return &c.SinkPostgresDSN }, "", optional(replication.ValidateDSN)),
+	setting(KeySinkPostgresTable, "the audit database's `table` (created and migrated by cdcaudit)",
+		func(c *Config) *string { return &c.SinkPostgresTable }, pgsink.DefaultTable, pgsink.CheckTable),
+	setting(KeySinkPostgresBatch, "records per `number` delivered to the audit database in one transaction",
+		func(c *Config) *int { return &c.SinkPostgresBatch }, pgsink.DefaultBatch, pgsink.ValidateBatch),
+	setting(KeySinkKafkaBrokers, "Kafka `brokers` (host:port, comma-separated) the audit trail is delivered to (docs/kafka.md); none: no Kafka sink",
+		func(c *Config) *[]string { return &c.SinkKafkaBrokers }, nil, kafkasink.ValidateBrokers),
+	setting(KeySinkKafkaTopic, "the Kafka `topic`: a name, or a template with {schema} and {table} (a topic per table)",
+		func(c *Config) *string { return &c.SinkKafkaTopic }, kafkasink.DefaultTopic, kafkasink.ValidateTopic),
+	setting(KeySinkKafkaTLS, "TLS to the Kafka brokers: off, on (the system's certificate authorities), or the `file` of the PEM certificate authorities to trust",
+		func(c *Config) *string { return &c.SinkKafkaTLS }, kafkasink.TLSOff, nil).
+		files(func(c *Config) error { return kafkasink.ValidateTLS(c.SinkKafkaTLS) }),
+	setting(KeySinkKafkaSASL, "Kafka SASL `mechanism`: plain, scram-sha-256 or scram-sha-512 (with sink_kafka_user and sink_kafka_password_file); none: no SASL",
+		func(c *Config) *string { return &c.SinkKafkaSASL }, kafkasink.SASLNone, kafkasink.ValidateSASL),
+	setting(KeySinkKafkaUser, "Kafka SASL `user`",
+		func(c *Config) *string { return &c.SinkKafkaUser }, "", nil),
+	setting(KeySinkKafkaPasswordFile, "`file` holding the Kafka SASL password (never the password itself)",
+		func(c *Config) *string { return &c.SinkKafkaPasswordFile }, "", nil).
+		rule(func(c *Config) error {
+			if (c.SinkKafkaSASL == "") != (c.SinkKafkaUser == "") || (c.SinkKafkaUser == "") != (c.SinkKafkaPasswordFile == "") {
+				return errors.New("sink_kafka_sasl, sink_kafka_user and sink_kafka_password_file go together")
+			}
+			return nil
+		}).
+		files(func(c *Config) error { _, err := c.readSecret(c.SinkKafkaPasswordFile, 1); return err }),
+	setting(KeySinkKafkaCompression, "compression of the Kafka record batches: `codec` zstd, lz4, snappy, gzip or none",
+		func(c *Config) *string { return &c.SinkKafkaCompression }, kafkasink.DefaultCompression, kafkasink.ValidateCompression),
 }
 
 func validLimit(s string) error { _, err := auth.ParseLimit(s); return err }
@@ -892,6 +945,37 @@ func (c *Config) ReadSMTPPassword() (string, error) {
 	return string(b), nil
 }
 
+// ReadKafkaPassword reads the Kafka SASL password from
+// sink_kafka_password_file ("" when none is configured).
+func (c *Config) ReadKafkaPassword() (string, error) {
+	b, err := c.readSecret(c.SinkKafkaPasswordFile, 1)
+	if err != nil {
+		return "", c.fail(KeySinkKafkaPasswordFile, err)
+	}
+	return string(b), nil
+}
+
+// KafkaSink returns the Kafka sink's configuration, its password read from
+// its file; ok is false when no brokers are configured (no Kafka sink).
+func (c *Config) KafkaSink() (cfg kafkasink.Config, ok bool, err error) {
+	if len(c.SinkKafkaBrokers) == 0 {
+		return cfg, false, nil
+	}
+	pass, err := c.ReadKafkaPassword()
+	if err != nil {
+		return cfg, false, err
+	}
+	return kafkasink.Config{
+		Brokers:     c.SinkKafkaBrokers,
+		Topic:       c.SinkKafkaTopic,
+		TLS:         c.SinkKafkaTLS,
+		SASL:        c.SinkKafkaSASL,
+		User:        c.SinkKafkaUser,
+		Password:    kafkasink.Secret(pass),
+		Compression: c.SinkKafkaCompression,
+	}, true, nil
+}
+
 // ReadWebhookSecret reads the webhook's key from webhook_secret_file (nil
 // when none is configured).
 func (c *Config) ReadWebhookSecret() ([]byte, error) {
@@ -938,7 +1022,7 @@ func (c *Config) Describe() []string {
 	var out []string
 	for _, k := range keys {
 		v := k.value(c).String()
-		if k.name == KeyDSN && v != "" {
+		if (k.name == KeyDSN || k.name == KeySinkPostgresDSN) && v != "" {
 			v = DescribeDSN(v)
 		}
 		if k.name == KeyWebhookURL && v != "" {

@@ -15,6 +15,8 @@ import (
 	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
+	"github.com/cdcaudit/cdcaudit/kafkasink"
+	"github.com/cdcaudit/cdcaudit/pgsink"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/redact"
 	"github.com/cdcaudit/cdcaudit/replication"
@@ -56,6 +58,12 @@ func TestDefaultsAreTheOwners(t *testing.T) {
 
 		SMTPTLS:         alerts.TLSStartTLS,
 		NewDeviceWindow: alerts.DefaultNewDeviceWindow,
+
+		SinkPostgresTable:    pgsink.DefaultTable,
+		SinkPostgresBatch:    pgsink.DefaultBatch,
+		SinkKafkaTopic:       kafkasink.DefaultTopic,
+		SinkKafkaTLS:         kafkasink.TLSOff,
+		SinkKafkaCompression: kafkasink.DefaultCompression,
 	}
 	if got := Defaults(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Defaults() = %+v\nwant the owners' %+v", got, want)

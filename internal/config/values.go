@@ -40,7 +40,7 @@ const (
 // plain are the field types setting declares; lists of other items are
 // declared with listOf.
 type plain interface {
-	string | bool | time.Duration | []string | sink.Retention
+	string | bool | int | time.Duration | []string | sink.Retention
 }
 
 func plainValue(p any) value {
@@ -49,6 +49,8 @@ func plainValue(p any) value {
 		return (*stringValue)(p)
 	case *bool:
 		return (*boolValue)(p)
+	case *int:
+		return (*intValue)(p)
 	case *time.Duration:
 		return (*durationValue)(p)
 	case *[]string:
@@ -93,6 +95,21 @@ func (v *durationValue) setYAML(n *yaml.Node) error { return scalarYAML(n, v.set
 func (v *durationValue) String() string             { return time.Duration(*v).String() }
 func (v *durationValue) empty() bool                { return *v == 0 }
 func (v *durationValue) kind() valueKind            { return single }
+
+type intValue int
+
+func (v *intValue) set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("invalid whole number %q", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) setYAML(n *yaml.Node) error { return scalarYAML(n, v.set) }
+func (v *intValue) String() string             { return strconv.Itoa(int(*v)) }
+func (v *intValue) empty() bool                { return *v == 0 }
+func (v *intValue) kind() valueKind            { return single }
 
 type boolValue bool
 

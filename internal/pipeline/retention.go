@@ -13,6 +13,9 @@ import (
 // pruneMetrics is what retention reports.
 type pruneMetrics interface {
 	Pruned(records uint64, cuts int, lastCut time.Time)
+	// RetentionHeld: the sink that held a pass back ("" none) and the
+	// commit time of the oldest expired record kept for it.
+	RetentionHeld(by string, since time.Time)
 }
 
 // pruneEvery is how often retention looks for expired events: every few
@@ -47,6 +50,7 @@ func startRetention(cfg Config, store *sink.Store, log *slog.Logger) (stop func(
 	log.Info("retention on", "default", sink.FormatWindow(r.Default), "tables", len(r.Tables), "every", every)
 	go func() {
 		defer close(done)
+		heldBy, heldLogged := "", time.Time{}
 		for {
 			st, err := p.Prune(ctx)
 			if ctx.Err() != nil {
@@ -64,6 +68,20 @@ func startRetention(cfg Config, store *sink.Store, log *slog.Logger) (stop func(
 			}
 			if m != nil && st.Cuts > 0 {
 				m.Pruned(st.Removed, st.Cuts, st.LastCut.MadeAt)
+			}
+			if st.HeldBy != "" {
+				// Logged at each change of who holds it, and every hour.
+				if st.HeldBy != heldBy || time.Since(heldLogged) >= time.Hour {
+					log.Warn("retention: held back by a sink: expired records it has not acknowledged are kept",
+						"sink", st.HeldBy, "oldest_kept", st.HeldSince.UTC().Format(time.RFC3339))
+					heldLogged = time.Now()
+				}
+			} else if heldBy != "" {
+				log.Info("retention: no longer held back by a sink", "sink", heldBy)
+			}
+			heldBy = st.HeldBy
+			if m != nil && err == nil {
+				m.RetentionHeld(st.HeldBy, st.HeldSince)
 			}
 			select {
 			case <-ctx.Done():

@@ -1,0 +1,246 @@
+// Package pgsink delivers the audit trail to a table in a PostgreSQL audit
+// database (an outbox.Sink): created and migrated by cdcaudit (versioned
+// migrations recorded in cdcaudit_schema_migrations), partitioned by month
+// on commit_time, one column per member of the event (key, before, after
+// … as jsonb) and the record exactly as exported (record, text: its hash
+// covers it byte for byte, so Verify recomputes the chain from the table).
+// Batches are copied into a temporary staging table and inserted with
+// ON CONFLICT (id, commit_time) DO NOTHING: a batch delivered twice (at
+// least once) is stored once.
+package pgsink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcaudit/cdcaudit/outbox"
+)
+
+// DefaultTable is the audit table's default name.
+const DefaultTable = "cdcaudit_events"
+
+// DefaultBatch is how many records one delivery writes by default.
+const DefaultBatch = 1000
+
+// ValidateBatch checks a batch size.
+func ValidateBatch(n int) error {
+	if n < 1 || n > 100000 {
+		return fmt.Errorf("%d is out of range (1 to 100000)", n)
+	}
+	return nil
+}
+
+// MigrationsTable records the migrations applied, per audit table.
+const MigrationsTable = "cdcaudit_schema_migrations"
+
+var tableRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
+
+// CheckTable checks an audit table name: lower case letters, digits and
+// underscores, at most 41 bytes (its partitions add _pYYYYMM).
+func CheckTable(name string) error {
+	if !tableRE.MatchString(name) {
+		return fmt.Errorf("pgsink: table %q: want lower-case letters, digits and _ (at most 41, not starting with a digit)", name)
+	}
+	return nil
+}
+
+// Sink is the PostgreSQL audit database sink. Use it from one goroutine
+// (the outbox runner).
+type Sink struct {
+	dsn   string
+	table string
+	conn  *pgx.Conn
+	parts map[string]bool // partitions known to exist (this connection)
+}
+
+// New returns the sink of the table (DefaultTable when "") in the database
+// of dsn. It connects on its first delivery (the audit database may be
+// down when cdcaudit starts).
+func New(dsn, table string) (*Sink, error) {
+	if table == "" {
+		table = DefaultTable
+	}
+	if err := CheckTable(table); err != nil {
+		return nil, err
+	}
+	if _, err := pgx.ParseConfig(dsn); err != nil {
+		return nil, errors.New("pgsink: the connection string does not parse") // never echo it: it may hold a password
+	}
+	return &Sink{dsn: dsn, table: table}, nil
+}
+
+// Name is the sink's name in its cursor, logs and metrics.
+func (s *Sink) Name() string { return "postgres" }
+
+// Close closes the connection.
+func (s *Sink) Close() {
+	if s.conn != nil {
+		s.conn.Close(context.Background())
+		s.conn = nil
+	}
+}
+
+func (s *Sink) connect(ctx context.Context) (*pgx.Conn, error) {
+	if s.conn != nil && !s.conn.IsClosed() {
+		return s.conn, nil
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		// pgconn's errors name the host, user and database, never the password.
+		return nil, fmt.Errorf("pgsink: connect: %w", err)
+	}
+	if err := Migrate(ctx, conn, s.table); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	q := `CREATE TEMP TABLE IF NOT EXISTS cdcaudit_staging (LIKE ` + ident(s.table) + `) ON COMMIT DELETE ROWS`
+	if _, err := conn.Exec(ctx, q); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("pgsink: staging table: %w", err)
+	}
+	s.conn, s.parts = conn, map[string]bool{}
+	return conn, nil
+}
+
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// columns of the audit table, in COPY order.
+var columns = []string{"id", "commit_time", "op", "lsn", "commit_lsn", "xid", "database", "schema_name", "table_name",
+	"model", "key", "before", "before_source", "after", "changed", "unchanged_toast", "redacted", "actor",
+	"user_id", "login", "session_id", "flags", "prev_hash", "hash", "record"}
+
+// row turns a record into the values of columns.
+func row(r outbox.Record) ([]any, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(r.JSON, &m); err != nil {
+		return nil, fmt.Errorf("pgsink: record %s: %w", r.ID, err)
+	}
+	str := func(k string) any {
+		v, ok := m[k]
+		if !ok || string(v) == "null" {
+			return nil
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			return string(v)
+		}
+		return s
+	}
+	js := func(k string) any {
+		v, ok := m[k]
+		if !ok || string(v) == "null" {
+			return nil
+		}
+		return string(v) // jsonb from its text
+	}
+	num := func(k string) any {
+		v, ok := m[k]
+		if !ok || string(v) == "null" {
+			return nil
+		}
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return nil
+		}
+		return n
+	}
+	var actor struct {
+		UserID    *int64  `json:"user_id"`
+		Login     *string `json:"login"`
+		SessionID *string `json:"session_id"`
+	}
+	if a, ok := m["actor"]; ok && string(a) != "null" {
+		_ = json.Unmarshal(a, &actor)
+	}
+	op := str("op")
+	if op == nil {
+		return nil, fmt.Errorf("pgsink: record %s has no op", r.ID)
+	}
+	return []any{
+		r.ID, r.CommitTime, op, str("lsn"), str("commit_lsn"), num("xid"), str("database"), str("schema"), str("table"),
+		str("model"), js("key"), js("before"), str("before_source"), js("after"), js("changed"), js("unchanged_toast"),
+		js("redacted"), js("actor"), actor.UserID, actor.Login, actor.SessionID, js("flags"),
+		str("prev_hash"), str("hash"), string(r.JSON),
+	}, nil
+}
+
+// Deliver stores a batch in one transaction: COPY into the staging table,
+// then INSERT … ON CONFLICT DO NOTHING into the audit table. It returns
+// nil once the transaction committed.
+func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
+	if len(batch) == 0 {
+		return nil
+	}
+	rows := make([][]any, 0, len(batch))
+	months := map[time.Time]bool{}
+	for _, r := range batch {
+		v, err := row(r)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, v)
+		t := r.CommitTime.UTC()
+		months[time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)] = true
+	}
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			s.Close() // a fresh connection next time: no half-done state
+		}
+	}()
+	for m := range months {
+		if err := s.partition(ctx, conn, m); err != nil {
+			return err
+		}
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgsink: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cdcaudit_staging"}, columns, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("pgsink: copy: %w", err)
+	}
+	cols := strings.Join(columns, ", ")
+	q := `INSERT INTO ` + ident(s.table) + ` (` + cols + `) SELECT ` + cols + ` FROM cdcaudit_staging ORDER BY id ON CONFLICT (id, commit_time) DO NOTHING`
+	if _, err := tx.Exec(ctx, q); err != nil {
+		return fmt.Errorf("pgsink: insert: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgsink: commit: %w", err)
+	}
+	return nil
+}
+
+// PartitionName is the partition of the month that begins at m.
+func PartitionName(table string, m time.Time) string {
+	return fmt.Sprintf("%s_p%04d%02d", table, m.Year(), int(m.Month()))
+}
+
+// partition creates the month's partition when missing. Several instances
+// writing into one table may race: the loser's error is retried.
+func (s *Sink) partition(ctx context.Context, conn *pgx.Conn, m time.Time) error {
+	name := PartitionName(s.table, m)
+	if s.parts[name] {
+		return nil
+	}
+	q := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')`,
+		ident(name), ident(s.table), m.Format(time.RFC3339), m.AddDate(0, 1, 0).Format(time.RFC3339))
+	if _, err := conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("pgsink: partition %s: %w", name, err)
+	}
+	s.parts[name] = true
+	return nil
+}

@@ -1,0 +1,261 @@
+package pgsink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcaudit/cdcaudit/audit"
+	"github.com/cdcaudit/cdcaudit/internal/outboxtest"
+	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+	"github.com/cdcaudit/cdcaudit/outbox"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// The audit database is this package's own cluster (pgtest.Main): the
+// tests stop and crash it, so it is not shared with an ERP.
+func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}) }
+
+var base = time.Date(2026, 1, 30, 12, 0, 0, 0, time.UTC)
+
+// appendTx stores transaction i: three events of various shapes, commit
+// times spread over three months so that several partitions are used.
+var appendTx = outboxtest.Tx{At: func(i uint64) time.Time { return base.Add(time.Duration(i) * 17 * time.Hour) }}.Append
+
+var stateOf = outboxtest.State
+
+type metrics struct {
+	mu     sync.Mutex
+	failed int
+}
+
+func (m *metrics) SinkDelivered(string, int)       {}
+func (m *metrics) SinkFailed(string)               { m.mu.Lock(); m.failed++; m.mu.Unlock() }
+func (m *metrics) SinkLag(string, uint64, float64) {}
+func (m *metrics) failures() int                   { m.mu.Lock(); defer m.mu.Unlock(); return m.failed }
+
+var waitFor = outboxtest.WaitFor
+
+// checkTable compares the audit table with the store: exactly one row per
+// record, its record column byte for byte the stored record, its columns
+// agreeing.
+func checkTable(t *testing.T, s *sink.Store, dsn, table string) {
+	t.Helper()
+	want := map[string][]byte{}
+	if err := s.Records(t.Context(), nil, 0, func(k, v []byte) error {
+		lsn, ord, _ := audit.SplitKey(k)
+		want[audit.FormatID(lsn, ord)] = bytes.Clone(v)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(t.Context(), `SELECT id, record, op, login, session_id, key->>'id', commit_time FROM `+ident(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var id, rec, op string
+		var login, sess, key *string
+		var at time.Time
+		if err := rows.Scan(&id, &rec, &op, &login, &sess, &key, &at); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		w, ok := want[id]
+		if !ok {
+			t.Fatalf("row %s is not in the store", id)
+		}
+		if rec != string(w) {
+			t.Fatalf("row %s: record %q, stored %q", id, rec, w)
+		}
+		if op != "genesis" && (login == nil || sess == nil || key == nil || op == "") {
+			t.Fatalf("row %s: columns login %v session %v key %v op %q", id, login, sess, key, op)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Fatalf("%d rows, the store has %d records", n, len(want))
+	}
+}
+
+func run(t *testing.T, s *sink.Store, w *sink.Writer, pg *Sink, m *metrics) (stop func()) {
+	r, err := outbox.New(s, pg, outbox.Options{Batch: 10, Poll: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outboxtest.Start(t, w, r.Run)
+}
+
+func caughtUp(t *testing.T, s *sink.Store) func() bool {
+	return func() bool {
+		c, _, err := outbox.LoadCursor(s, "postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _, _ := s.Head()
+		lsn, ord, _ := audit.SplitKey(k)
+		return c.After == audit.FormatID(lsn, ord)
+	}
+}
+
+// Everything arrives exactly once, across an outage of the audit database
+// (crashed, then back), a restart of the runner, and a batch delivered
+// twice; the table verifies, and an edited row does not.
+func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	s, w := outboxtest.Store(t, 40, appendTx)
+	pg, err := New(dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	m := &metrics{}
+	stop := run(t, s, w, pg, m)
+	waitFor(t, caughtUp(t, s))
+
+	// The audit database goes down (killed); events keep coming.
+	c := pgtest.Shared(t)
+	c.Crash()
+	outboxtest.Fill(t, w, 41, 80, appendTx)
+	f0 := m.failures()
+	waitFor(t, func() bool { return m.failures() >= f0+3 })
+	if caughtUp(t, s)() {
+		t.Fatal("caught up while the audit database was down")
+	}
+	if err := c.StartAgain(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, caughtUp(t, s))
+	stop()
+
+	// A batch delivered again (a lost acknowledgement) changes nothing.
+	var again []outbox.Record
+	if err := s.Records(t.Context(), nil, 25, func(k, v []byte) error {
+		r := outbox.Record{JSON: bytes.Clone(v), Chain: sink.IsChainRecord(k)}
+		copy(r.Key[:], k)
+		lsn, ord, _ := audit.SplitKey(k)
+		r.ID = audit.FormatID(lsn, ord)
+		h, _ := audit.RecordHead(v)
+		r.CommitTime = h.CommitTime
+		if r.Chain {
+			r.CommitTime = mustTime(t, v)
+		}
+		again = append(again, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Deliver(t.Context(), again); err != nil {
+		t.Fatal(err)
+	}
+	// Restarted, with more events.
+	outboxtest.Fill(t, w, 81, 90, appendTx)
+	stop = run(t, s, w, pg, m)
+	waitFor(t, caughtUp(t, s))
+	stop()
+
+	checkTable(t, s, dsn, DefaultTable)
+	res, err := Verify(t.Context(), dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 1+90*3 || res.Breaks != 0 {
+		t.Fatalf("verify: %+v", res)
+	}
+	// Monthly partitions.
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var parts int
+	conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_inherits WHERE inhparent = $1::regclass`, DefaultTable).Scan(&parts)
+	if parts < 3 {
+		t.Fatalf("%d partitions, want one per month (at least 3)", parts)
+	}
+	var version int
+	conn.QueryRow(t.Context(), `SELECT max(version) FROM `+MigrationsTable+` WHERE table_name = $1`, DefaultTable).Scan(&version)
+	if version != Version() {
+		t.Fatalf("migrated to %d, want %d", version, Version())
+	}
+
+	// Tampering: an edited value, then a removed row.
+	if _, err := conn.Exec(t.Context(), `UPDATE `+DefaultTable+` SET record = replace(record, '120.00', '12.00') WHERE id = (SELECT min(id) FROM `+DefaultTable+` WHERE op = 'update')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(t.Context(), dsn, ""); !errors.Is(err, ErrBroken) {
+		t.Fatalf("an edited record verified: %v", err)
+	}
+	conn.Exec(t.Context(), `DELETE FROM `+DefaultTable+` WHERE id = (SELECT min(id) FROM `+DefaultTable+` WHERE op = 'update')`)
+	if _, err := Verify(t.Context(), dsn, ""); !errors.Is(err, ErrBroken) {
+		t.Fatalf("a removed row went unnoticed: %v", err)
+	}
+}
+
+func mustTime(t *testing.T, rec []byte) time.Time {
+	t.Helper()
+	var v struct {
+		CommitTime time.Time `json:"commit_time"`
+	}
+	if err := json.Unmarshal(rec, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.CommitTime
+}
+
+// Migrating twice, or from two connections, is one migration.
+func TestMigrateIsIdempotent(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.Connect(t.Context(), dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(context.Background())
+			errs <- Migrate(t.Context(), conn, "audit_x")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	conn.QueryRow(t.Context(), `SELECT count(*) FROM `+MigrationsTable+` WHERE table_name = 'audit_x'`).Scan(&n)
+	if n != Version() {
+		t.Fatalf("%d migrations recorded, want %d", n, Version())
+	}
+	if _, err := conn.Exec(t.Context(), `INSERT INTO `+MigrationsTable+` (table_name, version) VALUES ('audit_x', 99)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(t.Context(), conn, "audit_x"); err == nil {
+		t.Fatal("a table from a newer cdcaudit was accepted")
+	}
+}
