@@ -42,7 +42,10 @@ func appendTx(t *testing.T, w *sink.Writer, i uint64) {
 			Key:   audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}},
 			Actor: audit.Actor{UserID: &uid, Login: login, UserVia: "row_user", SessionID: sess, SessionVia: "only_active"},
 		}
-		row := audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)}}
+		row := audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)},
+			// A json column's value with a NUL escape (jsonb refuses it) and an
+			// escaped backslash before u0000 (not one).
+			{Name: "data", Value: []byte(`{"k":"a\u0000b","e":"\\u0000"}`)}}
 		switch op {
 		case audit.OpInsert:
 			e.After, e.Changed = row, []string{"id", "note", "amount"}
@@ -221,6 +224,15 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	conn.QueryRow(t.Context(), `SELECT max(version) FROM `+MigrationsTable+` WHERE table_name = $1`, DefaultTable).Scan(&version)
 	if version != Version() {
 		t.Fatalf("migrated to %d, want %d", version, Version())
+	}
+
+	// The jsonb columns: a NUL escape is U+FFFD there, the record keeps it.
+	var k, e string
+	if err := conn.QueryRow(t.Context(), `SELECT after->'data'->>'k', after->'data'->>'e' FROM `+DefaultTable+` WHERE op = 'insert' LIMIT 1`).Scan(&k, &e); err != nil {
+		t.Fatal(err)
+	}
+	if k != "a\ufffdb" || e != `\u0000` {
+		t.Fatalf("jsonb data: k %q e %q", k, e)
 	}
 
 	// Tampering: an edited value, then a removed row.
