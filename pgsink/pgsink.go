@@ -10,6 +10,7 @@
 package pgsink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -140,7 +141,7 @@ func row(r outbox.Record) ([]any, error) {
 		if !ok || string(v) == "null" {
 			return nil
 		}
-		return string(v) // jsonb from its text
+		return jsonbText(v)
 	}
 	num := func(k string) any {
 		v, ok := m[k]
@@ -171,6 +172,33 @@ func row(r outbox.Record) ([]any, error) {
 		js("redacted"), js("actor"), actor.UserID, actor.Login, actor.SessionID, js("flags"),
 		str("prev_hash"), str("hash"), string(r.JSON),
 	}, nil
+}
+
+// jsonbText is a member's JSON as jsonb takes it: PostgreSQL's json type
+// holds a \u0000 escape (a json column of the ERP's may have one), jsonb
+// refuses it, so it becomes \ufffd in the jsonb columns; the record column
+// keeps it as it is.
+func jsonbText(v []byte) string {
+	if !bytes.Contains(v, []byte(`\u0000`)) {
+		return string(v)
+	}
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] != '\\' || i+1 >= len(v) {
+			out = append(out, v[i])
+			continue
+		}
+		// An escape: \u0000 is replaced, any other is copied whole (so an
+		// escaped backslash never starts one).
+		if bytes.HasPrefix(v[i:], []byte(`\u0000`)) {
+			out = append(out, `\ufffd`...)
+			i += 5
+			continue
+		}
+		out = append(out, v[i], v[i+1])
+		i++
+	}
+	return string(out)
 }
 
 // Deliver stores a batch in one transaction: COPY into the staging table,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,39 @@ var base = time.Date(2026, 1, 30, 12, 0, 0, 0, time.UTC)
 
 // appendTx stores transaction i: three events of various shapes, commit
 // times spread over three months so that several partitions are used.
-var appendTx = outboxtest.Tx{At: func(i uint64) time.Time { return base.Add(time.Duration(i) * 17 * time.Hour) }}.Append
+func appendTx(t *testing.T, w *sink.Writer, i uint64) {
+	t.Helper()
+	c := i << 8
+	at := base.Add(time.Duration(i) * 17 * time.Hour)
+	uid := int64(i % 5)
+	login := "user" + strconv.Itoa(int(uid)) + "@example.com"
+	sess := "s" + strconv.Itoa(int(i%3))
+	var evs []sink.Encoded
+	for ord, op := range []audit.Op{audit.OpInsert, audit.OpUpdate, audit.OpDelete} {
+		e := &audit.Event{
+			LSN: c - 0x10 + uint64(ord), CommitLSN: c, Ordinal: uint32(ord + 1), XID: uint32(i), CommitTime: at,
+			Database: "odoo", Schema: "public", Table: "sale_order", Op: op,
+			Key:   audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}},
+			Actor: audit.Actor{UserID: &uid, Login: login, UserVia: "row_user", SessionID: sess, SessionVia: "only_active"},
+		}
+		row := audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)},
+			// A json column's value with a NUL escape (jsonb refuses it) and an
+			// escaped backslash before u0000 (not one).
+			{Name: "data", Value: []byte(`{"k":"a\u0000b","e":"\\u0000"}`)}}
+		switch op {
+		case audit.OpInsert:
+			e.After, e.Changed = row, []string{"id", "note", "amount"}
+		case audit.OpUpdate:
+			e.Before, e.After, e.Changed = row, row, []string{}
+		case audit.OpDelete:
+			e.Before, e.Changed = row, []string{}
+		}
+		evs = append(evs, sink.Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
+	}
+	if err := w.Submit(t.Context(), sink.Batch{Events: evs, Checkpoint: c + 0x80, CommitTime: at}); err != nil {
+		t.Fatal(err)
+	}
+}
 
 var stateOf = outboxtest.State
 
@@ -191,6 +224,15 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	conn.QueryRow(t.Context(), `SELECT max(version) FROM `+MigrationsTable+` WHERE table_name = $1`, DefaultTable).Scan(&version)
 	if version != Version() {
 		t.Fatalf("migrated to %d, want %d", version, Version())
+	}
+
+	// The jsonb columns: a NUL escape is U+FFFD there, the record keeps it.
+	var k, e string
+	if err := conn.QueryRow(t.Context(), `SELECT after->'data'->>'k', after->'data'->>'e' FROM `+DefaultTable+` WHERE op = 'insert' LIMIT 1`).Scan(&k, &e); err != nil {
+		t.Fatal(err)
+	}
+	if k != "a\ufffdb" || e != `\u0000` {
+		t.Fatalf("jsonb data: k %q e %q", k, e)
 	}
 
 	// Tampering: an edited value, then a removed row.

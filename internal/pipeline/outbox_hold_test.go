@@ -1,11 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,23 +13,6 @@ import (
 	"github.com/cdcaudit/cdcaudit/replication"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // With a 2-second retention and a PostgreSQL audit database (a cluster of
 // its own) that is down, retention prunes nothing the sink has not
@@ -68,7 +48,7 @@ func TestRetentionHeldBySink(t *testing.T) {
 	defer pg.Close()
 	m := metrics.New()
 	m.Sinks(pg.Name())
-	logs := &lockedBuffer{}
+	logs := &lockedLog{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	r, err := outbox.New(store, pg, outbox.Options{Metrics: m, Logger: log, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, LagEvery: time.Millisecond})
 	if err != nil {
@@ -98,7 +78,7 @@ func TestRetentionHeldBySink(t *testing.T) {
 	}
 	// Expired, held: nothing pruned, the log and the metric say why.
 	wait(func() bool {
-		return metricSum(t, m, "cdcaudit_retention_held_seconds") > 0 && strings.Contains(logs.String(), "retention: held back by a sink")
+		return metricSum(t, m, "cdcaudit_retention_held_seconds") > 0 && logs.has("retention: held back by a sink")
 	})
 	if n := metricSum(t, m, "cdcaudit_retention_pruned_events_total"); n != 0 {
 		t.Fatalf("%v records pruned that the sink had not acknowledged", n)
