@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,39 +26,12 @@ var base = time.Date(2026, 1, 30, 12, 0, 0, 0, time.UTC)
 
 // appendTx stores transaction i: three events of various shapes, commit
 // times spread over three months so that several partitions are used.
-func appendTx(t *testing.T, w *sink.Writer, i uint64) {
-	t.Helper()
-	c := i << 8
-	at := base.Add(time.Duration(i) * 17 * time.Hour)
-	uid := int64(i % 5)
-	login := "user" + strconv.Itoa(int(uid)) + "@example.com"
-	sess := "s" + strconv.Itoa(int(i%3))
-	var evs []sink.Encoded
-	for ord, op := range []audit.Op{audit.OpInsert, audit.OpUpdate, audit.OpDelete} {
-		e := &audit.Event{
-			LSN: c - 0x10 + uint64(ord), CommitLSN: c, Ordinal: uint32(ord + 1), XID: uint32(i), CommitTime: at,
-			Database: "odoo", Schema: "public", Table: "sale_order", Op: op,
-			Key:   audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}},
-			Actor: audit.Actor{UserID: &uid, Login: login, UserVia: "row_user", SessionID: sess, SessionVia: "only_active"},
-		}
-		row := audit.Row{{Name: "id", Value: []byte(strconv.Itoa(int(i)))}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)},
-			// A json column's value with a NUL escape (jsonb refuses it) and an
-			// escaped backslash before u0000 (not one).
-			{Name: "data", Value: []byte(`{"k":"a\u0000b","e":"\\u0000"}`)}}
-		switch op {
-		case audit.OpInsert:
-			e.After, e.Changed = row, []string{"id", "note", "amount"}
-		case audit.OpUpdate:
-			e.Before, e.After, e.Changed = row, row, []string{}
-		case audit.OpDelete:
-			e.Before, e.Changed = row, []string{}
-		}
-		evs = append(evs, sink.Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
-	}
-	if err := w.Submit(t.Context(), sink.Batch{Events: evs, Checkpoint: c + 0x80, CommitTime: at}); err != nil {
-		t.Fatal(err)
-	}
-}
+var appendTx = outboxtest.Tx{
+	At: func(i uint64) time.Time { return base.Add(time.Duration(i) * 17 * time.Hour) },
+	// A json column's value with a NUL escape (jsonb refuses it) and an
+	// escaped backslash before u0000 (not one).
+	Extra: audit.Row{{Name: "data", Value: []byte(`{"k":"a\u0000b","e":"\\u0000"}`)}},
+}.Append
 
 var stateOf = outboxtest.State
 

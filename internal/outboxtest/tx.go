@@ -19,6 +19,9 @@ type Tx struct {
 	Key    func(i uint64) uint64
 	Delete func(i uint64) bool
 	At     func(i uint64) time.Time
+	// Extra columns every row of it carries too (not in an insert's
+	// changed list): values a destination must cope with.
+	Extra audit.Row
 }
 
 // Append stores transaction i through the writer.
@@ -48,7 +51,7 @@ func (x Tx) Append(t *testing.T, w *sink.Writer, i uint64) {
 			Key:   audit.Row{{Name: "id", Value: id}},
 			Actor: audit.Actor{UserID: &uid, Login: login, UserVia: "row_user", SessionID: sess, SessionVia: "only_active"},
 		}
-		row := audit.Row{{Name: "id", Value: id}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)}}
+		row := append(audit.Row{{Name: "id", Value: id}, {Name: "note", Value: []byte(`"é \"quoted\" \\ line"`)}, {Name: "amount", Value: []byte(`"120.00"`)}}, x.Extra...)
 		switch op {
 		case audit.OpInsert:
 			e.After, e.Changed = row, []string{"id", "note", "amount"}
