@@ -99,6 +99,7 @@ type Metrics struct {
 	api           apiMetrics
 	alerts        alertMetrics
 	outbox        outboxMetrics
+	terminated    *prometheus.CounterVec // sessionctl.go
 
 	mu              sync.Mutex
 	checkpointLSN   uint64
@@ -219,6 +220,7 @@ func newMetrics(now func() time.Time) *Metrics {
 	m.registerAlerts()
 	m.registerFlags()
 	m.registerOutbox()
+	m.registerSessionctl()
 	return m
 }
 

@@ -97,6 +97,15 @@ type Config struct {
 	Now      func() time.Time
 	// HTTP posts the webhook (default: a client with Timeout).
 	HTTP *http.Client
+	// Metrics counts each action's outcome (may be nil).
+	Metrics Metrics
+}
+
+// Metrics is what the controller reports to (metrics.Metrics).
+type Metrics interface {
+	// SessionTerminated counts one action: the policy that asked ("":
+	// asked on demand) and its result.
+	SessionTerminated(policy, result string)
 }
 
 // Enabled says whether the configuration can end sessions at all.
@@ -317,6 +326,9 @@ func (c *Controller) end(ctx context.Context, s sessions.Session, by Requester, 
 	}
 	c.log.Info("end session", "session", o.Session, "login", o.Login, "asked_by", by.String(), "result", o.Result, "reason", o.Reason,
 		"files", o.Files, "rows", o.Rows)
+	if c.cfg.Metrics != nil {
+		c.cfg.Metrics.SessionTerminated(policy, o.Result)
+	}
 	if o.Result == ResultOK {
 		c.tell(sessions.Signal{ID: s.ID, At: at, End: sessions.EndTerminated})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,6 +38,28 @@ type rig struct {
 	writer *sink.Writer
 	list   *list
 	now    time.Time
+	ended  counted // the controllers' SessionTerminated calls
+}
+
+// counted records SessionTerminated calls as "policy/result" → n.
+type counted struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counted) SessionTerminated(policy, result string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[policy+"/"+result]++
+}
+
+func (c *counted) get() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.n)
 }
 
 // list is the sessions the controller acts on (the tracker's, in the
@@ -114,7 +137,7 @@ func (r *rig) saveFile(sid string, uid int64) {
 
 func (r *rig) controller(p Policies) *Controller {
 	r.t.Helper()
-	c, err := New(Config{DSN: r.dsn, Odoo: true, SessionStore: r.dir, Policies: p, Now: func() time.Time { return r.now }}, r.store)
+	c, err := New(Config{DSN: r.dsn, Odoo: true, SessionStore: r.dir, Policies: p, Now: func() time.Time { return r.now }, Metrics: &r.ended}, r.store)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -230,6 +253,9 @@ func TestEndOdooFileSession(t *testing.T) {
 	if n := len(r.queuedAlerts()); n != 1 {
 		t.Errorf("%d alerts after a not_found", n)
 	}
+	if got := r.ended.get(); !maps.Equal(got, map[string]int{"/ok": 1, "/not_found": 1}) {
+		t.Errorf("counted %v", got)
+	}
 
 	// Nothing of the identifiers in the access log or the alerts.
 	raw, _ := json.Marshal(r.accessEntries())
@@ -322,6 +348,9 @@ func TestPolicies(t *testing.T) {
 	}
 	if a := r.queuedAlerts(); len(a) != 0 {
 		t.Errorf("a dry run alerted: %+v", a)
+	}
+	if got := r.ended.get(); !maps.Equal(got, map[string]int{PolicyIdleTimeout + "/" + ResultDryRun: 1}) {
+		t.Errorf("counted %v", got)
 	}
 
 	// For real, on a fresh store: fires once. Bob is excepted as a member

@@ -122,7 +122,7 @@ func (c *cli) run(args []string) int {
 	// behind: one budget for all of them.
 	pace := readpace.New(m.Behind, readpace.Share)
 	m.ReadPacing(pace.Waited)
-	ends, err := newDaemonSessions(cfg, store, log)
+	ends, err := newDaemonSessions(cfg, store, m, log)
 	if err != nil {
 		return c.fail("run", err)
 	}

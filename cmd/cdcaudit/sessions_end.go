@@ -16,6 +16,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/backup"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/pipeline"
+	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/profile"
 	"github.com/cdcaudit/cdcaudit/sessionctl"
 	"github.com/cdcaudit/cdcaudit/sessions"
@@ -271,10 +272,13 @@ type daemonSessions struct {
 
 // newDaemonSessions makes session control for run. Without anything that
 // can end a session its requests say so (sessionctl.ErrDisabled).
-func newDaemonSessions(cfg *config.Config, store *sink.Store, log *slog.Logger) (*daemonSessions, error) {
+func newDaemonSessions(cfg *config.Config, store *sink.Store, m *metrics.Metrics, log *slog.Logger) (*daemonSessions, error) {
 	scfg, err := controllerConfig(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	if m != nil {
+		scfg.Metrics = m
 	}
 	ctl, err := sessionctl.New(scfg, store)
 	if err != nil {
