@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 )
@@ -66,12 +68,26 @@ func dashboardQueries(t *testing.T) []query {
 			t.Fatal(err)
 		}
 		var d struct {
-			UID    string         `json:"uid"`
-			Title  string         `json:"title"`
-			Panels []grafanaPanel `json:"panels"`
+			UID        string         `json:"uid"`
+			Title      string         `json:"title"`
+			Panels     []grafanaPanel `json:"panels"`
+			Templating struct {
+				List []struct {
+					Name       string `json:"name"`
+					Definition string `json:"definition"`
+					IncludeAll bool   `json:"includeAll"`
+					AllValue   string `json:"allValue"`
+				} `json:"list"`
+			} `json:"templating"`
 		}
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatalf("%s: %v", f, err)
+		}
+		// The source variable: All is ".*", which also matches a series
+		// without a source label.
+		if v := d.Templating.List; len(v) != 1 || v[0].Name != "source" || !v[0].IncludeAll || v[0].AllValue != ".*" ||
+			v[0].Definition != "label_values(cdcaudit_replication_connected, source)" {
+			t.Errorf("%s: templating %+v, want the variable source (All: .*)", f, v)
 		}
 		if d.UID == "" || d.Title == "" || uids[d.UID] != "" {
 			t.Errorf("%s: uid %q (also %s), title %q", f, d.UID, uids[d.UID], d.Title)
@@ -100,12 +116,16 @@ func dashboardQueries(t *testing.T) []query {
 					if tg.Datasource["uid"] != "prometheus" {
 						t.Errorf("%s: datasource %v", where, tg.Datasource)
 					}
-					// Grafana's interval variables, as Grafana would fill them.
-					src := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "15s", "$__range", "1h").Replace(tg.Expr)
+					// Grafana's interval variables, and the source
+					// variable at All, as Grafana would fill them.
+					src := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "15s", "$__range", "1h", "$source", ".*").Replace(tg.Expr)
 					e, err := p.ParseExpr(src)
 					if err != nil {
 						t.Errorf("%s: %q: %v", where, tg.Expr, err)
 						continue
+					}
+					if m := unfiltered(e); len(m) > 0 {
+						t.Errorf("%s: %s not filtered by source=~\"$source\"", where, strings.Join(m, ", "))
 					}
 					q := query{where: where, expr: e}
 					if be, ok := e.(*parser.BinaryExpr); ok && be.Op == parser.LOR {
@@ -119,6 +139,25 @@ func dashboardQueries(t *testing.T) []query {
 		}
 		walk(d.Panels)
 	}
+	return out
+}
+
+// unfiltered returns the selectors of cdcaudit's series in e that do not
+// select by the dashboard's source variable (at All: ".*").
+func unfiltered(e parser.Expr) []string {
+	var out []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok || !strings.HasPrefix(vs.Name, "cdcaudit_") {
+			return nil
+		}
+		if !slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+			return m.Name == "source" && m.Type == labels.MatchRegexp && m.Value == ".*"
+		}) {
+			out = append(out, vs.String())
+		}
+		return nil
+	})
 	return out
 }
 
@@ -243,6 +282,17 @@ func TestDashboardsAgainstALiveDaemon(t *testing.T) {
 	if err := cl.Exec(ctx, "erp", `CREATE TABLE public.sale_order (id int PRIMARY KEY, state text)`); err != nil {
 		t.Fatal(err)
 	}
+	// Both sinks, so that their series (pre-initialised for the
+	// configured sinks only) are in the scrape: an audit database in the
+	// same cluster, and Kafka (kfake, a Kafka implementation in process).
+	if err := cl.CreateDatabase(ctx, "audit"); err != nil {
+		t.Fatal(err)
+	}
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close)
 	bin := filepath.Join(t.TempDir(), "cdcaudit")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cdcaudit/cdcaudit/cmd/cdcaudit").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -250,7 +300,8 @@ func TestDashboardsAgainstALiveDaemon(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "cdcaudit.yml")
 	os.WriteFile(cfg, []byte("slot: dash\npublication: dash\nhttp_addr: 127.0.0.1:0\n"), 0o600)
 	cmd := exec.Command(bin, "run", "--config", cfg, "--log-format", "json")
-	cmd.Env = append(os.Environ(), "CDCAUDIT_DSN="+cl.DSN("erp"), "CDCAUDIT_DATA_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "CDCAUDIT_DSN="+cl.DSN("erp"), "CDCAUDIT_DATA_DIR="+t.TempDir(),
+		"CDCAUDIT_SINK_POSTGRES_DSN="+cl.DSN("audit"), "CDCAUDIT_SINK_KAFKA_BROKERS="+strings.Join(kafka.ListenAddrs(), ","))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +346,20 @@ func TestDashboardsAgainstALiveDaemon(t *testing.T) {
 		t.Fatalf("/healthz: %v %v", resp, err)
 	}
 
+	for _, sk := range []string{"postgres", "kafka"} {
+		for _, name := range []string{"cdcaudit_sink_lag_seconds", "cdcaudit_sink_errors_total", "cdcaudit_retention_held_seconds"} {
+			if v, ok := value(series, name, "sink", sk); !ok || v != 0 {
+				t.Errorf("healthy: %s{sink=%q} = %v (present %v), want 0", name, sk, v, ok)
+			}
+		}
+	}
+	// What the alerting rules select is there too (up is Prometheus's).
+	for _, r := range ruleQueries(t) {
+		if m := unmatched(r, series); len(m) > 0 {
+			t.Errorf("rule %s: no series on a healthy daemon for %s", r.where, strings.Join(m, ", "))
+		}
+	}
+
 	fallbacks := 0
 	for _, q := range qs {
 		if m := unmatched(q, series); len(m) > 0 {
@@ -313,16 +378,67 @@ func TestDashboardsAgainstALiveDaemon(t *testing.T) {
 	if err := cl.Exec(ctx, "erp", `INSERT INTO sale_order VALUES (1, 'draft')`); err != nil {
 		t.Fatal(err)
 	}
+	// … and both sinks delivered it.
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		series = scrape(t, metricsURL)
-		if len(unmatchedAll(qs, series)) == 0 {
+		pg, _ := value(series, "cdcaudit_sink_delivered_records_total", "sink", "postgres")
+		kf, _ := value(series, "cdcaudit_sink_delivered_records_total", "sink", "kafka")
+		if len(unmatchedAll(qs, series)) == 0 && pg > 0 && kf > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after a change, selectors with no series: %v", unmatchedAll(qs, series))
+			t.Fatalf("after a change, selectors with no series: %v; delivered: postgres %v, kafka %v", unmatchedAll(qs, series), pg, kf)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// value is the value of the one series of name with label l = v.
+func value(series []sample, name, l, v string) (float64, bool) {
+	for _, s := range series {
+		if s.ls.Get(labels.MetricName) == name && s.ls.Get(l) == v {
+			return s.v, true
+		}
+	}
+	return 0, false
+}
+
+// ruleQueries parses the expression of every alerting rule, its
+// selectors of Prometheus's own series (up) left out.
+func ruleQueries(t *testing.T) []query {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(promDir, "cdcaudit-rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	var out []query
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if strings.Contains(r.Expr, "up{") {
+				continue
+			}
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+			if err != nil {
+				t.Fatalf("%s: %v", r.Alert, err)
+			}
+			out = append(out, query{where: r.Alert, expr: e})
+		}
+	}
+	if len(out) < 10 {
+		t.Errorf("%d rules on cdcaudit's series", len(out))
+	}
+	return out
 }
 
 func unmatchedAll(qs []query, series []sample) []string {
