@@ -274,6 +274,11 @@ type Config struct {
 	SinkKafkaTopic, SinkKafkaTLS, SinkKafkaCompression  string
 	SinkKafkaSASL, SinkKafkaUser, SinkKafkaPasswordFile string
 
+	// DatabaseList is the databases key (defaults applied; nil without
+	// it): use Databases, which also gives the one database of dsn.
+	DatabaseList  []Database
+	databaseItems []databaseItem
+
 	// File is the YAML file that was read ("" when none).
 	File string
 	// Sources says where each key's value came from: "default", a file
@@ -760,7 +765,13 @@ func (s *Set) Load(environ []string) (*Config, error) {
 	if err := c.defaultSource(); err != nil {
 		return nil, err
 	}
+	if err := c.resolveDatabases(); err != nil {
+		return nil, err
+	}
 	for _, name := range s.keys {
+		if name == KeyDSN && c.DatabaseList != nil {
+			continue // the databases' DSNs
+		}
 		if k, _ := lookupKey(name); s.required[name] && k.value(&c).empty() {
 			return nil, fmt.Errorf("config: %s is required: set --%s or %s (or %s in the --config file)", name, FlagName(name), EnvName(name), name)
 		}
@@ -793,6 +804,14 @@ func applyYAML(c *Config, file string, data []byte) error {
 			return fmt.Errorf("config: %s: key %q already defined at line %d", pos, name, line)
 		}
 		seen[name] = kn.Line
+		if name == KeyDatabases {
+			items, err := readDatabases(file, pos, vn)
+			if err != nil {
+				return fmt.Errorf("config: %w", err)
+			}
+			c.databaseItems, c.Sources[name] = items, pos
+			continue
+		}
 		k, ok := lookupKey(name)
 		if !ok {
 			hint := ""
@@ -832,6 +851,9 @@ func checkEnv(environ []string) error {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		if key == KeyDatabases {
+			return fmt.Errorf("config: %s: databases is a list set in the --config file only", name)
+		}
 		if _, ok := lookupKey(key); ok {
 			continue
 		}
@@ -1037,6 +1059,9 @@ func (c *Config) Describe() []string {
 			v = alerts.DescribeURL(v) // a token may be part of it
 		}
 		out = append(out, fmt.Sprintf("%s=%s (%s)", k.name, v, c.Sources[k.name]))
+	}
+	for i, d := range c.DatabaseList {
+		out = append(out, fmt.Sprintf("%s[%d]=%s (%s)", KeyDatabases, i, d, c.databaseItems[i].pos))
 	}
 	return out
 }
