@@ -299,11 +299,10 @@ func runPipelines(ctx context.Context, srcs []*daemonSource) error {
 	for _, s := range srcs {
 		wg.Go(func() {
 			if err := pipeline.Run(ctx, s.pc); err != nil {
-				err = s.named(err)
-				once.Do(func() { first = err })
 				if len(srcs) > 1 {
 					s.log.Error("a database's pipeline stopped: stopping the others", "err", err)
 				}
+				once.Do(func() { first = s.named(err) })
 				cancel()
 			}
 		})
