@@ -71,7 +71,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
     --tls-cert-file /etc/cdcaudit/tls.crt --tls-key-file /etc/cdcaudit/tls.key`
 
 // runFlagOrder is the order of run's flags in --help.
-var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "tls-cert-file", "tls-key-file", "allow-plain-http", "pprof", "slot", "publication", "tables", "exclude",
+var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "tls-cert-file", "tls-key-file", "allow-plain-http", "pprof", "slot", "publication", "source", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
 	"snapshot", "snapshot-tables", "retention", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
@@ -192,6 +192,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pi
 			Logger:         log,
 		},
 		DataDir: cfg.DataDir,
+		Source:  cfg.Source,
 		Logger:  log,
 
 		Profile:         cfg.Profile,

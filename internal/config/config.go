@@ -181,9 +181,12 @@ type Config struct {
 	AllowPlainHTTP bool
 	// Pprof serves Go's profiler at /debug/pprof on the HTTP server, to
 	// clients on the loopback interface only.
-	Pprof          bool
-	Slot           string
-	Publication    string
+	Pprof       bool
+	Slot        string
+	Publication string
+	// Source names the database's trail in every event and sink; after
+	// Load it is always set when DSN is (DefaultSource).
+	Source         string
 	Tables         []string
 	Exclude        []string
 	StatusInterval time.Duration
@@ -402,6 +405,8 @@ var keys = []keyInfo{
 		func(c *Config) *string { return &c.Slot }, replication.DefaultSlot, replication.ValidateSlotName),
 	setting(KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes",
 		func(c *Config) *string { return &c.Publication }, replication.DefaultPublication, replication.ValidatePublicationName),
+	setting(KeySource, "the `name` of this database's trail, in every event and sink record (default: the DSN's database name); 1-64 letters, digits, '.', '_', '-'",
+		func(c *Config) *string { return &c.Source }, "", optional(ValidSource)),
 	setting(KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert",
 		func(c *Config) *[]string { return &c.Tables }, nil, each(replication.ValidateTableGlob)),
 	setting(KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`",
@@ -750,6 +755,9 @@ func (s *Set) Load(environ []string) (*Config, error) {
 	}
 
 	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.defaultSource(); err != nil {
 		return nil, err
 	}
 	for _, name := range s.keys {

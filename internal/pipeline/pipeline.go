@@ -34,8 +34,12 @@ import (
 type Config struct {
 	Replication replication.Config
 	DataDir     string
-	Logger      *slog.Logger
-	Metrics     Metrics // may be nil
+	// Source names the database's trail (config.DefaultSource): every
+	// event carries it, and the store records it and refuses another.
+	// Empty: events carry none (a store's recorded source is kept).
+	Source  string
+	Logger  *slog.Logger
+	Metrics Metrics // may be nil
 	// Store, when set, is the store of DataDir (which may then be left
 	// empty), opened by the caller: Run writes to it and leaves it open, so
 	// that readers in the same process (sink.Store.Query) follow the trail
@@ -148,6 +152,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeChain()
 
+	if cfg.Source != "" {
+		if err := store.ClaimSource(cfg.Source); err != nil {
+			return err
+		}
+	}
 	checkpoint := store.Checkpoint()
 	// Every connection, from the first, must reach the store's server and
 	// database: another one is refused, never taken for a gap.
@@ -171,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
-	if err := checkIdentity(store, ident, cfg.Replication.Slot); err != nil {
+	if err := checkIdentity(store, ident, cfg.Replication.Slot, cfg.Source); err != nil {
 		return err
 	}
 	cfg.Replication.Server = ident
@@ -340,13 +349,13 @@ func unreachable(err error) bool {
 
 // checkIdentity refuses a store that belongs to another server or database:
 // mixing two histories would make the checkpoint meaningless.
-func checkIdentity(store *sink.Store, ident replication.Identity, slot string) error {
+func checkIdentity(store *sink.Store, ident replication.Identity, slot, source string) error {
 	have, ok, err := store.Identity()
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return store.SetIdentity(sink.Identity{SystemID: ident.SystemID, Database: ident.Database, Slot: slot})
+		return store.SetIdentity(sink.Identity{SystemID: ident.SystemID, Database: ident.Database, Slot: slot, Source: source})
 	}
 	if have.SystemID != ident.SystemID || have.Database != ident.Database {
 		return fmt.Errorf("the store belongs to database %q on system %s, not %q on system %s: use another --data-dir",

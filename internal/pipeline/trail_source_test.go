@@ -1,0 +1,45 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/cdcaudit/cdcaudit/replication"
+	"github.com/cdcaudit/cdcaudit/sink"
+)
+
+// The first start records the configured source with the store's
+// identity; a start with another source is refused before it connects.
+func TestStoreRecordsItsSource(t *testing.T) {
+	dsn, conn := newDB(t)
+	dir := t.TempDir()
+	cfg := func(source string) Config {
+		return Config{Replication: replication.Config{DSN: dsn, Slot: "src", Publication: "src"},
+			DataDir: dir, Source: source, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg("erp_a")) }()
+	waitConfirmed(t, conn, "src", currentLSN(t, conn), done)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := sink.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok, err := st.Identity()
+	st.Close()
+	if !ok || err != nil || id.Source != "erp_a" || id.Database == "" || id.Slot != "src" {
+		t.Fatalf("identity after the first start: %+v %v %v", id, ok, err)
+	}
+
+	err = Run(context.Background(), cfg("erp_b"))
+	want := "the store in " + dir + " belongs to source erp_a, not erp_b: a store's source never changes (use --source erp_a, or a new --data-dir)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("another source:\n got %v\nwant %s", err, want)
+	}
+}
