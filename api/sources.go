@@ -8,7 +8,21 @@ import (
 	"unicode/utf8"
 
 	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/instancekey"
 )
+
+// StoreSource is the Source of one recorded database for Options.Sources:
+// its store, in the store's own data directory dataDir, whose instance key
+// (instancekey.LoadOrCreate: created there, 0600, at the first start)
+// signs its exports. sessions ends its sessions; nil: the end routes
+// answer 501 for it.
+func StoreSource(name, database, dataDir string, store Store, sessions SessionEnder) (Source, error) {
+	key, err := instancekey.LoadOrCreate(dataDir)
+	if err != nil {
+		return Source{}, err
+	}
+	return Source{Name: name, Database: database, Store: store, Signer: key, Sessions: sessions}, nil
+}
 
 // sourceParam names the source a request reads.
 const sourceParam = "source"
