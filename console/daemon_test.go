@@ -126,7 +126,7 @@ func newDaemon(t *testing.T, work bool) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Options{Store: store, Log: quiet, Signer: key})
+	h, err := api.New(api.Options{Sources: []api.Source{{Name: name, Database: name, Store: store, Signer: key}}, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
