@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/demo"
@@ -251,7 +252,11 @@ wait:
 func demoConsole(d *demo.Demo, m *metrics.Metrics, log *slog.Logger, done <-chan struct{}) (*apiServer, string, error) {
 	cfg := config.Defaults()
 	cfg.DataDir, cfg.Profile = d.DataDir, profile.ChoiceNone
-	served, err := apiRoutes(&cfg, d.Store(), m, nil, log, done, nil)
+	src, err := apiSource(&cfg, d.Store(), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	served, err := apiRoutes(&cfg, []api.Source{src}, m, nil, log, done)
 	if err != nil {
 		return nil, "", err
 	}

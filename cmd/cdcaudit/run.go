@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
@@ -139,7 +140,13 @@ func (c *cli) run(args []string) int {
 	pace := readpace.New(reg.Behind, readpace.Share)
 	first := srcs[0]
 	first.m.ReadPacing(pace.Waited)
-	served, err := apiRoutes(first.cfg, first.store, first.m, pace, log, ctx.Done(), first.ends.ctl)
+	sources := make([]api.Source, len(srcs))
+	for i, s := range srcs {
+		if sources[i], err = apiSource(s.cfg, s.store, s.ends.ctl); err != nil {
+			return c.fail("run", s.named(err))
+		}
+	}
+	served, err := apiRoutes(first.cfg, sources, first.m, pace, log, ctx.Done())
 	if err != nil {
 		return c.fail("run", err)
 	}

@@ -32,16 +32,25 @@ type apiServer struct {
 	close func()
 }
 
-// apiRoutes makes the HTTP API on the daemon's store, behind sign-in, and
-// the console. Closing done ends the API's event streams (the daemon
-// stops).
-func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}, ends api.SessionEnder) (*apiServer, error) {
+// apiSource is one database's store as the API serves it: cfg is the
+// database's configuration (config.For), ends its session control (nil:
+// none).
+func apiSource(cfg *config.Config, store *sink.Store, ends api.SessionEnder) (api.Source, error) {
 	name, database := oneSource(cfg, store)
-	src, err := api.StoreSource(name, database, cfg.DataDir, store, ends)
-	if err != nil {
-		return nil, err
+	return api.StoreSource(name, database, cfg.DataDir, store, ends)
+}
+
+// apiRoutes makes the HTTP API on the daemon's stores, behind sign-in, and
+// the console. cfg is the first database's configuration: password
+// sign-ins are checked against its users and recorded in its store (the
+// first source's). Closing done ends the API's event streams (the daemon
+// stops).
+func apiRoutes(cfg *config.Config, sources []api.Source, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}) (*apiServer, error) {
+	store, ok := sources[0].Store.(*sink.Store)
+	if !ok {
+		return nil, errors.New("the API's first source has no store to record sign-ins in")
 	}
-	h, err := api.New(api.Options{Sources: []api.Source{src}, Log: log.With("component", "api"), Pace: pace, Done: done})
+	h, err := api.New(api.Options{Sources: sources, Log: log.With("component", "api"), Pace: pace, Done: done})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 )
 
@@ -27,8 +31,13 @@ func TestManyDatabases(t *testing.T) {
 	slotA, slotB := config.DefaultDatabaseSlot("cdcaudit", a.name), b.slot
 	dataDir := t.TempDir()
 	cfgFile := filepath.Join(t.TempDir(), "cdcaudit.yml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, "data_dir: %s\ndatabases:\n  - dsn: %s\n  - dsn: %s\n    slot: %s\n",
-		dataDir, a.dsn, b.dsn, slotB), 0o600); err != nil {
+	viewer, _ := access.ParseRole("viewer")
+	token, spec, err := auth.NewToken(viewer, "multi", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, "data_dir: %s\napi_tokens: [%q]\ndatabases:\n  - dsn: %s\n  - dsn: %s\n    slot: %s\n",
+		dataDir, spec.String(), a.dsn, b.dsn, slotB), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, "--config", cfgFile)
@@ -74,6 +83,36 @@ func TestManyDatabases(t *testing.T) {
 	if err != nil || health != a.name+": ok\n"+b.name+": ok\n" && health != b.name+": ok\n"+a.name+": ok\n" {
 		t.Errorf("/healthz: %q %v", health, err)
 	}
+	// The API serves both sources: name one with ?source=.
+	api := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", strings.TrimSuffix(url, "/metrics")+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := api("/api/v1/sources"); code != 200 ||
+		body != fmt.Sprintf(`{"sources":[{"name":%q,"database":%q},{"name":%q,"database":%q}]}`+"\n", a.name, a.name, b.name, b.name) {
+		t.Errorf("/api/v1/sources: %d %s", code, body)
+	}
+	if code, body := api("/api/v1/events?table=public.item"); code != 400 || !strings.Contains(body, "several sources") {
+		t.Errorf("/api/v1/events without source: %d %s", code, body)
+	}
+	for _, c := range []struct {
+		db   testDB
+		want int
+	}{{a, 4}, {b, 6}} {
+		code, body := api("/api/v1/events?table=public.item&source=" + c.db.name)
+		var page struct{ Events []struct{ Database string } }
+		if err := json.Unmarshal([]byte(body), &page); code != 200 || err != nil || len(page.Events) != c.want || page.Events[0].Database != c.db.name {
+			t.Errorf("/api/v1/events?source=%s: %d, %d events, want %d (%v)\n%.500s", c.db.name, code, len(page.Events), c.want, err, body)
+		}
+	}
+
 	out, errOut, code := runCLI(t, "status", "--data-dir", dataDir)
 	if code != 0 || !strings.Contains(out, "source:      "+a.name) || !strings.Contains(out, "source:      "+b.name) ||
 		!strings.Contains(out, "slot:        "+slotA+", active") || !strings.Contains(out, "slot:        "+slotB+", active") {
