@@ -61,6 +61,12 @@ sent to --anchor-syslog — at the first commit, every 10 minutes and at stop:
 holds the store, 'cdcaudit backup' gets its copies from it, and export,
 events, sessions and verify their reads (over data-dir/cdcaudit.sock).
 
+Several databases of one server in one daemon: a databases list in the
+--config file instead of --dsn, each database with its own slot, store
+(data-dir/<source>) and chain, one HTTP server for all; a fatal error of
+one stops the daemon, naming its source (docs/configuration.md, "Many
+databases").
+
 Every flag can also be set in the YAML file given by --config (key: the flag
 name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable
 (e.g. CDCAUDIT_DATA_DIR). Flags win over variables, variables over the file.
