@@ -42,4 +42,11 @@ func TestRunDatabasesConfig(t *testing.T) {
 	if code != exitFail || !strings.Contains(errOut, "holds the store of a single dsn, and with databases each database's store is in "+filepath.Join(held, "<source>")) {
 		t.Errorf("databases over a single dsn's store: exit %d %s", code, errOut)
 	}
+
+	// sessions end without a daemon acts on the database whose store
+	// --data-dir is: none at data_dir itself.
+	_, errOut, code = runCLI(t, nil, "sessions", "end", "s123", "--config", file)
+	if code != exitUsage || !strings.Contains(errOut, "--data-dir names one database's store, <data_dir>/<source>: "+dataDir+" is none") {
+		t.Errorf("sessions end on data_dir: exit %d %s", code, errOut)
+	}
 }

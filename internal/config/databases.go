@@ -198,3 +198,21 @@ func (c *Config) For(d Database) *Config {
 	dc.DatabaseList, dc.databaseItems = nil, nil
 	return &dc
 }
+
+// DatabaseAt returns the configuration of the database of databases whose
+// store dir is (<data_dir>/<source>, named by its last element), for a
+// command given one store of a daemon that watches several; without
+// databases, c itself. ok is false when no database's store is dir.
+func (c *Config) DatabaseAt(dir string) (cfg *Config, ok bool) {
+	if c.DatabaseList == nil {
+		return c, true
+	}
+	for _, d := range c.DatabaseList {
+		if d.Source == filepath.Base(filepath.Clean(dir)) {
+			dc := c.For(d)
+			dc.DataDir = dir
+			return dc, true
+		}
+	}
+	return nil, false
+}

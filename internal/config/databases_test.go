@@ -159,3 +159,24 @@ func TestDatabasesSatisfyDSN(t *testing.T) {
 		t.Fatalf("neither dsn nor databases: %v", err)
 	}
 }
+
+// A command given one store of a daemon on several databases finds its
+// database by the store's directory.
+func TestDatabaseAt(t *testing.T) {
+	file := writeFile(t, "data_dir: /d\ndatabases:\n  - dsn: postgres://u@h/a\n  - dsn: postgres://u@h/b\n    slot: sb\n")
+	c, err := load(t, []string{"--config", file, "--data-dir", "/d/b/"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, ok := c.DatabaseAt(c.DataDir)
+	if !ok || dc.DSN != "postgres://u@h/b" || dc.Slot != "sb" || dc.Source != "b" || dc.DataDir != "/d/b/" || dc.Databases()[0].Source != "b" {
+		t.Fatalf("DatabaseAt(/d/b/) = %+v, %v", dc, ok)
+	}
+	if _, ok := c.DatabaseAt("/d"); ok {
+		t.Error("DatabaseAt(data_dir) found a database")
+	}
+	one, _ := load(t, []string{"--dsn", "postgres://u@h/x", "--data-dir", "/x"}, nil)
+	if dc, ok := one.DatabaseAt("/x"); !ok || dc != one {
+		t.Error("without databases DatabaseAt is not the configuration itself")
+	}
+}
