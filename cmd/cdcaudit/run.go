@@ -137,6 +137,7 @@ func (c *cli) run(args []string) int {
 	for _, d := range dbs {
 		s, err := openSource(cfg.For(d), reg, log, several)
 		if err != nil {
+			s.close()
 			return c.fail("run", s.named(err))
 		}
 		srcs = append(srcs, s)
