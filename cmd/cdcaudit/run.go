@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -179,10 +178,9 @@ func (c *cli) run(args []string) int {
 	}
 
 	for _, s := range srcs {
-		if err := s.wire(redactKey, pace); err != nil {
-			if errors.Is(err, errUsage) {
-				return c.usageErr("run", s.named(err))
-			}
+		if usage, err := s.wire(redactKey, pace); usage {
+			return c.usageErr("run", s.named(err))
+		} else if err != nil {
 			return c.fail("run", s.named(err))
 		}
 	}
@@ -247,40 +245,33 @@ func openSource(cfg *config.Config, reg *metrics.Registry, log *slog.Logger, sev
 	return s, nil
 }
 
-// errUsage marks a wiring error that is the configuration's (exit 2).
-var errUsage = errors.New("usage")
-
-type usageError struct{ error }
-
-func (e usageError) Is(target error) bool { return target == errUsage }
-func (e usageError) Unwrap() error        { return e.error }
-
 // wire makes the source's pipeline configuration: alerts, watchers,
-// database sessions, session control and sinks.
-func (s *daemonSource) wire(redactKey []byte, pace *readpace.Pacer) error {
+// database sessions, session control and sinks. usage says the error is
+// the configuration's (exit 2).
+func (s *daemonSource) wire(redactKey []byte, pace *readpace.Pacer) (usage bool, err error) {
 	cfg, log := s.cfg, s.log
 	pc := pipelineConfig(cfg, s.m, log)
 	pc.RedactKey = redactKey
 	pc.Store = s.store
 	alerts, sources, closeAlerts, err := alertSetup(cfg, s.store, s.m, log)
 	if err != nil {
-		return usageError{err}
+		return true, err
 	}
 	s.closers = append(s.closers, closeAlerts)
 	pc.Alerts, pc.Sources = alerts, sources
 	pc.ReadPace = pace
 	pc.Sources = append(pc.Sources, watchers(cfg, pc.Rules, s.store, log)...)
 	if err := watchDBSessions(cfg, s.store, &pc, log); err != nil {
-		return err
+		return false, err
 	}
 	s.ends.wire(&pc)
 	closeSinks, err := sinkSetup(cfg, s.store, &pc, s.m, log)
 	s.closers = append(s.closers, closeSinks)
 	if err != nil {
-		return usageError{err}
+		return true, err
 	}
 	s.pc = pc
-	return nil
+	return false, nil
 }
 
 // named prefixes err with the source when the daemon watches several.
