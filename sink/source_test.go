@@ -1,7 +1,11 @@
 package sink
 
 import (
+	"context"
+	"strings"
 	"testing"
+
+	"github.com/cdcaudit/cdcaudit/audit"
 )
 
 // A store's source: recorded with the identity, adopted by a store made
@@ -54,5 +58,36 @@ func TestClaimSource(t *testing.T) {
 	defer s.Close()
 	if s.Source() != "erp_a" {
 		t.Fatalf("reopened: source %q", s.Source())
+	}
+}
+
+// Events stored before the source member existed and events with it share
+// one chain: both verify, and both are found by the store's queries.
+func TestEventsWithAndWithoutSourceVerify(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	mustAppend(t, s, txBatch(0x100, 2)) // as stored before sources
+	sourced := Batch{Checkpoint: 0x208}
+	for ord := uint32(1); ord <= 2; ord++ {
+		e := &audit.Event{LSN: 0x1f0, CommitLSN: 0x200, Ordinal: ord, XID: 9, CommitTime: t0,
+			Database: "odoo", Source: "erp_a", Schema: "public", Table: "sale_order", Op: audit.OpInsert,
+			Key: audit.Row{{Name: "id", Value: []byte("7")}}, After: audit.Row{{Name: "id", Value: []byte("7")}}}
+		sourced.Events = append(sourced.Events, Encoded{Key: e.StoreKey(), Body: e.AppendBody(nil)})
+	}
+	mustAppend(t, s, sourced)
+	res, err := s.Verify(context.Background(), nil)
+	if err != nil || res.Events != 4 {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	var sources []string
+	if _, err := s.Query(context.Background(), Query{Tables: []string{"public.sale_order"}}, func(_, rec []byte) error {
+		r, err := audit.ParseRecord(rec)
+		sources = append(sources, r.Source)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(sources, ",") != ",,erp_a,erp_a" {
+		t.Fatalf("queried sources %q", sources)
 	}
 }

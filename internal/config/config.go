@@ -561,7 +561,7 @@ var keys = []keyInfo{
 		func(c *Config) *int { return &c.SinkPostgresBatch }, pgsink.DefaultBatch, pgsink.ValidateBatch),
 	setting(KeySinkKafkaBrokers, "Kafka `brokers` (host:port, comma-separated) the audit trail is delivered to (docs/kafka.md); none: no Kafka sink",
 		func(c *Config) *[]string { return &c.SinkKafkaBrokers }, nil, kafkasink.ValidateBrokers),
-	setting(KeySinkKafkaTopic, "the Kafka `topic`: a name, or a template with {schema} and {table} (a topic per table)",
+	setting(KeySinkKafkaTopic, "the Kafka `topic`: a name, or a template with {source}, {schema} and {table} (a topic per table)",
 		func(c *Config) *string { return &c.SinkKafkaTopic }, kafkasink.DefaultTopic, kafkasink.ValidateTopic),
 	setting(KeySinkKafkaTLS, "TLS to the Kafka brokers: off, on (the system's certificate authorities), or the `file` of the PEM certificate authorities to trust",
 		func(c *Config) *string { return &c.SinkKafkaTLS }, kafkasink.TLSOff, nil).

@@ -214,6 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	defer stopStream()
 	dec := decoder.New(ident.Database, catalog)
+	dec.SetSource(cfg.Source)
 	c := newConsumer(dec, store, cfg, log, anchors)
 	c.enrich = enrich
 	if c.images, err = newImageCache(store, dec, cfg.RedactKey, cfg.DataDir); err != nil {
@@ -222,7 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 	c.images.secret = enrich.redact.Secret
 	c.images.coveredSince = since.of
 	c.stopStream = stopStream
-	c.database = ident.Database
+	c.database, c.source = ident.Database, cfg.Source
 	defer c.close()
 	snaps, stopSnapshot, err := startSnapshot(ctx, cfg, store, c, exported, checkpoint, log)
 	if err != nil {
@@ -401,6 +402,7 @@ type consumer struct {
 	anchorDone chan struct{}
 
 	database  string
+	source    string // the trail's name (Config.Source), on snapshot records too
 	txOrdinal uint32 // the highest ordinal of the transaction in progress
 	snap      snapshotFeed
 }
