@@ -134,8 +134,8 @@ func TestManyDatabases(t *testing.T) {
 	}{{a, dirA, "insert 1,insert 2,insert 3,update 1"}, {b, dirB, "insert 1,insert 2,insert 3,insert 4,insert 5,delete 5"}} {
 		var trail []string
 		for _, e := range readStore(t, s.dir) {
-			if e.Database != s.db.name {
-				t.Errorf("%s's store holds an event of database %s", s.db.name, e.Database)
+			if e.Database != s.db.name || e.Source != s.db.name {
+				t.Errorf("%s's store holds an event of database %s, source %s", s.db.name, e.Database, e.Source)
 			}
 			id, _ := e.AfterRow.get("id")
 			if e.Op == "delete" {
