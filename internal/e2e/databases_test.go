@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,17 +14,20 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 // TestManyDatabases runs ONE daemon on two databases of one server
 // (config databases): each trail is complete in its own store, with its
 // own slot; /metrics shows both sources; status lists both; verify passes
-// on each store; and when one database's slot is dropped the daemon exits
-// 1 naming that source, the other store left whole.
+// on each store; each store's sink runner delivers it to one audit table,
+// under its source; and when one database's slot is dropped the daemon
+// exits 1 naming that source, the other store left whole.
 func TestManyDatabases(t *testing.T) {
-	a, b := newDB(t), newDB(t)
+	a, b, auditDB := newDB(t), newDB(t), newDB(t)
 	for _, db := range []testDB{a, b} {
 		mustExec(t, connect(t, db.dsn), `CREATE TABLE item (id int PRIMARY KEY, note text)`)
 	}
@@ -36,8 +40,8 @@ func TestManyDatabases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, "data_dir: %s\napi_tokens: [%q]\ndatabases:\n  - dsn: %s\n  - dsn: %s\n    slot: %s\n",
-		dataDir, spec.String(), a.dsn, b.dsn, slotB), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, "data_dir: %s\nsink_postgres_dsn: %s\napi_tokens: [%q]\ndatabases:\n  - dsn: %s\n  - dsn: %s\n    slot: %s\n",
+		dataDir, auditDB.dsn, spec.String(), a.dsn, b.dsn, slotB), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, "--config", cfgFile)
@@ -149,11 +153,33 @@ func TestManyDatabases(t *testing.T) {
 		verifyOK(t, s.dir, len(strings.Split(s.trail, ",")))
 	}
 
-	// b's slot dropped while the daemon runs: it exits 1 naming b, after
-	// stopping a's pipeline cleanly.
+	// Each store's sink runner delivers every record of its store (chain
+	// records too) to the one audit table, under the store's source.
+	stored := map[string][]string{a.name: storeIDs(t, dirA), b.name: storeIDs(t, dirB)}
 	d.start()
 	waitSlotActive(t, a.dsn, slotA, 0, d)
 	waitSlotActive(t, b.dsn, slotB, 0, d)
+	auditConn := connect(t, auditDB.dsn)
+	for source, ids := range stored {
+		deadline := time.Now().Add(catchUpTimeout)
+		for {
+			var n int
+			err := auditConn.QueryRow(context.Background(), `SELECT count(*) FROM cdcaudit_events WHERE source = $1 AND id = ANY($2)`, source, ids).Scan(&n)
+			if err == nil && n == len(ids) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the audit table holds %d of source %s's %d records (%v)", n, source, len(ids), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if out, errOut, code := runCLI(t, "verify", "--postgres", auditDB.dsn); code != 0 || !strings.Contains(out, a.name) || !strings.Contains(out, b.name) {
+		t.Errorf("verify --postgres of the two sources: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// b's slot dropped while the daemon runs: it exits 1 naming b, after
+	// stopping a's pipeline cleanly.
 	mustExec(t, connA, `INSERT INTO item VALUES (4, 'a')`)
 	waitCaughtUp(t, a.dsn, slotA, currentLSN(t, a.dsn), d)
 	dropActiveSlot(t, connB, slotB)
@@ -177,4 +203,24 @@ func TestManyDatabases(t *testing.T) {
 	if _, err := http.Get(url); err == nil {
 		t.Error("the HTTP server still answers after the daemon exited")
 	}
+}
+
+// storeIDs lists the ids of every record of a stopped store (chain records
+// too), in order.
+func storeIDs(t *testing.T, dir string) []string {
+	t.Helper()
+	st, err := sink.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var ids []string
+	if err := st.Records(context.Background(), nil, 0, func(k, _ []byte) error {
+		lsn, ord, _ := audit.SplitKey(k)
+		ids = append(ids, audit.FormatID(lsn, ord))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
