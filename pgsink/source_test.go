@@ -95,6 +95,9 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := Verify(t.Context(), dsn, "old", ""); err == nil || !strings.Contains(err.Error(), "table old is at schema version 1, this cdcaudit reads 2: a daemon of this version migrates it") {
+		t.Fatalf("verify of a version-1 table: %v", err)
+	}
 	err = Migrate(t.Context(), conn, "old_mixed", "odoo")
 	if err == nil || !strings.Contains(err.Error(), "migration 2 of old_mixed: its rows hold the events of several databases (erp2, odoo)") {
 		t.Fatalf("a table of two databases: %v", err)
