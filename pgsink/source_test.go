@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/outboxtest"
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -94,6 +95,9 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := Verify(t.Context(), dsn, "old", ""); err == nil || !strings.Contains(err.Error(), "table old is at schema version 1, this cdcaudit reads 2: a daemon of this version migrates it") {
+		t.Fatalf("verify of a version-1 table: %v", err)
+	}
 	err = Migrate(t.Context(), conn, "old_mixed", "odoo")
 	if err == nil || !strings.Contains(err.Error(), "migration 2 of old_mixed: its rows hold the events of several databases (erp2, odoo)") {
 		t.Fatalf("a table of two databases: %v", err)
@@ -175,4 +179,26 @@ func version(t *testing.T, conn *pgx.Conn, table string) int {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// recordSource reads the source member of every event the encoding writes,
+// whatever the names around it hold, and never takes a value of a row for
+// it; it never fails on junk (the table's content is untrusted).
+func FuzzRecordSource(f *testing.F) {
+	f.Add("erp_a", "odoo", "public", `,"source":"x"`, []byte(`{"id":"1","source":1}`))
+	f.Add("", `d","source":"y`, "s", "source", []byte(`,"schema":,"source":`))
+	f.Fuzz(func(t *testing.T, source, database, schema, value string, junk []byte) {
+		recordSource(junk)
+		e := &audit.Event{CommitLSN: 0x100, Ordinal: 1, CommitTime: base, Database: database, Source: source, Schema: schema, Table: "t",
+			Op: audit.OpInsert, After: audit.Row{{Name: "source", Value: audit.AppendString(nil, value)}}}
+		rec, _ := audit.Seal(nil, e.AppendBody(nil), audit.Genesis)
+		r, err := audit.ParseRecord(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := recordSource(rec)
+		if ok != (source != "") || got != r.Source {
+			t.Fatalf("%s: recordSource %q %v, the record's %q", rec, got, ok, r.Source)
+		}
+	})
 }

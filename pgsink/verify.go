@@ -55,9 +55,12 @@ func Verify(ctx context.Context, dsn, table, source string) ([]VerifyResult, err
 	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+MigrationsTable+` WHERE table_name = $1`, table).Scan(&version); err != nil {
 		return nil, fmt.Errorf("pgsink: migrations of %s: %w", table, err)
 	}
-	if version != Version() {
+	switch {
+	case version > Version():
+		return nil, fmt.Errorf("pgsink: table %s is at schema version %d, this cdcaudit reads %d: upgrade cdcaudit", table, version, Version())
+	case version < Version():
 		return nil, fmt.Errorf("pgsink: table %s is at schema version %d, this cdcaudit reads %d: "+
-			"a cdcaudit of the version of this one migrates it when its sink next connects", table, version, Version())
+			"a daemon of this version migrates it when its sink next connects", table, version, Version())
 	}
 	sources := []string{source}
 	if source == "" {

@@ -17,11 +17,26 @@ func (s *Store) Source() string {
 	return id.Source
 }
 
+// CheckSource refuses a source other than the one the store recorded (a
+// store's source never changes); it records nothing.
+func (s *Store) CheckSource(source string) error {
+	if have := s.Source(); have != "" && have != source {
+		return s.otherSource(have, source)
+	}
+	return nil
+}
+
+func (s *Store) otherSource(have, source string) error {
+	return fmt.Errorf("the store in %s belongs to source %s, not %s: a store's source never changes (use --source %s, or a new --data-dir)",
+		s.dir, have, source, have)
+}
+
 // ClaimSource checks that the store is source's: a store whose identity
 // names no source (made before sources) adopts it and records it; one that
-// names another refuses, for a store's source never changes. A store
-// without an identity yet (a new one) records the source with it
-// (SetIdentity).
+// names another refuses (CheckSource). A store without an identity yet (a
+// new one) records the source with it (SetIdentity). Claim it once the
+// identity is known to be the server's: a store of another database must
+// not adopt this one's source.
 func (s *Store) ClaimSource(source string) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -46,7 +61,6 @@ func (s *Store) ClaimSource(source string) error {
 			}
 			return meta.Put(metaIdentity, v)
 		}
-		return fmt.Errorf("the store in %s belongs to source %s, not %s: a store's source never changes (use --source %s, or a new --data-dir)",
-			s.dir, id.Source, source, id.Source)
+		return s.otherSource(id.Source, source)
 	})
 }

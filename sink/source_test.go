@@ -28,6 +28,9 @@ func TestClaimSource(t *testing.T) {
 	if err := s.SetIdentity(old); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.CheckSource("erp_a"); err != nil || s.Source() != "" {
+		t.Fatalf("checked: %v, source %q (checking records nothing)", err, s.Source())
+	}
 	if err := s.ClaimSource("erp_a"); err != nil {
 		t.Fatal(err)
 	}
@@ -39,10 +42,11 @@ func TestClaimSource(t *testing.T) {
 		t.Fatalf("its own source: %v", err)
 	}
 
-	err = s.ClaimSource("erp_b")
 	want := "the store in " + dir + " belongs to source erp_a, not erp_b: a store's source never changes (use --source erp_a, or a new --data-dir)"
-	if err == nil || err.Error() != want {
-		t.Fatalf("another source:\n got %v\nwant %s", err, want)
+	for _, claim := range []func(string) error{s.CheckSource, s.ClaimSource} {
+		if err := claim("erp_b"); err == nil || err.Error() != want {
+			t.Fatalf("another source:\n got %v\nwant %s", err, want)
+		}
 	}
 	if s.Source() != "erp_a" {
 		t.Fatalf("refused, yet the source is now %q", s.Source())

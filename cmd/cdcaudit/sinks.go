@@ -46,7 +46,6 @@ func sinkSetup(cfg *config.Config, store *sink.Store, pc *pipeline.Config, m *me
 	if kc, ok, err := cfg.KafkaSink(); err != nil {
 		return close, err
 	} else if ok {
-		kc.Source = cfg.Source
 		ks, err := kafkasink.New(kc)
 		if err != nil {
 			return close, err

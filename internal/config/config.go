@@ -997,6 +997,7 @@ func (c *Config) KafkaSink() (cfg kafkasink.Config, ok bool, err error) {
 	}
 	return kafkasink.Config{
 		Brokers:     c.SinkKafkaBrokers,
+		Source:      c.Source,
 		Topic:       c.SinkKafkaTopic,
 		TLS:         c.SinkKafkaTLS,
 		SASL:        c.SinkKafkaSASL,

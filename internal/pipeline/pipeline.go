@@ -153,8 +153,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeChain()
 
 	if cfg.Source != "" {
-		if err := store.ClaimSource(cfg.Source); err != nil {
-			return err
+		if err := store.CheckSource(cfg.Source); err != nil {
+			return err // before connecting
 		}
 	}
 	checkpoint := store.Checkpoint()
@@ -361,6 +361,9 @@ func checkIdentity(store *sink.Store, ident replication.Identity, slot, source s
 	if have.SystemID != ident.SystemID || have.Database != ident.Database {
 		return fmt.Errorf("the store belongs to database %q on system %s, not %q on system %s: use another --data-dir",
 			have.Database, have.SystemID, ident.Database, ident.SystemID)
+	}
+	if source != "" {
+		return store.ClaimSource(source) // a store made before sources adopts it
 	}
 	return nil
 }
