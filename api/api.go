@@ -169,7 +169,7 @@ type handlerFunc func(s *server, w http.ResponseWriter, r *http.Request, p acces
 
 const openAPIPath = "/api/v1/openapi.json"
 
-// routes are the routes that need a principal, by ServeMux pattern.
+// routeTable is the routes that need a principal, by ServeMux pattern.
 func routeTable() map[string]handlerFunc {
 	return map[string]handlerFunc{
 		"/api/v1/whoami":                (*server).whoami,
