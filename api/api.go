@@ -1,7 +1,9 @@
 // Package api is the read side of the HTTP API: JSON under /api/v1 over the
-// store's query API and the session state the daemon keeps in it. Who is
-// asking comes from the request's context (package access, filled by
-// sign-in); a self principal is kept to its own login on every route.
+// store's query API and the session state the daemon keeps in it — one
+// store per recorded database (a source), which each request names with
+// ?source= when there are several. Who is asking comes from the request's
+// context (package access, filled by sign-in); a self principal is kept to
+// its own login on every route, and to the first source.
 //
 // Every answer is read in short read transactions (a page at a time) and
 // written only once they have ended, so a slow client never holds one open.
@@ -167,7 +169,7 @@ type handlerFunc func(s *server, w http.ResponseWriter, r *http.Request, p acces
 
 const openAPIPath = "/api/v1/openapi.json"
 
-// routes are the routes that need a principal, by ServeMux pattern.
+// routeTable is the routes that need a principal, by ServeMux pattern.
 func routeTable() map[string]handlerFunc {
 	return map[string]handlerFunc{
 		"/api/v1/whoami":                (*server).whoami,

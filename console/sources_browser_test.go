@@ -13,6 +13,8 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcaudit/cdcaudit/internal/browsertest"
+	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/cdcaudit/cdcaudit/manifest"
 )
 
@@ -151,4 +153,29 @@ func twoSourcesTour(t *testing.T, d *daemon) {
 		t.Errorf("only %d requests about the trail", api)
 	}
 	p.checkClean()
+	// alice signs in with her password, checked against the first
+	// database's users: she sees that source only, with no selector, and
+	// the other is not there for her.
+	if _, err := d.sim.Transaction(context.Background(), odoosim.Admin, func(e *odoosim.Env) error {
+		return e.ChangePassword(odoosim.Alice, odooHash(alicePassword))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	alice := open(t, d)
+	alice.signInWithPassword("alice@example.com", alicePassword)
+	if role := alice.text(byTest("whoami-role")); role != "self" {
+		t.Errorf("alice's role %q", role)
+	}
+	if n := len(alice.texts(pick)); n != 0 {
+		t.Error("a source selector for a user who sees one source")
+	}
+	seen := browsertest.Get(alice.Browser, chromedp.Evaluate[string](`fetch('/api/v1/sources').then((r) => r.text())`, chromedp.EvalAwaitPromise))
+	if !strings.Contains(seen, `"erp_a"`) || strings.Contains(seen, "erp_b") {
+		t.Errorf("alice's sources: %s", seen)
+	}
+	alice.expect("404", "/api/v1/events?source=erp_b")
+	if st := browsertest.Get(alice.Browser, chromedp.Evaluate[float64](`fetch('/api/v1/events?source=erp_b').then((r) => r.status)`, chromedp.EvalAwaitPromise)); st != 404 {
+		t.Errorf("erp_b for alice: %v", st)
+	}
+	alice.checkClean()
 }
