@@ -53,7 +53,6 @@ package metrics
 import (
 	"fmt"
 	"math"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,9 +240,6 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Source returns the source's name ("" for New's).
 func (m *Metrics) Source() string { return m.source }
 
-// Handler serves the process's registry (every source) in the Prometheus
-// exposition formats.
-func (m *Metrics) Handler() http.Handler { return handler(m.reg) }
 
 // AddEvents counts n stored events of one table and operation.
 func (m *Metrics) AddEvents(schema, table, op string, n int) {
@@ -514,6 +510,3 @@ func (m *Metrics) Healthy() (ok bool, reason string) {
 	return true, "ok"
 }
 
-// HealthHandler serves this source's Healthy: 200 "ok" or 503 with the
-// reason (Registry.HealthHandler serves every source's).
-func (m *Metrics) HealthHandler() http.Handler { return healthHandler(m.Healthy) }
