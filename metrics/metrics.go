@@ -240,7 +240,6 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Source returns the source's name ("" for New's).
 func (m *Metrics) Source() string { return m.source }
 
-
 // AddEvents counts n stored events of one table and operation.
 func (m *Metrics) AddEvents(schema, table, op string, n int) {
 	if n <= 0 {
@@ -509,4 +508,3 @@ func (m *Metrics) Healthy() (ok bool, reason string) {
 	}
 	return true, "ok"
 }
-
