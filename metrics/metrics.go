@@ -237,9 +237,6 @@ func newSource(reg *prometheus.Registry, name string, now func() time.Time) *Met
 // Registry returns the process's registry, which gathers every source.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Source returns the source's name ("" for New's).
-func (m *Metrics) Source() string { return m.source }
-
 // AddEvents counts n stored events of one table and operation.
 func (m *Metrics) AddEvents(schema, table, op string, n int) {
 	if n <= 0 {
