@@ -1,7 +1,9 @@
 // Package api is the read side of the HTTP API: JSON under /api/v1 over the
-// store's query API and the session state the daemon keeps in it. Who is
-// asking comes from the request's context (package access, filled by
-// sign-in); a self principal is kept to its own login on every route.
+// store's query API and the session state the daemon keeps in it — one
+// store per recorded database (a source), which each request names with
+// ?source= when there are several. Who is asking comes from the request's
+// context (package access, filled by sign-in); a self principal is kept to
+// its own login on every route, and to the first source.
 //
 // Every answer is read in short read transactions (a page at a time) and
 // written only once they have ended, so a slow client never holds one open.
@@ -34,28 +36,45 @@ type Store interface {
 
 // Options are what New needs.
 type Options struct {
-	Store Store
+	// Sources are the databases the daemon records, each with its own
+	// store: at least one. The first is the one password sign-in checks
+	// against, and the only one a self principal sees. Every route that
+	// reads a store takes ?source=NAME, which may be left out when the
+	// principal sees one source.
+	Sources []Source
 	// Now is the clock session states, durations and the summaries'
 	// default ranges are computed with; nil: time.Now.
 	Now func() time.Time
 	// Log receives the failures a client only sees as "internal error";
 	// nil: slog.Default().
 	Log *slog.Logger
-	// Signer signs the manifests of exports (the instance key,
-	// instancekey.LoadOrCreate). Exports need it and the store's access
-	// log (sink.Store); without them /api/v1/export answers 404.
-	Signer manifest.Signer
-	// Pace paces every read of the store and the writing of exports, so
+	// Pace paces every read of the stores and the writing of exports, so
 	// that readers never slow recording (readpace.Pacer); nil: unpaced.
 	Pace Pacer
 	// MaxStreams bounds the event streams (GET /api/v1/events/stream) open
-	// at once; beyond it a stream is refused (503). 0: DefaultMaxStreams.
+	// at once, over all sources; beyond it a stream is refused (503). 0:
+	// DefaultMaxStreams.
 	MaxStreams int
 	// Done, when closed, ends every event stream (the daemon is stopping:
 	// its server waits for requests in flight).
 	Done <-chan struct{}
-	// Sessions ends sessions for the admin routes (sessionctl.Controller);
-	// nil: they answer 501.
+}
+
+// Source is one recorded database as the API serves it.
+type Source struct {
+	// Name is the source's name (the events' source member), what
+	// ?source= gives.
+	Name string
+	// Database is the name of the ERP database it records (shown by
+	// GET /api/v1/sources).
+	Database string
+	Store    Store
+	// Signer signs the manifests of its exports (its instance key,
+	// instancekey.LoadOrCreate). Exports need it and the store's access
+	// log (sink.Store); without them /api/v1/export answers 404.
+	Signer manifest.Signer
+	// Sessions ends its sessions for the admin routes
+	// (sessionctl.Controller); nil: they answer 501.
 	Sessions SessionEnder
 }
 
@@ -73,26 +92,34 @@ var openAPI []byte
 // OpenAPI returns the OpenAPI 3 document that describes the API.
 func OpenAPI() []byte { return openAPI }
 
+// server serves the routes on one source; what the sources share is in
+// shared.
 type server struct {
-	store   Store
+	*shared
+	name, database string
+	store          Store
+	signer         manifest.Signer
+	ends           SessionEnder
+}
+
+type shared struct {
+	sources []*server // as Options.Sources gives them
 	now     func() time.Time
 	log     *slog.Logger
-	signer  manifest.Signer
 	pace    Pacer
 	streams streamSlots
 	done    <-chan struct{}
 	// xlsx is held by the XLSX export running, if any: excelize holds
 	// tens of MiB per sheet until the file ends, so one runs at a time.
 	xlsx chan struct{}
-	ends SessionEnder
 }
 
 // New returns the handler of everything under /api/v1/ (mount it there).
 // Every route but GET /api/v1/openapi.json needs a principal in the
 // request's context (access.NewContext); without one it answers 401.
 func New(opts Options) (http.Handler, error) {
-	if opts.Store == nil {
-		return nil, errors.New("api: no store")
+	if len(opts.Sources) == 0 {
+		return nil, errors.New("api: no source")
 	}
 	if opts.MaxStreams < 0 {
 		return nil, errors.New("api: MaxStreams is negative")
@@ -100,20 +127,32 @@ func New(opts Options) (http.Handler, error) {
 	if opts.MaxStreams == 0 {
 		opts.MaxStreams = DefaultMaxStreams
 	}
-	s := &server{store: opts.Store, now: opts.Now, log: opts.Log, signer: opts.Signer, pace: opts.Pace,
-		streams: make(streamSlots, opts.MaxStreams), done: opts.Done, xlsx: make(chan struct{}, 1), ends: opts.Sessions}
-	if s.now == nil {
-		s.now = time.Now
+	sh := &shared{now: opts.Now, log: opts.Log, pace: opts.Pace,
+		streams: make(streamSlots, opts.MaxStreams), done: opts.Done, xlsx: make(chan struct{}, 1)}
+	if sh.now == nil {
+		sh.now = time.Now
 	}
-	if s.log == nil {
-		s.log = slog.Default()
+	if sh.log == nil {
+		sh.log = slog.Default()
+	}
+	for _, src := range opts.Sources {
+		switch {
+		case src.Name == "":
+			return nil, errors.New("api: a source without a name")
+		case src.Store == nil:
+			return nil, fmt.Errorf("api: source %s: no store", src.Name)
+		case sh.source(src.Name) != nil:
+			return nil, fmt.Errorf("api: source %s given twice", src.Name)
+		}
+		sh.sources = append(sh.sources, &server{shared: sh, name: src.Name, database: src.Database,
+			store: src.Store, signer: src.Signer, ends: src.Sessions})
 	}
 	mux := http.NewServeMux()
-	for pattern, h := range s.routes() {
-		mux.Handle(pattern, s.guard(h))
+	for pattern, h := range routeTable() {
+		mux.Handle(pattern, sh.guard(h, !sourceless[pattern]))
 	}
-	for path, h := range s.actions() {
-		mux.Handle(path, s.guardAction(h))
+	for path, h := range actions() {
+		mux.Handle(path, sh.guardAction(h))
 	}
 	mux.HandleFunc(openAPIPath, func(w http.ResponseWriter, r *http.Request) {
 		if !readMethod(w, r) {
@@ -125,44 +164,50 @@ func New(opts Options) (http.Handler, error) {
 	return headers(mux), nil
 }
 
-type handlerFunc func(http.ResponseWriter, *http.Request, access.Principal) error
+// handlerFunc serves a route on the source s.
+type handlerFunc func(s *server, w http.ResponseWriter, r *http.Request, p access.Principal) error
 
 const openAPIPath = "/api/v1/openapi.json"
 
-// routes are the routes that need a principal, by ServeMux pattern.
-func (s *server) routes() map[string]handlerFunc {
+// routeTable is the routes that need a principal, by ServeMux pattern.
+func routeTable() map[string]handlerFunc {
 	return map[string]handlerFunc{
-		"/api/v1/whoami":                s.whoami,
-		"/api/v1/events":                s.events,
-		"/api/v1/events/count":          s.eventsCount,
-		"/api/v1/events/stream":         s.eventStream,
-		"/api/v1/events/{id}":           s.event,
-		"/api/v1/records/history":       s.recordHistory,
-		"/api/v1/sessions":              s.sessions,
-		"/api/v1/sessions/{id}":         s.session,
-		"/api/v1/logins":                s.logins,
-		"/api/v1/users":                 s.users,
-		"/api/v1/summaries/changes":     s.summaryChanges,
-		"/api/v1/summaries/logins":      s.summaryLogins,
-		"/api/v1/summaries/sessions":    s.summarySessions,
-		"/api/v1/summaries/users":       s.summaryUsers,
-		"/api/v1/summaries/orm-bypass":  s.summaryORMBypass,
-		"/api/v1/access-log":            s.accessLog,
-		"/api/v1/db-sessions":           s.dbSessions,
-		"/api/v1/alerts":                s.alerts,
-		"/api/v1/export":                s.export,
-		"/api/v1/exports/{id}/manifest": s.exportManifest,
+		"/api/v1/whoami":                (*server).whoami,
+		"/api/v1/sources":               (*server).listSources,
+		"/api/v1/events":                (*server).events,
+		"/api/v1/events/count":          (*server).eventsCount,
+		"/api/v1/events/stream":         (*server).eventStream,
+		"/api/v1/events/{id}":           (*server).event,
+		"/api/v1/records/history":       (*server).recordHistory,
+		"/api/v1/sessions":              (*server).sessions,
+		"/api/v1/sessions/{id}":         (*server).session,
+		"/api/v1/logins":                (*server).logins,
+		"/api/v1/users":                 (*server).users,
+		"/api/v1/summaries/changes":     (*server).summaryChanges,
+		"/api/v1/summaries/logins":      (*server).summaryLogins,
+		"/api/v1/summaries/sessions":    (*server).summarySessions,
+		"/api/v1/summaries/users":       (*server).summaryUsers,
+		"/api/v1/summaries/orm-bypass":  (*server).summaryORMBypass,
+		"/api/v1/access-log":            (*server).accessLog,
+		"/api/v1/db-sessions":           (*server).dbSessions,
+		"/api/v1/alerts":                (*server).alerts,
+		"/api/v1/export":                (*server).export,
+		"/api/v1/exports/{id}/manifest": (*server).exportManifest,
 		"/api/v1/":                      notFound,
 	}
 }
 
+// sourceless are the routes that read no store: they take no source
+// parameter (their handler gets the first source the principal sees).
+var sourceless = map[string]bool{"/api/v1/whoami": true, "/api/v1/sources": true, "/api/v1/": true}
+
 // servedPatterns lists every route New serves.
 func servedPatterns() []string {
 	var out []string
-	for p := range (&server{}).routes() {
+	for p := range routeTable() {
 		out = append(out, p)
 	}
-	for p := range (&server{}).actions() {
+	for p := range actions() {
 		out = append(out, p)
 	}
 	return append(out, openAPIPath)
@@ -179,8 +224,9 @@ func headers(next http.Handler) http.Handler {
 }
 
 // guard refuses a request without a principal or with a method the
-// read-only API does not serve, then runs h; h's error becomes the answer.
-func (s *server) guard(h handlerFunc) http.Handler {
+// read-only API does not serve, picks the source it reads (bySource) or
+// the first p sees, then runs h; h's error becomes the answer.
+func (sh *shared) guard(h handlerFunc, bySource bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := signedIn(w, r)
 		if !ok {
@@ -189,8 +235,16 @@ func (s *server) guard(h handlerFunc) http.Handler {
 		if !readMethod(w, r) {
 			return
 		}
-		if err := h(w, r, p); err != nil {
-			s.fail(w, r, err)
+		s := sh.visible(p)[0]
+		if bySource {
+			var err error
+			if s, r, err = sh.pick(r, p); err != nil {
+				sh.fail(w, r, err)
+				return
+			}
+		}
+		if err := h(s, w, r, p); err != nil {
+			sh.fail(w, r, err)
 		}
 	})
 }
@@ -215,7 +269,7 @@ func readMethod(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func notFound(http.ResponseWriter, *http.Request, access.Principal) error {
+func notFound(*server, http.ResponseWriter, *http.Request, access.Principal) error {
 	return errNotFound("no such route (see /api/v1/openapi.json)")
 }
 
@@ -236,7 +290,7 @@ func errNotFound(msg string) error { return &httpError{http.StatusNotFound, msg}
 // fail answers err: its own status for an httpError, 500 with no detail
 // otherwise (the detail goes to the log: store paths and damage reports
 // are not for clients).
-func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (s *shared) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError
 	switch {
 	case errors.As(err, &he):
@@ -302,7 +356,7 @@ func (s *server) whoami(w http.ResponseWriter, r *http.Request, p access.Princip
 }
 
 // paced runs a reader's work through the pacer.
-func (s *server) paced(ctx context.Context, work func() error) error {
+func (s *shared) paced(ctx context.Context, work func() error) error {
 	if s.pace == nil {
 		return work()
 	}

@@ -284,7 +284,7 @@ func routes(f *fixture) []string {
 		"/api/v1/whoami", "/api/v1/events", "/api/v1/events/count", "/api/v1/events/" + f.ids["alice-insert-42"],
 		"/api/v1/records/history?record=sale_order:42", "/api/v1/sessions", "/api/v1/sessions/" + f.alice, "/api/v1/users",
 		"/api/v1/summaries/changes", "/api/v1/summaries/logins", "/api/v1/summaries/sessions", "/api/v1/summaries/users",
-		"/api/v1/summaries/orm-bypass", "/api/v1/logins", "/api/v1/alerts", "/api/v1/nothing-here",
+		"/api/v1/summaries/orm-bypass", "/api/v1/logins", "/api/v1/alerts", "/api/v1/sources", "/api/v1/nothing-here",
 	}
 }
 

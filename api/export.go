@@ -138,6 +138,7 @@ func (s *server) export(w http.ResponseWriter, r *http.Request, p access.Princip
 	rec := manifest.NewRecorder(out)
 	_, err = export.WriteContext(r.Context(), rec, export.Observe(src, rec.Event), q, format)
 	m := rec.Manifest(format, manifest.FilterOf(q), made)
+	m.Source = s.name
 	result := "ok"
 	switch {
 	case err == nil:

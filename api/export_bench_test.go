@@ -61,7 +61,7 @@ func BenchmarkExportAPI(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := New(Options{Store: s, Signer: key})
+	h, err := New(Options{Sources: []Source{{Name: "odoo", Store: s, Signer: key}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func (f *fixture) handler(t testing.TB, p *access.Principal) http.Handler {
 // handlerOn is handler with another view of the fixture's store.
 func (f *fixture) handlerOn(t testing.TB, st Store, p *access.Principal) http.Handler {
 	t.Helper()
-	h, err := New(Options{Store: st, Now: func() time.Time { return f.now }, Signer: f.key})
+	h, err := New(Options{Sources: []Source{{Name: "odoo", Store: st, Signer: f.key}}, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func TestEveryReadIsPaced(t *testing.T) {
 	f := newFixture(t)
 	pace := &watchedPacer{}
 	st := &watchedStore{Store: f.store, pace: pace}
-	h, err := New(Options{Store: st, Now: func() time.Time { return f.now }, Signer: f.key, Pace: pace})
+	h, err := New(Options{Sources: []Source{{Name: "odoo", Store: st, Signer: f.key}}, Now: func() time.Time { return f.now }, Pace: pace})
 	if err != nil {
 		t.Fatal(err)
 	}

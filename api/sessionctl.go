@@ -19,16 +19,17 @@ type SessionEnder interface {
 
 // actions are the routes that change something (POST only, admins only),
 // by path.
-func (s *server) actions() map[string]handlerFunc {
+func actions() map[string]handlerFunc {
 	return map[string]handlerFunc{
-		"/api/v1/sessions/{id}/end":          s.endSession,
-		"/api/v1/users/{login}/sessions/end": s.endUserSessions,
+		"/api/v1/sessions/{id}/end":          (*server).endSession,
+		"/api/v1/users/{login}/sessions/end": (*server).endUserSessions,
 	}
 }
 
-// guardAction is guard for an action: a principal, POST, an admin. (A
-// cookie session's CSRF token is checked by auth's middleware before.)
-func (s *server) guardAction(h handlerFunc) http.Handler {
+// guardAction is guard for an action: a principal, POST, an admin, the
+// source. (A cookie session's CSRF token is checked by auth's middleware
+// before.)
+func (sh *shared) guardAction(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := signedIn(w, r)
 		if !ok {
@@ -43,8 +44,12 @@ func (s *server) guardAction(h handlerFunc) http.Handler {
 			writeError(w, http.StatusForbidden, "ending sessions is for admins")
 			return
 		}
-		if err := h(w, r, p); err != nil {
-			s.fail(w, r, err)
+		s, r, err := sh.pick(r, p)
+		if err == nil {
+			err = h(s, w, r, p)
+		}
+		if err != nil {
+			sh.fail(w, r, err)
 		}
 	})
 }

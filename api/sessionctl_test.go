@@ -58,7 +58,7 @@ func TestSessionEndRoutes(t *testing.T) {
 	}
 	post := func(ends SessionEnder, p *access.Principal, target string, want int) answer {
 		t.Helper()
-		h, err := New(Options{Store: f.store, Now: func() time.Time { return f.now }, Sessions: ends})
+		h, err := New(Options{Sources: []Source{{Name: "odoo", Store: f.store, Sessions: ends}}, Now: func() time.Time { return f.now }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestSessionEndRoutes(t *testing.T) {
 		t.Errorf("failed end: %s", a.body)
 	}
 	// GET is no way to end a session.
-	h, _ := New(Options{Store: f.store, Sessions: ctl})
+	h, _ := New(Options{Sources: []Source{{Name: "odoo", Store: f.store, Sessions: ctl}}})
 	req := httptest.NewRequest(http.MethodGet, one, nil).WithContext(access.NewContext(t.Context(), admin))
 	if a := serve(h, req); a.status == http.StatusOK {
 		t.Errorf("GET %s: %d", one, a.status)

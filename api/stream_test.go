@@ -23,7 +23,7 @@ const streamWait = 30 * time.Second
 // streamServer serves the API over the fixture's store to p, over HTTP.
 func (f *fixture) streamServer(t *testing.T, p *access.Principal, opts Options) *httptest.Server {
 	t.Helper()
-	opts.Store, opts.Now, opts.Signer = f.store, func() time.Time { return f.now }, f.key
+	opts.Sources, opts.Now = []Source{{Name: "odoo", Store: f.store, Signer: f.key}}, func() time.Time { return f.now }
 	h, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,12 @@ func (e *Event) AppendBody(b []byte) []byte {
 	b = AppendTime(b, e.CommitTime)
 	b = append(b, `","database":`...)
 	b = AppendString(b, e.Database)
+	if e.Source != "" {
+		// Only when set: every event encoded before the member existed
+		// encodes as it did.
+		b = append(b, `,"source":`...)
+		b = AppendString(b, e.Source)
+	}
 	b = append(b, `,"schema":`...)
 	b = AppendString(b, e.Schema)
 	b = append(b, `,"table":`...)
@@ -463,6 +469,7 @@ type Record struct {
 	XID            uint32          `json:"xid"`
 	CommitTime     time.Time       `json:"commit_time"`
 	Database       string          `json:"database"`
+	Source         string          `json:"source,omitempty"` // "" on events stored before sources
 	Schema         string          `json:"schema"`
 	Table          string          `json:"table"`
 	Model          *string         `json:"model"`

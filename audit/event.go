@@ -109,13 +109,16 @@ type Event struct {
 	XID        uint32
 	CommitTime time.Time
 	Database   string
-	Schema     string
-	Table      string
-	Model      string // application model name ("" when unknown)
-	Op         Op
-	Key        Row // nil for truncate
-	Before     Row // nil when the server sent no old image
-	After      Row // nil for delete and truncate
+	// Source names the database's trail (config key source); "" encodes
+	// no member, as every event did before sources.
+	Source string
+	Schema string
+	Table  string
+	Model  string // application model name ("" when unknown)
+	Op     Op
+	Key    Row // nil for truncate
+	Before Row // nil when the server sent no old image
+	After  Row // nil for delete and truncate
 	// Changed lists the columns an update changed. For an update without a
 	// complete before-image it is nil (encoded as null): the change set cannot
 	// be known. For insert it lists every column; for delete and truncate it

@@ -38,7 +38,7 @@ func RecordHead(record []byte) (h Head, ok bool) {
 }
 
 // canonicalHead reads the members AppendBody writes first:
-// {"id":"…","lsn":"…","commit_lsn":"…","xid":…,"commit_time":"…","database":"…","schema":"…","table":"…",
+// {"id":"…","lsn":"…","commit_lsn":"…","xid":…,"commit_time":"…","database":"…",["source":"…",]"schema":"…","table":"…",
 // Every member after the table holds a row's values, never a head member.
 func canonicalHead(record []byte) (h Head, ok bool) {
 	sc := jsonScanner{b: record}
@@ -67,10 +67,14 @@ func canonicalHead(record []byte) (h Head, ok bool) {
 		return h, false
 	}
 	for _, m := range []struct {
-		name string
-		dst  *[]byte
-	}{{`,"database":`, nil}, {`,"schema":`, &h.Schema}, {`,"table":`, &h.Table}} {
+		name     string
+		dst      *[]byte
+		optional bool
+	}{{`,"database":`, nil, false}, {`,"source":`, nil, true}, {`,"schema":`, &h.Schema, false}, {`,"table":`, &h.Table, false}} {
 		if !bytes.HasPrefix(sc.b[sc.i:], []byte(m.name)) {
+			if m.optional {
+				continue
+			}
 			return h, false
 		}
 		sc.i += len(m.name)

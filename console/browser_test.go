@@ -31,6 +31,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Run("OneTimeLink", func(t *testing.T) { oneTimeLink(t, d) })
 	t.Run("TwoFactor", func(t *testing.T) { twoFactor(t, d) })
 	t.Run("Empty", func(t *testing.T) { emptyTour(t, newDaemon(t, false)) })
+	t.Run("TwoSources", func(t *testing.T) { twoSourcesTour(t, newDaemonOf(t, false, []string{"erp_a", "erp_b"})) })
 }
 
 // page wraps a browser with the steps the tours repeat.
@@ -327,6 +328,15 @@ func adminTour(t *testing.T, d *daemon) {
 	p.click(byTest("nav-activity"))
 	p.ready("activity")
 	d.checkLive(t, p)
+	// One source: no choice of it, and no request names it.
+	if n := len(p.texts(byTest("source-select"))); n != 0 {
+		t.Errorf("a source selector with one source")
+	}
+	for _, r := range p.Requests() {
+		if strings.Contains(r, "source=") {
+			t.Errorf("a request names the one source: %s", r)
+		}
+	}
 	p.checkClean()
 }
 

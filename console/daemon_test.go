@@ -58,6 +58,8 @@ type daemon struct {
 	auth       *auth.Auth
 	adminToken string
 	tokenName  string
+	// recorded are the databases it records, in the order of its sources.
+	recorded []*recorded
 
 	// What the workload did: a session of alice's on a phone in which she
 	// edited order 1, then bob's session on a laptop, bob's phone session
@@ -68,6 +70,22 @@ type daemon struct {
 // newDaemon starts it all and returns once the store holds the workload
 // (none when !work).
 func newDaemon(t *testing.T, work bool) *daemon {
+	t.Helper()
+	return newDaemonOf(t, work, []string{""})
+}
+
+// recorded is one ERP database recorded by the real pipeline into a store
+// of its own, with its own instance key.
+type recorded struct {
+	dsn, name string
+	conn      *pgx.Conn
+	store     *sink.Store
+	key       *instancekey.Key
+}
+
+// record makes an Odoo 18 database in miniature and streams it into a new
+// store; its sign-in tables, and a table named table when given.
+func record(t *testing.T, table string) *recorded {
 	t.Helper()
 	ctx := context.Background()
 	dsn, name := pgtest.NewDB(t)
@@ -92,6 +110,11 @@ func newDaemon(t *testing.T, work bool) *daemon {
 		ALTER TABLE doc_note ALTER COLUMN body SET STORAGE EXTERNAL;
 		INSERT INTO doc_note (title, body) VALUES ('v1', repeat('large value ', 1000))`); err != nil {
 		t.Fatal(err)
+	}
+	if table != "" {
+		if _, err := conn.Exec(ctx, `CREATE TABLE `+pgx.Identifier{table}.Sanitize()+` (id serial PRIMARY KEY, note text)`); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	dir := t.TempDir()
@@ -126,11 +149,38 @@ func newDaemon(t *testing.T, work bool) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Options{Store: store, Log: quiet, Signer: key})
+	return &recorded{dsn: dsn, name: name, conn: conn, store: store, key: key}
+}
+
+// newDaemonOf is a daemon recording one database per name: a name of ""
+// is the database's own, any other gets a table of that name, only_in_NAME.
+// Password sign-in reads the first database's users; d.store, d.key and
+// d.sim are the first's.
+func newDaemonOf(t *testing.T, work bool, names []string) *daemon {
+	t.Helper()
+	ctx := context.Background()
+	d := &daemon{tokenName: "console-test"}
+	var srcs []api.Source
+	for _, n := range names {
+		table := ""
+		if n != "" {
+			table = "only_in_" + n
+		}
+		r := record(t, table)
+		d.recorded = append(d.recorded, r)
+		if n == "" {
+			n = r.name
+		}
+		srcs = append(srcs, api.Source{Name: n, Database: r.name, Store: r.store, Signer: r.key})
+	}
+	first := d.recorded[0]
+	dsn, store, conn := first.dsn, first.store, first.conn
+	d.store, d.key = store, first.key
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := api.New(api.Options{Sources: srcs, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{store: store, key: key, tokenName: "console-test"}
 	var tok auth.Token
 	d.adminToken, tok, err = auth.NewToken(access.Principal{Role: access.Admin}, d.tokenName, time.Time{})
 	if err != nil {

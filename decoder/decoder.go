@@ -76,6 +76,7 @@ type Handler interface {
 // Decoder decodes one replication stream. It is not safe for concurrent use.
 type Decoder struct {
 	database string
+	source   string // the trail's name, given to every event (SetSource)
 	keys     KeyResolver
 	rels     map[uint32]*relation
 	types    map[uint32]string
@@ -104,6 +105,10 @@ func New(database string, keys KeyResolver) *Decoder {
 		types:    make(map[uint32]string),
 	}
 }
+
+// SetSource names the trail every event of the stream carries
+// (audit.Event.Source; "" for none).
+func (d *Decoder) SetSource(source string) { d.source = source }
 
 // Reset drops the transaction in progress and the relation and type caches:
 // call it after a reconnect (the server sends Relation messages again).
@@ -277,6 +282,7 @@ func (d *Decoder) newEvent(op audit.Op, walStart uint64, rel *relation, own bool
 		XID:        d.tx.XID,
 		CommitTime: d.tx.CommitTime,
 		Database:   d.database,
+		Source:     d.source,
 		Schema:     rel.schema,
 		Table:      rel.table,
 		Op:         op,

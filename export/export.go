@@ -35,7 +35,7 @@ var Formats = []string{"jsonl", "csv", "xlsx"}
 // Columns is the CSV header.
 var Columns = []string{"id", "lsn", "commit_lsn", "xid", "commit_time", "database", "schema", "table", "model", "op",
 	"key", "before", "after", "changed", "unchanged_toast", "redacted", "actor", "flags", "prev_hash", "hash",
-	"before_source"} // added last, so the columns before it keep their places
+	"before_source", "source"} // added last, so the columns before them keep their places
 
 // ContentType returns the HTTP media type of a format.
 func ContentType(format string) string {
@@ -119,7 +119,7 @@ func WriteContext(ctx context.Context, w io.Writer, st Source, q sink.Query, for
 // csvRow fills row with r's members; structured members stay compact JSON
 // text (the stored bytes). Those start with {, [, " or n, never with = + -
 // or @, so spreadsheets do not take them for formulas. The names (database,
-// schema, table, model) are written as they are, whatever they begin with:
+// source, schema, table, model) are written as they are, whatever they begin with:
 // the row must give back the event exactly (RecordOfRow).
 func csvRow(row []string, r *audit.Record) {
 	model := ""
@@ -131,7 +131,7 @@ func csvRow(row []string, r *audit.Record) {
 		string(audit.AppendTime(nil, r.CommitTime)), r.Database, r.Schema, r.Table, model, r.Op,
 		string(r.Key), string(r.Before), string(r.After), string(r.Changed), string(r.UnchangedToast),
 		string(r.Redacted), string(r.Actor), string(r.Flags), r.PrevHash, r.Hash,
-		r.BeforeSource,
+		r.BeforeSource, r.Source,
 	})
 }
 

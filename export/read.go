@@ -160,7 +160,7 @@ var members = [...]struct {
 	enc  int
 }{
 	{"id", 0, asString}, {"lsn", 1, asString}, {"commit_lsn", 2, asString}, {"xid", 3, asJSON},
-	{"commit_time", 4, asString}, {"database", 5, asString}, {"schema", 6, asString}, {"table", 7, asString},
+	{"commit_time", 4, asString}, {"database", 5, asString}, {"source", 21, asOptional}, {"schema", 6, asString}, {"table", 7, asString},
 	{"model", 8, asModel}, {"op", 9, asString}, {"key", 10, asJSON}, {"before", 11, asJSON},
 	{"before_source", 20, asOptional}, {"after", 12, asJSON}, {"changed", 13, asJSON},
 	{"unchanged_toast", 14, asJSON}, {"redacted", 15, asJSON}, {"actor", 16, asJSON}, {"flags", 17, asJSON},

@@ -37,7 +37,7 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			defer c.Close()
 			bytesW := &batchBytes{}
-			s, err := New(Config{Brokers: c.ListenAddrs(), Topic: "bench", Compression: bc.compression, ExtraOpts: []kgo.Opt{kgo.WithHooks(bytesW)}})
+			s, err := New(Config{Brokers: c.ListenAddrs(), Source: testSource, Topic: "bench", Compression: bc.compression, ExtraOpts: []kgo.Opt{kgo.WithHooks(bytesW)}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -108,8 +108,14 @@ func newCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	return c
 }
 
+// testSource is the source of the tests' sinks unless one is given.
+const testSource = "erp_a"
+
 func newSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
+	if cfg.Source == "" {
+		cfg.Source = testSource
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +131,13 @@ func newSink(t testing.TB, cfg Config) *Sink {
 // commit order, none missing. It returns the number of duplicates.
 func checkDelivered(t testing.TB, want []outbox.Record, got []*kgo.Record, topic func(schema, table string) string) int {
 	t.Helper()
+	return checkDeliveredFrom(t, testSource, want, got, topic)
+}
+
+// checkDeliveredFrom is checkDelivered of source's records in got (a
+// consumer tells sources apart by the source header; others are skipped).
+func checkDeliveredFrom(t testing.TB, source string, want []outbox.Record, got []*kgo.Record, topic func(schema, table string) string) int {
+	t.Helper()
 	byID := map[string]*outbox.Record{}
 	terms := map[string]audit.Terms{}
 	wantPerKey := map[string][]string{}
@@ -133,7 +146,7 @@ func checkDelivered(t testing.TB, want []outbox.Record, got []*kgo.Record, topic
 		byID[r.ID] = r
 		var k []byte
 		if r.Chain {
-			k = []byte(ChainSchema + "." + ChainTable)
+			k = []byte(source + "/" + ChainSchema + "." + ChainTable)
 			terms[r.ID] = audit.Terms{Schema: ChainSchema, Table: ChainTable}
 		} else {
 			tm, err := audit.ParseTerms(r.JSON)
@@ -141,7 +154,7 @@ func checkDelivered(t testing.TB, want []outbox.Record, got []*kgo.Record, topic
 				t.Fatal(err)
 			}
 			terms[r.ID] = tm
-			if k, err = RecordKey(r.JSON, tm.Schema, tm.Table); err != nil {
+			if k, err = RecordKey(r.JSON, source, tm.Schema, tm.Table); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -152,6 +165,9 @@ func checkDelivered(t testing.TB, want []outbox.Record, got []*kgo.Record, topic
 	seen := map[string]bool{}
 	dups := 0
 	for _, g := range got {
+		if s, _ := header(g, HeaderSource); s != source {
+			continue
+		}
 		id, ok := header(g, HeaderID)
 		if !ok {
 			t.Fatalf("record at %s/%d@%d without an id header", g.Topic, g.Partition, g.Offset)
@@ -168,9 +184,9 @@ func checkDelivered(t testing.TB, want []outbox.Record, got []*kgo.Record, topic
 		if g.Topic != wantTopic {
 			t.Fatalf("record %s in topic %s, want %s", id, g.Topic, wantTopic)
 		}
-		k := []byte(ChainSchema + "." + ChainTable)
+		k := []byte(source + "/" + ChainSchema + "." + ChainTable)
 		if !w.Chain {
-			k, _ = RecordKey(w.JSON, tm.Schema, tm.Table)
+			k, _ = RecordKey(w.JSON, source, tm.Schema, tm.Table)
 		}
 		if string(g.Key) != string(k) {
 			t.Fatalf("record %s: key %q, want %q", id, g.Key, k)

@@ -1,6 +1,6 @@
 // Package kafkasink delivers the audit trail to Kafka: every stored event,
-// exactly as exported, as one Kafka record keyed by its table and primary
-// key, so that one record's changes stay ordered in one partition.
+// exactly as exported, as one Kafka record keyed by its source, table and
+// primary key, so that one record's changes stay ordered in one partition.
 //
 // The sink is driven by the outbox, which tails the local store with the
 // sink's own durable cursor and hands it batches of stored events; Deliver
@@ -8,7 +8,8 @@
 // in-sync replicas (idempotent producer, acks=all), so the cursor never
 // passes an event Kafka does not hold. Delivery is at least once: after a
 // failure the outbox hands the batch again, and consumers deduplicate by the
-// event id (docs/kafka.md).
+// source and the event id (docs/kafka.md): several instances, each with its
+// own source, may share a topic.
 package kafkasink
 
 import (
@@ -40,7 +41,8 @@ const Name = "kafka"
 
 // Header names of every Kafka record the sink writes.
 const (
-	HeaderID      = "id"      // the event id: the deduplication key
+	HeaderSource  = "source"  // the store's source: with id, the deduplication key
+	HeaderID      = "id"      // the event id, unique within its source
 	HeaderOp      = "op"      // insert, update, delete, truncate, snapshot; a chain record's: genesis, gap, slot_lost, cut
 	HeaderTable   = "table"   // schema.table (cdcaudit.chain for a chain record)
 	HeaderUser    = "user"    // the actor's login, or #<user_id>; absent when none
@@ -106,9 +108,12 @@ func (Secret) GoString() string { return "[redacted]" }
 type Config struct {
 	// Brokers are the seed brokers, host:port.
 	Brokers []string
-	// Topic is a fixed topic name or a template with {schema} and {table}
-	// (ValidateTopic); "" means DefaultTopic.
+	// Topic is a fixed topic name or a template with {source}, {schema}
+	// and {table} (ValidateTopic); "" means DefaultTopic.
 	Topic string
+	// Source is the store's source (config key source): a header of every
+	// record and the first part of its key.
+	Source string
 	// TLS is TLSOff (""), TLSOn, or the path of a PEM file of CA
 	// certificates.
 	TLS string
@@ -141,8 +146,9 @@ func IsConfigError(err error) bool { return errors.Is(err, ErrConfig) }
 
 // Sink writes events to Kafka.
 type Sink struct {
-	cl    *kgo.Client
-	topic topicTemplate
+	cl     *kgo.Client
+	topic  topicTemplate
+	source string
 	// healthy: the last Deliver was acknowledged. When it was not, the
 	// next one first pings the brokers, so that a cluster that is down or
 	// refuses the credentials fails the batch at once, not after the
@@ -203,12 +209,15 @@ func New(cfg Config) (*Sink, error) {
 	if mech != nil {
 		opts = append(opts, kgo.SASL(mech))
 	}
+	if cfg.Source == "" {
+		return nil, fmt.Errorf("%w: no source: the records of several instances would be told apart by nothing", ErrConfig)
+	}
 	opts = append(opts, cfg.ExtraOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	return &Sink{cl: cl, topic: tt}, nil
+	return &Sink{cl: cl, topic: tt, source: cfg.Source}, nil
 }
 
 var _ outbox.Sink = (*Sink)(nil)
@@ -290,16 +299,17 @@ func (s *Sink) record(r *outbox.Record) (*kgo.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: record %s: %w", r.ID, err)
 	}
-	topic, err := s.topic.name(t.Schema, t.Table)
+	topic, err := s.topic.name(s.source, t.Schema, t.Table)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrConfig, r.ID, err)
 	}
-	key, err := RecordKey(r.JSON, t.Schema, t.Table)
+	key, err := RecordKey(r.JSON, s.source, t.Schema, t.Table)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: record %s: %w", r.ID, err)
 	}
-	h := make([]kgo.RecordHeader, 0, 5)
+	h := make([]kgo.RecordHeader, 0, 6)
 	h = append(h,
+		kgo.RecordHeader{Key: HeaderSource, Value: []byte(s.source)},
 		kgo.RecordHeader{Key: HeaderID, Value: []byte(r.ID)},
 		kgo.RecordHeader{Key: HeaderOp, Value: []byte(t.Op.String())},
 		kgo.RecordHeader{Key: HeaderTable, Value: []byte(t.Schema + "." + t.Table)})
@@ -313,9 +323,10 @@ func (s *Sink) record(r *outbox.Record) (*kgo.Record, error) {
 }
 
 // chainRecord makes the Kafka record of a chain record: in the topic of
-// ChainSchema.ChainTable, keyed by it (one partition: in order).
+// ChainSchema.ChainTable, keyed <source>/cdcaudit.chain (one partition per
+// source: in order).
 func (s *Sink) chainRecord(r *outbox.Record) (*kgo.Record, error) {
-	topic, err := s.topic.name(ChainSchema, ChainTable)
+	topic, err := s.topic.name(s.source, ChainSchema, ChainTable)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrConfig, r.ID, err)
 	}
@@ -326,25 +337,29 @@ func (s *Sink) chainRecord(r *outbox.Record) (*kgo.Record, error) {
 		return nil, fmt.Errorf("kafka: chain record %s: %v", r.ID, err)
 	}
 	name := ChainSchema + "." + ChainTable
-	return &kgo.Record{Topic: topic, Key: []byte(name), Value: r.JSON, Headers: []kgo.RecordHeader{
+	return &kgo.Record{Topic: topic, Key: []byte(s.source + "/" + name), Value: r.JSON, Headers: []kgo.RecordHeader{
+		{Key: HeaderSource, Value: []byte(s.source)},
 		{Key: HeaderID, Value: []byte(r.ID)},
 		{Key: HeaderOp, Value: []byte(head.Op)},
 		{Key: HeaderTable, Value: []byte(name)},
 	}}, nil
 }
 
-// RecordKey is the Kafka record key of a stored event: schema.table, a
-// colon, and the event's "key" member exactly as stored (its primary key or
-// replica identity columns, canonical JSON), e.g.
-// public.sale_order:{"id":42}. An event without a key (a truncate, a table
-// without one) is keyed schema.table alone. An update that changed the key
-// is keyed by its new key.
-func RecordKey(event []byte, schema, table string) ([]byte, error) {
+// RecordKey is the Kafka record key of a stored event of source: the
+// source, a slash, schema.table, a colon, and the event's "key" member
+// exactly as stored (its primary key or replica identity columns,
+// canonical JSON), e.g. erp_a/public.sale_order:{"id":42}. An event
+// without a key (a truncate, a table without one) is keyed
+// source/schema.table alone. An update that changed the key is keyed by its
+// new key.
+func RecordKey(event []byte, source, schema, table string) ([]byte, error) {
 	raw, err := keyMember(event)
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, len(schema)+len(table)+2+len(raw))
+	b := make([]byte, 0, len(source)+len(schema)+len(table)+3+len(raw))
+	b = append(b, source...)
+	b = append(b, '/')
 	b = append(b, schema...)
 	b = append(b, '.')
 	b = append(b, table...)

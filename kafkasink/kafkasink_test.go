@@ -94,7 +94,7 @@ func TestDeliverOneTopic(t *testing.T) {
 		t.Fatalf("%d records in Kafka, want %d", len(got), len(want))
 	}
 	checkDelivered(t, want, got, func(string, string) string { return "cdcaudit" })
-	if !strings.HasPrefix(string(got[0].Key), "public.") {
+	if !strings.HasPrefix(string(got[0].Key), testSource+"/public.") {
 		t.Fatalf("key %q", got[0].Key)
 	}
 }
@@ -302,7 +302,8 @@ func TestSASL(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	for _, cfg := range []Config{
 		{},
-		{Brokers: []string{"k:9092"}, Topic: "cdcaudit.{database}"},
+		{Brokers: []string{"k:9092"}},
+		{Brokers: []string{"k:9092"}, Source: "erp", Topic: "cdcaudit.{database}"},
 		{Brokers: []string{"k:9092"}, Topic: "cdc audit"},
 		{Brokers: []string{"k:9092"}, Topic: "cdcaudit.{table"},
 		{Brokers: []string{"k:9092"}, Compression: "brotli"},
@@ -389,7 +390,7 @@ func TestDeliverCancelledWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dials := &dialFailures{first: make(chan struct{})}
-	s, err := New(Config{Brokers: c.ListenAddrs(), DeliveryTimeout: -1, ExtraOpts: []kgo.Opt{kgo.WithHooks(dials)}})
+	s, err := New(Config{Brokers: c.ListenAddrs(), Source: testSource, DeliveryTimeout: -1, ExtraOpts: []kgo.Opt{kgo.WithHooks(dials)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,4 +408,45 @@ func TestDeliverCancelledWhileDown(t *testing.T) {
 		t.Fatalf("cancelled Deliver: %v", err)
 	}
 	s.Close()
+}
+
+// TestTwoSourcesShareATopic: two instances (sources) deliver the same ids
+// into one topic; their records are told apart by the source header and
+// key, so a consumer deduplicating on (source, id) reads both trails whole.
+// The topic template's {source} gives each its own topics.
+func TestTwoSourcesShareATopic(t *testing.T) {
+	c := newCluster(t)
+	want := trail(t, 120, tables, 4) // the same ids for both: positions in two WALs
+	for _, source := range []string{"erp_a", "erp_b"} {
+		s := newSink(t, Config{Brokers: c.ListenAddrs(), Topic: "shared", Source: source})
+		for _, b := range batches(want, 40) {
+			if err := s.Deliver(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := readAll(t, c.ListenAddrs(), nil, "shared")
+	if len(got) != 2*len(want) {
+		t.Fatalf("%d records in Kafka, want %d", len(got), 2*len(want))
+	}
+	for _, source := range []string{"erp_a", "erp_b"} {
+		if dups := checkDeliveredFrom(t, source, want, got, func(string, string) string { return "shared" }); dups != 0 {
+			t.Fatalf("%s: %d duplicates", source, dups)
+		}
+	}
+
+	s := newSink(t, Config{Brokers: c.ListenAddrs(), Topic: "audit.{source}.{table}", Source: "erp.b-2"})
+	if err := s.Deliver(context.Background(), want[:30]); err != nil {
+		t.Fatal(err)
+	}
+	topic := func(_, table string) string { return "audit.erp.b-2." + table }
+	var topics []string
+	for _, tb := range tables {
+		topics = append(topics, topic("public", tb))
+	}
+	got = readAll(t, c.ListenAddrs(), nil, topics...)
+	if len(got) != 30 {
+		t.Fatalf("%d records in the source's topics, want 30", len(got))
+	}
+	checkDeliveredFrom(t, "erp.b-2", want[:30], got, topic)
 }

@@ -10,7 +10,7 @@ import (
 const MaxTopicLen = 249
 
 // topicTemplate is a parsed sink_kafka_topic: literal parts and the
-// placeholders {schema} and {table} between them.
+// placeholders {source}, {schema} and {table} between them.
 type topicTemplate struct {
 	parts []topicPart
 	fixed bool // no placeholder: one topic
@@ -18,12 +18,12 @@ type topicTemplate struct {
 
 type topicPart struct {
 	lit string
-	ph  string // "schema" or "table" when this part is a placeholder
+	ph  string // "source", "schema" or "table" when this part is a placeholder
 }
 
 // ValidateTopic checks a sink_kafka_topic value: a topic name, or a
-// template in which {schema} and {table} stand for the event's schema and
-// table. Outside the placeholders only Kafka's topic characters are
+// template in which {source}, {schema} and {table} stand for the store's
+// source and the event's schema and table. Outside the placeholders only Kafka's topic characters are
 // allowed (ASCII letters, digits, '.', '_', '-').
 func ValidateTopic(s string) error { _, err := parseTopic(s); return err }
 
@@ -47,8 +47,8 @@ func parseTopic(s string) (topicTemplate, error) {
 			return t, fmt.Errorf("topic %q: unclosed {", s)
 		}
 		ph := rest[i+1 : i+j]
-		if ph != "schema" && ph != "table" {
-			return t, fmt.Errorf("topic %q: unknown placeholder {%s} (want {schema} or {table})", s, ph)
+		if ph != "source" && ph != "schema" && ph != "table" {
+			return t, fmt.Errorf("topic %q: unknown placeholder {%s} (want {source}, {schema} or {table})", s, ph)
 		}
 		t.parts = append(t.parts, topicPart{ph: ph})
 		rest = rest[i+j+1:]
@@ -74,14 +74,16 @@ func parseTopic(s string) (topicTemplate, error) {
 	return t, nil
 }
 
-// name is the topic of an event of schema.table. A character of a schema
-// or table name that a topic cannot hold becomes '_'.
-func (t topicTemplate) name(schema, table string) (string, error) {
+// name is the topic of an event of source's schema.table. A character of
+// a schema or table name that a topic cannot hold becomes '_'.
+func (t topicTemplate) name(source, schema, table string) (string, error) {
 	var b strings.Builder
 	for _, p := range t.parts {
 		switch p.ph {
 		case "":
 			b.WriteString(p.lit)
+		case "source":
+			writeTopicSafe(&b, source)
 		case "schema":
 			writeTopicSafe(&b, schema)
 		case "table":

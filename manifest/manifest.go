@@ -120,8 +120,13 @@ func (f Filter) String() string {
 type Manifest struct {
 	Version string `json:"manifest"` // the constant Version
 	Format  string `json:"format"`   // jsonl, csv or xlsx
-	Filter  Filter `json:"filter"`
-	Events  uint64 `json:"events"`
+	// Source is the trail the events are from (their source member): a
+	// daemon recording several databases exports one source at a time.
+	// Omitted when empty, so that a manifest made before sources existed
+	// still verifies.
+	Source string `json:"source,omitempty"`
+	Filter Filter `json:"filter"`
+	Events uint64 `json:"events"`
 	// The first and last event of the file ("" when it holds none), and
 	// the chain values around them: the first one's prev_hash and the last
 	// one's hash. In a store whose chain verifies, the file's events lie
@@ -203,6 +208,8 @@ func (m Manifest) Marshal() []byte {
 var (
 	hexHash = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	eventID = regexp.MustCompile(`^[0-9A-F]{16}-[0-9]{6}$`)
+	// sourceName is a source's name as the configuration allows it.
+	sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
 // Parse reads a manifest file (untrusted: at most MaxSize bytes, no member
@@ -226,6 +233,9 @@ func Parse(b []byte) (*Manifest, error) {
 	}
 	if !slices.Contains(export.Formats, m.Format) {
 		return nil, fmt.Errorf("manifest: unknown format %q", m.Format)
+	}
+	if m.Source != "" && !sourceName.MatchString(m.Source) {
+		return nil, fmt.Errorf("manifest: source %q is not a source's name", m.Source)
 	}
 	if !hexHash.MatchString(m.SHA256) {
 		return nil, fmt.Errorf("manifest: sha256 %q is not a SHA-256 in hex", m.SHA256)

@@ -239,6 +239,7 @@ func TestTamperedManifest(t *testing.T) {
 		"sha256":   func(m *Manifest) { m.SHA256 = strings.Repeat("0", 64) },
 		"last id":  func(m *Manifest) { m.LastID = "0000000000000400-000001" },
 		"the hash": func(m *Manifest) { m.LastHash = strings.Repeat("a", 64) },
+		"source":   func(m *Manifest) { m.Source = "erp_b" },
 	} {
 		c := *m
 		change(&c)
@@ -295,6 +296,22 @@ func TestParseRejects(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A source's name as the configuration allows it, or none.
+	named := m
+	named.Source = "erp_a.2024-x"
+	named = Sign(k, named)
+	if got, err := Parse(named.Marshal()); err != nil || got.Source != "erp_a.2024-x" || got.VerifySignature() != nil {
+		t.Errorf("a manifest naming its source: %+v, %v", got, err)
+	}
+	if !strings.Contains(good, `"format": "csv",`+"\n"+`  "filter"`) {
+		t.Errorf("a manifest without a source has a source member:\n%s", good)
+	}
+	for _, bad := range []string{"-a", "a/b", "a b", strings.Repeat("a", 65), "a\u0000"} {
+		c := strings.Replace(good, `"format": "csv",`, `"format": "csv", "source": "`+bad+`",`, 1)
+		if _, err := Parse([]byte(c)); err == nil {
+			t.Errorf("source %q: accepted", bad)
 		}
 	}
 	// The signature: a manifest whose signature is not one.

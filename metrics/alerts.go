@@ -25,7 +25,7 @@ func (m *Metrics) registerAlerts() {
 			a.delivered.WithLabelValues(ch, r)
 		}
 	}
-	m.reg.MustRegister(a.delivered, a.queued)
+	m.own.MustRegister(a.delivered, a.queued)
 }
 
 // AlertDelivered counts one delivery attempt.

@@ -36,7 +36,7 @@ func (m *Metrics) registerAPI() {
 	for _, r := range refusedReasons {
 		a.refused.WithLabelValues(r)
 	}
-	m.reg.MustRegister(a.signins, a.refused)
+	m.own.MustRegister(a.signins, a.refused)
 }
 
 // SignIn counts a password sign-in by its result.
@@ -48,7 +48,7 @@ func (m *Metrics) Refused(reason string) { m.api.refused.WithLabelValues(reason)
 // ReadPacing exposes how long readers of the trail have waited for ingest
 // (readpace.Pacer.Waited).
 func (m *Metrics) ReadPacing(waited func() time.Duration) {
-	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+	m.own.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "reads_paced_seconds_total",
 		Help: "Time readers of the trail (the HTTP API and the data-dir socket) waited, in all, while ingest was behind by more than 8 MiB of WAL.",
 	}, func() float64 { return waited().Seconds() }))

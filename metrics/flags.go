@@ -15,7 +15,7 @@ func (m *Metrics) registerFlags() {
 	for _, f := range eventFlags {
 		m.flagged.WithLabelValues(f)
 	}
-	m.reg.MustRegister(m.flagged)
+	m.own.MustRegister(m.flagged)
 }
 
 // AddFlagged counts n stored events carrying flag.

@@ -40,19 +40,24 @@
 //	alerts_queued                             gauge    alert deliveries waiting
 //
 // plus the standard go_* and process_* collectors and go_build_info.
+//
+// A daemon that watches several databases has one Metrics per database
+// (Registry.Source), all gathered by one Registry: every cdcaudit_* series
+// carries the constant label source (the database's source name, also with
+// one database), the Go and process collectors are registered once, and
+// one /metrics and one /healthz serve them all. The process-wide series of
+// the API (api_signins_total, api_refused_requests_total,
+// reads_paced_seconds_total) are the first source's, as sign-ins are.
 package metrics
 
 import (
 	"fmt"
 	"math"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 const namespace = "cdcaudit"
@@ -70,10 +75,12 @@ const skippedNone = "none"
 // walStatuses are the values of pg_replication_slots.wal_status.
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 
-// Metrics is the registry and the collectors of one cdcaudit process.
+// Metrics are the collectors of one source (one database's pipeline).
 type Metrics struct {
-	reg *prometheus.Registry
-	now func() time.Time // for tests
+	reg    *prometheus.Registry // the process's, that gathers every source
+	own    prometheus.Registerer
+	source string
+	now    func() time.Time // for tests
 
 	events        *prometheus.CounterVec
 	flagged       *prometheus.CounterVec
@@ -114,12 +121,20 @@ type Metrics struct {
 	lastReconnectEr string
 }
 
-// New returns a Metrics with its own registry, which also holds the Go
-// runtime, process and build-info collectors.
-func New() *Metrics { return newMetrics(time.Now) }
+// New returns the Metrics of a process with one source that has no name
+// (its series carry no source label) in a registry of its own: for tests
+// and tools. The daemon names its sources (Registry.Source).
+func New() *Metrics { return NewRegistry().Source("") }
 
-func newMetrics(now func() time.Time) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), now: now}
+func newMetrics(now func() time.Time) *Metrics { return newRegistry(now).Source("") }
+
+// newSource makes the collectors of one source and registers them in reg,
+// labelled source=name unless name is "".
+func newSource(reg *prometheus.Registry, name string, now func() time.Time) *Metrics {
+	m := &Metrics{reg: reg, own: reg, source: name, now: now}
+	if name != "" {
+		m.own = prometheus.WrapRegistererWith(prometheus.Labels{"source": name}, reg)
+	}
 	m.connChangedAt = now()
 
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -199,10 +214,7 @@ func newMetrics(now func() time.Time) *Metrics {
 		Help: "Now minus the commit time of the oldest transaction received but not yet durable in the store; when none is, while replication_lag_bytes > 0, now minus the commit time of the last durable transaction; else 0.",
 	}, func() float64 { _, s := m.lag(); return s })
 
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewBuildInfoCollector(),
+	m.own.MustRegister(
 		m.events, m.transactions, m.commitSeconds, m.batchEvents, m.writtenBytes,
 		m.duplicates, m.storeSize, &m.sessions, m.sessionDetail, m.checkpoint, m.lastCommit, m.walEnd, m.confirmed,
 		m.connected, m.reconnects, m.skipped, m.slotStatus, m.slotRetained,
@@ -224,16 +236,8 @@ func newMetrics(now func() time.Time) *Metrics {
 	return m
 }
 
-// Registry returns the registry, for registering further collectors.
+// Registry returns the process's registry, which gathers every source.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
-// Handler serves the registry in the Prometheus exposition formats.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		Registry:          m.reg, // promhttp_metric_handler_errors_total
-		EnableOpenMetrics: true,
-	})
-}
 
 // AddEvents counts n stored events of one table and operation.
 func (m *Metrics) AddEvents(schema, table, op string, n int) {
@@ -502,19 +506,4 @@ func (m *Metrics) Healthy() (ok bool, reason string) {
 		return true, "connecting"
 	}
 	return true, "ok"
-}
-
-// HealthHandler serves Healthy: 200 "ok" or 503 with the reason.
-func (m *Metrics) HealthHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, reason := m.Healthy()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		if r.Method != http.MethodHead {
-			fmt.Fprintln(w, reason)
-		}
-	})
 }

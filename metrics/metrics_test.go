@@ -246,13 +246,13 @@ func TestHealthy(t *testing.T) {
 
 	// The HTTP handler.
 	rec := httptest.NewRecorder()
-	m.HealthHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	healthHandler(m.Healthy).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "lost") {
 		t.Fatalf("/healthz: %d %q", rec.Code, rec.Body.String())
 	}
 	m.SlotStatus("reserved", 10, 0)
 	rec = httptest.NewRecorder()
-	m.HealthHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	healthHandler(m.Healthy).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != "ok\n" {
 		t.Fatalf("/healthz: %d %q", rec.Code, rec.Body.String())
 	}
@@ -329,7 +329,7 @@ func TestLintAndHandler(t *testing.T) {
 		}
 	}
 
-	srv := httptest.NewServer(m.Handler())
+	srv := httptest.NewServer(handler(m.reg))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
 	if err != nil {

@@ -40,7 +40,7 @@ func (m *Metrics) registerOutbox() {
 		Namespace: namespace, Name: "retention_held_seconds",
 		Help: "Age of the oldest expired record retention keeps because a sink has not acknowledged it (0: retention not held back), by sink.",
 	}, []string{"sink"})
-	m.reg.MustRegister(o.delivered, o.failed, o.lagRecords, o.lagSeconds, o.heldSeconds)
+	m.own.MustRegister(o.delivered, o.failed, o.lagRecords, o.lagSeconds, o.heldSeconds)
 }
 
 // Sinks pre-initialises the series of the configured sinks, so that a

@@ -27,7 +27,7 @@ func (m *Metrics) registerRetention() {
 		Namespace: namespace, Name: "retention_last_cut_timestamp_seconds",
 		Help: "When retention last cut the chain (Unix time; 0: not since start).",
 	})
-	m.reg.MustRegister(r.pruned, r.cuts, r.lastCut)
+	m.own.MustRegister(r.pruned, r.cuts, r.lastCut)
 }
 
 // Pruned reports a retention pass that removed records under cuts, the

@@ -35,7 +35,7 @@ func (m *Metrics) registerSnapshot() {
 	for _, st := range []string{"pending", "copying", "done"} {
 		s.tables.WithLabelValues(st).Set(0)
 	}
-	m.reg.MustRegister(s.rows, s.tables, s.remaining, s.eta)
+	m.own.MustRegister(s.rows, s.tables, s.remaining, s.eta)
 }
 
 // SnapshotRows counts n rows stored as snapshot records.

@@ -5,8 +5,10 @@
 // … as jsonb) and the record exactly as exported (record, text: its hash
 // covers it byte for byte, so Verify recomputes the chain from the table).
 // Batches are copied into a temporary staging table and inserted with
-// ON CONFLICT (id, commit_time) DO NOTHING: a batch delivered twice (at
-// least once) is stored once.
+// ON CONFLICT (source, id, commit_time) DO NOTHING: a batch delivered
+// twice (at least once) is stored once. Several instances share a table:
+// each row carries its store's source (the source column, of chain
+// records too), and each source's rows are a chain of their own.
 package pgsink
 
 import (
@@ -56,16 +58,18 @@ func CheckTable(name string) error {
 // Sink is the PostgreSQL audit database sink. Use it from one goroutine
 // (the outbox runner).
 type Sink struct {
-	dsn   string
-	table string
-	conn  *pgx.Conn
-	parts map[string]bool // partitions known to exist (this connection)
+	dsn    string
+	table  string
+	source string // the store's: every row's source column
+	conn   *pgx.Conn
+	parts  map[string]bool // partitions known to exist (this connection)
 }
 
 // New returns the sink of the table (DefaultTable when "") in the database
-// of dsn. It connects on its first delivery (the audit database may be
+// of dsn, for the records of the store of source (its name: config key
+// source). It connects on its first delivery (the audit database may be
 // down when cdcaudit starts).
-func New(dsn, table string) (*Sink, error) {
+func New(dsn, table, source string) (*Sink, error) {
 	if table == "" {
 		table = DefaultTable
 	}
@@ -75,7 +79,10 @@ func New(dsn, table string) (*Sink, error) {
 	if _, err := pgx.ParseConfig(dsn); err != nil {
 		return nil, errors.New("pgsink: the connection string does not parse") // never echo it: it may hold a password
 	}
-	return &Sink{dsn: dsn, table: table}, nil
+	if source == "" {
+		return nil, errors.New("pgsink: no source: the rows of several instances would be told apart by nothing")
+	}
+	return &Sink{dsn: dsn, table: table, source: source}, nil
 }
 
 // Name is the sink's name in its cursor, logs and metrics.
@@ -99,7 +106,7 @@ func (s *Sink) connect(ctx context.Context) (*pgx.Conn, error) {
 		// pgconn's errors name the host, user and database, never the password.
 		return nil, fmt.Errorf("pgsink: connect: %w", err)
 	}
-	if err := Migrate(ctx, conn, s.table); err != nil {
+	if err := Migrate(ctx, conn, s.table, s.source); err != nil {
 		conn.Close(ctx)
 		return nil, err
 	}
@@ -115,12 +122,12 @@ func (s *Sink) connect(ctx context.Context) (*pgx.Conn, error) {
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 // columns of the audit table, in COPY order.
-var columns = []string{"id", "commit_time", "op", "lsn", "commit_lsn", "xid", "database", "schema_name", "table_name",
+var columns = []string{"source", "id", "commit_time", "op", "lsn", "commit_lsn", "xid", "database", "schema_name", "table_name",
 	"model", "key", "before", "before_source", "after", "changed", "unchanged_toast", "redacted", "actor",
 	"user_id", "login", "session_id", "flags", "prev_hash", "hash", "record"}
 
-// row turns a record into the values of columns.
-func row(r outbox.Record) ([]any, error) {
+// row turns a record of source into the values of columns.
+func row(source string, r outbox.Record) ([]any, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(r.JSON, &m); err != nil {
 		return nil, fmt.Errorf("pgsink: record %s: %w", r.ID, err)
@@ -167,7 +174,7 @@ func row(r outbox.Record) ([]any, error) {
 		return nil, fmt.Errorf("pgsink: record %s has no op", r.ID)
 	}
 	return []any{
-		r.ID, r.CommitTime, op, str("lsn"), str("commit_lsn"), num("xid"), str("database"), str("schema"), str("table"),
+		source, r.ID, r.CommitTime, op, str("lsn"), str("commit_lsn"), num("xid"), str("database"), str("schema"), str("table"),
 		str("model"), js("key"), js("before"), str("before_source"), js("after"), js("changed"), js("unchanged_toast"),
 		js("redacted"), js("actor"), actor.UserID, actor.Login, actor.SessionID, js("flags"),
 		str("prev_hash"), str("hash"), string(r.JSON),
@@ -211,7 +218,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 	rows := make([][]any, 0, len(batch))
 	months := map[time.Time]bool{}
 	for _, r := range batch {
-		v, err := row(r)
+		v, err := row(s.source, r)
 		if err != nil {
 			return err
 		}
@@ -242,7 +249,7 @@ func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 		return fmt.Errorf("pgsink: copy: %w", err)
 	}
 	cols := strings.Join(columns, ", ")
-	q := `INSERT INTO ` + ident(s.table) + ` (` + cols + `) SELECT ` + cols + ` FROM cdcaudit_staging ORDER BY id ON CONFLICT (id, commit_time) DO NOTHING`
+	q := `INSERT INTO ` + ident(s.table) + ` (` + cols + `) SELECT ` + cols + ` FROM cdcaudit_staging ORDER BY id ON CONFLICT (source, id, commit_time) DO NOTHING`
 	if _, err := tx.Exec(ctx, q); err != nil {
 		return fmt.Errorf("pgsink: insert: %w", err)
 	}

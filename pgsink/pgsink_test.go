@@ -47,10 +47,10 @@ func (m *metrics) failures() int                   { m.mu.Lock(); defer m.mu.Unl
 
 var waitFor = outboxtest.WaitFor
 
-// checkTable compares the audit table with the store: exactly one row per
-// record, its record column byte for byte the stored record, its columns
-// agreeing.
-func checkTable(t *testing.T, s *sink.Store, dsn, table string) {
+// checkTable compares the audit table's rows of source with the store:
+// exactly one row per record, its record column byte for byte the stored
+// record, its columns agreeing.
+func checkTable(t *testing.T, s *sink.Store, dsn, table, source string) {
 	t.Helper()
 	want := map[string][]byte{}
 	if err := s.Records(t.Context(), nil, 0, func(k, v []byte) error {
@@ -65,7 +65,7 @@ func checkTable(t *testing.T, s *sink.Store, dsn, table string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(t.Context(), `SELECT id, record, op, login, session_id, key->>'id', commit_time FROM `+ident(table))
+	rows, err := conn.Query(t.Context(), `SELECT id, record, op, login, session_id, key->>'id', commit_time FROM `+ident(table)+` WHERE source = $1`, source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func caughtUp(t *testing.T, s *sink.Store) func() bool {
 func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	dsn, _ := pgtest.NewDB(t)
 	s, w := outboxtest.Store(t, 40, appendTx)
-	pg, err := New(dsn, "")
+	pg, err := New(dsn, "", "odoo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,23 +148,7 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	stop()
 
 	// A batch delivered again (a lost acknowledgement) changes nothing.
-	var again []outbox.Record
-	if err := s.Records(t.Context(), nil, 25, func(k, v []byte) error {
-		r := outbox.Record{JSON: bytes.Clone(v), Chain: sink.IsChainRecord(k)}
-		copy(r.Key[:], k)
-		lsn, ord, _ := audit.SplitKey(k)
-		r.ID = audit.FormatID(lsn, ord)
-		h, _ := audit.RecordHead(v)
-		r.CommitTime = h.CommitTime
-		if r.Chain {
-			r.CommitTime = mustTime(t, v)
-		}
-		again = append(again, r)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Deliver(t.Context(), again); err != nil {
+	if err := pg.Deliver(t.Context(), records(t, s, 25)); err != nil {
 		t.Fatal(err)
 	}
 	// Restarted, with more events.
@@ -173,12 +157,8 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	waitFor(t, caughtUp(t, s))
 	stop()
 
-	checkTable(t, s, dsn, DefaultTable)
-	res, err := Verify(t.Context(), dsn, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Rows != 1+90*3 || res.Breaks != 0 {
+	checkTable(t, s, dsn, DefaultTable, "odoo")
+	if res := verifyOne(t, dsn, DefaultTable); res.Err != nil || res.Source != "odoo" || res.Rows != 1+90*3 || res.Breaks != 0 {
 		t.Fatalf("verify: %+v", res)
 	}
 	// Monthly partitions.
@@ -211,13 +191,46 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	if _, err := conn.Exec(t.Context(), `UPDATE `+DefaultTable+` SET record = replace(record, '120.00', '12.00') WHERE id = (SELECT min(id) FROM `+DefaultTable+` WHERE op = 'update')`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(t.Context(), dsn, ""); !errors.Is(err, ErrBroken) {
-		t.Fatalf("an edited record verified: %v", err)
+	if res := verifyOne(t, dsn, DefaultTable); !errors.Is(res.Err, ErrBroken) {
+		t.Fatalf("an edited record verified: %+v", res)
 	}
 	conn.Exec(t.Context(), `DELETE FROM `+DefaultTable+` WHERE id = (SELECT min(id) FROM `+DefaultTable+` WHERE op = 'update')`)
-	if _, err := Verify(t.Context(), dsn, ""); !errors.Is(err, ErrBroken) {
-		t.Fatalf("a removed row went unnoticed: %v", err)
+	if res := verifyOne(t, dsn, DefaultTable); !errors.Is(res.Err, ErrBroken) {
+		t.Fatalf("a removed row went unnoticed: %+v", res)
 	}
+}
+
+// verifyOne verifies a table that holds one source.
+func verifyOne(t *testing.T, dsn, table string) VerifyResult {
+	t.Helper()
+	res, err := Verify(t.Context(), dsn, table, "")
+	if err != nil || len(res) != 1 {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	return res[0]
+}
+
+// records are the store's first n records (0: all) as the outbox hands
+// them to a sink.
+func records(t *testing.T, s *sink.Store, n int) []outbox.Record {
+	t.Helper()
+	var out []outbox.Record
+	if err := s.Records(t.Context(), nil, n, func(k, v []byte) error {
+		r := outbox.Record{JSON: bytes.Clone(v), Chain: sink.IsChainRecord(k)}
+		copy(r.Key[:], k)
+		lsn, ord, _ := audit.SplitKey(k)
+		r.ID = audit.FormatID(lsn, ord)
+		h, _ := audit.RecordHead(v)
+		r.CommitTime = h.CommitTime
+		if r.Chain {
+			r.CommitTime = mustTime(t, v)
+		}
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func mustTime(t *testing.T, rec []byte) time.Time {
@@ -246,7 +259,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 				return
 			}
 			defer conn.Close(context.Background())
-			errs <- Migrate(t.Context(), conn, "audit_x")
+			errs <- Migrate(t.Context(), conn, "audit_x", "erp")
 		}()
 	}
 	wg.Wait()
@@ -269,7 +282,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if _, err := conn.Exec(t.Context(), `INSERT INTO `+MigrationsTable+` (table_name, version) VALUES ('audit_x', 99)`); err != nil {
 		t.Fatal(err)
 	}
-	if err := Migrate(t.Context(), conn, "audit_x"); err == nil {
+	if err := Migrate(t.Context(), conn, "audit_x", "erp"); err == nil {
 		t.Fatal("a table from a newer cdcaudit was accepted")
 	}
 }

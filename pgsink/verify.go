@@ -1,6 +1,7 @@
 package pgsink
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -17,37 +18,83 @@ import (
 // its record, or that does not link to the row before it.
 var ErrBroken = errors.New("the audit table's hash chain is broken")
 
-// VerifyResult is what Verify checked.
+// VerifyResult is what Verify checked of one source's chain.
 type VerifyResult struct {
+	Source      string
 	Rows        uint64 // rows read (row events, snapshot records, chain records)
 	First, Last string // the first and last id
 	Breaks      int    // links across a cut's range (records the store pruned before the sink had them)
 	Marks       []string
+	// Err, wrapping ErrBroken, says where the chain is broken (nil: intact).
+	Err error
 }
 
-// Verify reads the audit table in id order and checks every row: its
-// record's hash recomputed from the stored text (byte-exact, as exported),
-// the id, hash and prev_hash columns against the record, and each row's
-// prev_hash against the hash of the row before it — or, across records a
-// retention cut removed before the sink had them, the link the cut row
-// names. The first row's prev_hash is not checked (it is the genesis
-// record when the sink delivered from the start).
-func Verify(ctx context.Context, dsn, table string) (VerifyResult, error) {
-	var res VerifyResult
+// Verify checks the chain of every source in the audit table, each on its
+// own (only source's when it is not ""), and returns a result per source,
+// in name order; err is for a table that cannot be read. Each source's
+// rows are read in id order: every row's record's hash recomputed from the
+// stored text (byte-exact, as exported), the id, hash and prev_hash columns
+// against the record, and each row's prev_hash against the hash of the row
+// before it — or, across records a retention cut removed before the sink
+// had them, the link the cut row names. The first row's prev_hash is not
+// checked (it is the genesis record when the sink delivered from the
+// start).
+func Verify(ctx context.Context, dsn, table, source string) ([]VerifyResult, error) {
 	if table == "" {
 		table = DefaultTable
 	}
 	if err := CheckTable(table); err != nil {
-		return res, err
+		return nil, err
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return res, fmt.Errorf("pgsink: connect: %w", err)
+		return nil, fmt.Errorf("pgsink: connect: %w", err)
 	}
 	defer conn.Close(context.Background())
+	var version int
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+MigrationsTable+` WHERE table_name = $1`, table).Scan(&version); err != nil {
+		return nil, fmt.Errorf("pgsink: migrations of %s: %w", table, err)
+	}
+	switch {
+	case version > Version():
+		return nil, fmt.Errorf("pgsink: table %s is at schema version %d, this cdcaudit reads %d: upgrade cdcaudit", table, version, Version())
+	case version < Version():
+		return nil, fmt.Errorf("pgsink: table %s is at schema version %d, this cdcaudit reads %d: "+
+			"a daemon of this version migrates it when its sink next connects", table, version, Version())
+	}
+	sources := []string{source}
+	if source == "" {
+		// One index probe per source (the primary key leads with it), not
+		// a scan of the table.
+		rows, err := conn.Query(ctx, `WITH RECURSIVE s AS (
+			SELECT min(source) AS source FROM `+ident(table)+`
+			UNION ALL SELECT (SELECT min(source) FROM `+ident(table)+` t WHERE t.source > s.source) FROM s WHERE s.source IS NOT NULL)
+			SELECT source FROM s WHERE source IS NOT NULL`)
+		if err != nil {
+			return nil, fmt.Errorf("pgsink: read the sources of %s: %w", table, err)
+		}
+		if sources, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return nil, fmt.Errorf("pgsink: read the sources of %s: %w", table, err)
+		}
+	}
+	var out []VerifyResult
+	for _, src := range sources {
+		res, err := verifySource(ctx, conn, table, src)
+		if err != nil && !errors.Is(err, ErrBroken) {
+			return out, err
+		}
+		res.Err = err
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// verifySource checks the chain of one source.
+func verifySource(ctx context.Context, conn *pgx.Conn, table, source string) (VerifyResult, error) {
+	res := VerifyResult{Source: source}
 	// The cuts: chain → before.
 	cuts := map[audit.Hash]audit.Hash{}
-	crows, err := conn.Query(ctx, `SELECT id, record FROM `+ident(table)+` WHERE op = 'cut'`)
+	crows, err := conn.Query(ctx, `SELECT id, record FROM `+ident(table)+` WHERE source = $1 AND op = 'cut'`, source)
 	if err != nil {
 		return res, fmt.Errorf("pgsink: read cuts: %w", err)
 	}
@@ -58,6 +105,7 @@ func Verify(ctx context.Context, dsn, table string) (VerifyResult, error) {
 		}
 		c, err := parseCut([]byte(rec))
 		if err != nil {
+			crows.Close()
 			return res, fmt.Errorf("%w: cut %s: %v", ErrBroken, id, err)
 		}
 		cuts[c.chain] = c.before
@@ -65,7 +113,7 @@ func Verify(ctx context.Context, dsn, table string) (VerifyResult, error) {
 	if err := crows.Err(); err != nil {
 		return res, err
 	}
-	rows, err := conn.Query(ctx, `SELECT id, op, prev_hash, hash, record FROM `+ident(table)+` ORDER BY id`)
+	rows, err := conn.Query(ctx, `SELECT id, op, prev_hash, hash, record FROM `+ident(table)+` WHERE source = $1 ORDER BY id`, source)
 	if err != nil {
 		return res, fmt.Errorf("pgsink: read %s: %w", table, err)
 	}
@@ -83,6 +131,9 @@ func Verify(ctx context.Context, dsn, table string) (VerifyResult, error) {
 		if rid != id || p.String() != prevCol || h.String() != hashCol {
 			return res, fmt.Errorf("%w: row %s: its id, prev_hash or hash column differs from its record", ErrBroken, id)
 		}
+		if named, ok := recordSource([]byte(rec)); ok && named != source {
+			return res, fmt.Errorf("%w: row %s: its source column says %s, its record %s", ErrBroken, id, source, named)
+		}
 		if res.Rows > 0 && p != prev {
 			if before, ok := cuts[p]; !ok || before != prev {
 				return res, fmt.Errorf("%w: row %s does not link to row %s before it (a row removed, inserted or altered)", ErrBroken, id, res.Last)
@@ -99,6 +150,26 @@ func Verify(ctx context.Context, dsn, table string) (VerifyResult, error) {
 		res.Last, prev = id, h
 	}
 	return res, rows.Err()
+}
+
+// recordSource reads the source member of a row event's record (ok is
+// false when it has none: an older event, a chain record). Every member
+// before "schema" is a string the encoding escapes, so the first bare
+// `,"schema":` ends them, and a `,"source":` before it is the member.
+func recordSource(rec []byte) (string, bool) {
+	head, _, ok := bytes.Cut(rec, []byte(`,"schema":`))
+	if !ok {
+		return "", false
+	}
+	_, v, ok := bytes.Cut(head, []byte(`,"source":`))
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return string(v), true // not a string: it names no source this sink wrote
+	}
+	return s, true
 }
 
 type cutLinks struct{ before, chain audit.Hash }

@@ -111,11 +111,13 @@ type state struct {
 }
 
 // Identity names the server, database and slot a store belongs to, so the
-// daemon can refuse to mix the events of two servers in one chain.
+// daemon can refuse to mix the events of two servers in one chain, and the
+// source its trail is named by (empty in a store made before sources).
 type Identity struct {
 	SystemID string `json:"system_id"` // IDENTIFY_SYSTEM's systemid
 	Database string `json:"database"`
 	Slot     string `json:"slot"`
+	Source   string `json:"source,omitempty"`
 }
 
 // Open opens the store in dir read-write, creating dir (0700) and the file

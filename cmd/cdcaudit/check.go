@@ -25,7 +25,8 @@ published), and a slot held by another process or about to be invalidated.
 Each finding is OK, WARN (cdcaudit will run, but something is lost or at
 risk) or FAIL (cdcaudit cannot run until it is fixed), with the fix.
 
-Settings come from flags, CDCAUDIT_* variables and --config as for 'run'.
+Settings come from flags, CDCAUDIT_* variables and --config as for 'run';
+with databases in the --config file, each database is checked in turn.
 Exit status: 0 when nothing FAILs, 1 when something does or the server
 cannot be reached, 2 on bad usage.`
 
@@ -50,6 +51,22 @@ func (c *cli) check(args []string) int {
 	defer cancel()
 
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Each database of databases is checked in turn, with its slot and
+	// publication.
+	code := exitOK
+	for i, d := range cfg.Databases() {
+		if i > 0 {
+			fmt.Fprintln(c.stdout)
+		}
+		if cc := c.checkDatabase(ctx, cfg.For(d), log); cc != exitOK {
+			code = cc
+		}
+	}
+	return code
+}
+
+// checkDatabase checks one database and prints its findings.
+func (c *cli) checkDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) int {
 	findings, err := replication.Check(ctx, replication.Config{
 		DSN:         cfg.DSN,
 		Slot:        cfg.Slot,

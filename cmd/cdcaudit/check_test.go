@@ -137,3 +137,20 @@ func erpServer(t *testing.T, ddl string) *pgtest.Cluster {
 	}
 	return cl
 }
+
+// With databases, check checks each database with its own slot.
+func TestCheckDatabases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	cl := erpServer(t, `CREATE TABLE t (id int PRIMARY KEY);`)
+	if err := cl.CreateDatabase(context.Background(), "erp2"); err != nil {
+		t.Fatal(err)
+	}
+	file := writeConfig(t, "databases:\n  - dsn: "+cl.DSN("erp")+"\n  - dsn: "+cl.DSN("erp2")+"\n    slot: second\n")
+	out, errOut, code := runCLI(t, nil, "check", "--config", file)
+	if code != 0 || !strings.Contains(out, "(slot cdcaudit_erp, publication cdcaudit)") || !strings.Contains(out, "(slot second, publication cdcaudit)") ||
+		strings.Count(out, "Checking ") != 2 {
+		t.Errorf("check of two databases: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

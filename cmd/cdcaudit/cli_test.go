@@ -488,10 +488,10 @@ func TestPrintFindings(t *testing.T) {
 }
 
 func TestHTTPServer(t *testing.T) {
-	m := metrics.New()
-	m.AddEvents("public", "sale_order", "insert", 2)
+	reg := metrics.NewRegistry()
+	reg.Source("erp").AddEvents("public", "sale_order", "insert", 2)
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, m, log)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +508,7 @@ func TestHTTPServer(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `cdcaudit_events_total{op="insert",schema="public",table="sale_order"} 2`) {
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `cdcaudit_events_total{op="insert",schema="public",source="erp",table="sale_order"} 2`) {
 		t.Errorf("/metrics: %d\n%s", code, body)
 	}
 	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, "connecting") {
@@ -528,7 +528,7 @@ func TestHTTPServer(t *testing.T) {
 // With pprof on, the profiler answers loopback clients, and only them.
 func TestHTTPServerPprof(t *testing.T) {
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0", pprof: true}, metrics.New(), log)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0", pprof: true}, metrics.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,9 +559,8 @@ func TestHTTPServerPprof(t *testing.T) {
 }
 
 func TestRunHTTPAddrInUse(t *testing.T) {
-	m := metrics.New()
 	log := newLogger(io.Discard, "text", "error")
-	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, m, log)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, metrics.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/access"
+	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/demo"
@@ -104,12 +105,15 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 
 	say("%s", paint(color, ansiBold, "cdcaudit demo")+" — starting a throwaway PostgreSQL server…")
 	log := newLogger(c.stderr, logging.DefaultFormat, logLevel)
-	m := metrics.New()
+	reg := metrics.NewRegistry()
+	var m *metrics.Metrics // the demo database's, once its DSN is known
 	d, err := demo.Start(ctx, demo.Options{
 		DataDir: dataDir,
 		Daemon: func(dsn, dataDir string) pipeline.Config {
 			cfg := config.Defaults()
 			cfg.DSN, cfg.DataDir, cfg.Profile = dsn, dataDir, profile.ChoiceOdoo
+			cfg.Source, _ = config.DefaultSource(dsn)
+			m = reg.Source(cfg.Source)
 			return pipelineConfig(&cfg, m, log)
 		},
 		Logf: func(format string, args ...any) { fmt.Fprintf(c.stderr, "  "+format+"\n", args...) },
@@ -129,7 +133,7 @@ func (c *cli) runDemo(dataDir, httpAddr string, rate float64, duration time.Dura
 		return c.fail("demo", err)
 	}
 	defer served.close()
-	hs, err := startHTTP(httpSettings{addr: httpAddr, routes: served.routes}, m, log.With("component", "http"))
+	hs, err := startHTTP(httpSettings{addr: httpAddr, routes: served.routes}, reg, log.With("component", "http"))
 	if err != nil {
 		d.Stop()
 		return c.fail("demo", fmt.Errorf("--http-addr %s: %w", httpAddr, err))
@@ -248,7 +252,11 @@ wait:
 func demoConsole(d *demo.Demo, m *metrics.Metrics, log *slog.Logger, done <-chan struct{}) (*apiServer, string, error) {
 	cfg := config.Defaults()
 	cfg.DataDir, cfg.Profile = d.DataDir, profile.ChoiceNone
-	served, err := apiRoutes(&cfg, d.Store(), m, nil, log, done, nil)
+	src, err := apiSource(&cfg, d.Store(), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	served, err := apiRoutes(&cfg, []api.Source{src}, m, nil, log, done)
 	if err != nil {
 		return nil, "", err
 	}

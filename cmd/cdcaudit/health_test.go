@@ -12,8 +12,9 @@ import (
 // TestHealth asks a real HTTP server's /healthz: exit 0 while healthy,
 // 1 with the reason once the slot is lost, 1 when nothing listens.
 func TestHealth(t *testing.T) {
-	m := metrics.New()
-	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, m, newLogger(io.Discard, "text", "error"))
+	reg := metrics.NewRegistry()
+	m := reg.Source("erp")
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, reg, newLogger(io.Discard, "text", "error"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +43,28 @@ func TestHealth(t *testing.T) {
 	}
 	if _, _, code = runCLI(t, nil, "health", "extra"); code != exitUsage {
 		t.Errorf("an argument: code %d", code)
+	}
+}
+
+// With several sources, health fails when one is unhealthy and names it.
+func TestHealthSeveralSources(t *testing.T) {
+	reg := metrics.NewRegistry()
+	a, b := reg.Source("erp_a"), reg.Source("erp_b")
+	a.SetConnected(true)
+	b.SetConnected(true)
+	hs, err := startHTTP(httpSettings{addr: "127.0.0.1:0"}, reg, newLogger(io.Discard, "text", "error"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hs.shutdown()
+	out, errOut, code := runCLI(t, nil, "health", "--url", "http://"+hs.addr+"/healthz")
+	if code != 0 || out != "erp_a: ok\nerp_b: ok\n" {
+		t.Errorf("healthy: code %d, %q %q", code, out, errOut)
+	}
+	b.SlotStatus("lost", 0, 0)
+	out, errOut, code = runCLI(t, nil, "health", "--url", "http://"+hs.addr+"/healthz")
+	if code != exitFail || !strings.Contains(errOut, "503") || !strings.Contains(errOut, "erp_b: replication slot wal_status is lost") || out != "" {
+		t.Errorf("erp_b unhealthy: code %d, %q %q", code, out, errOut)
 	}
 }
 

@@ -9,8 +9,11 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync"
 	"syscall"
 
+	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
 	"github.com/cdcaudit/cdcaudit/internal/logging"
@@ -57,6 +60,12 @@ sent to --anchor-syslog — at the first commit, every 10 minutes and at stop:
 holds the store, 'cdcaudit backup' gets its copies from it, and export,
 events, sessions and verify their reads (over data-dir/cdcaudit.sock).
 
+Several databases of one server in one daemon: a databases list in the
+--config file instead of --dsn, each database with its own slot, store
+(data-dir/<source>) and chain, one HTTP server for all; a fatal error of
+one stops the daemon, naming its source (docs/configuration.md, "Many
+databases").
+
 Every flag can also be set in the YAML file given by --config (key: the flag
 name with underscores, e.g. data_dir) or in a CDCAUDIT_* environment variable
 (e.g. CDCAUDIT_DATA_DIR). Flags win over variables, variables over the file.
@@ -71,7 +80,7 @@ const runExamples = `  cdcaudit run --dsn postgres://cdcaudit:secret@db:5432/erp
     --tls-cert-file /etc/cdcaudit/tls.crt --tls-key-file /etc/cdcaudit/tls.key`
 
 // runFlagOrder is the order of run's flags in --help.
-var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "tls-cert-file", "tls-key-file", "allow-plain-http", "pprof", "slot", "publication", "tables", "exclude",
+var runFlagOrder = []string{"dsn", "data-dir", "config", "http-addr", "tls-cert-file", "tls-key-file", "allow-plain-http", "pprof", "slot", "publication", "source", "tables", "exclude",
 	"profile", "profile-file", "redact", "redact-key-file", "idle-after", "session-lifetime", "geoip-db",
 	"snapshot", "snapshot-tables", "retention", "accept-gap", "anchor-file", "anchor-syslog", "status-interval", "log-format", "log-level", "print-config"}
 
@@ -110,37 +119,57 @@ func (c *cli) run(args []string) int {
 	ctx, stop := signalContext()
 	defer stop()
 
-	m := metrics.New()
-	// The store is opened here, not by the pipeline, so that the API reads
-	// the same handle while the pipeline writes it.
-	store, err := sink.Open(cfg.DataDir)
-	if err != nil {
+	reg := metrics.NewRegistry()
+	dbs := cfg.Databases()
+	several := len(dbs) > 1
+	if err := checkStoreLayout(cfg); err != nil {
 		return c.fail("run", err)
 	}
-	defer store.Close()
-	// Readers of the trail (API, socket) give way to recording while it is
-	// behind: one budget for all of them.
-	pace := readpace.New(m.Behind, readpace.Share)
-	m.ReadPacing(pace.Waited)
-	ends, err := newDaemonSessions(cfg, store, m, log)
-	if err != nil {
-		return c.fail("run", err)
+	// Each database's store is opened here, not by its pipeline, so that
+	// the API reads the same handle while the pipeline writes it.
+	var srcs []*daemonSource
+	defer func() {
+		for _, s := range srcs {
+			s.close()
+		}
+	}()
+	for _, d := range dbs {
+		s, err := openSource(cfg.For(d), reg, log, several)
+		if err != nil {
+			s.close()
+			return c.fail("run", s.named(err))
+		}
+		srcs = append(srcs, s)
 	}
-	served, err := apiRoutes(cfg, store, m, pace, log, ctx.Done(), ends.ctl)
+	// Readers of the trails (API, sockets) give way to recording while
+	// any of it is behind: one budget for all of them.
+	pace := readpace.New(reg.Behind, readpace.Share)
+	first := srcs[0]
+	first.m.ReadPacing(pace.Waited)
+	sources := make([]api.Source, len(srcs))
+	for i, s := range srcs {
+		if sources[i], err = apiSource(s.cfg, s.store, s.ends.ctl); err != nil {
+			return c.fail("run", s.named(err))
+		}
+	}
+	served, err := apiRoutes(first.cfg, sources, first.m, pace, log, ctx.Done())
 	if err != nil {
 		return c.fail("run", err)
 	}
 	defer served.close()
 	hs, err := startHTTP(httpSettings{addr: cfg.HTTPAddr, certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile,
-		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof, routes: served.routes}, m, log)
+		allowPlain: cfg.AllowPlainHTTP, pprof: cfg.Pprof, routes: served.routes}, reg, log)
 	if err != nil {
 		return c.fail("run", fmt.Errorf("http_addr %s: %w", cfg.HTTPAddr, err))
 	}
 	defer hs.shutdown()
 
-	log.Info("cdcaudit starting", "version", versionString(), "server", config.DescribeDSN(cfg.DSN),
-		"data_dir", cfg.DataDir, "slot", cfg.Slot, "publication", cfg.Publication,
+	log.Info("cdcaudit starting", "version", versionString(), "databases", len(dbs),
 		"metrics", hs.url+"/metrics", "healthz", hs.url+"/healthz", "api", hs.url+"/api/v1/", "console", hs.url+"/")
+	for _, s := range srcs {
+		s.log.Info("database", "source", s.cfg.Source, "server", config.DescribeDSN(s.cfg.DSN),
+			"data_dir", s.cfg.DataDir, "slot", s.cfg.Slot, "publication", s.cfg.Publication)
+	}
 	if cfg.File != "" {
 		log.Debug("configuration", "file", cfg.File)
 	}
@@ -148,27 +177,14 @@ func (c *cli) run(args []string) int {
 		log.Debug("config " + l)
 	}
 
-	pc := pipelineConfig(cfg, m, log)
-	pc.RedactKey = redactKey
-	pc.Store = store
-	var closeAlerts func()
-	if pc.Alerts, pc.Sources, closeAlerts, err = alertSetup(cfg, store, m, log); err != nil {
-		return c.usageErr("run", err)
+	for _, s := range srcs {
+		if usage, err := s.wire(redactKey, pace); usage {
+			return c.usageErr("run", s.named(err))
+		} else if err != nil {
+			return c.fail("run", s.named(err))
+		}
 	}
-	defer closeAlerts()
-	pc.ReadPace = pace
-	pc.Sources = append(pc.Sources, watchers(cfg, pc.Rules, store, log)...)
-	if err := watchDBSessions(cfg, store, &pc, log); err != nil {
-		return c.fail("run", err)
-	}
-	ends.wire(&pc)
-	closeSinks, err := sinkSetup(cfg, store, &pc, m, log)
-	if err != nil {
-		return c.usageErr("run", err)
-	}
-	defer closeSinks()
-	err = pipeline.Run(ctx, pc)
-	if err != nil {
+	if err := runPipelines(ctx, srcs); err != nil {
 		if cfg.LogFormat == "json" {
 			log.Error("cdcaudit stopped", "err", err, "fatal", replication.IsFatal(err))
 		}
@@ -176,6 +192,128 @@ func (c *cli) run(args []string) int {
 	}
 	log.Info("cdcaudit stopped cleanly")
 	return exitOK
+}
+
+// checkStoreLayout refuses databases over a data_dir that holds a store
+// of its own (made with dsn): each database's store is in
+// <data_dir>/<source>, so that one would be left behind with its slot
+// retaining WAL on the server.
+func checkStoreLayout(cfg *config.Config) error {
+	if cfg.DatabaseList == nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, sink.FileName)); err == nil {
+		return fmt.Errorf("data_dir %s holds the store of a single dsn, and with databases each database's store is in %s: "+
+			"move that store into the directory of its source (and give that database its slot), or use another data_dir",
+			cfg.DataDir, filepath.Join(cfg.DataDir, "<source>"))
+	}
+	return nil
+}
+
+// daemonSource is one database's pipeline in the daemon: its
+// configuration (the top-level one with the database's dsn, source, slot,
+// publication and data_dir: config.For), its store, metrics, session
+// control and the pipeline's configuration.
+type daemonSource struct {
+	cfg     *config.Config
+	several bool // the daemon watches several databases: errors name the source
+	log     *slog.Logger
+	store   *sink.Store
+	m       *metrics.Metrics
+	ends    *daemonSessions
+	pc      pipeline.Config
+	closers []func() // in reverse order
+}
+
+// openSource opens one database's store and makes its metrics and session
+// control.
+func openSource(cfg *config.Config, reg *metrics.Registry, log *slog.Logger, several bool) (*daemonSource, error) {
+	s := &daemonSource{cfg: cfg, several: several, log: log}
+	if several {
+		s.log = log.With("source", cfg.Source)
+	}
+	s.m = reg.Source(cfg.Source)
+	store, err := sink.Open(cfg.DataDir)
+	if err != nil {
+		return s, err
+	}
+	s.store = store
+	s.closers = append(s.closers, func() { store.Close() })
+	if s.ends, err = newDaemonSessions(cfg, store, s.m, s.log); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// wire makes the source's pipeline configuration: alerts, watchers,
+// database sessions, session control and sinks. usage says the error is
+// the configuration's (exit 2).
+func (s *daemonSource) wire(redactKey []byte, pace *readpace.Pacer) (usage bool, err error) {
+	cfg, log := s.cfg, s.log
+	pc := pipelineConfig(cfg, s.m, log)
+	pc.RedactKey = redactKey
+	pc.Store = s.store
+	alerts, sources, closeAlerts, err := alertSetup(cfg, s.store, s.m, log)
+	if err != nil {
+		return true, err
+	}
+	s.closers = append(s.closers, closeAlerts)
+	pc.Alerts, pc.Sources = alerts, sources
+	pc.ReadPace = pace
+	pc.Sources = append(pc.Sources, watchers(cfg, pc.Rules, s.store, log)...)
+	if err := watchDBSessions(cfg, s.store, &pc, log); err != nil {
+		return false, err
+	}
+	s.ends.wire(&pc)
+	closeSinks, err := sinkSetup(cfg, s.store, &pc, s.m, log)
+	s.closers = append(s.closers, closeSinks)
+	if err != nil {
+		return true, err
+	}
+	s.pc = pc
+	return false, nil
+}
+
+// named prefixes err with the source when the daemon watches several.
+func (s *daemonSource) named(err error) error {
+	if s == nil || !s.several {
+		return err
+	}
+	return fmt.Errorf("source %s: %w", s.cfg.Source, err)
+}
+
+func (s *daemonSource) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// runPipelines runs every source's pipeline until ctx is cancelled (each
+// stops cleanly) or one fails: then the others are stopped cleanly too,
+// and its error, naming its source, is returned. The daemon stops at once
+// rather than go on with a database unwatched: a dropped slot needs the
+// DBA, and the other stores are crash-safe.
+func runPipelines(ctx context.Context, srcs []*daemonSource) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, s := range srcs {
+		wg.Go(func() {
+			if err := pipeline.Run(ctx, s.pc); err != nil {
+				if len(srcs) > 1 {
+					s.log.Error("a database's pipeline stopped: stopping the others", "err", err)
+				}
+				once.Do(func() { first = s.named(err) })
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 // pipelineConfig maps the configuration onto the pipeline's.
@@ -192,6 +330,7 @@ func pipelineConfig(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) pi
 			Logger:         log,
 		},
 		DataDir: cfg.DataDir,
+		Source:  cfg.Source,
 		Logger:  log,
 
 		Profile:         cfg.Profile,
@@ -246,7 +385,7 @@ type httpSettings struct {
 
 // startHTTP serves /metrics, /healthz, /debug/pprof with pprof, and the
 // routes given; without routes, / lists what it serves.
-func startHTTP(hs httpSettings, m *metrics.Metrics, log *slog.Logger) (*httpServer, error) {
+func startHTTP(hs httpSettings, m *metrics.Registry, log *slog.Logger) (*httpServer, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", m.HealthHandler())

@@ -137,7 +137,7 @@ func TestRunOperation(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		var code int
 		code, body = get("/metrics")
-		if code == 200 && metric(body, `cdcaudit_events_total{op="delete",schema="public",table="sale_order"}`) == 1 {
+		if code == 200 && metric(body, `cdcaudit_events_total{op="delete",schema="public",source="erp",table="sale_order"}`) == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -145,22 +145,24 @@ func TestRunOperation(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if v := metric(body, `cdcaudit_events_total{op="insert",schema="public",table="sale_order"}`); v != 5 {
+	if v := metric(body, `cdcaudit_events_total{op="insert",schema="public",source="erp",table="sale_order"}`); v != 5 {
 		t.Errorf("inserts = %v", v)
 	}
-	if v := metric(body, `cdcaudit_events_total{op="update",schema="public",table="sale_order"}`); v != 2 {
+	if v := metric(body, `cdcaudit_events_total{op="update",schema="public",source="erp",table="sale_order"}`); v != 2 {
 		t.Errorf("updates = %v", v)
 	}
 	if strings.Contains(body, `table="ignored"`) {
 		t.Error("an unpublished table was counted")
 	}
-	for _, s := range []string{"cdcaudit_checkpoint_lsn", "cdcaudit_replication_lag_bytes", "cdcaudit_replication_lag_seconds",
-		"cdcaudit_batch_commit_duration_seconds_count", "cdcaudit_transactions_total", "go_goroutines"} {
+	// Every cdcaudit series carries the source, also with one database.
+	for _, s := range []string{"cdcaudit_checkpoint_lsn{source=\"erp\"}", "cdcaudit_replication_lag_bytes{source=\"erp\"}",
+		"cdcaudit_replication_lag_seconds{source=\"erp\"}", "cdcaudit_batch_commit_duration_seconds_count{source=\"erp\"}",
+		"cdcaudit_transactions_total{source=\"erp\"}", "go_goroutines"} {
 		if !strings.Contains(body, "\n"+s+" ") {
 			t.Errorf("/metrics lacks %s", s)
 		}
 	}
-	if v := metric(body, "cdcaudit_checkpoint_lsn"); v <= 0 {
+	if v := metric(body, `cdcaudit_checkpoint_lsn{source="erp"}`); v <= 0 {
 		t.Errorf("checkpoint_lsn = %v", v)
 	}
 	if code, h := get("/healthz"); code != 200 {

@@ -1,18 +1,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/api"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/console"
-	"github.com/cdcaudit/cdcaudit/instancekey"
 	"github.com/cdcaudit/cdcaudit/internal/config"
 	"github.com/cdcaudit/cdcaudit/metrics"
 	"github.com/cdcaudit/cdcaudit/profile"
@@ -31,17 +32,25 @@ type apiServer struct {
 	close func()
 }
 
-// apiRoutes makes the HTTP API on the daemon's store, behind sign-in, and
-// the console. Closing done ends the API's event streams (the daemon
+// apiSource is one database's store as the API serves it: cfg is the
+// database's configuration (config.For), ends its session control (nil:
+// none).
+func apiSource(cfg *config.Config, store *sink.Store, ends api.SessionEnder) (api.Source, error) {
+	name, database := oneSource(cfg, store)
+	return api.StoreSource(name, database, cfg.DataDir, store, ends)
+}
+
+// apiRoutes makes the HTTP API on the daemon's stores, behind sign-in, and
+// the console. cfg is the first database's configuration: password
+// sign-ins are checked against its users and recorded in its store (the
+// first source's). Closing done ends the API's event streams (the daemon
 // stops).
-func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}, ends api.SessionEnder) (*apiServer, error) {
-	// The instance key signs the manifests of exports (created at the
-	// first start, 0600, beside the store).
-	key, err := instancekey.LoadOrCreate(cfg.DataDir)
-	if err != nil {
-		return nil, err
+func apiRoutes(cfg *config.Config, sources []api.Source, m *metrics.Metrics, pace api.Pacer, log *slog.Logger, done <-chan struct{}) (*apiServer, error) {
+	store, ok := sources[0].Store.(*sink.Store)
+	if !ok {
+		return nil, errors.New("the API's first source has no store to record sign-ins in")
 	}
-	h, err := api.New(api.Options{Store: store, Log: log.With("component", "api"), Signer: key, Pace: pace, Done: done, Sessions: ends})
+	h, err := api.New(api.Options{Sources: sources, Log: log.With("component", "api"), Pace: pace, Done: done})
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +97,23 @@ func apiRoutes(cfg *config.Config, store *sink.Store, m *metrics.Metrics, pace a
 		mux.Handle("/", console.Handler())
 	}
 	return &apiServer{routes: routes, auth: a, close: closeUsers}, nil
+}
+
+// oneSource names the one database the daemon records: its source as
+// configured or, for the demo, which configures none, as the store records
+// it; its database as the store records it, or the DSN names it.
+func oneSource(cfg *config.Config, store *sink.Store) (name, database string) {
+	id, _, _ := store.Identity()
+	name, database = cfg.Source, id.Database
+	if name == "" {
+		name = cmp.Or(id.Source, id.Database)
+	}
+	if database == "" && cfg.DSN != "" {
+		if pc, err := pgconn.ParseConfig(cfg.DSN); err == nil {
+			database = pc.Database
+		}
+	}
+	return name, database
 }
 
 // usersPool connects to the ERP's database as an ordinary client (the DSN

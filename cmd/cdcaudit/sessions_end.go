@@ -82,6 +82,12 @@ func (c *cli) sessionsEnd(args []string) int {
 	if err := cfg.CheckFiles(); err != nil {
 		return c.usageErr(name, err)
 	}
+	// With databases, the database whose store --data-dir is: its DSN.
+	dbCfg, ok := cfg.DatabaseAt(cfg.DataDir)
+	if !ok {
+		return c.usageErr(name, fmt.Errorf("with databases in the configuration, --data-dir names one database's store, <data_dir>/<source>: %s is none", cfg.DataDir))
+	}
+	cfg = dbCfg
 	if id != "" {
 		if id, err = c.expandSessionID(cfg.DataDir, id); err != nil {
 			return c.fail(name, err)

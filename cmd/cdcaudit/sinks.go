@@ -15,8 +15,9 @@ import (
 
 // sinkSetup adds the configured external sinks (outbox runners) to the
 // pipeline's sources, and their hold to retention: retention never prunes
-// a record a configured sink has not acknowledged. close closes their
-// connections once the pipeline stopped.
+// a record a configured sink has not acknowledged. Their records carry
+// cfg.Source, the store's (the pipeline refuses a store of another). close
+// closes their connections once the pipeline stopped.
 func sinkSetup(cfg *config.Config, store *sink.Store, pc *pipeline.Config, m *metrics.Metrics, log *slog.Logger) (close func(), err error) {
 	var names []string
 	var closers []func()
@@ -26,7 +27,7 @@ func sinkSetup(cfg *config.Config, store *sink.Store, pc *pipeline.Config, m *me
 		}
 	}
 	if cfg.SinkPostgresDSN != "" {
-		pg, err := pgsink.New(cfg.SinkPostgresDSN, cfg.SinkPostgresTable)
+		pg, err := pgsink.New(cfg.SinkPostgresDSN, cfg.SinkPostgresTable, cfg.Source)
 		if err != nil {
 			return close, err
 		}

@@ -4,12 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"os"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cdcaudit/cdcaudit/backup"
 	"github.com/cdcaudit/cdcaudit/internal/config"
+	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 const statusAbout = `
@@ -21,7 +27,10 @@ copied and pending, the remaining rows estimated from pg_class.reltuples,
 and the time left at the rate so far).
 
 status asks the daemon over the socket data-dir/cdcaudit.sock, which only
-the store's owner (and root) may use.
+the store's owner (and root) may use. For a daemon that watches several
+databases (databases in the configuration), --data-dir is its data_dir:
+each source's store, <data_dir>/<source>, is asked in turn and shown under
+its name (JSON: {"sources": {NAME: answer, …}}).
 
 Exit status: 0 success, 1 no daemon runs on --data-dir or it failed to
 answer, 2 bad usage.`
@@ -69,6 +78,9 @@ func (c *cli) status(args []string) int {
 	if *format != "text" && *format != "json" {
 		return c.usageErr("status", fmt.Errorf("--format: %q is not a format (want text or json)", *format))
 	}
+	if stores := sourceStores(cfg.DataDir); stores != nil {
+		return c.statusOfSources(stores, *format)
+	}
 	reply, err := backup.Ask(cfg.DataDir, "status", "")
 	if err != nil {
 		return c.fail("status", daemonError(cfg.DataDir, err))
@@ -77,11 +89,77 @@ func (c *cli) status(args []string) int {
 		fmt.Fprintf(c.stdout, "%s\n", reply)
 		return exitOK
 	}
+	if err := writeStatus(c.stdout, reply); err != nil {
+		return c.fail("status", err)
+	}
+	return exitOK
+}
+
+// sourceStores returns the stores of a daemon that watches several
+// databases (config databases), by source: the subdirectories of dir
+// holding a store, when dir holds none itself; nil otherwise.
+func sourceStores(dir string) map[string]string {
+	if _, err := os.Stat(filepath.Join(dir, sink.FileName)); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out map[string]string
+	for _, e := range entries {
+		sub := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(filepath.Join(sub, sink.FileName)); e.IsDir() && err == nil {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[e.Name()] = sub
+		}
+	}
+	return out
+}
+
+// statusOfSources asks the daemon for the status of each source's store
+// (one socket each): in text, a section per source; in JSON, an object of
+// the daemon's answers by source. A store no daemon holds is reported and
+// makes the exit status 1.
+func (c *cli) statusOfSources(stores map[string]string, format string) int {
+	names := slices.Sorted(maps.Keys(stores))
+	code := exitOK
+	answers := map[string]json.RawMessage{}
+	for i, name := range names {
+		reply, err := backup.Ask(stores[name], "status", "")
+		if err != nil {
+			fmt.Fprintf(c.stderr, "cdcaudit status: source %s: %v\n", name, daemonError(stores[name], err))
+			code = exitFail
+			continue
+		}
+		if format == "json" {
+			answers[name] = reply
+			continue
+		}
+		if i > 0 {
+			fmt.Fprintln(c.stdout)
+		}
+		fmt.Fprintf(c.stdout, "source:      %s (%s)\n", name, stores[name])
+		if err := writeStatus(c.stdout, reply); err != nil {
+			fmt.Fprintf(c.stderr, "cdcaudit status: source %s: %v\n", name, err)
+			code = exitFail
+		}
+	}
+	if format == "json" {
+		b, _ := json.Marshal(map[string]any{"sources": answers})
+		fmt.Fprintf(c.stdout, "%s\n", b)
+	}
+	return code
+}
+
+// writeStatus writes the daemon's status answer as text.
+func writeStatus(w io.Writer, reply []byte) error {
 	var st daemonStatus
 	if err := json.Unmarshal(reply, &st); err != nil {
-		return c.fail("status", fmt.Errorf("the daemon's answer is not understood: %w", err))
+		return fmt.Errorf("the daemon's answer is not understood: %w", err)
 	}
-	w := c.stdout
 	fmt.Fprintf(w, "checkpoint:  %s\n", st.Checkpoint)
 	switch sl := st.Slot; {
 	case sl.Error != "":
@@ -116,7 +194,7 @@ func (c *cli) status(args []string) int {
 			fmt.Fprintf(w, "  pending:   %s\n", listSome(sn.Pending, 10))
 		}
 	}
-	return exitOK
+	return nil
 }
 
 func orDash(s string) string {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/cdcaudit/cdcaudit/backup"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -45,6 +48,10 @@ func openTrail(dir string) (trail, error) {
 		return localTrail{s}, nil
 	}
 	if !errors.Is(err, sink.ErrLocked) {
+		if stores := sourceStores(dir); stores != nil {
+			return nil, fmt.Errorf("%s holds the stores of several databases, one per source: give --data-dir %s (sources: %s)",
+				dir, filepath.Join(dir, "<source>"), strings.Join(slices.Sorted(maps.Keys(stores)), ", "))
+		}
 		return nil, err
 	}
 	// A daemon may have opened it since: its socket follows.

@@ -67,8 +67,10 @@ With --postgres DSN, verify checks the audit table a PostgreSQL audit
 database sink wrote (sink_postgres_dsn; --table, default cdcaudit_events):
 every row's hash is recomputed from its record column (the record exactly
 as exported), its id, hash and prev_hash columns must agree with it, and
-each row must link to the row before it in id order. It lists the gaps and
-lost slots the chain records.
+each row must link to the row before it in id order. Each source's chain
+(instances sharing the table, each with its own source) is checked on its
+own and reported on a line of its own; --source NAME checks one. It lists
+the gaps and lost slots the chains record.
 
 Exit status: 0 intact, 1 broken chain, an anchor contradicted, or an
 unreadable store (with --export: the file is not what its manifest says),
@@ -77,6 +79,7 @@ file matches its manifest, but no trusted key was given).`
 
 const verifyExamples = `  cdcaudit verify --data-dir /var/lib/cdcaudit
   cdcaudit verify --postgres postgres://auditor@audit-db/audit --table cdcaudit_events
+  cdcaudit verify --postgres postgres://auditor@audit-db/audit --source erp_a
   cdcaudit verify --data-dir /var/lib/cdcaudit --anchor /mnt/worm/cdcaudit-anchors
   cdcaudit verify --data-dir /restore/cdcaudit --anchor /var/log/cdcaudit.log
   cdcaudit verify --export november.csv --manifest november.manifest.json --data-dir /var/lib/cdcaudit
@@ -96,12 +99,16 @@ func (c *cli) verify(args []string) int {
 	publicKey := fs.String("public-key", "", "with --export: the instance's public `key` (ed25519:…, or a file holding it), trusted instead of --data-dir's")
 	postgres := fs.String("postgres", "", "check the audit table of the PostgreSQL audit database at `DSN` (sink_postgres_dsn) instead of a store")
 	table := fs.String("table", pgsink.DefaultTable, "with --postgres: the audit `table` (sink_postgres_table)")
-	fs.order = []string{"data-dir", "anchor", "export", "manifest", "public-key", "postgres", "table", "config"}
+	source := fs.String("source", "", "with --postgres: verify only the chain of this source `name` (default: every source in the table)")
+	fs.order = []string{"data-dir", "anchor", "export", "manifest", "public-key", "postgres", "table", "source", "config"}
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
 	if *postgres != "" {
-		return c.verifyPostgres(*postgres, *table)
+		return c.verifyPostgres(*postgres, *table, *source)
+	}
+	if *source != "" {
+		return c.usageErr("verify", errors.New("--source goes with --postgres"))
 	}
 	if *exportFile != "" || *manifestFile != "" || *publicKey != "" {
 		return c.verifyExport(set, *exportFile, *manifestFile, *publicKey, len(anchorFiles) > 0)
@@ -351,33 +358,42 @@ func readManifest(name string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, manifest.MaxSize+1))
 }
 
-// verifyPostgres checks the audit table of a PostgreSQL audit database.
-func (c *cli) verifyPostgres(dsn, table string) int {
+// verifyPostgres checks the audit table of a PostgreSQL audit database:
+// each source's chain on its own, one line each.
+func (c *cli) verifyPostgres(dsn, table, source string) int {
 	ctx, stop := signalContext()
 	defer stop()
-	res, err := pgsink.Verify(ctx, dsn, table)
-	color := c.useColor(c.stdout)
-	if errors.Is(err, pgsink.ErrBroken) {
-		fmt.Fprintf(c.stdout, "%s %s: %v\n", paint(color, ansiRed+ansiBold, "FAIL:"), config.DescribeDSN(dsn), err)
-		return exitFail
-	}
+	results, err := pgsink.Verify(ctx, dsn, table, source)
 	if err != nil {
 		return c.fail("verify", err)
 	}
-	if res.Rows == 0 {
+	color := c.useColor(c.stdout)
+	if len(results) == 0 {
 		fmt.Fprintf(c.stdout, "%s: table %s is empty\n", config.DescribeDSN(dsn), table)
 		return exitOK
 	}
-	fmt.Fprintf(c.stdout, "%s %s rows of %s verified (%s … %s)", paint(color, ansiGreen+ansiBold, "OK:"), thousands(res.Rows), table, res.First, res.Last)
-	if res.Breaks > 0 {
-		fmt.Fprintf(c.stdout, ", across %d retention cuts", res.Breaks)
+	code := exitOK
+	for _, res := range results {
+		switch {
+		case res.Err != nil:
+			fmt.Fprintf(c.stdout, "%s source %s in %s: %v\n", paint(color, ansiRed+ansiBold, "FAIL:"), res.Source, config.DescribeDSN(dsn), res.Err)
+			code = exitFail
+			continue
+		case res.Rows == 0:
+			fmt.Fprintf(c.stdout, "%s: table %s holds no rows of source %s\n", config.DescribeDSN(dsn), table, res.Source)
+			continue
+		}
+		fmt.Fprintf(c.stdout, "%s source %s: %s rows of %s verified (%s … %s)", paint(color, ansiGreen+ansiBold, "OK:"), res.Source, thousands(res.Rows), table, res.First, res.Last)
+		if res.Breaks > 0 {
+			fmt.Fprintf(c.stdout, ", across %d retention cuts", res.Breaks)
+		}
+		fmt.Fprintln(c.stdout)
+		for _, m := range res.Marks {
+			fmt.Fprintln(c.stdout, "  missing from the trail:", m)
+		}
+		if len(res.Marks) > 0 && code == exitOK {
+			code = exitIncomplete
+		}
 	}
-	fmt.Fprintln(c.stdout)
-	for _, m := range res.Marks {
-		fmt.Fprintln(c.stdout, "  missing from the trail:", m)
-	}
-	if len(res.Marks) > 0 {
-		return exitIncomplete
-	}
-	return exitOK
+	return code
 }

@@ -13,6 +13,13 @@
   let cleanups = []; // what the current view must stop when it is left
   let renderSeq = 0;
   let signinMessage = ''; // shown once by the sign-in page
+  // The sources (recorded databases) the principal sees, and the one read
+  // when there are several: every request about the trail names it.
+  let sources = [];
+  let source = '';
+  const SOURCE_KEY = 'cdcaudit.source';
+  // The routes that read no source.
+  const SOURCELESS = new Set(['/whoami', '/sources', '/signin', '/signout']);
 
   // ---------- DOM ----------
 
@@ -71,6 +78,13 @@
     return t ? '?' + t : '';
   }
 
+  // url is the address of an API route, naming the source when there are
+  // several to choose from.
+  function url(path, params) {
+    if (source && !SOURCELESS.has(path)) params = Object.assign({}, params, { source });
+    return API + path + qs(params);
+  }
+
   async function request(method, path, params, body) {
     const headers = { Accept: 'application/json' };
     const init = { method, headers, credentials: 'same-origin', cache: 'no-store', redirect: 'error' };
@@ -81,7 +95,7 @@
     if (method !== 'GET' && me && me.csrf) headers['X-CSRF-Token'] = me.csrf;
     let res;
     try {
-      res = await fetch(API + path + qs(params), init);
+      res = await fetch(url(path, params), init);
     } catch (e) {
       throw new APIError(0, 'cdcaudit does not answer: is it still running?');
     }
@@ -554,11 +568,39 @@
     }
     const a = await res.json();
     me = { login: a.login || '', role: a.role, via: a.via || (body.token ? 'token' : body.once ? 'once' : 'password'), csrf: a.csrf_token };
+    await loadSources();
     showMe();
   }
 
   function afterSigningIn() {
     go(afterSignIn.startsWith('#/signin') ? '#/activity' : afterSignIn);
+  }
+
+  // loadSources reads the sources the principal sees and picks the one
+  // chosen before in this tab, or the first. With one, no request names it.
+  async function loadSources() {
+    sources = [];
+    try {
+      const res = await request('GET', '/sources');
+      if (res.ok) sources = ((await res.json()).sources || []).filter((x) => x && typeof x.name === 'string');
+    } catch (e) { /* an older daemon: one source */ }
+    let kept = '';
+    try { kept = sessionStorage.getItem(SOURCE_KEY) || ''; } catch (e) { /* storage off */ }
+    source = sources.length > 1 ? (sources.some((x) => x.name === kept) ? kept : sources[0].name) : '';
+  }
+
+  // sourcePicker is the header's choice of source (none with one source).
+  function sourcePicker() {
+    if (sources.length < 2) return null;
+    const select = h('select', { id: 'source', test: 'source-select', title: 'The recorded database every page shows' },
+      sources.map((x) => h('option', { value: x.name, text: x.name === x.database || !x.database ? x.name : x.name + ' (' + x.database + ')', selected: x.name === source })));
+    select.addEventListener('change', () => {
+      source = select.value;
+      try { sessionStorage.setItem(SOURCE_KEY, source); } catch (e) { /* storage off: kept for this page */ }
+      render();
+    });
+    return h('span', { class: 'source-pick' },
+      h('label', { for: 'source', text: 'Source' }), ' ', select);
   }
 
   function showMe() {
@@ -568,6 +610,7 @@
     box.hidden = false;
     const name = me.login || (me.via || '').replace(/^token:/, 'token ') || me.role;
     add(box, [
+      sourcePicker(),
       h('span', { class: 'who-me' },
         h('strong', { test: 'whoami-login', text: name }), ' ',
         h('span', { class: 'badge role', test: 'whoami-role', title: roleText(me), text: me.role === 'self' ? 'self' : me.role })),
@@ -580,6 +623,8 @@
       await request('POST', '/signout');
     } finally {
       me = null;
+      sources = [];
+      source = '';
       afterSignIn = '#/activity';
       go('#/signin');
     }
@@ -691,7 +736,7 @@
   };
 
   function dl(pairs) {
-    return h('dl', { class: 'facts' }, pairs.map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]));
+    return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]));
   }
 
   // ----- activity -----
@@ -717,7 +762,7 @@
     const say = (text) => { status.textContent = text; };
     let es = null;
     if (liveOK) {
-      es = new EventSource(API + '/events/stream' + qs(filter), { withCredentials: false });
+      es = new EventSource(url('/events/stream', filter), { withCredentials: false });
       cleanups.push(() => es.close());
       es.addEventListener('open', () => say(paused ? 'Paused.' : 'Live: new changes appear at the top.'));
       es.addEventListener('error', () => {
@@ -1061,6 +1106,7 @@
       check = sum === mf.sha256 ? 'The file\'s SHA-256 matches its manifest.' : 'The file\'s SHA-256 does not match its manifest: export again.';
     }
     out.push(dl([
+      mf.source && sources.length > 1 ? ['Source', h('span', { test: 'export-source', text: mf.source })] : null,
       ['Events', String(mf.events)], ['Bytes', String(mf.bytes)],
       ['SHA-256', h('span', { class: 'mono small', text: mf.sha256 || '' })],
       ['Signed by', h('span', { class: 'mono small', test: 'export-key', text: mf.key || '' })],
@@ -1149,6 +1195,7 @@
       if (res.ok) {
         const a = await res.json();
         me = { login: a.login || '', role: a.role, via: a.via, csrf: a.csrf_token || '' };
+        await loadSources();
         showMe();
       }
     } catch (e) { /* cannot reach: sign-in shows it */ }

@@ -181,9 +181,12 @@ type Config struct {
 	AllowPlainHTTP bool
 	// Pprof serves Go's profiler at /debug/pprof on the HTTP server, to
 	// clients on the loopback interface only.
-	Pprof          bool
-	Slot           string
-	Publication    string
+	Pprof       bool
+	Slot        string
+	Publication string
+	// Source names the database's trail in every event and sink; after
+	// Load it is always set when DSN is (DefaultSource).
+	Source         string
 	Tables         []string
 	Exclude        []string
 	StatusInterval time.Duration
@@ -270,6 +273,11 @@ type Config struct {
 	SinkKafkaBrokers                                    []string
 	SinkKafkaTopic, SinkKafkaTLS, SinkKafkaCompression  string
 	SinkKafkaSASL, SinkKafkaUser, SinkKafkaPasswordFile string
+
+	// DatabaseList is the databases key (defaults applied; nil without
+	// it): use Databases, which also gives the one database of dsn.
+	DatabaseList  []Database
+	databaseItems []databaseItem
 
 	// File is the YAML file that was read ("" when none).
 	File string
@@ -402,6 +410,8 @@ var keys = []keyInfo{
 		func(c *Config) *string { return &c.Slot }, replication.DefaultSlot, replication.ValidateSlotName),
 	setting(KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes",
 		func(c *Config) *string { return &c.Publication }, replication.DefaultPublication, replication.ValidatePublicationName),
+	setting(KeySource, "the `name` of this database's trail, in every event and sink record (default: the DSN's database name); 1-64 letters, digits, '.', '_', '-'",
+		func(c *Config) *string { return &c.Source }, "", optional(ValidSource)),
 	setting(KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert",
 		func(c *Config) *[]string { return &c.Tables }, nil, each(replication.ValidateTableGlob)),
 	setting(KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`",
@@ -551,7 +561,7 @@ var keys = []keyInfo{
 		func(c *Config) *int { return &c.SinkPostgresBatch }, pgsink.DefaultBatch, pgsink.ValidateBatch),
 	setting(KeySinkKafkaBrokers, "Kafka `brokers` (host:port, comma-separated) the audit trail is delivered to (docs/kafka.md); none: no Kafka sink",
 		func(c *Config) *[]string { return &c.SinkKafkaBrokers }, nil, kafkasink.ValidateBrokers),
-	setting(KeySinkKafkaTopic, "the Kafka `topic`: a name, or a template with {schema} and {table} (a topic per table)",
+	setting(KeySinkKafkaTopic, "the Kafka `topic`: a name, or a template with {source}, {schema} and {table} (a topic per table)",
 		func(c *Config) *string { return &c.SinkKafkaTopic }, kafkasink.DefaultTopic, kafkasink.ValidateTopic),
 	setting(KeySinkKafkaTLS, "TLS to the Kafka brokers: off, on (the system's certificate authorities), or the `file` of the PEM certificate authorities to trust",
 		func(c *Config) *string { return &c.SinkKafkaTLS }, kafkasink.TLSOff, nil).
@@ -752,7 +762,16 @@ func (s *Set) Load(environ []string) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if err := c.defaultSource(); err != nil {
+		return nil, err
+	}
+	if err := c.resolveDatabases(); err != nil {
+		return nil, err
+	}
 	for _, name := range s.keys {
+		if name == KeyDSN && c.DatabaseList != nil {
+			continue // the databases' DSNs
+		}
 		if k, _ := lookupKey(name); s.required[name] && k.value(&c).empty() {
 			return nil, fmt.Errorf("config: %s is required: set --%s or %s (or %s in the --config file)", name, FlagName(name), EnvName(name), name)
 		}
@@ -785,6 +804,14 @@ func applyYAML(c *Config, file string, data []byte) error {
 			return fmt.Errorf("config: %s: key %q already defined at line %d", pos, name, line)
 		}
 		seen[name] = kn.Line
+		if name == KeyDatabases {
+			items, err := readDatabases(file, pos, vn)
+			if err != nil {
+				return fmt.Errorf("config: %w", err)
+			}
+			c.databaseItems, c.Sources[name] = items, pos
+			continue
+		}
 		k, ok := lookupKey(name)
 		if !ok {
 			hint := ""
@@ -824,6 +851,9 @@ func checkEnv(environ []string) error {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		if key == KeyDatabases {
+			return fmt.Errorf("config: %s: databases is a list set in the --config file only", name)
+		}
 		if _, ok := lookupKey(key); ok {
 			continue
 		}
@@ -967,6 +997,7 @@ func (c *Config) KafkaSink() (cfg kafkasink.Config, ok bool, err error) {
 	}
 	return kafkasink.Config{
 		Brokers:     c.SinkKafkaBrokers,
+		Source:      c.Source,
 		Topic:       c.SinkKafkaTopic,
 		TLS:         c.SinkKafkaTLS,
 		SASL:        c.SinkKafkaSASL,
@@ -1029,6 +1060,9 @@ func (c *Config) Describe() []string {
 			v = alerts.DescribeURL(v) // a token may be part of it
 		}
 		out = append(out, fmt.Sprintf("%s=%s (%s)", k.name, v, c.Sources[k.name]))
+	}
+	for i, d := range c.DatabaseList {
+		out = append(out, fmt.Sprintf("%s[%d]=%s (%s)", KeyDatabases, i, d, c.databaseItems[i].pos))
 	}
 	return out
 }

@@ -24,7 +24,7 @@ func TestKafkaSink(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cr3t-kafka-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err = load(t, []string{"--sink-kafka-brokers", "k1:9092,k2:9092", "--sink-kafka-topic", "audit",
+	c, err = load(t, []string{"--dsn", "postgres://u@db/erp_a", "--sink-kafka-brokers", "k1:9092,k2:9092", "--sink-kafka-topic", "audit",
 		"--sink-kafka-sasl", "scram-sha-256", "--sink-kafka-user", "cdc", "--sink-kafka-password-file", pw,
 		"--sink-kafka-compression", "lz4"}, nil)
 	if err != nil {
@@ -37,7 +37,7 @@ func TestKafkaSink(t *testing.T) {
 	if !ok || err != nil {
 		t.Fatalf("KafkaSink: %v %v", ok, err)
 	}
-	if fmt.Sprint(k.Brokers) != "[k1:9092 k2:9092]" || k.Topic != "audit" || k.SASL != "scram-sha-256" ||
+	if fmt.Sprint(k.Brokers) != "[k1:9092 k2:9092]" || k.Source != "erp_a" || k.Topic != "audit" || k.SASL != "scram-sha-256" ||
 		k.User != "cdc" || string(k.Password) != "s3cr3t-kafka-pw" || k.Compression != "lz4" || k.TLS != "off" {
 		t.Fatalf("KafkaSink() = %+v", k)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -190,8 +191,8 @@ func TestAlertsEndToEnd(t *testing.T) {
 		return len(l) == 1 && l[0].ID == bobID && l[0].Deliveries[alerts.TargetEmailSecurity].Attempts > 0
 	}, "--user", "bob@example.com")
 	metrics := scrape(t, metricsURL(r.d))
-	if !strings.Contains(metrics, `cdcaudit_alerts_delivered_total{channel="email",result="failed"}`) ||
-		!strings.Contains(metrics, "cdcaudit_alerts_queued 2") {
+	if !strings.Contains(metrics, `cdcaudit_alerts_delivered_total{channel="email",result="failed",source="`) ||
+		!regexp.MustCompile(`(?m)^cdcaudit_alerts_queued\{source="[^"]+"\} 2$`).MatchString(metrics) {
 		t.Errorf("metrics after a failed delivery:\n%s", grepLines(metrics, "cdcaudit_alerts"))
 	}
 	if !strings.Contains(r.d.log(), "alerts: delivery failed; will retry") {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -12,9 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/kafkatest"
-	"github.com/cdcaudit/cdcaudit/sink"
 )
 
 // TestKafkaSinkAcrossSIGKILLAndOutage: the daemon delivers the trail to a
@@ -72,26 +69,14 @@ func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
 	d.stopClean()
 
-	want := map[string][]byte{}
-	st, err := sink.OpenReadOnly(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Records(context.Background(), nil, 0, func(k, v []byte) error {
-		lsn, ord, _ := audit.SplitKey(k)
-		want[audit.FormatID(lsn, ord)] = bytes.Clone(v)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	want, _ := storeRecords(t, dataDir)
 
 	// Started again, the daemon delivers what is left: wait until every
 	// record is in Kafka.
 	d.start()
 	var got map[string][]*kgo.Record
 	for {
-		got = readKafka(t, kc.ListenAddrs(), "audit")
+		got = readKafka(t, kc.ListenAddrs(), "audit")[db.name] // the default source
 		if len(got) >= len(want) {
 			break
 		}
@@ -101,38 +86,54 @@ func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	d.stopClean()
-	dups := 0
-	for id, v := range want {
-		rs := got[id]
-		if len(rs) == 0 {
-			t.Fatalf("record %s is not in Kafka", id)
-		}
-		dups += len(rs) - 1
-		for _, r := range rs {
-			if !bytes.Equal(r.Value, v) {
-				t.Fatalf("record %s in Kafka differs from the store's:\n%s\n%s", id, r.Value, v)
-			}
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%d ids in Kafka, %d records in the store", len(got), len(want))
-	}
+	dups := checkKafka(t, db.name, want, got)
 	t.Logf("%d records in the store, all in Kafka, %d duplicates (at least once)", len(want), dups)
 	if !bytes.Contains([]byte(d.log()), []byte("delivery failed")) {
 		t.Log("no delivery failed while Kafka was down (the daemon may have been down then too)")
 	}
 }
 
-// readKafka reads a topic up to its current end offsets, by id header.
-func readKafka(t *testing.T, addrs []string, topic string) map[string][]*kgo.Record {
+// readKafka reads a topic up to its current end offsets, by source and id
+// header (the deduplication key).
+func readKafka(t *testing.T, addrs []string, topic string) map[string]map[string][]*kgo.Record {
 	t.Helper()
-	out := map[string][]*kgo.Record{}
+	out := map[string]map[string][]*kgo.Record{}
 	for _, r := range kafkatest.ReadAll(t, addrs, nil, topic) {
 		id, ok := kafkatest.Header(r, "id")
-		if !ok {
-			t.Errorf("record %d/%d without an id header", r.Partition, r.Offset)
+		source, sok := kafkatest.Header(r, "source")
+		if !ok || !sok {
+			t.Errorf("record %d/%d without an id or source header", r.Partition, r.Offset)
 		}
-		out[id] = append(out[id], r)
+		if out[source] == nil {
+			out[source] = map[string][]*kgo.Record{}
+		}
+		out[source][id] = append(out[source][id], r)
 	}
 	return out
+}
+
+// checkKafka requires every record of a store of source (want, by id) in
+// Kafka (got, by id) at least once, byte for byte and keyed by its source,
+// and nothing else; it returns the number of duplicates.
+func checkKafka(t *testing.T, source string, want map[string][]byte, got map[string][]*kgo.Record) (dups int) {
+	t.Helper()
+	for id, v := range want {
+		rs := got[id]
+		if len(rs) == 0 {
+			t.Fatalf("record %s of source %s is not in Kafka", id, source)
+		}
+		dups += len(rs) - 1
+		for _, r := range rs {
+			if !bytes.Equal(r.Value, v) {
+				t.Fatalf("record %s of source %s in Kafka differs from the store's:\n%s\n%s", id, source, r.Value, v)
+			}
+			if !bytes.HasPrefix(r.Key, []byte(source+"/")) {
+				t.Fatalf("record %s of source %s keyed %q", id, source, r.Key)
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d ids of source %s in Kafka, %d records in its store", len(got), source, len(want))
+	}
+	return dups
 }

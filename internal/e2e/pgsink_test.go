@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
 	"github.com/cdcaudit/cdcaudit/sink"
@@ -27,15 +29,7 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	mustExec(t, conn, workloadDDL)
 	dataDir := t.TempDir()
 
-	audit2, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer audit2.Stop()
-	if err := audit2.CreateDatabase(context.Background(), "audit"); err != nil {
-		t.Fatal(err)
-	}
-	auditDSN := audit2.DSN("audit")
+	audit2, auditDSN := startAuditDB(t)
 
 	d := startDaemon(t, "--dsn", db.dsn, "--data-dir", dataDir, "--slot", db.slot,
 		"--sink-postgres-dsn", auditDSN, "--sink-postgres-batch", "150")
@@ -60,13 +54,54 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
 	d.stopClean()
 
-	// The store's records, every one (chain records too).
+	want, order := storeRecords(t, dataDir)
+	evs := readStore(t, dataDir)
+	wl.check(t, db.dsn, evs)
+
+	// Started again, the daemon delivers what is left; the table then has
+	// exactly as many rows as the store records.
+	d.start()
+	aconn := connect(t, auditDSN)
+	waitTableRows(t, aconn, db.name, len(want), d)
+	d.stopClean()
+	checkTableRows(t, aconn, db.name, want, order)
+	out, errOut, code := runCLI(t, "verify", "--postgres", auditDSN)
+	if code != 0 {
+		t.Fatalf("verify --postgres: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("%s (%d events in the store)", out, changeCount(evs))
+	if !bytes.Contains([]byte(d.log()), []byte("delivery failed")) {
+		t.Error("no delivery failed while the audit database was down")
+	}
+}
+
+// startAuditDB starts a PostgreSQL cluster of its own for an audit
+// database (a test may crash it without touching the ERP's), stopped at the
+// end of the test, and returns it and the DSN of its database "audit".
+func startAuditDB(t *testing.T) (*pgtest.Cluster, string) {
+	t.Helper()
+	c, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	if err := c.CreateDatabase(context.Background(), "audit"); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.DSN("audit")
+}
+
+// storeRecords reads every record of the store in dataDir (chain records
+// too): by id, and the ids in order.
+func storeRecords(t *testing.T, dataDir string) (map[string][]byte, []string) {
+	t.Helper()
 	want := map[string][]byte{}
 	var order []string
 	st, err := sink.OpenReadOnly(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	if err := st.Records(context.Background(), nil, 0, func(k, v []byte) error {
 		lsn, ord, _ := audit.SplitKey(k)
 		id := audit.FormatID(lsn, ord)
@@ -76,36 +111,42 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
-	evs := readStore(t, dataDir)
-	wl.check(t, db.dsn, evs)
+	return want, order
+}
 
-	// Started again, the daemon delivers what is left; the table then has
-	// exactly as many rows as the store records.
-	d.start()
-	aconn := connect(t, auditDSN)
+// waitTableRows waits until the audit table (cdcaudit_events) holds n rows
+// of source while the daemons run; more is a failure.
+func waitTableRows(t *testing.T, aconn *pgx.Conn, source string, n int, ds ...*daemon) {
+	t.Helper()
 	for {
-		var n int
-		if err := aconn.QueryRow(context.Background(), `SELECT count(*) FROM cdcaudit_events`).Scan(&n); err != nil {
+		var got int
+		if err := aconn.QueryRow(context.Background(), `SELECT count(*) FROM cdcaudit_events WHERE source = $1`, source).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		if n == len(want) {
-			break
+		if got == n {
+			return
 		}
-		if n > len(want) {
-			t.Fatalf("%d rows, the store has %d records", n, len(want))
+		if got > n {
+			t.Fatalf("%d rows of source %s, its store has %d records", got, source, n)
 		}
-		if err := d.exited(); err != nil {
-			t.Fatal(err)
+		for _, d := range ds {
+			if err := d.exited(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	d.stopClean()
+}
 
-	rows, err := aconn.Query(context.Background(), `SELECT id, record FROM cdcaudit_events ORDER BY id`)
+// checkTableRows requires the audit table's rows of source to be exactly
+// the store's records: in id order, byte for byte.
+func checkTableRows(t *testing.T, aconn *pgx.Conn, source string, want map[string][]byte, order []string) {
+	t.Helper()
+	rows, err := aconn.Query(context.Background(), `SELECT id, record FROM cdcaudit_events WHERE source = $1 ORDER BY id`, source)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	i := 0
 	for rows.Next() {
 		var id, rec string
@@ -113,10 +154,10 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i >= len(order) || id != order[i] {
-			t.Fatalf("row %d is %s, the store's record %d is %s", i, id, i, order[min(i, len(order)-1)])
+			t.Fatalf("source %s: row %d is %s, the store's record %d is %s", source, i, id, i, order[min(i, len(order)-1)])
 		}
 		if rec != string(want[id]) {
-			t.Fatalf("row %s differs from the stored record:\n%s\n%s", id, rec, want[id])
+			t.Fatalf("source %s: row %s differs from the stored record:\n%s\n%s", source, id, rec, want[id])
 		}
 		i++
 	}
@@ -124,15 +165,7 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	if i != len(order) {
-		t.Fatalf("%d rows, %d records", i, len(order))
-	}
-	out, errOut, code := runCLI(t, "verify", "--postgres", auditDSN)
-	if code != 0 {
-		t.Fatalf("verify --postgres: exit %d\n%s%s", code, out, errOut)
-	}
-	t.Logf("%s (%d events in the store)", out, changeCount(evs))
-	if !bytes.Contains([]byte(d.log()), []byte("delivery failed")) {
-		t.Error("no delivery failed while the audit database was down")
+		t.Fatalf("source %s: %d rows, %d records", source, i, len(order))
 	}
 }
 

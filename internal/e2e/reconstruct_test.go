@@ -1443,7 +1443,7 @@ func waitSnapshotDone(t *testing.T, d *daemon) {
 			continue
 		}
 		tables := map[string]float64{}
-		for _, m := range regexp.MustCompile(`(?m)^cdcaudit_snapshot_tables\{state="(\w+)"\} (\S+)$`).FindAllStringSubmatch(body, -1) {
+		for _, m := range regexp.MustCompile(`(?m)^cdcaudit_snapshot_tables\{source="[^"]*",state="(\w+)"\} (\S+)$`).FindAllStringSubmatch(body, -1) {
 			tables[m[1]], _ = strconv.ParseFloat(m[2], 64)
 		}
 		last = fmt.Sprint(tables)

@@ -446,9 +446,10 @@ func TestSnapshotOnDemand(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"\ncdcaudit_snapshot_rows_total 5000\n", "\ncdcaudit_snapshot_tables{state=\"done\"} 1\n",
-		"\ncdcaudit_snapshot_tables{state=\"pending\"} 0\n", "\ncdcaudit_snapshot_remaining_rows 0\n", "\ncdcaudit_snapshot_eta_seconds 0\n",
-		`cdcaudit_events_total{op="update",schema="public",table="a"} 1` + "\n"} {
+	src := `source="` + db.name + `"` // every series carries the source
+	for _, want := range []string{"\ncdcaudit_snapshot_rows_total{" + src + "} 5000\n", "\ncdcaudit_snapshot_tables{" + src + ",state=\"done\"} 1\n",
+		"\ncdcaudit_snapshot_tables{" + src + ",state=\"pending\"} 0\n", "\ncdcaudit_snapshot_remaining_rows{" + src + "} 0\n", "\ncdcaudit_snapshot_eta_seconds{" + src + "} 0\n",
+		`cdcaudit_events_total{op="update",schema="public",` + src + `,table="a"} 1` + "\n"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/odoosim"
 	"github.com/cdcaudit/cdcaudit/sink"
+	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -518,18 +519,7 @@ func TestGapAndLostSlotInTheChain(t *testing.T) {
 	waitSlotActive(t, db.dsn, db.slot, 0, d)
 	mustExec(t, conn, `INSERT INTO g VALUES (4)`)
 	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
-	// End the walsender and drop the slot before the daemon reconnects
-	// (it waits at least 250ms); if it wins the race, try again.
-	for deadline := time.Now().Add(time.Minute); ; {
-		mustExec(t, conn, `SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, db.slot)
-		_, err := conn.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, db.slot)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("drop the slot: %v", err)
-		}
-	}
+	dropActiveSlot(t, conn, db.slot)
 	select {
 	case <-d.done:
 	case <-time.After(stopTimeout):
@@ -553,5 +543,22 @@ func TestGapAndLostSlotInTheChain(t *testing.T) {
 	}
 	if strings.Join(ids, ",") != "1,3,4" {
 		t.Errorf("exported rows %v, want 1,3,4 (chain records are not row events)", ids)
+	}
+}
+
+// dropActiveSlot ends the slot's walsender and drops the slot before the
+// daemon reconnects (it waits at least 250ms); if it wins the race, it
+// tries again.
+func dropActiveSlot(t *testing.T, conn *pgx.Conn, slot string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		mustExec(t, conn, `SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
+		_, err := conn.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, slot)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drop the slot: %v", err)
+		}
 	}
 }

@@ -22,6 +22,9 @@ type Tx struct {
 	// Extra columns every row of it carries too (not in an insert's
 	// changed list): values a destination must cope with.
 	Extra audit.Row
+	// Source is the events' source member ("": none, as stored before
+	// sources).
+	Source string
 }
 
 // Append stores transaction i through the writer.
@@ -47,7 +50,7 @@ func (x Tx) Append(t *testing.T, w *sink.Writer, i uint64) {
 		}
 		e := &audit.Event{
 			LSN: c - 0x10 + uint64(ord), CommitLSN: c, Ordinal: uint32(ord + 1), XID: uint32(i), CommitTime: at,
-			Database: "odoo", Schema: "public", Table: table, Op: op,
+			Database: "odoo", Source: x.Source, Schema: "public", Table: table, Op: op,
 			Key:   audit.Row{{Name: "id", Value: id}},
 			Actor: audit.Actor{UserID: &uid, Login: login, UserVia: "row_user", SessionID: sess, SessionVia: "only_active"},
 		}

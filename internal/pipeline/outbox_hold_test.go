@@ -41,7 +41,7 @@ func TestRetentionHeldBySink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	pg, err := pgsink.New(auditDSN, "")
+	pg, err := pgsink.New(auditDSN, "", "erp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +98,11 @@ func TestRetentionHeldBySink(t *testing.T) {
 		t.Fatal(err)
 	}
 	delivered := metricSum(t, m, "cdcaudit_sink_delivered_records_total")
-	res, err := pgsink.Verify(context.Background(), auditDSN, "")
-	if err != nil {
-		t.Fatal(err)
+	all, err := pgsink.Verify(context.Background(), auditDSN, "", "")
+	if err != nil || len(all) != 1 || all[0].Err != nil {
+		t.Fatalf("verify: %+v %v", all, err)
 	}
-	if res.Rows < 2001 || float64(res.Rows) != delivered {
+	if res := all[0]; res.Rows < 2001 || float64(res.Rows) != delivered {
 		t.Fatalf("audit table: %d rows, %v delivered", res.Rows, delivered)
 	}
 }

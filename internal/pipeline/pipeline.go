@@ -34,8 +34,12 @@ import (
 type Config struct {
 	Replication replication.Config
 	DataDir     string
-	Logger      *slog.Logger
-	Metrics     Metrics // may be nil
+	// Source names the database's trail (config.DefaultSource): every
+	// event carries it, and the store records it and refuses another.
+	// Empty: events carry none (a store's recorded source is kept).
+	Source  string
+	Logger  *slog.Logger
+	Metrics Metrics // may be nil
 	// Store, when set, is the store of DataDir (which may then be left
 	// empty), opened by the caller: Run writes to it and leaves it open, so
 	// that readers in the same process (sink.Store.Query) follow the trail
@@ -148,6 +152,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeChain()
 
+	if cfg.Source != "" {
+		if err := store.CheckSource(cfg.Source); err != nil {
+			return err // before connecting
+		}
+	}
 	checkpoint := store.Checkpoint()
 	// Every connection, from the first, must reach the store's server and
 	// database: another one is refused, never taken for a gap.
@@ -171,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
-	if err := checkIdentity(store, ident, cfg.Replication.Slot); err != nil {
+	if err := checkIdentity(store, ident, cfg.Replication.Slot, cfg.Source); err != nil {
 		return err
 	}
 	cfg.Replication.Server = ident
@@ -205,6 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	defer stopStream()
 	dec := decoder.New(ident.Database, catalog)
+	dec.SetSource(cfg.Source)
 	c := newConsumer(dec, store, cfg, log, anchors)
 	c.enrich = enrich
 	if c.images, err = newImageCache(store, dec, cfg.RedactKey, cfg.DataDir); err != nil {
@@ -213,7 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 	c.images.secret = enrich.redact.Secret
 	c.images.coveredSince = since.of
 	c.stopStream = stopStream
-	c.database = ident.Database
+	c.database, c.source = ident.Database, cfg.Source
 	defer c.close()
 	snaps, stopSnapshot, err := startSnapshot(ctx, cfg, store, c, exported, checkpoint, log)
 	if err != nil {
@@ -340,17 +350,20 @@ func unreachable(err error) bool {
 
 // checkIdentity refuses a store that belongs to another server or database:
 // mixing two histories would make the checkpoint meaningless.
-func checkIdentity(store *sink.Store, ident replication.Identity, slot string) error {
+func checkIdentity(store *sink.Store, ident replication.Identity, slot, source string) error {
 	have, ok, err := store.Identity()
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return store.SetIdentity(sink.Identity{SystemID: ident.SystemID, Database: ident.Database, Slot: slot})
+		return store.SetIdentity(sink.Identity{SystemID: ident.SystemID, Database: ident.Database, Slot: slot, Source: source})
 	}
 	if have.SystemID != ident.SystemID || have.Database != ident.Database {
 		return fmt.Errorf("the store belongs to database %q on system %s, not %q on system %s: use another --data-dir",
 			have.Database, have.SystemID, ident.Database, ident.SystemID)
+	}
+	if source != "" {
+		return store.ClaimSource(source) // a store made before sources adopts it
 	}
 	return nil
 }
@@ -392,6 +405,7 @@ type consumer struct {
 	anchorDone chan struct{}
 
 	database  string
+	source    string // the trail's name (Config.Source), on snapshot records too
 	txOrdinal uint32 // the highest ordinal of the transaction in progress
 	snap      snapshotFeed
 }

@@ -100,7 +100,7 @@ func (c *consumer) feedChunks(tx *decoder.Tx) ([]string, error) {
 			c.txOrdinal++
 			e := &audit.Event{
 				LSN: m.LSN, CommitLSN: tx.CommitLSN, Ordinal: c.txOrdinal, XID: tx.XID, CommitTime: tx.CommitTime,
-				Database: c.database, Schema: ch.Schema, Table: ch.Table, Op: audit.OpSnapshot,
+				Database: c.database, Source: c.source, Schema: ch.Schema, Table: ch.Table, Op: audit.OpSnapshot,
 				Key: r.Key, After: r.After, ReadAt: ch.ReadAt, Changed: nothingChanged,
 			}
 			if err := c.Event(tx, e); err != nil {
