@@ -149,6 +149,9 @@ type Sink struct {
 	cl     *kgo.Client
 	topic  topicTemplate
 	source string
+	// sourceHeader is source's header value, shared by every record (the
+	// client only reads it).
+	sourceHeader []byte
 	// healthy: the last Deliver was acknowledged. When it was not, the
 	// next one first pings the brokers, so that a cluster that is down or
 	// refuses the credentials fails the batch at once, not after the
@@ -217,7 +220,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	return &Sink{cl: cl, topic: tt, source: cfg.Source}, nil
+	return &Sink{cl: cl, topic: tt, source: cfg.Source, sourceHeader: []byte(cfg.Source)}, nil
 }
 
 var _ outbox.Sink = (*Sink)(nil)
@@ -309,7 +312,7 @@ func (s *Sink) record(r *outbox.Record) (*kgo.Record, error) {
 	}
 	h := make([]kgo.RecordHeader, 0, 6)
 	h = append(h,
-		kgo.RecordHeader{Key: HeaderSource, Value: []byte(s.source)},
+		kgo.RecordHeader{Key: HeaderSource, Value: s.sourceHeader},
 		kgo.RecordHeader{Key: HeaderID, Value: []byte(r.ID)},
 		kgo.RecordHeader{Key: HeaderOp, Value: []byte(t.Op.String())},
 		kgo.RecordHeader{Key: HeaderTable, Value: []byte(t.Schema + "." + t.Table)})
@@ -338,7 +341,7 @@ func (s *Sink) chainRecord(r *outbox.Record) (*kgo.Record, error) {
 	}
 	name := ChainSchema + "." + ChainTable
 	return &kgo.Record{Topic: topic, Key: []byte(s.source + "/" + name), Value: r.JSON, Headers: []kgo.RecordHeader{
-		{Key: HeaderSource, Value: []byte(s.source)},
+		{Key: HeaderSource, Value: s.sourceHeader},
 		{Key: HeaderID, Value: []byte(r.ID)},
 		{Key: HeaderOp, Value: []byte(head.Op)},
 		{Key: HeaderTable, Value: []byte(name)},

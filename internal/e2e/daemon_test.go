@@ -69,8 +69,8 @@ func TestLargeTransaction(t *testing.T) {
 			}
 			if first == nil {
 				first = e
-				fixed = fmt.Appendf(nil, `,"xid":%d,"commit_time":%q,"database":%q,"schema":"public","table":"big","model":null,"op":"insert","key":{"id":`,
-					e.XID, e.CommitTime.Format("2006-01-02T15:04:05.000000Z"), db.name)
+				fixed = fmt.Appendf(nil, `,"xid":%d,"commit_time":%q,"database":%q,"source":%q,"schema":"public","table":"big","model":null,"op":"insert","key":{"id":`,
+					e.XID, e.CommitTime.Format("2006-01-02T15:04:05.000000Z"), db.name, db.name) // the default source
 			}
 			pad := fmt.Sprintf("%x", md5.Sum([]byte(fmt.Sprint(n))))
 			if want := fmt.Sprintf(`{"id":%d,"pad":"%s"}`, n, strings.Repeat(pad, 14)); e.AfterRow.String() != want {
@@ -256,7 +256,7 @@ func TestStoreTooling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the CSV does not parse: %v", err)
 	}
-	header := "id,lsn,commit_lsn,xid,commit_time,database,schema,table,model,op,key,before,after,changed,unchanged_toast,redacted,actor,flags,prev_hash,hash,before_source"
+	header := "id,lsn,commit_lsn,xid,commit_time,database,schema,table,model,op,key,before,after,changed,unchanged_toast,redacted,actor,flags,prev_hash,hash,before_source,source"
 	if len(recs) == 0 || strings.Join(recs[0], ",") != header {
 		t.Fatalf("CSV header %v, want %s", recs[:min(1, len(recs))], header)
 	}
@@ -352,20 +352,23 @@ func exportLines(t *testing.T, dataDir string, args ...string) []string {
 
 // csvToJSON rebuilds the canonical JSON record from a CSV row.
 func csvToJSON(r []string) string {
-	if len(r) != 21 {
+	if len(r) != 22 {
 		return fmt.Sprintf("<%d columns>", len(r))
 	}
-	beforeSource := ""
-	if r[20] != "" {
-		beforeSource = `,"before_source":` + string(audit.AppendString(nil, r[20]))
-	}
 	str := func(s string) string { return string(audit.AppendString(nil, s)) }
+	optional := func(name, v string) string {
+		if v == "" {
+			return ""
+		}
+		return `,"` + name + `":` + str(v)
+	}
+	beforeSource, source := optional("before_source", r[20]), optional("source", r[21])
 	model := "null"
 	if r[8] != "" {
 		model = str(r[8])
 	}
 	return `{"id":` + str(r[0]) + `,"lsn":` + str(r[1]) + `,"commit_lsn":` + str(r[2]) + `,"xid":` + r[3] +
-		`,"commit_time":` + str(r[4]) + `,"database":` + str(r[5]) + `,"schema":` + str(r[6]) + `,"table":` + str(r[7]) +
+		`,"commit_time":` + str(r[4]) + `,"database":` + str(r[5]) + source + `,"schema":` + str(r[6]) + `,"table":` + str(r[7]) +
 		`,"model":` + model + `,"op":` + str(r[9]) + `,"key":` + r[10] + `,"before":` + r[11] + beforeSource + `,"after":` + r[12] +
 		`,"changed":` + r[13] + `,"unchanged_toast":` + r[14] + `,"redacted":` + r[15] + `,"actor":` + r[16] +
 		`,"flags":` + r[17] + `,"prev_hash":` + str(r[18]) + `,"hash":` + str(r[19]) + `}`
