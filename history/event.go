@@ -10,7 +10,7 @@ import (
 
 // EventOf reads a stored record back into the event it was made from, as
 // far as a line about it needs: where and when, the op, the rows, what
-// changed, who and the flags (not the actor's candidates, nor where the
+// changed, who and the flags, its source (not the actor's candidates, nor where the
 // before-image came from).
 func EventOf(record []byte) (*audit.Event, error) {
 	r, err := audit.ParseRecord(record)
@@ -30,7 +30,7 @@ func EventOf(record []byte) (*audit.Event, error) {
 		return nil, fmt.Errorf("event %s: lsn: %w", r.ID, err)
 	}
 	e := &audit.Event{LSN: lsn, CommitLSN: commitLSN, Ordinal: ordinal, XID: r.XID, CommitTime: r.CommitTime,
-		Database: r.Database, Schema: r.Schema, Table: r.Table, Op: op}
+		Database: r.Database, Source: r.Source, Schema: r.Schema, Table: r.Table, Op: op}
 	if r.Model != nil {
 		e.Model = *r.Model
 	}

@@ -139,7 +139,7 @@ func TestTailShowsEachStoredChangeOnceInCommitOrder(t *testing.T) {
 func TestEventOfReadsBackWhatWasStored(t *testing.T) {
 	uid := int64(6)
 	model := "sale.order"
-	update := &audit.Event{CommitTime: at, Database: "odoo", Schema: "public", Table: "sale_order", Model: model, Op: audit.OpUpdate,
+	update := &audit.Event{CommitTime: at, Database: "odoo", Source: "odoo-prod", Schema: "public", Table: "sale_order", Model: model, Op: audit.OpUpdate,
 		Key:            row("id", "42"),
 		Before:         row("id", "42", "state", `"draft"`, "note", `"a \"quoted\"\nnote"`, "amount_total", `"120.00"`, "write_uid", "2"),
 		After:          row("id", "42", "state", `"sale"`, "note", `"a \"quoted\"\nnote"`, "amount_total", `"99.50"`, "write_uid", "6"),
