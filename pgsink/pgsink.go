@@ -265,7 +265,9 @@ func PartitionName(table string, m time.Time) string {
 }
 
 // partition creates the month's partition when missing. Several instances
-// writing into one table may race: the loser's error is retried.
+// (or the sources of one daemon) writing into one table create it under an
+// advisory lock: IF NOT EXISTS alone still lets two concurrent creations
+// collide, which would count a delivery error at every month's start.
 func (s *Sink) partition(ctx context.Context, conn *pgx.Conn, m time.Time) error {
 	name := PartitionName(s.table, m)
 	if s.parts[name] {
@@ -273,7 +275,14 @@ func (s *Sink) partition(ctx context.Context, conn *pgx.Conn, m time.Time) error
 	}
 	q := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')`,
 		ident(name), ident(s.table), m.Format(time.RFC3339), m.AddDate(0, 1, 0).Format(time.RFC3339))
-	if _, err := conn.Exec(ctx, q); err != nil {
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('cdcaudit partition ' || $1))`, name); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, q)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("pgsink: partition %s: %w", name, err)
 	}
 	s.parts[name] = true

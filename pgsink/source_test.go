@@ -3,6 +3,7 @@ package pgsink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/internal/outboxtest"
 	"github.com/cdcaudit/cdcaudit/internal/pgtest"
+	"github.com/cdcaudit/cdcaudit/outbox"
 	"github.com/cdcaudit/cdcaudit/sink"
 )
 
@@ -201,4 +203,49 @@ func FuzzRecordSource(f *testing.F) {
 			t.Fatalf("%s: recordSource %q %v, the record's %q", rec, got, ok, r.Source)
 		}
 	})
+}
+
+// Two sinks of one table (two sources of one daemon, or two instances)
+// reaching a new month at the same moment both create its partition: one
+// waits for the other, neither fails (a failure would be a delivery error
+// counted at every month's start).
+func TestConcurrentPartitionCreation(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	const months = 24
+	sinks := map[string]*Sink{}
+	recs := map[string][]outbox.Record{}
+	for _, source := range []string{"erp_a", "erp_b"} {
+		tx := outboxtest.Tx{Source: source, At: func(n uint64) time.Time { return base.AddDate(0, int(n), 0) }}
+		s, _ := outboxtest.Store(t, months, tx.Append)
+		pg, err := New(dsn, "racing", source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close()
+		sinks[source], recs[source] = pg, records(t, s, 0)
+	}
+	// The table and its migrations first: that is not what races here.
+	if err := sinks["erp_a"].Deliver(t.Context(), recs["erp_a"][:1]); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for source, pg := range sinks {
+		go func() {
+			for _, r := range recs[source] {
+				if err := pg.Deliver(t.Context(), []outbox.Record{r}); err != nil {
+					errs <- fmt.Errorf("%s: %w", source, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range sinks {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err := Verify(t.Context(), dsn, "racing", ""); err != nil || len(res) != 2 || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
 }
