@@ -13,6 +13,9 @@ import (
 type Head struct {
 	CommitTime    time.Time
 	Schema, Table []byte
+	// Source is the source member as stored (quotes included), nil on an
+	// event stored before sources existed.
+	Source []byte
 }
 
 // Names decodes Schema and Table.
@@ -20,6 +23,12 @@ func (h Head) Names() (schema, table string) {
 	schema, _ = jsonString(h.Schema)
 	table, _ = jsonString(h.Table)
 	return schema, table
+}
+
+// SourceName decodes Source ("" when none).
+func (h Head) SourceName() string {
+	s, _ := jsonString(h.Source)
+	return s
 }
 
 // RecordHead reads the commit_time, schema and table members of a stored
@@ -70,7 +79,7 @@ func canonicalHead(record []byte) (h Head, ok bool) {
 		name     string
 		dst      *[]byte
 		optional bool
-	}{{`,"database":`, nil, false}, {`,"source":`, nil, true}, {`,"schema":`, &h.Schema, false}, {`,"table":`, &h.Table, false}} {
+	}{{`,"database":`, nil, false}, {`,"source":`, &h.Source, true}, {`,"schema":`, &h.Schema, false}, {`,"table":`, &h.Table, false}} {
 		if !bytes.HasPrefix(sc.b[sc.i:], []byte(m.name)) {
 			if m.optional {
 				continue
@@ -102,9 +111,14 @@ func scannedHead(record []byte) (h Head, ok bool) {
 			h.Schema = raw
 		case "table":
 			h.Table = raw
+		case "source":
+			h.Source = raw
 		}
 		return nil
 	})
+	if h.Source != nil && !isString(h.Source) {
+		h.Source = nil
+	}
 	if err != nil || !isString(at) || !isString(h.Schema) || !isString(h.Table) {
 		return Head{}, false
 	}

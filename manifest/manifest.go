@@ -280,6 +280,7 @@ type Recorder struct {
 	events              uint64
 	firstID, lastID     string
 	firstPrev, lastHash audit.Hash
+	source              []byte // the events' source member, as stored
 }
 
 // NewRecorder returns a Recorder writing to w.
@@ -301,8 +302,16 @@ func (r *Recorder) Event(record []byte) error {
 	if !ok || !linked {
 		return fmt.Errorf("manifest: a record without an id or chain links: %w", audit.ErrMalformed)
 	}
+	var source []byte
+	if h, ok := audit.RecordHead(record); ok {
+		source = h.Source
+	}
 	if r.events == 0 {
-		r.firstID, r.firstPrev = id, prev
+		r.firstID, r.firstPrev, r.source = id, prev, bytes.Clone(source)
+	} else if !bytes.Equal(source, r.source) {
+		// A store holds one source: events of two in one export are not
+		// one trail's.
+		return fmt.Errorf("manifest: event %s is of source %s, the export's first of %s: %w", id, source, r.source, audit.ErrMalformed)
 	}
 	r.events++
 	r.lastID, r.lastHash = id, h
@@ -330,6 +339,7 @@ func (r *Recorder) Manifest(format string, f Filter, made time.Time) Manifest {
 	if r.events > 0 {
 		m.FirstID, m.LastID = r.firstID, r.lastID
 		m.FirstPrevHash, m.LastHash = r.firstPrev.String(), r.lastHash.String()
+		m.Source = audit.Head{Source: r.source}.SourceName()
 	}
 	return m
 }

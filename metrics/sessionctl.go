@@ -21,7 +21,7 @@ func (m *Metrics) registerSessionctl() {
 			m.terminated.WithLabelValues(r, res)
 		}
 	}
-	m.reg.MustRegister(m.terminated)
+	m.own.MustRegister(m.terminated)
 }
 
 // SessionTerminated counts one action on a session: its reason (a policy
