@@ -39,6 +39,9 @@ func main() {
 	jsonOut := flag.String("json", "", "also write every figure of every run to this file, as JSON")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
 	apiLoadMode := flag.Bool("api-load", false, "instead of the drains, drain the FULL backlog through cdcaudit twice in each run: alone, and with 4 API exports (JSON Lines, again and again) and a stream of API queries reading the store meanwhile; compare the ingest rate")
+	sinksMode := flag.Bool("sinks", false, "instead of the drains, drain the FULL backlog through cdcaudit without sinks and with both sinks on (a second local PostgreSQL as the audit database, kfakeserver as the Kafka broker), then deliver the first drain's store through both sinks; compare the ingest and delivery rates, RSS, CPU, and bytes per event")
+	kfakeBin := flag.String("kfake", "bin/kfakeserver", "with --sinks: path of the kfakeserver binary (go build -o bin/kfakeserver ./internal/bench/kfakeserver)")
+	kafkaPartitions := flag.Int("kafka-partitions", 1, "with --sinks: partitions of each Kafka topic")
 	cpuProfile := flag.String("cpuprofile", "", "collect cdcaudit's CPU profile (through its --pprof endpoint) of every drain or attached run into this directory, in one-second pieces: go tool pprof -top DIR/SLOT-*.pb.gz")
 	flag.Parse()
 	ids, err := parseIdentities(*identity)
@@ -47,6 +50,9 @@ func main() {
 	}
 	if *runs < 0 || *rows < 1 || *txRows < 1 || *pgbenchTx < 0 || *snapshotRows < 0 || *bigTx < 0 {
 		log.Fatal("--rows and --tx-rows must be at least 1, --runs, --pgbench-tx, --snapshot-rows and --big-tx at least 0")
+	}
+	if *kafkaPartitions < 1 {
+		log.Fatal("--kafka-partitions must be at least 1")
 	}
 	if *pgbenchSeconds < 1 || *pgbenchClients < 1 || *pgbenchScale < 1 {
 		log.Fatal("--pgbench-seconds, --pgbench-clients and --pgbench-scale must be at least 1")
@@ -57,7 +63,7 @@ func main() {
 	opts := options{bin: *bin, rows: *rows, txRows: *txRows, runs: *runs, identities: ids,
 		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep, cpuProfile: *cpuProfile,
 		attached: *attachedMode, pgbenchSeconds: *pgbenchSeconds, pgbenchClients: *pgbenchClients, pgbenchScale: *pgbenchScale,
-		bigTx: *bigTx, apiLoad: *apiLoadMode}
+		bigTx: *bigTx, apiLoad: *apiLoadMode, sinks: *sinksMode, kfake: *kfakeBin, kafkaPartitions: *kafkaPartitions}
 	if err := run(opts); err != nil {
 		log.Fatal(err)
 	}
@@ -75,6 +81,10 @@ type options struct {
 	pgbenchSeconds, pgbenchClients, pgbenchScale int
 	bigTx                                        int
 	apiLoad                                      bool // --api-load
+	// --sinks, its kfakeserver binary and its topics' partitions.
+	sinks           bool
+	kfake           string
+	kafkaPartitions int
 }
 
 // parseIdentities reads --identity: the replica identities to measure, FULL
@@ -151,6 +161,7 @@ type drain struct {
 	cpu, walsenderCPU time.Duration
 	storeBytes        int64         // cdcaudit's store; 0 for pg_recvlogical
 	load              apiLoadResult // --api-load: what the API's readers did meanwhile
+	dataDir           string        // the store, when kept (--keep)
 }
 
 // identityRun is one replica identity's part of a run: the WAL its workload
@@ -202,6 +213,9 @@ func run(o options) error {
 	}
 	if o.apiLoad {
 		return runAPILoadMode(ctx, c, o, rep)
+	}
+	if o.sinks {
+		return runSinksMode(ctx, c, o, rep)
 	}
 	if o.runs > 0 {
 		fmt.Printf("workload: %d inserts + %d updates of a 15-column table (REPLICA IDENTITY %s), %d rows per transaction; %d run(s)\n",
@@ -581,6 +595,9 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Clust
 		return drain{}, fmt.Errorf("cdcaudit did not exit cleanly: %v", err)
 	}
 	d.storeBytes = dirSize(dataDir)
+	if o.keep {
+		d.dataDir = dataDir
+	}
 	return d, nil
 }
 
