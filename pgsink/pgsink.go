@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcaudit/cdcaudit/outbox"
 )
@@ -233,6 +234,47 @@ func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 			return err
 		}
 	}
+	// A batch delivered for the first time is copied straight into the
+	// table: half the server's work of going through the staging table.
+	// One the table already holds some of (delivered again after a
+	// failure) breaks the primary key: then it goes the idempotent way.
+	copied, err := s.copyInto(ctx, conn, s.table, rows)
+	if err != nil {
+		return err
+	}
+	if copied {
+		return nil
+	}
+	return s.insertNew(ctx, conn, rows)
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const uniqueViolation = "23505"
+
+// copyInto copies rows into table and commits; copied false (and no
+// error) when some row is already there (a unique violation).
+func (s *Sink) copyInto(ctx context.Context, conn *pgx.Conn, table string, rows [][]any) (copied bool, err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("pgsink: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows)); err != nil {
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == uniqueViolation {
+			return false, nil
+		}
+		return false, fmt.Errorf("pgsink: copy: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("pgsink: commit: %w", err)
+	}
+	return true, nil
+}
+
+// insertNew stores the rows the table does not hold yet, in one
+// transaction: COPY into the staging table, then INSERT … ON CONFLICT DO
+// NOTHING.
+func (s *Sink) insertNew(ctx context.Context, conn *pgx.Conn, rows [][]any) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgsink: begin: %w", err)

@@ -148,23 +148,7 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	stop()
 
 	// A batch delivered again (a lost acknowledgement) changes nothing.
-	var again []outbox.Record
-	if err := s.Records(t.Context(), nil, 25, func(k, v []byte) error {
-		r := outbox.Record{JSON: bytes.Clone(v), Chain: sink.IsChainRecord(k)}
-		copy(r.Key[:], k)
-		lsn, ord, _ := audit.SplitKey(k)
-		r.ID = audit.FormatID(lsn, ord)
-		h, _ := audit.RecordHead(v)
-		r.CommitTime = h.CommitTime
-		if r.Chain {
-			r.CommitTime = mustTime(t, v)
-		}
-		again = append(again, r)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Deliver(t.Context(), again); err != nil {
+	if err := pg.Deliver(t.Context(), stored(t, s, 25)); err != nil {
 		t.Fatal(err)
 	}
 	// Restarted, with more events.
@@ -218,6 +202,50 @@ func TestDeliverAcrossOutageExactlyOnce(t *testing.T) {
 	if _, err := Verify(t.Context(), dsn, ""); !errors.Is(err, ErrBroken) {
 		t.Fatalf("a removed row went unnoticed: %v", err)
 	}
+}
+
+// stored reads the store's first n records as the outbox hands them.
+func stored(t *testing.T, s *sink.Store, n int) []outbox.Record {
+	t.Helper()
+	var out []outbox.Record
+	if err := s.Records(t.Context(), nil, n, func(k, v []byte) error {
+		r := outbox.Record{JSON: bytes.Clone(v), Chain: sink.IsChainRecord(k)}
+		copy(r.Key[:], k)
+		lsn, ord, _ := audit.SplitKey(k)
+		r.ID = audit.FormatID(lsn, ord)
+		h, _ := audit.RecordHead(v)
+		r.CommitTime = h.CommitTime
+		if r.Chain {
+			r.CommitTime = mustTime(t, v)
+		}
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A batch copied straight into the table the first time, and one that
+// overlaps what the table holds (the first half delivered before): each
+// record stored once, the new ones of the overlapping batch included.
+func TestDeliverOverlappingBatchStoresTheNewRecords(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	s, _ := outboxtest.Store(t, 10, appendTx)
+	all := stored(t, s, 0)
+	pg, err := New(dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	half := len(all) / 2
+	if err := pg.Deliver(t.Context(), all[:half]); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Deliver(t.Context(), all[half/2:]); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, s, dsn, DefaultTable)
 }
 
 func mustTime(t *testing.T, rec []byte) time.Time {
