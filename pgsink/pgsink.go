@@ -202,21 +202,16 @@ func jsonbText(v []byte) string {
 	return string(out)
 }
 
-// Deliver stores a batch in one transaction: COPY into the staging table,
-// then INSERT … ON CONFLICT DO NOTHING into the audit table. It returns
-// nil once the transaction committed.
+// Deliver stores a batch in one transaction: COPY into the audit table or,
+// when the table holds some of it already, COPY into the staging table,
+// then INSERT … ON CONFLICT DO NOTHING. It returns nil once the
+// transaction committed.
 func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 	if len(batch) == 0 {
 		return nil
 	}
-	rows := make([][]any, 0, len(batch))
 	months := map[time.Time]bool{}
 	for _, r := range batch {
-		v, err := row(r)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, v)
 		t := r.CommitTime.UTC()
 		months[time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)] = true
 	}
@@ -238,14 +233,28 @@ func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 	// table: half the server's work of going through the staging table.
 	// One the table already holds some of (delivered again after a
 	// failure) breaks the primary key: then it goes the idempotent way.
-	copied, err := s.copyInto(ctx, conn, s.table, rows)
+	copied, err := s.copyInto(ctx, conn, s.table, rowsOf(batch))
 	if err != nil {
 		return err
 	}
 	if copied {
 		return nil
 	}
-	return s.insertNew(ctx, conn, rows)
+	return s.insertNew(ctx, conn, rowsOf(batch))
+}
+
+// rowsOf gives COPY the batch's rows as it asks for them: pgx encodes them
+// while the server stores the ones it has, so turning records into rows
+// overlaps with the server's work.
+func rowsOf(batch []outbox.Record) pgx.CopyFromSource {
+	i := 0
+	return pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(batch) {
+			return nil, nil
+		}
+		i++
+		return row(batch[i-1])
+	})
 }
 
 // uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
@@ -253,13 +262,13 @@ const uniqueViolation = "23505"
 
 // copyInto copies rows into table and commits; copied false (and no
 // error) when some row is already there (a unique violation).
-func (s *Sink) copyInto(ctx context.Context, conn *pgx.Conn, table string, rows [][]any) (copied bool, err error) {
+func (s *Sink) copyInto(ctx context.Context, conn *pgx.Conn, table string, rows pgx.CopyFromSource) (copied bool, err error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("pgsink: begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns, rows); err != nil {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == uniqueViolation {
 			return false, nil
 		}
@@ -274,13 +283,13 @@ func (s *Sink) copyInto(ctx context.Context, conn *pgx.Conn, table string, rows 
 // insertNew stores the rows the table does not hold yet, in one
 // transaction: COPY into the staging table, then INSERT … ON CONFLICT DO
 // NOTHING.
-func (s *Sink) insertNew(ctx context.Context, conn *pgx.Conn, rows [][]any) error {
+func (s *Sink) insertNew(ctx context.Context, conn *pgx.Conn, rows pgx.CopyFromSource) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgsink: begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cdcaudit_staging"}, columns, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cdcaudit_staging"}, columns, rows); err != nil {
 		return fmt.Errorf("pgsink: copy: %w", err)
 	}
 	cols := strings.Join(columns, ", ")

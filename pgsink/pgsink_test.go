@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,5 +300,36 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 	if err := Migrate(t.Context(), conn, "audit_x"); err == nil {
 		t.Fatal("a table from a newer cdcaudit was accepted")
+	}
+}
+
+// A record that cannot be made a row fails its batch, and nothing of the
+// batch is stored.
+func TestDeliverMalformedRecordFailsTheBatch(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	s, _ := outboxtest.Store(t, 3, appendTx)
+	batch := stored(t, s, 0)
+	bad := batch[len(batch)-1]
+	bad.JSON = []byte(`{"id":"x"}`) // no op
+	batch[len(batch)-1] = bad
+	pg, err := New(dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if err := pg.Deliver(t.Context(), batch); err == nil || !strings.Contains(err.Error(), "has no op") {
+		t.Fatalf("Deliver = %v, want the record's error", err)
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM `+DefaultTable).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows stored from a failed batch", n)
 	}
 }
