@@ -207,15 +207,28 @@ func sinkArgs(auditDSN, broker, prefix string) []string {
 		"--sink-kafka-topic", prefix + ".{schema}.{table}"}
 }
 
-// runWithSinks starts cdcaudit on slot (with dataDir, or a fresh store)
-// and both sinks on, reads its /metrics every sinkPoll, and stops it once
-// it had stored ingest new events (0: a store that already holds the
-// backlog) and each sink had delivered changes records and found nothing
-// more.
-func runWithSinks(ctx context.Context, o options, c, audit *pgtest.Cluster, conn, auditConn *pgx.Conn, db, auditDB, slot, dataDir string,
-	k *kfakeProc, prefix string, ingest, changes int) (daemonRun, error) {
+// sinkDaemon is one cdcaudit with both sinks on.
+type sinkDaemon struct {
+	db, slot string
+	dataDir  string // its store: "" for a fresh one
+	auditDB  string
+	audit    *pgx.Conn // to auditDB, to find the sink's backend
+	prefix   string    // of its Kafka topics
+	// It is done once it stored ingest new events (0: a store that
+	// already holds the backlog) and each sink delivered changes records
+	// and found nothing more.
+	ingest, changes int
+	// write, when not nil, runs once the daemon streams: the workload
+	// written while it runs.
+	write func() error
+}
+
+// runWithSinks starts d's cdcaudit, reads its /metrics every sinkPoll,
+// and stops it once it is done.
+func runWithSinks(ctx context.Context, o options, c, audit *pgtest.Cluster, conn *pgx.Conn, k *kfakeProc, d sinkDaemon) (daemonRun, error) {
+	dataDir := d.dataDir
 	if dataDir == "" {
-		dir, err := os.MkdirTemp("", "cdcaudit-bench-"+slot+"-")
+		dir, err := os.MkdirTemp("", "cdcaudit-bench-"+d.slot+"-")
 		if err != nil {
 			return daemonRun{}, err
 		}
@@ -226,10 +239,10 @@ func runWithSinks(ctx context.Context, o options, c, audit *pgtest.Cluster, conn
 	if err != nil {
 		return daemonRun{}, err
 	}
-	args := append([]string{"run", "--dsn", c.DSN(db), "--data-dir", dataDir, "--slot", slot,
+	args := append([]string{"run", "--dsn", c.DSN(d.db), "--data-dir", dataDir, "--slot", d.slot,
 		"--publication", "bench", "--http-addr", addr, "--log-level", "warn", "--profile", "none", "--snapshot", "never"},
-		sinkArgs(audit.DSN(auditDB), k.addr, prefix)...)
-	args, stopProfile, err := profiled(args, o.cpuProfile, prefix)
+		sinkArgs(audit.DSN(d.auditDB), k.addr, d.prefix)...)
+	args, stopProfile, err := profiled(args, o.cpuProfile, d.prefix)
 	if err != nil {
 		return daemonRun{}, err
 	}
@@ -253,6 +266,8 @@ func runWithSinks(ctx context.Context, o options, c, audit *pgtest.Cluster, conn
 			<-exited
 		}
 	}()
+	written := make(chan error, 1)
+	writing := false
 	client := &http.Client{Timeout: 5 * time.Second}
 	var r daemonRun
 	ws, backends := serverProcs{}, serverProcs{}
@@ -260,16 +275,24 @@ func runWithSinks(ctx context.Context, o options, c, audit *pgtest.Cluster, conn
 		select {
 		case err := <-exited:
 			return daemonRun{}, fmt.Errorf("cdcaudit exited early: %v", err)
+		case err := <-written:
+			if err != nil {
+				return daemonRun{}, fmt.Errorf("the workload: %w", err)
+			}
 		case <-time.After(sinkPoll):
 		}
 		r.anonKB = max(r.anonKB, anonRSS(cmd.Process.Pid))
-		pid, err := activeWalsender(ctx, conn, slot)
+		pid, err := activeWalsender(ctx, conn, d.slot)
 		if err != nil {
 			return daemonRun{}, err
 		}
 		ws.sample(pid)
+		if pid != 0 && d.write != nil && !writing {
+			writing = true
+			go func() { written <- d.write() }()
+		}
 		if n%5 == 0 { // the sink's connection lasts: found again now and then
-			if err := sampleBackends(ctx, auditConn, auditDB, backends); err != nil {
+			if err := sampleBackends(ctx, d.audit, d.auditDB, backends); err != nil {
 				return daemonRun{}, err
 			}
 		} else {
@@ -283,13 +306,13 @@ func runWithSinks(ctx context.Context, o options, c, audit *pgtest.Cluster, conn
 			continue
 		}
 		x := sinkSample{at: time.Since(t0), events: m.sum("cdcaudit_events_total"), delivered: map[string]float64{}, lagSec: map[string]float64{}}
-		done := x.events >= float64(ingest)
+		done := x.events >= float64(d.ingest)
 		for _, name := range sinkNames {
 			x.delivered[name] = m.get("cdcaudit_sink_delivered_records_total", "sink", name)
 			x.lagSec[name] = m.get("cdcaudit_sink_lag_seconds", "sink", name)
-			done = done && x.delivered[name] >= float64(changes) && x.lagSec[name] == 0
+			done = done && x.delivered[name] >= float64(d.changes) && x.lagSec[name] == 0
 			if e := m.get("cdcaudit_sink_errors_total", "sink", name); e > 0 && n%50 == 0 {
-				log.Printf("%s: sink %s failed %v time(s) so far", slot, name, e)
+				log.Printf("%s: sink %s failed %v time(s) so far", d.slot, name, e)
 			}
 		}
 		r.samples = append(r.samples, x)
@@ -478,12 +501,29 @@ func benchSinks(ctx context.Context, c, audit *pgtest.Cluster, o options, run in
 	}
 	defer k.stop()
 	r.KafkaPartitions = o.kafkaPartitions
-	end, _, err := workload(ctx, c, conn, o.rows, o.txRows)
-	if err != nil {
-		return r, err
-	}
-	if run%2 == 0 {
-		slices.Reverse(slots)
+	sinks := sinkDaemon{db: db, slot: "sinks", auditDB: auditDBs[0], audit: auditConns[auditDBs[0]], prefix: "bench", ingest: changes, changes: changes}
+	var end uint64
+	if o.sinksRate > 0 {
+		// The workload is written at --sinks-rate while the daemon with
+		// the sinks streams it; then the other drains it.
+		wconn, err := pgx.Connect(ctx, c.DSN(db))
+		if err != nil {
+			return r, err
+		}
+		defer wconn.Close(ctx)
+		every := time.Duration(float64(time.Second) * float64(o.txRows) / float64(o.sinksRate))
+		sinks.write = func() (err error) {
+			end, _, err = pacedWorkload(ctx, c, wconn, o.rows, o.txRows, every)
+			return err
+		}
+		slots = []string{"sinks", "plain"}
+	} else {
+		if end, _, err = workload(ctx, c, conn, o.rows, o.txRows); err != nil {
+			return r, err
+		}
+		if run%2 == 0 {
+			slices.Reverse(slots)
+		}
 	}
 	plainDir := ""
 	defer func() {
@@ -502,7 +542,7 @@ func benchSinks(ctx context.Context, c, audit *pgtest.Cluster, o options, run in
 			log.Printf("run %d/%d: cdcaudit without sinks %s", run, o.runs, r.Plain.summary(changes))
 			continue
 		}
-		if r.Sinks, err = runWithSinks(ctx, o, c, audit, conn, auditConns[auditDBs[0]], db, auditDBs[0], s, "", k, "bench", changes, changes); err != nil {
+		if r.Sinks, err = runWithSinks(ctx, o, c, audit, conn, k, sinks); err != nil {
 			return r, fmt.Errorf("with both sinks: %w", err)
 		}
 		if r.IngestRate, r.Flows, err = ingestFlow(r.Sinks.samples, changes); err != nil {
@@ -512,7 +552,8 @@ func benchSinks(ctx context.Context, c, audit *pgtest.Cluster, o options, run in
 			run, o.runs, r.IngestRate, r.Flows["postgres"].CaughtRate, r.Flows["postgres"].CatchUpSecs,
 			r.Flows["kafka"].CaughtRate, r.Flows["kafka"].CatchUpSecs, float64(r.Sinks.rssKB)/1024, float64(r.Sinks.anonKB)/1024)
 	}
-	if r.Backlog, err = runWithSinks(ctx, o, c, audit, conn, auditConns[auditDBs[1]], db, auditDBs[1], "plain", plainDir, k, "backlog", 0, changes); err != nil {
+	backlog := sinkDaemon{db: db, slot: "plain", dataDir: plainDir, auditDB: auditDBs[1], audit: auditConns[auditDBs[1]], prefix: "backlog", changes: changes}
+	if r.Backlog, err = runWithSinks(ctx, o, c, audit, conn, k, backlog); err != nil {
 		return r, fmt.Errorf("delivering the backlog: %w", err)
 	}
 	if r.BacklogRate, err = backlogRates(r.Backlog.samples, changes); err != nil {
@@ -588,8 +629,16 @@ func printSinks(o options, runs []sinksRun) {
 	line := func(name string, s spread, verb string) { fmt.Printf("%-62s%s\n", name, s.format(verb)) }
 	fmt.Printf("sinks: median (min to max) of %d run(s), %d changes each; audit database: a second local PostgreSQL (fsync on); Kafka: kfake (franz-go's in-memory fake broker, not Apache Kafka), %d partition(s) per topic, zstd\n",
 		len(runs), changes, o.kafkaPartitions)
-	line("ingest without sinks, changes/s", over(func(r sinksRun) float64 { return r.PlainRate }), "%.0f")
+	if o.sinksRate > 0 {
+		fmt.Printf("the workload written at %d changes/s while cdcaudit with both sinks streamed it; then drained without sinks\n", o.sinksRate)
+	} else {
+		fmt.Println("the workload written, then drained by cdcaudit without sinks and with both sinks (which first alternates)")
+	}
+	line("ingest without sinks (a drain), changes/s", over(func(r sinksRun) float64 { return r.PlainRate }), "%.0f")
 	line("ingest with both sinks on, changes/s", over(func(r sinksRun) float64 { return r.IngestRate }), "%.0f")
+	if o.sinksRate == 0 {
+		line("  with / without sinks (same run)", over(func(r sinksRun) float64 { return r.IngestRate / r.PlainRate }), "%.2f")
+	}
 	for _, name := range sinkNames {
 		f := func(g func(sinkFlow) float64) spread {
 			return over(func(r sinksRun) float64 { return g(r.Flows[name]) })
