@@ -35,8 +35,10 @@ type sinkSample struct {
 	lagSec    map[string]float64
 }
 
-// crossing is when a counter reached target, interpolated between the two
-// samples around it; ok false when it never did.
+// crossing is when a counter reached target: between the two samples
+// around it, at the pace it went before (a counter that stops at target
+// would look slower, interpolated to the next sample), else interpolated;
+// ok false when it never did.
 func crossing(s []sinkSample, value func(sinkSample) float64, target float64) (time.Duration, bool) {
 	for i, x := range s {
 		if value(x) < target {
@@ -46,6 +48,11 @@ func crossing(s []sinkSample, value func(sinkSample) float64, target float64) (t
 			return x.at, true
 		}
 		p := s[i-1]
+		if i >= 2 {
+			if pace := (value(p) - value(s[i-2])) / (p.at - s[i-2].at).Seconds(); pace > 0 {
+				return min(x.at, p.at+time.Duration((target-value(p))/pace*float64(time.Second))), true
+			}
+		}
 		f := (target - value(p)) / (value(x) - value(p))
 		return p.at + time.Duration(f*float64(x.at-p.at)), true
 	}
