@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -122,14 +123,17 @@ var columns = []string{"id", "commit_time", "op", "lsn", "commit_lsn", "xid", "d
 
 // row turns a record into the values of columns.
 func row(r outbox.Record) ([]any, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(r.JSON, &m); err != nil {
+	m, err := members(r.JSON)
+	if err != nil {
 		return nil, fmt.Errorf("pgsink: record %s: %w", r.ID, err)
 	}
 	str := func(k string) any {
 		v, ok := m[k]
 		if !ok || string(v) == "null" {
 			return nil
+		}
+		if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+			return string(v[1 : n-1]) // no escape: the text as it is
 		}
 		var s string
 		if json.Unmarshal(v, &s) != nil {
