@@ -4,9 +4,10 @@
 // on commit_time, one column per member of the event (key, before, after
 // … as jsonb) and the record exactly as exported (record, text: its hash
 // covers it byte for byte, so Verify recomputes the chain from the table).
-// Batches are copied into a temporary staging table and inserted with
-// ON CONFLICT (id, commit_time) DO NOTHING: a batch delivered twice (at
-// least once) is stored once.
+// Batches are copied into the table; one that holds rows already there
+// (delivered again: at least once) is copied into a temporary staging
+// table and inserted with ON CONFLICT (id, commit_time) DO NOTHING, so a
+// record delivered twice is stored once.
 package pgsink
 
 import (
