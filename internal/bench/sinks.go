@@ -603,23 +603,8 @@ func runSinksMode(ctx context.Context, c *pgtest.Cluster, o options, rep report)
 	rep.LoadAverageStart = loadAverage()
 	fmt.Printf("workload: %d inserts + %d updates (REPLICA IDENTITY FULL), %d rows per transaction; %d run(s), each drained by cdcaudit without sinks and with both sinks on\n",
 		o.rows, o.rows, o.txRows, o.runs)
-	fmt.Printf("load average at start: %s\n", rep.LoadAverageStart)
-	var runs []sinksRun
-	for r := 1; r <= o.runs; r++ {
-		sr, err := benchSinks(ctx, c, audit, o, r)
-		if err != nil {
-			return fmt.Errorf("run %d, --sinks: %w", r, err)
-		}
-		runs = append(runs, sr)
-	}
-	rep.LoadAverageEnd = loadAverage()
-	fmt.Printf("load average at end:   %s\n\n", rep.LoadAverageEnd)
-	printSinks(o, runs)
-	rep.Sinks = runs
-	if o.jsonOut != "" {
-		return writeJSON(o.jsonOut, rep)
-	}
-	return nil
+	return measureRuns(o, rep, "--sinks", func(run int) (sinksRun, error) { return benchSinks(ctx, c, audit, o, run) },
+		func(runs []sinksRun) { printSinks(o, runs) }, func(rep *report, runs []sinksRun) { rep.Sinks = runs })
 }
 
 func printSinks(o options, runs []sinksRun) {
