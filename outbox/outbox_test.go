@@ -265,3 +265,90 @@ func TestHoldKeepsWhatIsNotAcknowledged(t *testing.T) {
 func id(commit uint64, ord uint32) string { return audit.FormatID(commit, ord) }
 
 func key(commit uint64, ord uint32) []byte { k := audit.MakeKey(commit, ord); return k[:] }
+
+// gatedSink acknowledges a batch when the test lets it (gate), and says
+// how many records it acknowledged.
+type gatedSink struct {
+	gate  chan struct{}
+	acked atomic.Int64
+}
+
+func (g *gatedSink) Name() string { return "gated" }
+
+func (g *gatedSink) Deliver(ctx context.Context, batch []Record) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.acked.Add(int64(len(batch)))
+	return nil
+}
+
+// lagMetrics keeps every lag reported.
+type lagMetrics struct {
+	mu  sync.Mutex
+	lag []uint64
+}
+
+func (m *lagMetrics) SinkDelivered(string, int) {}
+func (m *lagMetrics) SinkFailed(string)         {}
+func (m *lagMetrics) SinkLag(_ string, r uint64, _ float64) {
+	m.mu.Lock()
+	m.lag = append(m.lag, r)
+	m.mu.Unlock()
+}
+
+func (m *lagMetrics) reports() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.lag) }
+func (m *lagMetrics) last() uint64 { m.mu.Lock(); defer m.mu.Unlock(); return m.lag[len(m.lag)-1] }
+
+// The lag in records, counted when the clock says so, is the store's
+// records not acknowledged yet: records appended while behind are added,
+// those delivered taken off.
+func TestLagRecordsCountsTheBacklog(t *testing.T) {
+	s, w := outboxtest.Store(t, 20, appendTx) // genesis + 40 events
+	g := &gatedSink{gate: make(chan struct{})}
+	m := &lagMetrics{}
+	var clock atomic.Int64 // seconds since base
+	now := func() time.Time { return base.Add(time.Duration(clock.Load()) * time.Second) }
+	r, err := New(s, g, Options{Batch: 5, Poll: 5 * time.Millisecond, LagEvery: 10 * time.Second, Metrics: m, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := outboxtest.Start(t, w, r.Run)
+	defer stop()
+	total := func() uint64 { return uint64(len(storeIDs(t, s))) }
+	// deliver lets one batch through and waits for the next report,
+	// made before that batch's Deliver.
+	deliver := func() uint64 {
+		t.Helper()
+		n := m.reports()
+		g.gate <- struct{}{}
+		waitFor(t, func() bool { return m.reports() > n })
+		return m.last()
+	}
+	waitFor(t, func() bool { return m.reports() > 0 })
+	if got := m.last(); got != 41 {
+		t.Fatalf("first count: lag %d, want 41", got)
+	}
+	// Without a count, delivered batches are taken off.
+	if got := deliver(); got != 36 {
+		t.Fatalf("after a batch: lag %d, want 36", got)
+	}
+	// Appended while behind, counted at the next count.
+	outboxtest.Fill(t, w, 21, 30, appendTx)
+	clock.Add(10)
+	if got, want := deliver(), total()-uint64(g.acked.Load()); got != want {
+		t.Fatalf("after appending: lag %d, want %d", got, want)
+	}
+	// More appended, and delivered past what was counted before the
+	// next count: still exact.
+	outboxtest.Fill(t, w, 31, 40, appendTx)
+	for range 11 {
+		deliver()
+	}
+	clock.Add(10)
+	if got, want := deliver(), total()-uint64(g.acked.Load()); got != want {
+		t.Fatalf("at the end: lag %d, want %d", got, want)
+	}
+}

@@ -4,10 +4,11 @@
 // on commit_time, one column per member of the event (key, before, after
 // … as jsonb) and the record exactly as exported (record, text: its hash
 // covers it byte for byte, so Verify recomputes the chain from the table).
-// Batches are copied into a temporary staging table and inserted with
-// ON CONFLICT (source, id, commit_time) DO NOTHING: a batch delivered
-// twice (at least once) is stored once. Several instances share a table:
-// each row carries its store's source (the source column, of chain
+// Batches are copied into the table; one that holds rows already there
+// (delivered again: at least once) is copied into a temporary staging
+// table and inserted with ON CONFLICT (source, id, commit_time) DO NOTHING,
+// so a record delivered twice is stored once. Several instances share a
+// table: each row carries its store's source (the source column, of chain
 // records too), and each source's rows are a chain of their own.
 package pgsink
 
@@ -21,8 +22,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcaudit/cdcaudit/outbox"
 )
@@ -128,14 +131,17 @@ var columns = []string{"source", "id", "commit_time", "op", "lsn", "commit_lsn",
 
 // row turns a record of source into the values of columns.
 func row(source string, r outbox.Record) ([]any, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(r.JSON, &m); err != nil {
+	m, err := members(r.JSON)
+	if err != nil {
 		return nil, fmt.Errorf("pgsink: record %s: %w", r.ID, err)
 	}
 	str := func(k string) any {
 		v, ok := m[k]
 		if !ok || string(v) == "null" {
 			return nil
+		}
+		if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+			return string(v[1 : n-1]) // no escape: the text as it is
 		}
 		var s string
 		if json.Unmarshal(v, &s) != nil {
@@ -208,21 +214,16 @@ func jsonbText(v []byte) string {
 	return string(out)
 }
 
-// Deliver stores a batch in one transaction: COPY into the staging table,
-// then INSERT … ON CONFLICT DO NOTHING into the audit table. It returns
-// nil once the transaction committed.
+// Deliver stores a batch in one transaction: COPY into the audit table or,
+// when the table holds some of it already, COPY into the staging table,
+// then INSERT … ON CONFLICT DO NOTHING. It returns nil once the
+// transaction committed.
 func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 	if len(batch) == 0 {
 		return nil
 	}
-	rows := make([][]any, 0, len(batch))
 	months := map[time.Time]bool{}
 	for _, r := range batch {
-		v, err := row(s.source, r)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, v)
 		t := r.CommitTime.UTC()
 		months[time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)] = true
 	}
@@ -240,12 +241,67 @@ func (s *Sink) Deliver(ctx context.Context, batch []outbox.Record) (err error) {
 			return err
 		}
 	}
+	// A batch delivered for the first time is copied straight into the
+	// table: half the server's work of going through the staging table.
+	// One the table already holds some of (delivered again after a
+	// failure) breaks the primary key: then it goes the idempotent way.
+	copied, err := s.copyInto(ctx, conn, s.table, rowsOf(s.source, batch))
+	if err != nil {
+		return err
+	}
+	if copied {
+		return nil
+	}
+	return s.insertNew(ctx, conn, rowsOf(s.source, batch))
+}
+
+// rowsOf gives COPY the batch's rows as it asks for them: pgx encodes them
+// while the server stores the ones it has, so turning records into rows
+// overlaps with the server's work.
+func rowsOf(source string, batch []outbox.Record) pgx.CopyFromSource {
+	i := 0
+	return pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(batch) {
+			return nil, nil
+		}
+		i++
+		return row(source, batch[i-1])
+	})
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const uniqueViolation = "23505"
+
+// copyInto copies rows into table and commits; copied false (and no
+// error) when some row is already there (a unique violation).
+func (s *Sink) copyInto(ctx context.Context, conn *pgx.Conn, table string, rows pgx.CopyFromSource) (copied bool, err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("pgsink: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns, rows); err != nil {
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == uniqueViolation {
+			return false, nil
+		}
+		return false, fmt.Errorf("pgsink: copy: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("pgsink: commit: %w", err)
+	}
+	return true, nil
+}
+
+// insertNew stores the rows the table does not hold yet, in one
+// transaction: COPY into the staging table, then INSERT … ON CONFLICT DO
+// NOTHING.
+func (s *Sink) insertNew(ctx context.Context, conn *pgx.Conn, rows pgx.CopyFromSource) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgsink: begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cdcaudit_staging"}, columns, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cdcaudit_staging"}, columns, rows); err != nil {
 		return fmt.Errorf("pgsink: copy: %w", err)
 	}
 	cols := strings.Join(columns, ", ")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,6 +234,28 @@ func records(t *testing.T, s *sink.Store, n int) []outbox.Record {
 	return out
 }
 
+// A batch copied straight into the table the first time, and one that
+// overlaps what the table holds (the first half delivered before): each
+// record stored once, the new ones of the overlapping batch included.
+func TestDeliverOverlappingBatchStoresTheNewRecords(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	s, _ := outboxtest.Store(t, 10, appendTx)
+	all := records(t, s, 0)
+	pg, err := New(dsn, "", "odoo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	half := len(all) / 2
+	if err := pg.Deliver(t.Context(), all[:half]); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Deliver(t.Context(), all[half/2:]); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, s, dsn, DefaultTable, "odoo")
+}
+
 func mustTime(t *testing.T, rec []byte) time.Time {
 	t.Helper()
 	var v struct {
@@ -284,5 +307,36 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 	if err := Migrate(t.Context(), conn, "audit_x", "erp"); err == nil {
 		t.Fatal("a table from a newer cdcaudit was accepted")
+	}
+}
+
+// A record that cannot be made a row fails its batch, and nothing of the
+// batch is stored.
+func TestDeliverMalformedRecordFailsTheBatch(t *testing.T) {
+	dsn, _ := pgtest.NewDB(t)
+	s, _ := outboxtest.Store(t, 3, appendTx)
+	batch := records(t, s, 0)
+	bad := batch[len(batch)-1]
+	bad.JSON = []byte(`{"id":"x"}`) // no op
+	batch[len(batch)-1] = bad
+	pg, err := New(dsn, "", "odoo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if err := pg.Deliver(t.Context(), batch); err == nil || !strings.Contains(err.Error(), "has no op") {
+		t.Fatalf("Deliver = %v, want the record's error", err)
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM `+DefaultTable).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows stored from a failed batch", n)
 	}
 }

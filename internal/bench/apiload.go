@@ -227,19 +227,27 @@ func runAPILoadMode(ctx context.Context, c *pgtest.Cluster, o options, rep repor
 	rep.LoadAverageStart = loadAverage()
 	fmt.Printf("workload: %d inserts + %d updates (REPLICA IDENTITY FULL), %d rows per transaction; %d run(s), each drained by cdcaudit alone and with %d API exports and a stream of API queries\n",
 		o.rows, o.rows, o.txRows, o.runs, apiExporters)
+	return measureRuns(o, rep, "--api-load", func(run int) (apiLoadRun, error) { return benchAPILoad(ctx, c, o, run) },
+		func(runs []apiLoadRun) { printAPILoad(o, runs) }, func(rep *report, runs []apiLoadRun) { rep.APILoad = runs })
+}
+
+// measureRuns makes the --runs runs of one mode between two readings of
+// the load average, prints their table (print), keeps them in the report
+// (keep) and writes --json.
+func measureRuns[R any](o options, rep report, mode string, one func(run int) (R, error), print func([]R), keep func(*report, []R)) error {
 	fmt.Printf("load average at start: %s\n", rep.LoadAverageStart)
-	var runs []apiLoadRun
+	var runs []R
 	for r := 1; r <= o.runs; r++ {
-		ar, err := benchAPILoad(ctx, c, o, r)
+		x, err := one(r)
 		if err != nil {
-			return fmt.Errorf("run %d, --api-load: %w", r, err)
+			return fmt.Errorf("run %d, %s: %w", r, mode, err)
 		}
-		runs = append(runs, ar)
+		runs = append(runs, x)
 	}
 	rep.LoadAverageEnd = loadAverage()
 	fmt.Printf("load average at end:   %s\n\n", rep.LoadAverageEnd)
-	printAPILoad(o, runs)
-	rep.APILoad = runs
+	print(runs)
+	keep(&rep, runs)
 	if o.jsonOut != "" {
 		return writeJSON(o.jsonOut, rep)
 	}

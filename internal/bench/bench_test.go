@@ -260,3 +260,78 @@ func TestStatusFieldAndPairedRatios(t *testing.T) {
 		t.Errorf("pairedWith = %v", got)
 	}
 }
+
+// sampled makes samples every 100 ms of events and each sink's delivered
+// count, from functions of the sample's time.
+func sampled(n int, events, pg, kafka func(at time.Duration) float64) []sinkSample {
+	var s []sinkSample
+	for i := range n {
+		at := time.Duration(i) * 100 * time.Millisecond
+		s = append(s, sinkSample{at: at, events: events(at),
+			delivered: map[string]float64{"postgres": pg(at), "kafka": kafka(at)}})
+	}
+	return s
+}
+
+// rate is a counter growing at perSec from start, up to top.
+func rate(start time.Duration, perSec, top float64) func(time.Duration) float64 {
+	return func(at time.Duration) float64 {
+		return max(0, min(top, (at-start).Seconds()*perSec))
+	}
+}
+
+func TestIngestFlowRatesAndCatchUp(t *testing.T) {
+	// 1000 changes: stored at 1000/s from 0.05 s (the first sample that
+	// sees an event is at 0.1 s), postgres at 500/s (done at 2.05 s, 1 s
+	// after ingest), kafka as fast as ingest.
+	s := sampled(40, rate(50*time.Millisecond, 1000, 1000), rate(50*time.Millisecond, 500, 1001), rate(50*time.Millisecond, 1000, 1001))
+	ingest, flows, err := ingestFlow(s, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(name string, got, want float64) {
+		t.Helper()
+		if got < want*0.99 || got > want*1.01 {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	near("ingest", ingest, 1000)
+	near("postgres over the window", flows["postgres"].WindowRate, 500)
+	near("postgres until caught up", flows["postgres"].CaughtRate, 500)
+	near("postgres catch-up", flows["postgres"].CatchUpSecs, 1)
+	near("kafka until caught up", flows["kafka"].CaughtRate, 1000)
+	if flows["kafka"].CatchUpSecs > 0.001 {
+		t.Errorf("kafka caught up %v s after ingest, want 0", flows["kafka"].CatchUpSecs)
+	}
+	// A sink that never got there is an error, not a rate.
+	stuck := sampled(40, rate(0, 1000, 1000), rate(0, 100, 1001), rate(0, 1000, 1001))
+	if _, _, err := ingestFlow(stuck, 1000); err == nil || !strings.Contains(err.Error(), "postgres") {
+		t.Errorf("a sink that did not deliver everything: %v", err)
+	}
+	if _, _, err := ingestFlow(sampled(5, rate(0, 0, 0), rate(0, 0, 0), rate(0, 0, 0)), 1000); err == nil {
+		t.Error("no event stored, yet a rate")
+	}
+}
+
+func TestBacklogRatesCountFromTheFirstDelivery(t *testing.T) {
+	// Nothing for 1 s (the daemon starting), then 2000/s and 4000/s.
+	s := sampled(40, rate(0, 0, 0), rate(time.Second, 2000, 4001), rate(time.Second, 4000, 4001))
+	got, err := backlogRates(s, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["postgres"] < 1980 || got["postgres"] > 2020 || got["kafka"] < 3960 || got["kafka"] > 4040 {
+		t.Errorf("backlog rates %v, want postgres 2000 and kafka 4000", got)
+	}
+}
+
+func TestMetricSumAddsEveryLabelSet(t *testing.T) {
+	m, err := parseMetrics(strings.NewReader("cdcaudit_events_total{op=\"insert\",schema=\"public\",table=\"t\"} 3\n" +
+		"cdcaudit_events_total{op=\"update\",schema=\"public\",table=\"t\"} 4\ncdcaudit_events_total_other 100\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.sum("cdcaudit_events_total"); got != 7 {
+		t.Errorf("sum = %v, want 7", got)
+	}
+}

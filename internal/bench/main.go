@@ -39,6 +39,10 @@ func main() {
 	jsonOut := flag.String("json", "", "also write every figure of every run to this file, as JSON")
 	keep := flag.Bool("keep", false, "keep the cdcaudit stores (their paths are printed)")
 	apiLoadMode := flag.Bool("api-load", false, "instead of the drains, drain the FULL backlog through cdcaudit twice in each run: alone, and with 4 API exports (JSON Lines, again and again) and a stream of API queries reading the store meanwhile; compare the ingest rate")
+	sinksMode := flag.Bool("sinks", false, "instead of the drains, drain the FULL backlog through cdcaudit without sinks and with both sinks on (a second local PostgreSQL as the audit database, kfakeserver as the Kafka broker), then deliver the first drain's store through both sinks; compare the ingest and delivery rates, RSS, CPU, and bytes per event")
+	kfakeBin := flag.String("kfake", "bin/kfakeserver", "with --sinks: path of the kfakeserver binary (go build -o bin/kfakeserver ./internal/bench/kfakeserver)")
+	kafkaPartitions := flag.Int("kafka-partitions", 1, "with --sinks: partitions of each Kafka topic")
+	sinksRate := flag.Int("sinks-rate", 0, "with --sinks: write the workload at this many changes/s while cdcaudit with both sinks streams it, instead of draining it afterwards (0: drain)")
 	cpuProfile := flag.String("cpuprofile", "", "collect cdcaudit's CPU profile (through its --pprof endpoint) of every drain or attached run into this directory, in one-second pieces: go tool pprof -top DIR/SLOT-*.pb.gz")
 	flag.Parse()
 	ids, err := parseIdentities(*identity)
@@ -47,6 +51,9 @@ func main() {
 	}
 	if *runs < 0 || *rows < 1 || *txRows < 1 || *pgbenchTx < 0 || *snapshotRows < 0 || *bigTx < 0 {
 		log.Fatal("--rows and --tx-rows must be at least 1, --runs, --pgbench-tx, --snapshot-rows and --big-tx at least 0")
+	}
+	if *kafkaPartitions < 1 || *sinksRate < 0 {
+		log.Fatal("--kafka-partitions must be at least 1, --sinks-rate at least 0")
 	}
 	if *pgbenchSeconds < 1 || *pgbenchClients < 1 || *pgbenchScale < 1 {
 		log.Fatal("--pgbench-seconds, --pgbench-clients and --pgbench-scale must be at least 1")
@@ -57,7 +64,7 @@ func main() {
 	opts := options{bin: *bin, rows: *rows, txRows: *txRows, runs: *runs, identities: ids,
 		pgbenchTx: *pgbenchTx, snapshotRows: *snapshotRows, jsonOut: *jsonOut, keep: *keep, cpuProfile: *cpuProfile,
 		attached: *attachedMode, pgbenchSeconds: *pgbenchSeconds, pgbenchClients: *pgbenchClients, pgbenchScale: *pgbenchScale,
-		bigTx: *bigTx, apiLoad: *apiLoadMode}
+		bigTx: *bigTx, apiLoad: *apiLoadMode, sinks: *sinksMode, kfake: *kfakeBin, kafkaPartitions: *kafkaPartitions, sinksRate: *sinksRate}
 	if err := run(opts); err != nil {
 		log.Fatal(err)
 	}
@@ -75,6 +82,11 @@ type options struct {
 	pgbenchSeconds, pgbenchClients, pgbenchScale int
 	bigTx                                        int
 	apiLoad                                      bool // --api-load
+	// --sinks, its kfakeserver binary and its topics' partitions.
+	sinks           bool
+	kfake           string
+	kafkaPartitions int
+	sinksRate       int // changes/s; 0: the sinks drain a backlog
 }
 
 // parseIdentities reads --identity: the replica identities to measure, FULL
@@ -151,6 +163,7 @@ type drain struct {
 	cpu, walsenderCPU time.Duration
 	storeBytes        int64         // cdcaudit's store; 0 for pg_recvlogical
 	load              apiLoadResult // --api-load: what the API's readers did meanwhile
+	dataDir           string        // the store, when kept (--keep)
 }
 
 // identityRun is one replica identity's part of a run: the WAL its workload
@@ -202,6 +215,9 @@ func run(o options) error {
 	}
 	if o.apiLoad {
 		return runAPILoadMode(ctx, c, o, rep)
+	}
+	if o.sinks {
+		return runSinksMode(ctx, c, o, rep)
 	}
 	if o.runs > 0 {
 		fmt.Printf("workload: %d inserts + %d updates of a 15-column table (REPLICA IDENTITY %s), %d rows per transaction; %d run(s)\n",
@@ -402,6 +418,12 @@ func (w workloadWAL) total() walSpan { return w.inserts.add(w.updates) }
 // the last transaction, after its last change (a consumer that has stored a
 // commit at or past it has everything), and the WAL each phase wrote.
 func workload(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, rows, txRows int) (uint64, workloadWAL, error) {
+	return pacedWorkload(ctx, c, conn, rows, txRows, 0)
+}
+
+// pacedWorkload is workload with a transaction begun every interval at
+// most (0: as fast as the server takes them).
+func pacedWorkload(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, rows, txRows int, every time.Duration) (uint64, workloadWAL, error) {
 	upd := `UPDATE sale_order_line SET state = 'sale', discount = 5, write_uid = 6, write_date = now() AT TIME ZONE 'UTC' WHERE id BETWEEN $1 AND $2`
 	var wal workloadWAL
 	// Both identities start from a checkpoint: the same pages get a full
@@ -414,12 +436,17 @@ func workload(ctx context.Context, c *pgtest.Cluster, conn *pgx.Conn, rows, txRo
 		return 0, wal, err
 	}
 	var last uint64
+	t0, n := time.Now(), 0
 	for _, phase := range []struct {
 		q   string
 		wal *walSpan
 	}{{insertRows, &wal.inserts}, {upd, &wal.updates}} {
 		for lo := 1; lo <= rows; lo += txRows {
 			hi := min(lo+txRows-1, rows)
+			if every > 0 {
+				time.Sleep(time.Until(t0.Add(time.Duration(n) * every)))
+				n++
+			}
 			tx, err := conn.Begin(ctx)
 			if err != nil {
 				return 0, wal, err
@@ -581,6 +608,9 @@ func runCdcaudit(ctx context.Context, conn *pgx.Conn, o options, c *pgtest.Clust
 		return drain{}, fmt.Errorf("cdcaudit did not exit cleanly: %v", err)
 	}
 	d.storeBytes = dirSize(dataDir)
+	if o.keep {
+		d.dataDir = dataDir
+	}
 	return d, nil
 }
 

@@ -292,6 +292,7 @@ type report struct {
 	// --pgbench: per run, pg_recvlogical's then cdcaudit's figures.
 	Attached [][]attached `json:"attached,omitempty"`
 	APILoad  []apiLoadRun `json:"api_load,omitempty"`
+	Sinks    []sinksRun   `json:"sinks,omitempty"`
 }
 
 type jsonRun struct {

@@ -252,6 +252,17 @@ func (m metricValues) get(name string, labels ...string) float64 {
 	return m[series(name, labels...)]
 }
 
+// sum adds every series of a metric, whatever its labels.
+func (m metricValues) sum(name string) float64 {
+	var t float64
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			t += v
+		}
+	}
+	return t
+}
+
 // series names a sample: name{k1="v1",k2="v2"}, labels sorted by name, or
 // the bare name without labels. labels are name, value pairs.
 func series(name string, labels ...string) string {
