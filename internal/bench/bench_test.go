@@ -335,3 +335,20 @@ func TestMetricSumAddsEveryLabelSet(t *testing.T) {
 		t.Errorf("sum = %v, want 7", got)
 	}
 }
+
+// A daemon labels every series with its source: the bench names series
+// without it (one source per daemon), so a sink's counter is found.
+func TestParseMetricsDropsTheSource(t *testing.T) {
+	m, err := parseMetrics(strings.NewReader(`# TYPE cdcaudit_sink_delivered_records_total counter
+cdcaudit_sink_delivered_records_total{sink="kafka",source="bench"} 7
+cdcaudit_sink_delivered_records_total{sink="postgres",source="bench"} 5
+# TYPE cdcaudit_transactions_total counter
+cdcaudit_transactions_total{source="bench"} 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, p, tx := m.get("cdcaudit_sink_delivered_records_total", "sink", "kafka"), m.get("cdcaudit_sink_delivered_records_total", "sink", "postgres"), m.get("cdcaudit_transactions_total"); k != 7 || p != 5 || tx != 3 {
+		t.Errorf("kafka %v, postgres %v, transactions %v; want 7, 5, 3", k, p, tx)
+	}
+}

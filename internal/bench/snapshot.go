@@ -278,7 +278,7 @@ func series(name string, labels ...string) string {
 }
 
 // parseMetrics reads a Prometheus text exposition: the value of each
-// counter, gauge or untyped sample.
+// counter, gauge or untyped sample, by series without its source label.
 func parseMetrics(r io.Reader) (metricValues, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(r)
@@ -290,7 +290,11 @@ func parseMetrics(r io.Reader) (metricValues, error) {
 		for _, s := range f.GetMetric() {
 			var labels []string
 			for _, l := range s.GetLabel() {
-				labels = append(labels, l.GetName(), l.GetValue())
+				// Every series of a daemon carries its source; the bench
+				// runs one source per daemon, so series are named without.
+				if l.GetName() != "source" {
+					labels = append(labels, l.GetName(), l.GetValue())
+				}
 			}
 			v := s.GetGauge().GetValue() + s.GetCounter().GetValue() + s.GetUntyped().GetValue()
 			m[series(name, labels...)] = v
