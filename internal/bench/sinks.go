@@ -363,25 +363,26 @@ type sinksRun struct {
 	Flows       map[string]sinkFlow `json:"sinks"`
 	BacklogRate map[string]float64  `json:"backlog_events_per_second"`
 
-	PlainCPU        float64   `json:"plain_cpu_seconds"`
-	SinksCPU        float64   `json:"sinks_cpu_seconds"` // until every sink caught up
-	PlainWalsender  float64   `json:"plain_walsender_cpu_seconds"`
-	SinksWalsender  float64   `json:"sinks_walsender_cpu_seconds"`
-	KafkaCPU        float64   `json:"kfake_cpu_seconds"`
-	AuditCPU        float64   `json:"audit_db_cpu_seconds"`
-	PlainRSSKiB     int64     `json:"plain_peak_rss_kib"`
-	PlainAnonKiB    int64     `json:"plain_peak_anon_rss_kib"`
-	SinksRSSKiB     int64     `json:"sinks_peak_rss_kib"`
-	SinksAnonKiB    int64     `json:"sinks_peak_anon_rss_kib"`
-	BacklogRSSKiB   int64     `json:"backlog_peak_rss_kib"`
-	BacklogAnonKiB  int64     `json:"backlog_peak_anon_rss_kib"`
-	BacklogCPU      float64   `json:"backlog_cpu_seconds"`
-	BacklogKafkaCPU float64   `json:"backlog_kfake_cpu_seconds"`
-	BacklogAuditCPU float64   `json:"backlog_audit_db_cpu_seconds"`
-	Audit           auditSize `json:"audit_table"`
-	Kafka           kafkaSize `json:"kafka"`
-	KafkaPartitions int       `json:"kafka_partitions"`
-	StoreBytes      int64     `json:"plain_store_bytes"`
+	PlainCPU        float64     `json:"plain_cpu_seconds"`
+	SinksCPU        float64     `json:"sinks_cpu_seconds"` // until every sink caught up
+	PlainWalsender  float64     `json:"plain_walsender_cpu_seconds"`
+	SinksWalsender  float64     `json:"sinks_walsender_cpu_seconds"`
+	KafkaCPU        float64     `json:"kfake_cpu_seconds"`
+	AuditCPU        float64     `json:"audit_db_cpu_seconds"`
+	PlainRSSKiB     int64       `json:"plain_peak_rss_kib"`
+	PlainAnonKiB    int64       `json:"plain_peak_anon_rss_kib"`
+	SinksRSSKiB     int64       `json:"sinks_peak_rss_kib"`
+	SinksAnonKiB    int64       `json:"sinks_peak_anon_rss_kib"`
+	BacklogRSSKiB   int64       `json:"backlog_peak_rss_kib"`
+	BacklogAnonKiB  int64       `json:"backlog_peak_anon_rss_kib"`
+	BacklogCPU      float64     `json:"backlog_cpu_seconds"`
+	BacklogKafkaCPU float64     `json:"backlog_kfake_cpu_seconds"`
+	BacklogAuditCPU float64     `json:"backlog_audit_db_cpu_seconds"`
+	Audit           auditSize   `json:"audit_table"`
+	CopyCeiling     copyCeiling `json:"audit_copy_ceiling"`
+	Kafka           kafkaSize   `json:"kafka"`
+	KafkaPartitions int         `json:"kafka_partitions"`
+	StoreBytes      int64       `json:"plain_store_bytes"`
 }
 
 // auditSize is the audit table after a run.
@@ -571,6 +572,9 @@ func benchSinks(ctx context.Context, c, audit *pgtest.Cluster, o options, run in
 	if r.Audit, err = measureAudit(ctx, auditConns[auditDBs[0]]); err != nil {
 		return r, fmt.Errorf("the audit table: %w", err)
 	}
+	if r.CopyCeiling, err = measureCopyCeiling(ctx, auditConns[auditDBs[0]], sinkBatch); err != nil {
+		return r, fmt.Errorf("the audit database's own COPY: %w", err)
+	}
 	if r.Kafka, err = measureKafka(ctx, k, "bench"); err != nil {
 		return r, err
 	}
@@ -643,6 +647,10 @@ func printSinks(o options, runs []sinksRun) {
 	for _, name := range sinkNames {
 		line("a full store delivered by both sinks: "+name+", events/s", over(func(r sinksRun) float64 { return r.BacklogRate[name] }), "%.0f")
 	}
+	line("the audit DB's own COPY of those rows (ceiling), rows/s", over(func(r sinksRun) float64 { return r.CopyCeiling.RowsPerSec }), "%.0f")
+	line("  postgres sink, full store / ceiling", over(func(r sinksRun) float64 { return r.BacklogRate["postgres"] / r.CopyCeiling.RowsPerSec }), "%.2f")
+	line("  ceiling / ingest without sinks", over(func(r sinksRun) float64 { return r.CopyCeiling.RowsPerSec / r.PlainRate }), "%.2f")
+	line("  its backend CPU s per 1M rows", over(func(r sinksRun) float64 { return r.CopyCeiling.BackendCPU * 1e6 / float64(r.CopyCeiling.Rows) }), "%.2f")
 	line("  kafka, events/s per partition", over(func(r sinksRun) float64 { return r.BacklogRate["kafka"] / float64(r.KafkaPartitions) }), "%.0f")
 	line("peak RSS without sinks, MiB", over(func(r sinksRun) float64 { return mib(r.PlainRSSKiB) }), "%.1f")
 	line("peak RSS with both sinks (goal < 250 MiB)", over(func(r sinksRun) float64 { return mib(r.SinksRSSKiB) }), "%.1f")
