@@ -16,8 +16,23 @@ import (
 	"github.com/cdcaudit/cdcaudit/export"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 )
+
+// openAPIRouter routes requests to the operations of openapi.json.
+func openAPIRouter(t *testing.T) routers.Router {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return router
+}
 
 // TestOpenAPIDescribesEveryAnswer validates real answers of every route —
 // successes and errors, for each role — against openapi.json, and checks

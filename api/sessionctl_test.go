@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/sessionctl"
@@ -47,15 +45,7 @@ func TestSessionEndRoutes(t *testing.T) {
 		return w.Flush(ctx)
 	})
 
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(OpenAPI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := openAPIRouter(t)
 	post := func(ends SessionEnder, p *access.Principal, target string, want int) answer {
 		t.Helper()
 		h, err := New(Options{Sources: []Source{{Name: "odoo", Store: f.store, Sessions: ends}}, Now: func() time.Time { return f.now }})

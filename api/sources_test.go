@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/cdcaudit/cdcaudit/access"
 	"github.com/cdcaudit/cdcaudit/manifest"
@@ -355,15 +353,7 @@ func TestNewRefusesSources(t *testing.T) {
 
 // The answers about sources are as openapi.json says.
 func TestOpenAPIDescribesSources(t *testing.T) {
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(OpenAPI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := openAPIRouter(t)
 	s := newTwoSources(t)
 	for _, c := range []struct {
 		p      *access.Principal
