@@ -20,15 +20,17 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/cdcaudit ./cmd/cdcaudit \
- && mkdir -p /out/data /out/anchors
+ && mkdir -p /out/data /out/anchors && chmod 0770 /out/data /out/anchors
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/cdcaudit /usr/local/bin/cdcaudit
 # The store directory (and /anchors, for an anchor_file kept on a volume of
-# its own) belong to the unprivileged user (65532), so a fresh named volume
-# mounted on them is writable.
-COPY --from=build --chown=65532:65532 /out/data /data
-COPY --from=build --chown=65532:65532 /out/anchors /anchors
+# its own) belong to the unprivileged user (65532) and to group 0, both
+# rwx, so a fresh named volume mounted on them is writable by the image's
+# user and by any user run with group 0 (docker run --user UID:0): the
+# compose file runs cdcaudit as Odoo's user, whose session store it reads.
+COPY --from=build --chown=65532:0 /out/data /data
+COPY --from=build --chown=65532:0 /out/anchors /anchors
 USER 65532:65532
 ENV CDCAUDIT_DATA_DIR=/data \
     CDCAUDIT_HTTP_ADDR=0.0.0.0:9187 \

@@ -114,8 +114,17 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("%s mounts nothing at %s", s.Name, target)
 		return nil
 	}
-	if v := mount(c, "/odoo"); v != nil && (v.Type != types.VolumeTypeVolume || v.Source != "odoo-data" || !v.ReadOnly) {
-		t.Errorf("Odoo's data in cdcaudit: %+v, want the odoo-data volume read-only", *v)
+	// Ending a session removes its file: the store is mounted read-write,
+	// and cdcaudit runs as Odoo's user (the store's directory is 0700) with
+	// group 0, which owns the image's data directories.
+	if v := mount(c, "/odoo"); v != nil && (v.Type != types.VolumeTypeVolume || v.Source != "odoo-data" || v.ReadOnly) {
+		t.Errorf("Odoo's data in cdcaudit: %+v, want the odoo-data volume read-write", *v)
+	}
+	if c.User != "101:0" {
+		t.Errorf("cdcaudit runs as %q, want Odoo's user with group 0 (101:0)", c.User)
+	}
+	if !strings.Contains(string(dockerfile), "--chown=65532:0 /out/data /data") || !strings.Contains(string(dockerfile), "chmod 0770 /out/data") {
+		t.Error("the Dockerfile's /data is not group 0's with rwx: cdcaudit run as 101:0 could not write its store")
 	}
 	if v := mount(service(t, loadCompose(t, "erp"), "odoo"), "/var/lib/odoo"); v != nil && v.Source != "odoo-data" {
 		t.Errorf("odoo's data directory: %+v", *v)
