@@ -60,7 +60,7 @@ func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
 		if kc, err = kfake.NewCluster(append(kopts, kfake.Ports(ports...))...); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, nil)
 	close(stop)
 	if err := <-wlDone; err != nil {
 		t.Fatalf("workload: %v", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,11 +42,14 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	wlDone := make(chan error, 1)
 	go func() { wlDone <- wl.run(db.dsn, stop) }()
 
+	// While the audit database is down the daemon runs until it has
+	// failed a delivery, so the outage is one it went through.
+	failed := func() { waitLog(t, d.log, "delivery failed", strings.Count(d.log(), "delivery failed")+1, d) }
 	sigkillsWithOutage(t, rng, d, 4+rng.IntN(3), "audit database", audit2.Crash, func() {
 		if err := audit2.StartAgain(); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, failed)
 	close(stop)
 	if err := <-wlDone; err != nil {
 		t.Fatalf("workload: %v", err)
@@ -173,7 +177,7 @@ func checkTableRows(t *testing.T, aconn *pgx.Conn, source string, want map[strin
 // (and starts it again), and takes a destination (what) down after one of
 // the kills and back after the next — or, after the last, with the daemon
 // running for a second.
-func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what string, down, back func()) {
+func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what string, down, back, whileDown func()) {
 	t.Helper()
 	at := rng.IntN(kills) // the kill after which the destination is down
 	for i := range kills {
@@ -189,6 +193,9 @@ func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what
 			t.Logf("%s back", what)
 		}
 		d.start()
+		if i == at && whileDown != nil {
+			whileDown()
+		}
 	}
 	if at == kills-1 {
 		time.Sleep(time.Second) // down for a while with the daemon running
