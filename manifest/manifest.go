@@ -208,8 +208,6 @@ func (m Manifest) Marshal() []byte {
 var (
 	hexHash = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	eventID = regexp.MustCompile(`^[0-9A-F]{16}-[0-9]{6}$`)
-	// sourceName is a source's name as the configuration allows it.
-	sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
 // Parse reads a manifest file (untrusted: at most MaxSize bytes, no member
@@ -234,7 +232,7 @@ func Parse(b []byte) (*Manifest, error) {
 	if !slices.Contains(export.Formats, m.Format) {
 		return nil, fmt.Errorf("manifest: unknown format %q", m.Format)
 	}
-	if m.Source != "" && !sourceName.MatchString(m.Source) {
+	if m.Source != "" && audit.ValidSource(m.Source) != nil {
 		return nil, fmt.Errorf("manifest: source %q is not a source's name", m.Source)
 	}
 	if !hexHash.MatchString(m.SHA256) {

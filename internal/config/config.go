@@ -58,6 +58,7 @@ import (
 	"github.com/cdcaudit/cdcaudit/alerts"
 	"github.com/cdcaudit/cdcaudit/anchor"
 	"github.com/cdcaudit/cdcaudit/applog"
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/auth"
 	"github.com/cdcaudit/cdcaudit/dbsessions"
 	"github.com/cdcaudit/cdcaudit/internal/httpserver"
@@ -411,7 +412,7 @@ var keys = []keyInfo{
 	setting(KeyPublication, "publication `name` (created if missing), and <name>_changes for updates and deletes",
 		func(c *Config) *string { return &c.Publication }, replication.DefaultPublication, replication.ValidatePublicationName),
 	setting(KeySource, "the `name` of this database's trail, in every event and sink record (default: the DSN's database name); 1-64 letters, digits, '.', '_', '-'",
-		func(c *Config) *string { return &c.Source }, "", optional(ValidSource)),
+		func(c *Config) *string { return &c.Source }, "", optional(audit.ValidSource)),
 	setting(KeyTables, "tables to audit: comma-separated schema-qualified `globs`, e.g. public.sale_*,public.res_partner (default: all tables); tables created later that match are captured from their first insert",
 		func(c *Config) *[]string { return &c.Tables }, nil, each(replication.ValidateTableGlob)),
 	setting(KeyExclude, "tables not to audit: comma-separated schema-qualified `globs`",

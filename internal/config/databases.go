@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cdcaudit/cdcaudit/audit"
 	"github.com/cdcaudit/cdcaudit/replication"
 )
 
@@ -122,7 +123,7 @@ func (c *Config) resolveDatabases() error {
 			}
 			d.Source = s
 		}
-		if err := ValidSource(d.Source); err != nil {
+		if err := audit.ValidSource(d.Source); err != nil {
 			return fail("source", err)
 		}
 		if j, dup := sources[d.Source]; dup {

@@ -5,30 +5,12 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcaudit/cdcaudit/audit"
 )
 
 // KeySource names the ERP database's trail (docs/sinks.md).
 const KeySource = "source"
-
-// maxSourceLen bounds a source name: a directory name, a Kafka header and
-// topic part, a Prometheus label value, a SQL text value.
-const maxSourceLen = 64
-
-// ValidSource checks a source name: 1–64 bytes of [A-Za-z0-9._-], the
-// first one a letter or digit.
-func ValidSource(s string) error {
-	if s == "" || len(s) > maxSourceLen {
-		return fmt.Errorf("%q is not a source name: want 1 to %d characters", s, maxSourceLen)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return fmt.Errorf("%q is not a source name: want letters, digits, '.', '_' and '-', starting with a letter or digit", s)
-		}
-	}
-	return nil
-}
 
 // DefaultSource is the source of a database that names none: its database
 // name, which libpq takes to be the user name when the DSN names none.
@@ -41,7 +23,7 @@ func DefaultSource(dsn string) (string, error) {
 	if name == "" {
 		name = pc.User
 	}
-	if err := ValidSource(name); err != nil {
+	if err := audit.ValidSource(name); err != nil {
 		return "", fmt.Errorf("the database name does not make a source name (%v): set one", err)
 	}
 	return name, nil

@@ -3,20 +3,9 @@ package config
 import (
 	"strings"
 	"testing"
-)
 
-func TestValidSource(t *testing.T) {
-	for _, s := range []string{"erp", "ERP_a", "erp.prod-1", "0", strings.Repeat("a", 64)} {
-		if err := ValidSource(s); err != nil {
-			t.Errorf("ValidSource(%q) = %v", s, err)
-		}
-	}
-	for _, s := range []string{"", "_erp", ".erp", "-erp", "erp a", "erp/a", "erp\n", "é", strings.Repeat("a", 65), "erp{x}"} {
-		if err := ValidSource(s); err == nil {
-			t.Errorf("ValidSource(%q) accepted", s)
-		}
-	}
-}
+	"github.com/cdcaudit/cdcaudit/audit"
+)
 
 // The source defaults to the DSN's database (libpq's: the user's name when
 // none is named); a configured one wins; a bad one is the owner's error.
@@ -44,7 +33,7 @@ func TestSourceKey(t *testing.T) {
 	}
 
 	_, err = load(t, []string{"--source", "erp a"}, nil)
-	if want := "config: source: " + ValidSource("erp a").Error() + " (from --source)"; err == nil || err.Error() != want {
+	if want := "config: source: " + audit.ValidSource("erp a").Error() + " (from --source)"; err == nil || err.Error() != want {
 		t.Errorf("a bad source:\n got %v\nwant %s", err, want)
 	}
 	// A database name that is no source name asks for one.
