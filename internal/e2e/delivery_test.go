@@ -16,6 +16,20 @@ import (
 
 // seed returns the seed of a randomized test and logs it; E2E_SEED=<seed>
 // replays a run (as far as the timing of the server allows).
+// workloadDB is the set-up of a fault-injection test: its seed and the
+// random source of its faults (stream: the test's own), a database with
+// the workload's tables (the connection that made them closed: a server
+// restart would break it), and a data directory.
+func workloadDB(t *testing.T, stream uint64) (s uint64, rng *rand.Rand, db testDB, dataDir string) {
+	t.Helper()
+	s = seed(t)
+	db = newDB(t)
+	conn := connect(t, db.dsn)
+	mustExec(t, conn, workloadDDL)
+	conn.Close(context.Background())
+	return s, rand.New(rand.NewPCG(s, stream)), db, t.TempDir()
+}
+
 func seed(t *testing.T) uint64 {
 	s := uint64(time.Now().UnixNano())
 	if v := os.Getenv("E2E_SEED"); v != "" {
@@ -34,12 +48,7 @@ func seed(t *testing.T) uint64 {
 // holds every change exactly once and verifies, and the daemon exits 0 on
 // SIGTERM.
 func TestExactlyOnceAcrossSIGKILL(t *testing.T) {
-	s := seed(t)
-	rng := rand.New(rand.NewPCG(s, 1))
-	db := newDB(t)
-	conn := connect(t, db.dsn)
-	mustExec(t, conn, workloadDDL)
-	dataDir := t.TempDir()
+	s, rng, db, dataDir := workloadDB(t, 1)
 
 	d := startDaemon(t, "--dsn", db.dsn, "--data-dir", dataDir, "--slot", db.slot)
 	// The slot must exist before the first change, or the change is not
@@ -94,13 +103,7 @@ func TestExactlyOnceAcrossSIGKILL(t *testing.T) {
 // and the server restarted once; the pipeline reconnects and resumes from
 // its checkpoint, losing and duplicating nothing.
 func TestReconnect(t *testing.T) {
-	s := seed(t)
-	rng := rand.New(rand.NewPCG(s, 2))
-	db := newDB(t)
-	conn := connect(t, db.dsn)
-	mustExec(t, conn, workloadDDL)
-	conn.Close(context.Background()) // the restart would break it
-	dataDir := t.TempDir()
+	s, rng, db, dataDir := workloadDB(t, 2)
 
 	p := startPipeline(t, db, dataDir)
 	pid := waitSlotActive(t, db.dsn, db.slot, 0, p)

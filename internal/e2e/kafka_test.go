@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"testing"
@@ -21,12 +20,7 @@ import (
 // directory. In the end Kafka holds every record of the store at least
 // once, byte for byte, with the headers and key of its record.
 func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
-	s := seed(t)
-	rng := rand.New(rand.NewPCG(s, 3))
-	db := newDB(t)
-	conn := connect(t, db.dsn)
-	mustExec(t, conn, workloadDDL)
-	dataDir := t.TempDir()
+	s, rng, db, dataDir := workloadDB(t, 3)
 
 	kdir := t.TempDir()
 	kopts := []kfake.Opt{kfake.NumBrokers(3), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3), kfake.DataDir(kdir)}

@@ -23,12 +23,7 @@ import (
 // and content, byte for byte), and `verify --postgres` finds its chain
 // intact.
 func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
-	s := seed(t)
-	rng := rand.New(rand.NewPCG(s, 2))
-	db := newDB(t)
-	conn := connect(t, db.dsn)
-	mustExec(t, conn, workloadDDL)
-	dataDir := t.TempDir()
+	s, rng, db, dataDir := workloadDB(t, 2)
 
 	audit2, auditDSN := startAuditDB(t)
 
