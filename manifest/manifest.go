@@ -305,11 +305,17 @@ func (r *Recorder) Event(record []byte) error {
 		source = h.Source
 	}
 	if r.events == 0 {
-		r.firstID, r.firstPrev, r.source = id, prev, bytes.Clone(source)
-	} else if !bytes.Equal(source, r.source) {
-		// A store holds one source: events of two in one export are not
-		// one trail's.
-		return fmt.Errorf("manifest: event %s is of source %s, the export's first of %s: %w", id, source, r.source, audit.ErrMalformed)
+		r.firstID, r.firstPrev = id, prev
+	}
+	// A store holds one source: events of two in one export are not one
+	// trail's. Events stored before sources existed carry none, and an
+	// upgraded store holds both kinds.
+	switch {
+	case source == nil:
+	case r.source == nil:
+		r.source = bytes.Clone(source)
+	case !bytes.Equal(source, r.source):
+		return fmt.Errorf("manifest: event %s is of source %s, an earlier one of %s: %w", id, source, r.source, audit.ErrMalformed)
 	}
 	r.events++
 	r.lastID, r.lastHash = id, h

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -375,4 +376,28 @@ func FuzzParse(f *testing.F) {
 		}
 		m.VerifySignature()
 	})
+}
+
+// The manifest names the events' source; an upgraded store's export holds
+// events stored before sources existed (none) and after (one): that is one
+// source. Events of two sources are refused.
+func TestRecorderSource(t *testing.T) {
+	record := func(commit uint64, source string) []byte {
+		e := &audit.Event{LSN: commit - 0x10, CommitLSN: commit, Ordinal: 1, CommitTime: t0, Database: "odoo", Source: source,
+			Schema: "public", Table: "res_partner", Op: audit.OpInsert, Key: audit.Row{{Name: "id", Value: []byte("1")}}}
+		rec, _ := audit.Seal(nil, e.AppendBody(nil), audit.Genesis)
+		return rec
+	}
+	r := NewRecorder(io.Discard)
+	for i, src := range []string{"", "erp", "", "erp"} {
+		if err := r.Event(record(uint64(i+1)<<8, src)); err != nil {
+			t.Fatalf("event %d (source %q): %v", i, src, err)
+		}
+	}
+	if m := r.Manifest("jsonl", Filter{}, t0); m.Source != "erp" || m.Events != 4 {
+		t.Errorf("source %q, %d events; want erp, 4", m.Source, m.Events)
+	}
+	if err := r.Event(record(5<<8, "hr")); !errors.Is(err, audit.ErrMalformed) {
+		t.Errorf("an event of another source: %v", err)
+	}
 }
