@@ -40,28 +40,12 @@ func TestKafkaSinkAcrossSIGKILLAndOutage(t *testing.T) {
 	}
 	defer func() { kc.Close() }()
 
-	d := startDaemon(t, "--dsn", db.dsn, "--data-dir", dataDir, "--slot", db.slot,
-		"--sink-kafka-brokers", addrs[0]+","+addrs[1], "--sink-kafka-topic", "audit")
-	waitSlotActive(t, db.dsn, db.slot, 0, d)
-	waitLog(t, d.log, "snapshot complete", 1, d)
-
-	wl := newWorkload(s, 20_000)
-	stop := make(chan struct{})
-	wlDone := make(chan error, 1)
-	go func() { wlDone <- wl.run(db.dsn, stop) }()
-
-	sigkillsWithOutage(t, rng, d, 3+rng.IntN(3), "Kafka", kc.Close, func() {
-		if kc, err = kfake.NewCluster(append(kopts, kfake.Ports(ports...))...); err != nil {
-			t.Fatal(err)
-		}
-	}, nil)
-	close(stop)
-	if err := <-wlDone; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
-	t.Logf("workload: %d changes; %s", wl.total, wl.summary())
-	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
-	d.stopClean()
+	d, _ := sinkUnderFaults(t, s, rng, db, dataDir, []string{"--sink-kafka-brokers", addrs[0] + "," + addrs[1], "--sink-kafka-topic", "audit"},
+		3, "Kafka", kc.Close, func() {
+			if kc, err = kfake.NewCluster(append(kopts, kfake.Ports(ports...))...); err != nil {
+				t.Fatal(err)
+			}
+		}, nil)
 
 	want, _ := storeRecords(t, dataDir)
 

@@ -27,31 +27,15 @@ func TestPostgresSinkAcrossSIGKILLAndOutage(t *testing.T) {
 
 	audit2, auditDSN := startAuditDB(t)
 
-	d := startDaemon(t, "--dsn", db.dsn, "--data-dir", dataDir, "--slot", db.slot,
-		"--sink-postgres-dsn", auditDSN, "--sink-postgres-batch", "150")
-	waitSlotActive(t, db.dsn, db.slot, 0, d)
-	waitLog(t, d.log, "snapshot complete", 1, d)
-
-	wl := newWorkload(s, 20_000)
-	stop := make(chan struct{})
-	wlDone := make(chan error, 1)
-	go func() { wlDone <- wl.run(db.dsn, stop) }()
-
 	// While the audit database is down the daemon runs until it has
 	// failed a delivery, so the outage is one it went through.
-	failed := func() { waitLog(t, d.log, "delivery failed", strings.Count(d.log(), "delivery failed")+1, d) }
-	sigkillsWithOutage(t, rng, d, 4+rng.IntN(3), "audit database", audit2.Crash, func() {
-		if err := audit2.StartAgain(); err != nil {
-			t.Fatal(err)
-		}
-	}, failed)
-	close(stop)
-	if err := <-wlDone; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
-	t.Logf("workload: %d changes; %s", wl.total, wl.summary())
-	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
-	d.stopClean()
+	failed := func(d *daemon) { waitLog(t, d.log, "delivery failed", strings.Count(d.log(), "delivery failed")+1, d) }
+	d, wl := sinkUnderFaults(t, s, rng, db, dataDir, []string{"--sink-postgres-dsn", auditDSN, "--sink-postgres-batch", "150"},
+		4, "audit database", audit2.Crash, func() {
+			if err := audit2.StartAgain(); err != nil {
+				t.Fatal(err)
+			}
+		}, failed)
 
 	want, order := storeRecords(t, dataDir)
 	evs := readStore(t, dataDir)
@@ -172,7 +156,32 @@ func checkTableRows(t *testing.T, aconn *pgx.Conn, source string, want map[strin
 // (and starts it again), and takes a destination (what) down after one of
 // the kills and back after the next — or, after the last, with the daemon
 // running for a second.
-func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what string, down, back, whileDown func()) {
+// sinkUnderFaults starts the daemon with a sink (sinkArgs) while a
+// workload runs, SIGKILLs it kills to kills+2 times with the destination
+// down after one of them (sigkillsWithOutage), and returns it stopped
+// cleanly once the store holds everything, and the workload.
+func sinkUnderFaults(t *testing.T, s uint64, rng *rand.Rand, db testDB, dataDir string, sinkArgs []string, kills int, what string, down, back func(), whileDown func(*daemon)) (*daemon, *workload) {
+	t.Helper()
+	d := startDaemon(t, append([]string{"--dsn", db.dsn, "--data-dir", dataDir, "--slot", db.slot}, sinkArgs...)...)
+	waitSlotActive(t, db.dsn, db.slot, 0, d)
+	waitLog(t, d.log, "snapshot complete", 1, d)
+
+	wl := newWorkload(s, 20_000)
+	stop := make(chan struct{})
+	wlDone := make(chan error, 1)
+	go func() { wlDone <- wl.run(db.dsn, stop) }()
+	sigkillsWithOutage(t, rng, d, kills+rng.IntN(3), what, down, back, whileDown)
+	close(stop)
+	if err := <-wlDone; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	t.Logf("workload: %d changes; %s", wl.total, wl.summary())
+	waitCaughtUp(t, db.dsn, db.slot, currentLSN(t, db.dsn), d)
+	d.stopClean()
+	return d, wl
+}
+
+func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what string, down, back func(), whileDown func(*daemon)) {
 	t.Helper()
 	at := rng.IntN(kills) // the kill after which the destination is down
 	for i := range kills {
@@ -189,7 +198,7 @@ func sigkillsWithOutage(t *testing.T, rng *rand.Rand, d *daemon, kills int, what
 		}
 		d.start()
 		if i == at && whileDown != nil {
-			whileDown()
+			whileDown(d)
 		}
 	}
 	if at == kills-1 {
